@@ -1,0 +1,548 @@
+//! A scriptable fake OpenAI-compatible upstream, served over real TCP.
+//!
+//! InstaGen's integration tests and load bench put it where a vLLM, SGLang or
+//! third-party API would be. It answers `GET /v1/models`, `POST /v1/chat/completions`,
+//! `POST /v1/completions` and `POST /v1/embeddings`, as JSON or SSE, and records
+//! every request it receives so tests can assert exactly what an upstream saw.
+//!
+//! Behaviour is scripted per request: [`MockUpstream::push`] queues a [`Script`]
+//! that the next request consumes; when the queue is empty the default script
+//! ([`MockUpstream::set_default`]) applies. Nothing here belongs to the product.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How the mock answers one request.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// HTTP status to answer with; anything but 200 yields an OpenAI-shaped error.
+    pub status: u16,
+    /// Wait before sending response headers (drives time-to-first-byte timeouts).
+    pub delay: Duration,
+    /// Wait between SSE chunks.
+    pub chunk_delay: Duration,
+    /// Leave `usage` out of the JSON body and out of the stream, like engines that never send it.
+    pub omit_usage: bool,
+    /// Abort the connection after this many content chunks (a stream cut halfway).
+    pub cut_after_chunks: Option<usize>,
+    /// On an error status, echo the whole request body inside the error message,
+    /// as real engines do (see the llama-cpp-python capture).
+    pub echo_body_in_error: bool,
+    /// The words of the reply; each becomes one stream chunk and one completion token.
+    pub reply: Vec<String>,
+    /// Reported `prompt_tokens_details.cached_tokens`, when set.
+    pub cached_tokens: Option<u64>,
+    /// Add a `Retry-After` header (seconds) to an error response.
+    pub retry_after: Option<u64>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            delay: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
+            omit_usage: false,
+            cut_after_chunks: None,
+            echo_body_in_error: false,
+            reply: words("Hello from the mock upstream."),
+            cached_tokens: None,
+            retry_after: None,
+        }
+    }
+}
+
+impl Script {
+    /// A script answering with an error status.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            ..Self::default()
+        }
+    }
+
+    /// A script answering with the given reply text (split into word tokens).
+    pub fn reply(text: &str) -> Self {
+        Self {
+            reply: words(text),
+            ..Self::default()
+        }
+    }
+}
+
+/// Splits text into word tokens that keep their leading space, as BPE tokenizers do.
+pub fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for ch in text.chars() {
+        if ch == ' ' && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(ch);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// One request as the mock received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The body parsed as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<VecDeque<Script>>,
+    default: Mutex<Script>,
+    recorded: Mutex<Vec<Recorded>>,
+    record: std::sync::atomic::AtomicBool,
+    /// Streams whose body was dropped before it finished (the client went away).
+    cancelled_streams: AtomicU64,
+    /// Streams that sent everything they meant to.
+    completed_streams: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running mock upstream; stops when dropped.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl MockUpstream {
+    /// Starts a mock on `127.0.0.1:0` that records requests.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::bind("127.0.0.1:0".parse().map_err(std::io::Error::other)?, true).await
+    }
+
+    /// Starts a mock on `addr`; `record` keeps every request in memory (off for load benches).
+    pub async fn bind(addr: SocketAddr, record: bool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        shared.record.store(record, Ordering::Relaxed);
+        let app = router(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            let _ = serve.await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            _stop: stop,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to configure as a provider's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Queues a script for the next request.
+    pub fn push(&self, script: Script) {
+        lock(&self.shared.queue).push_back(script);
+    }
+
+    /// Sets the script used when the queue is empty.
+    pub fn set_default(&self, script: Script) {
+        *lock(&self.shared.default) = script;
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.shared.recorded).clone()
+    }
+
+    /// How many streams were abandoned by the client before they finished.
+    pub fn cancelled_streams(&self) -> u64 {
+        self.shared.cancelled_streams.load(Ordering::SeqCst)
+    }
+
+    /// How many streams ran to their end.
+    pub fn completed_streams(&self) -> u64 {
+        self.shared.completed_streams.load(Ordering::SeqCst)
+    }
+}
+
+/// The mock's routes, for embedding in another server.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(shared)
+}
+
+/// Runs a mock forever on `addr` (the `mock-upstream` binary).
+pub async fn serve_forever(addr: SocketAddr, default: Script) -> std::io::Result<()> {
+    let mock = MockUpstream::bind(addr, false).await?;
+    mock.set_default(default);
+    println!("mock-upstream listening on {}", mock.addr());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn models() -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{"id": "mock-model", "object": "model", "owned_by": "mock", "created": 0}]
+    }))
+    .into_response()
+}
+
+fn take_script(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Script {
+    if shared.record.load(Ordering::Relaxed) {
+        let headers = headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        lock(&shared.recorded).push(Recorded {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            headers,
+            body: body.clone(),
+        });
+    }
+    let queued = lock(&shared.queue).pop_front();
+    queued.unwrap_or_else(|| lock(&shared.default).clone())
+}
+
+fn error_response(script: &Script, body: &Bytes) -> Response {
+    let message = if script.echo_body_in_error {
+        format!(
+            "1 validation error: input was {}",
+            String::from_utf8_lossy(body)
+        )
+    } else {
+        format!("mock upstream failure {}", script.status)
+    };
+    let status = StatusCode::from_u16(script.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (
+        status,
+        axum::Json(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})),
+    )
+        .into_response();
+    if let Some(secs) = script.retry_after
+        && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Counts whitespace-separated words in every string under `value`: the mock's "tokenizer".
+fn count_words(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.split_whitespace().count() as u64,
+        Value::Array(items) => items.iter().map(count_words).sum(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| {
+                k.as_str() == "content" || k.as_str() == "text" || k.as_str() == "messages"
+            })
+            .map(|(_, v)| count_words(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+fn usage(script: &Script, prompt_tokens: u64, completion_tokens: u64) -> Value {
+    let mut u = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    });
+    if let Some(cached) = script.cached_tokens {
+        u["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    }
+    u
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Chat,
+    Completion,
+}
+
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    generate(shared, Kind::Chat, method, uri, headers, body).await
+}
+
+async fn completions(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    generate(shared, Kind::Completion, method, uri, headers, body).await
+}
+
+async fn generate(
+    shared: Arc<Shared>,
+    kind: Kind,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let script = take_script(&shared, &method, &uri, &headers, &body);
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if script.status != 200 {
+        return error_response(&script, &body);
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+    };
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model")
+        .to_owned();
+    let prompt_tokens = match kind {
+        Kind::Chat => count_words(req.get("messages").unwrap_or(&Value::Null)),
+        Kind::Completion => count_words(req.get("prompt").unwrap_or(&Value::Null)),
+    };
+    let completion_tokens = script.reply.len() as u64;
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        let mut out = match kind {
+            Kind::Chat => json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": script.reply.concat()},
+                             "logprobs": null, "finish_reason": "stop"}],
+            }),
+            Kind::Completion => json!({
+                "id": "cmpl-mock", "object": "text_completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "text": script.reply.concat(), "logprobs": null, "finish_reason": "stop"}],
+            }),
+        };
+        if !script.omit_usage {
+            out["usage"] = usage(&script, prompt_tokens, completion_tokens);
+        }
+        return axum::Json(out).into_response();
+    }
+    let include_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut events: Vec<Bytes> = Vec::new();
+    let chunk = |choices: Value, usage: Option<Value>| -> Bytes {
+        let mut c = match kind {
+            Kind::Chat => {
+                json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": choices})
+            }
+            Kind::Completion => {
+                json!({"id": "cmpl-mock", "object": "text_completion", "created": 1, "model": model, "choices": choices})
+            }
+        };
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        Bytes::from(format!("data: {c}\n\n"))
+    };
+    if kind == Kind::Chat {
+        events.push(chunk(json!([{"index": 0, "delta": {"role": "assistant"}, "logprobs": null, "finish_reason": null}]), None));
+    }
+    let content_start = events.len();
+    for word in &script.reply {
+        let choice = match kind {
+            Kind::Chat => {
+                json!([{"index": 0, "delta": {"content": word}, "logprobs": null, "finish_reason": null}])
+            }
+            Kind::Completion => {
+                json!([{"index": 0, "text": word, "logprobs": null, "finish_reason": null}])
+            }
+        };
+        events.push(chunk(choice, None));
+    }
+    let finish = match kind {
+        Kind::Chat => json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+        Kind::Completion => {
+            json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": "stop"}])
+        }
+    };
+    events.push(chunk(finish, None));
+    if include_usage && !script.omit_usage {
+        events.push(chunk(
+            json!([]),
+            Some(usage(&script, prompt_tokens, completion_tokens)),
+        ));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let cut_at = script.cut_after_chunks.map(|n| content_start + n);
+    let stream = MockStream {
+        events: events.into(),
+        sent: 0,
+        cut_at,
+        delay: script.chunk_delay,
+        sleep: None,
+        shared,
+        finished: false,
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+struct MockStream {
+    events: VecDeque<Bytes>,
+    sent: usize,
+    cut_at: Option<usize>,
+    delay: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl Stream for MockStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if self.cut_at == Some(self.sent) {
+            self.finished = true;
+            self.shared.completed_streams.fetch_add(1, Ordering::SeqCst);
+            return Poll::Ready(Some(Err(std::io::Error::other("stream cut by script"))));
+        }
+        if self.sent > 0 && !self.delay.is_zero() {
+            let delay = self.delay;
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+        }
+        match self.events.pop_front() {
+            Some(ev) => {
+                self.sent += 1;
+                Poll::Ready(Some(Ok(ev)))
+            }
+            None => {
+                self.finished = true;
+                self.shared.completed_streams.fetch_add(1, Ordering::SeqCst);
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for MockStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.cancelled_streams.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn embeddings(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let script = take_script(&shared, &method, &uri, &headers, &body);
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if script.status != 200 {
+        return error_response(&script, &body);
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+    };
+    let inputs: Vec<Value> = match req.get("input") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(v) => vec![v.clone()],
+        None => Vec::new(),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, _)| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4]}))
+        .collect();
+    let tokens: u64 = inputs.iter().map(count_words).sum();
+    let mut out = json!({"object": "list", "data": data, "model": req.get("model").cloned().unwrap_or(Value::Null)});
+    if !script.omit_usage {
+        out["usage"] = json!({"prompt_tokens": tokens, "total_tokens": tokens});
+    }
+    axum::Json(out).into_response()
+}

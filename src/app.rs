@@ -1,0 +1,113 @@
+//! Application state, the router, and the middleware order.
+//!
+//! Middleware, outermost first (the order a request meets them):
+//! 1. `request_context` — assigns the request id and start instant, adds `x-request-id`
+//!    and `Cache-Control: no-store` to every response, and logs the outcome (status and
+//!    error kind only: never a body, a header value or a raw path).
+//! 2. the route handler — `/v1/*` authenticate (in-memory), reserve a usage slot, read
+//!    the body (size-limited), then call the gateway.
+//!
+//! Errors become responses in `error.rs`; nothing else writes error bodies.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::api;
+use crate::error::ErrorKind;
+use crate::gateway::Gateway;
+use crate::keys::KeyCache;
+use crate::store::Store;
+use crate::usage::UsageSink;
+
+pub struct AppState {
+    pub keys: Arc<KeyCache>,
+    pub gateway: Gateway,
+    pub usage: UsageSink,
+    pub store: Store,
+    pub max_body_bytes: usize,
+}
+
+/// Per-request identity and clock, set by the outermost middleware.
+#[derive(Clone)]
+pub struct RequestContext {
+    pub id: Arc<str>,
+    pub started: Instant,
+}
+
+static REQUEST_ID_PREFIX: OnceLock<String> = OnceLock::new();
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A request id unique across restarts: a random per-process prefix and a counter.
+fn next_request_id() -> Arc<str> {
+    let prefix = REQUEST_ID_PREFIX.get_or_init(|| {
+        crate::keys::random_id(12).unwrap_or_else(|_| format!("{:012x}", crate::time::now_ms()))
+    });
+    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+    Arc::from(format!("req_{prefix}{n:010x}"))
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let ctx = RequestContext {
+        id: next_request_id(),
+        started: Instant::now(),
+    };
+    let route: &'static str = match req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+    {
+        Some("/v1/chat/completions") => "/v1/chat/completions",
+        Some("/v1/completions") => "/v1/completions",
+        Some("/v1/embeddings") => "/v1/embeddings",
+        Some("/v1/models") => "/v1/models",
+        Some("/healthz") => "/healthz",
+        Some("/readyz") => "/readyz",
+        _ => "unmatched",
+    };
+    req.extensions_mut().insert(ctx.clone());
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+        headers.insert(X_REQUEST_ID.clone(), v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let status = response.status().as_u16();
+    let latency_us = ctx.started.elapsed().as_micros() as u64;
+    match response.extensions().get::<ErrorKind>() {
+        Some(ErrorKind(kind)) if status >= 500 => {
+            tracing::warn!(request_id = %ctx.id, route, status, error_kind = kind, latency_us, "request failed");
+        }
+        Some(ErrorKind(kind)) => {
+            tracing::info!(request_id = %ctx.id, route, status, error_kind = kind, latency_us, "request refused");
+        }
+        None => {
+            tracing::debug!(request_id = %ctx.id, route, status, latency_us, "request answered")
+        }
+    }
+    response
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/models", get(api::openai::models))
+        .route("/v1/chat/completions", post(api::openai::chat_completions))
+        .route("/v1/completions", post(api::openai::completions))
+        .route("/v1/embeddings", post(api::openai::embeddings))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .fallback(api::route_not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(request_context))
+}

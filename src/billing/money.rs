@@ -1,0 +1,209 @@
+//! `Money` (i64 nano-USD) and `Price` (nano-USD per million tokens) with the one cost formula.
+//!
+//! Rounding: a request's cost is the exact rational `Σ tokens × price / 1e6` rounded
+//! **up** to the next nano-dollar, once per request, so we never under-charge and never
+//! over-charge by a whole nano-dollar.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+/// Nano-dollars per dollar.
+pub const NANOS_PER_USD: i64 = 1_000_000_000;
+const TOKENS_PER_PRICE_UNIT: i128 = 1_000_000;
+
+/// An amount of US dollars in integer nano-dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(i64);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    pub const fn from_nanos(nanos: i64) -> Self {
+        Self(nanos)
+    }
+
+    pub const fn nanos(self) -> i64 {
+        self.0
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
+
+    /// Parses a decimal USD string (`"12.5"`, `"0.000000001"`); more than 9 decimals is an error.
+    pub fn parse_usd(text: &str) -> Result<Money, String> {
+        parse_decimal_nanos(text).map(Money)
+    }
+}
+
+impl fmt::Display for Money {
+    /// Formats as USD with all nine decimals: `0.000123400`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let per = NANOS_PER_USD as u64;
+        write!(f, "{sign}{}.{:09}", abs / per, abs % per)
+    }
+}
+
+/// A price in nano-USD per one million tokens, parsed exactly from a decimal string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price(i64);
+
+impl Price {
+    pub const fn from_nanos_per_mtok(nanos: i64) -> Self {
+        Self(nanos)
+    }
+
+    pub const fn nanos_per_mtok(self) -> i64 {
+        self.0
+    }
+
+    pub fn parse(text: &str) -> Result<Price, String> {
+        let n = parse_decimal_nanos(text)?;
+        if n < 0 {
+            return Err(format!("price `{text}` is negative"));
+        }
+        Ok(Price(n))
+    }
+}
+
+impl<'de> Deserialize<'de> for Price {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(i64),
+            Other(serde::de::IgnoredAny),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => Price::parse(&t).map_err(serde::de::Error::custom),
+            Raw::Int(i) => Price::parse(&i.to_string()).map_err(serde::de::Error::custom),
+            Raw::Other(_) => Err(serde::de::Error::custom(
+                "prices must be strings such as \"0.20\" (floats cannot hold money exactly)",
+            )),
+        }
+    }
+}
+
+fn parse_decimal_nanos(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let valid = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && frac.is_empty() || !valid(whole) || !valid(frac) {
+        return Err(format!("`{text}` is not a decimal number"));
+    }
+    if frac.len() > 9 {
+        return Err(format!(
+            "`{text}` has more than 9 decimals (nano-dollar precision)"
+        ));
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole
+            .parse()
+            .map_err(|_| format!("`{text}` is too large"))?
+    };
+    let mut frac_nanos: i64 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        frac_nanos += i64::from(b - b'0') * 10_i64.pow(8 - i as u32);
+    }
+    let nanos = whole
+        .checked_mul(NANOS_PER_USD)
+        .and_then(|w| w.checked_add(frac_nanos))
+        .ok_or_else(|| format!("`{text}` is too large"))?;
+    Ok(if neg { -nanos } else { nanos })
+}
+
+/// The cost of one request: `(input − cached)·in + cached·cached_price + output·out`, per 1M
+/// tokens, rounded up once to the next nano-dollar. Saturates at `i64::MAX` rather than wrapping.
+pub fn cost_of(
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    output_tokens: u64,
+    input: Price,
+    cached_input: Price,
+    output: Price,
+) -> Money {
+    let cached = cached_input_tokens.min(input_tokens);
+    let uncached = input_tokens - cached;
+    let numerator = i128::from(uncached) * i128::from(input.0)
+        + i128::from(cached) * i128::from(cached_input.0)
+        + i128::from(output_tokens) * i128::from(output.0);
+    let rounded_up = (numerator + TOKENS_PER_PRICE_UNIT - 1) / TOKENS_PER_PRICE_UNIT;
+    Money(i64::try_from(rounded_up).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_prices_exactly() {
+        assert_eq!(Price::parse("0.20").unwrap().nanos_per_mtok(), 200_000_000);
+        assert_eq!(Price::parse("15").unwrap().nanos_per_mtok(), 15_000_000_000);
+        assert_eq!(Price::parse("0.000000001").unwrap().nanos_per_mtok(), 1);
+        assert!(Price::parse("0.0000000001").is_err());
+        assert!(Price::parse("-1").is_err());
+        assert!(Price::parse("abc").is_err());
+        assert!(Price::parse(".").is_err());
+    }
+
+    #[test]
+    fn formats_usd_with_nine_decimals() {
+        assert_eq!(Money::from_nanos(123_400).to_string(), "0.000123400");
+        assert_eq!(Money::from_nanos(1_500_000_000).to_string(), "1.500000000");
+        assert_eq!(Money::from_nanos(-5).to_string(), "-0.000000005");
+    }
+
+    #[test]
+    fn cost_rounds_up_once_per_request() {
+        let p = Price::parse("0.20").unwrap();
+        let q = Price::parse("0.30").unwrap();
+        // 37 × 0.20 + 12 × 0.30 per 1M = (7.4 + 3.6) µ$ = 11 µ$ exactly.
+        assert_eq!(cost_of(37, 0, 12, p, p, q).nanos(), 11_000);
+        // 1 token at $0.000001/Mtok is 1e-12 $, rounded up to one nano-dollar.
+        let tiny = Price::parse("0.000001").unwrap();
+        assert_eq!(cost_of(1, 0, 0, tiny, tiny, tiny).nanos(), 1);
+        assert_eq!(cost_of(0, 0, 0, p, p, q), Money::ZERO);
+    }
+
+    #[test]
+    fn cached_tokens_use_their_own_price() {
+        let input = Price::parse("1").unwrap();
+        let cached = Price::parse("0.1").unwrap();
+        let out = Price::parse("2").unwrap();
+        // 1000 input of which 400 cached: 600×1 + 400×0.1 = 640 µ$ → 640_000 n$.
+        assert_eq!(cost_of(1000, 400, 0, input, cached, out).nanos(), 640_000);
+    }
+
+    proptest! {
+        #[test]
+        fn cost_is_never_negative_and_never_under_charges(
+            i in 0u64..10_000_000, c in 0u64..10_000_000, o in 0u64..10_000_000,
+            pi in 0i64..100_000_000_000, pc in 0i64..100_000_000_000, po in 0i64..100_000_000_000,
+        ) {
+            let cost = cost_of(i, c, o, Price(pi), Price(pc), Price(po));
+            prop_assert!(cost.nanos() >= 0);
+            let cached = c.min(i);
+            let exact = i128::from(i - cached) * i128::from(pi) + i128::from(cached) * i128::from(pc) + i128::from(o) * i128::from(po);
+            let charged = i128::from(cost.nanos()) * TOKENS_PER_PRICE_UNIT;
+            prop_assert!(charged >= exact, "under-charged");
+            prop_assert!(charged - exact < TOKENS_PER_PRICE_UNIT, "over-charged by a whole nano-dollar");
+        }
+
+        #[test]
+        fn price_text_round_trips(n in 0i64..1_000_000_000_000_000) {
+            let text = Money::from_nanos(n).to_string();
+            prop_assert_eq!(Price::parse(&text).unwrap().nanos_per_mtok(), n);
+        }
+    }
+}

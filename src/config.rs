@@ -1,0 +1,431 @@
+//! The one typed configuration: built-in defaults < `instagen.toml` < `INSTAGEN__SECTION__FIELD` env.
+//!
+//! Parsing and validation only: nothing here opens sockets or files other than the
+//! config file itself. Unknown keys are errors that name the key, so a typo never
+//! silently falls back to a default.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::billing::Price;
+
+/// Environment variable prefix for overrides: `INSTAGEN__SERVER__LISTEN=…`.
+pub const ENV_PREFIX: &str = "INSTAGEN__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A secret from config or env; never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub usage: UsageConfig,
+    pub log: LogConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            usage: UsageConfig::default(),
+            log: LogConfig::default(),
+            providers: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Where the key-hash secret and the usage journal live.
+    pub data_dir: PathBuf,
+    /// Key-hash secret (hex or any string ≥ 32 chars); when absent one is generated in `data_dir`.
+    pub secret: Option<Secret>,
+    /// Largest request body accepted on `/v1/*`; larger gets 413.
+    pub max_body_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests before closing them.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./instagen-data"),
+            secret: None,
+            max_body_bytes: 16 * 1024 * 1024,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path` (created when missing).
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./instagen-data/instagen.db".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// Records that may wait for the batch writer; in-flight requests hold a slot each,
+    /// and a request that finds none free gets 503 instead of a record being dropped.
+    pub queue_capacity: usize,
+    /// Most records written in one transaction.
+    pub batch_size: usize,
+    /// Longest a record waits before its batch is written.
+    pub flush_interval_ms: u64,
+    /// Append each record to a local journal before the response's last byte, so a
+    /// `kill -9` loses nothing; replayed idempotently at the next start.
+    pub journal: bool,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            batch_size: 1_000,
+            flush_interval_ms: 50,
+            journal: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error|warn|info|debug|trace` or a tracing filter directive.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible engine or API (vLLM, SGLang, llama.cpp, Ollama, OpenAI …).
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL including the version segment, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// Name of the env variable holding the upstream API key; the key itself is never stored.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// A third party gets only what the request needs (see gateway minimisation).
+    #[serde(default)]
+    pub third_party: bool,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Wait for the upstream's response headers.
+    #[serde(default = "default_ttfb_timeout")]
+    pub ttfb_timeout_ms: u64,
+    /// Longest silence between two stream chunks.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Whole-request limit for non-stream requests.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    5_000
+}
+fn default_ttfb_timeout() -> u64 {
+    120_000
+}
+fn default_idle_timeout() -> u64 {
+    120_000
+}
+fn default_request_timeout() -> u64 {
+    600_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients send.
+    pub id: String,
+    pub provider: String,
+    /// The name the upstream knows; defaults to `id`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    pub input_usd_per_mtok: Price,
+    pub output_usd_per_mtok: Price,
+    /// Price of prompt tokens the upstream reports as served from its cache; defaults to the input price.
+    #[serde(default)]
+    pub cached_input_usd_per_mtok: Option<Price>,
+}
+
+impl Config {
+    /// Loads defaults < file < environment. `path` None means `./instagen.toml` when present.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let (text, name) = match path {
+            Some(p) => (read(p)?, p.display().to_string()),
+            None => {
+                let default = Path::new("instagen.toml");
+                if default.exists() {
+                    (read(default)?, default.display().to_string())
+                } else {
+                    (String::new(), "<defaults>".to_owned())
+                }
+            }
+        };
+        Self::from_parts(&text, &name, &env)
+    }
+
+    /// Builds a config from TOML text plus `(name, value)` env pairs; pure, for tests.
+    pub fn from_parts(
+        text: &str,
+        source_name: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: source_name.to_owned(),
+            message: e.to_string(),
+        })?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if parts.len() != 2 || parts.iter().any(String::is_empty) {
+                return Err(ConfigError::Invalid(format!(
+                    "environment variable {name} must look like {ENV_PREFIX}SECTION__FIELD"
+                )));
+            }
+            let section = table
+                .entry(parts[0].clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section) = section else {
+                return Err(ConfigError::Invalid(format!(
+                    "environment variable {name}: `{}` is not a table",
+                    parts[0]
+                )));
+            };
+            section.insert(parts[1].clone(), env_value(value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for p in &self.providers {
+            if !names.insert(p.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "provider `{}` is defined twice",
+                    p.name
+                )));
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "provider `{}`: base_url must start with http:// or https://",
+                    p.name
+                )));
+            }
+        }
+        let mut ids = HashSet::new();
+        for m in &self.models {
+            if !ids.insert(m.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "model `{}` is defined twice",
+                    m.id
+                )));
+            }
+            if !names.contains(m.provider.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "model `{}` names unknown provider `{}`",
+                    m.id, m.provider
+                )));
+            }
+        }
+        if !self.store.url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid(format!(
+                "store.url must be sqlite://PATH (got a URL with another scheme)"
+            )));
+        }
+        if self.usage.queue_capacity == 0 || self.usage.batch_size == 0 {
+            return Err(ConfigError::Invalid(
+                "usage.queue_capacity and usage.batch_size must be positive".to_owned(),
+            ));
+        }
+        if let Some(secret) = &self.server.secret
+            && secret.expose().len() < 32
+        {
+            return Err(ConfigError::Invalid(
+                "server.secret must be at least 32 characters".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// An env value is read as a TOML scalar when it parses as one (`8080`, `true`), else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(v) = raw.parse::<i64>() {
+        return toml::Value::Integer(v);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_localhost_8080_with_embedded_sqlite() {
+        let c = Config::from_parts("", "t", &[]).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.store.url, "sqlite://./instagen-data/instagen.db");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = Config::from_parts("[server]\nlisen = \"x\"\n", "t", &[]).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let env = vec![(
+            "INSTAGEN__SERVER__LISTEN".to_owned(),
+            "127.0.0.1:9999".to_owned(),
+        )];
+        let c = Config::from_parts("[server]\nlisten = \"127.0.0.1:1\"\n", "t", &env).unwrap();
+        assert_eq!(c.server.listen.port(), 9999);
+    }
+
+    #[test]
+    fn model_must_name_a_known_provider() {
+        let text = r#"
+[[models]]
+id = "m"
+provider = "nope"
+input_usd_per_mtok = "1"
+output_usd_per_mtok = "2"
+"#;
+        let err = Config::from_parts(text, "t", &[]).unwrap_err();
+        assert!(err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn issue_example_config_parses() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+[store]
+url = "sqlite://./instagen-data/instagen.db"
+[[providers]]
+name = "vllm-a"
+kind = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+api_key_env = "VLLM_A_KEY"
+third_party = false
+[[models]]
+id = "qwen3-235b"
+provider = "vllm-a"
+upstream_model = "Qwen/Qwen3-235B-A22B-Instruct-2507"
+input_usd_per_mtok = "0.20"
+output_usd_per_mtok = "0.30"
+"#;
+        let c = Config::from_parts(text, "t", &[]).unwrap();
+        assert_eq!(c.models[0].input_usd_per_mtok.nanos_per_mtok(), 200_000_000);
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("abc")), "[redacted]");
+    }
+}

@@ -1,0 +1,249 @@
+//! `ApiError` and the only `IntoResponse` for errors: one match from variant to status,
+//! OpenAI `type` and `code`.
+//!
+//! Turning an error into a response has no side effects. Messages here are written for
+//! the client; `Debug` prints only the kind, and the logging middleware logs only the
+//! kind, so a client-supplied value echoed in a message never reaches a log.
+
+use std::fmt;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::gateway::{BodyError, UpstreamError, UpstreamErrorKind};
+use crate::keys::KeyError;
+
+pub enum ApiError {
+    InvalidBody(BodyError),
+    BodyTooLarge { limit: usize },
+    Key(KeyError),
+    ModelNotFound(String),
+    QueueFull,
+    Upstream(UpstreamError),
+    RouteNotFound,
+    MethodNotAllowed,
+    Internal,
+}
+
+/// The error kind of a response, left in its extensions for the logging middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiError({})", self.kind())
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        ApiError::Key(e)
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        ApiError::Upstream(e)
+    }
+}
+
+impl From<crate::usage::QueueFull> for ApiError {
+    fn from(_: crate::usage::QueueFull) -> Self {
+        ApiError::QueueFull
+    }
+}
+
+struct Shape {
+    status: StatusCode,
+    kind: &'static str,
+    r#type: &'static str,
+    code: Option<&'static str>,
+}
+
+impl ApiError {
+    fn shape(&self) -> Shape {
+        use ApiError as E;
+        let s = |status, kind, r#type, code| Shape {
+            status,
+            kind,
+            r#type,
+            code,
+        };
+        match self {
+            E::InvalidBody(_) => s(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "invalid_request_error",
+                None,
+            ),
+            E::BodyTooLarge { .. } => s(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "invalid_request_error",
+                Some("request_too_large"),
+            ),
+            E::Key(k) => s(
+                StatusCode::UNAUTHORIZED,
+                k.kind(),
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            ),
+            E::ModelNotFound(_) => s(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                "invalid_request_error",
+                Some("model_not_found"),
+            ),
+            E::QueueFull => s(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "usage_queue_full",
+                "server_error",
+                Some("overloaded"),
+            ),
+            E::Upstream(u) => match u.kind {
+                UpstreamErrorKind::Connect => s(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                    "upstream_error",
+                    Some("upstream_unreachable"),
+                ),
+                UpstreamErrorKind::Timeout => s(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "upstream_error",
+                    Some("upstream_timeout"),
+                ),
+                UpstreamErrorKind::Protocol => s(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_protocol_error",
+                    "upstream_error",
+                    Some("upstream_protocol_error"),
+                ),
+                UpstreamErrorKind::Status(429) => s(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "upstream_rate_limited",
+                    "rate_limit_error",
+                    Some("rate_limit_exceeded"),
+                ),
+                UpstreamErrorKind::Status(st @ 400..=499) if st != 401 && st != 403 => s(
+                    StatusCode::from_u16(st).unwrap_or(StatusCode::BAD_REQUEST),
+                    "upstream_rejected",
+                    "invalid_request_error",
+                    None,
+                ),
+                UpstreamErrorKind::Status(_) => s(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "upstream_error",
+                    Some("upstream_error"),
+                ),
+            },
+            E::RouteNotFound => s(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                "invalid_request_error",
+                Some("not_found"),
+            ),
+            E::MethodNotAllowed => s(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "invalid_request_error",
+                Some("method_not_allowed"),
+            ),
+            E::Internal => s(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "server_error",
+                Some("internal_error"),
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.shape().status
+    }
+
+    /// A fixed, content-free label for logs and usage records.
+    pub fn kind(&self) -> &'static str {
+        self.shape().kind
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::InvalidBody(e) => e.message.clone(),
+            ApiError::BodyTooLarge { limit } => {
+                format!("the request body exceeds the limit of {limit} bytes")
+            }
+            ApiError::Key(k) => format!("{k}"),
+            ApiError::ModelNotFound(m) => {
+                format!("The model `{m}` does not exist or you do not have access to it.")
+            }
+            ApiError::QueueFull => "the server is overloaded; retry shortly".to_owned(),
+            ApiError::Upstream(u) => match (&u.client_message, u.kind) {
+                (Some(m), _) => format!("upstream rejected the request: {m}"),
+                (None, UpstreamErrorKind::Status(429)) => {
+                    "the upstream provider is rate limiting; retry later".to_owned()
+                }
+                (None, _) => format!("{u}"),
+            },
+            ApiError::RouteNotFound => "unknown API route".to_owned(),
+            ApiError::MethodNotAllowed => "method not allowed for this route".to_owned(),
+            ApiError::Internal => "internal error".to_owned(),
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ApiError::InvalidBody(e) => e.param,
+            ApiError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The OpenAI-shaped JSON body, also used for SSE error events.
+    pub fn body(&self) -> serde_json::Value {
+        let shape = self.shape();
+        json!({"error": {
+            "message": self.message(),
+            "type": shape.r#type,
+            "param": self.param(),
+            "code": shape.code,
+        }})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let shape = self.shape();
+        let mut response = (shape.status, axum::Json(self.body())).into_response();
+        let retry_after = match &self {
+            ApiError::Upstream(u) => {
+                u.retry_after
+                    .or(matches!(u.kind, UpstreamErrorKind::Status(429)).then_some(1))
+            }
+            ApiError::QueueFull => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response.extensions_mut().insert(ErrorKind(shape.kind));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_client_values() {
+        let e = ApiError::ModelNotFound("CANARY-model".to_owned());
+        assert!(!format!("{e:?}").contains("CANARY"));
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        assert_eq!(e.body()["error"]["code"], "model_not_found");
+    }
+}

@@ -1,0 +1,240 @@
+//! The gateway: from a parsed request to an upstream answer, metered.
+//!
+//! Maps the client's model to its configured route, rewrites the body for the
+//! upstream (model name, `stream_options.include_usage`), forwards it through the
+//! provider adapter and relays the answer, metering as it flows. HTTP framing of the
+//! client side lives in `api/`; persistence in `usage/`.
+
+mod body;
+mod provider;
+mod relay;
+pub mod sse;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+pub use body::{BodyError, Inspected, inspect};
+pub use provider::{Provider, UpstreamError, UpstreamErrorKind};
+pub use relay::Relay;
+
+use crate::billing::Prices;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::usage::{Meter, TokenCounts, tokens};
+
+/// The inference endpoints InstaGen serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path below the provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+
+    /// Label stored in usage records.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat.completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Where one client-facing model goes.
+pub struct Route {
+    pub model_id: String,
+    pub upstream_model: String,
+    pub provider: Arc<Provider>,
+    pub prices: Prices,
+}
+
+/// What the gateway hands back to the HTTP layer.
+pub enum Forwarded {
+    /// A complete JSON body from the upstream, passed through unchanged.
+    Json(Bytes),
+    /// An SSE stream relayed chunk by chunk.
+    Stream(Relay),
+}
+
+pub struct Gateway {
+    routes: HashMap<String, Arc<Route>>,
+    /// Model ids in config order, for `GET /v1/models`.
+    model_ids: Vec<String>,
+}
+
+/// The `usage` object of an OpenAI-compatible response or chunk.
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+pub struct UpstreamUsage {
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+impl UpstreamUsage {
+    pub fn counts(&self) -> TokenCounts {
+        TokenCounts {
+            input: self.prompt_tokens.unwrap_or(0),
+            cached_input: self
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            output: self.completion_tokens.unwrap_or(0),
+            estimated: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<UpstreamUsage>,
+}
+
+impl Gateway {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let mut providers = HashMap::new();
+        for p in &config.providers {
+            providers.insert(p.name.clone(), Arc::new(Provider::from_config(p)?));
+        }
+        let mut routes = HashMap::new();
+        let mut model_ids = Vec::new();
+        for m in &config.models {
+            let provider = providers.get(&m.provider).cloned().ok_or_else(|| {
+                format!("model `{}` names unknown provider `{}`", m.id, m.provider)
+            })?;
+            let prices = Prices {
+                input: m.input_usd_per_mtok,
+                cached_input: m.cached_input_usd_per_mtok.unwrap_or(m.input_usd_per_mtok),
+                output: m.output_usd_per_mtok,
+            };
+            routes.insert(
+                m.id.clone(),
+                Arc::new(Route {
+                    model_id: m.id.clone(),
+                    upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.id.clone()),
+                    provider,
+                    prices,
+                }),
+            );
+            model_ids.push(m.id.clone());
+        }
+        Ok(Self { routes, model_ids })
+    }
+
+    pub fn model_ids(&self) -> &[String] {
+        &self.model_ids
+    }
+
+    pub fn prices(&self, model: &str) -> Option<Prices> {
+        self.routes.get(model).map(|r| r.prices)
+    }
+
+    /// Forwards one admitted request. Finishes `meter` itself on every error path.
+    pub async fn forward(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        mut meter: Meter,
+    ) -> Result<Forwarded, ApiError> {
+        match self.try_forward(endpoint, &body, &mut meter).await {
+            Ok(Answer::Json(json)) => Ok(Forwarded::Json(json)),
+            Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Relay::new(
+                parts.response,
+                meter,
+                body,
+                endpoint,
+                parts.client_wants_usage,
+                parts.idle_timeout,
+            ))),
+            Err(err) => {
+                meter.finish(
+                    err.status().as_u16(),
+                    Some(err.kind()),
+                    TokenCounts::default(),
+                );
+                Err(err)
+            }
+        }
+    }
+
+    async fn try_forward(
+        &self,
+        endpoint: Endpoint,
+        body: &Bytes,
+        meter: &mut Meter,
+    ) -> Result<Answer, ApiError> {
+        let inspected = inspect(endpoint, body).map_err(ApiError::InvalidBody)?;
+        let route = self
+            .routes
+            .get(inspected.model.as_ref())
+            .ok_or_else(|| ApiError::ModelNotFound(inspected.model.clone().into_owned()))?;
+        let stream = inspected.stream && endpoint != Endpoint::Embeddings;
+        meter.route(&route.model_id, route.provider.name(), route.prices, stream);
+        let upstream_body = inspected
+            .rewrite(&route.upstream_model, stream)
+            .map_err(ApiError::InvalidBody)?;
+        let client_wants_usage = inspected.client_wants_usage;
+        drop(inspected);
+        let response = route.provider.send(endpoint, upstream_body).await?;
+        if stream {
+            return Ok(Answer::Stream(StreamParts {
+                response,
+                client_wants_usage,
+                idle_timeout: route.provider.idle_timeout(),
+            }));
+        }
+        let json = route.provider.read_body(response).await?;
+        let usage = serde_json::from_slice::<UsageOnly>(&json)
+            .ok()
+            .and_then(|u| u.usage);
+        let counts = match usage {
+            Some(u) if u.prompt_tokens.is_some() => u.counts(),
+            _ => TokenCounts {
+                input: tokens::estimate_input(endpoint, body),
+                cached_input: 0,
+                output: if endpoint == Endpoint::Embeddings {
+                    0
+                } else {
+                    tokens::estimate_output(&json)
+                },
+                estimated: true,
+            },
+        };
+        // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
+        meter.finish(200, None, counts);
+        Ok(Answer::Json(json))
+    }
+}
+
+enum Answer {
+    Json(Bytes),
+    Stream(StreamParts),
+}
+
+struct StreamParts {
+    response: reqwest::Response,
+    client_wants_usage: bool,
+    idle_timeout: std::time::Duration,
+}

@@ -1,0 +1,323 @@
+//! Request bodies: validate the few fields we act on, pass every other byte through untouched.
+//!
+//! The top-level object is split into `(key, raw JSON)` pairs that borrow the client's
+//! bytes; only `model` and, for streams, `stream_options` are rewritten. Error messages
+//! name fields and positions, never values, so no content reaches an error or a log.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::Endpoint;
+
+/// What is wrong with a request body; each becomes a 400 naming the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError {
+    pub message: String,
+    pub param: Option<&'static str>,
+}
+
+impl BodyError {
+    fn field(param: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            param: Some(param),
+        }
+    }
+}
+
+/// A request body split into raw top-level fields, plus the ones we act on.
+pub struct Inspected<'a> {
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+    /// The client itself asked for `stream_options.include_usage`.
+    pub client_wants_usage: bool,
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    stream_options: Option<&'a RawValue>,
+}
+
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    out.push((key, value));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn syntax_error(e: &serde_json::Error) -> BodyError {
+    let message = match e.classify() {
+        serde_json::error::Category::Data => "the request body must be a JSON object".to_owned(),
+        _ => format!(
+            "the request body is not valid JSON (error at line {} column {})",
+            e.line(),
+            e.column()
+        ),
+    };
+    BodyError {
+        message,
+        param: None,
+    }
+}
+
+fn is_array(raw: &RawValue) -> bool {
+    raw.get().starts_with('[')
+}
+
+/// Parses and validates a request body for `endpoint`.
+pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyError> {
+    if body.is_empty() {
+        return Err(BodyError {
+            message: "the request body is empty; send a JSON object".to_owned(),
+            param: None,
+        });
+    }
+    let Fields(fields) =
+        serde_json::from_slice::<Fields<'_>>(body).map_err(|e| syntax_error(&e))?;
+    let get = |name: &str| {
+        fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    };
+
+    let model = match get("model") {
+        Some(raw) => match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(m) if !m.is_empty() => m,
+            _ => {
+                return Err(BodyError::field(
+                    "model",
+                    "`model` must be a non-empty string",
+                ));
+            }
+        },
+        None => {
+            return Err(BodyError::field(
+                "model",
+                "you must provide a `model` parameter",
+            ));
+        }
+    };
+    let stream = match get("stream").map(RawValue::get) {
+        None | Some("null") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(BodyError::field("stream", "`stream` must be a boolean")),
+    };
+    match endpoint {
+        Endpoint::Chat => match get("messages") {
+            Some(m) if is_array(m) => {}
+            Some(_) => {
+                return Err(BodyError::field(
+                    "messages",
+                    "`messages` must be an array of message objects",
+                ));
+            }
+            None => {
+                return Err(BodyError::field(
+                    "messages",
+                    "you must provide a `messages` parameter",
+                ));
+            }
+        },
+        Endpoint::Completions => {
+            if get("prompt").is_none() {
+                return Err(BodyError::field(
+                    "prompt",
+                    "you must provide a `prompt` parameter",
+                ));
+            }
+        }
+        Endpoint::Embeddings => {
+            if get("input").is_none() {
+                return Err(BodyError::field(
+                    "input",
+                    "you must provide an `input` parameter",
+                ));
+            }
+        }
+    }
+    let stream_options = get("stream_options").filter(|r| r.get() != "null");
+    let client_wants_usage = match stream_options {
+        Some(raw) => {
+            if !raw.get().starts_with('{') {
+                return Err(BodyError::field(
+                    "stream_options",
+                    "`stream_options` must be an object",
+                ));
+            }
+            #[derive(serde::Deserialize)]
+            struct Opts {
+                #[serde(default)]
+                include_usage: Option<bool>,
+            }
+            serde_json::from_str::<Opts>(raw.get())
+                .map_err(|_| {
+                    BodyError::field(
+                        "stream_options",
+                        "`stream_options.include_usage` must be a boolean",
+                    )
+                })?
+                .include_usage
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    Ok(Inspected {
+        model,
+        stream,
+        client_wants_usage,
+        fields,
+        stream_options,
+    })
+}
+
+impl Inspected<'_> {
+    /// The body for the upstream: `model` replaced, and for streams
+    /// `stream_options.include_usage` forced on (other stream options kept).
+    pub fn rewrite(&self, upstream_model: &str, stream: bool) -> Result<Bytes, BodyError> {
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(size + upstream_model.len() + 64);
+        out.extend_from_slice(b"{\"model\":");
+        write_json_str(&mut out, upstream_model);
+        for (key, value) in &self.fields {
+            if key == "model" || (stream && key == "stream_options") {
+                continue;
+            }
+            out.push(b',');
+            write_json_str(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        if stream {
+            out.extend_from_slice(b",\"stream_options\":");
+            match self.stream_options {
+                Some(raw) => {
+                    let mut opts: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(raw.get()).map_err(|_| {
+                            BodyError::field("stream_options", "`stream_options` must be an object")
+                        })?;
+                    opts.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+                    serde_json::to_writer(&mut out, &opts).map_err(|_| {
+                        BodyError::field("stream_options", "`stream_options` must be an object")
+                    })?;
+                }
+                None => out.extend_from_slice(b"{\"include_usage\":true}"),
+            }
+        }
+        out.push(b'}');
+        Ok(Bytes::from(out))
+    }
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn rewrite(body: &str, stream: bool) -> Value {
+        let i = inspect(Endpoint::Chat, body.as_bytes()).unwrap();
+        serde_json::from_slice(&i.rewrite("up/model", stream).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_parameter_passes_through_and_model_is_mapped() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"tool_choice":"auto","response_format":{"type":"json_object"},"n":2,"logprobs":true,"seed":7,"stop":["x"],"temperature":0.5}"#;
+        let out = rewrite(body, false);
+        let mut expected: Value = serde_json::from_str(body).unwrap();
+        expected["model"] = json!("up/model");
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn streams_always_ask_upstream_for_usage_and_keep_other_options() {
+        let out = rewrite(r#"{"model":"m","messages":[],"stream":true}"#, true);
+        assert_eq!(out["stream_options"], json!({"include_usage": true}));
+        let i = inspect(Endpoint::Chat, br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#).unwrap();
+        assert!(!i.client_wants_usage);
+        let out: Value = serde_json::from_slice(&i.rewrite("u", true).unwrap()).unwrap();
+        assert_eq!(
+            out["stream_options"],
+            json!({"include_usage": true, "x": 1})
+        );
+    }
+
+    #[test]
+    fn client_usage_request_is_remembered() {
+        let i = inspect(
+            Endpoint::Chat,
+            br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .unwrap();
+        assert!(i.client_wants_usage && i.stream);
+    }
+
+    #[test]
+    fn invalid_bodies_name_the_parameter_not_the_value() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("{not json", None),
+            ("[1,2]", None),
+            (r#"{"messages":[]}"#, Some("model")),
+            (r#"{"model":42,"messages":[]}"#, Some("model")),
+            (r#"{"model":"m"}"#, Some("messages")),
+            (
+                r#"{"model":"m","messages":"SECRET-CANARY"}"#,
+                Some("messages"),
+            ),
+            (
+                r#"{"model":"m","messages":[],"stream":"yes"}"#,
+                Some("stream"),
+            ),
+        ];
+        for (body, param) in cases {
+            let err = inspect(Endpoint::Chat, body.as_bytes()).err().unwrap();
+            assert_eq!(err.param, *param, "{body}");
+            assert!(!err.message.contains("SECRET-CANARY"));
+        }
+    }
+
+    #[test]
+    fn completions_and_embeddings_require_their_inputs() {
+        assert_eq!(
+            inspect(Endpoint::Completions, br#"{"model":"m"}"#)
+                .err()
+                .unwrap()
+                .param,
+            Some("prompt")
+        );
+        assert_eq!(
+            inspect(Endpoint::Embeddings, br#"{"model":"m"}"#)
+                .err()
+                .unwrap()
+                .param,
+            Some("input")
+        );
+        assert!(inspect(Endpoint::Embeddings, br#"{"model":"m","input":"x"}"#).is_ok());
+    }
+}

@@ -1,0 +1,129 @@
+//! Provider adapters behind one enum built from config, and the upstream error they share.
+//!
+//! Every adapter has the same shape: build the upstream request, send it, read a
+//! JSON answer, map failures into [`UpstreamError`]. Upstream error bodies are reduced
+//! to a status and a kind; for a 4xx the upstream's message may go to the client, and
+//! it is held in a field that never prints in `Debug` or `Display`.
+
+mod openai;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::Endpoint;
+use crate::config::{ProviderConfig, ProviderKind};
+
+pub enum Provider {
+    OpenAi(openai::OpenAiProvider),
+}
+
+impl Provider {
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
+        match config.kind {
+            ProviderKind::Openai => Ok(Provider::OpenAi(openai::OpenAiProvider::new(config)?)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Provider::OpenAi(p) => p.name(),
+        }
+    }
+
+    /// Sends the request and waits for a successful status line and headers.
+    pub async fn send(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        match self {
+            Provider::OpenAi(p) => p.send(endpoint, body).await,
+        }
+    }
+
+    /// Reads a whole (non-stream) response body.
+    pub async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+        match self {
+            Provider::OpenAi(p) => p.read_body(response).await,
+        }
+    }
+
+    /// Longest silence allowed between two stream chunks.
+    pub fn idle_timeout(&self) -> Duration {
+        match self {
+            Provider::OpenAi(p) => p.idle_timeout(),
+        }
+    }
+}
+
+/// What went wrong upstream, as far as a log or a record may say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Could not connect (refused, DNS, TLS).
+    Connect,
+    /// No response headers within the time-to-first-byte limit, or the body took too long.
+    Timeout,
+    /// The upstream answered with this non-success status.
+    Status(u16),
+    /// The answer was not what the protocol promises.
+    Protocol,
+}
+
+pub struct UpstreamError {
+    pub provider: Arc<str>,
+    pub kind: UpstreamErrorKind,
+    /// The upstream's own message for a 4xx, shown to the client only; never logged or stored.
+    pub client_message: Option<String>,
+    /// Seconds the upstream asked us to wait (429/503 `Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+impl UpstreamError {
+    pub fn new(provider: Arc<str>, kind: UpstreamErrorKind) -> Self {
+        Self {
+            provider,
+            kind,
+            client_message: None,
+            retry_after: None,
+        }
+    }
+
+    /// Whether another attempt (possibly elsewhere) may succeed: what failover asks.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            UpstreamErrorKind::Connect | UpstreamErrorKind::Timeout => true,
+            UpstreamErrorKind::Status(s) => s == 429 || s >= 500,
+            UpstreamErrorKind::Protocol => false,
+        }
+    }
+}
+
+impl fmt::Debug for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamError")
+            .field("provider", &self.provider)
+            .field("kind", &self.kind)
+            .field("retry_after", &self.retry_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            UpstreamErrorKind::Connect => write!(f, "provider {} is unreachable", self.provider),
+            UpstreamErrorKind::Timeout => write!(f, "provider {} timed out", self.provider),
+            UpstreamErrorKind::Status(s) => {
+                write!(f, "provider {} answered HTTP {s}", self.provider)
+            }
+            UpstreamErrorKind::Protocol => {
+                write!(f, "provider {} sent an invalid response", self.provider)
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}

@@ -1,0 +1,279 @@
+//! Relays an upstream SSE stream to the client, chunk by chunk, metering as it flows.
+//!
+//! Each upstream event is forwarded as soon as it is complete. The usage chunk we
+//! asked the upstream for is passed on only if the client asked for it too. When the
+//! upstream finishes, the record is committed *before* the final `data: [DONE]`; if the
+//! upstream fails mid-stream the client gets an SSE error event and the stream ends;
+//! if the client goes away, `Drop` records what was generated so far and dropping the
+//! upstream response closes that connection, cancelling the generation.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::time::{Instant, Sleep};
+
+use super::sse::SseParser;
+use super::{Endpoint, UpstreamUsage};
+use crate::usage::{Meter, TokenCounts, tokens};
+
+type UpstreamStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+pub struct Relay {
+    upstream: UpstreamStream,
+    parser: SseParser,
+    meter: Meter,
+    /// The client's request body, kept (refcounted, in memory) to count prompt tokens
+    /// if the upstream reports no usage.
+    request: Bytes,
+    endpoint: Endpoint,
+    client_wants_usage: bool,
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    out: VecDeque<Bytes>,
+    usage: Option<TokenCounts>,
+    /// Output text seen so far, for counting when the upstream reports no usage.
+    text: String,
+    saw_done: bool,
+    saw_finish: bool,
+    upstream_ended: bool,
+    finished: bool,
+}
+
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(default)]
+    usage: Option<UpstreamUsage>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow, default)]
+    delta: Option<DeltaView<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallView<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+impl Relay {
+    pub fn new(
+        response: reqwest::Response,
+        meter: Meter,
+        request: Bytes,
+        endpoint: Endpoint,
+        client_wants_usage: bool,
+        idle: Duration,
+    ) -> Self {
+        Self {
+            upstream: Box::pin(response.bytes_stream()),
+            parser: SseParser::new(),
+            meter,
+            request,
+            endpoint,
+            client_wants_usage,
+            idle,
+            idle_timer: Box::pin(tokio::time::sleep(idle)),
+            out: VecDeque::with_capacity(4),
+            usage: None,
+            text: String::new(),
+            saw_done: false,
+            saw_finish: false,
+            upstream_ended: false,
+            finished: false,
+        }
+    }
+
+    /// Tokens so far: the upstream's usage if it sent one, else our count.
+    fn counts(&self) -> TokenCounts {
+        match self.usage {
+            Some(u) => u,
+            None => TokenCounts {
+                input: tokens::estimate_input(self.endpoint, &self.request),
+                cached_input: 0,
+                output: tokens::count(&self.text),
+                estimated: true,
+            },
+        }
+    }
+
+    fn on_event(&mut self, data: Bytes) {
+        if &data[..] == b"[DONE]" {
+            self.saw_done = true;
+            return;
+        }
+        let mut forward = true;
+        let mut content = false;
+        if let Ok(chunk) = serde_json::from_slice::<ChunkView<'_>>(&data) {
+            if let Some(u) = chunk.usage
+                && u.prompt_tokens.is_some()
+            {
+                self.usage = Some(u.counts());
+                let usage_only = chunk.choices.as_ref().is_none_or(Vec::is_empty);
+                forward = self.client_wants_usage || !usage_only;
+            }
+            if chunk.error.is_some() {
+                // An in-band upstream error: pass it on, the stream is over.
+                self.out.push_back(frame(&data));
+                self.fail("upstream_stream_error");
+                return;
+            }
+            for choice in chunk.choices.iter().flatten() {
+                if choice.finish_reason.is_some() {
+                    self.saw_finish = true;
+                }
+                if let Some(t) = &choice.text {
+                    content |= !t.is_empty();
+                    self.text.push_str(t);
+                }
+                if let Some(d) = &choice.delta {
+                    for piece in [&d.content, &d.reasoning_content].into_iter().flatten() {
+                        content |= !piece.is_empty();
+                        self.text.push_str(piece);
+                    }
+                    for call in d.tool_calls.iter().flatten() {
+                        if let Some(f) = &call.function {
+                            for piece in [&f.name, &f.arguments].into_iter().flatten() {
+                                content |= !piece.is_empty();
+                                self.text.push_str(piece);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if content {
+            self.meter.first_token();
+        }
+        if forward {
+            self.out.push_back(frame(&data));
+        }
+    }
+
+    /// The upstream is done: commit the record, then send the final `[DONE]`.
+    fn complete(&mut self) {
+        if self.saw_done || self.saw_finish {
+            let counts = self.counts();
+            self.meter.finish(200, None, counts);
+            self.out.push_back(Bytes::from_static(DONE));
+            self.finished = true;
+        } else {
+            self.fail("upstream_stream_interrupted");
+        }
+    }
+
+    /// Ends the stream with an SSE error event after recording what was used.
+    fn fail(&mut self, kind: &'static str) {
+        let counts = self.counts();
+        self.meter.finish(502, Some(kind), counts);
+        let message = match kind {
+            "upstream_idle_timeout" => "the upstream stopped sending data (idle timeout)",
+            "upstream_stream_error" => "the upstream reported an error during the stream",
+            _ => "the upstream stream ended unexpectedly",
+        };
+        let event = serde_json::json!({
+            "error": {"message": message, "type": "upstream_error", "param": null, "code": kind}
+        });
+        if kind != "upstream_stream_error" {
+            self.out.push_back(frame(event.to_string().as_bytes()));
+        }
+        self.finished = true;
+    }
+}
+
+fn frame(data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(data.len() + 8);
+    b.put_slice(b"data: ");
+    b.put_slice(data);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(b) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            if let Some(data) = this.parser.next_data() {
+                this.on_event(data);
+                continue;
+            }
+            if this.upstream_ended || this.saw_done {
+                this.complete();
+                continue;
+            }
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    if this.parser.push(&bytes).is_err() {
+                        this.fail("upstream_protocol_error");
+                    }
+                    let deadline = Instant::now() + this.idle;
+                    this.idle_timer.as_mut().reset(deadline);
+                }
+                Poll::Ready(Some(Err(_))) => this.fail("upstream_stream_interrupted"),
+                Poll::Ready(None) => this.upstream_ended = true,
+                Poll::Pending => {
+                    if this.idle_timer.as_mut().poll(cx).is_ready() {
+                        this.fail("upstream_idle_timeout");
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if !self.meter.is_finished() {
+            // The client went away mid-stream: bill what was generated so far.
+            let counts = self.counts();
+            self.meter.finish(499, Some("client_closed"), counts);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! An incremental Server-Sent Events parser for upstream streams.
+//!
+//! Bytes arrive in arbitrary pieces; complete events come out as their `data` payload,
+//! sliced from the received buffer without copying when an event has one data line.
+
+use bytes::{Bytes, BytesMut};
+
+/// An upstream that never ends an event within this many bytes is broken.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct SseParser {
+    buf: BytesMut,
+    /// Where to resume looking for an event boundary.
+    scanned: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct EventTooLarge;
+
+impl SseParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), EventTooLarge> {
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() > MAX_EVENT_BYTES {
+            return Err(EventTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Bytes received but not yet part of a complete event.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The data of the next complete event that has any; `None` until more bytes arrive.
+    pub fn next_data(&mut self) -> Option<Bytes> {
+        loop {
+            let (end, sep) = self.boundary()?;
+            let block = self.buf.split_to(end + sep).freeze();
+            self.scanned = 0;
+            if let Some(data) = data_of(block.slice(..end)) {
+                return Some(data);
+            }
+        }
+    }
+
+    /// Finds the first blank line: returns (event length, separator length).
+    fn boundary(&mut self) -> Option<(usize, usize)> {
+        let b = &self.buf[..];
+        let mut i = self.scanned;
+        while i < b.len() {
+            if b[i] == b'\n' {
+                if b.get(i + 1) == Some(&b'\n') {
+                    return Some((i, 2));
+                }
+                if b.get(i + 1) == Some(&b'\r') && b.get(i + 2) == Some(&b'\n') {
+                    return Some((i, 3));
+                }
+            }
+            i += 1;
+        }
+        // Re-scan the last two bytes next time: a separator may straddle pieces.
+        self.scanned = b.len().saturating_sub(2);
+        None
+    }
+}
+
+/// Joins an event's `data:` lines (one leading space stripped from each).
+fn data_of(block: Bytes) -> Option<Bytes> {
+    let mut single: Option<Bytes> = None;
+    let mut joined: Option<Vec<u8>> = None;
+    let mut start = 0;
+    let bytes = &block[..];
+    while start <= bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(bytes.len(), |p| start + p);
+        let mut line_end = end;
+        if line_end > start && bytes[line_end - 1] == b'\r' {
+            line_end -= 1;
+        }
+        let line = &bytes[start..line_end];
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            let offset = start + 5 + usize::from(rest.first() == Some(&b' '));
+            let value = block.slice(offset..line_end);
+            match (&mut single, &mut joined) {
+                (None, None) => single = Some(value),
+                (Some(first), None) => {
+                    let mut v = first.to_vec();
+                    v.push(b'\n');
+                    v.extend_from_slice(&value);
+                    joined = Some(v);
+                }
+                (_, Some(v)) => {
+                    v.push(b'\n');
+                    v.extend_from_slice(&value);
+                }
+            }
+        }
+        start = end + 1;
+    }
+    joined.map(Bytes::from).or(single)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(parser: &mut SseParser) -> Vec<String> {
+        std::iter::from_fn(|| parser.next_data())
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_real_llama_cpp_capture() {
+        let text = include_str!("../../tests/fixtures/chat-stream-include-usage.sse");
+        let mut p = SseParser::new();
+        p.push(text.as_bytes()).unwrap();
+        let events = all(&mut p);
+        assert_eq!(events.last().unwrap(), "[DONE]");
+        assert!(events[0].contains("\"role\": \"assistant\""));
+        assert!(events.len() > 3);
+    }
+
+    #[test]
+    fn events_split_across_pieces_at_every_byte() {
+        let text = "data: {\"a\":1}\n\ndata: {\"b\":2}\r\n\r\n: comment\n\nevent: x\ndata: l1\ndata: l2\n\ndata: [DONE]\n\n";
+        for split in 0..text.len() {
+            let mut p = SseParser::new();
+            p.push(&text.as_bytes()[..split]).unwrap();
+            let mut got = all(&mut p);
+            p.push(&text.as_bytes()[split..]).unwrap();
+            got.extend(all(&mut p));
+            assert_eq!(
+                got,
+                vec!["{\"a\":1}", "{\"b\":2}", "l1\nl2", "[DONE]"],
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_unbounded_events() {
+        let mut p = SseParser::new();
+        assert_eq!(p.push(&vec![b'x'; MAX_EVENT_BYTES + 1]), Err(EventTooLarge));
+    }
+}

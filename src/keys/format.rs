@@ -1,0 +1,207 @@
+//! The key format, random generation, the keyed hash, and the server secret file.
+
+use std::io::Write;
+use std::path::Path;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+
+/// Every access key starts with this, so secret scanners can recognise leaked keys.
+pub const KEY_PREFIX: &str = "ig-";
+const ID_LEN: usize = 16;
+const SECRET_LEN: usize = 40;
+const ID_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+const SECRET_ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A random string of `len` characters from `alphabet` (rejection-sampled, unbiased).
+fn random_string(len: usize, alphabet: &[u8]) -> std::io::Result<String> {
+    let limit = 256 - (256 % alphabet.len());
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::fill(&mut buf).map_err(std::io::Error::other)?;
+        for &b in &buf {
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A random lowercase alphanumeric id (used for key ids, account ids, request ids).
+pub fn random_id(len: usize) -> std::io::Result<String> {
+    random_string(len, ID_ALPHABET)
+}
+
+/// A freshly generated key: the plaintext, shown once, and what gets stored.
+pub struct NewKey {
+    pub id: String,
+    /// The full `ig-…` key. Shown to the user once, never stored or logged.
+    pub plaintext: Secret,
+    pub hash: KeyHash,
+}
+
+/// The stored form of a key's secret: HMAC-SHA-256(server secret, id ‖ secret).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHash([redacted])")
+    }
+}
+
+/// A presented key split into its parts; borrows the header value.
+pub struct ParsedKey<'a> {
+    pub id: &'a str,
+    pub secret: &'a str,
+}
+
+impl<'a> ParsedKey<'a> {
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let rest = text.strip_prefix(KEY_PREFIX)?;
+        let (id, secret) = rest.split_once('-')?;
+        let ok = id.len() == ID_LEN
+            && secret.len() == SECRET_LEN
+            && id.bytes().all(|b| ID_ALPHABET.contains(&b))
+            && secret.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then_some(Self { id, secret })
+    }
+}
+
+/// Computes and verifies key hashes with the server secret.
+#[derive(Clone)]
+pub struct KeyHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl KeyHasher {
+    pub fn new(server_secret: &[u8]) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail; fall back defensively anyway.
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(server_secret)
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        Self { mac }
+    }
+
+    pub fn hash(&self, id: &str, secret: &str) -> KeyHash {
+        let mut mac = self.mac.clone();
+        mac.update(id.as_bytes());
+        mac.update(b":");
+        mac.update(secret.as_bytes());
+        KeyHash(mac.finalize().into_bytes().into())
+    }
+
+    /// Constant-time comparison of a presented key against a stored hash.
+    pub fn verify(&self, key: &ParsedKey<'_>, stored: &KeyHash) -> bool {
+        let computed = self.hash(key.id, key.secret);
+        computed.0.ct_eq(&stored.0).into()
+    }
+
+    /// Generates a new key.
+    pub fn generate(&self) -> std::io::Result<NewKey> {
+        let id = random_string(ID_LEN, ID_ALPHABET)?;
+        let secret = random_string(SECRET_LEN, SECRET_ALPHABET)?;
+        let hash = self.hash(&id, &secret);
+        let plaintext = Secret::new(format!("{KEY_PREFIX}{id}-{secret}"));
+        Ok(NewKey {
+            id,
+            plaintext,
+            hash,
+        })
+    }
+}
+
+/// The server secret: from config/env when given, else `<data_dir>/secret.key`
+/// (created on first use with mode 0600).
+pub fn load_or_create_secret(
+    configured: Option<&Secret>,
+    data_dir: &Path,
+) -> std::io::Result<Vec<u8>> {
+    if let Some(s) = configured {
+        return Ok(s.expose().as_bytes().to_vec());
+    }
+    let path = data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return Ok(text.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret = random_string(64, SECRET_ALPHABET)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(&path) {
+        Ok(mut file) => {
+            file.write_all(secret.as_bytes())?;
+            file.sync_all()?;
+            Ok(secret.into_bytes())
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_verify() {
+        let h = KeyHasher::new(b"server-secret");
+        let k = h.generate().unwrap();
+        let text = k.plaintext.expose();
+        assert!(text.starts_with("ig-"));
+        let parsed = ParsedKey::parse(text).unwrap();
+        assert_eq!(parsed.id, k.id);
+        assert!(h.verify(&parsed, &k.hash));
+    }
+
+    #[test]
+    fn a_different_server_secret_does_not_verify() {
+        let k = KeyHasher::new(b"one").generate().unwrap();
+        let parsed = ParsedKey::parse(k.plaintext.expose()).unwrap();
+        assert!(!KeyHasher::new(b"two").verify(&parsed, &k.hash));
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        for bad in [
+            "",
+            "ig-",
+            "sk-abc",
+            "ig-short-secret",
+            "ig-0123456789abcdef-tooshort",
+        ] {
+            assert!(ParsedKey::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_file_is_created_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_secret(None, dir.path()).unwrap();
+        let b = load_or_create_secret(None, dir.path()).unwrap();
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secret.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! InstaGen: a privacy-first, OpenAI-compatible LLM gateway with exact metering.
+//!
+//! # Layout
+//! - [`config`]: the one typed `Config` (defaults < `instagen.toml` < `INSTAGEN__…` env).
+//! - [`app`]: application state, router and the middleware order.
+//! - [`api`]: HTTP only — the OpenAI surface and health probes.
+//! - [`error`]: `ApiError`, the one mapping from error to status and OpenAI shape.
+//! - [`keys`]: access-key format, keyed hashing, in-memory authentication.
+//! - [`gateway`]: model → route, body rewriting, provider adapters, stream relay.
+//! - [`usage`]: usage records, the per-request meter, journal and batch writer.
+//! - [`billing`]: money (integer nano-USD) and prices.
+//! - [`store`]: persistence behind one enum (SQLite today).
+//! - [`admin`]: account/key/usage operations shared by the CLI.
+//! - [`telemetry`]: what may be logged, and how.
+//!
+//! [`run`] serves a config on a bound listener until `shutdown` resolves, then drains:
+//! in-flight requests finish (within a grace period), every usage record is written.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod billing;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod keys;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod usage;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::keys::{KeyCache, KeyHasher};
+use crate::store::Store;
+use crate::usage::{Journal, UsageSink};
+
+/// How often the key table is refreshed from the store.
+const KEY_REFRESH: Duration = Duration::from_millis(250);
+
+/// Opens the configured store and the key hasher (used by `serve` and the CLI alike).
+pub async fn open_store(config: &Config) -> anyhow::Result<(Store, KeyHasher)> {
+    let secret =
+        keys::load_or_create_secret(config.server.secret.as_ref(), &config.server.data_dir)
+            .with_context(|| {
+                format!(
+                    "cannot read or create the key secret in {}",
+                    config.server.data_dir.display()
+                )
+            })?;
+    let store = Store::open(&config.store.url)
+        .await
+        .context("cannot open the store")?;
+    Ok((store, KeyHasher::new(&secret)))
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+        format!(
+            "cannot create data dir {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let (store, hasher) = open_store(&config).await?;
+    let gateway = gateway::Gateway::from_config(&config).map_err(anyhow::Error::msg)?;
+
+    // Replay what a crash left in the journal before taking traffic.
+    let journal = if config.usage.journal {
+        let (journal, recovered) = Journal::open(&config.server.data_dir.join("journal"))
+            .context("cannot open the usage journal")?;
+        if !recovered.records.is_empty() {
+            let inserted = store
+                .insert_usage(&recovered.records)
+                .await
+                .context("cannot replay the usage journal")?;
+            tracing::info!(
+                found = recovered.records.len(),
+                inserted,
+                "replayed usage journal"
+            );
+        }
+        Journal::remove_recovered(&recovered.files);
+        Some(Arc::new(journal))
+    } else {
+        None
+    };
+
+    let keys = Arc::new(KeyCache::new(hasher));
+    keys.refresh(&store)
+        .await
+        .context("cannot load access keys")?;
+
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (tx, rx) = mpsc::channel(config.usage.queue_capacity);
+    let writer = usage::spawn_writer(
+        store.clone(),
+        rx,
+        journal.clone(),
+        config.usage.batch_size,
+        stop.clone(),
+    );
+    {
+        let (keys, store, stop) = (keys.clone(), store.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(KEY_REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = keys.refresh(&store).await {
+                            tracing::warn!(error = %e, "key refresh failed; serving the last known keys");
+                        }
+                    }
+                }
+            }
+        });
+    }
+    tasks.spawn_blocking(usage::tokens::warm);
+
+    let state = Arc::new(AppState {
+        keys,
+        gateway,
+        usage: UsageSink::new(tx, journal),
+        store: store.clone(),
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    let router = app::router(state);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, models = config.models.len(), "instagen listening");
+
+    let draining = CancellationToken::new();
+    let serve = {
+        let draining = draining.clone();
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.cancel();
+        })
+    };
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    tokio::select! {
+        result = serve.into_future() => result.context("server error")?,
+        () = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_ms = config.server.shutdown_grace_ms, "in-flight requests outlived the grace period; closing");
+        }
+    }
+
+    tracing::info!("draining usage records");
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "usage writer ended abnormally; the journal keeps its records");
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

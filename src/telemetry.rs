@@ -1,0 +1,45 @@
+//! Logging setup: the single place that decides what may be logged and how.
+//!
+//! Rule: log lines carry typed metadata only (ids, model, counts, durations, status
+//! codes, error kinds). Request and response bodies, header values and upstream error
+//! bodies are never formatted into a log line, at any level including debug and trace.
+//! Dependencies are capped at `info` even when our own level is `debug`, because
+//! HTTP client and server crates may log header or body fragments at lower levels.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Third-party crates whose debug/trace output could carry request bytes.
+const CAPPED: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "h2",
+    "rustls",
+    "sqlx",
+    "tower",
+    "axum",
+    "tiktoken_rs",
+];
+
+/// Builds the filter: our level for InstaGen, at most `info` for the capped crates.
+pub fn filter(level: &str) -> EnvFilter {
+    let mut directives = level.to_owned();
+    for c in CAPPED {
+        directives.push_str(&format!(",{c}=info"));
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber writing to stderr. Safe to call more than once.
+pub fn init(config: &LogConfig) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(&config.level))
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}

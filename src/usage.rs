@@ -1,0 +1,120 @@
+//! Usage records — the interaction log — and the pipeline that persists them off the request path.
+//!
+//! One [`UsageRecord`] per request that passed authentication: who, which model and
+//! provider, status, tokens, cost and timings. Never content: every string field is an
+//! id we generated, a configured name, or a fixed error-kind label.
+//!
+//! Flow: a request reserves a [`UsageSlot`] when it is admitted (no slot → 503, so a
+//! record is never dropped); when it finishes, [`UsageSlot::commit`] appends the record
+//! to the local journal (before the response's last byte) and hands it to the batch
+//! writer, which inserts batches into the store and then trims the journal.
+
+mod journal;
+mod meter;
+pub mod tokens;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use journal::Journal;
+pub use meter::{Meter, TokenCounts};
+pub use writer::spawn_writer;
+
+/// One request's metadata as stored. Field names are the export's column names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub request_id: String,
+    pub account_id: String,
+    pub key_id: String,
+    /// `chat.completions`, `completions`, `embeddings` or `models`.
+    pub endpoint: String,
+    /// The configured model id; `None` when the request named no configured model.
+    pub model: Option<String>,
+    /// The configured provider name that served it.
+    pub provider: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    /// HTTP status the client received (499: the client went away first).
+    pub status: u16,
+    /// A fixed label such as `upstream_timeout`; never a message.
+    pub error_kind: Option<String>,
+    pub stream: bool,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    /// Tokens were counted by our tokenizer because the upstream reported none.
+    pub estimated: bool,
+    pub cost_nanos: i64,
+    pub latency_us: u64,
+    /// Time to the first content chunk (streams only).
+    pub ttft_us: Option<u64>,
+}
+
+/// A record with its journal sequence number, as the writer receives it.
+#[derive(Debug)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub record: UsageRecord,
+}
+
+/// The queue is full: the request is refused (503) rather than its record risked.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueFull;
+
+/// The sending side of the usage pipeline, shared by all requests.
+#[derive(Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<Sequenced>,
+    journal: Option<Arc<Journal>>,
+    seq: Arc<AtomicU64>,
+}
+
+impl UsageSink {
+    pub fn new(tx: mpsc::Sender<Sequenced>, journal: Option<Arc<Journal>>) -> Self {
+        Self {
+            tx,
+            journal,
+            seq: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Reserves room for one record; held for the life of the request.
+    pub fn reserve(&self) -> Result<UsageSlot, QueueFull> {
+        let permit = self.tx.clone().try_reserve_owned().map_err(|_| QueueFull)?;
+        Ok(UsageSlot {
+            permit,
+            journal: self.journal.clone(),
+            seq: self.seq.clone(),
+        })
+    }
+
+    /// Free slots left (for readiness and metrics).
+    pub fn capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+}
+
+/// Room for exactly one record in the pipeline.
+pub struct UsageSlot {
+    permit: mpsc::OwnedPermit<Sequenced>,
+    journal: Option<Arc<Journal>>,
+    seq: Arc<AtomicU64>,
+}
+
+impl UsageSlot {
+    /// Journals the record (when enabled) and hands it to the writer. Infallible by design:
+    /// a journal write error is logged and the record still goes to the writer.
+    pub fn commit(self, record: UsageRecord) {
+        match &self.journal {
+            Some(journal) => journal.append_and_send(record, self.permit),
+            None => {
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+                self.permit.send(Sequenced { seq, record });
+            }
+        }
+    }
+}

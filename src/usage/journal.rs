@@ -1,0 +1,196 @@
+//! The append-only local journal that makes a finished request's record survive `kill -9`.
+//!
+//! Each record is appended as one JSON line (a `write(2)` into the page cache: a process
+//! crash cannot lose it) before the response's last byte leaves. The writer reports what
+//! it committed and the journal drops what is safely in the store. At start, whatever a
+//! crash left is replayed into the store by request id, so each record lands exactly once.
+//! A torn last line (the crash hit mid-write, before any final byte was sent) is skipped.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::mpsc::OwnedPermit;
+
+use super::{Sequenced, UsageRecord};
+
+/// Segments are sealed past this size and deleted once fully committed.
+const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+pub struct Journal {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    file: File,
+    path: PathBuf,
+    index: u64,
+    /// Last sequence number handed out.
+    seq: u64,
+    /// Bytes in the current segment.
+    bytes: u64,
+    /// Sealed segments and the last sequence number each holds.
+    sealed: VecDeque<(PathBuf, u64)>,
+    /// Reused serialisation buffer.
+    line: Vec<u8>,
+}
+
+fn segment_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("usage-{index:012}.jsonl"))
+}
+
+fn open_segment(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Segment files found in `dir`, oldest first.
+fn existing_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(index) = name
+            .strip_prefix("usage-")
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            found.push((index, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// What a crash left behind: records to replay and the files to delete once they are stored.
+pub struct Recovered {
+    pub records: Vec<UsageRecord>,
+    pub files: Vec<PathBuf>,
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, returning the records earlier runs left unstored.
+    pub fn open(dir: &Path) -> std::io::Result<(Journal, Recovered)> {
+        std::fs::create_dir_all(dir)?;
+        let segments = existing_segments(dir)?;
+        let mut records = Vec::new();
+        for (_, path) in &segments {
+            let reader = BufReader::new(File::open(path)?);
+            for line in reader.split(b'\n') {
+                let line = line?;
+                if let Ok(record) = serde_json::from_slice::<UsageRecord>(&line) {
+                    records.push(record);
+                }
+            }
+        }
+        let index = segments.last().map_or(0, |(i, _)| i + 1);
+        let path = segment_path(dir, index);
+        let file = open_segment(&path)?;
+        let journal = Journal {
+            dir: dir.to_owned(),
+            inner: Mutex::new(Inner {
+                file,
+                path,
+                index,
+                seq: 0,
+                bytes: 0,
+                sealed: VecDeque::new(),
+                line: Vec::with_capacity(512),
+            }),
+        };
+        let files = segments.into_iter().map(|(_, p)| p).collect();
+        Ok((journal, Recovered { records, files }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends the record and sends it to the writer under one lock, so the writer sees
+    /// records in journal order.
+    pub fn append_and_send(&self, record: UsageRecord, permit: OwnedPermit<Sequenced>) {
+        let mut inner = self.lock();
+        inner.seq += 1;
+        let seq = inner.seq;
+        let Inner { line, file, .. } = &mut *inner;
+        line.clear();
+        let written = serde_json::to_writer(&mut *line, &record)
+            .map_err(std::io::Error::other)
+            .and_then(|()| {
+                line.push(b'\n');
+                file.write_all(line)
+            });
+        match written {
+            Ok(()) => {
+                inner.bytes += inner.line.len() as u64;
+                if inner.bytes >= SEGMENT_BYTES
+                    && let Err(e) = self.seal(&mut inner)
+                {
+                    tracing::error!(error = %e, "usage journal rotation failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "usage journal append failed; record goes to the writer only")
+            }
+        }
+        permit.send(Sequenced { seq, record });
+    }
+
+    fn seal(&self, inner: &mut Inner) -> std::io::Result<()> {
+        let next_index = inner.index + 1;
+        let next_path = segment_path(&self.dir, next_index);
+        let next = open_segment(&next_path)?;
+        let old_path = std::mem::replace(&mut inner.path, next_path);
+        inner.file = next;
+        inner.index = next_index;
+        inner.bytes = 0;
+        let last = inner.seq;
+        inner.sealed.push_back((old_path, last));
+        Ok(())
+    }
+
+    /// Everything up to and including `seq` is in the store: drop it from the journal.
+    pub fn committed(&self, seq: u64) {
+        let mut inner = self.lock();
+        while let Some((path, last)) = inner.sealed.front() {
+            if *last > seq {
+                break;
+            }
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(error = %e, "cannot remove a committed usage journal segment");
+            }
+            inner.sealed.pop_front();
+        }
+        if inner.sealed.is_empty() && inner.seq <= seq && inner.bytes > 0 {
+            match inner.file.set_len(0) {
+                Ok(()) => inner.bytes = 0,
+                Err(e) => tracing::warn!(error = %e, "cannot truncate the usage journal"),
+            }
+        }
+    }
+
+    /// Deletes files whose records were replayed into the store.
+    pub fn remove_recovered(files: &[PathBuf]) {
+        for f in files {
+            if let Err(e) = std::fs::remove_file(f) {
+                tracing::warn!(error = %e, "cannot remove a replayed usage journal segment");
+            }
+        }
+    }
+
+    /// Bytes currently held in the journal (metrics, tests).
+    pub fn pending_bytes(&self) -> u64 {
+        let inner = self.lock();
+        inner.bytes + inner.sealed.len() as u64 * SEGMENT_BYTES
+    }
+}

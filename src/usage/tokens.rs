@@ -1,0 +1,156 @@
+//! Token counting for upstreams that report no usage (the count is then marked `estimated`).
+//!
+//! Uses the o200k BPE vocabulary compiled into the binary (no download). Text passes
+//! through here in memory only and is never kept. Warm it once at start: the first
+//! use builds the vocabulary tables (a few hundred ms).
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tiktoken_rs::CoreBPE;
+
+use crate::gateway::Endpoint;
+
+static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
+
+fn bpe() -> Option<&'static CoreBPE> {
+    BPE.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref()
+}
+
+/// Builds the vocabulary now rather than on the first request that needs it.
+pub fn warm() {
+    let _ = bpe();
+}
+
+/// Tokens in `text`; falls back to ~4 bytes per token if the vocabulary failed to load.
+pub fn count(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    match bpe() {
+        Some(b) => b.encode_ordinary(text).len() as u64,
+        None => (text.len() as u64).div_ceil(4),
+    }
+}
+
+/// Per-message overhead of the chat format (role markers), as OpenAI documents it.
+const TOKENS_PER_MESSAGE: u64 = 3;
+/// Every reply is primed with `<|start|>assistant<|message|>`.
+const TOKENS_REPLY_PRIMING: u64 = 3;
+
+#[derive(Deserialize)]
+struct ChatIn<'a> {
+    #[serde(borrow, default)]
+    messages: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PromptIn<'a> {
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+/// Sums the tokens of every string inside a JSON value (numbers in arrays count one each:
+/// pre-tokenised prompts).
+fn count_json(raw: &RawValue) -> u64 {
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(v) => count_value(&v),
+        Err(_) => 0,
+    }
+}
+
+fn count_value(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => count(s),
+        Value::Number(_) => 1,
+        Value::Array(items) => items.iter().map(count_value).sum(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "type" | "image_url" | "input_audio" | "file"))
+            .map(|(_, v)| count_value(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Estimates the prompt tokens of a request body.
+pub fn estimate_input(endpoint: Endpoint, body: &[u8]) -> u64 {
+    match endpoint {
+        Endpoint::Chat => match serde_json::from_slice::<ChatIn<'_>>(body) {
+            Ok(chat) => {
+                let messages: u64 = chat
+                    .messages
+                    .iter()
+                    .map(|m| TOKENS_PER_MESSAGE + count_json(m))
+                    .sum();
+                messages + TOKENS_REPLY_PRIMING + chat.tools.map_or(0, count_json)
+            }
+            Err(_) => 0,
+        },
+        Endpoint::Completions | Endpoint::Embeddings => {
+            match serde_json::from_slice::<PromptIn<'_>>(body) {
+                Ok(p) => p.prompt.or(p.input).map_or(0, count_json),
+                Err(_) => 0,
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Out<'a> {
+    #[serde(borrow, default)]
+    choices: Vec<Choice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+/// Estimates the completion tokens of a non-stream response body.
+pub fn estimate_output(body: &[u8]) -> u64 {
+    match serde_json::from_slice::<Out<'_>>(body) {
+        Ok(out) => out
+            .choices
+            .iter()
+            .map(|c| c.message.or(c.text).map_or(0, count_json))
+            .sum(),
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_real_text() {
+        assert_eq!(count(""), 0);
+        assert!(count("Hello world") >= 2);
+    }
+
+    #[test]
+    fn chat_input_counts_messages_and_overhead() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"Hello world"}]}"#;
+        let n = estimate_input(Endpoint::Chat, body);
+        assert_eq!(
+            n,
+            TOKENS_PER_MESSAGE + count("user") + count("Hello world") + TOKENS_REPLY_PRIMING
+        );
+    }
+
+    #[test]
+    fn completion_output_counts_choices() {
+        let body = br#"{"choices":[{"text":" Paris.","index":0}]}"#;
+        assert_eq!(estimate_output(body), count(" Paris."));
+    }
+}

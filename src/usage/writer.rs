@@ -1,0 +1,95 @@
+//! The batch writer: drains the usage queue into the store in transactions, off the request path.
+//!
+//! Whatever is waiting is written together (up to `batch_size`), so batches grow with
+//! load and a lone record is written at once. A failing store is retried with backoff;
+//! nothing is dropped — the journal still holds every record until it is committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Journal, Sequenced, UsageRecord};
+use crate::store::Store;
+
+pub fn spawn_writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Sequenced>,
+    journal: Option<Arc<Journal>>,
+    batch_size: usize,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut batch: Vec<UsageRecord> = Vec::with_capacity(batch_size);
+        loop {
+            let first = tokio::select! {
+                biased;
+                msg = rx.recv() => msg,
+                () = stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut last_seq = first.seq;
+            batch.push(first.record);
+            while batch.len() < batch_size {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        last_seq = m.seq;
+                        batch.push(m.record);
+                    }
+                    Err(_) => break,
+                }
+            }
+            write(&store, &batch, journal.as_deref(), last_seq, &stop).await;
+            batch.clear();
+        }
+        // Stopping: write what is already queued, then leave the rest to the journal.
+        let mut last_seq = 0;
+        while let Ok(m) = rx.try_recv() {
+            last_seq = m.seq;
+            batch.push(m.record);
+            if batch.len() == batch_size {
+                write(&store, &batch, journal.as_deref(), last_seq, &stop).await;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            write(&store, &batch, journal.as_deref(), last_seq, &stop).await;
+        }
+    })
+}
+
+async fn write(
+    store: &Store,
+    batch: &[UsageRecord],
+    journal: Option<&Journal>,
+    last_seq: u64,
+    stop: &CancellationToken,
+) {
+    let mut delay = Duration::from_millis(50);
+    let mut attempts = 0u32;
+    loop {
+        match store.insert_usage(batch).await {
+            Ok(_) => {
+                if let Some(j) = journal {
+                    j.committed(last_seq);
+                }
+                return;
+            }
+            Err(e) => {
+                attempts += 1;
+                tracing::error!(error = %e, records = batch.len(), attempts, "usage batch write failed; retrying");
+                if stop.is_cancelled() && attempts >= 3 {
+                    tracing::error!(
+                        records = batch.len(),
+                        "giving up at shutdown; the journal keeps these records for the next start"
+                    );
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
