@@ -54,7 +54,7 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -63,19 +63,6 @@ pub struct Config {
     pub log: LogConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            usage: UsageConfig::default(),
-            log: LogConfig::default(),
-            providers: Vec::new(),
-            models: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,9 +308,9 @@ impl Config {
             }
         }
         if !self.store.url.starts_with("sqlite:") {
-            return Err(ConfigError::Invalid(format!(
-                "store.url must be sqlite://PATH (got a URL with another scheme)"
-            )));
+            return Err(ConfigError::Invalid(
+                "store.url must be sqlite://PATH (got a URL with another scheme)".to_owned(),
+            ));
         }
         if self.usage.queue_capacity == 0 || self.usage.batch_size == 0 {
             return Err(ConfigError::Invalid(

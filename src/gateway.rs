@@ -66,7 +66,7 @@ pub enum Forwarded {
     /// A complete JSON body from the upstream, passed through unchanged.
     Json(Bytes),
     /// An SSE stream relayed chunk by chunk.
-    Stream(Relay),
+    Stream(Box<Relay>),
 }
 
 pub struct Gateway {
@@ -160,14 +160,14 @@ impl Gateway {
     ) -> Result<Forwarded, ApiError> {
         match self.try_forward(endpoint, &body, &mut meter).await {
             Ok(Answer::Json(json)) => Ok(Forwarded::Json(json)),
-            Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Relay::new(
+            Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Box::new(Relay::new(
                 parts.response,
                 meter,
                 body,
                 endpoint,
                 parts.client_wants_usage,
                 parts.idle_timeout,
-            ))),
+            )))),
             Err(err) => {
                 meter.finish(
                     err.status().as_u16(),

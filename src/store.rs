@@ -159,6 +159,18 @@ impl Store {
         }
     }
 
+    /// Per-request records of an account in `[from_ms, to_ms)`, oldest first.
+    pub async fn usage_records(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.usage_records(account_id, from_ms, to_ms).await,
+        }
+    }
+
     pub async fn usage_by_model(
         &self,
         account_id: &str,

@@ -51,6 +51,8 @@ pub struct Script {
     pub cached_tokens: Option<u64>,
     /// Add a `Retry-After` header (seconds) to an error response.
     pub retry_after: Option<u64>,
+    /// Replay these exact SSE bytes as the stream (e.g. a real engine's capture).
+    pub raw_sse: Option<Bytes>,
 }
 
 impl Default for Script {
@@ -65,6 +67,7 @@ impl Default for Script {
             reply: words("Hello from the mock upstream."),
             cached_tokens: None,
             retry_after: None,
+            raw_sse: None,
         }
     }
 }
@@ -399,6 +402,22 @@ async fn generate(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let mut events: Vec<Bytes> = Vec::new();
+    if let Some(raw) = &script.raw_sse {
+        events.push(raw.clone());
+        let stream = MockStream {
+            events: events.into(),
+            sent: 0,
+            cut_at: None,
+            delay: Duration::ZERO,
+            sleep: None,
+            shared,
+            finished: false,
+        };
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     let chunk = |choices: Value, usage: Option<Value>| -> Bytes {
         let mut c = match kind {
             Kind::Chat => {
@@ -476,6 +495,13 @@ impl Stream for MockStream {
             return Poll::Ready(None);
         }
         if self.cut_at == Some(self.sent) {
+            // Give the server a moment to flush what was sent, then abort the connection.
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(50))));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
             self.finished = true;
             self.shared.completed_streams.fetch_add(1, Ordering::SeqCst);
             return Poll::Ready(Some(Err(std::io::Error::other("stream cut by script"))));
@@ -493,6 +519,11 @@ impl Stream for MockStream {
         match self.events.pop_front() {
             Some(ev) => {
                 self.sent += 1;
+                if self.events.is_empty() {
+                    // The last event is on its way: the stream ran to its end.
+                    self.finished = true;
+                    self.shared.completed_streams.fetch_add(1, Ordering::SeqCst);
+                }
                 Poll::Ready(Some(Ok(ev)))
             }
             None => {

@@ -104,7 +104,7 @@ async fn infer(
                     HeaderValue::from_static("no"),
                 ),
             ],
-            Body::from_stream(relay),
+            Body::from_stream(*relay),
         )
             .into_response()),
     }

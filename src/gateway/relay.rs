@@ -236,6 +236,15 @@ impl Stream for Relay {
                 return Poll::Ready(Some(Ok(b)));
             }
             if this.finished {
+                // Read the upstream's end-of-body if it is already here, so its connection
+                // goes back to the pool instead of being closed; never wait for it.
+                while !this.upstream_ended {
+                    match this.upstream.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(Ok(_))) => {}
+                        Poll::Ready(None) => this.upstream_ended = true,
+                        Poll::Ready(Some(Err(_))) | Poll::Pending => break,
+                    }
+                }
                 return Poll::Ready(None);
             }
             if let Some(data) = this.parser.next_data() {

@@ -334,6 +334,48 @@ impl SqliteStore {
         Ok(inserted)
     }
 
+    pub async fn usage_records(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM usage_records WHERE account_id = ? AND started_ms >= ? AND started_ms < ?
+             ORDER BY started_ms, request_id",
+        )
+        .bind(account_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: i64 = row.try_get("status")?;
+                Ok(UsageRecord {
+                    request_id: row.try_get("request_id")?,
+                    account_id: row.try_get("account_id")?,
+                    key_id: row.try_get("key_id")?,
+                    endpoint: row.try_get("endpoint")?,
+                    model: row.try_get("model")?,
+                    provider: row.try_get("provider")?,
+                    started_ms: row.try_get("started_ms")?,
+                    finished_ms: row.try_get("finished_ms")?,
+                    status: u16::try_from(status).unwrap_or(0),
+                    error_kind: row.try_get("error_kind")?,
+                    stream: row.try_get("stream")?,
+                    input_tokens: to_u64(row.try_get("input_tokens")?),
+                    cached_input_tokens: to_u64(row.try_get("cached_input_tokens")?),
+                    output_tokens: to_u64(row.try_get("output_tokens")?),
+                    estimated: row.try_get("estimated")?,
+                    cost_nanos: row.try_get("cost_nanos")?,
+                    latency_us: to_u64(row.try_get("latency_us")?),
+                    ttft_us: row.try_get::<Option<i64>, _>("ttft_us")?.map(to_u64),
+                })
+            })
+            .collect()
+    }
+
     pub async fn usage_by_model(
         &self,
         account_id: &str,
@@ -373,6 +415,10 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
 }
 
 fn to_i64(v: u64) -> i64 {

@@ -111,9 +111,20 @@ struct Out<'a> {
 #[derive(Deserialize)]
 struct Choice<'a> {
     #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
+    message: Option<Message<'a>>,
     #[serde(borrow, default)]
     text: Option<&'a RawValue>,
+}
+
+/// The generated parts of a chat message (the `role` marker is not output).
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
 }
 
 /// Estimates the completion tokens of a non-stream response body.
@@ -122,7 +133,16 @@ pub fn estimate_output(body: &[u8]) -> u64 {
         Ok(out) => out
             .choices
             .iter()
-            .map(|c| c.message.or(c.text).map_or(0, count_json))
+            .map(|c| {
+                let message = c.message.as_ref().map_or(0, |m| {
+                    [m.content, m.reasoning_content, m.tool_calls]
+                        .into_iter()
+                        .flatten()
+                        .map(count_json)
+                        .sum()
+                });
+                message + c.text.map_or(0, count_json)
+            })
             .sum(),
         Err(_) => 0,
     }

@@ -1,1 +1,15 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken expectations
 
+//! InstaGen's integration tests: the real server on port 0, a real mock upstream over
+//! TCP, a real SQLite file. One binary; modules are named by capability.
+
+mod helpers;
+
+mod chat_completions;
+mod cli;
+mod durability;
+mod errors;
+mod keys;
+mod privacy;
+mod python_sdk;
+mod streaming;

@@ -1,0 +1,133 @@
+//! Access keys: stored only as keyed hashes; disable/enable/delete take effect within a second.
+
+use std::time::{Duration, Instant};
+
+use instagen::store::KeyStatus;
+
+use crate::helpers::*;
+
+async fn status_within(app: &TestApp, expected: u16, within: Duration) -> u16 {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = app.chat(&chat_body("x")).await.status().as_u16();
+        if s == expected || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_are_stored_only_as_keyed_hashes_never_in_plaintext() {
+    let app = TestApp::spawn().await;
+    let key = app.key.clone();
+    let secret = key.rsplit('-').next().unwrap().to_owned();
+    assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    let (dir, store) = app.shutdown().await;
+    store.close().await;
+    for file in walk(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{} holds the key secret",
+            file.display()
+        );
+    }
+}
+
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn disable_enable_and_delete_take_effect_within_a_second() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+
+    instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Disabled)
+        .await
+        .unwrap();
+    assert_eq!(status_within(&app, 401, Duration::from_secs(1)).await, 401);
+    let body = openai_error(app.chat(&chat_body("x")).await, 401).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled")
+    );
+
+    instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(status_within(&app, 200, Duration::from_secs(1)).await, 200);
+
+    instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Deleted)
+        .await
+        .unwrap();
+    assert_eq!(status_within(&app, 401, Duration::from_secs(1)).await, 401);
+    // A deleted key cannot come back.
+    assert!(
+        instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Active)
+            .await
+            .is_err()
+    );
+    let keys = instagen::admin::list_keys(&app.store, &app.account)
+        .await
+        .unwrap();
+    assert!(keys.is_empty());
+}
+
+#[tokio::test]
+async fn a_new_key_works_within_a_second_and_lists_its_usage() {
+    let app = TestApp::spawn().await;
+    let created =
+        instagen::admin::create_key(&app.store, &app.hasher, &app.account, "second", "ci")
+            .await
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut status = 0;
+    while Instant::now() < deadline {
+        status = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(created.secret.expose())
+            .json(&chat_body("a b"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+    app.records(1).await;
+    let keys = instagen::admin::list_keys(&app.store, &app.account)
+        .await
+        .unwrap();
+    let second = keys.iter().find(|k| k.id == created.id).unwrap();
+    assert_eq!(
+        (
+            second.name.as_str(),
+            second.description.as_str(),
+            second.requests
+        ),
+        ("second", "ci", 1)
+    );
+    assert!(second.last_used_ms.is_some());
+}

@@ -1,0 +1,211 @@
+//! The privacy contract, end to end: unique canary strings go through every path
+//! (success, stream, client abort, upstream errors that echo the prompt, invalid
+//! bodies, unknown models and routes); then every file the server wrote — database,
+//! WAL, journal, logs at debug level, stdout and stderr — is searched: zero hits.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mock_upstream::Script;
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::keys::{contains, walk};
+
+fn canary(tag: &str) -> String {
+    format!(
+        "CANARY{tag}{}",
+        instagen::keys::random_id(16).unwrap().to_uppercase()
+    )
+}
+
+#[tokio::test]
+async fn no_content_reaches_any_file_log_or_record_on_any_path() {
+    let mock = mock_upstream::MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_process_config(dir.path(), &mock.base_url(), "debug");
+    let (_account, key, store) = provision(&config).await;
+    let log = dir.path().join("server.log");
+    let server = ServerProcess::start(&config, &log).await;
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{}", server.base, p);
+    let post = |path: &str, body: String| {
+        client
+            .post(url(path))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let mut canaries = Vec::new();
+
+    // 1. Non-stream success: canary in the prompt and in the model's output.
+    let (input, output) = (canary("IN"), canary("OUT"));
+    mock.push(Script::reply(&format!("Sure: {output}")));
+    let resp = post("/v1/chat/completions", chat_body(&input).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.text().await.unwrap().contains(&output));
+    canaries.extend([input, output]);
+
+    // 2. Stream success, client asks for usage; and a stream from an engine without usage.
+    for omit_usage in [false, true] {
+        let (input, output) = (canary("SIN"), canary("SOUT"));
+        mock.push(Script {
+            omit_usage,
+            ..Script::reply(&format!("Streamed {output} here"))
+        });
+        let mut body = chat_body(&input);
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let text = post("/v1/chat/completions", body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains(&output));
+        canaries.extend([input, output]);
+    }
+
+    // 3. Client aborts mid-stream.
+    let (input, output) = (canary("AIN"), canary("AOUT"));
+    mock.push(Script {
+        chunk_delay: Duration::from_millis(150),
+        ..Script::reply(&format!("{output} a b c d e f g h"))
+    });
+    let mut body = chat_body(&input);
+    body["stream"] = json!(true);
+    let resp = post("/v1/chat/completions", body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut s = resp.bytes_stream();
+    let _ = s.next().await;
+    let _ = s.next().await;
+    drop(s);
+    canaries.extend([input, output]);
+
+    // 4. Upstream 500 whose body echoes the prompt, and an upstream 400 that does too.
+    for status in [500, 400] {
+        let input = canary("ERR");
+        mock.push(Script {
+            echo_body_in_error: true,
+            ..Script::status(status)
+        });
+        let resp = post("/v1/chat/completions", chat_body(&input).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error() || resp.status().is_server_error());
+        canaries.push(input);
+    }
+
+    // 5. A stream cut halfway.
+    let input = canary("CUT");
+    mock.push(Script {
+        cut_after_chunks: Some(1),
+        ..Default::default()
+    });
+    let mut body = chat_body(&input);
+    body["stream"] = json!(true);
+    let _ = post("/v1/chat/completions", body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await;
+    canaries.push(input);
+
+    // 6. Invalid bodies, an unknown model, a canary in a route and in a header.
+    let bad_json = canary("BADJSON");
+    let _ = post(
+        "/v1/chat/completions",
+        format!("{{\"model\": \"{bad_json}\", broken"),
+    )
+    .send()
+    .await
+    .unwrap();
+    let bad_type = canary("BADTYPE");
+    let _ = post(
+        "/v1/chat/completions",
+        json!({"model": MODEL, "messages": bad_type}).to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
+    let bad_model = canary("MODEL");
+    let resp = post(
+        "/v1/chat/completions",
+        json!({"model": bad_model, "messages": []}).to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 404);
+    let path = canary("PATH");
+    let _ = client
+        .get(url(&format!("/v1/{path}")))
+        .send()
+        .await
+        .unwrap();
+    let header = canary("HEADER");
+    let _ = client
+        .post(url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-debug-note", &header)
+        .json(&chat_body("plain"))
+        .send()
+        .await
+        .unwrap();
+    canaries.extend([bad_json, bad_type, bad_model, path, header]);
+
+    // 7. Completions and embeddings.
+    let (prompt, emb) = (canary("PROMPT"), canary("EMB"));
+    let _ = post(
+        "/v1/completions",
+        json!({"model": MODEL, "prompt": prompt}).to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
+    let _ = post(
+        "/v1/embeddings",
+        json!({"model": MODEL, "input": [emb]}).to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
+    canaries.extend([prompt, emb]);
+
+    // The upstream really saw the content (the canaries did travel).
+    let seen: Vec<u8> = mock
+        .requests()
+        .iter()
+        .flat_map(|r| r.body.to_vec())
+        .collect();
+    assert!(contains(&seen, canaries[0].as_bytes()));
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    store.close().await;
+
+    let files = walk(dir.path());
+    assert!(files.iter().any(|f| f.ends_with("instagen.db")));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("DEBUG"),
+        "the server logged at debug level"
+    );
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        for c in &canaries {
+            assert!(
+                !contains(&bytes, c.as_bytes()),
+                "{} contains canary {c}",
+                file.display()
+            );
+        }
+    }
+}

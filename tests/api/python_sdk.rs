@@ -1,0 +1,49 @@
+//! The official `openai` Python package against a running InstaGen: models, chat (plain
+//! and streaming, with and without usage), completions, embeddings and error classes.
+
+use std::process::Command;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn official_openai_python_client_works_end_to_end() {
+    let has_sdk = Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_sdk {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the openai package (see .ci/run)"
+        );
+        eprintln!(
+            "SKIPPED official_openai_python_client_works_end_to_end: python3 package `openai` is not installed"
+        );
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");
+    let base = app.url("/v1");
+    let key = app.key.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("INSTAGEN_BASE_URL", base)
+            .env("INSTAGEN_KEY", key)
+            .env("INSTAGEN_MODEL", MODEL)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let records = app.records(6).await;
+    assert!(records.iter().any(|r| r.stream));
+}
