@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long graceful shutdown waits for in-flight requests before closing them.
     pub shutdown_grace_ms: u64,
+    /// Runtime worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +90,7 @@ impl Default for ServerConfig {
             secret: None,
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
+            worker_threads: 0,
         }
     }
 }
@@ -115,8 +118,11 @@ pub struct UsageConfig {
     pub queue_capacity: usize,
     /// Most records written in one transaction.
     pub batch_size: usize,
-    /// Longest a record waits before its batch is written.
+    /// Longest a record waits for others to share its write transaction.
     pub flush_interval_ms: u64,
+    /// Load the tokenizer (used only when an upstream reports no usage) at start rather
+    /// than on first need; costs ~40 MiB of RSS up front.
+    pub warm_tokenizer: bool,
     /// Append each record to a local journal before the response's last byte, so a
     /// `kill -9` loses nothing; replayed idempotently at the next start.
     pub journal: bool,
@@ -127,7 +133,8 @@ impl Default for UsageConfig {
         Self {
             queue_capacity: 65_536,
             batch_size: 1_000,
-            flush_interval_ms: 50,
+            flush_interval_ms: 100,
+            warm_tokenizer: false,
             journal: true,
         }
     }

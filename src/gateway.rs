@@ -28,9 +28,9 @@ use crate::usage::{Meter, TokenCounts, tokens};
 /// The inference endpoints InstaGen serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    Chat,
-    Completions,
-    Embeddings,
+    Chat = 0,
+    Completions = 1,
+    Embeddings = 2,
 }
 
 impl Endpoint {

@@ -114,6 +114,7 @@ pub async fn run(
         rx,
         journal.clone(),
         config.usage.batch_size,
+        Duration::from_millis(config.usage.flush_interval_ms),
         stop.clone(),
     );
     {
@@ -133,7 +134,9 @@ pub async fn run(
             }
         });
     }
-    tasks.spawn_blocking(usage::tokens::warm);
+    if config.usage.warm_tokenizer {
+        tasks.spawn_blocking(usage::tokens::warm);
+    }
 
     let state = Arc::new(AppState {
         keys,

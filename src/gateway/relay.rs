@@ -218,6 +218,21 @@ impl Relay {
     }
 }
 
+/// Everything queued for the client as one buffer (no copy when there is only one).
+fn take_all(out: &mut VecDeque<Bytes>) -> Option<Bytes> {
+    match out.len() {
+        0 => None,
+        1 => out.pop_front(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(out.iter().map(Bytes::len).sum());
+            for b in out.drain(..) {
+                buf.put_slice(&b);
+            }
+            Some(buf.freeze())
+        }
+    }
+}
+
 fn frame(data: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(data.len() + 8);
     b.put_slice(b"data: ");
@@ -232,7 +247,17 @@ impl Stream for Relay {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            if let Some(b) = this.out.pop_front() {
+            // Handle every event already received, then send them as one write: nothing
+            // waits for more input, and a burst from the upstream costs one syscall.
+            while !this.finished
+                && let Some(data) = this.parser.next_data()
+            {
+                this.on_event(data);
+            }
+            if !this.finished && (this.upstream_ended || this.saw_done) {
+                this.complete();
+            }
+            if let Some(b) = take_all(&mut this.out) {
                 return Poll::Ready(Some(Ok(b)));
             }
             if this.finished {
@@ -246,14 +271,6 @@ impl Stream for Relay {
                     }
                 }
                 return Poll::Ready(None);
-            }
-            if let Some(data) = this.parser.next_data() {
-                this.on_event(data);
-                continue;
-            }
-            if this.upstream_ended || this.saw_done {
-                this.complete();
-                continue;
             }
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(bytes))) => {

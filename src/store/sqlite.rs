@@ -1,6 +1,7 @@
 //! The embedded SQLite backend (WAL mode), created and migrated on open.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::Row;
@@ -58,6 +59,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX usage_key_time ON usage_records(key_id, started_ms);
     "#,
 ];
+
+/// Rows per multi-row INSERT (18 parameters each, well under SQLite's variable limit).
+const USAGE_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT OR IGNORE` of `rows` usage records; the SQL for each row count is built once
+/// and reused, so SQLite's statement cache sees at most `USAGE_ROWS_PER_INSERT` shapes.
+fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
+    static CACHE: OnceLock<Vec<Arc<str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        (0..=USAGE_ROWS_PER_INSERT)
+            .map(|n| {
+                let row = format!("({})", vec!["?"; 18].join(", "));
+                let values = vec![row; n].join(", ");
+                Arc::from(format!(
+                    "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
+                        started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
+                        output_tokens, estimated, cost_nanos, latency_us, ttft_us) VALUES {values}"
+                ))
+            })
+            .collect()
+    });
+    sqlx::AssertSqlSafe(cache[rows.min(USAGE_ROWS_PER_INSERT)].clone())
+}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -301,34 +325,30 @@ impl SqliteStore {
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        for r in records {
-            let done = sqlx::query(
-                "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
-                    started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
-                    output_tokens, estimated, cost_nanos, latency_us, ttft_us)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.request_id)
-            .bind(&r.account_id)
-            .bind(&r.key_id)
-            .bind(&r.endpoint)
-            .bind(r.model.as_deref())
-            .bind(r.provider.as_deref())
-            .bind(r.started_ms)
-            .bind(r.finished_ms)
-            .bind(i64::from(r.status))
-            .bind(r.error_kind.as_deref())
-            .bind(r.stream)
-            .bind(to_i64(r.input_tokens))
-            .bind(to_i64(r.cached_input_tokens))
-            .bind(to_i64(r.output_tokens))
-            .bind(r.estimated)
-            .bind(r.cost_nanos)
-            .bind(to_i64(r.latency_us))
-            .bind(r.ttft_us.map(to_i64))
-            .execute(&mut *tx)
-            .await?;
-            inserted += done.rows_affected();
+        for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
+            let mut query = sqlx::query(insert_usage_sql(chunk.len()));
+            for r in chunk {
+                query = query
+                    .bind(&r.request_id)
+                    .bind(&r.account_id)
+                    .bind(&r.key_id)
+                    .bind(&r.endpoint)
+                    .bind(r.model.as_deref())
+                    .bind(r.provider.as_deref())
+                    .bind(r.started_ms)
+                    .bind(r.finished_ms)
+                    .bind(i64::from(r.status))
+                    .bind(r.error_kind.as_deref())
+                    .bind(r.stream)
+                    .bind(to_i64(r.input_tokens))
+                    .bind(to_i64(r.cached_input_tokens))
+                    .bind(to_i64(r.output_tokens))
+                    .bind(r.estimated)
+                    .bind(r.cost_nanos)
+                    .bind(to_i64(r.latency_us))
+                    .bind(r.ttft_us.map(to_i64));
+            }
+            inserted += query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(inserted)

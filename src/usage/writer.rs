@@ -1,7 +1,7 @@
 //! The batch writer: drains the usage queue into the store in transactions, off the request path.
 //!
-//! Whatever is waiting is written together (up to `batch_size`), so batches grow with
-//! load and a lone record is written at once. A failing store is retried with backoff;
+//! Records are gathered for up to `flush_interval` (or `batch_size` of them) and written
+//! in one transaction, so a busy gateway pays for one commit per batch, not per request. A failing store is retried with backoff;
 //! nothing is dropped — the journal still holds every record until it is committed.
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub fn spawn_writer(
     mut rx: mpsc::Receiver<Sequenced>,
     journal: Option<Arc<Journal>>,
     batch_size: usize,
+    flush_interval: Duration,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -32,13 +33,31 @@ pub fn spawn_writer(
             let Some(first) = first else { break };
             let mut last_seq = first.seq;
             batch.push(first.record);
+            // Gather more for up to `flush_interval` (or until the batch is full): one
+            // transaction per batch costs far less than one per record, and the journal
+            // already holds every record, so waiting risks nothing.
+            let deadline = tokio::time::Instant::now() + flush_interval;
             while batch.len() < batch_size {
                 match rx.try_recv() {
                     Ok(m) => {
                         last_seq = m.seq;
                         batch.push(m.record);
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        let next = tokio::select! {
+                            biased;
+                            m = rx.recv() => m,
+                            () = tokio::time::sleep_until(deadline) => None,
+                            () = stop.cancelled() => None,
+                        };
+                        match next {
+                            Some(m) => {
+                                last_seq = m.seq;
+                                batch.push(m.record);
+                            }
+                            None => break,
+                        }
+                    }
                 }
             }
             write(&store, &batch, journal.as_deref(), last_seq, &stop).await;

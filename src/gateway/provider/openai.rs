@@ -18,8 +18,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub struct OpenAiProvider {
     name: Arc<str>,
-    /// Base URL without a trailing slash.
-    base_url: String,
+    /// Parsed once: chat, completions and embeddings URLs.
+    urls: [reqwest::Url; 3],
     /// `Bearer <key>`, read from the env variable named in config at start.
     authorization: Option<HeaderValue>,
     client: reqwest::Client,
@@ -59,9 +59,19 @@ impl OpenAiProvider {
             .user_agent(concat!("instagen/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("provider `{}`: cannot build HTTP client: {e}", config.name))?;
+        let base = config.base_url.trim_end_matches('/');
+        let url = |e: Endpoint| {
+            reqwest::Url::parse(&format!("{base}{}", e.path()))
+                .map_err(|e| format!("provider `{}`: invalid base_url: {e}", config.name))
+        };
+        let urls = [
+            url(Endpoint::Chat)?,
+            url(Endpoint::Completions)?,
+            url(Endpoint::Embeddings)?,
+        ];
         Ok(Self {
             name: Arc::from(config.name.as_str()),
-            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            urls,
             authorization,
             client,
             ttfb_timeout: Duration::from_millis(config.ttfb_timeout_ms),
@@ -100,7 +110,7 @@ impl OpenAiProvider {
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut request = self
             .client
-            .post(format!("{}{}", self.base_url, endpoint.path()))
+            .post(self.urls[endpoint as usize].clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream")
             .body(body);
