@@ -9,27 +9,31 @@
 //!
 //! Errors become responses in `error.rs`; nothing else writes error bodies.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::api;
+use crate::config::AccountsConfig;
 use crate::error::ErrorKind;
 use crate::gateway::Gateway;
-use crate::keys::KeyCache;
+use crate::keys::{KeyCache, SecurityEvents};
 use crate::store::Store;
 use crate::usage::UsageSink;
 
 pub struct AppState {
     pub keys: Arc<KeyCache>,
+    pub security: SecurityEvents,
+    pub accounts: AccountsConfig,
     pub gateway: Gateway,
     pub usage: UsageSink,
     pub store: Store,
@@ -41,6 +45,8 @@ pub struct AppState {
 pub struct RequestContext {
     pub id: Arc<str>,
     pub started: Instant,
+    /// The peer address (no proxy header is trusted yet).
+    pub client_ip: Option<IpAddr>,
 }
 
 static REQUEST_ID_PREFIX: OnceLock<String> = OnceLock::new();
@@ -61,6 +67,10 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let ctx = RequestContext {
         id: next_request_id(),
         started: Instant::now(),
+        client_ip: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
     };
     let route: &'static str = match req
         .extensions()

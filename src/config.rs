@@ -60,6 +60,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub usage: UsageConfig,
+    pub accounts: AccountsConfig,
     pub log: LogConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
@@ -136,6 +137,27 @@ impl Default for UsageConfig {
             flush_interval_ms: 100,
             warm_tokenizer: false,
             journal: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Anyone may `POST /api/v1/signup`, creating an account with themselves as owner.
+    pub open_signup: bool,
+    /// How long a console/API login session lasts.
+    pub session_ttl_hours: u64,
+    /// A bearer token that acts as an operator (bootstrap); also read from `INSTAGEN_ADMIN_TOKEN`.
+    pub admin_token: Option<Secret>,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            open_signup: false,
+            session_ttl_hours: 12,
+            admin_token: None,
         }
     }
 }
@@ -276,9 +298,16 @@ impl Config {
             };
             section.insert(parts[1].clone(), env_value(value));
         }
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        if config.accounts.admin_token.is_none()
+            && let Some((_, token)) = env
+                .iter()
+                .find(|(n, v)| n == "INSTAGEN_ADMIN_TOKEN" && !v.is_empty())
+        {
+            config.accounts.admin_token = Some(Secret::new(token.clone()));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -322,6 +351,14 @@ impl Config {
         if self.usage.queue_capacity == 0 || self.usage.batch_size == 0 {
             return Err(ConfigError::Invalid(
                 "usage.queue_capacity and usage.batch_size must be positive".to_owned(),
+            ));
+        }
+        if let Some(token) = &self.accounts.admin_token
+            && token.expose().len() < 32
+        {
+            return Err(ConfigError::Invalid(
+                "accounts.admin_token (INSTAGEN_ADMIN_TOKEN) must be at least 32 characters"
+                    .to_owned(),
             ));
         }
         if let Some(secret) = &self.server.secret

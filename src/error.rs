@@ -19,6 +19,7 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     Key(KeyError),
     ModelNotFound(String),
+    ModelNotAllowed(String),
     QueueFull,
     Upstream(UpstreamError),
     RouteNotFound,
@@ -94,6 +95,12 @@ impl ApiError {
                 "model_not_found",
                 "invalid_request_error",
                 Some("model_not_found"),
+            ),
+            E::ModelNotAllowed(_) => s(
+                StatusCode::FORBIDDEN,
+                "model_not_allowed",
+                "permission_error",
+                Some("model_not_allowed"),
             ),
             E::QueueFull => s(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -179,6 +186,7 @@ impl ApiError {
             ApiError::ModelNotFound(m) => {
                 format!("The model `{m}` does not exist or you do not have access to it.")
             }
+            ApiError::ModelNotAllowed(m) => format!("this access key may not use the model `{m}`"),
             ApiError::QueueFull => "the server is overloaded; retry shortly".to_owned(),
             ApiError::Upstream(u) => match (&u.client_message, u.kind) {
                 (Some(m), _) => format!("upstream rejected the request: {m}"),
@@ -196,7 +204,7 @@ impl ApiError {
     fn param(&self) -> Option<&'static str> {
         match self {
             ApiError::InvalidBody(e) => e.param,
-            ApiError::ModelNotFound(_) => Some("model"),
+            ApiError::ModelNotFound(_) | ApiError::ModelNotAllowed(_) => Some("model"),
             _ => None,
         }
     }

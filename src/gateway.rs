@@ -23,6 +23,7 @@ pub use relay::Relay;
 use crate::billing::Prices;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::keys::AuthedKey;
 use crate::usage::{Meter, TokenCounts, tokens};
 
 /// The inference endpoints InstaGen serves.
@@ -156,9 +157,10 @@ impl Gateway {
         &self,
         endpoint: Endpoint,
         body: Bytes,
+        key: &AuthedKey,
         mut meter: Meter,
     ) -> Result<Forwarded, ApiError> {
-        match self.try_forward(endpoint, &body, &mut meter).await {
+        match self.try_forward(endpoint, &body, key, &mut meter).await {
             Ok(Answer::Json(json)) => Ok(Forwarded::Json(json)),
             Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Box::new(Relay::new(
                 parts.response,
@@ -183,6 +185,7 @@ impl Gateway {
         &self,
         endpoint: Endpoint,
         body: &Bytes,
+        key: &AuthedKey,
         meter: &mut Meter,
     ) -> Result<Answer, ApiError> {
         let inspected = inspect(endpoint, body).map_err(ApiError::InvalidBody)?;
@@ -190,6 +193,9 @@ impl Gateway {
             .routes
             .get(inspected.model.as_ref())
             .ok_or_else(|| ApiError::ModelNotFound(inspected.model.clone().into_owned()))?;
+        if !key.may_use(&route.model_id) {
+            return Err(ApiError::ModelNotAllowed(route.model_id.clone()));
+        }
         let stream = inspected.stream && endpoint != Endpoint::Embeddings;
         meter.route(&route.model_id, route.provider.name(), route.prices, stream);
         let upstream_body = inspected

@@ -138,8 +138,12 @@ pub async fn run(
         tasks.spawn_blocking(usage::tokens::warm);
     }
 
+    let (security, security_rx) = keys::SecurityEvents::new(4096);
+    let security_flusher = keys::spawn_flusher(store.clone(), security_rx, stop.clone());
     let state = Arc::new(AppState {
         keys,
+        security,
+        accounts: config.accounts.clone(),
         gateway,
         usage: UsageSink::new(tx, journal),
         store: store.clone(),
@@ -155,7 +159,11 @@ pub async fn run(
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, router).with_graceful_shutdown(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
             shutdown.await;
             draining.cancel();
         })
@@ -172,6 +180,7 @@ pub async fn run(
     stop.cancel();
     tasks.close();
     tasks.wait().await;
+    let _ = security_flusher.await;
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "usage writer ended abnormally; the journal keeps its records");
     }

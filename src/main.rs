@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use instagen::admin::{self, Actor};
 use instagen::config::Config;
-use instagen::store::KeyStatus;
-use instagen::{admin, telemetry, time};
+use instagen::keys::KeyHasher;
+use instagen::store::{KeyLimits, KeySpec, KeyStatus, KeyUpdate, Role, Store};
+use instagen::{telemetry, time};
 
 /// sysexits.h EX_CONFIG-ish: bad configuration or usage.
 const EXIT_CONFIG: u8 = 64;
@@ -35,12 +37,18 @@ enum Command {
     Serve,
     /// Create the store and apply migrations, then exit.
     Migrate,
-    /// Manage accounts.
+    /// Manage accounts (tenants).
     #[command(subcommand)]
     Accounts(AccountsCmd),
+    /// Manage users (console and management-API logins).
+    #[command(subcommand)]
+    Users(UsersCmd),
     /// Manage access keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Manage management-API tokens (`igm-…`).
+    #[command(subcommand)]
+    Tokens(TokensCmd),
     /// Read usage.
     #[command(subcommand)]
     Usage(UsageCmd),
@@ -59,6 +67,59 @@ enum AccountsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Suspend an account: its keys stop authenticating within a second.
+    Suspend { name: String },
+    /// Reactivate a suspended account.
+    Unsuspend { name: String },
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    /// Create a user; with --account, also make them a member.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The password, or `-` to read it from standard input.
+        #[arg(long)]
+        password: String,
+        /// A platform operator (global admin).
+        #[arg(long)]
+        operator: bool,
+        #[arg(long)]
+        account: Option<String>,
+        /// owner, member or viewer (with --account).
+        #[arg(long, default_value = "member")]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct KeyFields {
+    /// Comma-separated model ids this key may use (default: all).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Expiry (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    expires: Option<String>,
+    #[arg(long)]
+    rpm: Option<i64>,
+    #[arg(long)]
+    tpm: Option<i64>,
+    #[arg(long)]
+    max_concurrent: Option<i64>,
+    /// Spend limit in USD, e.g. 25.00.
+    #[arg(long)]
+    spend_limit_usd: Option<String>,
+    /// day, month or total.
+    #[arg(long)]
+    spend_limit_period: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +132,8 @@ enum KeysCmd {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
+        #[command(flatten)]
+        fields: KeyFields,
         #[arg(long)]
         json: bool,
     },
@@ -81,12 +144,65 @@ enum KeysCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Change a key's name, description, models, expiry or limits.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        fields: KeyFields,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new secret; the old one keeps working for the grace period.
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = admin::DEFAULT_ROTATION_GRACE_SECS)]
+        grace_seconds: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Disable a key (it stops authenticating within a second).
     Disable { id: String },
     /// Enable a disabled key.
     Enable { id: String },
-    /// Delete a key for good (its usage records stay).
+    /// Delete a key for good (its hash is erased; its usage records stay).
     Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum TokensCmd {
+    /// Create a management token; its secret is printed once.
+    Create {
+        /// The account it acts on (omit with --operator).
+        #[arg(long)]
+        account: Option<String>,
+        /// owner, member or viewer.
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// A global operator token.
+        #[arg(long)]
+        operator: bool,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an account's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token.
+    Revoke {
+        #[arg(long)]
+        account: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,140 +254,317 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(config.server.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-            instagen::run(config, listener, shutdown_signal()).await?;
-        }
-        Command::Migrate => {
-            let (store, _) = instagen::open_store(&config).await?;
-            store.close().await;
-            println!("store is up to date");
-        }
-        Command::Accounts(cmd) => {
-            let (store, _) = instagen::open_store(&config).await?;
-            match cmd {
-                AccountsCmd::Create { name, json } => {
-                    let a = admin::create_account(&store, &name).await?;
-                    if json {
-                        println!("{}", serde_json::to_string(&a)?);
-                    } else {
-                        println!("created account {} ({})", a.name, a.id);
-                    }
-                }
-                AccountsCmd::List { json } => {
-                    let accounts = store.list_accounts().await?;
-                    if json {
-                        println!("{}", serde_json::to_string(&accounts)?);
-                    } else {
-                        for a in accounts {
-                            println!(
-                                "{}\t{}\t{}",
-                                a.id,
-                                a.name,
-                                time::format_rfc3339(a.created_ms)
-                            );
-                        }
-                    }
-                }
-            }
-            store.close().await;
-        }
-        Command::Keys(cmd) => {
-            let (store, hasher) = instagen::open_store(&config).await?;
-            match cmd {
-                KeysCmd::Create {
-                    account,
-                    name,
-                    description,
-                    json,
-                } => {
-                    let k =
-                        admin::create_key(&store, &hasher, &account, &name, &description).await?;
-                    if json {
-                        println!("{}", serde_json::to_string(&k)?);
-                    } else {
-                        println!("created key {} ({}) for account {account}", k.id, k.name);
-                        println!("secret (shown once, store it now): {}", k.secret.expose());
-                    }
-                }
-                KeysCmd::List { account, json } => {
-                    let keys = admin::list_keys(&store, &account).await?;
-                    if json {
-                        println!("{}", serde_json::to_string(&keys)?);
-                    } else {
-                        println!("ID\tNAME\tSTATUS\tREQUESTS\tCOST_USD\tDESCRIPTION");
-                        for k in keys {
-                            println!(
-                                "{}\t{}\t{}\t{}\t{}\t{}",
-                                k.id,
-                                k.name,
-                                k.status,
-                                k.requests,
-                                instagen::billing::Money::from_nanos(k.cost_nanos),
-                                k.description
-                            );
-                        }
-                    }
-                }
-                KeysCmd::Disable { id } => {
-                    admin::set_key_status(&store, &id, KeyStatus::Disabled).await?;
-                    println!("disabled key {id}");
-                }
-                KeysCmd::Enable { id } => {
-                    admin::set_key_status(&store, &id, KeyStatus::Active).await?;
-                    println!("enabled key {id}");
-                }
-                KeysCmd::Delete { id } => {
-                    admin::set_key_status(&store, &id, KeyStatus::Deleted).await?;
-                    println!("deleted key {id}");
-                }
-            }
-            store.close().await;
-        }
-        Command::Usage(UsageCmd::Summary(args)) => {
-            let parse = |v: &Option<String>, default: i64| -> anyhow::Result<i64> {
-                v.as_deref().map_or(Ok(default), |t| {
-                    time::parse_rfc3339(t).map_err(anyhow::Error::msg)
-                })
-            };
-            let from = match parse(&args.from, 0) {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("instagen: --from: {e}");
-                    return Ok(ExitCode::from(EXIT_CONFIG));
-                }
-            };
-            let to = match parse(&args.to, i64::MAX) {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("instagen: --to: {e}");
-                    return Ok(ExitCode::from(EXIT_CONFIG));
-                }
-            };
-            let (store, _) = instagen::open_store(&config).await?;
-            let s = admin::usage_summary(&store, &args.account, from, to).await?;
-            store.close().await;
-            if args.json {
-                println!("{}", serde_json::to_string(&s)?);
-            } else {
-                println!(
-                    "requests {}  input_tokens {}  output_tokens {}  cost_usd {}",
-                    s.requests, s.input_tokens, s.output_tokens, s.cost_usd
-                );
-                for m in s.models {
-                    println!(
-                        "  {}: requests {}  input_tokens {}  output_tokens {}  cost_usd {}",
-                        m.model, m.requests, m.input_tokens, m.output_tokens, m.cost_usd
-                    );
-                }
-            }
+/// Prints `value` as JSON, or `text` otherwise.
+fn show<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(value)?);
+    } else {
+        println!("{}", text(value));
+    }
+    Ok(())
+}
+
+fn parse_time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<i64>> {
+    value
+        .map(|t| time::parse_rfc3339(t).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+        .transpose()
+}
+
+impl KeyFields {
+    fn limits(&self) -> KeyLimits {
+        KeyLimits {
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_concurrent: self.max_concurrent,
+            spend_limit_usd: self.spend_limit_usd.clone(),
+            spend_limit_period: self.spend_limit_period.clone(),
         }
     }
-    Ok(ExitCode::SUCCESS)
+
+    fn has_limits(&self) -> bool {
+        self.rpm.is_some()
+            || self.tpm.is_some()
+            || self.max_concurrent.is_some()
+            || self.spend_limit_usd.is_some()
+            || self.spend_limit_period.is_some()
+    }
+}
+
+fn read_password(arg: &str) -> anyhow::Result<String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    if let Command::Serve = command {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        instagen::run(config, listener, shutdown_signal()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (store, hasher) = instagen::open_store(&config).await?;
+    let result = run_admin(command, &store, &hasher).await;
+    store.close().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> anyhow::Result<()> {
+    let cli = Actor::cli();
+    match command {
+        Command::Serve => {}
+        Command::Migrate => println!("store is up to date"),
+        Command::Accounts(cmd) => match cmd {
+            AccountsCmd::Create { name, json } => {
+                let a = admin::create_account(store, &cli, &name).await?;
+                show(json, &a, |a| {
+                    format!("created account {} ({})", a.name, a.id)
+                })?;
+            }
+            AccountsCmd::List { json } => {
+                let accounts = store.list_accounts().await?;
+                show(json, &accounts, |list| {
+                    list.iter()
+                        .map(|a| {
+                            format!(
+                                "{}\t{}\t{}\t{}",
+                                a.id,
+                                a.name,
+                                a.status,
+                                time::format_rfc3339(a.created_ms)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })?;
+            }
+            AccountsCmd::Suspend { name } => {
+                let a = store.account_by_name(&name).await?;
+                admin::set_account_status(store, &cli, &a.id, true).await?;
+                println!("suspended account {name}");
+            }
+            AccountsCmd::Unsuspend { name } => {
+                let a = store.account_by_name(&name).await?;
+                admin::set_account_status(store, &cli, &a.id, false).await?;
+                println!("reactivated account {name}");
+            }
+        },
+        Command::Users(cmd) => match cmd {
+            UsersCmd::Create {
+                email,
+                password,
+                operator,
+                account,
+                role,
+                json,
+            } => {
+                let password = read_password(&password)?;
+                let user = admin::create_user(store, &cli, &email, &password, operator).await?;
+                if let Some(name) = account {
+                    let role = Role::parse(&role).ok_or_else(|| {
+                        anyhow::anyhow!("--role: must be owner, member or viewer")
+                    })?;
+                    let a = store.account_by_name(&name).await?;
+                    admin::add_member(store, &cli, &a.id, &user.email, role, None).await?;
+                }
+                show(json, &user, |u| {
+                    format!(
+                        "created user {} ({}){}",
+                        u.email,
+                        u.id,
+                        if u.is_operator { " [operator]" } else { "" }
+                    )
+                })?;
+            }
+            UsersCmd::List { json } => {
+                let users = store.list_users().await?;
+                show(json, &users, |list| {
+                    list.iter()
+                        .map(|u| {
+                            format!(
+                                "{}\t{}\t{}",
+                                u.id,
+                                u.email,
+                                if u.is_operator { "operator" } else { "user" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })?;
+            }
+        },
+        Command::Keys(cmd) => match cmd {
+            KeysCmd::Create {
+                account,
+                name,
+                description,
+                fields,
+                json,
+            } => {
+                let a = store.account_by_name(&account).await?;
+                let spec = KeySpec {
+                    name,
+                    description,
+                    allowed_models: fields.models.clone(),
+                    expires_ms: parse_time("expires", fields.expires.as_deref())?,
+                    limits: fields.limits(),
+                };
+                let k = admin::create_key(store, hasher, &cli, &a.id, spec).await?;
+                show(json, &k, |k| {
+                    format!(
+                        "created key {} ({}) for account {account}\nsecret (shown once, store it now): {}",
+                        k.id,
+                        k.name,
+                        k.secret.expose()
+                    )
+                })?;
+            }
+            KeysCmd::List { account, json } => {
+                let a = store.account_by_name(&account).await?;
+                let keys = store.list_keys(&a.id).await?;
+                show(json, &keys, |keys| {
+                    let mut out =
+                        vec!["ID\tNAME\tSTATUS\tREQUESTS\tCOST_USD\tDESCRIPTION".to_owned()];
+                    for k in keys {
+                        out.push(format!(
+                            "{}\t{}\t{}\t{}\t{}\t{}",
+                            k.id,
+                            k.name,
+                            k.status.as_str(),
+                            k.usage.all_time.requests,
+                            k.usage.all_time.cost_usd,
+                            k.description
+                        ));
+                    }
+                    out.join("\n")
+                })?;
+            }
+            KeysCmd::Update {
+                id,
+                name,
+                description,
+                fields,
+                json,
+            } => {
+                let account = store.key_account(&id).await?;
+                let update = KeyUpdate {
+                    name,
+                    description,
+                    allowed_models: fields.models.clone().map(Some),
+                    expires_ms: parse_time("expires", fields.expires.as_deref())?.map(Some),
+                    limits: fields.has_limits().then(|| fields.limits()),
+                    enabled: None,
+                };
+                let k = admin::update_key(store, &cli, &account, &id, update).await?;
+                show(json, &k, |k| format!("updated key {} ({})", k.id, k.name))?;
+            }
+            KeysCmd::Rotate {
+                id,
+                grace_seconds,
+                json,
+            } => {
+                let account = store.key_account(&id).await?;
+                let k =
+                    admin::rotate_key(store, hasher, &cli, &account, &id, grace_seconds).await?;
+                show(json, &k, |k| {
+                    let grace = k
+                        .previous_secret_valid_until_ms
+                        .map_or("the old secret stopped working now".to_owned(), |t| {
+                            format!("the old secret works until {}", time::format_rfc3339(t))
+                        });
+                    format!(
+                        "rotated key {}; {grace}\nnew secret (shown once): {}",
+                        k.id,
+                        k.secret.expose()
+                    )
+                })?;
+            }
+            KeysCmd::Disable { id } => {
+                let account = store.key_account(&id).await?;
+                admin::set_key_status(store, &cli, &account, &id, KeyStatus::Disabled).await?;
+                println!("disabled key {id}");
+            }
+            KeysCmd::Enable { id } => {
+                let account = store.key_account(&id).await?;
+                admin::set_key_status(store, &cli, &account, &id, KeyStatus::Active).await?;
+                println!("enabled key {id}");
+            }
+            KeysCmd::Delete { id } => {
+                let account = store.key_account(&id).await?;
+                admin::set_key_status(store, &cli, &account, &id, KeyStatus::Deleted).await?;
+                println!("deleted key {id}");
+            }
+        },
+        Command::Tokens(cmd) => match cmd {
+            TokensCmd::Create {
+                account,
+                role,
+                operator,
+                name,
+                json,
+            } => {
+                let (account_id, role) = match (operator, account) {
+                    (true, None) => (None, "operator".to_owned()),
+                    (false, Some(a)) => (Some(store.account_by_name(&a).await?.id), role),
+                    _ => anyhow::bail!("give either --account NAME or --operator"),
+                };
+                let t =
+                    admin::create_token(store, hasher, &cli, account_id.as_deref(), &role, &name)
+                        .await?;
+                show(json, &t, |t| {
+                    format!(
+                        "created token {} ({})\nsecret (shown once): {}",
+                        t.id,
+                        t.role,
+                        t.secret.expose()
+                    )
+                })?;
+            }
+            TokensCmd::List { account, json } => {
+                let a = store.account_by_name(&account).await?;
+                let tokens = store.list_tokens(&a.id).await?;
+                show(json, &tokens, |list| {
+                    list.iter()
+                        .map(|t| format!("{}\t{}\t{}", t.id, t.role, t.name))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })?;
+            }
+            TokensCmd::Revoke { account, id } => {
+                let a = store.account_by_name(&account).await?;
+                admin::revoke_token(store, &cli, &a.id, &id).await?;
+                println!("revoked token {id}");
+            }
+        },
+        Command::Usage(UsageCmd::Summary(args)) => {
+            let from = parse_time("from", args.from.as_deref())?.unwrap_or(0);
+            let to = parse_time("to", args.to.as_deref())?.unwrap_or(i64::MAX);
+            let a = store.account_by_name(&args.account).await?;
+            let s = admin::usage_summary(store, &a.id, from, to).await?;
+            show(args.json, &s, |s| {
+                let mut out = vec![format!(
+                    "requests {}  input_tokens {}  output_tokens {}  cost_usd {}",
+                    s.requests, s.input_tokens, s.output_tokens, s.cost_usd
+                )];
+                for m in &s.models {
+                    out.push(format!(
+                        "  {}: requests {}  input_tokens {}  output_tokens {}  cost_usd {}",
+                        m.model, m.requests, m.input_tokens, m.output_tokens, m.cost_usd
+                    ));
+                }
+                out.join("\n")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

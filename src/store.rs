@@ -6,6 +6,9 @@
 
 mod sqlite;
 
+use serde::{Deserialize, Serialize};
+
+use crate::keys::KeyHash;
 use crate::usage::UsageRecord;
 pub use sqlite::SqliteStore;
 
@@ -17,11 +20,14 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0} already exists")]
     Conflict(&'static str),
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot prepare the store: {0}")]
     Setup(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Active,
     Disabled,
@@ -46,10 +52,60 @@ impl KeyStatus {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// A member's role in an account. Operators are a separate, global flag on users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Member,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Member => "member",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "member" => Some(Role::Member),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Account {
     pub id: String,
     pub name: String,
+    /// `active` or `suspended` (a suspended account's keys stop authenticating).
+    pub status: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub is_operator: bool,
+    pub created_ms: i64,
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Membership {
+    pub account_id: String,
+    pub account_name: String,
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
     pub created_ms: i64,
 }
 
@@ -58,24 +114,96 @@ pub struct Account {
 pub struct KeyRow {
     pub id: String,
     pub account_id: String,
-    pub hash: Option<crate::keys::KeyHash>,
+    pub hash: Option<KeyHash>,
     pub status: KeyStatus,
     pub version: i64,
+    pub account_active: bool,
+    pub expires_ms: Option<i64>,
+    pub allowed_models: Option<Vec<String>>,
+    /// The hash before the last rotation, accepted until `previous_expires_ms`.
+    pub previous_hash: Option<KeyHash>,
+    pub previous_expires_ms: Option<i64>,
 }
 
-/// A key as its owner sees it in a listing: metadata and usage statistics, never the hash.
-#[derive(Debug, Clone, serde::Serialize)]
+/// Limits stored with a key; enforced by the limits and billing layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimits {
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
+    /// Spend cap in USD (decimal string), per `spend_limit_period`.
+    pub spend_limit_usd: Option<String>,
+    /// `day`, `month` or `total`.
+    pub spend_limit_period: Option<String>,
+}
+
+/// What a new key is created with.
+#[derive(Debug, Clone, Default)]
+pub struct KeySpec {
+    pub name: String,
+    pub description: String,
+    pub allowed_models: Option<Vec<String>>,
+    pub expires_ms: Option<i64>,
+    pub limits: KeyLimits,
+}
+
+/// A partial update; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct KeyUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `Some(None)` clears the restriction.
+    pub allowed_models: Option<Option<Vec<String>>>,
+    pub expires_ms: Option<Option<i64>>,
+    pub limits: Option<KeyLimits>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UsageStats {
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nanos: i64,
+    /// Exact USD, nine decimals.
+    pub cost_usd: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeyStats {
+    pub last_used_ms: Option<i64>,
+    pub last_24h: UsageStats,
+    pub last_30d: UsageStats,
+    pub all_time: UsageStats,
+}
+
+/// A key as its owner sees it: metadata, limits and usage statistics, never the hash.
+#[derive(Debug, Clone, Serialize)]
 pub struct KeyInfo {
     pub id: String,
     pub account_id: String,
     pub name: String,
     pub description: String,
-    pub status: &'static str,
+    pub status: KeyStatus,
+    /// The key's visible prefix, enough to recognise it (`ig-<id>`).
+    pub prefix: String,
     pub created_ms: i64,
+    pub updated_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub allowed_models: Option<Vec<String>>,
+    pub limits: KeyLimits,
+    /// Until when the secret from before the last rotation still works.
+    pub previous_secret_valid_until_ms: Option<i64>,
+    pub usage: KeyStats,
+    // Flattened all-time figures, kept for the CLI's table.
+    #[serde(skip)]
     pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+    #[serde(skip)]
     pub cost_nanos: i64,
+    #[serde(skip)]
     pub last_used_ms: Option<i64>,
 }
 
@@ -87,6 +215,62 @@ pub struct UsageTotals {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_nanos: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user_id: String,
+    pub csrf_hash: KeyHash,
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub account_id: Option<String>,
+    /// `owner`, `member`, `viewer`, or `operator` (global).
+    pub role: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+    pub status: String,
+    #[serde(skip)]
+    pub hash: Option<KeyHash>,
+}
+
+/// One management action. Never a secret, never request content.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub account_id: Option<String>,
+    /// `user`, `token`, `admin_token` or `cli`.
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_id: Option<String>,
+    /// Truncated: /24 for IPv4, /48 for IPv6.
+    pub client_ip: Option<String>,
+}
+
+/// Failed authentications, counted per hour.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SecurityEvent {
+    pub bucket_ms: i64,
+    /// `key_unknown`, `key_disabled`, `key_expired`, `key_revoked`, `key_malformed` …
+    pub kind: String,
+    pub key_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub account_id: Option<String>,
+    pub count: i64,
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $body:expr) => {
+        match $self {
+            Store::Sqlite($s) => $body,
+        }
+    };
 }
 
 /// The store, dispatched by backend. PostgreSQL joins as a second variant.
@@ -101,64 +285,197 @@ impl Store {
         Ok(Store::Sqlite(SqliteStore::open(url).await?))
     }
 
+    pub async fn ping(&self) -> bool {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+
+    // Accounts.
     pub async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.create_account(name).await,
-        }
+        dispatch!(self, s => s.create_account(name).await)
     }
-
+    pub async fn account(&self, id: &str) -> Result<Account, StoreError> {
+        dispatch!(self, s => s.account(id).await)
+    }
     pub async fn account_by_name(&self, name: &str) -> Result<Account, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.account_by_name(name).await,
-        }
+        dispatch!(self, s => s.account_by_name(name).await)
     }
-
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_accounts().await,
-        }
+        dispatch!(self, s => s.list_accounts().await)
+    }
+    pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_account_status(id, status).await)
     }
 
+    // Users, memberships, sessions.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        is_operator: bool,
+    ) -> Result<User, StoreError> {
+        dispatch!(self, s => s.create_user(email, password_hash, is_operator).await)
+    }
+    pub async fn user(&self, id: &str) -> Result<User, StoreError> {
+        dispatch!(self, s => s.user(id).await)
+    }
+    pub async fn user_by_email(&self, email: &str) -> Result<User, StoreError> {
+        dispatch!(self, s => s.user_by_email(email).await)
+    }
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        dispatch!(self, s => s.list_users().await)
+    }
+    pub async fn set_membership(
+        &self,
+        account_id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_membership(account_id, user_id, role).await)
+    }
+    pub async fn remove_membership(
+        &self,
+        account_id: &str,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.remove_membership(account_id, user_id).await)
+    }
+    pub async fn role_of(
+        &self,
+        account_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Role>, StoreError> {
+        dispatch!(self, s => s.role_of(account_id, user_id).await)
+    }
+    pub async fn members(&self, account_id: &str) -> Result<Vec<Membership>, StoreError> {
+        dispatch!(self, s => s.members(account_id).await)
+    }
+    pub async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
+        dispatch!(self, s => s.memberships_of(user_id).await)
+    }
+    pub async fn create_session(
+        &self,
+        token_hash: &KeyHash,
+        user_id: &str,
+        csrf_hash: &KeyHash,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_session(token_hash, user_id, csrf_hash, expires_ms).await)
+    }
+    pub async fn session(&self, token_hash: &KeyHash) -> Result<Option<SessionRow>, StoreError> {
+        dispatch!(self, s => s.session(token_hash).await)
+    }
+    pub async fn delete_session(&self, token_hash: &KeyHash) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_session(token_hash).await)
+    }
+
+    // Management tokens.
+    pub async fn insert_token(
+        &self,
+        id: &str,
+        account_id: Option<&str>,
+        role: &str,
+        name: &str,
+        hash: &KeyHash,
+        created_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_token(id, account_id, role, name, hash, created_by).await)
+    }
+    pub async fn token(&self, id: &str) -> Result<TokenInfo, StoreError> {
+        dispatch!(self, s => s.token(id).await)
+    }
+    pub async fn list_tokens(&self, account_id: &str) -> Result<Vec<TokenInfo>, StoreError> {
+        dispatch!(self, s => s.list_tokens(account_id).await)
+    }
+    pub async fn revoke_token(&self, id: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.revoke_token(id).await)
+    }
+    pub async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.touch_token(id).await)
+    }
+
+    // Audit and security.
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        dispatch!(self, s => s.append_audit(entry).await)
+    }
+    pub async fn audit(
+        &self,
+        account_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        dispatch!(self, s => s.audit(account_id, limit).await)
+    }
+    pub async fn add_security_events(&self, events: &[SecurityEvent]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.add_security_events(events).await)
+    }
+    pub async fn security_events(
+        &self,
+        account_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        dispatch!(self, s => s.security_events(account_id, since_ms).await)
+    }
+
+    // Keys.
     pub async fn insert_key(
         &self,
         account_id: &str,
         id: &str,
-        name: &str,
-        description: &str,
-        hash: &crate::keys::KeyHash,
+        hash: &KeyHash,
+        spec: &KeySpec,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_key(account_id, id, name, description, hash).await,
-        }
+        dispatch!(self, s => s.insert_key(account_id, id, hash, spec).await)
     }
-
+    pub async fn key(&self, account_id: &str, id: &str) -> Result<KeyInfo, StoreError> {
+        dispatch!(self, s => s.key(account_id, id).await)
+    }
+    /// The account a key belongs to (for the CLI, which names keys by id alone).
+    pub async fn key_account(&self, id: &str) -> Result<String, StoreError> {
+        dispatch!(self, s => s.key_account(id).await)
+    }
     pub async fn list_keys(&self, account_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_keys(account_id).await,
-        }
+        dispatch!(self, s => s.list_keys(account_id).await)
     }
-
-    /// Sets a key's status; `Deleted` also erases its hash so it can never authenticate again.
-    pub async fn set_key_status(&self, id: &str, status: KeyStatus) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.set_key_status(id, status).await,
-        }
+    pub async fn update_key(
+        &self,
+        account_id: &str,
+        id: &str,
+        update: &KeyUpdate,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.update_key(account_id, id, update).await)
     }
-
+    /// Replaces the secret; the old hash keeps working until `grace_until_ms` (None: at once).
+    pub async fn rotate_key(
+        &self,
+        account_id: &str,
+        id: &str,
+        hash: &KeyHash,
+        grace_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.rotate_key(account_id, id, hash, grace_until_ms).await)
+    }
+    /// Sets a key's status; `Deleted` also erases its hashes so it can never authenticate again.
+    pub async fn set_key_status(
+        &self,
+        account_id: &str,
+        id: &str,
+        status: KeyStatus,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_key_status(account_id, id, status).await)
+    }
     pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.keys_changed_since(version).await,
-        }
+        dispatch!(self, s => s.keys_changed_since(version).await)
     }
 
+    // Usage.
     /// Inserts usage records; a record whose request id is already stored is skipped,
     /// which makes journal replay idempotent.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_usage(records).await,
-        }
+        dispatch!(self, s => s.insert_usage(records).await)
     }
-
     /// Per-request records of an account in `[from_ms, to_ms)`, oldest first.
     pub async fn usage_records(
         &self,
@@ -166,32 +483,14 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<UsageRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.usage_records(account_id, from_ms, to_ms).await,
-        }
+        dispatch!(self, s => s.usage_records(account_id, from_ms, to_ms).await)
     }
-
     pub async fn usage_by_model(
         &self,
         account_id: &str,
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<UsageTotals>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.usage_by_model(account_id, from_ms, to_ms).await,
-        }
-    }
-
-    /// Whether the store answers a trivial query (readiness).
-    pub async fn ping(&self) -> bool {
-        match self {
-            Store::Sqlite(s) => s.ping().await,
-        }
-    }
-
-    pub async fn close(&self) {
-        match self {
-            Store::Sqlite(s) => s.close().await,
-        }
+        dispatch!(self, s => s.usage_by_model(account_id, from_ms, to_ms).await)
     }
 }

@@ -16,24 +16,35 @@ use crate::app::{AppState, RequestContext};
 use crate::error::ApiError;
 use crate::gateway::{Endpoint, Forwarded};
 use crate::keys::AuthedKey;
+use crate::time::now_ms;
 use crate::usage::{Meter, TokenCounts};
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AuthedKey>, ApiError> {
+/// Authenticates the request's access key; a refusal is also counted as a security event.
+fn authenticate(
+    state: &AppState,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+) -> Result<Arc<AuthedKey>, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    Ok(state.keys.authenticate(value)?)
+    state.keys.authenticate(value, now_ms()).map_err(|failure| {
+        state.security.record(&failure, ctx.client_ip);
+        ApiError::Key(failure.error)
+    })
 }
 
 pub async fn models(
     State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers)?;
+    let key = authenticate(&state, &ctx, &headers)?;
     let data: Vec<_> = state
         .gateway
         .model_ids()
         .iter()
+        .filter(|id| key.may_use(id))
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "instagen"}))
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
@@ -73,7 +84,7 @@ async fn infer(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(state, headers)?;
+    let key = authenticate(state, ctx, headers)?;
     let slot = state.usage.reserve()?;
     let mut meter = Meter::new(slot, &ctx.id, &key, endpoint.label(), ctx.started);
     let bytes = match read_body(body, headers, state.max_body_bytes).await {
@@ -83,7 +94,7 @@ async fn infer(
             return Err(e);
         }
     };
-    match state.gateway.forward(endpoint, bytes, meter).await? {
+    match state.gateway.forward(endpoint, bytes, &key, meter).await? {
         Forwarded::Json(json) => Ok((
             [(
                 header::CONTENT_TYPE,

@@ -1,15 +1,17 @@
-//! The in-memory key table that authenticates requests without touching the store.
+//! The in-memory key table that authenticates `/v1` requests without touching the store.
 //!
-//! It holds every key's public id, account and hash. A background task calls
-//! [`KeyCache::refresh`] a few times a second and applies only rows whose version
-//! moved, so a key created, disabled or deleted by the CLI or another instance is
-//! seen within a second.
+//! It holds every key's public id, account, hashes (current and, during a rotation's
+//! grace period, previous), status, expiry and allowed models. A background task calls
+//! [`KeyCache::refresh`] a few times a second and applies only rows whose version moved,
+//! so a change made by the CLI, the management API or another instance is seen within
+//! a second. Deleted keys stay as hash-less entries so failed attempts with them can be
+//! attributed to their account.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::{KeyError, KeyHash, KeyHasher, ParsedKey};
+use super::{KeyError, KeyHash, KeyHasher, ParsedKey, TOKEN_PREFIX};
 use crate::store::{KeyRow, KeyStatus, Store, StoreError};
 
 /// An authenticated key, as the rest of the request sees it.
@@ -17,11 +19,42 @@ use crate::store::{KeyRow, KeyStatus, Store, StoreError};
 pub struct AuthedKey {
     pub key_id: String,
     pub account_id: String,
+    /// Model ids this key may use; `None` means all.
+    pub allowed_models: Option<Vec<String>>,
+}
+
+impl AuthedKey {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == model))
+    }
+}
+
+/// A refused authentication, with what is known of whose key it was.
+#[derive(Debug, Clone)]
+pub struct AuthFailure {
+    pub error: KeyError,
+    pub key_id: Option<String>,
+    pub account_id: Option<String>,
+}
+
+impl AuthFailure {
+    fn anonymous(error: KeyError) -> Self {
+        Self {
+            error,
+            key_id: None,
+            account_id: None,
+        }
+    }
 }
 
 struct Entry {
-    hash: KeyHash,
-    active: bool,
+    hash: Option<KeyHash>,
+    previous: Option<(KeyHash, i64)>,
+    status: KeyStatus,
+    account_active: bool,
+    expires_ms: Option<i64>,
     authed: Arc<AuthedKey>,
 }
 
@@ -44,22 +77,52 @@ impl KeyCache {
         &self.hasher
     }
 
-    /// Authenticates an `Authorization` header value.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<AuthedKey>, KeyError> {
-        let value = authorization.ok_or(KeyError::Missing)?.trim();
+    /// Authenticates an `Authorization` header value at time `now_ms`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Arc<AuthedKey>, AuthFailure> {
+        let value = authorization
+            .ok_or(AuthFailure::anonymous(KeyError::Missing))?
+            .trim();
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(KeyError::Missing)?
+            .ok_or(AuthFailure::anonymous(KeyError::Missing))?
             .trim();
-        let parsed = ParsedKey::parse(token).ok_or(KeyError::Malformed)?;
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.get(parsed.id).ok_or(KeyError::Unknown)?;
-        if !self.hasher.verify(&parsed, &entry.hash) {
-            return Err(KeyError::Unknown);
+        if token.starts_with(TOKEN_PREFIX) {
+            return Err(AuthFailure::anonymous(KeyError::WrongKind));
         }
-        if !entry.active {
-            return Err(KeyError::Disabled);
+        let parsed = ParsedKey::parse(token).ok_or(AuthFailure::anonymous(KeyError::Malformed))?;
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entry = entries
+            .get(parsed.id)
+            .ok_or(AuthFailure::anonymous(KeyError::Unknown))?;
+        let fail = |error| AuthFailure {
+            error,
+            key_id: Some(entry.authed.key_id.clone()),
+            account_id: Some(entry.authed.account_id.clone()),
+        };
+        if entry.status == KeyStatus::Deleted {
+            return Err(fail(KeyError::Revoked));
+        }
+        let current = entry.hash.is_some_and(|h| self.hasher.verify(&parsed, &h));
+        let previous = !current
+            && entry
+                .previous
+                .is_some_and(|(h, until)| now_ms < until && self.hasher.verify(&parsed, &h));
+        if !current && !previous {
+            return Err(fail(KeyError::Unknown));
+        }
+        if entry.status == KeyStatus::Disabled {
+            return Err(fail(KeyError::Disabled));
+        }
+        if entry.expires_ms.is_some_and(|t| now_ms >= t) {
+            return Err(fail(KeyError::Expired));
+        }
+        if !entry.account_active {
+            return Err(fail(KeyError::AccountSuspended));
         }
         Ok(entry.authed.clone())
     }
@@ -80,25 +143,23 @@ impl KeyCache {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         for row in rows {
             max = max.max(row.version);
-            match (row.status, row.hash) {
-                (KeyStatus::Deleted, _) | (_, None) => {
-                    entries.remove(row.id.as_str());
-                }
-                (status, Some(hash)) => {
-                    let authed = Arc::new(AuthedKey {
-                        key_id: row.id.clone(),
-                        account_id: row.account_id,
-                    });
-                    entries.insert(
-                        row.id.into_boxed_str(),
-                        Entry {
-                            hash,
-                            active: status == KeyStatus::Active,
-                            authed,
-                        },
-                    );
-                }
-            }
+            let authed = Arc::new(AuthedKey {
+                key_id: row.id.clone(),
+                account_id: row.account_id,
+                allowed_models: row.allowed_models,
+            });
+            let previous = row.previous_hash.zip(row.previous_expires_ms);
+            entries.insert(
+                row.id.into_boxed_str(),
+                Entry {
+                    hash: row.hash,
+                    previous,
+                    status: row.status,
+                    account_active: row.account_active,
+                    expires_ms: row.expires_ms,
+                    authed,
+                },
+            );
         }
         self.version.store(max, Ordering::Release);
     }

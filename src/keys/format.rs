@@ -11,6 +11,8 @@ use crate::config::Secret;
 
 /// Every access key starts with this, so secret scanners can recognise leaked keys.
 pub const KEY_PREFIX: &str = "ig-";
+/// Management tokens start with this; they never authenticate on `/v1`.
+pub const TOKEN_PREFIX: &str = "igm-";
 const ID_LEN: usize = 16;
 const SECRET_LEN: usize = 40;
 const ID_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -62,8 +64,14 @@ pub struct ParsedKey<'a> {
 }
 
 impl<'a> ParsedKey<'a> {
+    /// Parses an access key (`ig-…`).
     pub fn parse(text: &'a str) -> Option<Self> {
-        let rest = text.strip_prefix(KEY_PREFIX)?;
+        Self::parse_with(KEY_PREFIX, text)
+    }
+
+    /// Parses a credential of the given prefix (`ig-` or `igm-`).
+    pub fn parse_with(prefix: &str, text: &'a str) -> Option<Self> {
+        let rest = text.strip_prefix(prefix)?;
         let (id, secret) = rest.split_once('-')?;
         let ok = id.len() == ID_LEN
             && secret.len() == SECRET_LEN
@@ -101,17 +109,37 @@ impl KeyHasher {
         computed.0.ct_eq(&stored.0).into()
     }
 
-    /// Generates a new key.
+    /// Generates a new access key.
     pub fn generate(&self) -> std::io::Result<NewKey> {
-        let id = random_string(ID_LEN, ID_ALPHABET)?;
+        self.generate_with(KEY_PREFIX, random_string(ID_LEN, ID_ALPHABET)?)
+    }
+
+    /// Generates a new secret for an existing id (rotation keeps the id).
+    pub fn regenerate(&self, id: &str) -> std::io::Result<NewKey> {
+        self.generate_with(KEY_PREFIX, id.to_owned())
+    }
+
+    /// Generates a management token (`igm-…`).
+    pub fn generate_token(&self) -> std::io::Result<NewKey> {
+        self.generate_with(TOKEN_PREFIX, random_string(ID_LEN, ID_ALPHABET)?)
+    }
+
+    fn generate_with(&self, prefix: &str, id: String) -> std::io::Result<NewKey> {
         let secret = random_string(SECRET_LEN, SECRET_ALPHABET)?;
         let hash = self.hash(&id, &secret);
-        let plaintext = Secret::new(format!("{KEY_PREFIX}{id}-{secret}"));
+        let plaintext = Secret::new(format!("{prefix}{id}-{secret}"));
         Ok(NewKey {
             id,
             plaintext,
             hash,
         })
+    }
+
+    /// A random opaque token (sessions, CSRF) and its keyed hash under `purpose`.
+    pub fn opaque(&self, purpose: &str) -> std::io::Result<(Secret, KeyHash)> {
+        let token = random_string(SECRET_LEN, SECRET_ALPHABET)?;
+        let hash = self.hash(purpose, &token);
+        Ok((Secret::new(token), hash))
     }
 }
 

@@ -190,7 +190,7 @@ async fn usage_summary_totals_requests_tokens_and_exact_cost() {
         assert_eq!(app.chat(&chat_body("one two three")).await.status(), 200);
     }
     app.records(3).await;
-    let s = instagen::admin::usage_summary(&app.store, &app.account, 0, i64::MAX)
+    let s = instagen::admin::usage_summary(&app.store, &app.account_id, 0, i64::MAX)
         .await
         .unwrap();
     assert_eq!((s.requests, s.input_tokens, s.output_tokens), (3, 9, 15));

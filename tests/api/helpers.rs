@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use instagen::admin::Actor;
 use instagen::config::Config;
 use instagen::keys::KeyHasher;
+use instagen::store::KeySpec;
 use instagen::store::Store;
 use instagen::usage::UsageRecord;
 use mock_upstream::MockUpstream;
@@ -23,7 +25,6 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub hasher: KeyHasher,
-    pub account: String,
     pub account_id: String,
     pub key: String,
     pub key_id: String,
@@ -69,12 +70,18 @@ impl TestApp {
         let mut config = test_config(dir.path(), &mock.base_url());
         configure(&mut config);
         let (store, hasher) = instagen::open_store(&config).await.unwrap();
-        let account = instagen::admin::create_account(&store, "acme")
+        let account = instagen::admin::create_account(&store, &Actor::cli(), "acme")
             .await
             .unwrap();
-        let key = instagen::admin::create_key(&store, &hasher, "acme", "default", "test key")
-            .await
-            .unwrap();
+        let key = instagen::admin::create_key(
+            &store,
+            &hasher,
+            &Actor::cli(),
+            &account.id,
+            key_spec("default"),
+        )
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -87,7 +94,6 @@ impl TestApp {
             dir,
             store,
             hasher,
-            account: account.name,
             account_id: account.id,
             key: key.secret.expose().to_owned(),
             key_id: key.id,
@@ -317,11 +323,21 @@ output_usd_per_mtok = "0.30"
 pub async fn provision(config_path: &Path) -> (String, String, Store) {
     let config = Config::load(Some(config_path)).unwrap();
     let (store, hasher) = instagen::open_store(&config).await.unwrap();
-    let account = instagen::admin::create_account(&store, "acme")
+    let account = instagen::admin::create_account(&store, &Actor::cli(), "acme")
         .await
         .unwrap();
-    let key = instagen::admin::create_key(&store, &hasher, "acme", "k", "")
-        .await
-        .unwrap();
+    let key =
+        instagen::admin::create_key(&store, &hasher, &Actor::cli(), &account.id, key_spec("k"))
+            .await
+            .unwrap();
     (account.id, key.secret.expose().to_owned(), store)
+}
+
+/// A key spec with just a name (and a description for tests that list keys).
+pub fn key_spec(name: &str) -> KeySpec {
+    KeySpec {
+        name: name.to_owned(),
+        description: "test key".to_owned(),
+        ..KeySpec::default()
+    }
 }

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use instagen::store::KeyStatus;
+use instagen::admin::Actor;
+use instagen::store::{KeySpec, KeyStatus};
 
 use crate::helpers::*;
 
@@ -57,9 +58,15 @@ async fn disable_enable_and_delete_take_effect_within_a_second() {
     let app = TestApp::spawn().await;
     assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
 
-    instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Disabled)
-        .await
-        .unwrap();
+    instagen::admin::set_key_status(
+        &app.store,
+        &Actor::cli(),
+        &app.account_id,
+        &app.key_id,
+        KeyStatus::Disabled,
+    )
+    .await
+    .unwrap();
     assert_eq!(status_within(&app, 401, Duration::from_secs(1)).await, 401);
     let body = openai_error(app.chat(&chat_body("x")).await, 401).await;
     assert!(
@@ -69,34 +76,59 @@ async fn disable_enable_and_delete_take_effect_within_a_second() {
             .contains("disabled")
     );
 
-    instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Active)
-        .await
-        .unwrap();
+    instagen::admin::set_key_status(
+        &app.store,
+        &Actor::cli(),
+        &app.account_id,
+        &app.key_id,
+        KeyStatus::Active,
+    )
+    .await
+    .unwrap();
     assert_eq!(status_within(&app, 200, Duration::from_secs(1)).await, 200);
 
-    instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Deleted)
-        .await
-        .unwrap();
+    instagen::admin::set_key_status(
+        &app.store,
+        &Actor::cli(),
+        &app.account_id,
+        &app.key_id,
+        KeyStatus::Deleted,
+    )
+    .await
+    .unwrap();
     assert_eq!(status_within(&app, 401, Duration::from_secs(1)).await, 401);
     // A deleted key cannot come back.
     assert!(
-        instagen::admin::set_key_status(&app.store, &app.key_id, KeyStatus::Active)
-            .await
-            .is_err()
-    );
-    let keys = instagen::admin::list_keys(&app.store, &app.account)
+        instagen::admin::set_key_status(
+            &app.store,
+            &Actor::cli(),
+            &app.account_id,
+            &app.key_id,
+            KeyStatus::Active
+        )
         .await
-        .unwrap();
+        .is_err()
+    );
+    let keys = app.store.list_keys(&app.account_id).await.unwrap();
     assert!(keys.is_empty());
 }
 
 #[tokio::test]
 async fn a_new_key_works_within_a_second_and_lists_its_usage() {
     let app = TestApp::spawn().await;
-    let created =
-        instagen::admin::create_key(&app.store, &app.hasher, &app.account, "second", "ci")
-            .await
-            .unwrap();
+    let created = instagen::admin::create_key(
+        &app.store,
+        &app.hasher,
+        &Actor::cli(),
+        &app.account_id,
+        KeySpec {
+            name: "second".to_owned(),
+            description: "ci".to_owned(),
+            ..KeySpec::default()
+        },
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut status = 0;
     while Instant::now() < deadline {
@@ -117,9 +149,7 @@ async fn a_new_key_works_within_a_second_and_lists_its_usage() {
     }
     assert_eq!(status, 200);
     app.records(1).await;
-    let keys = instagen::admin::list_keys(&app.store, &app.account)
-        .await
-        .unwrap();
+    let keys = app.store.list_keys(&app.account_id).await.unwrap();
     let second = keys.iter().find(|k| k.id == created.id).unwrap();
     assert_eq!(
         (

@@ -1,0 +1,357 @@
+//! Access keys: the lifecycle (create, update, rotate, disable, delete) and what
+//! authentication reads. Usage statistics come from the rollup tables, never the log.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, hash_of};
+use crate::billing::Money;
+use crate::keys::KeyHash;
+use crate::store::{
+    KeyInfo, KeyLimits, KeyRow, KeySpec, KeyStats, KeyStatus, KeyUpdate, StoreError, UsageStats,
+};
+use crate::time::now_ms;
+
+const HOUR_MS: i64 = 3_600_000;
+const NEXT_VERSION: &str = "(SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys)";
+
+fn models_json(models: &Option<Vec<String>>) -> Option<String> {
+    models.as_ref().and_then(|m| serde_json::to_string(m).ok())
+}
+
+fn models_of(text: Option<String>) -> Option<Vec<String>> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn stats(requests: i64, input: i64, output: i64, cost: i64) -> UsageStats {
+    UsageStats {
+        requests,
+        input_tokens: input,
+        output_tokens: output,
+        cost_nanos: cost,
+        cost_usd: Money::from_nanos(cost).to_string(),
+    }
+}
+
+fn spend_limit_usd(nanos: Option<i64>) -> Option<String> {
+    nanos.map(|n| Money::from_nanos(n).to_string())
+}
+
+fn key_of(row: &SqliteRow) -> Result<KeyInfo, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let id: String = row.try_get("id")?;
+    let previous_until: Option<i64> = row.try_get("previous_expires_ms")?;
+    let has_previous: Option<Vec<u8>> = row.try_get("previous_hash")?;
+    Ok(KeyInfo {
+        prefix: format!("ig-{id}"),
+        id,
+        account_id: row.try_get("account_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        status: KeyStatus::parse(&status),
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+        expires_ms: row.try_get("expires_ms")?,
+        allowed_models: models_of(row.try_get("allowed_models")?),
+        limits: KeyLimits {
+            rpm: row.try_get("rpm")?,
+            tpm: row.try_get("tpm")?,
+            max_concurrent: row.try_get("max_concurrent")?,
+            spend_limit_usd: spend_limit_usd(row.try_get("spend_limit_nanos")?),
+            spend_limit_period: row.try_get("spend_limit_period")?,
+        },
+        previous_secret_valid_until_ms: has_previous.and(previous_until).filter(|t| *t > now_ms()),
+        usage: KeyStats::default(),
+        requests: 0,
+        cost_nanos: 0,
+        last_used_ms: None,
+    })
+}
+
+/// Parses a USD spend limit into nano-dollars, naming the field on error.
+fn spend_nanos(limits: &KeyLimits) -> Result<Option<i64>, StoreError> {
+    limits
+        .spend_limit_usd
+        .as_deref()
+        .map(|t| {
+            Money::parse_usd(t)
+                .map(Money::nanos)
+                .map_err(|e| StoreError::Invalid(format!("limits.spend_limit_usd: {e}")))
+        })
+        .transpose()
+}
+
+impl SqliteStore {
+    pub async fn insert_key(
+        &self,
+        account_id: &str,
+        id: &str,
+        hash: &KeyHash,
+        spec: &KeySpec,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let sql = sqlx::AssertSqlSafe(format!(
+            "INSERT INTO api_keys (id, account_id, name, description, secret_hash, status, created_ms, updated_ms,
+                 allowed_models, expires_ms, rpm, tpm, max_concurrent, spend_limit_nanos, spend_limit_period, version)
+             VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEXT_VERSION})"
+        ));
+        sqlx::query(sql)
+            .bind(id)
+            .bind(account_id)
+            .bind(&spec.name)
+            .bind(&spec.description)
+            .bind(hash.0.as_slice())
+            .bind(now)
+            .bind(now)
+            .bind(models_json(&spec.allowed_models))
+            .bind(spec.expires_ms)
+            .bind(spec.limits.rpm)
+            .bind(spec.limits.tpm)
+            .bind(spec.limits.max_concurrent)
+            .bind(spend_nanos(&spec.limits)?)
+            .bind(spec.limits.spend_limit_period.as_deref())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn with_stats(&self, mut keys: Vec<KeyInfo>) -> Result<Vec<KeyInfo>, StoreError> {
+        if keys.is_empty() {
+            return Ok(keys);
+        }
+        let account_id = keys[0].account_id.clone();
+        let now = now_ms();
+        let day = (now - 24 * HOUR_MS) / HOUR_MS * HOUR_MS;
+        let month = (now - 30 * 24 * HOUR_MS) / HOUR_MS * HOUR_MS;
+        let rows = sqlx::query(
+            "SELECT h.key_id,
+                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.requests ELSE 0 END) AS r24,
+                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.input_tokens ELSE 0 END) AS i24,
+                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.output_tokens ELSE 0 END) AS o24,
+                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.cost_nanos ELSE 0 END) AS c24,
+                    SUM(h.requests) AS r30, SUM(h.input_tokens) AS i30,
+                    SUM(h.output_tokens) AS o30, SUM(h.cost_nanos) AS c30
+             FROM key_usage_hourly h JOIN api_keys k ON k.id = h.key_id
+             WHERE k.account_id = ?2 AND h.hour_ms >= ?3 GROUP BY h.key_id",
+        )
+        .bind(day)
+        .bind(&account_id)
+        .bind(month)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut windows: HashMap<String, (UsageStats, UsageStats)> = HashMap::new();
+        for row in &rows {
+            let g = |c: &str| row.try_get::<i64, _>(c);
+            windows.insert(
+                row.try_get("key_id")?,
+                (
+                    stats(g("r24")?, g("i24")?, g("o24")?, g("c24")?),
+                    stats(g("r30")?, g("i30")?, g("o30")?, g("c30")?),
+                ),
+            );
+        }
+        let rows = sqlx::query(
+            "SELECT t.* FROM key_usage_totals t JOIN api_keys k ON k.id = t.key_id WHERE k.account_id = ?",
+        )
+        .bind(&account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut totals: HashMap<String, (UsageStats, i64)> = HashMap::new();
+        for row in &rows {
+            let g = |c: &str| row.try_get::<i64, _>(c);
+            totals.insert(
+                row.try_get("key_id")?,
+                (
+                    stats(
+                        g("requests")?,
+                        g("input_tokens")?,
+                        g("output_tokens")?,
+                        g("cost_nanos")?,
+                    ),
+                    g("last_used_ms")?,
+                ),
+            );
+        }
+        for k in &mut keys {
+            if let Some((d, m)) = windows.remove(&k.id) {
+                k.usage.last_24h = d;
+                k.usage.last_30d = m;
+            } else {
+                k.usage.last_24h = stats(0, 0, 0, 0);
+                k.usage.last_30d = stats(0, 0, 0, 0);
+            }
+            match totals.remove(&k.id) {
+                Some((all, last)) => {
+                    k.requests = all.requests;
+                    k.cost_nanos = all.cost_nanos;
+                    k.usage.all_time = all;
+                    k.usage.last_used_ms = Some(last);
+                    k.last_used_ms = Some(last);
+                }
+                None => k.usage.all_time = stats(0, 0, 0, 0),
+            }
+        }
+        Ok(keys)
+    }
+
+    pub async fn key(&self, account_id: &str, id: &str) -> Result<KeyInfo, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM api_keys WHERE account_id = ? AND id = ? AND status != 'deleted'",
+        )
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("key"))?;
+        let key = key_of(&row)?;
+        Ok(self.with_stats(vec![key]).await?.remove(0))
+    }
+
+    pub async fn key_account(&self, id: &str) -> Result<String, StoreError> {
+        sqlx::query_scalar("SELECT account_id FROM api_keys WHERE id = ? AND status != 'deleted'")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("key"))
+    }
+
+    pub async fn list_keys(&self, account_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' ORDER BY created_ms, id")
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let keys = rows.iter().map(key_of).collect::<Result<Vec<_>, _>>()?;
+        self.with_stats(keys).await
+    }
+
+    pub async fn update_key(
+        &self,
+        account_id: &str,
+        id: &str,
+        u: &KeyUpdate,
+    ) -> Result<(), StoreError> {
+        let current = self.key(account_id, id).await?;
+        let name = u.name.clone().unwrap_or(current.name);
+        let description = u.description.clone().unwrap_or(current.description);
+        let models = u.allowed_models.clone().unwrap_or(current.allowed_models);
+        let expires = u.expires_ms.unwrap_or(current.expires_ms);
+        let limits = u.limits.clone().unwrap_or(current.limits);
+        let status = match u.enabled {
+            Some(true) => KeyStatus::Active,
+            Some(false) => KeyStatus::Disabled,
+            None => current.status,
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE api_keys SET name = ?, description = ?, allowed_models = ?, expires_ms = ?, rpm = ?, tpm = ?,
+                 max_concurrent = ?, spend_limit_nanos = ?, spend_limit_period = ?, status = ?, updated_ms = ?,
+                 version = {NEXT_VERSION}
+             WHERE account_id = ? AND id = ? AND status != 'deleted'"
+        ));
+        sqlx::query(sql)
+            .bind(name)
+            .bind(description)
+            .bind(models_json(&models))
+            .bind(expires)
+            .bind(limits.rpm)
+            .bind(limits.tpm)
+            .bind(limits.max_concurrent)
+            .bind(spend_nanos(&limits)?)
+            .bind(limits.spend_limit_period.as_deref())
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(account_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn rotate_key(
+        &self,
+        account_id: &str,
+        id: &str,
+        hash: &KeyHash,
+        grace_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE api_keys SET
+                 previous_hash = CASE WHEN ? IS NULL THEN NULL ELSE secret_hash END,
+                 previous_expires_ms = ?,
+                 secret_hash = ?, updated_ms = ?, version = {NEXT_VERSION}
+             WHERE account_id = ? AND id = ? AND status != 'deleted'"
+        ));
+        let done = sqlx::query(sql)
+            .bind(grace_until_ms)
+            .bind(grace_until_ms)
+            .bind(hash.0.as_slice())
+            .bind(now_ms())
+            .bind(account_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("key"));
+        }
+        Ok(())
+    }
+
+    pub async fn set_key_status(
+        &self,
+        account_id: &str,
+        id: &str,
+        status: KeyStatus,
+    ) -> Result<(), StoreError> {
+        let erase = if status == KeyStatus::Deleted {
+            ", secret_hash = NULL, previous_hash = NULL, deleted_ms = ?3"
+        } else {
+            ""
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE api_keys SET status = ?1, updated_ms = ?3, version = {NEXT_VERSION}{erase}
+             WHERE account_id = ?4 AND id = ?2 AND status != 'deleted'"
+        ));
+        let done = sqlx::query(sql)
+            .bind(status.as_str())
+            .bind(id)
+            .bind(now_ms())
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("key"));
+        }
+        Ok(())
+    }
+
+    pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.id, k.account_id, k.secret_hash, k.status, k.version, k.expires_ms, k.allowed_models,
+                    k.previous_hash, k.previous_expires_ms, a.status AS account_status
+             FROM api_keys k JOIN accounts a ON a.id = k.account_id
+             WHERE k.version > ? ORDER BY k.version",
+        )
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                let account_status: String = row.try_get("account_status")?;
+                Ok(KeyRow {
+                    id: row.try_get("id")?,
+                    account_id: row.try_get("account_id")?,
+                    hash: hash_of(row.try_get("secret_hash")?),
+                    status: KeyStatus::parse(&status),
+                    version: row.try_get("version")?,
+                    account_active: account_status == "active",
+                    expires_ms: row.try_get("expires_ms")?,
+                    allowed_models: models_of(row.try_get("allowed_models")?),
+                    previous_hash: hash_of(row.try_get("previous_hash")?),
+                    previous_expires_ms: row.try_get("previous_expires_ms")?,
+                })
+            })
+            .collect()
+    }
+}

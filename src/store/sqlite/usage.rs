@@ -1,0 +1,140 @@
+//! Usage records: batched idempotent inserts and the queries over them.
+
+use std::sync::{Arc, OnceLock};
+
+use sqlx::Row;
+
+use super::{SqliteStore, to_i64, to_u64};
+use crate::store::{StoreError, UsageTotals};
+use crate::usage::UsageRecord;
+
+/// Rows per multi-row INSERT (18 parameters each, well under SQLite's variable limit).
+const USAGE_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT OR IGNORE` of `rows` usage records; the SQL for each row count is built once
+/// and reused, so SQLite's statement cache sees at most `USAGE_ROWS_PER_INSERT` shapes.
+fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
+    static CACHE: OnceLock<Vec<Arc<str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        (0..=USAGE_ROWS_PER_INSERT)
+            .map(|n| {
+                let row = format!("({})", vec!["?"; 18].join(", "));
+                let values = vec![row; n].join(", ");
+                Arc::from(format!(
+                    "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
+                        started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
+                        output_tokens, estimated, cost_nanos, latency_us, ttft_us) VALUES {values}"
+                ))
+            })
+            .collect()
+    });
+    sqlx::AssertSqlSafe(cache[rows.min(USAGE_ROWS_PER_INSERT)].clone())
+}
+
+impl SqliteStore {
+    pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
+            let mut query = sqlx::query(insert_usage_sql(chunk.len()));
+            for r in chunk {
+                query = query
+                    .bind(&r.request_id)
+                    .bind(&r.account_id)
+                    .bind(&r.key_id)
+                    .bind(&r.endpoint)
+                    .bind(r.model.as_deref())
+                    .bind(r.provider.as_deref())
+                    .bind(r.started_ms)
+                    .bind(r.finished_ms)
+                    .bind(i64::from(r.status))
+                    .bind(r.error_kind.as_deref())
+                    .bind(r.stream)
+                    .bind(to_i64(r.input_tokens))
+                    .bind(to_i64(r.cached_input_tokens))
+                    .bind(to_i64(r.output_tokens))
+                    .bind(r.estimated)
+                    .bind(r.cost_nanos)
+                    .bind(to_i64(r.latency_us))
+                    .bind(r.ttft_us.map(to_i64));
+            }
+            inserted += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    pub async fn usage_records(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM usage_records WHERE account_id = ? AND started_ms >= ? AND started_ms < ?
+             ORDER BY started_ms, request_id",
+        )
+        .bind(account_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: i64 = row.try_get("status")?;
+                Ok(UsageRecord {
+                    request_id: row.try_get("request_id")?,
+                    account_id: row.try_get("account_id")?,
+                    key_id: row.try_get("key_id")?,
+                    endpoint: row.try_get("endpoint")?,
+                    model: row.try_get("model")?,
+                    provider: row.try_get("provider")?,
+                    started_ms: row.try_get("started_ms")?,
+                    finished_ms: row.try_get("finished_ms")?,
+                    status: u16::try_from(status).unwrap_or(0),
+                    error_kind: row.try_get("error_kind")?,
+                    stream: row.try_get("stream")?,
+                    input_tokens: to_u64(row.try_get("input_tokens")?),
+                    cached_input_tokens: to_u64(row.try_get("cached_input_tokens")?),
+                    output_tokens: to_u64(row.try_get("output_tokens")?),
+                    estimated: row.try_get("estimated")?,
+                    cost_nanos: row.try_get("cost_nanos")?,
+                    latency_us: to_u64(row.try_get("latency_us")?),
+                    ttft_us: row.try_get::<Option<i64>, _>("ttft_us")?.map(to_u64),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn usage_by_model(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(model, '') AS model, COUNT(*) AS requests,
+                    COALESCE(SUM(input_tokens), 0) AS input_tokens,
+                    COALESCE(SUM(output_tokens), 0) AS output_tokens,
+                    COALESCE(SUM(cost_nanos), 0) AS cost_nanos
+             FROM usage_records WHERE account_id = ? AND started_ms >= ? AND started_ms < ?
+             GROUP BY COALESCE(model, '') ORDER BY model",
+        )
+        .bind(account_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageTotals {
+                    model: row.try_get("model")?,
+                    requests: row.try_get("requests")?,
+                    input_tokens: row.try_get("input_tokens")?,
+                    output_tokens: row.try_get("output_tokens")?,
+                    cost_nanos: row.try_get("cost_nanos")?,
+                })
+            })
+            .collect()
+    }
+}
