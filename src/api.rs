@@ -3,6 +3,7 @@
 //! `openai` serves the OpenAI-compatible `/v1/*` surface; health probes live here.
 //! No SQL and no provider logic belong in this module.
 
+pub mod manage;
 pub mod openai;
 
 use std::sync::Arc;
@@ -34,10 +35,25 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub async fn route_not_found() -> ApiError {
-    ApiError::RouteNotFound
+/// Unknown routes: the management error shape under `/api`, OpenAI's elsewhere.
+pub async fn route_not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        manage::MgmtError::new(StatusCode::NOT_FOUND, "not_found", "unknown API route")
+            .into_response()
+    } else {
+        ApiError::RouteNotFound.into_response()
+    }
 }
 
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+pub async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        manage::MgmtError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed for this route",
+        )
+        .into_response()
+    } else {
+        ApiError::MethodNotAllowed.into_response()
+    }
 }

@@ -83,6 +83,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         Some("/v1/models") => "/v1/models",
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",
+        Some(p) if p.starts_with("/api/") => "/api",
         _ => "unmatched",
     };
     req.extensions_mut().insert(ctx.clone());
@@ -116,6 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(api::openai::embeddings))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .merge(api::manage::router())
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)

@@ -16,6 +16,8 @@
 //! [`run`] serves a config on a bound listener until `shutdown` resolves, then drains:
 //! in-flight requests finish (within a grace period), every usage record is written.
 
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod api;
 pub mod app;

@@ -1,0 +1,220 @@
+//! Accounts, members and users; operator-only actions say so.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Need, Principal, Who};
+use super::error::{Body, MgmtError};
+use crate::admin;
+use crate::app::AppState;
+use crate::store::Role;
+
+pub async fn list(State(state): State<Arc<AppState>>, p: Principal) -> Result<Response, MgmtError> {
+    let accounts = if p.is_operator() {
+        state.store.list_accounts().await?
+    } else {
+        let ids: Vec<String> = match &p.who {
+            Who::User(u) => state
+                .store
+                .memberships_of(&u.id)
+                .await?
+                .into_iter()
+                .map(|m| m.account_id)
+                .collect(),
+            Who::Token(t) => t.account_id.iter().cloned().collect(),
+            Who::Admin => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(state.store.account(&id).await?);
+        }
+        out
+    };
+    Ok(axum::Json(json!({"data": accounts})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountCreate {
+    name: String,
+    /// Make this existing (or, with `owner_password`, new) user the owner.
+    #[serde(default)]
+    owner_email: Option<String>,
+    #[serde(default)]
+    owner_password: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Body(req): Body<AccountCreate>,
+) -> Result<Response, MgmtError> {
+    p.require_operator()?;
+    let actor = p.actor();
+    let account = admin::create_account(&state.store, &actor, &req.name).await?;
+    if let Some(email) = &req.owner_email {
+        admin::add_member(
+            &state.store,
+            &actor,
+            &account.id,
+            email,
+            Role::Owner,
+            req.owner_password.as_deref(),
+        )
+        .await?;
+    }
+    Ok((StatusCode::CREATED, axum::Json(account)).into_response())
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+) -> Result<Response, MgmtError> {
+    let role = p.authorize(&state, &account, Need::Read).await?;
+    let a = state.store.account(&account).await?;
+    Ok(axum::Json(json!({"account": a, "your_role": role})).into_response())
+}
+
+async fn set_suspended(
+    state: &AppState,
+    p: &Principal,
+    account: &str,
+    suspended: bool,
+) -> Result<Response, MgmtError> {
+    p.require_operator()?;
+    admin::set_account_status(&state.store, &p.actor(), account, suspended).await?;
+    Ok(axum::Json(state.store.account(account).await?).into_response())
+}
+
+pub async fn suspend(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+) -> Result<Response, MgmtError> {
+    set_suspended(&state, &p, &account, true).await
+}
+
+pub async fn unsuspend(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+) -> Result<Response, MgmtError> {
+    set_suspended(&state, &p, &account, false).await
+}
+
+pub async fn members(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Read).await?;
+    Ok(axum::Json(json!({"data": state.store.members(&account).await?})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAdd {
+    email: String,
+    role: Role,
+    /// Needed only when the email belongs to no user yet (the invitee's first password).
+    #[serde(default)]
+    password: Option<String>,
+}
+
+pub async fn add_member(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+    Body(req): Body<MemberAdd>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Owner).await?;
+    let m = admin::add_member(
+        &state.store,
+        &p.actor(),
+        &account,
+        &req.email,
+        req.role,
+        req.password.as_deref(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(m)).into_response())
+}
+
+pub async fn remove_member(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, user_id)): Path<(String, String)>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Owner).await?;
+    admin::remove_member(&state.store, &p.actor(), &account, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn users(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+) -> Result<Response, MgmtError> {
+    p.require_operator()?;
+    Ok(axum::Json(json!({"data": state.store.list_users().await?})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    email: String,
+    password: String,
+    #[serde(default)]
+    operator: bool,
+}
+
+pub async fn create_user(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Body(req): Body<UserCreate>,
+) -> Result<Response, MgmtError> {
+    p.require_operator()?;
+    let user = admin::create_user(
+        &state.store,
+        &p.actor(),
+        &req.email,
+        &req.password,
+        req.operator,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+pub async fn usage_summary(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+    range: Result<axum::extract::Query<Range>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Read).await?;
+    let axum::extract::Query(range) =
+        range.map_err(|e| MgmtError::invalid("query", e.body_text()))?;
+    let parse = |field: &str, v: &Option<String>, default: i64| -> Result<i64, MgmtError> {
+        v.as_deref().map_or(Ok(default), |t| {
+            crate::time::parse_rfc3339(t)
+                .map_err(|e| MgmtError::invalid(field, format!("{field}: {e}")))
+        })
+    };
+    let from = parse("from", &range.from, 0)?;
+    let to = parse("to", &range.to, i64::MAX)?;
+    Ok(axum::Json(admin::usage_summary(&state.store, &account, from, to).await?).into_response())
+}

@@ -1,0 +1,143 @@
+//! The management API's error shape: `{"error": {"code", "message", "field"}}`.
+//!
+//! Every failure is a 4xx with a message naming the field where one is at fault; a
+//! store failure is the only 5xx, and its message never carries SQL or input.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::ErrorKind;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct MgmtError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl MgmtError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+}
+
+impl From<StoreError> for MgmtError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => MgmtError::not_found(what),
+            StoreError::Conflict(what) => MgmtError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
+            StoreError::Invalid(message) => {
+                let field = message.split_once(':').map(|(f, _)| f.trim().to_owned());
+                MgmtError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "invalid_request",
+                    message,
+                    field,
+                }
+            }
+            e @ (StoreError::Db(_) | StoreError::Setup(_)) => {
+                tracing::error!(error = %e, "management request failed in the store");
+                MgmtError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is unavailable; retry shortly",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for MgmtError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            axum::Json(
+                json!({"error": {"code": self.code, "message": self.message, "field": self.field}}),
+            ),
+        )
+            .into_response();
+        response.extensions_mut().insert(ErrorKind(self.code));
+        response
+    }
+}
+
+/// A JSON body parsed with our error shape (the field named when serde names it).
+pub struct Body<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = MgmtError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| {
+                MgmtError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the request body could not be read",
+                )
+            })?;
+        if bytes.is_empty() {
+            return Err(MgmtError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a JSON object body is required",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            let message = e.to_string();
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.contains("field"))
+                .map(str::to_owned);
+            MgmtError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                message: format!("invalid JSON body: {message}"),
+                field,
+            }
+        })
+    }
+}

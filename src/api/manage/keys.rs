@@ -1,0 +1,203 @@
+//! The access-key lifecycle under `/api/v1/accounts/{account}/keys`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+use super::auth::{Need, Principal};
+use super::error::{Body, MgmtError};
+use crate::admin;
+use crate::app::AppState;
+use crate::store::{KeyLimits, KeySpec, KeyStatus, KeyUpdate};
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Read).await?;
+    Ok(axum::Json(json!({"data": state.store.list_keys(&account).await?})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCreate {
+    name: String,
+    #[serde(default)]
+    description: String,
+    /// Model ids this key may use; omitted or null means all.
+    #[serde(default)]
+    allowed_models: Option<Vec<String>>,
+    /// Expiry as epoch milliseconds.
+    #[serde(default)]
+    expires_ms: Option<i64>,
+    #[serde(default)]
+    limits: KeyLimits,
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+    Body(req): Body<KeyCreate>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Write).await?;
+    let spec = KeySpec {
+        name: req.name,
+        description: req.description,
+        allowed_models: req.allowed_models,
+        expires_ms: req.expires_ms,
+        limits: req.limits,
+    };
+    let created = admin::create_key(
+        &state.store,
+        state.keys.hasher(),
+        &p.actor(),
+        &account,
+        spec,
+    )
+    .await?;
+    let key = state.store.key(&account, &created.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"secret": created.secret.expose(), "key": key})),
+    )
+        .into_response())
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, id)): Path<(String, String)>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Read).await?;
+    Ok(axum::Json(state.store.key(&account, &id).await?).into_response())
+}
+
+/// Distinguishes "absent" (leave as is) from `null` (clear) for optional fields.
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    allowed_models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    expires_ms: Option<Option<i64>>,
+    #[serde(default)]
+    limits: Option<KeyLimits>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, id)): Path<(String, String)>,
+    Body(req): Body<KeyPatch>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Write).await?;
+    let update = KeyUpdate {
+        name: req.name,
+        description: req.description,
+        allowed_models: req.allowed_models,
+        expires_ms: req.expires_ms,
+        limits: req.limits,
+        enabled: req.enabled,
+    };
+    let key = admin::update_key(&state.store, &p.actor(), &account, &id, update).await?;
+    Ok(axum::Json(key).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// How long the old secret keeps working (default 86400; 0 = stop at once).
+    #[serde(default)]
+    grace_seconds: Option<i64>,
+}
+
+pub async fn rotate(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Write).await?;
+    let req: Rotate = if body.is_empty() {
+        Rotate::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| MgmtError::invalid("grace_seconds", format!("invalid JSON body: {e}")))?
+    };
+    let grace = req
+        .grace_seconds
+        .unwrap_or(admin::DEFAULT_ROTATION_GRACE_SECS);
+    let created = admin::rotate_key(
+        &state.store,
+        state.keys.hasher(),
+        &p.actor(),
+        &account,
+        &id,
+        grace,
+    )
+    .await?;
+    let key = state.store.key(&account, &id).await?;
+    Ok(axum::Json(json!({
+        "secret": created.secret.expose(),
+        "previous_secret_valid_until_ms": created.previous_secret_valid_until_ms,
+        "key": key,
+    }))
+    .into_response())
+}
+
+async fn set_status(
+    state: &AppState,
+    p: &Principal,
+    account: &str,
+    id: &str,
+    status: KeyStatus,
+) -> Result<(), MgmtError> {
+    p.authorize(state, account, Need::Write).await?;
+    admin::set_key_status(&state.store, &p.actor(), account, id, status).await?;
+    Ok(())
+}
+
+pub async fn disable(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, id)): Path<(String, String)>,
+) -> Result<Response, MgmtError> {
+    set_status(&state, &p, &account, &id, KeyStatus::Disabled).await?;
+    Ok(axum::Json(state.store.key(&account, &id).await?).into_response())
+}
+
+pub async fn enable(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, id)): Path<(String, String)>,
+) -> Result<Response, MgmtError> {
+    set_status(&state, &p, &account, &id, KeyStatus::Active).await?;
+    Ok(axum::Json(state.store.key(&account, &id).await?).into_response())
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, id)): Path<(String, String)>,
+) -> Result<Response, MgmtError> {
+    set_status(&state, &p, &account, &id, KeyStatus::Deleted).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

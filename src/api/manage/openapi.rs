@@ -1,0 +1,491 @@
+//! The OpenAPI 3.1 document of the management API, generated from [`ROUTES`].
+
+use std::sync::OnceLock;
+
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+/// One documented operation.
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// `public`, `any` (any signed-in caller), `viewer`, `member`, `owner` or `operator`.
+    pub access: &'static str,
+    /// Component schema of the JSON request body, if any.
+    pub request: Option<&'static str>,
+    /// Success status and the component schema of its body (`None`: no body).
+    pub status: u16,
+    pub response: Option<&'static str>,
+}
+
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    access: &'static str,
+    request: Option<&'static str>,
+    status: u16,
+    response: Option<&'static str>,
+) -> RouteDoc {
+    RouteDoc {
+        method,
+        path,
+        summary,
+        access,
+        request,
+        status,
+        response,
+    }
+}
+
+const A: &str = "/api/v1/accounts/{account}";
+
+/// Every management operation. The router registers exactly these.
+pub const ROUTES: &[RouteDoc] = &[
+    r(
+        "post",
+        "/api/v1/signup",
+        "Sign up (when open_signup is on): a new user owning a new account",
+        "public",
+        Some("Signup"),
+        201,
+        Some("SignupResult"),
+    ),
+    r(
+        "post",
+        "/api/v1/session",
+        "Log in: sets the session cookie and returns the CSRF token",
+        "public",
+        Some("Login"),
+        200,
+        Some("Session"),
+    ),
+    r(
+        "delete",
+        "/api/v1/session",
+        "Log out",
+        "any",
+        None,
+        204,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/me",
+        "The caller: user or token, and memberships",
+        "any",
+        None,
+        200,
+        Some("Me"),
+    ),
+    r(
+        "get",
+        "/api/v1/users",
+        "List users",
+        "operator",
+        None,
+        200,
+        Some("UserList"),
+    ),
+    r(
+        "post",
+        "/api/v1/users",
+        "Create a user",
+        "operator",
+        Some("UserCreate"),
+        201,
+        Some("User"),
+    ),
+    r(
+        "get",
+        "/api/v1/audit",
+        "The whole audit log (newest first, 500)",
+        "operator",
+        None,
+        200,
+        Some("AuditList"),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts",
+        "Accounts the caller can see (operators: all)",
+        "any",
+        None,
+        200,
+        Some("AccountList"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts",
+        "Create an account, optionally with an owner",
+        "operator",
+        Some("AccountCreate"),
+        201,
+        Some("Account"),
+    ),
+    r(
+        "get",
+        A,
+        "An account and the caller's role in it",
+        "viewer",
+        None,
+        200,
+        Some("AccountView"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/suspend",
+        "Suspend an account (its keys stop working)",
+        "operator",
+        None,
+        200,
+        Some("Account"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/unsuspend",
+        "Reactivate an account",
+        "operator",
+        None,
+        200,
+        Some("Account"),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/members",
+        "Members and roles",
+        "viewer",
+        None,
+        200,
+        Some("MemberList"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/members",
+        "Add or re-role a member (invites a new user with a first password)",
+        "owner",
+        Some("MemberAdd"),
+        201,
+        Some("Member"),
+    ),
+    r(
+        "delete",
+        "/api/v1/accounts/{account}/members/{user_id}",
+        "Remove a member",
+        "owner",
+        None,
+        204,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/usage/summary",
+        "Requests, tokens and cost, per model (query: from, to as RFC 3339)",
+        "viewer",
+        None,
+        200,
+        Some("UsageSummary"),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/keys",
+        "Access keys with usage statistics",
+        "viewer",
+        None,
+        200,
+        Some("KeyList"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/keys",
+        "Create an access key; the secret is returned once",
+        "member",
+        Some("KeyCreate"),
+        201,
+        Some("CreatedKey"),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/keys/{key_id}",
+        "One access key",
+        "viewer",
+        None,
+        200,
+        Some("Key"),
+    ),
+    r(
+        "patch",
+        "/api/v1/accounts/{account}/keys/{key_id}",
+        "Update name, description, models, expiry, limits, enabled",
+        "member",
+        Some("KeyPatch"),
+        200,
+        Some("Key"),
+    ),
+    r(
+        "delete",
+        "/api/v1/accounts/{account}/keys/{key_id}",
+        "Delete a key for good (hash erased, usage kept)",
+        "member",
+        None,
+        204,
+        None,
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/keys/{key_id}/rotate",
+        "New secret (returned once); the old one works for the grace period",
+        "member",
+        Some("Rotate"),
+        200,
+        Some("RotatedKey"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/keys/{key_id}/disable",
+        "Disable a key",
+        "member",
+        None,
+        200,
+        Some("Key"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/keys/{key_id}/enable",
+        "Enable a key",
+        "member",
+        None,
+        200,
+        Some("Key"),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/tokens",
+        "Management tokens (never their secrets)",
+        "owner",
+        None,
+        200,
+        Some("TokenList"),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/tokens",
+        "Create a management token; the secret is returned once",
+        "owner",
+        Some("TokenCreate"),
+        201,
+        Some("CreatedToken"),
+    ),
+    r(
+        "delete",
+        "/api/v1/accounts/{account}/tokens/{token_id}",
+        "Revoke a management token",
+        "owner",
+        None,
+        204,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/audit",
+        "The account's audit log (newest first, 500)",
+        "owner",
+        None,
+        200,
+        Some("AuditList"),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/security-events",
+        "Failed /v1 authentications with the account's keys, per hour, last 30 days",
+        "owner",
+        None,
+        200,
+        Some("SecurityEventList"),
+    ),
+];
+
+fn obj(required: &[&str], props: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": props})
+}
+
+fn list_of(item: &str) -> Value {
+    obj(
+        &["data"],
+        json!({"data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}}),
+    )
+}
+
+fn schemas() -> Value {
+    let s = |t: &str| json!({"type": t});
+    let opt = |t: &str| json!({"type": [t, "null"]});
+    let stats = obj(
+        &[
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cost_nanos",
+            "cost_usd",
+        ],
+        json!({"requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"),
+               "cost_nanos": s("integer"), "cost_usd": {"type": "string", "description": "exact USD, nine decimals"}}),
+    );
+    let limits = json!({"type": "object", "additionalProperties": false, "properties": {
+        "rpm": {"type": ["integer", "null"], "minimum": 1}, "tpm": {"type": ["integer", "null"], "minimum": 1},
+        "max_concurrent": {"type": ["integer", "null"], "minimum": 1},
+        "spend_limit_usd": {"type": ["string", "null"], "pattern": "^[0-9]+(\\.[0-9]{1,9})?$"},
+        "spend_limit_period": {"enum": ["day", "month", "total", null]}}});
+    let role = json!({"enum": ["owner", "member", "viewer"]});
+    let email = json!({"type": "string", "format": "email", "maxLength": 254});
+    let password = json!({"type": "string", "minLength": 10, "maxLength": 1024});
+    let name = json!({"type": "string", "minLength": 1, "maxLength": 128});
+    let models = json!({"type": ["array", "null"], "maxItems": 256, "items": {"type": "string", "minLength": 1, "maxLength": 256}});
+    json!({
+        "Error": obj(&["error"], json!({"error": obj(&["code", "message"], json!({
+            "code": {"type": "string", "description": "stable machine-readable code: invalid_request, unauthenticated, forbidden, csrf_failed, not_found, conflict, signup_closed, wrong_credential_kind, store_unavailable"},
+            "message": s("string"),
+            "field": {"type": ["string", "null"], "description": "the request field at fault, when one is"}}))})),
+        "Signup": {"type": "object", "additionalProperties": false, "required": ["email", "password", "account_name"],
+                   "properties": {"email": email, "password": password, "account_name": name}},
+        "SignupResult": obj(&["user", "account"], json!({"user": {"$ref": "#/components/schemas/User"}, "account": {"$ref": "#/components/schemas/Account"}})),
+        "Login": {"type": "object", "additionalProperties": false, "required": ["email", "password"],
+                  "properties": {"email": s("string"), "password": s("string")}},
+        "Session": obj(&["user", "csrf_token", "expires_ms"], json!({"user": {"$ref": "#/components/schemas/User"},
+            "memberships": {"type": "array", "items": {"$ref": "#/components/schemas/Member"}},
+            "csrf_token": {"type": "string", "description": "send as x-csrf-token on cookie-authenticated writes"},
+            "expires_ms": s("integer")})),
+        "Me": obj(&["kind", "operator"], json!({"kind": {"enum": ["user", "token", "admin_token"]}, "operator": s("boolean")})),
+        "User": obj(&["id", "email", "is_operator", "created_ms"], json!({"id": s("string"), "email": s("string"), "is_operator": s("boolean"), "created_ms": s("integer")})),
+        "UserList": list_of("User"),
+        "UserCreate": {"type": "object", "additionalProperties": false, "required": ["email", "password"],
+                       "properties": {"email": email, "password": password, "operator": s("boolean")}},
+        "Account": obj(&["id", "name", "status", "created_ms"], json!({"id": s("string"), "name": s("string"), "status": {"enum": ["active", "suspended"]}, "created_ms": s("integer")})),
+        "AccountList": list_of("Account"),
+        "AccountView": obj(&["account", "your_role"], json!({"account": {"$ref": "#/components/schemas/Account"}, "your_role": role})),
+        "AccountCreate": {"type": "object", "additionalProperties": false, "required": ["name"],
+                          "properties": {"name": name, "owner_email": email, "owner_password": password}},
+        "Member": obj(&["account_id", "user_id", "email", "role"], json!({"account_id": s("string"), "account_name": s("string"), "user_id": s("string"), "email": s("string"), "role": role, "created_ms": s("integer")})),
+        "MemberList": list_of("Member"),
+        "MemberAdd": {"type": "object", "additionalProperties": false, "required": ["email", "role"],
+                      "properties": {"email": email, "role": role, "password": password}},
+        "UsageSummary": obj(&["requests", "input_tokens", "output_tokens", "cost_usd", "models"], json!({
+            "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string"),
+            "models": {"type": "array", "items": obj(&["model"], json!({"model": s("string"), "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string")}))}})),
+        "KeyLimits": limits,
+        "UsageStats": stats,
+        "Key": obj(&["id", "account_id", "name", "status", "prefix", "usage"], json!({
+            "id": s("string"), "account_id": s("string"), "name": s("string"), "description": s("string"),
+            "status": {"enum": ["active", "disabled", "deleted"]}, "prefix": s("string"),
+            "created_ms": s("integer"), "updated_ms": s("integer"), "expires_ms": opt("integer"),
+            "allowed_models": models, "limits": {"$ref": "#/components/schemas/KeyLimits"},
+            "previous_secret_valid_until_ms": opt("integer"),
+            "usage": obj(&["last_24h", "last_30d", "all_time"], json!({"last_used_ms": opt("integer"),
+                "last_24h": {"$ref": "#/components/schemas/UsageStats"}, "last_30d": {"$ref": "#/components/schemas/UsageStats"},
+                "all_time": {"$ref": "#/components/schemas/UsageStats"}}))})),
+        "KeyList": list_of("Key"),
+        "KeyCreate": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": name, "description": {"type": "string", "maxLength": 1024}, "allowed_models": models,
+            "expires_ms": {"type": ["integer", "null"]}, "limits": {"$ref": "#/components/schemas/KeyLimits"}}},
+        "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
+            "name": name, "description": {"type": "string", "maxLength": 1024}, "allowed_models": models,
+            "expires_ms": {"type": ["integer", "null"]}, "limits": {"$ref": "#/components/schemas/KeyLimits"}, "enabled": s("boolean")}},
+        "CreatedKey": obj(&["secret", "key"], json!({"secret": {"type": "string", "description": "ig-…, shown once"}, "key": {"$ref": "#/components/schemas/Key"}})),
+        "Rotate": {"type": "object", "additionalProperties": false, "properties": {
+            "grace_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000, "default": 86400}}},
+        "RotatedKey": obj(&["secret", "key"], json!({"secret": s("string"), "previous_secret_valid_until_ms": opt("integer"), "key": {"$ref": "#/components/schemas/Key"}})),
+        "Token": obj(&["id", "role", "name"], json!({"id": s("string"), "account_id": opt("string"), "role": s("string"), "name": s("string"), "created_ms": s("integer"), "last_used_ms": opt("integer"), "status": s("string")})),
+        "TokenList": list_of("Token"),
+        "TokenCreate": {"type": "object", "additionalProperties": false, "required": ["name", "role"], "properties": {"name": name, "role": role}},
+        "CreatedToken": obj(&["id", "role", "name", "secret"], json!({"id": s("string"), "account_id": opt("string"), "role": s("string"), "name": s("string"), "secret": {"type": "string", "description": "igm-…, shown once"}})),
+        "AuditEntry": obj(&["id", "ts_ms", "actor_kind", "action"], json!({"id": s("integer"), "ts_ms": s("integer"), "account_id": opt("string"),
+            "actor_kind": s("string"), "actor_id": opt("string"), "action": s("string"), "target_id": opt("string"),
+            "client_ip": {"type": ["string", "null"], "description": "truncated to /24 (IPv4) or /48 (IPv6)"}})),
+        "AuditList": list_of("AuditEntry"),
+        "SecurityEvent": obj(&["bucket_ms", "kind", "count"], json!({"bucket_ms": s("integer"), "kind": s("string"), "key_id": opt("string"), "client_ip": opt("string"), "account_id": opt("string"), "count": s("integer")})),
+        "SecurityEventList": list_of("SecurityEvent"),
+    })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The OpenAPI 3.1 document (built once).
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut paths = Map::new();
+        for route in ROUTES {
+            let mut params = Vec::new();
+            for seg in route.path.split('/') {
+                if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+                }
+            }
+            if route.path.ends_with("/usage/summary") {
+                for q in ["from", "to"] {
+                    params.push(json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}, "description": "RFC 3339 or YYYY-MM-DD"}));
+                }
+            }
+            let mut responses = Map::new();
+            let ok = match route.response {
+                Some(schema) => json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
+                None => json!({"description": "success, no body"}),
+            };
+            responses.insert(route.status.to_string(), ok);
+            if route.request.is_some() || route.path.ends_with("/summary") {
+                responses.insert("400".into(), error_response("invalid input; `field` names the culprit"));
+            }
+            if route.access != "public" {
+                responses.insert("401".into(), error_response("not authenticated"));
+                responses.insert("403".into(), error_response("authenticated, but the role (or CSRF token) does not allow this"));
+            }
+            if route.path.contains('{') {
+                responses.insert("404".into(), error_response("no such object in any account the caller belongs to"));
+            }
+            if route.request.is_some() {
+                responses.insert("409".into(), error_response("already exists"));
+            }
+            let mut op = json!({
+                "summary": route.summary,
+                "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}', '-'], "_")),
+                "x-access": route.access,
+                "parameters": params,
+                "responses": responses,
+            });
+            if route.access != "public" {
+                op["security"] = json!([{"session": [], "token": []}]);
+            }
+            if let Some(schema) = route.request {
+                op["requestBody"] = json!({"required": route.method != "post" || !route.path.ends_with("/rotate"),
+                    "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+            }
+            let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+            entry[route.method] = op;
+        }
+        json!({
+            "openapi": "3.1.0",
+            "info": {
+                "title": "InstaGen management API",
+                "version": env!("CARGO_PKG_VERSION"),
+                "description": "Accounts, users, access keys, management tokens, audit log and security events. \
+                    Authenticate with a session cookie from POST /api/v1/session (writes also need the x-csrf-token header) \
+                    or a management token (Authorization: Bearer igm-…). Access keys (ig-…) are refused here. \
+                    Objects of accounts the caller does not belong to are reported as 404. Errors use the Error schema.",
+            },
+            "paths": paths,
+            "components": {
+                "schemas": schemas(),
+                "securitySchemes": {
+                    "session": {"type": "apiKey", "in": "cookie", "name": "ig_session"},
+                    "token": {"type": "http", "scheme": "bearer", "description": "igm-… management token"},
+                },
+            },
+        })
+    })
+}
+
+pub async fn serve() -> Response {
+    axum::Json(document()).into_response()
+}
