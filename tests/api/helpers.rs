@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-admin-token-admin-token-0123456789";
 pub const MODEL: &str = "test-model";
 pub const UPSTREAM_MODEL: &str = "mock-model";
 
@@ -42,6 +43,8 @@ data_dir = "{dir}"
 secret = "{TEST_SECRET}"
 [store]
 url = "sqlite://{dir}/instagen.db"
+[accounts]
+admin_token = "{ADMIN_TOKEN}"
 [[providers]]
 name = "mock"
 kind = "openai"
@@ -339,5 +342,48 @@ pub fn key_spec(name: &str) -> KeySpec {
         name: name.to_owned(),
         description: "test key".to_owned(),
         ..KeySpec::default()
+    }
+}
+
+/// A management API call: `method path` with an optional bearer credential and JSON body.
+pub async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Sends a chat request with `key`, retrying for up to a second until `want` comes back
+/// (the key table refreshes every 250 ms). Returns the last status and body.
+pub async fn chat_status(app: &TestApp, key: &str, want: u16) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    loop {
+        let resp = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&chat_body("a b"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status == want || Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

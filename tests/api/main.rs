@@ -10,6 +10,8 @@ mod cli;
 mod durability;
 mod errors;
 mod keys;
+mod manage;
 mod privacy;
 mod python_sdk;
 mod streaming;
+mod tenant_isolation;

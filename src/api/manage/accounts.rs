@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Need, Principal, Who};
-use super::error::{Body, MgmtError};
+use super::error::{MgmtError, parse};
 use crate::admin;
 use crate::app::AppState;
 use crate::store::Role;
@@ -52,9 +52,10 @@ pub struct AccountCreate {
 pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
-    Body(req): Body<AccountCreate>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
+    let req: AccountCreate = parse(&body)?;
     let actor = p.actor();
     let account = admin::create_account(&state.store, &actor, &req.name).await?;
     if let Some(email) = &req.owner_email {
@@ -131,9 +132,10 @@ pub async fn add_member(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    Body(req): Body<MemberAdd>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
+    let req: MemberAdd = parse(&body)?;
     let m = admin::add_member(
         &state.store,
         &p.actor(),
@@ -176,9 +178,10 @@ pub struct UserCreate {
 pub async fn create_user(
     State(state): State<Arc<AppState>>,
     p: Principal,
-    Body(req): Body<UserCreate>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
+    let req: UserCreate = parse(&body)?;
     let user = admin::create_user(
         &state.store,
         &p.actor(),

@@ -98,46 +98,28 @@ impl IntoResponse for MgmtError {
     }
 }
 
-/// A JSON body parsed with our error shape (the field named when serde names it).
-pub struct Body<T>(pub T);
-
-impl<T, S> axum::extract::FromRequest<S> for Body<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = MgmtError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|_| {
-                MgmtError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "the request body could not be read",
-                )
-            })?;
-        if bytes.is_empty() {
-            return Err(MgmtError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "a JSON object body is required",
-            ));
-        }
-        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
-            let message = e.to_string();
-            let field = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("field"))
-                .map(str::to_owned);
-            MgmtError {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_request",
-                message: format!("invalid JSON body: {message}"),
-                field,
-            }
-        })
+/// Parses a JSON request body with our error shape (the field named when serde names it).
+/// Handlers call it after authorization, so a non-member learns nothing from validation.
+pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MgmtError> {
+    if bytes.is_empty() {
+        return Err(MgmtError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a JSON object body is required",
+        ));
     }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field"))
+            .map(str::to_owned);
+        MgmtError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+            message: format!("invalid JSON body: {message}"),
+            field,
+        }
+    })
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::auth::{Need, Principal};
-use super::error::{Body, MgmtError};
+use super::error::{MgmtError, parse};
 use crate::admin;
 use crate::app::AppState;
 use crate::store::{KeyLimits, KeySpec, KeyStatus, KeyUpdate};
@@ -43,9 +43,10 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    Body(req): Body<KeyCreate>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Write).await?;
+    let req: KeyCreate = parse(&body)?;
     let spec = KeySpec {
         name: req.name,
         description: req.description,
@@ -106,9 +107,10 @@ pub async fn update(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path((account, id)): Path<(String, String)>,
-    Body(req): Body<KeyPatch>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Write).await?;
+    let req: KeyPatch = parse(&body)?;
     let update = KeyUpdate {
         name: req.name,
         description: req.description,

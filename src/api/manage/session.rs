@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Principal, SESSION_COOKIE, Who};
-use super::error::{Body, MgmtError};
+use super::error::{MgmtError, parse};
 use crate::admin::{self, Actor};
 use crate::app::AppState;
 use crate::store::Role;
@@ -25,7 +25,7 @@ pub struct Signup {
 
 pub async fn signup(
     State(state): State<Arc<AppState>>,
-    Body(req): Body<Signup>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
     if !state.accounts.open_signup {
         return Err(MgmtError::new(
@@ -34,6 +34,7 @@ pub async fn signup(
             "sign-up is closed; ask an operator for an invitation",
         ));
     }
+    let req: Signup = parse(&body)?;
     let actor = Actor {
         kind: "signup",
         id: None,
@@ -67,8 +68,9 @@ pub struct Login {
 
 pub async fn login(
     State(state): State<Arc<AppState>>,
-    Body(req): Body<Login>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
+    let req: Login = parse(&body)?;
     let user = admin::login(&state.store, &req.email, &req.password)
         .await?
         .ok_or_else(|| MgmtError::unauthenticated("wrong email or password"))?;

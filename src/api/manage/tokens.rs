@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Need, Principal};
-use super::error::{Body, MgmtError};
+use super::error::{MgmtError, parse};
 use crate::admin;
 use crate::app::AppState;
 use crate::store::Role;
@@ -35,9 +35,10 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    Body(req): Body<TokenCreate>,
+    body: axum::body::Bytes,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
+    let req: TokenCreate = parse(&body)?;
     let t = admin::create_token(
         &state.store,
         state.keys.hasher(),

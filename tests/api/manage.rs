@@ -1,0 +1,784 @@
+//! The management API: a user created by an operator logs in and runs the whole key
+//! lifecycle through the API alone, each step checked from `/v1`; roles, CSRF,
+//! credential separation, audit entries, security events and input validation.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A logged-in browser-like session: cookie + CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> Session {
+    let resp = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn as_user(
+    app: &TestApp,
+    s: &Session,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    csrf: bool,
+) -> (u16, Value) {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .header("cookie", &s.cookie);
+    if csrf {
+        req = req.header("x-csrf-token", &s.csrf);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// An operator creates account `name` with an owner; returns (account id, owner session).
+async fn account_with_owner(app: &TestApp, name: &str) -> (String, Session) {
+    let email = format!("owner@{name}.example");
+    let (status, account) = api(
+        app,
+        Method::POST,
+        "/api/v1/accounts",
+        Some(ADMIN_TOKEN),
+        Some(
+            &json!({"name": name, "owner_email": email, "owner_password": "correct horse battery"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{account}");
+    let session = login(app, &email, "correct horse battery").await;
+    (account["id"].as_str().unwrap().to_owned(), session)
+}
+
+#[tokio::test]
+async fn a_new_user_runs_the_whole_key_lifecycle_through_the_api_alone() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "lifecycle").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+
+    // Create: the secret is shown once and works on /v1.
+    let (status, created) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &keys,
+        Some(&json!({"name": "ci", "description": "pipeline"})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(chat_status(&app, &secret, 200).await.0, 200);
+    assert_eq!(chat_status(&app, &secret, 200).await.0, 200);
+
+    // Usage statistics per key, from the rollups.
+    let key_path = format!("{keys}/{id}");
+    let mut stats = Value::Null;
+    for _ in 0..50 {
+        let (_, k) = as_user(&app, &owner, Method::GET, &key_path, None, false).await;
+        if k["usage"]["all_time"]["requests"] == 2 {
+            stats = k;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats["usage"]["last_24h"]["requests"], 2, "{stats}");
+    assert_eq!(stats["usage"]["last_30d"]["input_tokens"], 4);
+    assert_eq!(
+        stats["usage"]["all_time"]["cost_usd"],
+        format!("0.{:09}", 2 * test_cost(2, 0, 5))
+    );
+    assert!(stats["usage"]["last_used_ms"].is_i64());
+    let (_, list) = as_user(&app, &owner, Method::GET, &keys, None, false).await;
+    assert!(
+        !list.to_string().contains(&secret[secret.len() - 20..]),
+        "listings never show secrets"
+    );
+
+    // Update.
+    let (status, k) = as_user(
+        &app,
+        &owner,
+        Method::PATCH,
+        &key_path,
+        Some(&json!({"name": "ci-2", "limits": {"rpm": 60}})),
+        true,
+    )
+    .await;
+    assert_eq!(
+        (status, k["name"].as_str(), k["limits"]["rpm"].as_i64()),
+        (200, Some("ci-2"), Some(60))
+    );
+
+    // Rotate with a grace period: both secrets work.
+    let (status, rotated) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{key_path}/rotate"),
+        Some(&json!({"grace_seconds": 60})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(second, secret);
+    assert!(rotated["previous_secret_valid_until_ms"].is_i64());
+    assert_eq!(chat_status(&app, &second, 200).await.0, 200);
+    assert_eq!(
+        chat_status(&app, &secret, 200).await.0,
+        200,
+        "old secret works during the grace period"
+    );
+
+    // Rotate with no grace: the previous secret stops at once.
+    let (_, rotated) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{key_path}/rotate"),
+        Some(&json!({"grace_seconds": 0})),
+        true,
+    )
+    .await;
+    let third = rotated["secret"].as_str().unwrap().to_owned();
+    assert_eq!(chat_status(&app, &third, 200).await.0, 200);
+    assert_eq!(chat_status(&app, &second, 401).await.0, 401);
+    assert_eq!(chat_status(&app, &secret, 401).await.0, 401);
+
+    // Disable / enable.
+    assert_eq!(
+        as_user(
+            &app,
+            &owner,
+            Method::POST,
+            &format!("{key_path}/disable"),
+            None,
+            true
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, body) = chat_status(&app, &third, 401).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["message"], "this access key is disabled");
+    assert_eq!(
+        as_user(
+            &app,
+            &owner,
+            Method::POST,
+            &format!("{key_path}/enable"),
+            None,
+            true
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(chat_status(&app, &third, 200).await.0, 200);
+
+    // Delete: permanent.
+    assert_eq!(
+        as_user(&app, &owner, Method::DELETE, &key_path, None, true)
+            .await
+            .0,
+        204
+    );
+    let (status, body) = chat_status(&app, &third, 401).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["message"], "this access key has been revoked");
+    assert_eq!(
+        as_user(&app, &owner, Method::GET, &key_path, None, false)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        as_user(
+            &app,
+            &owner,
+            Method::POST,
+            &format!("{key_path}/enable"),
+            None,
+            true
+        )
+        .await
+        .0,
+        404
+    );
+    // Its past usage stays attributed to its id.
+    let records = app
+        .store
+        .usage_records(&account, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert!(records.iter().filter(|r| r.key_id == id).count() >= 4);
+
+    // Logout ends the session.
+    assert_eq!(
+        as_user(&app, &owner, Method::DELETE, "/api/v1/session", None, true)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        as_user(&app, &owner, Method::GET, &keys, None, false)
+            .await
+            .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn expired_keys_and_allowed_models_are_enforced_on_v1() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "limits").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    let soon = instagen::time::now_ms() + 1_500;
+    let (_, created) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &keys,
+        Some(&json!({"name": "short", "expires_ms": soon})),
+        true,
+    )
+    .await;
+    let short = created["secret"].as_str().unwrap().to_owned();
+    assert_eq!(chat_status(&app, &short, 200).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let (status, body) = chat_status(&app, &short, 401).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["message"], "this access key has expired");
+
+    let (_, created) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &keys,
+        Some(&json!({"name": "narrow", "allowed_models": ["other-model"]})),
+        true,
+    )
+    .await;
+    let narrow = created["secret"].as_str().unwrap().to_owned();
+    let (status, body) = chat_status(&app, &narrow, 403).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "model_not_allowed");
+    let models: Value = app
+        .client
+        .get(app.url("/v1/models"))
+        .bearer_auth(&narrow)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"], json!([]));
+}
+
+#[tokio::test]
+async fn cookie_writes_need_the_csrf_token() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "csrf").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    let (status, body) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &keys,
+        Some(&json!({"name": "x"})),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("csrf_failed"))
+    );
+    assert_eq!(
+        as_user(&app, &owner, Method::GET, &keys, None, false)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        as_user(
+            &app,
+            &owner,
+            Method::POST,
+            &keys,
+            Some(&json!({"name": "x"})),
+            true
+        )
+        .await
+        .0,
+        201
+    );
+}
+
+#[tokio::test]
+async fn viewers_read_but_cannot_write_and_members_cannot_manage_tokens() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "roles").await;
+    let members = format!("/api/v1/accounts/{account}/members");
+    for (email, role) in [
+        ("viewer@roles.example", "viewer"),
+        ("member@roles.example", "member"),
+    ] {
+        let (status, body) = as_user(
+            &app,
+            &owner,
+            Method::POST,
+            &members,
+            Some(&json!({"email": email, "role": role, "password": "a long password"})),
+            true,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let viewer = login(&app, "viewer@roles.example", "a long password").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    assert_eq!(
+        as_user(&app, &viewer, Method::GET, &keys, None, false)
+            .await
+            .0,
+        200
+    );
+    let (status, body) = as_user(
+        &app,
+        &viewer,
+        Method::POST,
+        &keys,
+        Some(&json!({"name": "nope"})),
+        true,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let member = login(&app, "member@roles.example", "a long password").await;
+    assert_eq!(
+        as_user(
+            &app,
+            &member,
+            Method::POST,
+            &keys,
+            Some(&json!({"name": "yes"})),
+            true
+        )
+        .await
+        .0,
+        201
+    );
+    let tokens = format!("/api/v1/accounts/{account}/tokens");
+    assert_eq!(
+        as_user(
+            &app,
+            &member,
+            Method::POST,
+            &tokens,
+            Some(&json!({"name": "t", "role": "member"})),
+            true
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        as_user(&app, &member, Method::GET, "/api/v1/users", None, false)
+            .await
+            .0,
+        403
+    );
+}
+
+#[tokio::test]
+async fn access_keys_and_management_tokens_never_cross_over() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "kinds").await;
+    let (status, body) = api(&app, Method::GET, "/api/v1/me", Some(&app.key), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("wrong_credential_kind"))
+    );
+
+    let (status, token) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("/api/v1/accounts/{account}/tokens"),
+        Some(&json!({"name": "automation", "role": "member"})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let token = token["secret"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("igm-"));
+    let (status, body) = chat_status(&app, &token, 401).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("management tokens")
+    );
+
+    // The token works on the management API, within its account and role.
+    let (status, _) = api(
+        &app,
+        Method::POST,
+        &format!("/api/v1/accounts/{account}/keys"),
+        Some(&token),
+        Some(&json!({"name": "via-token"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        api(
+            &app,
+            Method::GET,
+            &format!("/api/v1/accounts/{account}/audit"),
+            Some(&token),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+}
+
+#[tokio::test]
+async fn every_management_action_is_audited_without_secrets() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "audited").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    let (_, created) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &keys,
+        Some(&json!({"name": "k"})),
+        true,
+    )
+    .await;
+    let id = created["key"]["id"].as_str().unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    let key_path = format!("{keys}/{id}");
+    as_user(
+        &app,
+        &owner,
+        Method::PATCH,
+        &key_path,
+        Some(&json!({"description": "d"})),
+        true,
+    )
+    .await;
+    let (_, rotated) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{key_path}/rotate"),
+        None,
+        true,
+    )
+    .await;
+    as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{key_path}/disable"),
+        None,
+        true,
+    )
+    .await;
+    as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{key_path}/enable"),
+        None,
+        true,
+    )
+    .await;
+    as_user(&app, &owner, Method::DELETE, &key_path, None, true).await;
+    let (_, token) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("/api/v1/accounts/{account}/tokens"),
+        Some(&json!({"name": "t", "role": "viewer"})),
+        true,
+    )
+    .await;
+    let (status, audit) = as_user(
+        &app,
+        &owner,
+        Method::GET,
+        &format!("/api/v1/accounts/{account}/audit"),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "account.create",
+        "member.set",
+        "key.create",
+        "key.update",
+        "key.rotate",
+        "key.disable",
+        "key.enable",
+        "key.delete",
+        "token.create",
+    ] {
+        assert!(actions.contains(&a), "missing {a} in {actions:?}");
+    }
+    let entry = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "key.create")
+        .unwrap();
+    assert_eq!(entry["target_id"], id);
+    assert_eq!(entry["actor_kind"], "user");
+    assert_eq!(entry["client_ip"], "127.0.0.0/24");
+    let text = audit.to_string();
+    for s in [
+        secret,
+        rotated["secret"].as_str().unwrap(),
+        token["secret"].as_str().unwrap(),
+    ] {
+        assert!(
+            !text.contains(&s[s.len() - 30..]),
+            "the audit log never holds a secret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_v1_authentications_are_counted_per_key_for_the_owner() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "watched").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    let (_, created) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &keys,
+        Some(&json!({"name": "k"})),
+        true,
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        chat_status(&app, &secret, 200).await.0,
+        200,
+        "the key is live"
+    );
+    as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{keys}/{id}/disable"),
+        None,
+        true,
+    )
+    .await;
+    let (status, body) = chat_status(&app, &secret, 401).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (401, Some("this access key is disabled"))
+    );
+    for _ in 0..2 {
+        assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+        let resp = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&chat_body("x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let mut events = Value::Null;
+    for _ in 0..40 {
+        let (_, e) = as_user(
+            &app,
+            &owner,
+            Method::GET,
+            &format!("/api/v1/accounts/{account}/security-events"),
+            None,
+            false,
+        )
+        .await;
+        if e["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x["count"].as_i64() >= Some(3)))
+        {
+            events = e;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = events["data"]
+        .as_array()
+        .expect("security events")
+        .iter()
+        .find(|x| x["kind"] == "key_disabled")
+        .unwrap()
+        .clone();
+    assert_eq!(e["key_id"], id);
+    assert!(e["count"].as_i64().unwrap() >= 3);
+    assert!(!events.to_string().contains(&secret[secret.len() - 20..]));
+}
+
+#[tokio::test]
+async fn invalid_input_gets_a_4xx_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let (account, owner) = account_with_owner(&app, "strict").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    let cases = [
+        (json!({"name": ""}), "name"),
+        (json!({"nme": "x"}), "nme"),
+        (json!({"name": "x", "limits": {"rpm": -1}}), "limits.rpm"),
+        (
+            json!({"name": "x", "limits": {"spend_limit_usd": "1.0000000001"}}),
+            "limits.spend_limit_usd",
+        ),
+        (json!({"name": 5}), ""),
+    ];
+    for (body, field) in cases {
+        let (status, err) = as_user(&app, &owner, Method::POST, &keys, Some(&body), true).await;
+        assert_eq!(status, 400, "{body} -> {err}");
+        assert_eq!(err["error"]["code"], "invalid_request");
+        if !field.is_empty() {
+            assert_eq!(err["error"]["field"], field, "{err}");
+        }
+    }
+    let (status, err) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{keys}/nope/rotate"),
+        Some(&json!({"grace_seconds": -5})),
+        true,
+    )
+    .await;
+    assert!(status == 400 || status == 404, "{err}");
+    let (status, err) = api(
+        &app,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        Some(&json!({"email": "x@y.z", "password": "wrong password"})),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/signup",
+        None,
+        Some(&json!({"email": "a@b.co", "password": "long enough pw", "account_name": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403, "sign-up is closed by default");
+}
+
+#[tokio::test]
+async fn open_signup_creates_an_account_owned_by_the_new_user() {
+    let app = TestApp::spawn_with(|c| c.accounts.open_signup = true).await;
+    let (status, body) = api(&app, Method::POST, "/api/v1/signup", None, Some(&json!({"email": "new@user.example", "password": "long enough pw", "account_name": "newco"}))).await;
+    assert_eq!(status, 201, "{body}");
+    let account = body["account"]["id"].as_str().unwrap().to_owned();
+    let s = login(&app, "new@user.example", "long enough pw").await;
+    let (status, view) = as_user(
+        &app,
+        &s,
+        Method::GET,
+        &format!("/api/v1/accounts/{account}"),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!((status, view["your_role"].as_str()), (200, Some("owner")));
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_route_and_the_router_serves_each() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = api(&app, Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["components"]["schemas"]["Error"].is_object());
+    for route in instagen::api::manage::ROUTES {
+        assert!(
+            doc["paths"][route.path][route.method].is_object(),
+            "{} {} undocumented",
+            route.method,
+            route.path
+        );
+        let path = route
+            .path
+            .replace("{account}", "acct_none")
+            .replace("{key_id}", "k")
+            .replace("{user_id}", "u")
+            .replace("{token_id}", "t");
+        let method = Method::from_bytes(route.method.to_uppercase().as_bytes()).unwrap();
+        let (status, body) = api(&app, method, &path, Some(ADMIN_TOKEN), Some(&json!({}))).await;
+        assert!(
+            status != 405 && body["error"]["message"] != "unknown API route",
+            "{} {} is not routed",
+            route.method,
+            route.path
+        );
+        assert!(
+            status < 500,
+            "{} {} -> {status} {body}",
+            route.method,
+            route.path
+        );
+    }
+}
