@@ -411,9 +411,10 @@ impl Store {
     pub async fn add_security_events(&self, events: &[SecurityEvent]) -> Result<(), StoreError> {
         dispatch!(self, s => s.add_security_events(events).await)
     }
+    /// Security events of one account, or all of them (operators) with `None`.
     pub async fn security_events(
         &self,
-        account_id: &str,
+        account_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<SecurityEvent>, StoreError> {
         dispatch!(self, s => s.security_events(account_id, since_ms).await)
@@ -437,7 +438,14 @@ impl Store {
         dispatch!(self, s => s.key_account(id).await)
     }
     pub async fn list_keys(&self, account_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
-        dispatch!(self, s => s.list_keys(account_id).await)
+        dispatch!(self, s => s.list_keys(account_id, false).await)
+    }
+    /// Like `list_keys`, with deleted keys too (their usage stays attributed to them).
+    pub async fn list_keys_with_deleted(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<KeyInfo>, StoreError> {
+        dispatch!(self, s => s.list_keys(account_id, true).await)
     }
     pub async fn update_key(
         &self,

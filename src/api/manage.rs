@@ -38,6 +38,7 @@ pub fn router() -> Router<Arc<AppState>> {
             get(accounts::users).post(accounts::create_user),
         )
         .route("/api/v1/audit", get(tokens::audit_all))
+        .route("/api/v1/security-events", get(tokens::security_events_all))
         .route(
             "/api/v1/accounts",
             get(accounts::list).post(accounts::create),

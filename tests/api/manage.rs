@@ -243,6 +243,34 @@ async fn a_new_user_runs_the_whole_key_lifecycle_through_the_api_alone() {
         .await
         .unwrap();
     assert!(records.iter().filter(|r| r.key_id == id).count() >= 4);
+    let (_, all) = as_user(
+        &app,
+        &owner,
+        Method::GET,
+        &format!("{keys}?include_deleted=true"),
+        None,
+        false,
+    )
+    .await;
+    let gone = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        (gone["status"].as_str(), gone["name"].as_str()),
+        (Some("deleted"), Some("ci-2"))
+    );
+    assert!(gone["usage"]["all_time"]["requests"].as_i64().unwrap() >= 4);
+    let (_, live) = as_user(&app, &owner, Method::GET, &keys, None, false).await;
+    assert!(
+        live["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["id"] != id.as_str())
+    );
 
     // Logout ends the session.
     assert_eq!(
@@ -669,6 +697,50 @@ async fn failed_v1_authentications_are_counted_per_key_for_the_owner() {
     assert_eq!(e["key_id"], id);
     assert!(e["count"].as_i64().unwrap() >= 3);
     assert!(!events.to_string().contains(&secret[secret.len() - 20..]));
+
+    // A key id that names no key is counted per truncated client IP, for operators.
+    let bogus = "ig-zzzzzzzzzzzzzzzz-0123456789012345678901234567890123456789";
+    let resp = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(bogus)
+        .json(&chat_body("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let mut found = false;
+    for _ in 0..40 {
+        let (_, all) = api(
+            &app,
+            Method::GET,
+            "/api/v1/security-events",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        found = all["data"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "key_unknown" && e["client_ip"] == "127.0.0.0/24" && e["key_id"].is_null()
+        });
+        if found {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "per-IP event visible to operators");
+    assert_eq!(
+        as_user(
+            &app,
+            &owner,
+            Method::GET,
+            "/api/v1/security-events",
+            None,
+            false
+        )
+        .await
+        .0,
+        403
+    );
 }
 
 #[tokio::test]

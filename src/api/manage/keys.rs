@@ -14,13 +14,29 @@ use crate::admin;
 use crate::app::AppState;
 use crate::store::{KeyLimits, KeySpec, KeyStatus, KeyUpdate};
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Include deleted keys (status `deleted`), whose past usage stays attributed to them.
+    #[serde(default)]
+    include_deleted: bool,
+}
+
 pub async fn list(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Read).await?;
-    Ok(axum::Json(json!({"data": state.store.list_keys(&account).await?})).into_response())
+    let axum::extract::Query(q) =
+        query.map_err(|e| MgmtError::invalid("include_deleted", e.body_text()))?;
+    let keys = if q.include_deleted {
+        state.store.list_keys_with_deleted(&account).await?
+    } else {
+        state.store.list_keys(&account).await?
+    };
+    Ok(axum::Json(json!({"data": keys})).into_response())
 }
 
 #[derive(Deserialize)]

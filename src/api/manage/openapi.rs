@@ -423,6 +423,9 @@ pub fn document() -> &'static Value {
                     params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
                 }
             }
+            if route.method == "get" && route.path.ends_with("/keys") {
+                params.push(json!({"name": "include_deleted", "in": "query", "required": false, "schema": {"type": "boolean"}}));
+            }
             if route.path.ends_with("/usage/summary") {
                 for q in ["from", "to"] {
                     params.push(json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}, "description": "RFC 3339 or YYYY-MM-DD"}));

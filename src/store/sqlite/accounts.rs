@@ -440,16 +440,22 @@ impl SqliteStore {
 
     pub async fn security_events(
         &self,
-        account_id: &str,
+        account_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<SecurityEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM security_events WHERE account_id = ? AND bucket_ms >= ? ORDER BY bucket_ms DESC, kind",
-        )
-        .bind(account_id)
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = match account_id {
+            Some(a) => sqlx::query(
+                "SELECT * FROM security_events WHERE account_id = ? AND bucket_ms >= ? ORDER BY bucket_ms DESC, kind",
+            )
+            .bind(a)
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?,
+            None => sqlx::query("SELECT * FROM security_events WHERE bucket_ms >= ? ORDER BY bucket_ms DESC, kind LIMIT 1000")
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await?,
+        };
         rows.iter()
             .map(|row| {
                 let key_id: String = row.try_get("key_id")?;

@@ -217,8 +217,17 @@ impl SqliteStore {
             .ok_or(StoreError::NotFound("key"))
     }
 
-    pub async fn list_keys(&self, account_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' ORDER BY created_ms, id")
+    pub async fn list_keys(
+        &self,
+        account_id: &str,
+        include_deleted: bool,
+    ) -> Result<Vec<KeyInfo>, StoreError> {
+        let sql = if include_deleted {
+            "SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_ms, id"
+        } else {
+            "SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' ORDER BY created_ms, id"
+        };
+        let rows = sqlx::query(sql)
             .bind(account_id)
             .fetch_all(&self.pool)
             .await?;
