@@ -304,6 +304,8 @@ secret = "{TEST_SECRET}"
 url = "sqlite://{dir}/instagen.db"
 [log]
 level = "{log_level}"
+[accounts]
+admin_token = "{ADMIN_TOKEN}"
 [[providers]]
 name = "mock"
 kind = "openai"

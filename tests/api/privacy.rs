@@ -179,6 +179,27 @@ async fn no_content_reaches_any_file_log_or_record_on_any_path() {
     .unwrap();
     canaries.extend([prompt, emb]);
 
+    // 8. Passwords: a user created with a canary password, a failed and a good login.
+    let password = canary("PASSWORD");
+    let resp = client
+        .post(url("/api/v1/users"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"email": "canary@privacy.example", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let wrong = canary("WRONGPW");
+    for pw in [&wrong, &password] {
+        let _ = client
+            .post(url("/api/v1/session"))
+            .json(&json!({"email": "canary@privacy.example", "password": pw}))
+            .send()
+            .await
+            .unwrap();
+    }
+    canaries.extend([password, wrong]);
+
     // The upstream really saw the content (the canaries did travel).
     let seen: Vec<u8> = mock
         .requests()
