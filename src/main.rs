@@ -209,6 +209,21 @@ enum TokensCmd {
 enum UsageCmd {
     /// Requests, tokens and cost for an account, with a per-model breakdown.
     Summary(SummaryArgs),
+    /// Export per-request records (or daily aggregates) as CSV or JSON to stdout.
+    Export {
+        #[arg(long)]
+        account: String,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// request or day.
+        #[arg(long, default_value = "request")]
+        granularity: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -544,6 +559,39 @@ async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> anyho
                 println!("revoked token {id}");
             }
         },
+        Command::Usage(UsageCmd::Export {
+            account,
+            format,
+            granularity,
+            from,
+            to,
+        }) => {
+            use futures_util::StreamExt;
+            use instagen::usage::export::{self, Format, Level};
+            use std::io::Write;
+            let format = match format.as_str() {
+                "csv" => Format::Csv,
+                "json" => Format::Json,
+                _ => anyhow::bail!("--format: must be csv or json"),
+            };
+            let level = match granularity.as_str() {
+                "request" => Level::Request,
+                "day" => Level::Day,
+                _ => anyhow::bail!("--granularity: must be request or day"),
+            };
+            let from = parse_time("from", from.as_deref())?.unwrap_or(0);
+            let to = parse_time("to", to.as_deref())?.unwrap_or(i64::MAX);
+            let a = store.account_by_name(&account).await?;
+            let mut stream =
+                std::pin::pin!(export::export(store.clone(), a.id, from, to, format, level));
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk?)?;
+            }
+            if format == Format::Json {
+                out.write_all(b"\n")?;
+            }
+        }
         Command::Usage(UsageCmd::Summary(args)) => {
             let from = parse_time("from", args.from.as_deref())?.unwrap_or(0);
             let to = parse_time("to", args.to.as_deref())?.unwrap_or(i64::MAX);

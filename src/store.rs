@@ -217,6 +217,58 @@ pub struct UsageTotals {
     pub cost_nanos: i64,
 }
 
+/// Rollup resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Minute => "minute",
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+        }
+    }
+
+    pub fn ms(self) -> i64 {
+        match self {
+            Granularity::Minute => 60_000,
+            Granularity::Hour => 3_600_000,
+            Granularity::Day => 86_400_000,
+        }
+    }
+}
+
+/// How analytics split their figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Nothing,
+    Model,
+    Key,
+}
+
+/// Aggregated usage: one time bucket and/or one group (model or key), or a total.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UsagePoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nanos: i64,
+    pub cost_usd: String,
+    /// Requests whose tokens we counted because the upstream reported none.
+    pub estimated_requests: i64,
+    pub error_requests: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionRow {
     pub user_id: String,
@@ -492,6 +544,30 @@ impl Store {
         to_ms: i64,
     ) -> Result<Vec<UsageRecord>, StoreError> {
         dispatch!(self, s => s.usage_records(account_id, from_ms, to_ms).await)
+    }
+    /// Aggregates from the rollups at `granularity` over `[from_ms, to_ms)`, split by time
+    /// bucket when `by_bucket`, and by `group`.
+    pub async fn usage_rollup(
+        &self,
+        account_id: &str,
+        granularity: Granularity,
+        from_ms: i64,
+        to_ms: i64,
+        by_bucket: bool,
+        group: GroupBy,
+    ) -> Result<Vec<UsagePoint>, StoreError> {
+        dispatch!(self, s => s.usage_rollup(account_id, granularity, from_ms, to_ms, by_bucket, group).await)
+    }
+    /// One page of per-request records after `after` (started_ms, request_id), oldest first.
+    pub async fn usage_records_page(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        dispatch!(self, s => s.usage_records_page(account_id, from_ms, to_ms, after, limit).await)
     }
     pub async fn usage_by_model(
         &self,

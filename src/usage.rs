@@ -9,6 +9,7 @@
 //! to the local journal (before the response's last byte) and hands it to the batch
 //! writer, which inserts batches into the store and then trims the journal.
 
+pub mod export;
 mod journal;
 mod meter;
 pub mod tokens;

@@ -11,6 +11,7 @@ mod keys;
 mod openapi;
 mod session;
 mod tokens;
+mod usage;
 
 use std::sync::Arc;
 
@@ -58,6 +59,8 @@ pub fn router() -> Router<Arc<AppState>> {
             &format!("{acct}/usage/summary"),
             get(accounts::usage_summary),
         )
+        .route(&format!("{acct}/usage"), get(usage::analytics))
+        .route(&format!("{acct}/usage/export"), get(usage::export_usage))
         .route(&format!("{acct}/keys"), get(keys::list).post(keys::create))
         .route(
             &format!("{acct}/keys/{{key_id}}"),

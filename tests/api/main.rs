@@ -15,3 +15,4 @@ mod privacy;
 mod python_sdk;
 mod streaming;
 mod tenant_isolation;
+mod usage;

@@ -373,6 +373,14 @@ fn schemas() -> Value {
             "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string"),
             "models": {"type": "array", "items": obj(&["model"], json!({"model": s("string"), "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string")}))}})),
         "KeyLimits": limits,
+        "UsagePoint": obj(&["requests", "input_tokens", "output_tokens", "cost_usd"], json!({"bucket_ms": s("integer"), "group": s("string"),
+            "requests": s("integer"), "input_tokens": s("integer"), "cached_input_tokens": s("integer"), "output_tokens": s("integer"),
+            "cost_nanos": s("integer"), "cost_usd": s("string"), "estimated_requests": s("integer"), "error_requests": s("integer")})),
+        "Analytics": obj(&["from_ms", "to_ms", "bucket", "totals", "series", "groups"], json!({"account_id": s("string"),
+            "from_ms": s("integer"), "to_ms": s("integer"), "bucket": s("string"), "group_by": opt("string"),
+            "totals": {"$ref": "#/components/schemas/UsagePoint"},
+            "series": {"type": "array", "items": {"$ref": "#/components/schemas/UsagePoint"}},
+            "groups": {"type": "array", "items": {"$ref": "#/components/schemas/UsagePoint"}}})),
         "UsageStats": stats,
         "Key": obj(&["id", "account_id", "name", "status", "prefix", "usage"], json!({
             "id": s("string"), "account_id": s("string"), "name": s("string"), "description": s("string"),
@@ -426,7 +434,17 @@ pub fn document() -> &'static Value {
             if route.method == "get" && route.path.ends_with("/keys") {
                 params.push(json!({"name": "include_deleted", "in": "query", "required": false, "schema": {"type": "boolean"}}));
             }
-            if route.path.ends_with("/usage/summary") {
+            if route.path.ends_with("/usage") {
+                for (q, e) in [("range", json!(["24h", "7d", "30d"])), ("bucket", json!(["minute", "hour", "day"])), ("group_by", json!(["model", "key"]))] {
+                    params.push(json!({"name": q, "in": "query", "required": false, "schema": {"type": "string", "enum": e}}));
+                }
+            }
+            if route.path.ends_with("/usage/export") {
+                for (q, e) in [("format", json!(["csv", "json"])), ("granularity", json!(["request", "day"])), ("range", json!(["24h", "7d", "30d"]))] {
+                    params.push(json!({"name": q, "in": "query", "required": false, "schema": {"type": "string", "enum": e}}));
+                }
+            }
+            if route.path.contains("/usage") {
                 for q in ["from", "to"] {
                     params.push(json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}, "description": "RFC 3339 or YYYY-MM-DD"}));
                 }
@@ -437,7 +455,7 @@ pub fn document() -> &'static Value {
                 None => json!({"description": "success, no body"}),
             };
             responses.insert(route.status.to_string(), ok);
-            if route.request.is_some() || route.path.ends_with("/summary") {
+            if route.request.is_some() || route.path.contains("/usage") {
                 responses.insert("400".into(), error_response("invalid input; `field` names the culprit"));
             }
             if route.access != "public" {

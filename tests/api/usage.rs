@@ -1,0 +1,307 @@
+//! Usage analytics from rollups and streamed exports, cross-checked against the raw records.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn analytics_path(app: &TestApp, query: &str) -> String {
+    format!("/api/v1/accounts/{}/usage?{query}", app.account_id)
+}
+
+#[tokio::test]
+async fn analytics_totals_series_and_breakdowns_match_the_records() {
+    let app = TestApp::spawn().await;
+    for i in 0..4 {
+        let mut body = chat_body("one two three");
+        if i == 3 {
+            body["stream"] = json!(true);
+        }
+        let resp = app.chat(&body).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await;
+    }
+    app.mock.push(mock_upstream::Script {
+        omit_usage: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        app.chat(&chat_body("what is the capital of France"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.chat(&json!({"model": "nope", "messages": []}))
+            .await
+            .status(),
+        404
+    );
+    let records = app.records(6).await;
+    let cost: i64 = records.iter().map(|r| r.cost_nanos).sum();
+    let input: u64 = records.iter().map(|r| r.input_tokens).sum();
+
+    for range in ["range=24h", "range=7d&bucket=hour", "range=30d&bucket=day"] {
+        let (status, a) = api(
+            &app,
+            Method::GET,
+            &analytics_path(&app, &format!("{range}&group_by=model")),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{a}");
+        let t = &a["totals"];
+        assert_eq!(t["requests"], 6, "{range}: {a}");
+        assert_eq!(t["cost_nanos"], cost);
+        assert_eq!(t["input_tokens"].as_u64(), Some(input));
+        assert_eq!(t["estimated_requests"], 1, "estimated rows are labelled");
+        assert_eq!(t["error_requests"], 1);
+        let series_sum: i64 = a["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["cost_nanos"].as_i64().unwrap())
+            .sum();
+        assert_eq!(series_sum, cost, "series add up to the totals");
+        let model = a["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == MODEL)
+            .unwrap();
+        assert_eq!(model["requests"], 5);
+    }
+    let (_, by_key) = api(
+        &app,
+        Method::GET,
+        &analytics_path(&app, "range=24h&group_by=key"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(by_key["groups"][0]["group"], app.key_id);
+    assert_eq!(by_key["groups"][0]["requests"], 6);
+
+    for bad in [
+        "range=1y",
+        "bucket=week",
+        "group_by=color",
+        "from=yesterday",
+        "from=2026-01-02&to=2026-01-01",
+        "range=24h&from=2026-01-01",
+    ] {
+        let (status, err) = api(
+            &app,
+            Method::GET,
+            &analytics_path(&app, bad),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {err}");
+        assert!(err["error"]["field"].is_string(), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn exports_stream_csv_and_json_with_documented_columns() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        assert_eq!(app.chat(&chat_body("one two three")).await.status(), 200);
+    }
+    app.mock.push(mock_upstream::Script {
+        omit_usage: true,
+        ..Default::default()
+    });
+    assert_eq!(app.chat(&chat_body("hello")).await.status(), 200);
+    let records = app.records(4).await;
+    let base = format!("/api/v1/accounts/{}/usage/export", app.account_id);
+
+    let resp = app
+        .client
+        .get(app.url(&format!("{base}?format=csv")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], instagen::usage::export::REQUEST_COLUMNS.join(","));
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().any(|l| l.contains(&records[0].request_id)));
+    assert!(
+        lines.iter().any(|l| l.contains(",true,")),
+        "estimated flag exported"
+    );
+
+    let (status, json) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?format=json"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    let total: i64 = rows.iter().map(|r| r["cost_nanos"].as_i64().unwrap()).sum();
+    assert_eq!(total, records.iter().map(|r| r.cost_nanos).sum::<i64>());
+    assert_eq!(rows.iter().filter(|r| r["estimated"] == true).count(), 1);
+
+    let (status, days) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?format=json&granularity=day"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(days[0]["requests"], 4);
+    assert_eq!(days[0]["model"], MODEL);
+    assert_eq!(days[0]["estimated_requests"], 1);
+
+    let (status, err) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?format=xml"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("format"))
+    );
+}
+
+#[tokio::test]
+async fn json_export_spans_many_pages_and_stays_valid() {
+    let app = TestApp::spawn().await;
+    let now = instagen::time::now_ms();
+    let records: Vec<instagen::usage::UsageRecord> = (0..2_345)
+        .map(|i| instagen::usage::UsageRecord {
+            request_id: format!("req_page_{i:06}"),
+            account_id: app.account_id.clone(),
+            key_id: app.key_id.clone(),
+            endpoint: "chat.completions".into(),
+            model: Some(MODEL.into()),
+            started_ms: now - 1000 + (i % 7),
+            finished_ms: now,
+            status: 200,
+            input_tokens: 1,
+            output_tokens: 2,
+            cost_nanos: 3,
+            ..Default::default()
+        })
+        .collect();
+    app.store.insert_usage(&records).await.unwrap();
+    let base = format!("/api/v1/accounts/{}/usage/export", app.account_id);
+    let (status, json) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?format=json"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rows = json.as_array().expect("valid JSON array");
+    assert_eq!(rows.len(), 2_345);
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 2_345, "each record exactly once across pages");
+    let (_, a) = api(
+        &app,
+        Method::GET,
+        &format!("/api/v1/accounts/{}/usage?range=24h", app.account_id),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(a["totals"]["cost_nanos"], 3 * 2_345);
+    let _: Value = json;
+}
+
+/// Benchmark, not a gate: `cargo test --release --test api -- --ignored --nocapture million`.
+/// Loads 1M records spread over 30 days, then times the 30-day analytics query.
+#[tokio::test]
+#[ignore = "benchmark; run by hand with --release"]
+async fn million_record_analytics_benchmark() {
+    let app = TestApp::spawn().await;
+    let now = instagen::time::now_ms();
+    let span = 30 * 86_400_000i64;
+    let started = std::time::Instant::now();
+    let models = ["test-model", "model-b", "model-c"];
+    for batch in 0..100 {
+        let records: Vec<instagen::usage::UsageRecord> = (0..10_000)
+            .map(|i| {
+                let n = batch * 10_000 + i;
+                instagen::usage::UsageRecord {
+                    request_id: format!("req_bench_{n:08}"),
+                    account_id: app.account_id.clone(),
+                    key_id: app.key_id.clone(),
+                    endpoint: "chat.completions".into(),
+                    model: Some(models[n as usize % 3].into()),
+                    started_ms: now - span + (n as i64 * span / 1_000_000),
+                    finished_ms: now,
+                    status: 200,
+                    input_tokens: 100,
+                    output_tokens: 50,
+                    cost_nanos: 35_000,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        app.store.insert_usage(&records).await.unwrap();
+    }
+    let load = started.elapsed();
+    let path = format!(
+        "/api/v1/accounts/{}/usage?range=30d&bucket=day&group_by=model",
+        app.account_id
+    );
+    let mut timings = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let (status, a) = api(&app, Method::GET, &path, Some(ADMIN_TOKEN), None).await;
+        timings.push(t.elapsed());
+        assert_eq!(status, 200);
+        assert_eq!(a["totals"]["requests"], 1_000_000);
+    }
+    let t = std::time::Instant::now();
+    let (_, hourly) = api(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/v1/accounts/{}/usage?range=7d&bucket=hour&group_by=key",
+            app.account_id
+        ),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    let hourly_t = t.elapsed();
+    assert!(hourly["totals"]["requests"].as_i64().unwrap() > 0);
+    timings.sort();
+    println!(
+        "BENCH 1M records loaded in {:.1}s ({:.0} records/s incl. rollup triggers); 30d/day/model query median {:?} (min {:?}); 7d/hour/key {:?}",
+        load.as_secs_f64(),
+        1e6 / load.as_secs_f64(),
+        timings[2],
+        timings[0],
+        hourly_t
+    );
+}
