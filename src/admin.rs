@@ -571,3 +571,76 @@ mod tests {
         assert_eq!(check_email(" A@Example.com ").unwrap(), "a@example.com");
     }
 }
+
+/// An account's balance and recent ledger entries.
+#[derive(Debug, Serialize)]
+pub struct BillingView {
+    pub account_id: String,
+    pub billing_id: String,
+    /// Ledger total minus usage recorded but not yet posted.
+    pub balance_nanos: i64,
+    pub balance_usd: String,
+    pub unposted_usage_usd: String,
+    /// Newest first.
+    pub ledger: Vec<crate::billing::ledger::LedgerEntry>,
+}
+
+pub async fn billing_view(
+    store: &Store,
+    account_id: &str,
+    limit: i64,
+) -> Result<BillingView, StoreError> {
+    let account = store.account(account_id).await?;
+    let ledger_total: i64 = store
+        .ledger(Some(&account.billing_id), i64::MAX)
+        .await?
+        .iter()
+        .map(|e| e.amount_nanos)
+        .sum();
+    let unposted = store.unposted_usage(account_id).await?;
+    let balance = ledger_total - unposted;
+    Ok(BillingView {
+        account_id: account.id,
+        balance_nanos: balance,
+        balance_usd: Money::from_nanos(balance).to_string(),
+        unposted_usage_usd: Money::from_nanos(unposted).to_string(),
+        ledger: store.ledger(Some(&account.billing_id), limit).await?,
+        billing_id: account.billing_id,
+    })
+}
+
+/// Adds a `credit` (positive `usd`) or an `adjustment` (any non-zero `usd`) to the ledger.
+pub async fn post_to_ledger(
+    store: &Store,
+    actor: &Actor,
+    account_id: &str,
+    kind: &str,
+    usd: &str,
+    memo: &str,
+) -> Result<crate::billing::ledger::LedgerEntry, StoreError> {
+    let amount = Money::parse_usd(usd)
+        .map_err(|e| invalid(format!("usd: {e}")))?
+        .nanos();
+    match kind {
+        "credit" if amount > 0 => {}
+        "adjustment" if amount != 0 => {}
+        "credit" => return Err(invalid("usd: a credit must be positive")),
+        _ => return Err(invalid("usd: an adjustment must not be zero")),
+    }
+    if memo.chars().count() > 256 || memo.chars().any(char::is_control) {
+        return Err(invalid("memo: at most 256 printable characters"));
+    }
+    let account = store.account(account_id).await?;
+    let entry = store
+        .append_ledger(&account.billing_id, kind, amount, memo)
+        .await?;
+    audit(
+        store,
+        actor,
+        Some(account_id),
+        &format!("billing.{kind}"),
+        Some(&entry.seq.to_string()),
+    )
+    .await;
+    Ok(entry)
+}

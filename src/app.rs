@@ -23,6 +23,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::api;
+use crate::billing::budget::Budgets;
 use crate::config::AccountsConfig;
 use crate::error::ErrorKind;
 use crate::gateway::Gateway;
@@ -33,6 +34,9 @@ use crate::usage::UsageSink;
 pub struct AppState {
     pub keys: Arc<KeyCache>,
     pub security: SecurityEvents,
+    pub budgets: Arc<Budgets>,
+    /// Output tokens reserved for requests without `max_tokens`.
+    pub reserve_output_tokens: u64,
     pub accounts: AccountsConfig,
     pub gateway: Gateway,
     pub usage: UsageSink,

@@ -1,8 +1,10 @@
-//! Money and prices: exact integer nano-dollars, never floats.
+//! Money, prices, the hash-chained ledger and budgets: exact integer nano-dollars, never floats.
 //!
-//! What a request costs is decided here and nowhere else; ledgers and budgets
-//! (later) build on these types. No I/O belongs in this module.
+//! What a request costs is decided here and nowhere else. No I/O belongs in this module:
+//! the store persists the ledger, the budget tracker is fed by the writer and a sync task.
 
+pub mod budget;
+pub mod ledger;
 mod money;
 
 pub use money::{Money, Price, cost_of};

@@ -61,6 +61,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub usage: UsageConfig,
     pub accounts: AccountsConfig,
+    pub billing: BillingConfig,
     pub log: LogConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
@@ -137,6 +138,27 @@ impl Default for UsageConfig {
             flush_interval_ms: 100,
             warm_tokenizer: false,
             journal: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Accounts pay in advance: a request whose reservation the balance cannot cover gets 402.
+    pub prepaid: bool,
+    /// How often recorded usage is posted to the ledger.
+    pub post_interval_secs: u64,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_reserve_output_tokens: u64,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            prepaid: false,
+            post_interval_secs: 60,
+            default_reserve_output_tokens: 1024,
         }
     }
 }

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::billing::budget::BudgetError;
 use crate::gateway::{BodyError, UpstreamError, UpstreamErrorKind};
 use crate::keys::KeyError;
 
@@ -20,6 +21,7 @@ pub enum ApiError {
     Key(KeyError),
     ModelNotFound(String),
     ModelNotAllowed(String),
+    Quota(BudgetError),
     QueueFull,
     Upstream(UpstreamError),
     RouteNotFound,
@@ -101,6 +103,18 @@ impl ApiError {
                 "model_not_allowed",
                 "permission_error",
                 Some("model_not_allowed"),
+            ),
+            E::Quota(BudgetError::BalanceExhausted) => s(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_balance",
+                "insufficient_quota",
+                Some("insufficient_quota"),
+            ),
+            E::Quota(BudgetError::KeyLimitReached) => s(
+                StatusCode::TOO_MANY_REQUESTS,
+                "key_spend_limit",
+                "insufficient_quota",
+                Some("insufficient_quota"),
             ),
             E::QueueFull => s(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -187,6 +201,12 @@ impl ApiError {
                 format!("The model `{m}` does not exist or you do not have access to it.")
             }
             ApiError::ModelNotAllowed(m) => format!("this access key may not use the model `{m}`"),
+            ApiError::Quota(BudgetError::BalanceExhausted) => {
+                "your account's prepaid balance cannot cover this request; add credit".to_owned()
+            }
+            ApiError::Quota(BudgetError::KeyLimitReached) => {
+                "this access key has reached its spend limit for the period".to_owned()
+            }
             ApiError::QueueFull => "the server is overloaded; retry shortly".to_owned(),
             ApiError::Upstream(u) => match (&u.client_message, u.kind) {
                 (Some(m), _) => format!("upstream rejected the request: {m}"),

@@ -21,6 +21,7 @@ pub use provider::{Provider, UpstreamError, UpstreamErrorKind};
 pub use relay::Relay;
 
 use crate::billing::Prices;
+use crate::billing::budget::Budgets;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::AuthedKey;
@@ -159,8 +160,20 @@ impl Gateway {
         body: Bytes,
         key: &AuthedKey,
         mut meter: Meter,
+        budgets: &Arc<Budgets>,
+        reserve_output_tokens: u64,
     ) -> Result<Forwarded, ApiError> {
-        match self.try_forward(endpoint, &body, key, &mut meter).await {
+        match self
+            .try_forward(
+                endpoint,
+                &body,
+                key,
+                &mut meter,
+                budgets,
+                reserve_output_tokens,
+            )
+            .await
+        {
             Ok(Answer::Json(json)) => Ok(Forwarded::Json(json)),
             Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Box::new(Relay::new(
                 parts.response,
@@ -187,6 +200,8 @@ impl Gateway {
         body: &Bytes,
         key: &AuthedKey,
         meter: &mut Meter,
+        budgets: &Arc<Budgets>,
+        reserve_output_tokens: u64,
     ) -> Result<Answer, ApiError> {
         let inspected = inspect(endpoint, body).map_err(ApiError::InvalidBody)?;
         let route = self
@@ -198,6 +213,19 @@ impl Gateway {
         }
         let stream = inspected.stream && endpoint != Endpoint::Embeddings;
         meter.route(&route.model_id, route.provider.name(), route.prices, stream);
+        // Reserve an upper estimate before any upstream call; settled to the exact cost.
+        let output = match endpoint {
+            Endpoint::Embeddings => 0,
+            _ => inspected.max_tokens.unwrap_or(reserve_output_tokens),
+        };
+        let estimate = route
+            .prices
+            .cost(body.len() as u64 / 3 + 16, 0, output)
+            .nanos();
+        let reservation = budgets
+            .reserve(&key.account_id, &key.key_id, estimate)
+            .map_err(ApiError::Quota)?;
+        meter.reserve(reservation);
         let upstream_body = inspected
             .rewrite(&route.upstream_model, stream)
             .map_err(ApiError::InvalidBody)?;

@@ -110,6 +110,10 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let budgets = billing::budget::Budgets::new(config.billing.prepaid);
+    sync_budgets(&store, &budgets)
+        .await
+        .context("cannot load balances")?;
     let (tx, rx) = mpsc::channel(config.usage.queue_capacity);
     let writer = usage::spawn_writer(
         store.clone(),
@@ -117,6 +121,7 @@ pub async fn run(
         journal.clone(),
         config.usage.batch_size,
         Duration::from_millis(config.usage.flush_interval_ms),
+        Some(budgets.clone()),
         stop.clone(),
     );
     {
@@ -136,6 +141,43 @@ pub async fn run(
             }
         });
     }
+    {
+        let (budgets, store, stop) = (budgets.clone(), store.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = sync_budgets(&store, &budgets).await {
+                            tracing::warn!(error = %e, "budget sync failed; keeping the last figures");
+                        }
+                    }
+                }
+            }
+        });
+    }
+    {
+        let (store, stop) = (store.clone(), stop.clone());
+        let every = Duration::from_secs(config.billing.post_interval_secs.max(1));
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        match store.post_usage().await {
+                            Ok(n) if n > 0 => tracing::debug!(entries = n, "posted usage to the ledger"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "posting usage to the ledger failed; will retry"),
+                        }
+                    }
+                }
+            }
+        });
+    }
     if config.usage.warm_tokenizer {
         tasks.spawn_blocking(usage::tokens::warm);
     }
@@ -145,6 +187,8 @@ pub async fn run(
     let state = Arc::new(AppState {
         keys,
         security,
+        budgets,
+        reserve_output_tokens: config.billing.default_reserve_output_tokens,
         accounts: config.accounts.clone(),
         gateway,
         usage: UsageSink::new(tx, journal),
@@ -188,5 +232,22 @@ pub async fn run(
     }
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reloads balances and key spend from the store into the budget tracker.
+async fn sync_budgets(
+    store: &Store,
+    budgets: &billing::budget::Budgets,
+) -> Result<(), store::StoreError> {
+    let generation = budgets.generation();
+    let now = time::now_ms();
+    let day = now - now.rem_euclid(86_400_000);
+    let month = time::month_start_ms(now);
+    let snapshot = billing::budget::Snapshot {
+        balances: store.balances().await?,
+        key_spend: store.key_spend(day, month).await?,
+    };
+    budgets.apply(snapshot, generation);
     Ok(())
 }

@@ -52,6 +52,47 @@ enum Command {
     /// Read usage.
     #[command(subcommand)]
     Usage(UsageCmd),
+    /// Balances and the hash-chained ledger.
+    #[command(subcommand)]
+    Billing(BillingCmd),
+}
+
+#[derive(Subcommand)]
+enum BillingCmd {
+    /// Credit an account's prepaid balance.
+    Credit {
+        #[arg(long)]
+        account: String,
+        /// Decimal USD, e.g. 25.00.
+        #[arg(long)]
+        usd: String,
+        #[arg(long, default_value = "")]
+        memo: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Post a signed adjustment.
+    Adjust {
+        #[arg(long)]
+        account: String,
+        #[arg(long, allow_hyphen_values = true)]
+        usd: String,
+        #[arg(long)]
+        memo: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Balance and recent ledger entries.
+    Show {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Post recorded usage to the ledger now.
+    Post,
+    /// Check the whole ledger chain; exits 1 if any entry was edited or removed.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -557,6 +598,68 @@ async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> anyho
                 let a = store.account_by_name(&account).await?;
                 admin::revoke_token(store, &cli, &a.id, &id).await?;
                 println!("revoked token {id}");
+            }
+        },
+        Command::Billing(cmd) => match cmd {
+            BillingCmd::Credit {
+                account,
+                usd,
+                memo,
+                json,
+            } => {
+                let a = store.account_by_name(&account).await?;
+                let e = admin::post_to_ledger(store, &cli, &a.id, "credit", &usd, &memo).await?;
+                show(json, &e, |e| {
+                    format!("credited {usd} USD to {account} (ledger entry {})", e.seq)
+                })?;
+            }
+            BillingCmd::Adjust {
+                account,
+                usd,
+                memo,
+                json,
+            } => {
+                let a = store.account_by_name(&account).await?;
+                let e =
+                    admin::post_to_ledger(store, &cli, &a.id, "adjustment", &usd, &memo).await?;
+                show(json, &e, |e| {
+                    format!("adjusted {account} by {usd} USD (ledger entry {})", e.seq)
+                })?;
+            }
+            BillingCmd::Show { account, json } => {
+                let a = store.account_by_name(&account).await?;
+                let v = admin::billing_view(store, &a.id, 50).await?;
+                show(json, &v, |v| {
+                    let mut out = vec![format!(
+                        "balance {} USD (unposted usage {} USD)",
+                        v.balance_usd, v.unposted_usage_usd
+                    )];
+                    for e in &v.ledger {
+                        out.push(format!(
+                            "  #{} {} {} {} {}",
+                            e.seq,
+                            time::format_rfc3339(e.ts_ms),
+                            e.kind,
+                            instagen::billing::Money::from_nanos(e.amount_nanos),
+                            e.memo
+                        ));
+                    }
+                    out.join("\n")
+                })?;
+            }
+            BillingCmd::Post => {
+                let n = store.post_usage().await?;
+                println!("posted {n} usage entries");
+            }
+            BillingCmd::Verify => {
+                let entries = store.ledger(None, 0).await?;
+                match instagen::billing::ledger::verify(&entries) {
+                    Ok(n) => println!("ledger intact: {n} entries"),
+                    Err(e) => {
+                        eprintln!("ledger BROKEN: {e}");
+                        std::process::exit(1);
+                    }
+                }
             }
         },
         Command::Usage(UsageCmd::Export {

@@ -8,6 +8,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+use crate::billing::ledger::LedgerEntry;
 use crate::keys::KeyHash;
 use crate::usage::UsageRecord;
 pub use sqlite::SqliteStore;
@@ -87,6 +88,8 @@ pub struct Account {
     /// `active` or `suspended` (a suspended account's keys stop authenticating).
     pub status: String,
     pub created_ms: i64,
+    /// The opaque id the ledger uses for this account.
+    pub billing_id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -528,6 +531,41 @@ impl Store {
     }
     pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
         dispatch!(self, s => s.keys_changed_since(version).await)
+    }
+
+    // Billing.
+    pub async fn append_ledger(
+        &self,
+        billing_id: &str,
+        kind: &str,
+        amount_nanos: i64,
+        memo: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        dispatch!(self, s => s.append_ledger(billing_id, kind, amount_nanos, memo).await)
+    }
+    /// An account's entries (newest first, `limit`), or with `None` the whole chain in order.
+    pub async fn ledger(
+        &self,
+        billing_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        dispatch!(self, s => s.ledger(billing_id, limit).await)
+    }
+    pub async fn post_usage(&self) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.post_usage().await)
+    }
+    pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, s => s.balances().await)
+    }
+    pub async fn key_spend(
+        &self,
+        day_start_ms: i64,
+        month_start_ms: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        dispatch!(self, s => s.key_spend(day_start_ms, month_start_ms).await)
+    }
+    pub async fn unposted_usage(&self, account_id: &str) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.unposted_usage(account_id).await)
     }
 
     // Usage.

@@ -42,6 +42,12 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     )
 }
 
+/// The first instant (UTC) of the month containing `ms`.
+pub fn month_start_ms(ms: i64) -> i64 {
+    let (y, m, _) = civil_from_days(ms.div_euclid(86_400_000));
+    days_from_civil(y, m, 1) * 86_400_000
+}
+
 /// Formats epoch-ms as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

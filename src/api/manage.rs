@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod billing;
 mod error;
 mod keys;
 mod openapi;
@@ -60,6 +61,12 @@ pub fn router() -> Router<Arc<AppState>> {
             get(accounts::usage_summary),
         )
         .route(&format!("{acct}/usage"), get(usage::analytics))
+        .route(&format!("{acct}/billing"), get(billing::show))
+        .route(&format!("{acct}/billing/credits"), post(billing::credit))
+        .route(
+            &format!("{acct}/billing/adjustments"),
+            post(billing::adjust),
+        )
         .route(&format!("{acct}/usage/export"), get(usage::export_usage))
         .route(&format!("{acct}/keys"), get(keys::list).post(keys::create))
         .route(

@@ -94,7 +94,18 @@ async fn infer(
             return Err(e);
         }
     };
-    match state.gateway.forward(endpoint, bytes, &key, meter).await? {
+    match state
+        .gateway
+        .forward(
+            endpoint,
+            bytes,
+            &key,
+            meter,
+            &state.budgets,
+            state.reserve_output_tokens,
+        )
+        .await?
+    {
         Forwarded::Json(json) => Ok((
             [(
                 header::CONTENT_TYPE,

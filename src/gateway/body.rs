@@ -35,6 +35,8 @@ pub struct Inspected<'a> {
     pub stream: bool,
     /// The client itself asked for `stream_options.include_usage`.
     pub client_wants_usage: bool,
+    /// `max_completion_tokens` or `max_tokens`, when given (budget reservations use it).
+    pub max_tokens: Option<u64>,
     fields: Vec<(Cow<'a, str>, &'a RawValue)>,
     stream_options: Option<&'a RawValue>,
 }
@@ -180,10 +182,14 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
         }
         None => false,
     };
+    let max_tokens = get("max_completion_tokens")
+        .or_else(|| get("max_tokens"))
+        .and_then(|r| r.get().parse::<u64>().ok());
     Ok(Inspected {
         model,
         stream,
         client_wants_usage,
+        max_tokens,
         fields,
         stream_options,
     })

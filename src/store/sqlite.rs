@@ -12,6 +12,7 @@ use crate::keys::KeyHash;
 use crate::time::now_ms;
 
 mod accounts;
+mod billing;
 mod keys;
 mod migrations;
 mod usage;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::{UsageRecord, UsageSlot};
 use crate::billing::Prices;
+use crate::billing::budget::Reservation;
 use crate::keys::AuthedKey;
 use crate::time::now_ms;
 
@@ -23,6 +24,8 @@ pub struct TokenCounts {
 
 pub struct Meter {
     slot: Option<UsageSlot>,
+    /// Budget set aside for this request; settled with the exact cost in `finish`.
+    reservation: Option<Reservation>,
     record: UsageRecord,
     started: Instant,
     prices: Prices,
@@ -39,6 +42,7 @@ impl Meter {
         let elapsed_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(0);
         Self {
             slot: Some(slot),
+            reservation: None,
             record: UsageRecord {
                 request_id: request_id.to_owned(),
                 account_id: key.account_id.clone(),
@@ -58,6 +62,11 @@ impl Meter {
         self.record.provider = Some(provider.to_owned());
         self.record.stream = stream;
         self.prices = prices;
+    }
+
+    /// Holds a budget reservation until the request's exact cost is known.
+    pub fn reserve(&mut self, reservation: Reservation) {
+        self.reservation = Some(reservation);
     }
 
     /// Marks the first content reaching the client (once).
@@ -87,6 +96,9 @@ impl Meter {
             .cost(tokens.input, tokens.cached_input, tokens.output)
             .nanos();
         record.latency_us = micros(self.started);
+        if let Some(r) = self.reservation.take() {
+            r.settle(record.cost_nanos);
+        }
         slot.commit(record);
     }
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Journal, Sequenced, UsageRecord};
+use crate::billing::budget::Budgets;
 use crate::store::Store;
 
 pub fn spawn_writer(
@@ -20,6 +21,7 @@ pub fn spawn_writer(
     journal: Option<Arc<Journal>>,
     batch_size: usize,
     flush_interval: Duration,
+    budgets: Option<Arc<Budgets>>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -60,7 +62,15 @@ pub fn spawn_writer(
                     }
                 }
             }
-            write(&store, &batch, journal.as_deref(), last_seq, &stop).await;
+            write(
+                &store,
+                &batch,
+                journal.as_deref(),
+                budgets.as_deref(),
+                last_seq,
+                &stop,
+            )
+            .await;
             batch.clear();
         }
         // Stopping: write what is already queued, then leave the rest to the journal.
@@ -69,12 +79,28 @@ pub fn spawn_writer(
             last_seq = m.seq;
             batch.push(m.record);
             if batch.len() == batch_size {
-                write(&store, &batch, journal.as_deref(), last_seq, &stop).await;
+                write(
+                    &store,
+                    &batch,
+                    journal.as_deref(),
+                    budgets.as_deref(),
+                    last_seq,
+                    &stop,
+                )
+                .await;
                 batch.clear();
             }
         }
         if !batch.is_empty() {
-            write(&store, &batch, journal.as_deref(), last_seq, &stop).await;
+            write(
+                &store,
+                &batch,
+                journal.as_deref(),
+                budgets.as_deref(),
+                last_seq,
+                &stop,
+            )
+            .await;
         }
     })
 }
@@ -83,6 +109,7 @@ async fn write(
     store: &Store,
     batch: &[UsageRecord],
     journal: Option<&Journal>,
+    budgets: Option<&Budgets>,
     last_seq: u64,
     stop: &CancellationToken,
 ) {
@@ -91,6 +118,9 @@ async fn write(
     loop {
         match store.insert_usage(batch).await {
             Ok(_) => {
+                if let Some(b) = budgets {
+                    b.flushed(batch);
+                }
                 if let Some(j) = journal {
                     j.committed(last_seq);
                 }

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod billing;
 mod chat_completions;
 mod cli;
 mod durability;

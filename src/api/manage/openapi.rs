@@ -373,6 +373,16 @@ fn schemas() -> Value {
             "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string"),
             "models": {"type": "array", "items": obj(&["model"], json!({"model": s("string"), "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string")}))}})),
         "KeyLimits": limits,
+        "Posting": {"type": "object", "additionalProperties": false, "required": ["usd"], "properties": {
+            "usd": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?$", "description": "decimal USD"},
+            "memo": {"type": "string", "maxLength": 256}}},
+        "LedgerEntry": obj(&["seq", "ts_ms", "billing_id", "kind", "amount_nanos", "prev_hash", "hash"], json!({
+            "seq": s("integer"), "ts_ms": s("integer"), "billing_id": s("string"), "kind": {"enum": ["credit", "usage", "adjustment"]},
+            "amount_nanos": s("integer"), "period_start_ms": opt("integer"), "period_end_ms": opt("integer"), "memo": s("string"),
+            "prev_hash": s("string"), "hash": s("string")})),
+        "Billing": obj(&["account_id", "balance_nanos", "balance_usd", "ledger"], json!({"account_id": s("string"), "billing_id": s("string"),
+            "balance_nanos": s("integer"), "balance_usd": s("string"), "unposted_usage_usd": s("string"),
+            "ledger": {"type": "array", "items": {"$ref": "#/components/schemas/LedgerEntry"}}})),
         "UsagePoint": obj(&["requests", "input_tokens", "output_tokens", "cost_usd"], json!({"bucket_ms": s("integer"), "group": s("string"),
             "requests": s("integer"), "input_tokens": s("integer"), "cached_input_tokens": s("integer"), "output_tokens": s("integer"),
             "cost_nanos": s("integer"), "cost_usd": s("string"), "estimated_requests": s("integer"), "error_requests": s("integer")})),

@@ -23,6 +23,9 @@ fn account_of(row: &SqliteRow) -> Result<Account, sqlx::Error> {
         name: row.try_get("name")?,
         status: row.try_get("status")?,
         created_ms: row.try_get("created_ms")?,
+        billing_id: row
+            .try_get::<Option<String>, _>("billing_id")?
+            .unwrap_or_default(),
     })
 }
 
@@ -72,13 +75,15 @@ impl SqliteStore {
             name: name.to_owned(),
             status: "active".to_owned(),
             created_ms: now_ms(),
+            billing_id: new_id("bill")?,
         };
         sqlx::query(
-            "INSERT INTO accounts (id, name, created_ms, status) VALUES (?, ?, ?, 'active')",
+            "INSERT INTO accounts (id, name, created_ms, status, billing_id) VALUES (?, ?, ?, 'active', ?)",
         )
         .bind(&account.id)
         .bind(&account.name)
         .bind(account.created_ms)
+        .bind(&account.billing_id)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict(e, "account"))?;
@@ -86,26 +91,30 @@ impl SqliteStore {
     }
 
     pub async fn account(&self, id: &str) -> Result<Account, StoreError> {
-        let row = sqlx::query("SELECT id, name, status, created_ms FROM accounts WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("account"))?;
+        let row = sqlx::query(
+            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
         Ok(account_of(&row)?)
     }
 
     pub async fn account_by_name(&self, name: &str) -> Result<Account, StoreError> {
-        let row = sqlx::query("SELECT id, name, status, created_ms FROM accounts WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("account"))?;
+        let row = sqlx::query(
+            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
         Ok(account_of(&row)?)
     }
 
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, status, created_ms FROM accounts ORDER BY created_ms, name",
+            "SELECT id, name, status, created_ms, billing_id FROM accounts ORDER BY created_ms, name",
         )
         .fetch_all(&self.pool)
         .await?;

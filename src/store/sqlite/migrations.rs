@@ -199,4 +199,32 @@ pub const MIGRATIONS: &[&str] = &[
             error_requests = error_requests + excluded.error_requests;
     END;
     "#,
+    // 4: billing — an opaque billing id per account (the ledger never names the account, so
+    //    it survives account deletion pseudonymised), the hash-chained append-only ledger,
+    //    and the cursor of usage already posted to it (by insertion order, so late records
+    //    are never missed or posted twice).
+    r#"
+    ALTER TABLE accounts ADD COLUMN billing_id TEXT;
+    UPDATE accounts SET billing_id = 'bill_' || lower(hex(randomblob(10))) WHERE billing_id IS NULL;
+    CREATE UNIQUE INDEX accounts_billing ON accounts(billing_id);
+    CREATE TABLE ledger (
+        seq             INTEGER PRIMARY KEY,
+        ts_ms           INTEGER NOT NULL,
+        billing_id      TEXT NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('credit','usage','adjustment')),
+        amount_nanos    INTEGER NOT NULL,
+        period_start_ms INTEGER,
+        period_end_ms   INTEGER,
+        memo            TEXT NOT NULL DEFAULT '',
+        prev_hash       TEXT NOT NULL,
+        hash            TEXT NOT NULL
+    );
+    CREATE INDEX ledger_billing ON ledger(billing_id, seq);
+    CREATE TABLE billing_cursor (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        posted_rowid   INTEGER NOT NULL,
+        posted_ms      INTEGER NOT NULL
+    );
+    INSERT INTO billing_cursor VALUES (1, 0, 0);
+    "#,
 ];

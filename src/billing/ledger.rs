@@ -1,0 +1,141 @@
+//! The hash-chained ledger: each entry commits to the one before it, so editing or
+//! removing any entry breaks every hash after it. Pure functions; storage is elsewhere.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub seq: i64,
+    pub ts_ms: i64,
+    /// Opaque per-account billing id (never the account id, name or email).
+    pub billing_id: String,
+    /// `credit`, `usage` or `adjustment`.
+    pub kind: String,
+    /// Signed nano-USD: credits positive, usage charges negative.
+    pub amount_nanos: i64,
+    pub period_start_ms: Option<i64>,
+    pub period_end_ms: Option<i64>,
+    pub memo: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// SHA-256 over the previous hash and every field, unambiguously delimited.
+pub fn entry_hash(e: &LedgerEntry) -> String {
+    let mut h = Sha256::new();
+    let opt = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    for part in [
+        e.prev_hash.as_str(),
+        &e.seq.to_string(),
+        &e.ts_ms.to_string(),
+        &e.billing_id,
+        &e.kind,
+        &e.amount_nanos.to_string(),
+        &opt(e.period_start_ms),
+        &opt(e.period_end_ms),
+        &e.memo,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `verify` found wrong first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// An entry is missing before `seq` (sequence numbers must be 1, 2, 3, …).
+    Gap { seq: i64 },
+    /// The entry at `seq` does not point at its predecessor's hash.
+    Unlinked { seq: i64 },
+    /// The entry at `seq` was edited: its stored hash is not the hash of its fields.
+    Tampered { seq: i64 },
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainBreak::Gap { seq } => write!(f, "entry before seq {seq} is missing"),
+            ChainBreak::Unlinked { seq } => {
+                write!(f, "entry {seq} does not link to its predecessor")
+            }
+            ChainBreak::Tampered { seq } => write!(f, "entry {seq} was altered"),
+        }
+    }
+}
+
+/// Checks the whole chain in order; `Ok(n)` with the number of entries.
+pub fn verify<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> Result<usize, ChainBreak> {
+    let mut prev = GENESIS.to_owned();
+    let mut n = 0usize;
+    for e in entries {
+        n += 1;
+        if e.seq != n as i64 {
+            return Err(ChainBreak::Gap { seq: e.seq });
+        }
+        if e.prev_hash != prev {
+            return Err(ChainBreak::Unlinked { seq: e.seq });
+        }
+        if entry_hash(e) != e.hash {
+            return Err(ChainBreak::Tampered { seq: e.seq });
+        }
+        prev = e.hash.clone();
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<LedgerEntry> {
+        let mut prev = GENESIS.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let mut e = LedgerEntry {
+                    seq,
+                    ts_ms: seq * 10,
+                    billing_id: "bill_x".into(),
+                    kind: "credit".into(),
+                    amount_nanos: seq * 1000,
+                    period_start_ms: None,
+                    period_end_ms: None,
+                    memo: String::new(),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = entry_hash(&e);
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        assert_eq!(verify(&chain(5)), Ok(5));
+    }
+
+    #[test]
+    fn edits_and_removals_are_detected() {
+        let mut c = chain(5);
+        c[2].amount_nanos += 1;
+        assert_eq!(verify(&c), Err(ChainBreak::Tampered { seq: 3 }));
+        let mut c = chain(5);
+        c.remove(1);
+        assert_eq!(verify(&c), Err(ChainBreak::Gap { seq: 3 }));
+        let mut c = chain(5);
+        c.pop();
+        c[3].hash = "f".repeat(64);
+        assert_eq!(verify(&c), Err(ChainBreak::Tampered { seq: 4 }));
+        let mut c = chain(3);
+        let last = c.len() - 1;
+        c[last].prev_hash = GENESIS.into();
+        c[last].hash = entry_hash(&c[last]);
+        assert_eq!(verify(&c), Err(ChainBreak::Unlinked { seq: 3 }));
+    }
+}

@@ -1,0 +1,254 @@
+//! Prepaid balances, the hash-chained ledger, and budgets that concurrency cannot bypass.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn prepaid(c: &mut instagen::config::Config) {
+    c.billing.prepaid = true;
+    c.billing.post_interval_secs = 1;
+}
+
+async fn credit(app: &TestApp, usd: &str) -> Value {
+    let (status, e) = api(
+        app,
+        Method::POST,
+        &format!("/api/v1/accounts/{}/billing/credits", app.account_id),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"usd": usd, "memo": "test top-up"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{e}");
+    e
+}
+
+/// Waits until the budget tracker has picked up the balance (it syncs every second).
+async fn wait_available(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if app.chat(&chat_body("warm")).await.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("credit never became available");
+}
+
+/// The reservation the gateway makes for `body` at the test prices (see gateway.rs).
+fn reservation(body: &Value, max_tokens: u64) -> i64 {
+    let bytes = serde_json::to_vec(body).unwrap().len() as u64;
+    test_cost(bytes / 3 + 16, 0, max_tokens)
+}
+
+#[tokio::test]
+async fn an_empty_prepaid_balance_gets_402_before_any_upstream_call() {
+    let app = TestApp::spawn_with(prepaid).await;
+    let body = openai_error(app.chat(&chat_body("x")).await, 402).await;
+    assert_eq!(body["error"]["code"], "insufficient_quota");
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+    assert!(app.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn credits_and_usage_build_a_ledger_that_verifies_and_detects_tampering() {
+    let app = TestApp::spawn_with(prepaid).await;
+    credit(&app, "0.01").await;
+    wait_available(&app).await;
+    for _ in 0..5 {
+        assert_eq!(app.chat(&chat_body("one two three")).await.status(), 200);
+    }
+    let records = app.records(6).await;
+    let spent: i64 = records.iter().map(|r| r.cost_nanos).sum();
+
+    // Usage is posted to the ledger; balance = credits − usage, exactly.
+    let path = format!("/api/v1/accounts/{}/billing", app.account_id);
+    let mut view = Value::Null;
+    for _ in 0..50 {
+        let (_, v) = api(&app, Method::GET, &path, Some(ADMIN_TOKEN), None).await;
+        let debits: i64 = v["ledger"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "usage")
+            .map(|e| e["amount_nanos"].as_i64().unwrap())
+            .sum();
+        if -debits == spent {
+            view = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!view.is_null(), "usage was posted to the ledger");
+    assert_eq!(view["balance_nanos"].as_i64().unwrap(), 10_000_000 - spent);
+    assert_eq!(view["unposted_usage_usd"], "0.000000000");
+    let (_, analytics) = api(
+        &app,
+        Method::GET,
+        &format!("/api/v1/accounts/{}/usage?range=24h", app.account_id),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        analytics["totals"]["cost_nanos"].as_i64().unwrap(),
+        spent,
+        "records = rollups = ledger debits"
+    );
+
+    // The chain verifies; editing or removing an entry is detected.
+    let (dir, store) = app.shutdown().await;
+    store.close().await;
+    let config = dir.path().join("cli.toml");
+    std::fs::write(&config, format!("[server]\ndata_dir = \"{d}\"\nsecret = \"{TEST_SECRET}\"\n[store]\nurl = \"sqlite://{d}/instagen.db\"\n[log]\nlevel = \"warn\"\n", d = dir.path().display())).unwrap();
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_instagen"))
+            .arg("--config")
+            .arg(&config)
+            .args(["billing", "verify"])
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
+    let db = format!("sqlite://{}/instagen.db", dir.path().display());
+    let run_sql = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&db).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+    };
+    run_sql("UPDATE ledger SET amount_nanos = amount_nanos + 1 WHERE seq = 1").await;
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1 was altered"));
+    run_sql("UPDATE ledger SET amount_nanos = amount_nanos - 1 WHERE seq = 1").await;
+    assert!(verify().status.success());
+    run_sql("DELETE FROM ledger WHERE seq = 1").await;
+    assert_eq!(verify().status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_requests_cannot_overrun_a_budget_for_ten() {
+    let app = TestApp::spawn_with(prepaid).await;
+    let mut body = chat_body("one two three");
+    body["max_tokens"] = json!(5);
+    let per_request = reservation(&body, 5);
+    let warm = reservation(&chat_body("warm"), 1024);
+    let budget = 10 * per_request;
+    let credit_nanos = budget + warm;
+    credit(
+        &app,
+        &instagen::billing::Money::from_nanos(credit_nanos).to_string(),
+    )
+    .await;
+    wait_available(&app).await;
+    // Let the writer and the next sync settle the warm-up request.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    app.mock.set_default(mock_upstream::Script {
+        delay: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (client, url, key, body) = (
+            app.client.clone(),
+            app.url("/v1/chat/completions"),
+            app.key.clone(),
+            body.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            402 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(ok >= 10, "the budget admits at least ten: {ok}");
+    assert!(refused > 0, "the rest are refused");
+    let records = app.records(1 + ok).await;
+    let spent: i64 = records
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.cost_nanos)
+        .sum();
+    assert!(
+        spent <= credit_nanos + per_request,
+        "spent {spent} of {credit_nanos} (+{per_request} in flight)"
+    );
+    assert_eq!(
+        app.mock.requests().len(),
+        1 + ok,
+        "refused requests never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_key_spend_limit_stops_the_key_with_429_insufficient_quota() {
+    let app = TestApp::spawn().await;
+    let (status, created) = api(
+        &app,
+        Method::POST,
+        &format!("/api/v1/accounts/{}/keys", app.account_id),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "capped", "limits": {"spend_limit_usd": "0.00005", "spend_limit_period": "day"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let mut body = chat_body("one two three");
+    body["max_tokens"] = json!(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        let resp = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        last = resp.status().as_u16();
+        if last == 429 {
+            let err: Value = resp.json().await.unwrap();
+            assert_eq!(err["error"]["code"], "insufficient_quota");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, 429);
+    let spent: i64 = app
+        .records(1)
+        .await
+        .iter()
+        .filter(|r| r.key_id == created["key"]["id"].as_str().unwrap())
+        .map(|r| r.cost_nanos)
+        .sum();
+    assert!(spent <= 50_000 + reservation(&body, 5), "spent {spent}");
+}
