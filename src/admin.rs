@@ -591,20 +591,16 @@ pub async fn billing_view(
     limit: i64,
 ) -> Result<BillingView, StoreError> {
     let account = store.account(account_id).await?;
-    let ledger_total: i64 = store
-        .ledger(Some(&account.billing_id), i64::MAX)
-        .await?
-        .iter()
-        .map(|e| e.amount_nanos)
-        .sum();
-    let unposted = store.unposted_usage(account_id).await?;
-    let balance = ledger_total - unposted;
+    let (total, unposted, ledger) = store
+        .billing_snapshot(&account.billing_id, account_id, limit)
+        .await?;
+    let balance = total - unposted;
     Ok(BillingView {
         account_id: account.id,
         balance_nanos: balance,
         balance_usd: Money::from_nanos(balance).to_string(),
         unposted_usage_usd: Money::from_nanos(unposted).to_string(),
-        ledger: store.ledger(Some(&account.billing_id), limit).await?,
+        ledger,
         billing_id: account.billing_id,
     })
 }
@@ -643,4 +639,75 @@ pub async fn post_to_ledger(
     )
     .await;
     Ok(entry)
+}
+
+/// How long deletion waits between stopping an account's keys and erasing its data.
+const ERASE_SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Erases an account after the owner typed its name: keys and their hashes, members'
+/// personal data, sessions, tokens, security events and per-request records go; the
+/// ledger and daily aggregates stay, pseudonymised under an opaque tombstone id.
+pub async fn delete_account(
+    store: &Store,
+    actor: &Actor,
+    account_id: &str,
+    confirm: &str,
+) -> Result<crate::store::Erased, StoreError> {
+    let account = store.account(account_id).await?;
+    if confirm != account.name {
+        return Err(invalid(
+            "confirm: type the account's exact name to confirm deletion",
+        ));
+    }
+    // Phase 1: stop new requests. Suspension bumps the keys' versions, so every instance's
+    // key cache refuses them within a second; then the writer flushes what was in flight.
+    store.set_account_status(account_id, "suspended").await?;
+    tokio::time::sleep(ERASE_SETTLE).await;
+    // Phase 2: every recorded charge reaches the ledger, then the data goes.
+    store.post_usage().await?;
+    let erased = store.erase_account(account_id).await?;
+    audit(
+        store,
+        actor,
+        None,
+        "account.delete",
+        Some(&erased.tombstone_id),
+    )
+    .await;
+    Ok(erased)
+}
+
+/// Everything held about an account except its per-request records (streamed separately).
+pub async fn account_snapshot(
+    store: &Store,
+    account_id: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let account = store.account(account_id).await?;
+    let members = store.members(account_id).await?;
+    let keys = store.list_keys_with_deleted(account_id).await?;
+    let tokens = store.list_tokens(account_id).await?;
+    let audit_log = store.audit(Some(account_id), i64::MAX).await?;
+    let security = store.security_events(Some(account_id), 0).await?;
+    let billing = billing_view(store, account_id, i64::MAX).await?;
+    let daily = store
+        .usage_rollup(
+            account_id,
+            crate::store::Granularity::Day,
+            0,
+            i64::MAX,
+            true,
+            crate::store::GroupBy::Model,
+        )
+        .await?;
+    Ok(serde_json::json!({
+        "exported_at": crate::time::format_rfc3339(now_ms()),
+        "account": account,
+        "members": members,
+        "keys": keys,
+        "management_tokens": tokens,
+        "audit_log": audit_log,
+        "security_events": security,
+        "billing": billing,
+        "daily_usage": daily,
+    }))
 }

@@ -122,6 +122,8 @@ pub struct UsageConfig {
     pub batch_size: usize,
     /// Longest a record waits for others to share its write transaction.
     pub flush_interval_ms: u64,
+    /// Per-request records older than this are purged (rollups and the ledger are kept); 0 keeps them.
+    pub retention_days: u64,
     /// Load the tokenizer (used only when an upstream reports no usage) at start rather
     /// than on first need; costs ~40 MiB of RSS up front.
     pub warm_tokenizer: bool,
@@ -136,6 +138,7 @@ impl Default for UsageConfig {
             queue_capacity: 65_536,
             batch_size: 1_000,
             flush_interval_ms: 100,
+            retention_days: 30,
             warm_tokenizer: false,
             journal: true,
         }

@@ -223,7 +223,12 @@ impl Gateway {
             .cost(body.len() as u64 / 3 + 16, 0, output)
             .nanos();
         let reservation = budgets
-            .reserve(&key.account_id, &key.key_id, estimate)
+            .reserve(
+                &key.account_id,
+                &key.key_id,
+                key.spend_limit_nanos,
+                estimate,
+            )
             .map_err(ApiError::Quota)?;
         meter.reserve(reservation);
         let upstream_body = inspected

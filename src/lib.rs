@@ -162,7 +162,7 @@ pub async fn run(
         let (store, stop) = (store.clone(), stop.clone());
         let every = Duration::from_secs(config.billing.post_interval_secs.max(1));
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -172,6 +172,26 @@ pub async fn run(
                             Ok(n) if n > 0 => tracing::debug!(entries = n, "posted usage to the ledger"),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "posting usage to the ledger failed; will retry"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+    if config.usage.retention_days > 0 {
+        let (store, stop) = (store.clone(), stop.clone());
+        let keep_ms = i64::try_from(config.usage.retention_days.saturating_mul(86_400_000))
+            .unwrap_or(i64::MAX);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        match store.purge(time::now_ms().saturating_sub(keep_ms)).await {
+                            Ok(n) if n > 0 => tracing::info!(records = n, "purged per-request records past retention"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "retention purge failed; will retry"),
                         }
                     }
                 }

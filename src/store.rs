@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::billing::ledger::LedgerEntry;
 use crate::keys::KeyHash;
 use crate::usage::UsageRecord;
-pub use sqlite::SqliteStore;
+pub use sqlite::{Erased, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -126,6 +126,8 @@ pub struct KeyRow {
     /// The hash before the last rotation, accepted until `previous_expires_ms`.
     pub previous_hash: Option<KeyHash>,
     pub previous_expires_ms: Option<i64>,
+    /// Spend cap in nano-USD for the key's period, when set.
+    pub spend_limit_nanos: Option<i64>,
 }
 
 /// Limits stored with a key; enforced by the limits and billing layers.
@@ -564,8 +566,27 @@ impl Store {
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         dispatch!(self, s => s.key_spend(day_start_ms, month_start_ms).await)
     }
+    /// (ledger total, unposted usage, newest `limit` entries) from one consistent snapshot.
+    pub async fn billing_snapshot(
+        &self,
+        billing_id: &str,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<(i64, i64, Vec<LedgerEntry>), StoreError> {
+        dispatch!(self, s => s.billing_snapshot(billing_id, account_id, limit).await)
+    }
     pub async fn unposted_usage(&self, account_id: &str) -> Result<i64, StoreError> {
         dispatch!(self, s => s.unposted_usage(account_id).await)
+    }
+
+    // Data rights and retention.
+    /// Erases an account's personal data; the ledger and daily aggregates stay under a tombstone id.
+    pub async fn erase_account(&self, id: &str) -> Result<Erased, StoreError> {
+        dispatch!(self, s => s.erase_account(id).await)
+    }
+    /// Purges per-request records older than `before_ms` (only those already posted to the ledger).
+    pub async fn purge(&self, before_ms: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.purge(before_ms).await)
     }
 
     // Usage.

@@ -71,15 +71,34 @@ impl Budgets {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reserves `estimate` nano-USD for one request of `key` in `account`.
+    /// Reserves `estimate` nano-USD for one request of `key` in `account`; `key_limit` is
+    /// the key's spend cap as authentication knows it.
     pub fn reserve(
         self: &Arc<Self>,
         account: &str,
         key: &str,
+        key_limit: Option<i64>,
         estimate: i64,
     ) -> Result<Reservation, BudgetError> {
         let estimate = estimate.max(0);
         let mut inner = self.lock();
+        // The cap as authentication knows it applies from the first request, before the
+        // next sync brings the period's spend.
+        match key_limit {
+            Some(limit) => {
+                inner
+                    .keys
+                    .entry(key.to_owned())
+                    .or_insert_with(|| KeyLimit {
+                        limit,
+                        spent: Figures::default(),
+                    })
+                    .limit = limit;
+            }
+            None => {
+                inner.keys.remove(key);
+            }
+        }
         if self.prepaid {
             let a = inner.accounts.entry(account.to_owned()).or_default();
             let available = a.stored - a.unflushed - a.reserved;
@@ -240,24 +259,24 @@ mod tests {
     #[test]
     fn reservations_stop_at_the_balance() {
         let b = funded(1_000);
-        let r1 = b.reserve("a", "k", 600).unwrap();
+        let r1 = b.reserve("a", "k", None, 600).unwrap();
         assert_eq!(
-            b.reserve("a", "k", 600).err(),
+            b.reserve("a", "k", None, 600).err(),
             Some(BudgetError::BalanceExhausted)
         );
         r1.settle(100);
         assert_eq!(b.available("a"), 900);
-        assert!(b.reserve("a", "k", 600).is_ok());
+        assert!(b.reserve("a", "k", None, 600).is_ok());
     }
 
     #[test]
     fn unknown_accounts_have_no_balance_when_prepaid() {
         let b = Budgets::new(true);
         assert_eq!(
-            b.reserve("x", "k", 1).err(),
+            b.reserve("x", "k", None, 1).err(),
             Some(BudgetError::BalanceExhausted)
         );
-        assert!(Budgets::new(false).reserve("x", "k", 1).is_ok());
+        assert!(Budgets::new(false).reserve("x", "k", None, 1).is_ok());
     }
 
     #[test]
@@ -272,10 +291,20 @@ mod tests {
             g,
         );
         assert_eq!(
-            b.reserve("a", "k", 300).err(),
+            b.reserve("a", "k", Some(500), 300).err(),
             Some(BudgetError::KeyLimitReached)
         );
-        assert!(b.reserve("a", "k", 200).is_ok());
+        assert!(b.reserve("a", "k", Some(500), 200).is_ok());
+    }
+
+    #[test]
+    fn a_cap_from_authentication_applies_before_any_sync() {
+        let b = Budgets::new(false);
+        assert_eq!(
+            b.reserve("a", "new", Some(100), 150).err(),
+            Some(BudgetError::KeyLimitReached)
+        );
+        assert!(b.reserve("a", "new", Some(100), 100).is_ok());
     }
 
     #[test]
@@ -306,7 +335,7 @@ mod tests {
             let mut spent = 0i64;
             for (estimate, action) in ops {
                 match action {
-                    0 => if let Ok(r) = b.reserve("a", "k", estimate) { open.push(r) },
+                    0 => if let Ok(r) = b.reserve("a", "k", None, estimate) { open.push(r) },
                     _ => if let Some(r) = open.pop() {
                         let cost = r.amount() * i64::from(action) / 2;
                         spent += cost;

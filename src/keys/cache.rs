@@ -21,6 +21,8 @@ pub struct AuthedKey {
     pub account_id: String,
     /// Model ids this key may use; `None` means all.
     pub allowed_models: Option<Vec<String>>,
+    /// Spend cap for the key's period (nano-USD), enforced by the budget tracker.
+    pub spend_limit_nanos: Option<i64>,
 }
 
 impl AuthedKey {
@@ -147,6 +149,7 @@ impl KeyCache {
                 key_id: row.id.clone(),
                 account_id: row.account_id,
                 allowed_models: row.allowed_models,
+                spend_limit_nanos: row.spend_limit_nanos,
             });
             let previous = row.previous_hash.zip(row.previous_expires_ms);
             entries.insert(

@@ -15,7 +15,10 @@ mod accounts;
 mod billing;
 mod keys;
 mod migrations;
+mod rights;
 mod usage;
+
+pub use rights::Erased;
 
 use migrations::MIGRATIONS;
 
@@ -57,7 +60,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Erased rows are overwritten on disk, not merely unlinked.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

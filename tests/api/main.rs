@@ -8,6 +8,7 @@ mod helpers;
 mod billing;
 mod chat_completions;
 mod cli;
+mod data_rights;
 mod durability;
 mod errors;
 mod keys;

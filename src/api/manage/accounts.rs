@@ -221,3 +221,58 @@ pub async fn usage_summary(
     let to = parse("to", &range.to, i64::MAX)?;
     Ok(axum::Json(admin::usage_summary(&state.store, &account, from, to).await?).into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccount {
+    /// The account's exact name, typed to confirm.
+    confirm: String,
+}
+
+/// Erases the account (owner only); the ledger and daily aggregates are kept pseudonymised.
+pub async fn delete_account(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Owner).await?;
+    let req: DeleteAccount = parse(&body)?;
+    let erased = admin::delete_account(&state.store, &p.actor(), &account, &req.confirm).await?;
+    Ok(axum::Json(json!({"deleted": true, "erased": erased})).into_response())
+}
+
+/// Everything held about the account, as one JSON document (per-request records streamed).
+pub async fn export_all(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+) -> Result<Response, MgmtError> {
+    use futures_util::StreamExt;
+    p.authorize(&state, &account, Need::Owner).await?;
+    let snapshot = admin::account_snapshot(&state.store, &account).await?;
+    let mut head = snapshot.to_string();
+    head.pop(); // the closing brace; the records array follows
+    head.push_str(",\"usage_records\":");
+    let records = crate::usage::export::export(
+        state.store.clone(),
+        account.clone(),
+        0,
+        i64::MAX,
+        crate::usage::export::Format::Json,
+        crate::usage::export::Level::Request,
+    );
+    let body = futures_util::stream::once(async move {
+        Ok::<_, crate::store::StoreError>(bytes::Bytes::from(head))
+    })
+    .chain(records)
+    .chain(futures_util::stream::once(async {
+        Ok(bytes::Bytes::from_static(b"}"))
+    }));
+    let mut response = axum::body::Body::from_stream(body).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}

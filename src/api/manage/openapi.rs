@@ -134,6 +134,24 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("AccountView"),
     ),
     r(
+        "delete",
+        A,
+        "Delete the account: personal data erased, ledger and daily aggregates kept pseudonymised",
+        "owner",
+        Some("DeleteAccount"),
+        200,
+        Some("Deleted"),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/export-all",
+        "Everything held about the account, as JSON (per-request records included)",
+        "owner",
+        None,
+        200,
+        None,
+    ),
+    r(
         "post",
         "/api/v1/accounts/{account}/suspend",
         "Suspend an account (its keys stop working)",
@@ -373,6 +391,11 @@ fn schemas() -> Value {
             "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string"),
             "models": {"type": "array", "items": obj(&["model"], json!({"model": s("string"), "requests": s("integer"), "input_tokens": s("integer"), "output_tokens": s("integer"), "cost_usd": s("string")}))}})),
         "KeyLimits": limits,
+        "DeleteAccount": {"type": "object", "additionalProperties": false, "required": ["confirm"],
+            "properties": {"confirm": {"type": "string", "description": "the account's exact name"}}},
+        "Deleted": obj(&["deleted", "erased"], json!({"deleted": s("boolean"), "erased": obj(&["tombstone_id"], json!({
+            "tombstone_id": s("string"), "keys": s("integer"), "users": s("integer"), "usage_records": s("integer"),
+            "tokens": s("integer"), "security_events": s("integer")}))})),
         "Posting": {"type": "object", "additionalProperties": false, "required": ["usd"], "properties": {
             "usd": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?$", "description": "decimal USD"},
             "memo": {"type": "string", "maxLength": 256}}},

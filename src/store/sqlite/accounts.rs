@@ -92,7 +92,7 @@ impl SqliteStore {
 
     pub async fn account(&self, id: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE id = ?",
+            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE id = ? AND status != 'deleted'",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -103,7 +103,7 @@ impl SqliteStore {
 
     pub async fn account_by_name(&self, name: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE name = ?",
+            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE name = ? AND status != 'deleted'",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -114,7 +114,7 @@ impl SqliteStore {
 
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id FROM accounts ORDER BY created_ms, name",
+            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE status != 'deleted' ORDER BY created_ms, name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -430,8 +430,10 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await?;
         for e in events {
             sqlx::query(
+                // Events of an account erased meanwhile are dropped, not resurrected.
                 "INSERT INTO security_events (bucket_ms, kind, key_id, client_ip, account_id, count)
-                 VALUES (?, ?, ?, ?, ?, ?)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE ?5 IS NULL OR EXISTS (SELECT 1 FROM accounts WHERE id = ?5 AND status != 'deleted')
                  ON CONFLICT (bucket_ms, kind, key_id, client_ip) DO UPDATE SET count = count + excluded.count",
             )
             .bind(e.bucket_ms)

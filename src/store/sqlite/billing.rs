@@ -76,7 +76,7 @@ async fn append(
 
 impl SqliteStore {
     /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` (rolled back on error).
-    async fn immediate<T>(
+    pub(super) async fn immediate<T>(
         &self,
         f: impl for<'c> AsyncFnOnce(&'c mut sqlx::SqliteConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, StoreError> {
@@ -145,9 +145,11 @@ impl SqliteStore {
                 return Ok(0);
             };
             let rows = sqlx::query(
-                "SELECT a.billing_id AS billing_id, SUM(u.cost_nanos) AS cost, COUNT(*) AS n
-                 FROM usage_records u JOIN accounts a ON a.id = u.account_id
-                 WHERE u.rowid > ? AND u.rowid <= ? GROUP BY a.billing_id ORDER BY a.billing_id",
+                // A record that lands after its account was erased (a stream still running
+                // then) is billed to `erased` rather than lost.
+                "SELECT COALESCE(a.billing_id, 'erased') AS billing_id, SUM(u.cost_nanos) AS cost, COUNT(*) AS n
+                 FROM usage_records u LEFT JOIN accounts a ON a.id = u.account_id
+                 WHERE u.rowid > ? AND u.rowid <= ? GROUP BY 1 ORDER BY 1",
             )
             .bind(cursor)
             .bind(max)
@@ -224,6 +226,42 @@ impl SqliteStore {
             .map(|r| Ok((r.try_get("id")?, r.try_get("lim")?, r.try_get("spent")?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    /// (ledger total, unposted usage, newest `limit` entries), read in one snapshot so a
+    /// posting that runs meanwhile cannot make the figures disagree.
+    pub async fn billing_snapshot(
+        &self,
+        billing_id: &str,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<(i64, i64, Vec<LedgerEntry>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount_nanos), 0) FROM ledger WHERE billing_id = ?",
+        )
+        .bind(billing_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let unposted: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(cost_nanos), 0) FROM usage_records
+             WHERE account_id = ? AND rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM ledger WHERE billing_id = ? ORDER BY seq DESC LIMIT ?")
+                .bind(billing_id)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok((
+            total,
+            unposted,
+            rows.iter().map(entry_of).collect::<Result<_, _>>()?,
+        ))
     }
 
     /// Usage of one account recorded but not yet posted to the ledger.

@@ -337,8 +337,8 @@ impl SqliteStore {
     pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT k.id, k.account_id, k.secret_hash, k.status, k.version, k.expires_ms, k.allowed_models,
-                    k.previous_hash, k.previous_expires_ms, a.status AS account_status
-             FROM api_keys k JOIN accounts a ON a.id = k.account_id
+                    k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, a.status AS account_status
+             FROM api_keys k LEFT JOIN accounts a ON a.id = k.account_id
              WHERE k.version > ? ORDER BY k.version",
         )
         .bind(version)
@@ -347,18 +347,19 @@ impl SqliteStore {
         rows.iter()
             .map(|row| {
                 let status: String = row.try_get("status")?;
-                let account_status: String = row.try_get("account_status")?;
+                let account_status: Option<String> = row.try_get("account_status")?;
                 Ok(KeyRow {
                     id: row.try_get("id")?,
                     account_id: row.try_get("account_id")?,
                     hash: hash_of(row.try_get("secret_hash")?),
                     status: KeyStatus::parse(&status),
                     version: row.try_get("version")?,
-                    account_active: account_status == "active",
+                    account_active: account_status.as_deref() == Some("active"),
                     expires_ms: row.try_get("expires_ms")?,
                     allowed_models: models_of(row.try_get("allowed_models")?),
                     previous_hash: hash_of(row.try_get("previous_hash")?),
                     previous_expires_ms: row.try_get("previous_expires_ms")?,
+                    spend_limit_nanos: row.try_get("spend_limit_nanos")?,
                 })
             })
             .collect()

@@ -1,0 +1,154 @@
+//! Data rights and retention: erase an account's personal data (keeping the ledger and
+//! daily aggregates under an opaque tombstone id), and purge old per-request records.
+
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::store::StoreError;
+use crate::time::now_ms;
+
+/// What erasing an account removed, for the audit trail and the caller.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Erased {
+    /// The opaque id the kept ledger and daily aggregates now carry.
+    pub tombstone_id: String,
+    pub keys: u64,
+    pub users: u64,
+    pub usage_records: u64,
+    pub tokens: u64,
+    pub security_events: u64,
+}
+
+impl SqliteStore {
+    /// Erases account `id`. Run `post_usage` first so the ledger holds every charge.
+    pub async fn erase_account(&self, id: &str) -> Result<Erased, StoreError> {
+        let erased = self
+            .immediate(async |c| {
+                let tombstone: String = match sqlx::query_scalar::<_, Option<String>>("SELECT billing_id FROM accounts WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?
+                {
+                    Some(Some(b)) => b,
+                    _ => return Err(sqlx::Error::RowNotFound),
+                };
+                let mut e = Erased {
+                    tombstone_id: tombstone.clone(),
+                    ..Erased::default()
+                };
+                // Users who belong to no other account and are not operators go entirely.
+                let lonely: Vec<String> = sqlx::query_scalar(
+                    "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id
+                     WHERE m.account_id = ? AND u.is_operator = 0
+                       AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.user_id = m.user_id AND o.account_id != m.account_id)",
+                )
+                .bind(id)
+                .fetch_all(&mut *c)
+                .await?;
+                sqlx::query("DELETE FROM memberships WHERE account_id = ?").bind(id).execute(&mut *c).await?;
+                for user in &lonely {
+                    sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user).execute(&mut *c).await?;
+                    sqlx::query("DELETE FROM mgmt_tokens WHERE created_by = ?").bind(user).execute(&mut *c).await?;
+                    e.users += sqlx::query("DELETE FROM users WHERE id = ?").bind(user).execute(&mut *c).await?.rows_affected();
+                }
+                e.tokens = sqlx::query("DELETE FROM mgmt_tokens WHERE account_id = ?").bind(id).execute(&mut *c).await?.rows_affected();
+                e.security_events = sqlx::query("DELETE FROM security_events WHERE account_id = ?")
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                let key_ids: Vec<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE account_id = ?")
+                    .bind(id)
+                    .fetch_all(&mut *c)
+                    .await?;
+                for key in &key_ids {
+                    sqlx::query("DELETE FROM key_usage_hourly WHERE key_id = ?").bind(key).execute(&mut *c).await?;
+                    sqlx::query("DELETE FROM key_usage_totals WHERE key_id = ?").bind(key).execute(&mut *c).await?;
+                }
+                // A tombstone account row (no name, no billing mapping) holds what is kept.
+                sqlx::query("INSERT INTO accounts (id, name, created_ms, status, billing_id) VALUES (?, ?, 0, 'deleted', NULL)")
+                    .bind(&tombstone)
+                    .bind(&tombstone)
+                    .execute(&mut *c)
+                    .await?;
+                // Keys stay as hash-less, nameless tombstones so every instance's key cache
+                // learns (by version) that they are gone.
+                e.keys = sqlx::query(
+                    "UPDATE api_keys SET account_id = ?, name = '', description = '', secret_hash = NULL, previous_hash = NULL,
+                         allowed_models = NULL, status = 'deleted', deleted_ms = ?,
+                         version = (SELECT MAX(version) FROM api_keys) + rowid
+                     WHERE account_id = ?",
+                )
+                .bind(&tombstone)
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                e.usage_records = sqlx::query("DELETE FROM usage_records WHERE account_id = ?")
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                sqlx::query("DELETE FROM usage_rollups WHERE account_id = ? AND granularity != 'day'")
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query("UPDATE usage_rollups SET account_id = ? WHERE account_id = ?")
+                    .bind(&tombstone)
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query("DELETE FROM audit_log WHERE account_id = ?").bind(id).execute(&mut *c).await?;
+                sqlx::query("DELETE FROM accounts WHERE id = ?").bind(id).execute(&mut *c).await?;
+                Ok(e)
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(sqlx::Error::RowNotFound) => StoreError::NotFound("account"),
+                e => e,
+            })?;
+        // Overwrite what the WAL still holds of the erased rows (secure_delete zeroes freed pages).
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(erased)
+    }
+
+    /// Deletes per-request records started before `before_ms` that are already posted to
+    /// the ledger, minute rollups older than two days and expired sessions. Returns the
+    /// number of records removed.
+    pub async fn purge(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let cursor: i64 = sqlx::query("SELECT posted_rowid FROM billing_cursor WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("posted_rowid")?;
+        let mut removed = 0;
+        loop {
+            // In slices, so a large purge never holds the write lock for long.
+            let n = sqlx::query(
+                "DELETE FROM usage_records WHERE rowid IN
+                    (SELECT rowid FROM usage_records WHERE started_ms < ? AND rowid <= ? LIMIT 5000)",
+            )
+            .bind(before_ms)
+            .bind(cursor)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            removed += n;
+            if n < 5000 {
+                break;
+            }
+        }
+        let now = now_ms();
+        sqlx::query("DELETE FROM usage_rollups WHERE granularity = 'minute' AND bucket_ms < ?")
+            .bind(now - 2 * 86_400_000)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_ms < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,249 @@
+//! The user's data rights: export everything, delete the account (personal data erased,
+//! ledger and daily aggregates kept pseudonymised), and retention of per-request records.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::keys::{contains, walk};
+
+#[tokio::test]
+async fn export_all_returns_everything_held_about_the_account() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        assert_eq!(app.chat(&chat_body("one two")).await.status(), 200);
+    }
+    app.records(3).await;
+    let (status, doc) = api(
+        &app,
+        Method::GET,
+        &format!("/api/v1/accounts/{}/export-all", app.account_id),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["account"]["id"], app.account_id);
+    assert_eq!(doc["keys"][0]["id"], app.key_id);
+    assert_eq!(doc["usage_records"].as_array().unwrap().len(), 3);
+    assert!(doc["billing"]["ledger"].is_array());
+    assert!(
+        doc["audit_log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "key.create")
+    );
+    assert!(
+        !doc.to_string().contains(&app.key[app.key.len() - 20..]),
+        "never a secret"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_account_erases_personal_data_and_keeps_a_pseudonymous_ledger() {
+    let app = TestApp::spawn().await;
+    let name = "Erasable Corp Zq7Vx";
+    let email = "owner.zq7vx@erasable.example";
+    let (status, account) = api(
+        &app,
+        Method::POST,
+        "/api/v1/accounts",
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": name, "owner_email": email, "owner_password": "a long password"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = account["id"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/accounts/{id}");
+    let (_, key) = api(
+        &app,
+        Method::POST,
+        &format!("{base}/keys"),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "KeyNameQw8Pz", "description": "DescriptionJk3Lm"})),
+    )
+    .await;
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let (_, token) = api(
+        &app,
+        Method::POST,
+        &format!("{base}/tokens"),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "TokenNameRt5Yu", "role": "owner"})),
+    )
+    .await;
+    api(
+        &app,
+        Method::POST,
+        &format!("{base}/billing/credits"),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"usd": "5", "memo": "top-up"})),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(chat_status(&app, &secret, 200).await.0, 200);
+    }
+    let bogus = format!(
+        "ig-{}-0123456789012345678901234567890123456789",
+        &secret[3..19]
+    );
+    let _ = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&bogus)
+        .json(&chat_body("x"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+
+    // The owner must type the name.
+    let owner_token = token["secret"].as_str().unwrap();
+    let (status, err) = api(
+        &app,
+        Method::DELETE,
+        &base,
+        Some(owner_token),
+        Some(&json!({"confirm": "wrong"})),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("confirm"))
+    );
+    let (status, done) = api(
+        &app,
+        Method::DELETE,
+        &base,
+        Some(owner_token),
+        Some(&json!({"confirm": name})),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    let tombstone = done["erased"]["tombstone_id"].as_str().unwrap().to_owned();
+    assert_eq!(done["erased"]["usage_records"], 3);
+    assert_eq!(done["erased"]["users"], 1);
+
+    // Nothing of it works or answers any more.
+    assert_eq!(chat_status(&app, &secret, 401).await.0, 401);
+    assert_eq!(
+        api(&app, Method::GET, &base, Some(ADMIN_TOKEN), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        api(&app, Method::GET, "/api/v1/me", Some(owner_token), None)
+            .await
+            .0,
+        401
+    );
+
+    // The ledger (credit + posted usage) and daily aggregates remain, under the tombstone id.
+    let ledger = app.store.ledger(None, 0).await.unwrap();
+    assert!(instagen::billing::ledger::verify(&ledger).is_ok());
+    let mine: Vec<_> = ledger
+        .iter()
+        .filter(|e| e.billing_id == tombstone)
+        .collect();
+    assert!(
+        mine.iter().any(|e| e.kind == "credit") && mine.iter().any(|e| e.kind == "usage"),
+        "{mine:?}"
+    );
+    let daily = app
+        .store
+        .usage_rollup(
+            &tombstone,
+            instagen::store::Granularity::Day,
+            0,
+            i64::MAX,
+            false,
+            instagen::store::GroupBy::Nothing,
+        )
+        .await
+        .unwrap();
+    assert_eq!(daily[0].requests, 3);
+
+    // No personal datum of the account remains anywhere in the store's files.
+    let (dir, store) = app.shutdown().await;
+    store.close().await;
+    let needles = [
+        id.as_str(),
+        name,
+        email,
+        "KeyNameQw8Pz",
+        "DescriptionJk3Lm",
+        "TokenNameRt5Yu",
+        &secret[secret.len() - 30..],
+    ];
+    for file in walk(dir.path()) {
+        if file.starts_with(dir.path().join("journal"))
+            || file.extension().is_some_and(|e| e == "toml")
+        {
+            continue;
+        }
+        let bytes = std::fs::read(&file).unwrap();
+        for n in needles {
+            assert!(
+                !contains(&bytes, n.as_bytes()),
+                "{} still holds {n}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn retention_purges_old_records_but_keeps_rollups_and_the_ledger() {
+    let app = TestApp::spawn().await;
+    let now = instagen::time::now_ms();
+    let old: Vec<instagen::usage::UsageRecord> = (0..50)
+        .map(|i| instagen::usage::UsageRecord {
+            request_id: format!("req_old_{i}"),
+            account_id: app.account_id.clone(),
+            key_id: app.key_id.clone(),
+            endpoint: "chat.completions".into(),
+            model: Some(MODEL.into()),
+            started_ms: now - 40 * 86_400_000,
+            finished_ms: now - 40 * 86_400_000,
+            status: 200,
+            cost_nanos: 1_000,
+            ..Default::default()
+        })
+        .collect();
+    app.store.insert_usage(&old).await.unwrap();
+    assert_eq!(app.chat(&chat_body("fresh")).await.status(), 200);
+    app.records(51).await;
+    // Unposted records are never purged: billing comes first.
+    assert_eq!(app.store.purge(now - 30 * 86_400_000).await.unwrap(), 0);
+    app.store.post_usage().await.unwrap();
+    assert_eq!(app.store.purge(now - 30 * 86_400_000).await.unwrap(), 50);
+    let left = app
+        .store
+        .usage_records(&app.account_id, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "only the fresh record remains");
+    let daily = app
+        .store
+        .usage_rollup(
+            &app.account_id,
+            instagen::store::Granularity::Day,
+            0,
+            i64::MAX,
+            false,
+            instagen::store::GroupBy::Nothing,
+        )
+        .await
+        .unwrap();
+    assert_eq!(daily[0].requests, 51, "daily aggregates are kept");
+    let ledger = app.store.ledger(None, 0).await.unwrap();
+    assert_eq!(
+        ledger.iter().map(|e| e.amount_nanos).sum::<i64>(),
+        -(50_000 + left[0].cost_nanos)
+    );
+    let _: Value = Value::Null;
+}
