@@ -9,6 +9,25 @@ mod money;
 
 pub use money::{Money, Price, cost_of};
 
+/// A model's prices over time: a base price and scheduled changes, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PriceSchedule {
+    pub base: Prices,
+    /// (effective from, epoch-ms; prices).
+    pub changes: Vec<(i64, Prices)>,
+}
+
+impl PriceSchedule {
+    /// The prices in force at `ms`.
+    pub fn at(&self, ms: i64) -> Prices {
+        self.changes
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= ms)
+            .map_or(self.base, |(_, p)| *p)
+    }
+}
+
 /// A model's prices, resolved from config once at start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Prices {
@@ -28,5 +47,27 @@ impl Prices {
             self.cached_input,
             self.output,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_price_in_force_is_the_latest_change_not_in_the_future() {
+        let p = |n| Prices {
+            input: Price::from_nanos_per_mtok(n),
+            cached_input: Price::from_nanos_per_mtok(n),
+            output: Price::from_nanos_per_mtok(n),
+        };
+        let s = PriceSchedule {
+            base: p(1),
+            changes: vec![(100, p(2)), (200, p(3))],
+        };
+        assert_eq!(s.at(50), p(1));
+        assert_eq!(s.at(100), p(2));
+        assert_eq!(s.at(199), p(2));
+        assert_eq!(s.at(10_000), p(3));
     }
 }

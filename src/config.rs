@@ -272,6 +272,21 @@ pub struct ModelConfig {
     /// Price of prompt tokens the upstream reports as served from its cache; defaults to the input price.
     #[serde(default)]
     pub cached_input_usd_per_mtok: Option<Price>,
+    /// Scheduled price changes: each applies from its `effective_from` on. Records keep the
+    /// cost computed when they were served, so history is never rewritten.
+    #[serde(default)]
+    pub price_changes: Vec<PriceChange>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceChange {
+    /// RFC 3339 instant (or YYYY-MM-DD, midnight UTC).
+    pub effective_from: String,
+    pub input_usd_per_mtok: Price,
+    pub output_usd_per_mtok: Price,
+    #[serde(default)]
+    pub cached_input_usd_per_mtok: Option<Price>,
 }
 
 impl Config {
@@ -360,6 +375,22 @@ impl Config {
                     "model `{}` is defined twice",
                     m.id
                 )));
+            }
+            let mut last = i64::MIN;
+            for c in &m.price_changes {
+                let at = crate::time::parse_rfc3339(&c.effective_from).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "model `{}`: price_changes.effective_from: {e}",
+                        m.id
+                    ))
+                })?;
+                if at <= last {
+                    return Err(ConfigError::Invalid(format!(
+                        "model `{}`: price_changes must be in increasing effective_from order",
+                        m.id
+                    )));
+                }
+                last = at;
             }
             if !names.contains(m.provider.as_str()) {
                 return Err(ConfigError::Invalid(format!(

@@ -20,8 +20,8 @@ pub use body::{BodyError, Inspected, inspect};
 pub use provider::{Provider, UpstreamError, UpstreamErrorKind};
 pub use relay::Relay;
 
-use crate::billing::Prices;
 use crate::billing::budget::Budgets;
+use crate::billing::{PriceSchedule, Prices};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::AuthedKey;
@@ -60,7 +60,7 @@ pub struct Route {
     pub model_id: String,
     pub upstream_model: String,
     pub provider: Arc<Provider>,
-    pub prices: Prices,
+    pub prices: PriceSchedule,
 }
 
 /// What the gateway hands back to the HTTP layer.
@@ -126,11 +126,23 @@ impl Gateway {
             let provider = providers.get(&m.provider).cloned().ok_or_else(|| {
                 format!("model `{}` names unknown provider `{}`", m.id, m.provider)
             })?;
-            let prices = Prices {
+            let base = Prices {
                 input: m.input_usd_per_mtok,
                 cached_input: m.cached_input_usd_per_mtok.unwrap_or(m.input_usd_per_mtok),
                 output: m.output_usd_per_mtok,
             };
+            let mut changes = Vec::with_capacity(m.price_changes.len());
+            for c in &m.price_changes {
+                let at = crate::time::parse_rfc3339(&c.effective_from)
+                    .map_err(|e| format!("model `{}`: {e}", m.id))?;
+                let p = Prices {
+                    input: c.input_usd_per_mtok,
+                    cached_input: c.cached_input_usd_per_mtok.unwrap_or(c.input_usd_per_mtok),
+                    output: c.output_usd_per_mtok,
+                };
+                changes.push((at, p));
+            }
+            let prices = PriceSchedule { base, changes };
             routes.insert(
                 m.id.clone(),
                 Arc::new(Route {
@@ -150,7 +162,9 @@ impl Gateway {
     }
 
     pub fn prices(&self, model: &str) -> Option<Prices> {
-        self.routes.get(model).map(|r| r.prices)
+        self.routes
+            .get(model)
+            .map(|r| r.prices.at(crate::time::now_ms()))
     }
 
     /// Forwards one admitted request. Finishes `meter` itself on every error path.
@@ -212,16 +226,14 @@ impl Gateway {
             return Err(ApiError::ModelNotAllowed(route.model_id.clone()));
         }
         let stream = inspected.stream && endpoint != Endpoint::Embeddings;
-        meter.route(&route.model_id, route.provider.name(), route.prices, stream);
+        let prices = route.prices.at(crate::time::now_ms());
+        meter.route(&route.model_id, route.provider.name(), prices, stream);
         // Reserve an upper estimate before any upstream call; settled to the exact cost.
         let output = match endpoint {
             Endpoint::Embeddings => 0,
             _ => inspected.max_tokens.unwrap_or(reserve_output_tokens),
         };
-        let estimate = route
-            .prices
-            .cost(body.len() as u64 / 3 + 16, 0, output)
-            .nanos();
+        let estimate = prices.cost(body.len() as u64 / 3 + 16, 0, output).nanos();
         let reservation = budgets
             .reserve(
                 &key.account_id,

@@ -197,3 +197,24 @@ async fn usage_summary_totals_requests_tokens_and_exact_cost() {
     assert_eq!(s.cost_usd, "0.000006300");
     assert_eq!(s.models[0].model, MODEL);
 }
+
+#[tokio::test]
+async fn scheduled_price_changes_apply_from_their_date() {
+    let app = TestApp::spawn_with(|c| {
+        let change = |from: &str, input: &str, output: &str| instagen::config::PriceChange {
+            effective_from: from.to_owned(),
+            input_usd_per_mtok: instagen::billing::Price::parse(input).unwrap(),
+            output_usd_per_mtok: instagen::billing::Price::parse(output).unwrap(),
+            cached_input_usd_per_mtok: None,
+        };
+        c.models[0].price_changes = vec![
+            change("2020-01-01", "1.00", "2.00"),
+            change("2999-01-01", "100", "100"),
+        ];
+    })
+    .await;
+    assert_eq!(app.chat(&chat_body("one two three")).await.status(), 200);
+    let r = &app.records(1).await[0];
+    // 3 × $1 + 5 × $2 per million tokens = 13 µ$: the 2020 change is in force, the 2999 one is not.
+    assert_eq!(r.cost_nanos, 13_000);
+}
