@@ -116,7 +116,8 @@ impl SqliteStore {
     }
 
     /// Deletes per-request records started before `before_ms` that are already posted to
-    /// the ledger, minute rollups older than two days and expired sessions. Returns the
+    /// the ledger, minute rollups older than two days, security events older than 90 days
+    /// and expired sessions. Returns the
     /// number of records removed.
     pub async fn purge(&self, before_ms: i64) -> Result<u64, StoreError> {
         let cursor: i64 = sqlx::query("SELECT posted_rowid FROM billing_cursor WHERE id = 1")
@@ -147,6 +148,10 @@ impl SqliteStore {
             .await?;
         sqlx::query("DELETE FROM sessions WHERE expires_ms < ?")
             .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM security_events WHERE bucket_ms < ?")
+            .bind(now - 90 * 86_400_000)
             .execute(&self.pool)
             .await?;
         Ok(removed)
