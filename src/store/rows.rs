@@ -1,0 +1,300 @@
+//! The store's domain rows: what crosses the persistence boundary, typed metadata only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::KeyHash;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Disabled,
+    Deleted,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+            KeyStatus::Deleted => "deleted",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> KeyStatus {
+        match s {
+            "active" => KeyStatus::Active,
+            "disabled" => KeyStatus::Disabled,
+            _ => KeyStatus::Deleted,
+        }
+    }
+}
+
+/// A member's role in an account. Operators are a separate, global flag on users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Member,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Member => "member",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "member" => Some(Role::Member),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    /// `active` or `suspended` (a suspended account's keys stop authenticating).
+    pub status: String,
+    pub created_ms: i64,
+    /// The opaque id the ledger uses for this account.
+    pub billing_id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub is_operator: bool,
+    pub created_ms: i64,
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Membership {
+    pub account_id: String,
+    pub account_name: String,
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+    pub created_ms: i64,
+}
+
+/// What authentication needs of a key; `hash` is `None` once deleted.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: String,
+    pub account_id: String,
+    pub hash: Option<KeyHash>,
+    pub status: KeyStatus,
+    pub version: i64,
+    pub account_active: bool,
+    pub expires_ms: Option<i64>,
+    pub allowed_models: Option<Vec<String>>,
+    /// The hash before the last rotation, accepted until `previous_expires_ms`.
+    pub previous_hash: Option<KeyHash>,
+    pub previous_expires_ms: Option<i64>,
+    /// Spend cap in nano-USD for the key's period, when set.
+    pub spend_limit_nanos: Option<i64>,
+}
+
+/// Limits stored with a key; enforced by the limits and billing layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimits {
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
+    /// Spend cap in USD (decimal string), per `spend_limit_period`.
+    pub spend_limit_usd: Option<String>,
+    /// `day`, `month` or `total`.
+    pub spend_limit_period: Option<String>,
+}
+
+/// What a new key is created with.
+#[derive(Debug, Clone, Default)]
+pub struct KeySpec {
+    pub name: String,
+    pub description: String,
+    pub allowed_models: Option<Vec<String>>,
+    pub expires_ms: Option<i64>,
+    pub limits: KeyLimits,
+}
+
+/// A partial update; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct KeyUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `Some(None)` clears the restriction.
+    pub allowed_models: Option<Option<Vec<String>>>,
+    pub expires_ms: Option<Option<i64>>,
+    pub limits: Option<KeyLimits>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UsageStats {
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nanos: i64,
+    /// Exact USD, nine decimals.
+    pub cost_usd: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeyStats {
+    pub last_used_ms: Option<i64>,
+    pub last_24h: UsageStats,
+    pub last_30d: UsageStats,
+    pub all_time: UsageStats,
+}
+
+/// A key as its owner sees it: metadata, limits and usage statistics, never the hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub description: String,
+    pub status: KeyStatus,
+    /// The key's visible prefix, enough to recognise it (`ig-<id>`).
+    pub prefix: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub allowed_models: Option<Vec<String>>,
+    pub limits: KeyLimits,
+    /// Until when the secret from before the last rotation still works.
+    pub previous_secret_valid_until_ms: Option<i64>,
+    pub usage: KeyStats,
+    // Flattened all-time figures, kept for the CLI's table.
+    #[serde(skip)]
+    pub requests: i64,
+    #[serde(skip)]
+    pub cost_nanos: i64,
+    #[serde(skip)]
+    pub last_used_ms: Option<i64>,
+}
+
+/// Aggregated usage for one model over a time range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub model: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nanos: i64,
+}
+
+/// Rollup resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Minute => "minute",
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+        }
+    }
+
+    pub fn ms(self) -> i64 {
+        match self {
+            Granularity::Minute => 60_000,
+            Granularity::Hour => 3_600_000,
+            Granularity::Day => 86_400_000,
+        }
+    }
+}
+
+/// How analytics split their figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Nothing,
+    Model,
+    Key,
+}
+
+/// Aggregated usage: one time bucket and/or one group (model or key), or a total.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UsagePoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nanos: i64,
+    pub cost_usd: String,
+    /// Requests whose tokens we counted because the upstream reported none.
+    pub estimated_requests: i64,
+    pub error_requests: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user_id: String,
+    pub csrf_hash: KeyHash,
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub account_id: Option<String>,
+    /// `owner`, `member`, `viewer`, or `operator` (global).
+    pub role: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+    pub status: String,
+    #[serde(skip)]
+    pub hash: Option<KeyHash>,
+}
+
+/// One management action. Never a secret, never request content.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub account_id: Option<String>,
+    /// `user`, `token`, `admin_token` or `cli`.
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_id: Option<String>,
+    /// Truncated: /24 for IPv4, /48 for IPv6.
+    pub client_ip: Option<String>,
+}
+
+/// Failed authentications, counted per hour.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SecurityEvent {
+    pub bucket_ms: i64,
+    /// `key_unknown`, `key_disabled`, `key_expired`, `key_revoked`, `key_malformed` …
+    pub kind: String,
+    pub key_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub account_id: Option<String>,
+    pub count: i64,
+}
