@@ -263,7 +263,12 @@ fn default_request_timeout() -> u64 {
 pub struct ModelConfig {
     /// The name clients send.
     pub id: String,
-    pub provider: String,
+    /// The single-route form: one provider serves the model.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Several routes: replicas balanced within a priority tier, higher tiers as fallback.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
     /// The name the upstream knows; defaults to `id`.
     #[serde(default)]
     pub upstream_model: Option<String>,
@@ -276,6 +281,44 @@ pub struct ModelConfig {
     /// cost computed when they were served, so history is never rewritten.
     #[serde(default)]
     pub price_changes: Vec<PriceChange>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub provider: String,
+    /// The name this provider knows the model by; defaults to the model's `upstream_model` or id.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Share of traffic within its tier, relative to the other routes' weights.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Lower tiers are used first; a higher tier only when no route below is healthy.
+    #[serde(default)]
+    pub priority: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl ModelConfig {
+    /// The model's routes, whichever form the config used.
+    pub fn route_list(&self) -> Vec<RouteConfig> {
+        let mut routes = self.routes.clone();
+        if let Some(p) = &self.provider {
+            routes.insert(
+                0,
+                RouteConfig {
+                    provider: p.clone(),
+                    upstream_model: None,
+                    weight: 1,
+                    priority: 0,
+                },
+            );
+        }
+        routes
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -392,11 +435,26 @@ impl Config {
                 }
                 last = at;
             }
-            if !names.contains(m.provider.as_str()) {
+            let routes = m.route_list();
+            if routes.is_empty() {
                 return Err(ConfigError::Invalid(format!(
-                    "model `{}` names unknown provider `{}`",
-                    m.id, m.provider
+                    "model `{}` needs `provider` or `routes`",
+                    m.id
                 )));
+            }
+            for r in &routes {
+                if !names.contains(r.provider.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "model `{}` names unknown provider `{}`",
+                        m.id, r.provider
+                    )));
+                }
+                if r.weight == 0 {
+                    return Err(ConfigError::Invalid(format!(
+                        "model `{}`: route weight must be positive",
+                        m.id
+                    )));
+                }
             }
         }
         if !self.store.url.starts_with("sqlite:") {

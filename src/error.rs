@@ -21,6 +21,7 @@ pub enum ApiError {
     Key(KeyError),
     ModelNotFound(String),
     ModelNotAllowed(String),
+    NoRoute(String),
     Quota(BudgetError),
     QueueFull,
     Upstream(UpstreamError),
@@ -116,6 +117,12 @@ impl ApiError {
                 "insufficient_quota",
                 Some("insufficient_quota"),
             ),
+            E::NoRoute(_) => s(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_healthy_route",
+                "upstream_error",
+                Some("no_healthy_route"),
+            ),
             E::QueueFull => s(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "usage_queue_full",
@@ -206,6 +213,9 @@ impl ApiError {
             }
             ApiError::Quota(BudgetError::KeyLimitReached) => {
                 "this access key has reached its spend limit for the period".to_owned()
+            }
+            ApiError::NoRoute(m) => {
+                format!("no healthy route can serve `{m}` right now; retry shortly")
             }
             ApiError::QueueFull => "the server is overloaded; retry shortly".to_owned(),
             ApiError::Upstream(u) => match (&u.client_message, u.kind) {

@@ -8,6 +8,7 @@
 mod body;
 mod provider;
 mod relay;
+mod routing;
 pub mod sse;
 
 use std::collections::HashMap;
@@ -55,11 +56,13 @@ impl Endpoint {
     }
 }
 
-/// Where one client-facing model goes.
+/// Most upstream attempts for one client request (the first try and its failovers).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Where one client-facing model goes: its prices and its routes.
 pub struct Route {
     pub model_id: String,
-    pub upstream_model: String,
-    pub provider: Arc<Provider>,
+    pub targets: Vec<Arc<routing::Target>>,
     pub prices: PriceSchedule,
 }
 
@@ -123,9 +126,17 @@ impl Gateway {
         let mut routes = HashMap::new();
         let mut model_ids = Vec::new();
         for m in &config.models {
-            let provider = providers.get(&m.provider).cloned().ok_or_else(|| {
-                format!("model `{}` names unknown provider `{}`", m.id, m.provider)
-            })?;
+            let default_upstream = m.upstream_model.clone().unwrap_or_else(|| m.id.clone());
+            let mut targets = Vec::new();
+            for r in m.route_list() {
+                let provider = providers.get(&r.provider).cloned().ok_or_else(|| {
+                    format!("model `{}` names unknown provider `{}`", m.id, r.provider)
+                })?;
+                let upstream = r.upstream_model.unwrap_or_else(|| default_upstream.clone());
+                targets.push(Arc::new(routing::Target::new(
+                    provider, upstream, r.weight, r.priority,
+                )));
+            }
             let base = Prices {
                 input: m.input_usd_per_mtok,
                 cached_input: m.cached_input_usd_per_mtok.unwrap_or(m.input_usd_per_mtok),
@@ -147,8 +158,7 @@ impl Gateway {
                 m.id.clone(),
                 Arc::new(Route {
                     model_id: m.id.clone(),
-                    upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.id.clone()),
-                    provider,
+                    targets,
                     prices,
                 }),
             );
@@ -196,6 +206,7 @@ impl Gateway {
                 endpoint,
                 parts.client_wants_usage,
                 parts.idle_timeout,
+                parts.in_flight,
             )))),
             Err(err) => {
                 meter.finish(
@@ -227,7 +238,7 @@ impl Gateway {
         }
         let stream = inspected.stream && endpoint != Endpoint::Embeddings;
         let prices = route.prices.at(crate::time::now_ms());
-        meter.route(&route.model_id, route.provider.name(), prices, stream);
+        meter.route(&route.model_id, "", prices, stream);
         // Reserve an upper estimate before any upstream call; settled to the exact cost.
         let output = match endpoint {
             Endpoint::Embeddings => 0,
@@ -243,20 +254,58 @@ impl Gateway {
             )
             .map_err(ApiError::Quota)?;
         meter.reserve(reservation);
-        let upstream_body = inspected
-            .rewrite(&route.upstream_model, stream)
-            .map_err(ApiError::InvalidBody)?;
+        // Failover before the first byte: a retryable failure tries another route, at most
+        // MAX_ATTEMPTS in all; the record carries the route that served and the attempts.
+        let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
+        let (target, in_flight, response) = loop {
+            let Some(i) = routing::pick(&route.targets, &tried) else {
+                return Err(ApiError::NoRoute(route.model_id.clone()));
+            };
+            tried.push(i);
+            let target = route.targets[i].clone();
+            meter.route(&route.model_id, target.provider.name(), prices, stream);
+            meter.set_attempts(tried.len());
+            let upstream_body = inspected
+                .rewrite(
+                    &target.upstream_model,
+                    stream,
+                    target.provider.third_party().then_some(endpoint),
+                )
+                .map_err(ApiError::InvalidBody)?;
+            let in_flight = target.start();
+            match target.provider.send(endpoint, upstream_body).await {
+                Ok(response) => {
+                    target.succeeded();
+                    break (target, in_flight, response);
+                }
+                Err(e) if e.is_retryable() => {
+                    target.failed(e.retry_after);
+                    if tried.len() >= MAX_ATTEMPTS
+                        || routing::pick(&route.targets, &tried).is_none()
+                    {
+                        return Err(ApiError::Upstream(e));
+                    }
+                    tracing::info!(
+                        provider = target.provider.name(),
+                        attempt = tried.len(),
+                        "failing over to another route"
+                    );
+                }
+                Err(e) => return Err(ApiError::Upstream(e)),
+            }
+        };
         let client_wants_usage = inspected.client_wants_usage;
         drop(inspected);
-        let response = route.provider.send(endpoint, upstream_body).await?;
         if stream {
             return Ok(Answer::Stream(StreamParts {
                 response,
                 client_wants_usage,
-                idle_timeout: route.provider.idle_timeout(),
+                idle_timeout: target.provider.idle_timeout(),
+                in_flight,
             }));
         }
-        let json = route.provider.read_body(response).await?;
+        let json = target.provider.read_body(response).await?;
+        drop(in_flight);
         let usage = serde_json::from_slice::<UsageOnly>(&json)
             .ok()
             .and_then(|u| u.usage);
@@ -288,4 +337,5 @@ struct StreamParts {
     response: reqwest::Response,
     client_wants_usage: bool,
     idle_timeout: std::time::Duration,
+    in_flight: routing::InFlight,
 }

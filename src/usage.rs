@@ -53,6 +53,9 @@ pub struct UsageRecord {
     pub latency_us: u64,
     /// Time to the first content chunk (streams only).
     pub ttft_us: Option<u64>,
+    /// Upstream attempts made (1 without failover; 0 when none was made).
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 /// A record with its journal sequence number, as the writer receives it.

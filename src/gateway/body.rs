@@ -197,8 +197,15 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
 
 impl Inspected<'_> {
     /// The body for the upstream: `model` replaced, and for streams
-    /// `stream_options.include_usage` forced on (other stream options kept).
-    pub fn rewrite(&self, upstream_model: &str, stream: bool) -> Result<Bytes, BodyError> {
+    /// `stream_options.include_usage` forced on (other stream options kept). For a third
+    /// party (`minimise` = its endpoint) only allow-listed fields go out: no `user`,
+    /// `metadata`, `store`, `safety_identifier` or anything unknown.
+    pub fn rewrite(
+        &self,
+        upstream_model: &str,
+        stream: bool,
+        minimise: Option<Endpoint>,
+    ) -> Result<Bytes, BodyError> {
         let size: usize = self
             .fields
             .iter()
@@ -209,6 +216,11 @@ impl Inspected<'_> {
         write_json_str(&mut out, upstream_model);
         for (key, value) in &self.fields {
             if key == "model" || (stream && key == "stream_options") {
+                continue;
+            }
+            if let Some(endpoint) = minimise
+                && !allowed(endpoint, key)
+            {
                 continue;
             }
             out.push(b',');
@@ -237,6 +249,43 @@ impl Inspected<'_> {
     }
 }
 
+/// The fields a third-party provider needs for each endpoint; everything else stays here.
+fn allowed(endpoint: Endpoint, key: &str) -> bool {
+    const COMMON: &[&str] = &[
+        "stream",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "seed",
+    ];
+    const CHAT: &[&str] = &[
+        "messages",
+        "max_completion_tokens",
+        "top_logprobs",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "modalities",
+        "audio",
+        "prediction",
+    ];
+    const COMPLETIONS: &[&str] = &["prompt", "suffix", "echo", "best_of"];
+    const EMBEDDINGS: &[&str] = &["input", "encoding_format", "dimensions"];
+    match endpoint {
+        Endpoint::Chat => COMMON.contains(&key) || CHAT.contains(&key),
+        Endpoint::Completions => COMMON.contains(&key) || COMPLETIONS.contains(&key),
+        Endpoint::Embeddings => EMBEDDINGS.contains(&key),
+    }
+}
+
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
@@ -249,7 +298,7 @@ mod tests {
 
     fn rewrite(body: &str, stream: bool) -> Value {
         let i = inspect(Endpoint::Chat, body.as_bytes()).unwrap();
-        serde_json::from_slice(&i.rewrite("up/model", stream).unwrap()).unwrap()
+        serde_json::from_slice(&i.rewrite("up/model", stream, None).unwrap()).unwrap()
     }
 
     #[test]
@@ -267,7 +316,7 @@ mod tests {
         assert_eq!(out["stream_options"], json!({"include_usage": true}));
         let i = inspect(Endpoint::Chat, br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#).unwrap();
         assert!(!i.client_wants_usage);
-        let out: Value = serde_json::from_slice(&i.rewrite("u", true).unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(&i.rewrite("u", true, None).unwrap()).unwrap();
         assert_eq!(
             out["stream_options"],
             json!({"include_usage": true, "x": 1})

@@ -51,6 +51,13 @@ impl Provider {
         }
     }
 
+    /// A third party gets minimised bodies (see `body.rs`).
+    pub fn third_party(&self) -> bool {
+        match self {
+            Provider::OpenAi(p) => p.third_party(),
+        }
+    }
+
     /// Longest silence allowed between two stream chunks.
     pub fn idle_timeout(&self) -> Duration {
         match self {

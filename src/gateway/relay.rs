@@ -45,6 +45,8 @@ pub struct Relay {
     saw_finish: bool,
     upstream_ended: bool,
     finished: bool,
+    /// Keeps the route's in-flight count for the life of the stream.
+    _in_flight: super::routing::InFlight,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +103,7 @@ impl Relay {
         endpoint: Endpoint,
         client_wants_usage: bool,
         idle: Duration,
+        in_flight: super::routing::InFlight,
     ) -> Self {
         Self {
             upstream: Box::pin(response.bytes_stream()),
@@ -118,6 +121,7 @@ impl Relay {
             saw_finish: false,
             upstream_ended: false,
             finished: false,
+            _in_flight: in_flight,
         }
     }
 

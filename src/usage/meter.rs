@@ -69,6 +69,11 @@ impl Meter {
         self.reservation = Some(reservation);
     }
 
+    /// How many upstream attempts this request has made (failover).
+    pub fn set_attempts(&mut self, n: usize) {
+        self.record.attempts = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+
     /// Marks the first content reaching the client (once).
     pub fn first_token(&mut self) {
         if self.record.ttft_us.is_none() {

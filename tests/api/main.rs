@@ -15,6 +15,7 @@ mod keys;
 mod manage;
 mod privacy;
 mod python_sdk;
+mod routing;
 mod streaming;
 mod tenant_isolation;
 mod usage;

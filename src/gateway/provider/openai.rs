@@ -26,6 +26,7 @@ pub struct OpenAiProvider {
     ttfb_timeout: Duration,
     idle_timeout: Duration,
     request_timeout: Duration,
+    third_party: bool,
 }
 
 impl OpenAiProvider {
@@ -77,11 +78,16 @@ impl OpenAiProvider {
             ttfb_timeout: Duration::from_millis(config.ttfb_timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
+            third_party: config.third_party,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn third_party(&self) -> bool {
+        self.third_party
     }
 
     pub fn idle_timeout(&self) -> Duration {

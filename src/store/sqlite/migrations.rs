@@ -227,4 +227,8 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO billing_cursor VALUES (1, 0, 0);
     "#,
+    // 5: how many upstream attempts served each request (failover).
+    r#"
+    ALTER TABLE usage_records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];

@@ -1,0 +1,175 @@
+//! Routes of one model: weighted power-of-two-choices balancing within a priority tier,
+//! passive outlier ejection with a growing backoff, and the bookkeeping failover needs.
+//!
+//! A route is ejected after `EJECT_AFTER` consecutive retryable failures (connect errors,
+//! 5xx, 429, timeouts) for a backoff that doubles with each ejection (1 s … 60 s) or for
+//! the upstream's `Retry-After`; a success resets it. A higher tier is used only when no
+//! route of a lower tier is healthy; when no route at all is healthy, the least recently
+//! ejected one is still tried rather than failing every request (panic mode).
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+use super::Provider;
+use crate::time::now_ms;
+
+const EJECT_AFTER: u32 = 3;
+const BASE_BACKOFF_MS: i64 = 1_000;
+const MAX_BACKOFF_MS: i64 = 60_000;
+
+/// One way to serve a model: a provider, its name for the model, a weight and a tier.
+pub struct Target {
+    pub provider: Arc<Provider>,
+    pub upstream_model: String,
+    pub weight: u32,
+    pub priority: u32,
+    outstanding: AtomicU64,
+    failures: AtomicU32,
+    ejections: AtomicU32,
+    ejected_until_ms: AtomicI64,
+}
+
+impl Target {
+    pub fn new(
+        provider: Arc<Provider>,
+        upstream_model: String,
+        weight: u32,
+        priority: u32,
+    ) -> Self {
+        Self {
+            provider,
+            upstream_model,
+            weight: weight.max(1),
+            priority,
+            outstanding: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until_ms: AtomicI64::new(0),
+        }
+    }
+
+    pub fn healthy(&self, now: i64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) <= now
+    }
+
+    /// Requests in flight on this route, divided by its weight (lower is better).
+    fn load(&self) -> u64 {
+        self.outstanding.load(Ordering::Relaxed) * 1_000 / u64::from(self.weight)
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub fn succeeded(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.ejections.store(0, Ordering::Relaxed);
+    }
+
+    /// A retryable failure; `retry_after_s` (from a 429/503) ejects at once for that long.
+    pub fn failed(&self, retry_after_s: Option<u64>) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = now_ms();
+        if let Some(s) = retry_after_s {
+            let until = now + i64::try_from(s.min(3_600) * 1_000).unwrap_or(MAX_BACKOFF_MS);
+            self.ejected_until_ms.fetch_max(until, Ordering::Relaxed);
+            return;
+        }
+        if n >= EJECT_AFTER {
+            let k = self.ejections.fetch_add(1, Ordering::Relaxed).min(6);
+            let backoff = (BASE_BACKOFF_MS << k).min(MAX_BACKOFF_MS);
+            self.ejected_until_ms
+                .store(now + backoff, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                provider = self.provider.name(),
+                backoff_ms = backoff,
+                "route ejected after consecutive failures"
+            );
+        }
+    }
+}
+
+/// Keeps a route's outstanding count while a request uses it.
+pub struct InFlight(Arc<Target>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b) | 1
+}
+
+fn random(below: usize) -> usize {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        (x % below as u64) as usize
+    })
+}
+
+/// Picks a route: the lowest tier with a healthy route not yet tried; within it, the
+/// less loaded (in-flight per weight) of two drawn at random with probability ∝ weight
+/// (a tie keeps the first draw, so idle routes share traffic by weight).
+pub fn pick(targets: &[Arc<Target>], tried: &[usize]) -> Option<usize> {
+    let now = now_ms();
+    let untried = |i: &usize| !tried.contains(i);
+    let usable = |i: &usize| untried(i) && targets[*i].healthy(now);
+    let Some(tier) = (0..targets.len())
+        .filter(usable)
+        .map(|i| targets[i].priority)
+        .min()
+    else {
+        // Panic mode: every untried route is ejected. Rather than fail outright, try the
+        // one ejected longest ago in the lowest tier (a lone route keeps serving).
+        return (0..targets.len()).filter(untried).min_by_key(|i| {
+            (
+                targets[*i].priority,
+                targets[*i].ejected_until_ms.load(Ordering::Relaxed),
+            )
+        });
+    };
+    let candidates: Vec<usize> = (0..targets.len())
+        .filter(usable)
+        .filter(|i| targets[*i].priority == tier)
+        .collect();
+    if candidates.len() == 1 {
+        return Some(candidates[0]);
+    }
+    let total: u64 = candidates
+        .iter()
+        .map(|i| u64::from(targets[*i].weight))
+        .sum();
+    let draw = || {
+        let mut r = random(total as usize) as u64;
+        for &i in &candidates {
+            let w = u64::from(targets[i].weight);
+            if r < w {
+                return i;
+            }
+            r -= w;
+        }
+        candidates[0]
+    };
+    let (a, b) = (draw(), draw());
+    Some(if targets[b].load() < targets[a].load() {
+        b
+    } else {
+        a
+    })
+}

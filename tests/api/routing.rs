@@ -1,0 +1,225 @@
+//! Several routes per model: weighted balancing, ejection and failover before the first
+//! byte, 429 back-off, no retry after the first byte, and minimised third-party bodies.
+
+use std::time::Duration;
+
+use instagen::config::{Config, ProviderConfig, ProviderKind, RouteConfig};
+use mock_upstream::{MockUpstream, Script};
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConfig {
+    ProviderConfig {
+        name: name.to_owned(),
+        kind: ProviderKind::Openai,
+        base_url,
+        api_key_env: None,
+        third_party,
+        connect_timeout_ms: 1_000,
+        ttfb_timeout_ms: 5_000,
+        idle_timeout_ms: 5_000,
+        request_timeout_ms: 10_000,
+    }
+}
+
+fn route(provider: &str, weight: u32, priority: u32) -> RouteConfig {
+    RouteConfig {
+        provider: provider.to_owned(),
+        upstream_model: None,
+        weight,
+        priority,
+    }
+}
+
+/// The test model served by the app's own mock (`mock`, as route 0) plus `extra` routes.
+fn with_routes(
+    c: &mut Config,
+    providers: Vec<ProviderConfig>,
+    first: RouteConfig,
+    extra: Vec<RouteConfig>,
+) {
+    c.providers.extend(providers);
+    c.models[0].provider = None;
+    c.models[0].routes = std::iter::once(first).chain(extra).collect();
+}
+
+#[tokio::test]
+async fn balancing_spreads_load_by_weight() {
+    let other = MockUpstream::start().await.unwrap();
+    let base = other.base_url();
+    let app = TestApp::spawn_with(move |c| {
+        with_routes(
+            c,
+            vec![provider("other", base, false)],
+            route("mock", 3, 0),
+            vec![route("other", 1, 0)],
+        )
+    })
+    .await;
+    for _ in 0..200 {
+        assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    }
+    let (a, b) = (app.mock.requests().len(), other.requests().len());
+    assert_eq!(a + b, 200);
+    assert!((120..=180).contains(&a), "weight 3:1 gave {a}:{b}");
+    let records = app.records(200).await;
+    assert!(records.iter().all(|r| r.attempts == 1));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.provider.as_deref() == Some("other"))
+            .count(),
+        b
+    );
+}
+
+#[tokio::test]
+async fn a_dead_route_is_ejected_and_traffic_fails_over_without_client_errors() {
+    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let app = TestApp::spawn_with(move |c| {
+        with_routes(
+            c,
+            vec![provider("dead", dead, false)],
+            route("mock", 1, 0),
+            vec![route("dead", 1, 0)],
+        )
+    })
+    .await;
+    for _ in 0..30 {
+        assert_eq!(
+            app.chat(&chat_body("x")).await.status(),
+            200,
+            "no client error"
+        );
+    }
+    let records = app.records(30).await;
+    assert!(
+        records
+            .iter()
+            .all(|r| r.provider.as_deref() == Some("mock") && r.status == 200)
+    );
+    let failovers = records.iter().filter(|r| r.attempts == 2).count();
+    assert!(
+        (1..=3).contains(&failovers),
+        "the dead route is ejected after its failures: {failovers}"
+    );
+    assert_eq!(
+        app.mock.requests().len(),
+        30,
+        "exactly one successful upstream call per request"
+    );
+}
+
+#[tokio::test]
+async fn a_429_upstream_is_backed_off_and_the_fallback_tier_serves() {
+    let primary = MockUpstream::start().await.unwrap();
+    primary.set_default(Script {
+        retry_after: Some(30),
+        ..Script::status(429)
+    });
+    let base = primary.base_url();
+    let app = TestApp::spawn_with(move |c| {
+        with_routes(
+            c,
+            vec![provider("primary", base, false)],
+            route("primary", 1, 0),
+            vec![route("mock", 1, 1)],
+        )
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    }
+    assert_eq!(
+        primary.requests().len(),
+        1,
+        "after one 429 the route rests for its Retry-After"
+    );
+    let records = app.records(10).await;
+    assert_eq!(records.iter().filter(|r| r.attempts == 2).count(), 1);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.provider.as_deref() == Some("mock"))
+    );
+}
+
+#[tokio::test]
+async fn a_mid_stream_failure_is_not_retried_and_yields_one_record() {
+    let backup = MockUpstream::start().await.unwrap();
+    let base = backup.base_url();
+    let app = TestApp::spawn_with(move |c| {
+        with_routes(
+            c,
+            vec![provider("backup", base, false)],
+            route("mock", 1, 0),
+            vec![route("backup", 1, 1)],
+        )
+    })
+    .await;
+    app.mock.push(Script {
+        cut_after_chunks: Some(2),
+        ..Default::default()
+    });
+    let mut body = chat_body("x");
+    body["stream"] = json!(true);
+    let events = sse_events(app.chat(&body).await).await;
+    assert!(
+        events
+            .last()
+            .unwrap()
+            .contains("upstream_stream_interrupted")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = app.records(1).await;
+    assert_eq!(records.len(), 1, "exactly one record, never double billing");
+    assert_eq!((records[0].attempts, records[0].status), (1, 502));
+    assert!(
+        backup.requests().is_empty(),
+        "no retry once bytes reached the client"
+    );
+}
+
+#[tokio::test]
+async fn a_third_party_upstream_receives_only_the_fields_it_needs() {
+    let third = MockUpstream::start().await.unwrap();
+    let base = third.base_url();
+    let app = TestApp::spawn_with(move |c| {
+        with_routes(
+            c,
+            vec![provider("vendor", base, true)],
+            route("vendor", 1, 0),
+            vec![],
+        )
+    })
+    .await;
+    let body = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hello"}],
+        "temperature": 0.2,
+        "user": "alice@example.com",
+        "metadata": {"customer": "alice"},
+        "store": true,
+        "safety_identifier": "alice-hash",
+        "x_internal_note": "internal",
+    });
+    assert_eq!(app.chat(&body).await.status(), 200);
+    let seen = third.requests()[0].json();
+    let mut keys: Vec<&str> = seen
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["messages", "model", "temperature"]);
+    assert!(!third.requests()[0].body.windows(5).any(|w| w == b"alice"));
+
+    // A first-party route gets the body unchanged.
+    let first_party = TestApp::spawn().await;
+    assert_eq!(first_party.chat(&body).await.status(), 200);
+    let seen = first_party.mock.requests()[0].json();
+    assert_eq!(seen["user"], "alice@example.com");
+    assert_eq!(seen["x_internal_note"], "internal");
+}
