@@ -34,7 +34,7 @@ fn instagen(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 }
 
 async fn status_for(app: &TestApp, key: &str, want: u16) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_millis(1500);
     loop {
         let s = app
             .client
