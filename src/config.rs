@@ -277,6 +277,9 @@ pub struct ModelConfig {
     /// Price of prompt tokens the upstream reports as served from its cache; defaults to the input price.
     #[serde(default)]
     pub cached_input_usd_per_mtok: Option<Price>,
+    /// Context window in tokens, shown in `GET /v1/models` when set.
+    #[serde(default)]
+    pub context_length: Option<u64>,
     /// Scheduled price changes: each applies from its `effective_from` on. Records keep the
     /// cost computed when they were served, so history is never rewritten.
     #[serde(default)]

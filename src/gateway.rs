@@ -64,6 +64,9 @@ pub struct Route {
     pub model_id: String,
     pub targets: Vec<Arc<routing::Target>>,
     pub prices: PriceSchedule,
+    pub context_length: Option<u64>,
+    /// Caps failovers so a failing fleet is not hammered.
+    retries: routing::RetryBudget,
 }
 
 /// What the gateway hands back to the HTTP layer.
@@ -160,6 +163,8 @@ impl Gateway {
                     model_id: m.id.clone(),
                     targets,
                     prices,
+                    context_length: m.context_length,
+                    retries: routing::RetryBudget::default(),
                 }),
             );
             model_ids.push(m.id.clone());
@@ -169,6 +174,30 @@ impl Gateway {
 
     pub fn model_ids(&self) -> &[String] {
         &self.model_ids
+    }
+
+    /// The `/v1/models` entry of a model: owner, context length and current prices.
+    pub fn model_card(&self, id: &str) -> Option<serde_json::Value> {
+        let route = self.routes.get(id)?;
+        let p = route.prices.at(crate::time::now_ms());
+        let usd = |price: crate::billing::Price| {
+            crate::billing::Money::from_nanos(price.nanos_per_mtok()).to_string()
+        };
+        let mut card = serde_json::json!({
+            "id": id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "instagen",
+            "pricing": {
+                "input_usd_per_mtok": usd(p.input),
+                "cached_input_usd_per_mtok": usd(p.cached_input),
+                "output_usd_per_mtok": usd(p.output),
+            },
+        });
+        if let Some(n) = route.context_length {
+            card["context_length"] = n.into();
+        }
+        Some(card)
     }
 
     pub fn prices(&self, model: &str) -> Option<Prices> {
@@ -262,6 +291,9 @@ impl Gateway {
                 return Err(ApiError::NoRoute(route.model_id.clone()));
             };
             tried.push(i);
+            if tried.len() == 1 {
+                route.retries.deposit();
+            }
             let target = route.targets[i].clone();
             meter.route(&route.model_id, target.provider.name(), prices, stream);
             meter.set_attempts(tried.len());
@@ -282,6 +314,7 @@ impl Gateway {
                     target.failed(e.retry_after);
                     if tried.len() >= MAX_ATTEMPTS
                         || routing::pick(&route.targets, &tried).is_none()
+                        || !route.retries.withdraw()
                     {
                         return Err(ApiError::Upstream(e));
                     }

@@ -45,7 +45,7 @@ pub async fn models(
         .model_ids()
         .iter()
         .filter(|id| key.may_use(id))
-        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "instagen"}))
+        .filter_map(|id| state.gateway.model_card(id))
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
 }

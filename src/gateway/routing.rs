@@ -173,3 +173,60 @@ pub fn pick(targets: &[Arc<Target>], tried: &[usize]) -> Option<usize> {
         a
     })
 }
+
+/// A retry budget: each request earns a fifth of a retry, up to ten banked; a failover
+/// spends one. A fleet that fails everything is retried at most ~20 % extra, not ×3.
+pub struct RetryBudget {
+    /// Milli-retries available.
+    milli: std::sync::atomic::AtomicI64,
+}
+
+const RETRY_EARN_MILLI: i64 = 200;
+const RETRY_COST_MILLI: i64 = 1_000;
+const RETRY_CAP_MILLI: i64 = 10_000;
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            milli: std::sync::atomic::AtomicI64::new(RETRY_CAP_MILLI),
+        }
+    }
+}
+
+impl RetryBudget {
+    pub fn deposit(&self) {
+        let _ = self
+            .milli
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                Some((m + RETRY_EARN_MILLI).min(RETRY_CAP_MILLI))
+            });
+    }
+
+    /// Takes one retry if the budget has it.
+    pub fn withdraw(&self) -> bool {
+        self.milli
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                (m >= RETRY_COST_MILLI).then_some(m - RETRY_COST_MILLI)
+            })
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_budget_allows_a_burst_then_a_fifth_of_traffic() {
+        let b = RetryBudget::default();
+        assert_eq!((0..20).filter(|_| b.withdraw()).count(), 10, "ten banked");
+        let mut granted = 0;
+        for _ in 0..100 {
+            b.deposit();
+            if b.withdraw() {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 20, "then one retry per five requests");
+    }
+}

@@ -125,7 +125,7 @@ async fn completions_and_embeddings_are_forwarded_and_metered() {
 
 #[tokio::test]
 async fn models_lists_the_configured_models() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.models[0].context_length = Some(8192)).await;
     let resp = app
         .client
         .get(app.url("/v1/models"))
@@ -137,6 +137,21 @@ async fn models_lists_the_configured_models() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"][0]["id"], MODEL);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1, "each model once");
+    assert_eq!(body["data"][0]["owned_by"], "instagen");
+    assert_eq!(body["data"][0]["context_length"], 8192);
+    assert_eq!(
+        body["data"][0]["pricing"]["input_usd_per_mtok"],
+        "0.200000000"
+    );
+    assert_eq!(
+        body["data"][0]["pricing"]["output_usd_per_mtok"],
+        "0.300000000"
+    );
+    assert_eq!(
+        body["data"][0]["pricing"]["cached_input_usd_per_mtok"],
+        "0.100000000"
+    );
 }
 
 #[tokio::test]
