@@ -122,6 +122,9 @@ pub(crate) struct KeyFields {
     /// Comma-separated model ids this key may use (default: all).
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<String>>,
+    /// Comma-separated provider regions this key's requests may go to (default: any).
+    #[arg(long, value_delimiter = ',')]
+    regions: Option<Vec<String>>,
     /// Expiry (RFC 3339 or YYYY-MM-DD).
     #[arg(long)]
     expires: Option<String>,
@@ -403,6 +406,7 @@ pub async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> a
                     name,
                     description,
                     allowed_models: fields.models.clone(),
+                    allowed_regions: fields.regions.clone(),
                     expires_ms: parse_time("expires", fields.expires.as_deref())?,
                     limits: fields.limits(),
                 };
@@ -448,6 +452,7 @@ pub async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> a
                     name,
                     description,
                     allowed_models: fields.models.clone().map(Some),
+                    allowed_regions: fields.regions.clone().map(Some),
                     expires_ms: parse_time("expires", fields.expires.as_deref())?.map(Some),
                     limits: fields.has_limits().then(|| fields.limits()),
                     enabled: None,

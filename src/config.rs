@@ -232,6 +232,10 @@ pub struct ProviderConfig {
     /// A third party gets only what the request needs (see gateway minimisation).
     #[serde(default)]
     pub third_party: bool,
+    /// Jurisdiction the provider processes data in (e.g. `eu`, `us`); keys restricted to
+    /// regions are never routed to a provider outside them, not even as a fallback.
+    #[serde(default)]
+    pub region: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     /// Wait for the upstream's response headers.

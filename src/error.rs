@@ -22,6 +22,7 @@ pub enum ApiError {
     ModelNotFound(String),
     ModelNotAllowed(String),
     NoRoute(String),
+    RegionRestricted(String),
     Quota(BudgetError),
     QueueFull,
     Upstream(UpstreamError),
@@ -116,6 +117,12 @@ impl ApiError {
                 "key_spend_limit",
                 "insufficient_quota",
                 Some("insufficient_quota"),
+            ),
+            E::RegionRestricted(_) => s(
+                StatusCode::FORBIDDEN,
+                "region_restricted",
+                "permission_error",
+                Some("region_restricted"),
             ),
             E::NoRoute(_) => s(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -213,6 +220,9 @@ impl ApiError {
             }
             ApiError::Quota(BudgetError::KeyLimitReached) => {
                 "this access key has reached its spend limit for the period".to_owned()
+            }
+            ApiError::RegionRestricted(m) => {
+                format!("no provider of `{m}` is in a region this access key may use")
             }
             ApiError::NoRoute(m) => {
                 format!("no healthy route can serve `{m}` right now; retry shortly")

@@ -283,11 +283,16 @@ impl Gateway {
             )
             .map_err(ApiError::Quota)?;
         meter.reserve(reservation);
+        // Jurisdiction: a region-restricted key is never routed outside its regions.
+        let in_region = |t: &routing::Target| key.may_process_in(t.provider.region());
+        if !route.targets.iter().any(|t| in_region(t)) {
+            return Err(ApiError::RegionRestricted(route.model_id.clone()));
+        }
         // Failover before the first byte: a retryable failure tries another route, at most
         // MAX_ATTEMPTS in all; the record carries the route that served and the attempts.
         let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
         let (target, in_flight, response) = loop {
-            let Some(i) = routing::pick(&route.targets, &tried) else {
+            let Some(i) = routing::pick(&route.targets, &tried, in_region) else {
                 return Err(ApiError::NoRoute(route.model_id.clone()));
             };
             tried.push(i);
@@ -296,6 +301,7 @@ impl Gateway {
             }
             let target = route.targets[i].clone();
             meter.route(&route.model_id, target.provider.name(), prices, stream);
+            meter.set_region(target.provider.region());
             meter.set_attempts(tried.len());
             let upstream_body = inspected
                 .rewrite(
@@ -313,7 +319,7 @@ impl Gateway {
                 Err(e) if e.is_retryable() => {
                     target.failed(e.retry_after);
                     if tried.len() >= MAX_ATTEMPTS
-                        || routing::pick(&route.targets, &tried).is_none()
+                        || routing::pick(&route.targets, &tried, in_region).is_none()
                         || !route.retries.withdraw()
                     {
                         return Err(ApiError::Upstream(e));

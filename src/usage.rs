@@ -56,6 +56,9 @@ pub struct UsageRecord {
     /// Upstream attempts made (1 without failover; 0 when none was made).
     #[serde(default)]
     pub attempts: u32,
+    /// The region of the provider that processed it, when configured.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// A record with its journal sequence number, as the writer receives it.

@@ -40,6 +40,8 @@ pub async fn create_key(
         ..spec
     };
     check_models(&spec.allowed_models)?;
+    check_models(&spec.allowed_regions)
+        .map_err(|_| invalid("allowed_regions: at most 256 non-empty region names"))?;
     check_limits(&spec.limits)?;
     let account = store.account(account_id).await?;
     let key = hasher
@@ -70,6 +72,10 @@ pub async fn update_key(
     }
     if let Some(d) = &update.description {
         update.description = Some(check_description(d)?);
+    }
+    if let Some(r) = &update.allowed_regions {
+        check_models(r)
+            .map_err(|_| invalid("allowed_regions: at most 256 non-empty region names"))?;
     }
     if let Some(m) = &update.allowed_models {
         check_models(m)?;

@@ -51,6 +51,13 @@ impl Provider {
         }
     }
 
+    /// Where the provider processes data, when configured.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Provider::OpenAi(p) => p.region(),
+        }
+    }
+
     /// A third party gets minimised bodies (see `body.rs`).
     pub fn third_party(&self) -> bool {
         match self {

@@ -126,9 +126,13 @@ fn random(below: usize) -> usize {
 /// Picks a route: the lowest tier with a healthy route not yet tried; within it, the
 /// less loaded (in-flight per weight) of two drawn at random with probability ∝ weight
 /// (a tie keeps the first draw, so idle routes share traffic by weight).
-pub fn pick(targets: &[Arc<Target>], tried: &[usize]) -> Option<usize> {
+pub fn pick(
+    targets: &[Arc<Target>],
+    tried: &[usize],
+    eligible: impl Fn(&Target) -> bool,
+) -> Option<usize> {
     let now = now_ms();
-    let untried = |i: &usize| !tried.contains(i);
+    let untried = |i: &usize| !tried.contains(i) && eligible(&targets[*i]);
     let usable = |i: &usize| untried(i) && targets[*i].healthy(now);
     let Some(tier) = (0..targets.len())
         .filter(usable)

@@ -23,9 +23,20 @@ pub struct AuthedKey {
     pub allowed_models: Option<Vec<String>>,
     /// Spend cap for the key's period (nano-USD), enforced by the budget tracker.
     pub spend_limit_nanos: Option<i64>,
+    /// Provider regions this key's requests may be processed in; `None` means any.
+    pub allowed_regions: Option<Vec<String>>,
 }
 
 impl AuthedKey {
+    /// Whether a provider in `region` may process this key's requests.
+    pub fn may_process_in(&self, region: Option<&str>) -> bool {
+        match (&self.allowed_regions, region) {
+            (None, _) => true,
+            (Some(allowed), Some(r)) => allowed.iter().any(|a| a == r),
+            (Some(_), None) => false,
+        }
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         self.allowed_models
             .as_ref()
@@ -150,6 +161,7 @@ impl KeyCache {
                 account_id: row.account_id,
                 allowed_models: row.allowed_models,
                 spend_limit_nanos: row.spend_limit_nanos,
+                allowed_regions: row.allowed_regions,
             });
             let previous = row.previous_hash.zip(row.previous_expires_ms);
             entries.insert(

@@ -105,6 +105,8 @@ pub struct KeyRow {
     pub previous_expires_ms: Option<i64>,
     /// Spend cap in nano-USD for the key's period, when set.
     pub spend_limit_nanos: Option<i64>,
+    /// Provider regions this key's requests may be processed in; `None` means any.
+    pub allowed_regions: Option<Vec<String>>,
 }
 
 /// Limits stored with a key; enforced by the limits and billing layers.
@@ -130,6 +132,8 @@ pub struct KeySpec {
     pub allowed_models: Option<Vec<String>>,
     pub expires_ms: Option<i64>,
     pub limits: KeyLimits,
+    /// Provider regions (e.g. `eu`) the key's requests may go to; `None` means any.
+    pub allowed_regions: Option<Vec<String>>,
 }
 
 /// A partial update; `None` leaves a field as it is.
@@ -139,6 +143,8 @@ pub struct KeyUpdate {
     pub description: Option<String>,
     /// `Some(None)` clears the restriction.
     pub allowed_models: Option<Option<Vec<String>>>,
+    /// `Some(None)` lifts the region restriction.
+    pub allowed_regions: Option<Option<Vec<String>>>,
     pub expires_ms: Option<Option<i64>>,
     pub limits: Option<KeyLimits>,
     pub enabled: Option<bool>,
@@ -176,6 +182,7 @@ pub struct KeyInfo {
     pub updated_ms: i64,
     pub expires_ms: Option<i64>,
     pub allowed_models: Option<Vec<String>>,
+    pub allowed_regions: Option<Vec<String>>,
     pub limits: KeyLimits,
     /// Until when the secret from before the last rotation still works.
     pub previous_secret_valid_until_ms: Option<i64>,

@@ -69,6 +69,11 @@ impl Meter {
         self.reservation = Some(reservation);
     }
 
+    /// The region of the provider that processes the request.
+    pub fn set_region(&mut self, region: Option<&str>) {
+        self.record.region = region.map(str::to_owned);
+    }
+
     /// How many upstream attempts this request has made (failover).
     pub fn set_attempts(&mut self, n: usize) {
         self.record.attempts = u32::try_from(n).unwrap_or(u32::MAX);

@@ -16,6 +16,7 @@ fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConfig {
         base_url,
         api_key_env: None,
         third_party,
+        region: None,
         connect_timeout_ms: 1_000,
         ttfb_timeout_ms: 5_000,
         idle_timeout_ms: 5_000,
@@ -222,4 +223,80 @@ async fn a_third_party_upstream_receives_only_the_fields_it_needs() {
     let seen = first_party.mock.requests()[0].json();
     assert_eq!(seen["user"], "alice@example.com");
     assert_eq!(seen["x_internal_note"], "internal");
+}
+
+#[tokio::test]
+async fn region_restricted_keys_never_leave_their_region_even_under_failover() {
+    let eu = MockUpstream::start().await.unwrap();
+    let eu_base = eu.base_url();
+    let dead_eu = format!("http://127.0.0.1:{}/v1", free_port());
+    let app = TestApp::spawn_with(move |c| {
+        c.providers[0].region = Some("us".into());
+        let mut p = provider("eu", eu_base, false);
+        p.region = Some("eu".into());
+        let mut d = provider("eu-dead", dead_eu, false);
+        d.region = Some("eu".into());
+        with_routes(
+            c,
+            vec![p, d],
+            route("mock", 1, 0),
+            vec![route("eu", 1, 1), route("eu-dead", 1, 2)],
+        );
+    })
+    .await;
+    let keys = format!("/api/v1/accounts/{}/keys", app.account_id);
+    let mk = |regions: serde_json::Value| json!({"name": "regional", "allowed_regions": regions});
+    let (_, eu_key) = api(
+        &app,
+        reqwest::Method::POST,
+        &keys,
+        Some(ADMIN_TOKEN),
+        Some(&mk(json!(["eu"]))),
+    )
+    .await;
+    let eu_key = eu_key["secret"].as_str().unwrap().to_owned();
+    let (_, ap_key) = api(
+        &app,
+        reqwest::Method::POST,
+        &keys,
+        Some(ADMIN_TOKEN),
+        Some(&mk(json!(["ap"]))),
+    )
+    .await;
+    let ap_key = ap_key["secret"].as_str().unwrap().to_owned();
+
+    // The us route is tier 0, yet an eu-only key is served in the eu.
+    assert_eq!(chat_status(&app, &eu_key, 200).await.0, 200);
+    for _ in 0..4 {
+        assert_eq!(chat_status(&app, &eu_key, 200).await.0, 200);
+    }
+    assert!(
+        app.mock.requests().is_empty(),
+        "nothing went to the us provider"
+    );
+    let records = app.records(5).await;
+    assert!(
+        records.iter().all(|r| r.region.as_deref() == Some("eu")),
+        "records carry the region"
+    );
+
+    // When the eu routes fail, the request fails rather than leaving the eu.
+    eu.set_default(Script::status(503));
+    let (status, _) = chat_status(&app, &eu_key, 502).await;
+    assert_eq!(status, 502);
+    assert!(
+        app.mock.requests().is_empty(),
+        "no fallback outside the region"
+    );
+
+    // A key whose regions no provider serves gets a clear 403.
+    let (status, body) = chat_status(&app, &ap_key, 403).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("region_restricted"))
+    );
+
+    // An unrestricted key still uses the us tier.
+    assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    assert_eq!(app.mock.requests().len(), 1);
 }

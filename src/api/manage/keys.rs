@@ -53,6 +53,9 @@ pub struct KeyCreate {
     expires_ms: Option<i64>,
     #[serde(default)]
     limits: KeyLimits,
+    /// Provider regions the key's requests may be processed in; omitted or null means any.
+    #[serde(default)]
+    allowed_regions: Option<Vec<String>>,
 }
 
 pub async fn create(
@@ -69,6 +72,7 @@ pub async fn create(
         allowed_models: req.allowed_models,
         expires_ms: req.expires_ms,
         limits: req.limits,
+        allowed_regions: req.allowed_regions,
     };
     let created = admin::create_key(
         &state.store,
@@ -113,6 +117,8 @@ pub struct KeyPatch {
     allowed_models: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     expires_ms: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    allowed_regions: Option<Option<Vec<String>>>,
     #[serde(default)]
     limits: Option<KeyLimits>,
     #[serde(default)]
@@ -134,6 +140,7 @@ pub async fn update(
         expires_ms: req.expires_ms,
         limits: req.limits,
         enabled: req.enabled,
+        allowed_regions: req.allowed_regions,
     };
     let key = admin::update_key(&state.store, &p.actor(), &account, &id, update).await?;
     Ok(axum::Json(key).into_response())

@@ -419,17 +419,17 @@ fn schemas() -> Value {
             "id": s("string"), "account_id": s("string"), "name": s("string"), "description": s("string"),
             "status": {"enum": ["active", "disabled", "deleted"]}, "prefix": s("string"),
             "created_ms": s("integer"), "updated_ms": s("integer"), "expires_ms": opt("integer"),
-            "allowed_models": models, "limits": {"$ref": "#/components/schemas/KeyLimits"},
+            "allowed_models": models, "allowed_regions": models, "limits": {"$ref": "#/components/schemas/KeyLimits"},
             "previous_secret_valid_until_ms": opt("integer"),
             "usage": obj(&["last_24h", "last_30d", "all_time"], json!({"last_used_ms": opt("integer"),
                 "last_24h": {"$ref": "#/components/schemas/UsageStats"}, "last_30d": {"$ref": "#/components/schemas/UsageStats"},
                 "all_time": {"$ref": "#/components/schemas/UsageStats"}}))})),
         "KeyList": list_of("Key"),
         "KeyCreate": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
-            "name": name, "description": {"type": "string", "maxLength": 1024}, "allowed_models": models,
+            "name": name, "description": {"type": "string", "maxLength": 1024}, "allowed_models": models, "allowed_regions": models,
             "expires_ms": {"type": ["integer", "null"]}, "limits": {"$ref": "#/components/schemas/KeyLimits"}}},
         "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
-            "name": name, "description": {"type": "string", "maxLength": 1024}, "allowed_models": models,
+            "name": name, "description": {"type": "string", "maxLength": 1024}, "allowed_models": models, "allowed_regions": models,
             "expires_ms": {"type": ["integer", "null"]}, "limits": {"$ref": "#/components/schemas/KeyLimits"}, "enabled": s("boolean")}},
         "CreatedKey": obj(&["secret", "key"], json!({"secret": {"type": "string", "description": "ig-…, shown once"}, "key": {"$ref": "#/components/schemas/Key"}})),
         "Rotate": {"type": "object", "additionalProperties": false, "properties": {

@@ -27,6 +27,7 @@ pub struct OpenAiProvider {
     idle_timeout: Duration,
     request_timeout: Duration,
     third_party: bool,
+    region: Option<String>,
 }
 
 impl OpenAiProvider {
@@ -79,11 +80,16 @@ impl OpenAiProvider {
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             third_party: config.third_party,
+            region: config.region.clone(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     pub fn third_party(&self) -> bool {

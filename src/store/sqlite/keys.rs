@@ -55,6 +55,7 @@ fn key_of(row: &SqliteRow) -> Result<KeyInfo, sqlx::Error> {
         updated_ms: row.try_get("updated_ms")?,
         expires_ms: row.try_get("expires_ms")?,
         allowed_models: models_of(row.try_get("allowed_models")?),
+        allowed_regions: models_of(row.try_get("allowed_regions")?),
         limits: KeyLimits {
             rpm: row.try_get("rpm")?,
             tpm: row.try_get("tpm")?,
@@ -94,8 +95,8 @@ impl SqliteStore {
         let now = now_ms();
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO api_keys (id, account_id, name, description, secret_hash, status, created_ms, updated_ms,
-                 allowed_models, expires_ms, rpm, tpm, max_concurrent, spend_limit_nanos, spend_limit_period, version)
-             VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEXT_VERSION})"
+                 allowed_models, expires_ms, rpm, tpm, max_concurrent, spend_limit_nanos, spend_limit_period, allowed_regions, version)
+             VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEXT_VERSION})"
         ));
         sqlx::query(sql)
             .bind(id)
@@ -112,6 +113,7 @@ impl SqliteStore {
             .bind(spec.limits.max_concurrent)
             .bind(spend_nanos(&spec.limits)?)
             .bind(spec.limits.spend_limit_period.as_deref())
+            .bind(models_json(&spec.allowed_regions))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -245,6 +247,7 @@ impl SqliteStore {
         let name = u.name.clone().unwrap_or(current.name);
         let description = u.description.clone().unwrap_or(current.description);
         let models = u.allowed_models.clone().unwrap_or(current.allowed_models);
+        let regions = u.allowed_regions.clone().unwrap_or(current.allowed_regions);
         let expires = u.expires_ms.unwrap_or(current.expires_ms);
         let limits = u.limits.clone().unwrap_or(current.limits);
         let status = match u.enabled {
@@ -254,7 +257,7 @@ impl SqliteStore {
         };
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE api_keys SET name = ?, description = ?, allowed_models = ?, expires_ms = ?, rpm = ?, tpm = ?,
-                 max_concurrent = ?, spend_limit_nanos = ?, spend_limit_period = ?, status = ?, updated_ms = ?,
+                 max_concurrent = ?, spend_limit_nanos = ?, spend_limit_period = ?, status = ?, updated_ms = ?, allowed_regions = ?,
                  version = {NEXT_VERSION}
              WHERE account_id = ? AND id = ? AND status != 'deleted'"
         ));
@@ -270,6 +273,7 @@ impl SqliteStore {
             .bind(limits.spend_limit_period.as_deref())
             .bind(status.as_str())
             .bind(now_ms())
+            .bind(models_json(&regions))
             .bind(account_id)
             .bind(id)
             .execute(&self.pool)
@@ -337,7 +341,7 @@ impl SqliteStore {
     pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT k.id, k.account_id, k.secret_hash, k.status, k.version, k.expires_ms, k.allowed_models,
-                    k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, a.status AS account_status
+                    k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, k.allowed_regions, a.status AS account_status
              FROM api_keys k LEFT JOIN accounts a ON a.id = k.account_id
              WHERE k.version > ? ORDER BY k.version",
         )
@@ -360,6 +364,7 @@ impl SqliteStore {
                     previous_hash: hash_of(row.try_get("previous_hash")?),
                     previous_expires_ms: row.try_get("previous_expires_ms")?,
                     spend_limit_nanos: row.try_get("spend_limit_nanos")?,
+                    allowed_regions: models_of(row.try_get("allowed_regions")?),
                 })
             })
             .collect()

@@ -231,4 +231,10 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE usage_records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
     "#,
+    // 6: jurisdictions — a key may be restricted to provider regions; each record keeps
+    //    the region that processed it.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN allowed_regions TEXT;
+    ALTER TABLE usage_records ADD COLUMN region TEXT;
+    "#,
 ];

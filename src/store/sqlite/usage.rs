@@ -11,7 +11,7 @@ use crate::billing::Money;
 use crate::store::{Granularity, GroupBy, StoreError, UsagePoint, UsageTotals};
 use crate::usage::UsageRecord;
 
-/// Rows per multi-row INSERT (19 parameters each, well under SQLite's variable limit).
+/// Rows per multi-row INSERT (20 parameters each, well under SQLite's variable limit).
 const USAGE_ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT OR IGNORE` of `rows` usage records; the SQL for each row count is built once
@@ -21,12 +21,12 @@ fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
     let cache = CACHE.get_or_init(|| {
         (0..=USAGE_ROWS_PER_INSERT)
             .map(|n| {
-                let row = format!("({})", vec!["?"; 19].join(", "));
+                let row = format!("({})", vec!["?"; 20].join(", "));
                 let values = vec![row; n].join(", ");
                 Arc::from(format!(
                     "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
                         started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
-                        output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts) VALUES {values}"
+                        output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts, region) VALUES {values}"
                 ))
             })
             .collect()
@@ -60,7 +60,8 @@ impl SqliteStore {
                     .bind(r.cost_nanos)
                     .bind(to_i64(r.latency_us))
                     .bind(r.ttft_us.map(to_i64))
-                    .bind(i64::from(r.attempts));
+                    .bind(i64::from(r.attempts))
+                    .bind(r.region.as_deref());
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
@@ -218,5 +219,6 @@ fn record_of(row: &SqliteRow) -> Result<UsageRecord, sqlx::Error> {
         latency_us: to_u64(row.try_get("latency_us")?),
         ttft_us: row.try_get::<Option<i64>, _>("ttft_us")?.map(to_u64),
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+        region: row.try_get("region")?,
     })
 }
