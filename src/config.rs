@@ -247,6 +247,16 @@ pub struct ProviderConfig {
     /// Whole-request limit for non-stream requests.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
+    /// Active health checks: probe `health_check_path` this often (off when absent).
+    #[serde(default)]
+    pub health_check_interval_ms: Option<u64>,
+    /// Path below `base_url` to probe; any 2xx is healthy.
+    #[serde(default = "default_health_path")]
+    pub health_check_path: String,
+}
+
+fn default_health_path() -> String {
+    "/models".to_owned()
 }
 
 fn default_connect_timeout() -> u64 {

@@ -176,6 +176,38 @@ impl Gateway {
         &self.model_ids
     }
 
+    /// Starts the active health checks of every route whose provider has them on.
+    pub fn spawn_health_checks(
+        &self,
+        tasks: &tokio_util::task::TaskTracker,
+        stop: &tokio_util::sync::CancellationToken,
+    ) {
+        for route in self.routes.values() {
+            for target in &route.targets {
+                let Some(every) = target.provider.probe_interval() else {
+                    continue;
+                };
+                let (target, stop) = (target.clone(), stop.clone());
+                tasks.spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            _ = tick.tick() => {
+                                if target.provider.probe().await {
+                                    target.probe_passed();
+                                } else {
+                                    target.probe_failed();
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+
     /// The `/v1/models` entry of a model: owner, context length and current prices.
     pub fn model_card(&self, id: &str) -> Option<serde_json::Value> {
         let route = self.routes.get(id)?;

@@ -198,6 +198,7 @@ pub async fn run(
             }
         });
     }
+    gateway.spawn_health_checks(&tasks, &stop);
     if config.usage.warm_tokenizer {
         tasks.spawn_blocking(usage::tokens::warm);
     }

@@ -51,6 +51,20 @@ impl Provider {
         }
     }
 
+    /// How often to probe the provider, when active health checks are on.
+    pub fn probe_interval(&self) -> Option<Duration> {
+        match self {
+            Provider::OpenAi(p) => p.probe_interval(),
+        }
+    }
+
+    /// One active health check.
+    pub async fn probe(&self) -> bool {
+        match self {
+            Provider::OpenAi(p) => p.probe().await,
+        }
+    }
+
     /// Where the provider processes data, when configured.
     pub fn region(&self) -> Option<&str> {
         match self {

@@ -64,6 +64,25 @@ impl Target {
         InFlight(self.clone())
     }
 
+    /// An active health check failed: out of rotation until a probe succeeds.
+    pub fn probe_failed(&self) {
+        if self.healthy(now_ms()) {
+            tracing::warn!(
+                provider = self.provider.name(),
+                "route failed its health check"
+            );
+        }
+        self.ejected_until_ms.store(i64::MAX, Ordering::Relaxed);
+    }
+
+    /// An active health check passed: back in rotation.
+    pub fn probe_passed(&self) {
+        if self.ejected_until_ms.load(Ordering::Relaxed) == i64::MAX {
+            self.ejected_until_ms.store(0, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
     pub fn succeeded(&self) {
         self.failures.store(0, Ordering::Relaxed);
         self.ejections.store(0, Ordering::Relaxed);

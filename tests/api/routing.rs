@@ -17,6 +17,8 @@ fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConfig {
         api_key_env: None,
         third_party,
         region: None,
+        health_check_interval_ms: None,
+        health_check_path: "/models".to_owned(),
         connect_timeout_ms: 1_000,
         ttfb_timeout_ms: 5_000,
         idle_timeout_ms: 5_000,
@@ -299,4 +301,25 @@ async fn region_restricted_keys_never_leave_their_region_even_under_failover() {
     // An unrestricted key still uses the us tier.
     assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
     assert_eq!(app.mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_dead_route_out_before_any_request_fails_over() {
+    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let app = TestApp::spawn_with(move |c| {
+        let mut p = provider("dead", dead, false);
+        p.health_check_interval_ms = Some(100);
+        c.providers[0].health_check_interval_ms = Some(100);
+        with_routes(c, vec![p], route("mock", 1, 0), vec![route("dead", 5, 0)]);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    }
+    let records = app.records(20).await;
+    assert!(
+        records.iter().all(|r| r.attempts == 1),
+        "the probed-dead route was never tried"
+    );
 }

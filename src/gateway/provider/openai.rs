@@ -28,6 +28,8 @@ pub struct OpenAiProvider {
     request_timeout: Duration,
     third_party: bool,
     region: Option<String>,
+    /// Active health check: what to probe and how often.
+    probe: Option<(reqwest::Url, Duration)>,
 }
 
 impl OpenAiProvider {
@@ -81,11 +83,40 @@ impl OpenAiProvider {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             third_party: config.third_party,
             region: config.region.clone(),
+            probe: match config.health_check_interval_ms {
+                Some(ms) => Some((
+                    reqwest::Url::parse(&format!("{base}{}", config.health_check_path)).map_err(
+                        |e| format!("provider `{}`: invalid health_check_path: {e}", config.name),
+                    )?,
+                    Duration::from_millis(ms.max(100)),
+                )),
+                None => None,
+            },
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The probe interval, when active health checks are on.
+    pub fn probe_interval(&self) -> Option<Duration> {
+        self.probe.as_ref().map(|(_, every)| *every)
+    }
+
+    /// One active health check: a 2xx within the connect + TTFB limits is healthy.
+    pub async fn probe(&self) -> bool {
+        let Some((url, _)) = &self.probe else {
+            return true;
+        };
+        let mut request = self.client.get(url.clone());
+        if let Some(auth) = &self.authorization {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        matches!(
+            tokio::time::timeout(self.ttfb_timeout, request.send()).await,
+            Ok(Ok(r)) if r.status().is_success()
+        )
     }
 
     pub fn region(&self) -> Option<&str> {
