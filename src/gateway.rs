@@ -343,8 +343,12 @@ impl Gateway {
                 )
                 .map_err(ApiError::InvalidBody)?;
             let in_flight = target.start();
+            let sent = std::time::Instant::now();
             match target.provider.send(endpoint, upstream_body).await {
                 Ok(response) => {
+                    target.observe_latency(
+                        u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    );
                     target.succeeded();
                     break (target, in_flight, response);
                 }

@@ -15,6 +15,8 @@ use super::Provider;
 use crate::time::now_ms;
 
 const EJECT_AFTER: u32 = 3;
+/// Latency differences below this are noise, not a reason to prefer a route.
+const LATENCY_MARGIN_US: u64 = 5_000;
 const BASE_BACKOFF_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 60_000;
 
@@ -25,6 +27,8 @@ pub struct Target {
     pub weight: u32,
     pub priority: u32,
     outstanding: AtomicU64,
+    /// Exponentially weighted mean time to response headers, µs (0 until measured).
+    latency_ewma_us: AtomicU64,
     failures: AtomicU32,
     ejections: AtomicU32,
     ejected_until_ms: AtomicI64,
@@ -43,6 +47,7 @@ impl Target {
             weight: weight.max(1),
             priority,
             outstanding: AtomicU64::new(0),
+            latency_ewma_us: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until_ms: AtomicI64::new(0),
@@ -81,6 +86,19 @@ impl Target {
             self.ejected_until_ms.store(0, Ordering::Relaxed);
             self.failures.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Folds one time-to-headers measurement into the EWMA (α = 1/5).
+    pub fn observe_latency(&self, us: u64) {
+        let _ = self
+            .latency_ewma_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    us.max(1)
+                } else {
+                    (old * 4 + us) / 5
+                })
+            });
     }
 
     pub fn succeeded(&self) {
@@ -174,13 +192,15 @@ pub fn pick(
     if candidates.len() == 1 {
         return Some(candidates[0]);
     }
-    let total: u64 = candidates
-        .iter()
-        .map(|i| u64::from(targets[*i].weight))
-        .sum();
-    let draw = || {
-        let mut r = random(total as usize) as u64;
-        for &i in &candidates {
+    // Two distinct routes, each drawn with probability ∝ weight (the second among the rest).
+    let draw = |skip: Option<usize>| {
+        let total: u64 = candidates
+            .iter()
+            .filter(|i| Some(**i) != skip)
+            .map(|i| u64::from(targets[*i].weight))
+            .sum();
+        let mut r = random(total.max(1) as usize) as u64;
+        for &i in candidates.iter().filter(|i| Some(**i) != skip) {
             let w = u64::from(targets[i].weight);
             if r < w {
                 return i;
@@ -189,7 +209,22 @@ pub fn pick(
         }
         candidates[0]
     };
-    let (a, b) = (draw(), draw());
+    let a = draw(None);
+    let b = draw(Some(a));
+    // A route more than twice (and 5 ms) as slow as the other loses outright; otherwise fewer
+    // requests in flight per weight wins, and a tie keeps the weighted first draw.
+    let (la, lb) = (
+        targets[a].latency_ewma_us.load(Ordering::Relaxed),
+        targets[b].latency_ewma_us.load(Ordering::Relaxed),
+    );
+    if la > 0 && lb > 0 {
+        if la > 2 * lb && la - lb > LATENCY_MARGIN_US {
+            return Some(b);
+        }
+        if lb > 2 * la && lb - la > LATENCY_MARGIN_US {
+            return Some(a);
+        }
+    }
     Some(if targets[b].load() < targets[a].load() {
         b
     } else {

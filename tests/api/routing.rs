@@ -323,3 +323,27 @@ async fn active_health_checks_take_a_dead_route_out_before_any_request_fails_ove
         "the probed-dead route was never tried"
     );
 }
+
+#[tokio::test]
+async fn a_much_slower_route_gets_little_traffic() {
+    let slow = MockUpstream::start().await.unwrap();
+    slow.set_default(Script {
+        delay: Duration::from_millis(60),
+        ..Default::default()
+    });
+    let base = slow.base_url();
+    let app = TestApp::spawn_with(move |c| {
+        with_routes(
+            c,
+            vec![provider("slow", base, false)],
+            route("mock", 1, 0),
+            vec![route("slow", 1, 0)],
+        )
+    })
+    .await;
+    for _ in 0..60 {
+        assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    }
+    let slow_share = slow.requests().len();
+    assert!(slow_share <= 15, "the slow route served {slow_share} of 60");
+}
