@@ -232,12 +232,6 @@ impl Gateway {
         Some(card)
     }
 
-    pub fn prices(&self, model: &str) -> Option<Prices> {
-        self.routes
-            .get(model)
-            .map(|r| r.prices.at(crate::time::now_ms()))
-    }
-
     /// Forwards one admitted request. Finishes `meter` itself on every error path.
     pub async fn forward(
         &self,

@@ -280,9 +280,6 @@ impl Store {
     ) -> Result<(i64, i64, Vec<LedgerEntry>), StoreError> {
         dispatch!(self, s => s.billing_snapshot(billing_id, account_id, limit).await)
     }
-    pub async fn unposted_usage(&self, account_id: &str) -> Result<i64, StoreError> {
-        dispatch!(self, s => s.unposted_usage(account_id).await)
-    }
 
     // Data rights and retention.
     /// Erases an account's personal data; the ledger and daily aggregates stay under a tombstone id.

@@ -31,11 +31,6 @@ impl SseParser {
         Ok(())
     }
 
-    /// Bytes received but not yet part of a complete event.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
     /// The data of the next complete event that has any; `None` until more bytes arrive.
     pub fn next_data(&mut self) -> Option<Bytes> {
         loop {

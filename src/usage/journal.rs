@@ -187,10 +187,4 @@ impl Journal {
             }
         }
     }
-
-    /// Bytes currently held in the journal (metrics, tests).
-    pub fn pending_bytes(&self) -> u64 {
-        let inner = self.lock();
-        inner.bytes + inner.sealed.len() as u64 * SEGMENT_BYTES
-    }
 }

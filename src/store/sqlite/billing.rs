@@ -263,15 +263,4 @@ impl SqliteStore {
             rows.iter().map(entry_of).collect::<Result<_, _>>()?,
         ))
     }
-
-    /// Usage of one account recorded but not yet posted to the ledger.
-    pub async fn unposted_usage(&self, account_id: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(SUM(cost_nanos), 0) FROM usage_records
-             WHERE account_id = ? AND rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)",
-        )
-        .bind(account_id)
-        .fetch_one(&self.pool)
-        .await?)
-    }
 }
