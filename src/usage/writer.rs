@@ -24,6 +24,12 @@ pub fn spawn_writer(
     budgets: Option<Arc<Budgets>>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
+    let committer = Committer {
+        store,
+        journal,
+        budgets,
+        stop: stop.clone(),
+    };
     tokio::spawn(async move {
         let mut batch: Vec<UsageRecord> = Vec::with_capacity(batch_size);
         loop {
@@ -62,15 +68,7 @@ pub fn spawn_writer(
                     }
                 }
             }
-            write(
-                &store,
-                &batch,
-                journal.as_deref(),
-                budgets.as_deref(),
-                last_seq,
-                &stop,
-            )
-            .await;
+            committer.write(&batch, last_seq).await;
             batch.clear();
         }
         // Stopping: write what is already queued, then leave the rest to the journal.
@@ -79,65 +77,59 @@ pub fn spawn_writer(
             last_seq = m.seq;
             batch.push(m.record);
             if batch.len() == batch_size {
-                write(
-                    &store,
-                    &batch,
-                    journal.as_deref(),
-                    budgets.as_deref(),
-                    last_seq,
-                    &stop,
-                )
-                .await;
+                committer.write(&batch, last_seq).await;
                 batch.clear();
             }
         }
         if !batch.is_empty() {
-            write(
-                &store,
-                &batch,
-                journal.as_deref(),
-                budgets.as_deref(),
-                last_seq,
-                &stop,
-            )
-            .await;
+            committer.write(&batch, last_seq).await;
         }
     })
 }
 
-async fn write(
-    store: &Store,
-    batch: &[UsageRecord],
-    journal: Option<&Journal>,
-    budgets: Option<&Budgets>,
-    last_seq: u64,
-    stop: &CancellationToken,
-) {
-    let mut delay = Duration::from_millis(50);
-    let mut attempts = 0u32;
-    loop {
-        match store.insert_usage(batch).await {
-            Ok(_) => {
-                if let Some(b) = budgets {
-                    b.flushed(batch);
-                }
-                if let Some(j) = journal {
-                    j.committed(last_seq);
-                }
-                return;
-            }
-            Err(e) => {
-                attempts += 1;
-                tracing::error!(error = %e, records = batch.len(), attempts, "usage batch write failed; retrying");
-                if stop.is_cancelled() && attempts >= 3 {
-                    tracing::error!(
-                        records = batch.len(),
-                        "giving up at shutdown; the journal keeps these records for the next start"
-                    );
+/// What a committed batch must update besides the store.
+struct Committer {
+    store: Store,
+    journal: Option<Arc<Journal>>,
+    budgets: Option<Arc<Budgets>>,
+    stop: CancellationToken,
+}
+
+impl Committer {
+    /// Writes one batch, retrying with backoff; gives up only at shutdown (the journal keeps it).
+    async fn write(&self, batch: &[UsageRecord], last_seq: u64) {
+        let (store, journal, budgets, stop) = (
+            &self.store,
+            self.journal.as_deref(),
+            self.budgets.as_deref(),
+            &self.stop,
+        );
+        let mut delay = Duration::from_millis(50);
+        let mut attempts = 0u32;
+        loop {
+            match store.insert_usage(batch).await {
+                Ok(_) => {
+                    if let Some(b) = budgets {
+                        b.flushed(batch);
+                    }
+                    if let Some(j) = journal {
+                        j.committed(last_seq);
+                    }
                     return;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                Err(e) => {
+                    attempts += 1;
+                    tracing::error!(error = %e, records = batch.len(), attempts, "usage batch write failed; retrying");
+                    if stop.is_cancelled() && attempts >= 3 {
+                        tracing::error!(
+                            records = batch.len(),
+                            "giving up at shutdown; the journal keeps these records for the next start"
+                        );
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }
