@@ -36,13 +36,22 @@ pub struct TestApp {
 
 /// A config pointing at `mock` with `dir` as data dir, as the tests use it.
 pub fn test_config(dir: &Path, mock_base: &str) -> Config {
-    let text = format!(
+    Config::from_parts(&config_toml(dir, mock_base, None, "info"), "test", &[]).unwrap()
+}
+
+/// The one config template of the tests: data in `dir`, the test model served by `mock_base`,
+/// and (for server processes) a listen port and a log level.
+fn config_toml(dir: &Path, mock_base: &str, port: Option<u16>, log_level: &str) -> String {
+    let listen = port.map_or(String::new(), |p| format!("listen = \"127.0.0.1:{p}\"\n"));
+    format!(
         r#"
 [server]
-data_dir = "{dir}"
+{listen}data_dir = "{dir}"
 secret = "{TEST_SECRET}"
 [store]
 url = "sqlite://{dir}/instagen.db"
+[log]
+level = "{log_level}"
 [accounts]
 admin_token = "{ADMIN_TOKEN}"
 [[providers]]
@@ -58,8 +67,7 @@ output_usd_per_mtok = "0.30"
 cached_input_usd_per_mtok = "0.10"
 "#,
         dir = dir.display()
-    );
-    Config::from_parts(&text, "test", &[]).unwrap()
+    )
 }
 
 impl TestApp {
@@ -293,34 +301,12 @@ impl ServerProcess {
 
 /// Writes a config file for a server process on a free port in front of `mock_base`.
 pub fn write_process_config(dir: &Path, mock_base: &str, log_level: &str) -> PathBuf {
-    let port = free_port();
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-data_dir = "{dir}"
-secret = "{TEST_SECRET}"
-[store]
-url = "sqlite://{dir}/instagen.db"
-[log]
-level = "{log_level}"
-[accounts]
-admin_token = "{ADMIN_TOKEN}"
-[[providers]]
-name = "mock"
-kind = "openai"
-base_url = "{mock_base}"
-[[models]]
-id = "{MODEL}"
-provider = "mock"
-upstream_model = "{UPSTREAM_MODEL}"
-input_usd_per_mtok = "0.20"
-output_usd_per_mtok = "0.30"
-"#,
-        dir = dir.display()
-    );
     let path = dir.join("instagen.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(
+        &path,
+        config_toml(dir, mock_base, Some(free_port()), log_level),
+    )
+    .unwrap();
     path
 }
 
