@@ -68,6 +68,14 @@ impl Store {
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
         dispatch!(self, s => s.list_accounts().await)
     }
+    pub async fn set_account_regions(
+        &self,
+        id: &str,
+        regions: Option<&[String]>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_account_regions(id, regions).await)
+    }
+
     pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_account_status(id, status).await)
     }

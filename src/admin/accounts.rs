@@ -76,6 +76,20 @@ pub async fn create_account(
     Ok(account)
 }
 
+/// Restricts (or, with `None`, frees) an account's requests to provider regions.
+pub async fn set_account_regions(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    regions: Option<Vec<String>>,
+) -> Result<Account, StoreError> {
+    super::check_models(&regions)
+        .map_err(|_| invalid("allowed_regions: at most 256 non-empty region names"))?;
+    store.set_account_regions(id, regions.as_deref()).await?;
+    audit(store, actor, Some(id), "account.regions", Some(id)).await;
+    store.account(id).await
+}
+
 pub async fn set_account_status(
     store: &Store,
     actor: &Actor,

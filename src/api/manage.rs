@@ -45,7 +45,12 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/v1/accounts",
             get(accounts::list).post(accounts::create),
         )
-        .route(acct, get(accounts::get).delete(accounts::delete_account))
+        .route(
+            acct,
+            get(accounts::get)
+                .patch(accounts::update)
+                .delete(accounts::delete_account),
+        )
         .route(&format!("{acct}/export-all"), get(accounts::export_all))
         .route(&format!("{acct}/suspend"), post(accounts::suspend))
         .route(&format!("{acct}/unsuspend"), post(accounts::unsuspend))

@@ -6,6 +6,10 @@
 //! the upstream's `Retry-After`; a success resets it. A higher tier is used only when no
 //! route of a lower tier is healthy; when no route at all is healthy, the least recently
 //! ejected one is still tried rather than failing every request (panic mode).
+//!
+//! This is a circuit breaker per route: closed (serving), open (ejected), and half-open
+//! once the backoff ends — then a single trial request at a time goes through; its
+//! success closes the circuit, its failure opens it again at once with a longer backoff.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -55,7 +59,16 @@ impl Target {
     }
 
     pub fn healthy(&self, now: i64) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) <= now
+        if self.ejected_until_ms.load(Ordering::Relaxed) > now {
+            return false;
+        }
+        // Half-open: after an ejection only one trial request at a time.
+        !self.half_open() || self.outstanding.load(Ordering::Relaxed) == 0
+    }
+
+    /// The backoff of an ejection has ended but no request has succeeded since.
+    fn half_open(&self) -> bool {
+        self.ejections.load(Ordering::Relaxed) > 0
     }
 
     /// Requests in flight on this route, divided by its weight (lower is better).
@@ -115,7 +128,8 @@ impl Target {
             self.ejected_until_ms.fetch_max(until, Ordering::Relaxed);
             return;
         }
-        if n >= EJECT_AFTER {
+        // A failed half-open trial opens the circuit again at once.
+        if n >= EJECT_AFTER || self.half_open() {
             let k = self.ejections.fetch_add(1, Ordering::Relaxed).min(6);
             let backoff = (BASE_BACKOFF_MS << k).min(MAX_BACKOFF_MS);
             self.ejected_until_ms
@@ -273,6 +287,45 @@ impl RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target() -> Arc<Target> {
+        let config: crate::config::ProviderConfig =
+            toml::from_str("name = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"")
+                .unwrap();
+        let provider = Arc::new(Provider::from_config(&config).unwrap());
+        Arc::new(Target::new(provider, "m".into(), 1, 0))
+    }
+
+    #[test]
+    fn the_circuit_opens_half_opens_for_one_trial_and_closes_on_success() {
+        let t = target();
+        let now = now_ms();
+        for _ in 0..EJECT_AFTER {
+            t.failed(None);
+        }
+        assert!(!t.healthy(now), "open after consecutive failures");
+        t.ejected_until_ms.store(0, Ordering::Relaxed); // the backoff has passed
+        assert!(t.healthy(now), "half-open admits a trial");
+        let trial = t.start();
+        assert!(!t.healthy(now), "only one trial at a time");
+        t.failed(None);
+        drop(trial);
+        let until = t.ejected_until_ms.load(Ordering::Relaxed);
+        assert!(
+            until > now + BASE_BACKOFF_MS,
+            "a failed trial reopens, with a longer backoff"
+        );
+        t.ejected_until_ms.store(0, Ordering::Relaxed);
+        let trial = t.start();
+        t.succeeded();
+        drop(trial);
+        assert!(
+            t.healthy(now) && !t.half_open(),
+            "a successful trial closes the circuit"
+        );
+        let _a = t.start();
+        assert!(t.healthy(now), "closed: concurrent requests again");
+    }
 
     #[test]
     fn the_retry_budget_allows_a_burst_then_a_fifth_of_traffic() {

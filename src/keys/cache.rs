@@ -27,6 +27,17 @@ pub struct AuthedKey {
     pub allowed_regions: Option<Vec<String>>,
 }
 
+/// A key restricted by its own list and its account's may use only regions on both.
+fn effective_regions(
+    key: Option<Vec<String>>,
+    account: Option<Vec<String>>,
+) -> Option<Vec<String>> {
+    match (key, account) {
+        (Some(k), Some(a)) => Some(k.into_iter().filter(|r| a.contains(r)).collect()),
+        (k, a) => k.or(a),
+    }
+}
+
 impl AuthedKey {
     /// Whether a provider in `region` may process this key's requests.
     pub fn may_process_in(&self, region: Option<&str>) -> bool {
@@ -161,7 +172,7 @@ impl KeyCache {
                 account_id: row.account_id,
                 allowed_models: row.allowed_models,
                 spend_limit_nanos: row.spend_limit_nanos,
-                allowed_regions: row.allowed_regions,
+                allowed_regions: effective_regions(row.allowed_regions, row.account_regions),
             });
             let previous = row.previous_hash.zip(row.previous_expires_ms);
             entries.insert(

@@ -67,6 +67,8 @@ pub struct Account {
     pub created_ms: i64,
     /// The opaque id the ledger uses for this account.
     pub billing_id: String,
+    /// Provider regions every key of the account is limited to; `None` means any.
+    pub allowed_regions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,6 +109,8 @@ pub struct KeyRow {
     pub spend_limit_nanos: Option<i64>,
     /// Provider regions this key's requests may be processed in; `None` means any.
     pub allowed_regions: Option<Vec<String>>,
+    /// The account's own region restriction, which every key of it inherits.
+    pub account_regions: Option<Vec<String>>,
 }
 
 /// Limits stored with a key; enforced by the limits and billing layers.

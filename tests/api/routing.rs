@@ -301,6 +301,48 @@ async fn region_restricted_keys_never_leave_their_region_even_under_failover() {
     // An unrestricted key still uses the us tier.
     assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
     assert_eq!(app.mock.requests().len(), 1);
+
+    // An operator restricts the whole account to the eu: its unrestricted key inherits it
+    // (within the key cache's refresh), and a failing eu still never falls back to the us.
+    let account = format!("/api/v1/accounts/{}", app.account_id);
+    let (status, body) = api(
+        &app,
+        reqwest::Method::PATCH,
+        &account,
+        Some(ADMIN_TOKEN),
+        Some(&json!({"allowed_regions": ["eu"]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["allowed_regions"].clone()),
+        (200, json!(["eu"]))
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.chat(&chat_body("x")).await.status(), 502);
+    assert_eq!(
+        app.mock.requests().len(),
+        1,
+        "the account's key stayed in the eu"
+    );
+    eu.set_default(Script::default());
+    assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    assert_eq!(app.mock.requests().len(), 1);
+    // Key ∩ account: the ap-only key of an eu-only account may go nowhere.
+    assert_eq!(chat_status(&app, &ap_key, 403).await.0, 403);
+
+    // Lifting the restriction (null) sends the account's traffic to the us tier again.
+    let (status, _) = api(
+        &app,
+        reqwest::Method::PATCH,
+        &account,
+        Some(ADMIN_TOKEN),
+        Some(&json!({"allowed_regions": null})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
+    assert_eq!(app.mock.requests().len(), 2);
 }
 
 #[tokio::test]

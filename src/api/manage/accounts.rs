@@ -82,6 +82,33 @@ pub async fn get(
     Ok(axum::Json(json!({"account": a, "your_role": role})).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountUpdate {
+    /// Provider regions the account's requests may be processed in; `null` lifts the limit.
+    #[serde(default, deserialize_with = "super::keys::present")]
+    allowed_regions: Option<Option<Vec<String>>>,
+}
+
+/// Operator: restrict an account to regions (its keys inherit it, even under failover).
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, MgmtError> {
+    p.require_operator()?;
+    let req: AccountUpdate = parse(&body)?;
+    let Some(regions) = req.allowed_regions else {
+        return Err(MgmtError::invalid(
+            "allowed_regions",
+            "give `allowed_regions`: a list of regions, or null to lift the restriction",
+        ));
+    };
+    let a = admin::set_account_regions(&state.store, &p.actor(), &account, regions).await?;
+    Ok(axum::Json(a).into_response())
+}
+
 async fn set_suspended(
     state: &AppState,
     p: &Principal,

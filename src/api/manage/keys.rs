@@ -100,7 +100,7 @@ pub async fn get(
 }
 
 /// Distinguishes "absent" (leave as is) from `null` (clear) for optional fields.
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+pub(super) fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

@@ -26,6 +26,9 @@ fn account_of(row: &SqliteRow) -> Result<Account, sqlx::Error> {
         billing_id: row
             .try_get::<Option<String>, _>("billing_id")?
             .unwrap_or_default(),
+        allowed_regions: row
+            .try_get::<Option<String>, _>("allowed_regions")?
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 
@@ -75,6 +78,7 @@ impl SqliteStore {
             name: name.to_owned(),
             status: "active".to_owned(),
             created_ms: now_ms(),
+            allowed_regions: None,
             billing_id: new_id("bill")?,
         };
         sqlx::query(
@@ -92,7 +96,7 @@ impl SqliteStore {
 
     pub async fn account(&self, id: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE id = ? AND status != 'deleted'",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions FROM accounts WHERE id = ? AND status != 'deleted'",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -103,7 +107,7 @@ impl SqliteStore {
 
     pub async fn account_by_name(&self, name: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE name = ? AND status != 'deleted'",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions FROM accounts WHERE name = ? AND status != 'deleted'",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -114,11 +118,40 @@ impl SqliteStore {
 
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id FROM accounts WHERE status != 'deleted' ORDER BY created_ms, name",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions FROM accounts WHERE status != 'deleted' ORDER BY created_ms, name",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(account_of).collect::<Result<_, _>>()?)
+    }
+
+    /// Restricts an account to provider regions (`None` lifts it); bumps its keys' versions
+    /// so every instance applies it within a second.
+    pub async fn set_account_regions(
+        &self,
+        id: &str,
+        regions: Option<&[String]>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let text = regions.and_then(|r| serde_json::to_string(r).ok());
+        let done = sqlx::query(
+            "UPDATE accounts SET allowed_regions = ? WHERE id = ? AND status != 'deleted'",
+        )
+        .bind(text)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        sqlx::query(
+            "UPDATE api_keys SET version = (SELECT MAX(version) FROM api_keys) + rowid WHERE account_id = ?",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Suspends or reactivates an account; bumps its keys' versions so every instance

@@ -341,7 +341,7 @@ impl SqliteStore {
     pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT k.id, k.account_id, k.secret_hash, k.status, k.version, k.expires_ms, k.allowed_models,
-                    k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, k.allowed_regions, a.status AS account_status
+                    k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, k.allowed_regions, a.status AS account_status, a.allowed_regions AS account_regions
              FROM api_keys k LEFT JOIN accounts a ON a.id = k.account_id
              WHERE k.version > ? ORDER BY k.version",
         )
@@ -365,6 +365,7 @@ impl SqliteStore {
                     previous_expires_ms: row.try_get("previous_expires_ms")?,
                     spend_limit_nanos: row.try_get("spend_limit_nanos")?,
                     allowed_regions: models_of(row.try_get("allowed_regions")?),
+                    account_regions: models_of(row.try_get("account_regions")?),
                 })
             })
             .collect()

@@ -237,4 +237,8 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_keys ADD COLUMN allowed_regions TEXT;
     ALTER TABLE usage_records ADD COLUMN region TEXT;
     "#,
+    // 7: an account may be restricted to provider regions too (its keys inherit it).
+    r#"
+    ALTER TABLE accounts ADD COLUMN allowed_regions TEXT;
+    "#,
 ];
