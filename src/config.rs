@@ -217,6 +217,8 @@ pub enum LogFormat {
 pub enum ProviderKind {
     /// Any OpenAI-compatible engine or API (vLLM, SGLang, llama.cpp, Ollama, OpenAI …).
     Openai,
+    /// Anthropic's Messages API; chat completions are translated both ways.
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -229,6 +231,16 @@ pub struct ProviderConfig {
     /// Name of the env variable holding the upstream API key; the key itself is never stored.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// A file holding the upstream API key (e.g. a mounted secret); wins over `api_key_env`.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// The key of a provider managed through the operator API (decrypted at start, never
+    /// read from a config file).
+    #[serde(skip)]
+    pub api_key: Option<Secret>,
+    /// `max_tokens` sent to APIs that require one (Anthropic) when the client set none.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u64,
     /// A third party gets only what the request needs (see gateway minimisation).
     #[serde(default)]
     pub third_party: bool,
@@ -253,6 +265,10 @@ pub struct ProviderConfig {
     /// Path below `base_url` to probe; any 2xx is healthy.
     #[serde(default = "default_health_path")]
     pub health_check_path: String,
+}
+
+fn default_max_tokens() -> u64 {
+    4_096
 }
 
 fn default_health_path() -> String {

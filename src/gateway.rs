@@ -255,13 +255,7 @@ impl Gateway {
         {
             Ok(Answer::Json(json)) => Ok(Forwarded::Json(json)),
             Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Box::new(Relay::new(
-                parts.response,
-                meter,
-                body,
-                endpoint,
-                parts.client_wants_usage,
-                parts.idle_timeout,
-                parts.in_flight,
+                *parts, meter, body, endpoint,
             )))),
             Err(err) => {
                 meter.finish(
@@ -329,12 +323,9 @@ impl Gateway {
             meter.route(&route.model_id, target.provider.name(), prices, stream);
             meter.set_region(target.provider.region());
             meter.set_attempts(tried.len());
-            let upstream_body = inspected
-                .rewrite(
-                    &target.upstream_model,
-                    stream,
-                    target.provider.third_party().then_some(endpoint),
-                )
+            let upstream_body = target
+                .provider
+                .build_body(endpoint, &inspected, &target.upstream_model, stream)
                 .map_err(ApiError::InvalidBody)?;
             let in_flight = target.start();
             let sent = std::time::Instant::now();
@@ -366,12 +357,13 @@ impl Gateway {
         let client_wants_usage = inspected.client_wants_usage;
         drop(inspected);
         if stream {
-            return Ok(Answer::Stream(StreamParts {
+            return Ok(Answer::Stream(Box::new(StreamParts {
                 response,
                 client_wants_usage,
                 idle_timeout: target.provider.idle_timeout(),
                 in_flight,
-            }));
+                translator: target.provider.stream_translator(),
+            })));
         }
         let json = target.provider.read_body(response).await?;
         drop(in_flight);
@@ -399,12 +391,14 @@ impl Gateway {
 
 enum Answer {
     Json(Bytes),
-    Stream(StreamParts),
+    Stream(Box<StreamParts>),
 }
 
-struct StreamParts {
+pub(crate) struct StreamParts {
     response: reqwest::Response,
     client_wants_usage: bool,
     idle_timeout: std::time::Duration,
     in_flight: routing::InFlight,
+    /// Set when the provider streams another wire format than OpenAI's.
+    translator: Option<provider::StreamTranslator>,
 }

@@ -2,7 +2,8 @@
 //!
 //! InstaGen's integration tests and load bench put it where a vLLM, SGLang or
 //! third-party API would be. It answers `GET /v1/models`, `POST /v1/chat/completions`,
-//! `POST /v1/completions` and `POST /v1/embeddings`, as JSON or SSE, and records
+//! `POST /v1/completions` and `POST /v1/embeddings`, as JSON or SSE, plus Anthropic's
+//! `POST /v1/messages` in its own wire format (JSON or named SSE events), and records
 //! every request it receives so tests can assert exactly what an upstream saw.
 //!
 //! Behaviour is scripted per request: [`MockUpstream::push`] queues a [`Script`]
@@ -53,6 +54,9 @@ pub struct Script {
     pub retry_after: Option<u64>,
     /// Replay these exact SSE bytes as the stream (e.g. a real engine's capture).
     pub raw_sse: Option<Bytes>,
+    /// Answer (after the reply text) with a call of this tool: (name, JSON arguments).
+    /// Only the Anthropic Messages route acts on it.
+    pub tool_call: Option<(String, String)>,
 }
 
 impl Default for Script {
@@ -68,6 +72,7 @@ impl Default for Script {
             cached_tokens: None,
             retry_after: None,
             raw_sse: None,
+            tool_call: None,
         }
     }
 }
@@ -226,6 +231,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(anthropic_messages))
         .with_state(shared)
 }
 
@@ -576,4 +582,144 @@ async fn embeddings(
         out["usage"] = json!({"prompt_tokens": tokens, "total_tokens": tokens});
     }
     axum::Json(out).into_response()
+}
+
+/// Anthropic's Messages API: the same scripts, in Anthropic's JSON and event stream.
+async fn anthropic_messages(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let script = take_script(&shared, &method, &uri, &headers, &body);
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if script.status != 200 {
+        let message = if script.echo_body_in_error {
+            format!("invalid request: {}", String::from_utf8_lossy(&body))
+        } else {
+            format!("mock upstream failure {}", script.status)
+        };
+        let kind = match script.status {
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            400 => "invalid_request_error",
+            _ => "api_error",
+        };
+        let status =
+            StatusCode::from_u16(script.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (
+            status,
+            axum::Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+        )
+            .into_response();
+        if let Some(secs) = script.retry_after
+            && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    };
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-claude")
+        .to_owned();
+    let prompt = count_words(req.get("messages").unwrap_or(&Value::Null))
+        + count_words(&json!({"content": req.get("system").cloned().unwrap_or(Value::Null)}));
+    let cached = script.cached_tokens.unwrap_or(0).min(prompt);
+    let output = script.reply.len() as u64;
+    let usage = json!({"input_tokens": prompt - cached, "output_tokens": output,
+                       "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0});
+    let stop_reason = if script.tool_call.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        let mut content = vec![json!({"type": "text", "text": script.reply.concat()})];
+        if let Some((name, args)) = &script.tool_call {
+            let input: Value = serde_json::from_str(args).unwrap_or(json!({}));
+            content.push(
+                json!({"type": "tool_use", "id": "toolu_mock", "name": name, "input": input}),
+            );
+        }
+        return axum::Json(json!({
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": stop_reason, "stop_sequence": null, "usage": usage,
+        }))
+        .into_response();
+    }
+    let event = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    let mut events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant",
+                   "model": model, "content": [], "stop_reason": null,
+                   "usage": {"input_tokens": prompt - cached, "output_tokens": 1, "cache_read_input_tokens": cached}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    let content_start = events.len();
+    for word in &script.reply {
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    if let Some((name, args)) = &script.tool_call {
+        events.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1,
+                   "content_block": {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}}),
+        ));
+        let mid = args.len() / 2;
+        let mid = (0..=mid)
+            .rev()
+            .find(|i| args.is_char_boundary(*i))
+            .unwrap_or(0);
+        for piece in [&args[..mid], &args[mid..]] {
+            events.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1,
+                       "delta": {"type": "input_json_delta", "partial_json": piece}}),
+            ));
+        }
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ));
+    }
+    events.push(event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+               "usage": {"output_tokens": output}}),
+    ));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    let stream = MockStream {
+        events: events.into(),
+        sent: 0,
+        cut_at: script.cut_after_chunks.map(|n| content_start + n),
+        delay: script.chunk_delay,
+        sleep: None,
+        shared,
+        finished: false,
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

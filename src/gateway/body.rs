@@ -21,7 +21,7 @@ pub struct BodyError {
 }
 
 impl BodyError {
-    fn field(param: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn field(param: &'static str, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             param: Some(param),
@@ -195,7 +195,17 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
     })
 }
 
-impl Inspected<'_> {
+impl<'a> Inspected<'a> {
+    /// A top-level field's raw JSON (the last one wins, as in `inspect`); `null` counts as absent.
+    pub fn field(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .filter(|v| v.get() != "null")
+    }
+
     /// The body for the upstream: `model` replaced, and for streams
     /// `stream_options.include_usage` forced on (other stream options kept). For a third
     /// party (`minimise` = its endpoint) only allow-listed fields go out: no `user`,

@@ -5,6 +5,8 @@
 //! to a status and a kind; for a 4xx the upstream's message may go to the client, and
 //! it is held in a field that never prints in `Debug` or `Display`.
 
+mod anthropic;
+mod http;
 mod openai;
 
 use std::fmt;
@@ -13,23 +15,48 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::Endpoint;
+pub use anthropic::StreamTranslator;
+
+use super::{BodyError, Endpoint, Inspected};
 use crate::config::{ProviderConfig, ProviderKind};
 
 pub enum Provider {
     OpenAi(openai::OpenAiProvider),
+    Anthropic(anthropic::AnthropicProvider),
 }
 
 impl Provider {
     pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
         match config.kind {
             ProviderKind::Openai => Ok(Provider::OpenAi(openai::OpenAiProvider::new(config)?)),
+            ProviderKind::Anthropic => Ok(Provider::Anthropic(anthropic::AnthropicProvider::new(
+                config,
+            )?)),
+        }
+    }
+
+    fn core(&self) -> &http::HttpCore {
+        match self {
+            Provider::OpenAi(p) => &p.core,
+            Provider::Anthropic(p) => &p.core,
         }
     }
 
     pub fn name(&self) -> &str {
+        &self.core().name
+    }
+
+    /// The upstream body for this provider's API (rewritten, minimised or translated).
+    pub fn build_body(
+        &self,
+        endpoint: Endpoint,
+        inspected: &Inspected<'_>,
+        upstream_model: &str,
+        stream: bool,
+    ) -> Result<Bytes, BodyError> {
         match self {
-            Provider::OpenAi(p) => p.name(),
+            Provider::OpenAi(p) => p.build_body(endpoint, inspected, upstream_model, stream),
+            Provider::Anthropic(p) => p.build_body(endpoint, inspected, upstream_model, stream),
         }
     }
 
@@ -41,49 +68,53 @@ impl Provider {
     ) -> Result<reqwest::Response, UpstreamError> {
         match self {
             Provider::OpenAi(p) => p.send(endpoint, body).await,
+            Provider::Anthropic(p) => p.send(body).await,
         }
     }
 
-    /// Reads a whole (non-stream) response body.
+    /// Reads a whole (non-stream) response body, as an OpenAI-shaped JSON answer.
     pub async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+        let body = self.core().read_body(response).await?;
         match self {
-            Provider::OpenAi(p) => p.read_body(response).await,
+            Provider::OpenAi(_) => Ok(body),
+            Provider::Anthropic(p) => p.translate_response(&body),
+        }
+    }
+
+    /// Turns this provider's stream events into OpenAI chunks, when it speaks another wire format.
+    pub fn stream_translator(&self) -> Option<StreamTranslator> {
+        match self {
+            Provider::OpenAi(_) => None,
+            Provider::Anthropic(_) => Some(StreamTranslator::default()),
         }
     }
 
     /// How often to probe the provider, when active health checks are on.
     pub fn probe_interval(&self) -> Option<Duration> {
-        match self {
-            Provider::OpenAi(p) => p.probe_interval(),
-        }
+        self.core().probe_interval()
     }
 
     /// One active health check.
     pub async fn probe(&self) -> bool {
         match self {
-            Provider::OpenAi(p) => p.probe().await,
+            Provider::OpenAi(p) => p.core.probe(&[]).await,
+            Provider::Anthropic(p) => p.core.probe(&p.version_header()).await,
         }
     }
 
     /// Where the provider processes data, when configured.
     pub fn region(&self) -> Option<&str> {
-        match self {
-            Provider::OpenAi(p) => p.region(),
-        }
+        self.core().region.as_deref()
     }
 
     /// A third party gets minimised bodies (see `body.rs`).
     pub fn third_party(&self) -> bool {
-        match self {
-            Provider::OpenAi(p) => p.third_party(),
-        }
+        self.core().third_party
     }
 
     /// Longest silence allowed between two stream chunks.
     pub fn idle_timeout(&self) -> Duration {
-        match self {
-            Provider::OpenAi(p) => p.idle_timeout(),
-        }
+        self.core().idle_timeout
     }
 }
 

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::{Instant, Sleep};
 
+use super::provider::StreamTranslator;
 use super::sse::SseParser;
 use super::{Endpoint, UpstreamUsage};
 use crate::usage::{Meter, TokenCounts, tokens};
@@ -47,6 +48,10 @@ pub struct Relay {
     finished: bool,
     /// Keeps the route's in-flight count for the life of the stream.
     _in_flight: super::routing::InFlight,
+    /// Turns another wire format's events into OpenAI chunks (Anthropic).
+    translator: Option<StreamTranslator>,
+    /// Reused buffer for translated events.
+    translated: Vec<Bytes>,
 }
 
 #[derive(Deserialize)]
@@ -96,15 +101,19 @@ struct FunctionView<'a> {
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
 impl Relay {
-    pub fn new(
-        response: reqwest::Response,
+    pub(crate) fn new(
+        parts: super::StreamParts,
         meter: Meter,
         request: Bytes,
         endpoint: Endpoint,
-        client_wants_usage: bool,
-        idle: Duration,
-        in_flight: super::routing::InFlight,
     ) -> Self {
+        let super::StreamParts {
+            response,
+            client_wants_usage,
+            idle_timeout: idle,
+            in_flight,
+            translator,
+        } = parts;
         Self {
             upstream: Box::pin(response.bytes_stream()),
             parser: SseParser::new(),
@@ -122,6 +131,8 @@ impl Relay {
             upstream_ended: false,
             finished: false,
             _in_flight: in_flight,
+            translator,
+            translated: Vec::new(),
         }
     }
 
@@ -256,7 +267,19 @@ impl Stream for Relay {
             while !this.finished
                 && let Some(data) = this.parser.next_data()
             {
-                this.on_event(data);
+                match &mut this.translator {
+                    None => this.on_event(data),
+                    Some(t) => {
+                        let mut events = std::mem::take(&mut this.translated);
+                        t.on_event(&data, &mut events);
+                        for e in events.drain(..) {
+                            if !this.finished {
+                                this.on_event(e);
+                            }
+                        }
+                        this.translated = events;
+                    }
+                }
             }
             if !this.finished && (this.upstream_ended || this.saw_done) {
                 this.complete();

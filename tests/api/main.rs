@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod anthropic;
 mod billing;
 mod chat_completions;
 mod cli;

@@ -9,12 +9,15 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConfig {
+pub fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConfig {
     ProviderConfig {
         name: name.to_owned(),
         kind: ProviderKind::Openai,
         base_url,
         api_key_env: None,
+        api_key_file: None,
+        api_key: None,
+        default_max_tokens: 4_096,
         third_party,
         region: None,
         health_check_interval_ms: None,
