@@ -84,6 +84,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         Some("/v1/chat/completions") => "/v1/chat/completions",
         Some("/v1/completions") => "/v1/completions",
         Some("/v1/embeddings") => "/v1/embeddings",
+        Some("/v1/audio/transcriptions") => "/v1/audio/transcriptions",
         Some("/v1/models") => "/v1/models",
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",
@@ -119,6 +120,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(api::openai::chat_completions))
         .route("/v1/completions", post(api::openai::completions))
         .route("/v1/embeddings", post(api::openai::embeddings))
+        .route(
+            "/v1/audio/transcriptions",
+            post(api::openai::transcriptions),
+        )
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .merge(api::manage::router())

@@ -5,7 +5,8 @@
 //! provider adapter and relays the answer, metering as it flows. HTTP framing of the
 //! client side lives in `api/`; persistence in `usage/`.
 
-mod body;
+pub(crate) mod body;
+pub mod multipart;
 mod provider;
 mod relay;
 mod routing;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
-pub use body::{BodyError, Inspected, inspect};
+pub use body::{BodyError, Inspected, Request, inspect};
 pub use provider::{Provider, UpstreamError, UpstreamErrorKind};
 pub use relay::Relay;
 
@@ -34,6 +35,8 @@ pub enum Endpoint {
     Chat = 0,
     Completions = 1,
     Embeddings = 2,
+    /// `POST /v1/audio/transcriptions`: a multipart upload, held in memory only.
+    Transcriptions = 3,
 }
 
 impl Endpoint {
@@ -43,6 +46,7 @@ impl Endpoint {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Transcriptions => "/audio/transcriptions",
         }
     }
 
@@ -52,6 +56,7 @@ impl Endpoint {
             Endpoint::Chat => "chat.completions",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Transcriptions => "audio.transcriptions",
         }
     }
 }
@@ -69,10 +74,19 @@ pub struct Route {
     retries: routing::RetryBudget,
 }
 
+/// Who is asking, and the budget their request is reserved against.
+pub struct Admitted<'a> {
+    pub key: &'a AuthedKey,
+    pub budgets: &'a Arc<Budgets>,
+    /// Output tokens to reserve when the request sets no `max_tokens`.
+    pub reserve_output_tokens: u64,
+}
+
 /// What the gateway hands back to the HTTP layer.
 pub enum Forwarded {
-    /// A complete JSON body from the upstream, passed through unchanged.
-    Json(Bytes),
+    /// A complete body from the upstream, passed through unchanged; JSON unless a content
+    /// type is given (plain-text transcripts).
+    Json(Bytes, Option<axum::http::HeaderValue>),
     /// An SSE stream relayed chunk by chunk.
     Stream(Box<Relay>),
 }
@@ -86,9 +100,10 @@ pub struct Gateway {
 /// The `usage` object of an OpenAI-compatible response or chunk.
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 pub struct UpstreamUsage {
-    #[serde(default)]
+    /// `input_tokens` in the transcription API's token usage.
+    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: Option<u64>,
     #[serde(default)]
     pub prompt_tokens_details: Option<PromptDetails>,
@@ -236,24 +251,16 @@ impl Gateway {
     pub async fn forward(
         &self,
         endpoint: Endpoint,
+        content_type: Option<&str>,
         body: Bytes,
-        key: &AuthedKey,
+        admitted: Admitted<'_>,
         mut meter: Meter,
-        budgets: &Arc<Budgets>,
-        reserve_output_tokens: u64,
     ) -> Result<Forwarded, ApiError> {
         match self
-            .try_forward(
-                endpoint,
-                &body,
-                key,
-                &mut meter,
-                budgets,
-                reserve_output_tokens,
-            )
+            .try_forward(endpoint, content_type, &body, admitted, &mut meter)
             .await
         {
-            Ok(Answer::Json(json)) => Ok(Forwarded::Json(json)),
+            Ok(Answer::Json(json, content_type)) => Ok(Forwarded::Json(json, content_type)),
             Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Box::new(Relay::new(
                 *parts, meter, body, endpoint,
             )))),
@@ -271,29 +278,40 @@ impl Gateway {
     async fn try_forward(
         &self,
         endpoint: Endpoint,
+        content_type: Option<&str>,
         body: &Bytes,
-        key: &AuthedKey,
+        admitted: Admitted<'_>,
         meter: &mut Meter,
-        budgets: &Arc<Budgets>,
-        reserve_output_tokens: u64,
     ) -> Result<Answer, ApiError> {
-        let inspected = inspect(endpoint, body).map_err(ApiError::InvalidBody)?;
+        let Admitted {
+            key,
+            budgets,
+            reserve_output_tokens,
+        } = admitted;
+        let request =
+            Request::parse(endpoint, content_type, body).map_err(ApiError::InvalidBody)?;
+        let model = request.model();
         let route = self
             .routes
-            .get(inspected.model.as_ref())
-            .ok_or_else(|| ApiError::ModelNotFound(inspected.model.clone().into_owned()))?;
+            .get(model)
+            .ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))?;
         if !key.may_use(&route.model_id) {
             return Err(ApiError::ModelNotAllowed(route.model_id.clone()));
         }
-        let stream = inspected.stream && endpoint != Endpoint::Embeddings;
+        let stream = request.stream() && matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
         let prices = route.prices.at(crate::time::now_ms());
         meter.route(&route.model_id, "", prices, stream);
         // Reserve an upper estimate before any upstream call; settled to the exact cost.
         let output = match endpoint {
             Endpoint::Embeddings => 0,
-            _ => inspected.max_tokens.unwrap_or(reserve_output_tokens),
+            _ => request.max_tokens().unwrap_or(reserve_output_tokens),
         };
-        let estimate = prices.cost(body.len() as u64 / 3 + 16, 0, output).nanos();
+        // Text is ~3 bytes a token; an uploaded file is not text and is not counted.
+        let input = match endpoint {
+            Endpoint::Transcriptions => 16,
+            _ => body.len() as u64 / 3 + 16,
+        };
+        let estimate = prices.cost(input, 0, output).nanos();
         let reservation = budgets
             .reserve(
                 &key.account_id,
@@ -325,7 +343,7 @@ impl Gateway {
             meter.set_attempts(tried.len());
             let upstream_body = target
                 .provider
-                .build_body(endpoint, &inspected, &target.upstream_model, stream)
+                .build_body(endpoint, &request, &target.upstream_model, stream)
                 .map_err(ApiError::InvalidBody)?;
             let in_flight = target.start();
             let sent = std::time::Instant::now();
@@ -354,8 +372,8 @@ impl Gateway {
                 Err(e) => return Err(ApiError::Upstream(e)),
             }
         };
-        let client_wants_usage = inspected.client_wants_usage;
-        drop(inspected);
+        let client_wants_usage = request.client_wants_usage();
+        drop(request);
         if stream {
             return Ok(Answer::Stream(Box::new(StreamParts {
                 response,
@@ -365,6 +383,14 @@ impl Gateway {
                 translator: target.provider.stream_translator(),
             })));
         }
+        // Transcripts may be plain text, SRT or VTT: keep the upstream's content type.
+        let content_type = match endpoint {
+            Endpoint::Transcriptions => response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()),
+            _ => None,
+        };
         let json = target.provider.read_body(response).await?;
         drop(in_flight);
         let usage = serde_json::from_slice::<UsageOnly>(&json)
@@ -375,22 +401,22 @@ impl Gateway {
             _ => TokenCounts {
                 input: tokens::estimate_input(endpoint, body),
                 cached_input: 0,
-                output: if endpoint == Endpoint::Embeddings {
-                    0
-                } else {
-                    tokens::estimate_output(&json)
+                output: match endpoint {
+                    Endpoint::Embeddings => 0,
+                    Endpoint::Transcriptions => tokens::estimate_transcript(&json),
+                    _ => tokens::estimate_output(&json),
                 },
                 estimated: true,
             },
         };
         // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
         meter.finish(200, None, counts);
-        Ok(Answer::Json(json))
+        Ok(Answer::Json(json, content_type))
     }
 }
 
 enum Answer {
-    Json(Bytes),
+    Json(Bytes, Option<axum::http::HeaderValue>),
     Stream(Box<StreamParts>),
 }
 

@@ -232,6 +232,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/audio/transcriptions", post(transcriptions))
         .with_state(shared)
 }
 
@@ -722,4 +723,35 @@ async fn anthropic_messages(
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Audio transcription: answers the script's reply as the transcript, in JSON with token
+/// usage (one input token per 100 uploaded bytes) or, for `response_format=text`, as plain text.
+async fn transcriptions(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let script = take_script(&shared, &method, &uri, &headers, &body);
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if script.status != 200 {
+        return error_response(&script, &body);
+    }
+    let text = script.reply.concat();
+    let plain = body
+        .windows(b"name=\"response_format\"\r\n\r\ntext\r\n".len())
+        .any(|w| w == b"name=\"response_format\"\r\n\r\ntext\r\n");
+    if plain {
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+    }
+    let mut out = json!({"text": text});
+    if !script.omit_usage {
+        out["usage"] = json!({"type": "tokens", "input_tokens": body.len() as u64 / 100,
+                              "output_tokens": script.reply.len(), "total_tokens": body.len() as u64 / 100 + script.reply.len() as u64});
+    }
+    axum::Json(out).into_response()
 }

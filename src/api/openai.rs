@@ -77,6 +77,15 @@ pub async fn embeddings(
     infer(&state, Endpoint::Embeddings, &ctx, &headers, body).await
 }
 
+pub async fn transcriptions(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    infer(&state, Endpoint::Transcriptions, &ctx, &headers, body).await
+}
+
 async fn infer(
     state: &AppState,
     endpoint: Endpoint,
@@ -98,18 +107,23 @@ async fn infer(
         .gateway
         .forward(
             endpoint,
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             bytes,
-            &key,
+            crate::gateway::Admitted {
+                key: &key,
+                budgets: &state.budgets,
+                reserve_output_tokens: state.reserve_output_tokens,
+            },
             meter,
-            &state.budgets,
-            state.reserve_output_tokens,
         )
         .await?
     {
-        Forwarded::Json(json) => Ok((
+        Forwarded::Json(json, content_type) => Ok((
             [(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
+                content_type.unwrap_or(HeaderValue::from_static("application/json")),
             )],
             json,
         )

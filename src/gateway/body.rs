@@ -83,6 +83,81 @@ fn is_array(raw: &RawValue) -> bool {
     raw.get().starts_with('[')
 }
 
+/// Form fields a third party receives for a transcription (the file name is replaced too).
+pub const TRANSCRIPTION_FIELDS: &[&str] = &[
+    "file",
+    "language",
+    "prompt",
+    "response_format",
+    "temperature",
+    "timestamp_granularities[]",
+    "chunking_strategy",
+    "include[]",
+];
+
+/// A parsed request: a JSON body, or a multipart upload.
+pub enum Request<'a> {
+    Json(Inspected<'a>),
+    Form(super::multipart::Form<'a>, &'a str),
+}
+
+impl<'a> Request<'a> {
+    pub fn parse(
+        endpoint: Endpoint,
+        content_type: Option<&str>,
+        body: &'a [u8],
+    ) -> Result<Self, BodyError> {
+        if endpoint != Endpoint::Transcriptions {
+            return inspect(endpoint, body).map(Request::Json);
+        }
+        let form = super::multipart::parse(content_type, body)?;
+        let model = match form.text("model") {
+            Some(m) if !m.is_empty() => m,
+            _ => {
+                return Err(BodyError::field(
+                    "model",
+                    "you must provide a `model` form field",
+                ));
+            }
+        };
+        if form.file().is_none_or(|f| f.filename.is_none()) {
+            return Err(BodyError::field(
+                "file",
+                "you must upload the audio as a `file` form field",
+            ));
+        }
+        if form.text("stream") == Some("true") {
+            return Err(BodyError::field(
+                "stream",
+                "streamed transcriptions are not supported",
+            ));
+        }
+        Ok(Request::Form(form, model))
+    }
+
+    pub fn model(&self) -> &str {
+        match self {
+            Request::Json(i) => &i.model,
+            Request::Form(_, model) => model,
+        }
+    }
+
+    pub fn stream(&self) -> bool {
+        matches!(self, Request::Json(i) if i.stream)
+    }
+
+    pub fn client_wants_usage(&self) -> bool {
+        matches!(self, Request::Json(i) if i.client_wants_usage)
+    }
+
+    pub fn max_tokens(&self) -> Option<u64> {
+        match self {
+            Request::Json(i) => i.max_tokens,
+            Request::Form(..) => None,
+        }
+    }
+}
+
 /// Parses and validates a request body for `endpoint`.
 pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyError> {
     if body.is_empty() {
@@ -154,6 +229,12 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
                     "you must provide an `input` parameter",
                 ));
             }
+        }
+        Endpoint::Transcriptions => {
+            return Err(BodyError::field(
+                "file",
+                "transcriptions are multipart/form-data uploads",
+            ));
         }
     }
     let stream_options = get("stream_options").filter(|r| r.get() != "null");
@@ -293,6 +374,7 @@ fn allowed(endpoint: Endpoint, key: &str) -> bool {
         Endpoint::Chat => COMMON.contains(&key) || CHAT.contains(&key),
         Endpoint::Completions => COMMON.contains(&key) || COMPLETIONS.contains(&key),
         Endpoint::Embeddings => EMBEDDINGS.contains(&key),
+        Endpoint::Transcriptions => TRANSCRIPTION_FIELDS.contains(&key),
     }
 }
 

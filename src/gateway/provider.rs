@@ -17,7 +17,22 @@ use bytes::Bytes;
 
 pub use anthropic::StreamTranslator;
 
-use super::{BodyError, Endpoint, Inspected};
+use super::{BodyError, Endpoint, Request};
+
+/// A body for the upstream and its content type.
+pub struct Outgoing {
+    pub body: Bytes,
+    pub content_type: reqwest::header::HeaderValue,
+}
+
+impl Outgoing {
+    pub fn json(body: Bytes) -> Self {
+        Self {
+            body,
+            content_type: reqwest::header::HeaderValue::from_static("application/json"),
+        }
+    }
+}
 use crate::config::{ProviderConfig, ProviderKind};
 
 pub enum Provider {
@@ -50,13 +65,21 @@ impl Provider {
     pub fn build_body(
         &self,
         endpoint: Endpoint,
-        inspected: &Inspected<'_>,
+        request: &Request<'_>,
         upstream_model: &str,
         stream: bool,
-    ) -> Result<Bytes, BodyError> {
+    ) -> Result<Outgoing, BodyError> {
         match self {
-            Provider::OpenAi(p) => p.build_body(endpoint, inspected, upstream_model, stream),
-            Provider::Anthropic(p) => p.build_body(endpoint, inspected, upstream_model, stream),
+            Provider::OpenAi(p) => p.build_body(endpoint, request, upstream_model, stream),
+            Provider::Anthropic(p) => match request {
+                Request::Json(inspected) => p
+                    .build_body(endpoint, inspected, upstream_model, stream)
+                    .map(Outgoing::json),
+                Request::Form(..) => Err(BodyError::field(
+                    "model",
+                    "this model supports only /v1/chat/completions",
+                )),
+            },
         }
     }
 
@@ -64,7 +87,7 @@ impl Provider {
     pub async fn send(
         &self,
         endpoint: Endpoint,
-        body: Bytes,
+        body: Outgoing,
     ) -> Result<reqwest::Response, UpstreamError> {
         match self {
             Provider::OpenAi(p) => p.send(endpoint, body).await,

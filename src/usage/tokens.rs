@@ -93,6 +93,8 @@ pub fn estimate_input(endpoint: Endpoint, body: &[u8]) -> u64 {
             }
             Err(_) => 0,
         },
+        // An audio upload is not text; its tokens are known only from the upstream.
+        Endpoint::Transcriptions => 0,
         Endpoint::Completions | Endpoint::Embeddings => {
             match serde_json::from_slice::<PromptIn<'_>>(body) {
                 Ok(p) => p.prompt.or(p.input).map_or(0, count_json),
@@ -145,6 +147,20 @@ pub fn estimate_output(body: &[u8]) -> u64 {
             })
             .sum(),
         Err(_) => 0,
+    }
+}
+
+/// Estimates the output tokens of a transcript: the `text` of a JSON answer, or the whole
+/// body of a plain-text, SRT or VTT one.
+pub fn estimate_transcript(body: &[u8]) -> u64 {
+    #[derive(Deserialize)]
+    struct Transcript<'a> {
+        #[serde(borrow)]
+        text: std::borrow::Cow<'a, str>,
+    }
+    match serde_json::from_slice::<Transcript<'_>>(body) {
+        Ok(t) => count(&t.text),
+        Err(_) => count(&String::from_utf8_lossy(body)),
     }
 }
 

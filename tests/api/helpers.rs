@@ -251,7 +251,11 @@ impl ServerProcess {
             .find_map(|l| l.trim().strip_prefix("listen = "))
             .map(|v| v.trim_matches('"').to_owned())
             .expect("config names server.listen");
+        // Temporary files, if anything wrote one, land beside the log where tests search.
+        let tmp = log.parent().unwrap().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_instagen"))
+            .env("TMPDIR", &tmp)
             .arg("--config")
             .arg(config)
             .arg("serve")

@@ -19,4 +19,5 @@ mod python_sdk;
 mod routing;
 mod streaming;
 mod tenant_isolation;
+mod uploads;
 mod usage;

@@ -1,7 +1,8 @@
 //! The privacy contract, end to end: unique canary strings go through every path
 //! (success, stream, client abort, upstream errors that echo the prompt, invalid
-//! bodies, unknown models and routes); then every file the server wrote — database,
-//! WAL, journal, logs at debug level, stdout and stderr — is searched: zero hits.
+//! bodies, unknown models and routes, uploaded audio and images); then every file the
+//! server wrote — database, WAL, journal, logs at debug level, stdout and stderr, and
+//! its TMPDIR — is searched: zero hits.
 
 use std::time::Duration;
 
@@ -179,7 +180,47 @@ async fn no_content_reaches_any_file_log_or_record_on_any_path() {
     .unwrap();
     canaries.extend([prompt, emb]);
 
-    // 8. Passwords: a user created with a canary password, a failed and a good login.
+    // 8. Uploads: an audio file (a canary inside binary bytes, in the file name and in a
+    //    form field), a failing transcription that echoes its body, and an image data URL.
+    for status in [200, 500] {
+        let (audio, name, prompt) = (canary("AUDIO"), canary("FILENAME"), canary("FPROMPT"));
+        let mut bytes: Vec<u8> = (0..2_000u32).map(|i| (i % 251) as u8).collect();
+        bytes.extend_from_slice(audio.as_bytes());
+        mock.push(Script {
+            status,
+            echo_body_in_error: true,
+            ..Script::reply("transcribed")
+        });
+        let (ct, body) = crate::uploads::form(
+            &[("model", MODEL), ("prompt", &prompt)],
+            Some((&format!("{name}.wav"), &bytes)),
+        );
+        let resp = client
+            .post(url("/v1/audio/transcriptions"))
+            .bearer_auth(&key)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            if status == 200 { 200 } else { 502 }
+        );
+        canaries.extend([audio, name, prompt]);
+    }
+    let image = canary("IMAGE");
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{image}")}}]}]});
+    let resp = post("/v1/chat/completions", body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    canaries.push(image);
+
+    // 9. Passwords: a user created with a canary password, a failed and a good login.
     let password = canary("PASSWORD");
     let resp = client
         .post(url("/api/v1/users"))

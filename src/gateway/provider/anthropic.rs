@@ -71,10 +71,8 @@ impl AnthropicProvider {
         translate_request(inspected, upstream_model, stream, self.default_max_tokens)
     }
 
-    pub async fn send(&self, body: Bytes) -> Result<reqwest::Response, UpstreamError> {
-        self.core
-            .post(&self.url, body, &self.version_header())
-            .await
+    pub async fn send(&self, out: super::Outgoing) -> Result<reqwest::Response, UpstreamError> {
+        self.core.post(&self.url, out, &self.version_header()).await
     }
 
     pub fn translate_response(&self, body: &[u8]) -> Result<Bytes, UpstreamError> {

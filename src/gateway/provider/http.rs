@@ -147,19 +147,19 @@ impl HttpCore {
         self.error(kind)
     }
 
-    /// POSTs a JSON body and waits (up to the TTFB limit) for a successful status line.
+    /// POSTs a body and waits (up to the TTFB limit) for a successful status line.
     pub async fn post(
         &self,
         url: &reqwest::Url,
-        body: Bytes,
+        out: super::Outgoing,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut request = self
             .client
             .post(url.clone())
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, out.content_type)
             .header(ACCEPT, "application/json, text/event-stream")
-            .body(body);
+            .body(out.body);
         for (n, v) in self.credential.iter().chain(extra) {
             request = request.header(n, v.clone());
         }

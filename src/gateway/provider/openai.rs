@@ -5,18 +5,18 @@
 //! A first party gets the client's body unchanged but for `model` and usage reporting;
 //! a third party only the allow-listed fields (see `body.rs`).
 
-use bytes::Bytes;
 use reqwest::header::AUTHORIZATION;
 
-use super::UpstreamError;
 use super::http::{HttpCore, credential, secret_header};
+use super::{Outgoing, UpstreamError};
 use crate::config::ProviderConfig;
-use crate::gateway::{BodyError, Endpoint, Inspected};
+use crate::gateway::body::TRANSCRIPTION_FIELDS;
+use crate::gateway::{BodyError, Endpoint, Request};
 
 pub struct OpenAiProvider {
     pub core: HttpCore,
-    /// Parsed once: chat, completions and embeddings URLs.
-    urls: [reqwest::Url; 3],
+    /// Parsed once: one URL per [`Endpoint`].
+    urls: Box<[reqwest::Url; 4]>,
 }
 
 impl OpenAiProvider {
@@ -28,11 +28,12 @@ impl OpenAiProvider {
                 secret_header(&config.name, &format!("Bearer {}", key.expose()))?,
             ));
         }
-        let urls = [
+        let urls = Box::new([
             HttpCore::url(config, Endpoint::Chat.path())?,
             HttpCore::url(config, Endpoint::Completions.path())?,
             HttpCore::url(config, Endpoint::Embeddings.path())?,
-        ];
+            HttpCore::url(config, Endpoint::Transcriptions.path())?,
+        ]);
         Ok(Self {
             core: HttpCore::new(config, headers)?,
             urls,
@@ -42,21 +43,32 @@ impl OpenAiProvider {
     pub fn build_body(
         &self,
         endpoint: Endpoint,
-        inspected: &Inspected<'_>,
+        request: &Request<'_>,
         upstream_model: &str,
         stream: bool,
-    ) -> Result<Bytes, BodyError> {
-        inspected.rewrite(
-            upstream_model,
-            stream,
-            self.core.third_party.then_some(endpoint),
-        )
+    ) -> Result<Outgoing, BodyError> {
+        match request {
+            Request::Json(inspected) => inspected
+                .rewrite(
+                    upstream_model,
+                    stream,
+                    self.core.third_party.then_some(endpoint),
+                )
+                .map(Outgoing::json),
+            Request::Form(form, _) => {
+                let allow = self.core.third_party.then_some(TRANSCRIPTION_FIELDS);
+                let (body, content_type) = form.rewrite(upstream_model, allow);
+                let content_type = reqwest::header::HeaderValue::from_str(&content_type)
+                    .map_err(|_| BodyError::field("file", "the upload could not be forwarded"))?;
+                Ok(Outgoing { body, content_type })
+            }
+        }
     }
 
     pub async fn send(
         &self,
         endpoint: Endpoint,
-        body: Bytes,
+        body: Outgoing,
     ) -> Result<reqwest::Response, UpstreamError> {
         self.core
             .post(&self.urls[endpoint as usize], body, &[])
