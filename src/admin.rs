@@ -11,6 +11,7 @@ use crate::time::now_ms;
 mod accounts;
 mod billing;
 mod keys;
+mod providers;
 
 pub use accounts::{
     account_snapshot, add_member, create_account, create_user, delete_account, hash_password,
@@ -22,6 +23,9 @@ pub use billing::{
 pub use keys::{
     CreatedKey, CreatedToken, DEFAULT_ROTATION_GRACE_SECS, create_key, create_token, revoke_token,
     rotate_key, set_key_status, update_key,
+};
+pub use providers::{
+    create_provider, delete_provider, get_provider, list_providers, update_provider,
 };
 
 /// Who performs an action, for the audit log.

@@ -26,7 +26,7 @@ use crate::api;
 use crate::billing::budget::Budgets;
 use crate::config::AccountsConfig;
 use crate::error::ErrorKind;
-use crate::gateway::Gateway;
+use crate::gateway::catalog::Catalog;
 use crate::keys::{KeyCache, SecurityEvents};
 use crate::store::Store;
 use crate::usage::UsageSink;
@@ -38,7 +38,8 @@ pub struct AppState {
     /// Output tokens reserved for requests without `max_tokens`.
     pub reserve_output_tokens: u64,
     pub accounts: AccountsConfig,
-    pub gateway: Gateway,
+    /// The live gateway (swapped when operators change providers).
+    pub catalog: Arc<Catalog>,
     pub usage: UsageSink,
     pub store: Store,
     pub max_body_bytes: usize,

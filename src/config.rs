@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::billing::Price;
 
@@ -82,6 +82,12 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Runtime worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// File holding the master key (64 hex characters) that seals provider credentials
+    /// stored through the operator API; `INSTAGEN_MASTER_KEY` may give the key itself.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key from `INSTAGEN_MASTER_KEY` (never read from a config file).
+    #[serde(skip)]
+    pub master_key: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +99,8 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
             worker_threads: 0,
+            master_key_file: None,
+            master_key: None,
         }
     }
 }
@@ -212,7 +220,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Any OpenAI-compatible engine or API (vLLM, SGLang, llama.cpp, Ollama, OpenAI …).
@@ -221,7 +229,7 @@ pub enum ProviderKind {
     Anthropic,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -424,6 +432,12 @@ impl Config {
         {
             config.accounts.admin_token = Some(Secret::new(token.clone()));
         }
+        if let Some((_, key)) = env
+            .iter()
+            .find(|(n, v)| n == "INSTAGEN_MASTER_KEY" && !v.is_empty())
+        {
+            config.server.master_key = Some(Secret::new(key.clone()));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -476,12 +490,8 @@ impl Config {
                 )));
             }
             for r in &routes {
-                if !names.contains(r.provider.as_str()) {
-                    return Err(ConfigError::Invalid(format!(
-                        "model `{}` names unknown provider `{}`",
-                        m.id, r.provider
-                    )));
-                }
+                // A provider may also come from the operator API (the store); the gateway
+                // refuses to start if a name is found in neither.
                 if r.weight == 0 {
                     return Err(ConfigError::Invalid(format!(
                         "model `{}`: route weight must be positive",
@@ -574,8 +584,11 @@ provider = "nope"
 input_usd_per_mtok = "1"
 output_usd_per_mtok = "2"
 "#;
-        let err = Config::from_parts(text, "t", &[]).unwrap_err();
-        assert!(err.to_string().contains("nope"));
+        // The name may still come from the operator API's stored providers, so config
+        // accepts it; the gateway refuses to start when it is found in neither.
+        let config = Config::from_parts(text, "t", &[]).unwrap();
+        let err = crate::gateway::Gateway::from_config(&config).err().unwrap();
+        assert!(err.contains("unknown provider `nope`"), "{err}");
     }
 
     #[test]

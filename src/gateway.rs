@@ -6,6 +6,7 @@
 //! client side lives in `api/`; persistence in `usage/`.
 
 pub(crate) mod body;
+pub mod catalog;
 pub mod multipart;
 mod provider;
 mod relay;
@@ -137,13 +138,21 @@ struct UsageOnly {
 
 impl Gateway {
     pub fn from_config(config: &Config) -> Result<Self, String> {
+        Self::build(&config.providers, &config.models)
+    }
+
+    /// A gateway over these providers and models; every route must name a provider.
+    pub fn build(
+        provider_configs: &[crate::config::ProviderConfig],
+        models: &[crate::config::ModelConfig],
+    ) -> Result<Self, String> {
         let mut providers = HashMap::new();
-        for p in &config.providers {
+        for p in provider_configs {
             providers.insert(p.name.clone(), Arc::new(Provider::from_config(p)?));
         }
         let mut routes = HashMap::new();
         let mut model_ids = Vec::new();
-        for m in &config.models {
+        for m in models {
             let default_upstream = m.upstream_model.clone().unwrap_or_else(|| m.id.clone());
             let mut targets = Vec::new();
             for r in m.route_list() {
@@ -189,6 +198,22 @@ impl Gateway {
 
     pub fn model_ids(&self) -> &[String] {
         &self.model_ids
+    }
+
+    /// The route health of every model, for operators: provider, tier, weight, in flight,
+    /// latency and whether it is in rotation.
+    pub fn route_health(&self) -> serde_json::Value {
+        let now = crate::time::now_ms();
+        let models: Vec<_> = self
+            .model_ids
+            .iter()
+            .filter_map(|id| self.routes.get(id))
+            .map(|route| {
+                let targets: Vec<_> = route.targets.iter().map(|t| t.health(now)).collect();
+                serde_json::json!({"model": route.model_id, "routes": targets})
+            })
+            .collect();
+        serde_json::Value::Array(models)
     }
 
     /// Starts the active health checks of every route whose provider has them on.

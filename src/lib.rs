@@ -6,6 +6,7 @@
 //! - [`api`]: HTTP only — the OpenAI surface and health probes.
 //! - [`error`]: `ApiError`, the one mapping from error to status and OpenAI shape.
 //! - [`keys`]: access-key format, keyed hashing, in-memory authentication.
+//! - [`secrets`]: provider credentials sealed at rest (AES-256-GCM under a master key).
 //! - [`gateway`]: model → route, body rewriting, provider adapters, stream relay.
 //! - [`usage`]: usage records, the per-request meter, journal and batch writer.
 //! - [`billing`]: money (integer nano-USD) and prices.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod time;
@@ -80,7 +82,11 @@ pub async fn run(
         )
     })?;
     let (store, hasher) = open_store(&config).await?;
-    let gateway = gateway::Gateway::from_config(&config).map_err(anyhow::Error::msg)?;
+    let master_key = match (&config.server.master_key, &config.server.master_key_file) {
+        (Some(key), _) => Some(secrets::MasterKey::from_hex(key.expose())?),
+        (None, Some(path)) => Some(secrets::MasterKey::from_file(path)?),
+        (None, None) => None,
+    };
 
     // Replay what a crash left in the journal before taking traffic.
     let journal = if config.usage.journal {
@@ -110,6 +116,18 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let catalog = Arc::new(
+        gateway::catalog::Catalog::load(
+            config.providers.clone(),
+            config.models.clone(),
+            master_key,
+            &store,
+            tasks.clone(),
+            stop.clone(),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?,
+    );
     let budgets = billing::budget::Budgets::new(config.billing.prepaid);
     sync_budgets(&store, &budgets)
         .await
@@ -126,6 +144,7 @@ pub async fn run(
     );
     {
         let (keys, store, stop) = (keys.clone(), store.clone(), stop.clone());
+        let catalog = catalog.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(KEY_REFRESH);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -135,6 +154,10 @@ pub async fn run(
                     _ = tick.tick() => {
                         if let Err(e) = keys.refresh(&store).await {
                             tracing::warn!(error = %e, "key refresh failed; serving the last known keys");
+                        }
+                        // Provider changes made through another instance.
+                        if let Err(e) = catalog.refresh(&store, false).await {
+                            tracing::warn!(error = %e, "provider reload failed; serving the last good providers");
                         }
                     }
                 }
@@ -198,7 +221,6 @@ pub async fn run(
             }
         });
     }
-    gateway.spawn_health_checks(&tasks, &stop);
     if config.usage.warm_tokenizer {
         tasks.spawn_blocking(usage::tokens::warm);
     }
@@ -211,7 +233,7 @@ pub async fn run(
         budgets,
         reserve_output_tokens: config.billing.default_reserve_output_tokens,
         accounts: config.accounts.clone(),
-        gateway,
+        catalog: catalog.clone(),
         usage: UsageSink::new(tx, journal),
         store: store.clone(),
         max_body_bytes: config.server.max_body_bytes,

@@ -23,6 +23,9 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("{0}")]
     Invalid(String),
+    /// Still referenced (e.g. a provider some model routes to).
+    #[error("{0}")]
+    InUse(String),
     #[error("cannot prepare the store: {0}")]
     Setup(String),
 }
@@ -68,6 +71,27 @@ impl Store {
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
         dispatch!(self, s => s.list_accounts().await)
     }
+    // Operator-managed providers.
+    pub async fn list_providers(&self) -> Result<Vec<StoredProvider>, StoreError> {
+        dispatch!(self, s => s.list_providers().await)
+    }
+
+    pub async fn providers_version(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.providers_version().await)
+    }
+
+    pub async fn create_provider(&self, p: &StoredProvider) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_provider(p).await)
+    }
+
+    pub async fn update_provider(&self, p: &StoredProvider) -> Result<(), StoreError> {
+        dispatch!(self, s => s.update_provider(p).await)
+    }
+
+    pub async fn delete_provider(&self, name: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_provider(name).await)
+    }
+
     pub async fn set_account_regions(
         &self,
         id: &str,

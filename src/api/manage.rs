@@ -1,5 +1,5 @@
 //! The management API under `/api/v1`: accounts, users, keys, tokens, audit, security
-//! events — and its OpenAPI 3.1 document at `/api/openapi.json`.
+//! events, providers and route health — and its OpenAPI 3.1 document at `/api/openapi.json`.
 //!
 //! [`ROUTES`] is the one list of operations: the router below registers exactly these,
 //! the OpenAPI document is generated from it, and the tenant-isolation test walks it.
@@ -10,6 +10,7 @@ mod billing;
 mod error;
 mod keys;
 mod openapi;
+mod providers;
 mod session;
 mod tokens;
 mod usage;
@@ -40,6 +41,17 @@ pub fn router() -> Router<Arc<AppState>> {
             get(accounts::users).post(accounts::create_user),
         )
         .route("/api/v1/audit", get(tokens::audit_all))
+        .route(
+            "/api/v1/providers",
+            get(providers::list).post(providers::create),
+        )
+        .route(
+            "/api/v1/providers/{name}",
+            get(providers::get)
+                .patch(providers::update)
+                .delete(providers::delete),
+        )
+        .route("/api/v1/routes", get(providers::routes))
         .route("/api/v1/security-events", get(tokens::security_events_all))
         .route(
             "/api/v1/accounts",

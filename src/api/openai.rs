@@ -40,12 +40,12 @@ pub async fn models(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = authenticate(&state, &ctx, &headers)?;
-    let data: Vec<_> = state
-        .gateway
+    let gateway = state.catalog.current();
+    let data: Vec<_> = gateway
         .model_ids()
         .iter()
         .filter(|id| key.may_use(id))
-        .filter_map(|id| state.gateway.model_card(id))
+        .filter_map(|id| gateway.model_card(id))
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
 }
@@ -104,7 +104,8 @@ async fn infer(
         }
     };
     match state
-        .gateway
+        .catalog
+        .current()
         .forward(
             endpoint,
             headers

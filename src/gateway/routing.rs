@@ -71,6 +71,23 @@ impl Target {
         self.ejections.load(Ordering::Relaxed) > 0
     }
 
+    /// What an operator sees of this route.
+    pub fn health(&self, now: i64) -> serde_json::Value {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        serde_json::json!({
+            "provider": self.provider.name(),
+            "upstream_model": self.upstream_model,
+            "weight": self.weight,
+            "priority": self.priority,
+            "region": self.provider.region(),
+            "healthy": self.healthy(now),
+            "ejected_until_ms": (until > now).then_some(until),
+            "in_flight": self.outstanding.load(Ordering::Relaxed),
+            "latency_ewma_us": self.latency_ewma_us.load(Ordering::Relaxed),
+            "consecutive_failures": self.failures.load(Ordering::Relaxed),
+        })
+    }
+
     /// Requests in flight on this route, divided by its weight (lower is better).
     fn load(&self) -> u64 {
         self.outstanding.load(Ordering::Relaxed) * 1_000 / u64::from(self.weight)

@@ -309,3 +309,15 @@ pub struct SecurityEvent {
     pub account_id: Option<String>,
     pub count: i64,
 }
+
+/// A provider managed through the operator API, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredProvider {
+    pub name: String,
+    /// The provider's non-secret settings, as JSON (a `ProviderConfig` without its key).
+    pub settings: String,
+    /// The API key sealed under the master key; never plaintext.
+    pub credential: Option<Vec<u8>>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}

@@ -15,6 +15,7 @@ mod accounts;
 mod billing;
 mod keys;
 mod migrations;
+mod providers;
 mod rights;
 mod usage;
 

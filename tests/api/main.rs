@@ -15,6 +15,7 @@ mod errors;
 mod keys;
 mod manage;
 mod privacy;
+mod providers;
 mod python_sdk;
 mod routing;
 mod streaming;

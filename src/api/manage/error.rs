@@ -63,6 +63,7 @@ impl From<StoreError> for MgmtError {
                 "conflict",
                 format!("{what} already exists"),
             ),
+            StoreError::InUse(message) => MgmtError::new(StatusCode::CONFLICT, "in_use", message),
             StoreError::Invalid(message) => {
                 let field = message.split_once(':').map(|(f, _)| f.trim().to_owned());
                 MgmtError {

@@ -99,6 +99,60 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "get",
+        "/api/v1/providers",
+        "Providers in effect: from config, and those managed here (keys never shown)",
+        "operator",
+        None,
+        200,
+        Some("ProviderList"),
+    ),
+    r(
+        "post",
+        "/api/v1/providers",
+        "Add a provider (or override a config one by name); its api_key is sealed with AES-256-GCM",
+        "operator",
+        Some("ProviderCreate"),
+        201,
+        Some("Provider"),
+    ),
+    r(
+        "get",
+        "/api/v1/providers/{name}",
+        "One provider",
+        "operator",
+        None,
+        200,
+        Some("Provider"),
+    ),
+    r(
+        "patch",
+        "/api/v1/providers/{name}",
+        "Change a managed provider (api_key: a new key, or null to remove it)",
+        "operator",
+        Some("ProviderPatch"),
+        200,
+        Some("Provider"),
+    ),
+    r(
+        "delete",
+        "/api/v1/providers/{name}",
+        "Delete a managed provider (a config provider of the same name takes over again)",
+        "operator",
+        None,
+        200,
+        Some("ProviderDeleted"),
+    ),
+    r(
+        "get",
+        "/api/v1/routes",
+        "Every model's routes and their live health",
+        "operator",
+        None,
+        200,
+        Some("RouteHealthList"),
+    ),
+    r(
+        "get",
         "/api/v1/audit",
         "The whole audit log (newest first, 500)",
         "operator",
@@ -368,6 +422,18 @@ fn schemas() -> Value {
     let password = json!({"type": "string", "minLength": 10, "maxLength": 1024});
     let name = json!({"type": "string", "minLength": 1, "maxLength": 128});
     let models = json!({"type": ["array", "null"], "maxItems": 256, "items": {"type": "string", "minLength": 1, "maxLength": 256}});
+    let ms = json!({"type": "integer", "minimum": 1, "maximum": 3_600_000});
+    let provider_fields = json!({
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        "kind": {"enum": ["openai", "anthropic"]},
+        "base_url": {"type": "string", "format": "uri", "pattern": "^https?://"},
+        "api_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "writeOnly": true,
+                    "description": "sealed with AES-256-GCM under the master key; never returned"},
+        "third_party": s("boolean"), "region": {"type": ["string", "null"], "maxLength": 64},
+        "connect_timeout_ms": ms, "ttfb_timeout_ms": ms, "idle_timeout_ms": ms, "request_timeout_ms": ms,
+        "health_check_interval_ms": {"type": ["integer", "null"], "minimum": 100, "maximum": 3_600_000},
+        "health_check_path": {"type": "string", "pattern": "^/[A-Za-z0-9/_.-]{0,200}$"},
+        "default_max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000}});
     json!({
         "Error": obj(&["error"], json!({"error": obj(&["code", "message"], json!({
             "code": {"type": "string", "description": "stable machine-readable code: invalid_request, unauthenticated, forbidden, csrf_failed, not_found, conflict, signup_closed, wrong_credential_kind, store_unavailable"},
@@ -455,6 +521,19 @@ fn schemas() -> Value {
             "actor_kind": s("string"), "actor_id": opt("string"), "action": s("string"), "target_id": opt("string"),
             "client_ip": {"type": ["string", "null"], "description": "truncated to /24 (IPv4) or /48 (IPv6)"}})),
         "AuditList": list_of("AuditEntry"),
+        "Provider": obj(&["name", "kind", "base_url", "source", "has_api_key"], json!({
+            "name": s("string"), "kind": {"enum": ["openai", "anthropic"]}, "base_url": s("string"),
+            "source": {"enum": ["config", "api"]}, "has_api_key": s("boolean"), "overrides_config": s("boolean"),
+            "third_party": s("boolean"), "region": opt("string"), "models": {"type": "array", "items": s("string")}})),
+        "ProviderList": list_of("Provider"),
+        "ProviderCreate": {"type": "object", "additionalProperties": false, "required": ["name", "kind", "base_url"],
+            "properties": provider_fields.clone()},
+        "ProviderPatch": {"type": "object", "additionalProperties": false, "properties": provider_fields},
+        "ProviderDeleted": obj(&["deleted", "name"], json!({"deleted": s("boolean"), "name": s("string")})),
+        "RouteHealthList": obj(&["data"], json!({"data": {"type": "array", "items": obj(&["model", "routes"], json!({
+            "model": s("string"), "routes": {"type": "array", "items": obj(&["provider", "healthy"], json!({
+                "provider": s("string"), "healthy": s("boolean"), "in_flight": s("integer"), "weight": s("integer"),
+                "priority": s("integer"), "latency_ewma_us": s("integer")}))}}))}})),
         "SecurityEvent": obj(&["bucket_ms", "kind", "count"], json!({"bucket_ms": s("integer"), "kind": s("string"), "key_id": opt("string"), "client_ip": opt("string"), "account_id": opt("string"), "count": s("integer")})),
         "SecurityEventList": list_of("SecurityEvent"),
     })

@@ -241,4 +241,22 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE accounts ADD COLUMN allowed_regions TEXT;
     "#,
+    // 8: providers managed through the operator API. `settings` is the provider's
+    //    non-secret config as JSON; `credential` its API key sealed with AES-256-GCM under
+    //    the master key (never plaintext). `providers_version` counts changes so every
+    //    instance notices one within a second.
+    r#"
+    CREATE TABLE providers (
+        name        TEXT PRIMARY KEY,
+        settings    TEXT NOT NULL,
+        credential  BLOB,
+        created_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE providers_version (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        version  INTEGER NOT NULL
+    );
+    INSERT INTO providers_version VALUES (1, 0);
+    "#,
 ];
