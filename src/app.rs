@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -28,6 +28,7 @@ use crate::config::AccountsConfig;
 use crate::error::ErrorKind;
 use crate::gateway::catalog::Catalog;
 use crate::keys::{KeyCache, SecurityEvents};
+use crate::limits::Limiter;
 use crate::store::Store;
 use crate::usage::UsageSink;
 
@@ -43,6 +44,9 @@ pub struct AppState {
     pub usage: UsageSink,
     pub store: Store,
     pub max_body_bytes: usize,
+    pub limits: Arc<Limiter>,
+    /// The trusted proxy header naming the client IP (`limits.client_ip_header`).
+    pub client_ip_header: Option<HeaderName>,
 }
 
 /// Per-request identity and clock, set by the outermost middleware.
@@ -68,14 +72,35 @@ fn next_request_id() -> Arc<str> {
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-async fn request_context(mut req: Request, next: Next) -> Response {
+/// The client's address: the last one in the trusted proxy header when configured (the
+/// proxy appends what it saw), else the peer's.
+fn client_ip(req: &Request, trusted_header: Option<&HeaderName>) -> Option<IpAddr> {
+    if let Some(name) = trusted_header
+        && let Some(ip) = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return Some(ip);
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+async fn request_context(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let ctx = RequestContext {
         id: next_request_id(),
         started: Instant::now(),
-        client_ip: req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip()),
+        client_ip: client_ip(&req, state.client_ip_header.as_ref()),
     };
     let route: &'static str = match req
         .extensions()
@@ -130,6 +155,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api::manage::router())
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(state)
-        .layer(middleware::from_fn(request_context))
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, request_context))
 }

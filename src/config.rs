@@ -60,6 +60,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub usage: UsageConfig,
+    pub limits: LimitsConfig,
     pub accounts: AccountsConfig,
     pub billing: BillingConfig,
     pub log: LogConfig,
@@ -116,6 +117,55 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://./instagen-data/instagen.db".to_owned(),
+        }
+    }
+}
+
+/// What happens to limited requests when Redis cannot be reached.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisFailure {
+    /// Fall back to this instance's own counters (limits become per-instance) and warn.
+    FailOpen,
+    /// Refuse limited requests with 503 until Redis is back.
+    FailClosed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests one client IP may have in flight at once (across instances with Redis).
+    pub max_in_flight_per_ip: u32,
+    /// Header carrying the client IP set by a trusted proxy (its last address is used);
+    /// none by default, so a client cannot spoof its address.
+    pub client_ip_header: Option<String>,
+    /// Failed authentications per IP per minute before that IP is blocked.
+    pub auth_failures_per_minute: u32,
+    /// How long an IP that failed too often is refused, seconds.
+    pub auth_block_secs: u64,
+    /// Deepest JSON nesting accepted in a `/v1` request body.
+    pub max_json_depth: usize,
+    /// `redis://…` (or `redis+cluster://host1,host2`) makes every limit global across instances.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (lets several deployments or tests share one Redis).
+    pub redis_prefix: String,
+    pub on_redis_failure: RedisFailure,
+    /// Concurrency leases expire after this long if their instance dies, seconds.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight_per_ip: 1000,
+            client_ip_header: None,
+            auth_failures_per_minute: 20,
+            auth_block_secs: 60,
+            max_json_depth: 64,
+            redis_url: None,
+            redis_prefix: "instagen:".to_owned(),
+            on_redis_failure: RedisFailure::FailOpen,
+            lease_ttl_secs: 900,
         }
     }
 }

@@ -14,16 +14,21 @@ use serde_json::json;
 use crate::billing::budget::BudgetError;
 use crate::gateway::{BodyError, UpstreamError, UpstreamErrorKind};
 use crate::keys::KeyError;
+use crate::limits::{RateHeaders, Refusal, Refused};
 
 pub enum ApiError {
     InvalidBody(BodyError),
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     Key(KeyError),
     ModelNotFound(String),
     ModelNotAllowed(String),
     NoRoute(String),
     RegionRestricted(String),
     Quota(BudgetError),
+    /// A rate limit or abuse protection refused the request.
+    Limited(Box<Refusal>),
     QueueFull,
     Upstream(UpstreamError),
     RouteNotFound,
@@ -117,6 +122,18 @@ impl ApiError {
                 "key_spend_limit",
                 "insufficient_quota",
                 Some("insufficient_quota"),
+            ),
+            E::Limited(r) if r.why == Refused::Unavailable => s(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r.why.kind(),
+                "server_error",
+                Some("limiter_unavailable"),
+            ),
+            E::Limited(r) => s(
+                StatusCode::TOO_MANY_REQUESTS,
+                r.why.kind(),
+                "requests",
+                Some("rate_limit_exceeded"),
             ),
             E::RegionRestricted(_) => s(
                 StatusCode::FORBIDDEN,
@@ -228,6 +245,7 @@ impl ApiError {
                 format!("no healthy route can serve `{m}` right now; retry shortly")
             }
             ApiError::QueueFull => "the server is overloaded; retry shortly".to_owned(),
+            ApiError::Limited(r) => r.why.message().to_owned(),
             ApiError::Upstream(u) => match (&u.client_message, u.kind) {
                 (Some(m), _) => format!("upstream rejected the request: {m}"),
                 (None, UpstreamErrorKind::Status(429)) => {
@@ -271,8 +289,12 @@ impl IntoResponse for ApiError {
                     .or(matches!(u.kind, UpstreamErrorKind::Status(429)).then_some(1))
             }
             ApiError::QueueFull => Some(1),
+            ApiError::Limited(r) => Some(r.retry_after_s),
             _ => None,
         };
+        if let ApiError::Limited(r) = &self {
+            rate_headers(response.headers_mut(), &r.headers);
+        }
         if let Some(secs) = retry_after {
             response
                 .headers_mut()
@@ -280,6 +302,25 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(ErrorKind(shape.kind));
         response
+    }
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the limits that applied.
+pub fn rate_headers(headers: &mut axum::http::HeaderMap, rate: &RateHeaders) {
+    for (what, quota) in [("requests", rate.requests), ("tokens", rate.tokens)] {
+        let Some(q) = quota else { continue };
+        for (name, value) in [
+            ("limit", q.limit.to_string()),
+            ("remaining", q.remaining.to_string()),
+            ("reset", format!("{}s", q.reset_s)),
+        ] {
+            if let (Ok(n), Ok(v)) = (
+                axum::http::HeaderName::try_from(format!("x-ratelimit-{name}-{what}")),
+                HeaderValue::try_from(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
     }
 }
 

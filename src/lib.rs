@@ -6,6 +6,7 @@
 //! - [`api`]: HTTP only — the OpenAI surface and health probes.
 //! - [`error`]: `ApiError`, the one mapping from error to status and OpenAI shape.
 //! - [`keys`]: access-key format, keyed hashing, in-memory authentication.
+//! - [`limits`]: per-IP, per-key and per-account limits, in memory or Redis.
 //! - [`secrets`]: provider credentials sealed at rest (AES-256-GCM under a master key).
 //! - [`gateway`]: model → route, body rewriting, provider adapters, stream relay.
 //! - [`usage`]: usage records, the per-request meter, journal and batch writer.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod limits;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
@@ -225,6 +227,26 @@ pub async fn run(
         tasks.spawn_blocking(usage::tokens::warm);
     }
 
+    let client_ip_header = match &config.limits.client_ip_header {
+        Some(name) => Some(
+            axum::http::HeaderName::try_from(name.as_str())
+                .context("limits.client_ip_header is not a valid header name")?,
+        ),
+        None => None,
+    };
+    let limiter = limits::Limiter::new(config.limits.clone()).await;
+    {
+        let (limiter, stop) = (limiter.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => limiter.sweep(),
+                }
+            }
+        });
+    }
     let (security, security_rx) = keys::SecurityEvents::new(4096);
     let security_flusher = keys::spawn_flusher(store.clone(), security_rx, stop.clone());
     let state = Arc::new(AppState {
@@ -237,6 +259,8 @@ pub async fn run(
         usage: UsageSink::new(tx, journal),
         store: store.clone(),
         max_body_bytes: config.server.max_body_bytes,
+        limits: limiter,
+        client_ip_header,
     });
     let router = app::router(state);
     let addr = listener.local_addr()?;

@@ -100,6 +100,15 @@ impl Store {
         dispatch!(self, s => s.set_account_regions(id, regions).await)
     }
 
+    pub async fn set_account_limits(
+        &self,
+        id: &str,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_account_limits(id, rpm, tpm).await)
+    }
+
     pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_account_status(id, status).await)
     }

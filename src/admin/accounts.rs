@@ -90,6 +90,26 @@ pub async fn set_account_regions(
     store.account(id).await
 }
 
+/// Sets an account's requests and tokens per minute (`None`: unlimited).
+pub async fn set_account_limits(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+) -> Result<Account, StoreError> {
+    for (field, v) in [("rpm", rpm), ("tpm", tpm)] {
+        if v.is_some_and(|n| !(1..=1_000_000_000_000).contains(&n)) {
+            return Err(invalid(format!(
+                "limits.{field}: must be between 1 and 10^12, or null"
+            )));
+        }
+    }
+    store.set_account_limits(id, rpm, tpm).await?;
+    audit(store, actor, Some(id), "account.limits", Some(id)).await;
+    store.account(id).await
+}
+
 pub async fn set_account_status(
     store: &Store,
     actor: &Actor,

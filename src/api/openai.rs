@@ -15,23 +15,42 @@ use serde_json::json;
 use crate::app::{AppState, RequestContext};
 use crate::error::ApiError;
 use crate::gateway::{Endpoint, Forwarded};
-use crate::keys::AuthedKey;
+use crate::keys::{AuthedKey, KeyError};
+use crate::limits::Refusal;
 use crate::time::now_ms;
 use crate::usage::{Meter, TokenCounts};
 
-/// Authenticates the request's access key; a refusal is also counted as a security event.
-fn authenticate(
+/// Authenticates the request's access key. An address that failed too often is refused
+/// first; a refusal is counted as a security event and towards that address's block.
+async fn authenticate(
     state: &AppState,
     ctx: &RequestContext,
     headers: &HeaderMap,
 ) -> Result<Arc<AuthedKey>, ApiError> {
+    state
+        .limits
+        .check_blocked(ctx.client_ip)
+        .await
+        .map_err(|r| ApiError::Limited(Box::new(r)))?;
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state.keys.authenticate(value, now_ms()).map_err(|failure| {
-        state.security.record(&failure, ctx.client_ip);
-        ApiError::Key(failure.error)
-    })
+    match state.keys.authenticate(value, now_ms()) {
+        Ok(key) => Ok(key),
+        Err(failure) => {
+            state.security.record(&failure, ctx.client_ip);
+            // Guessing (unknown or malformed keys) counts towards a block; a disabled,
+            // expired or revoked key with its right secret is not an attack.
+            if matches!(failure.error, KeyError::Unknown | KeyError::Malformed) {
+                state.limits.auth_failed(ctx.client_ip).await;
+            }
+            Err(ApiError::Key(failure.error))
+        }
+    }
+}
+
+fn limited(r: Refusal) -> ApiError {
+    ApiError::Limited(Box::new(r))
 }
 
 pub async fn models(
@@ -39,7 +58,8 @@ pub async fn models(
     Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(&state, &ctx, &headers)?;
+    let _in_flight = state.limits.enter(ctx.client_ip).await.map_err(limited)?;
+    let key = authenticate(&state, &ctx, &headers).await?;
     let gateway = state.catalog.current();
     let data: Vec<_> = gateway
         .model_ids()
@@ -93,7 +113,8 @@ async fn infer(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(state, ctx, headers)?;
+    let in_flight = state.limits.enter(ctx.client_ip).await.map_err(limited)?;
+    let key = authenticate(state, ctx, headers).await?;
     let slot = state.usage.reserve()?;
     let mut meter = Meter::new(slot, &ctx.id, &key, endpoint.label(), ctx.started);
     let bytes = match read_body(body, headers, state.max_body_bytes).await {
@@ -103,7 +124,38 @@ async fn infer(
             return Err(e);
         }
     };
-    match state
+    if endpoint != Endpoint::Transcriptions
+        && let Err(message) = check_json_depth(&bytes, state.limits.config().max_json_depth)
+    {
+        let e = ApiError::InvalidBody(crate::gateway::BodyError {
+            message,
+            param: None,
+        });
+        meter.finish(e.status().as_u16(), Some(e.kind()), TokenCounts::default());
+        return Err(e);
+    }
+    // Tokens per minute are reserved from the body's size (~4 bytes a token) and corrected
+    // to the actual count when the request's usage is known.
+    let estimate = bytes.len() as u64 / 4 + 1;
+    let admission = match key.limits.is_limited() {
+        false => None,
+        true => match state.limits.admit(&key, estimate).await {
+            Ok(a) => Some(a),
+            Err(r) => {
+                let e = limited(r);
+                meter.finish(e.status().as_u16(), Some(e.kind()), TokenCounts::default());
+                return Err(e);
+            }
+        },
+    };
+    let (rate, lease) = match admission {
+        Some(a) => {
+            meter.charge_tokens(a.charge);
+            (Some(a.headers), a.lease)
+        }
+        None => (None, None),
+    };
+    let mut response = match state
         .catalog
         .current()
         .forward(
@@ -121,30 +173,68 @@ async fn infer(
         )
         .await?
     {
-        Forwarded::Json(json, content_type) => Ok((
+        Forwarded::Json(json, content_type) => (
             [(
                 header::CONTENT_TYPE,
                 content_type.unwrap_or(HeaderValue::from_static("application/json")),
             )],
             json,
         )
-            .into_response()),
-        Forwarded::Stream(relay) => Ok((
-            StatusCode::OK,
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                ),
-                (
-                    header::HeaderName::from_static("x-accel-buffering"),
-                    HeaderValue::from_static("no"),
-                ),
-            ],
-            Body::from_stream(*relay),
-        )
-            .into_response()),
+            .into_response(),
+        Forwarded::Stream(mut relay) => {
+            // The leases last as long as the stream.
+            relay.hold_all(in_flight, lease);
+            (
+                StatusCode::OK,
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/event-stream"),
+                    ),
+                    (
+                        header::HeaderName::from_static("x-accel-buffering"),
+                        HeaderValue::from_static("no"),
+                    ),
+                ],
+                Body::from_stream(*relay),
+            )
+                .into_response()
+        }
+    };
+    if let Some(rate) = rate {
+        crate::error::rate_headers(response.headers_mut(), &rate);
     }
+    Ok(response)
+}
+
+/// Refuses bodies nested deeper than `max` (arrays and objects), without parsing them.
+fn check_json_depth(body: &[u8], max: usize) -> Result<(), String> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Err(format!(
+                        "the request body is nested deeper than {max} levels"
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Reads the body up to `limit` bytes (413 beyond), without copying a single-chunk body.

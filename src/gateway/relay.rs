@@ -52,6 +52,8 @@ pub struct Relay {
     translator: Option<StreamTranslator>,
     /// Reused buffer for translated events.
     translated: Vec<Bytes>,
+    /// Concurrency leases (client IP, key) held until the stream ends.
+    leases: Vec<crate::limits::Lease>,
 }
 
 #[derive(Deserialize)]
@@ -133,7 +135,13 @@ impl Relay {
             _in_flight: in_flight,
             translator,
             translated: Vec::new(),
+            leases: Vec::new(),
         }
+    }
+
+    /// Keeps concurrency leases until the stream ends (or the client leaves).
+    pub fn hold_all(&mut self, a: Option<crate::limits::Lease>, b: Option<crate::limits::Lease>) {
+        self.leases.extend(a.into_iter().chain(b));
     }
 
     /// Tokens so far: the upstream's usage if it sent one, else our count.

@@ -25,6 +25,8 @@ pub struct AuthedKey {
     pub spend_limit_nanos: Option<i64>,
     /// Provider regions this key's requests may be processed in; `None` means any.
     pub allowed_regions: Option<Vec<String>>,
+    /// Rate limits of the key and of its account.
+    pub limits: crate::limits::KeyQuotas,
 }
 
 /// A key restricted by its own list and its account's may use only regions on both.
@@ -173,6 +175,7 @@ impl KeyCache {
                 allowed_models: row.allowed_models,
                 spend_limit_nanos: row.spend_limit_nanos,
                 allowed_regions: effective_regions(row.allowed_regions, row.account_regions),
+                limits: row.quotas,
             });
             let previous = row.previous_hash.zip(row.previous_expires_ms);
             entries.insert(

@@ -69,6 +69,10 @@ pub struct Account {
     pub billing_id: String,
     /// Provider regions every key of the account is limited to; `None` means any.
     pub allowed_regions: Option<Vec<String>>,
+    /// Requests per minute across all the account's keys; `None` is unlimited.
+    pub rpm: Option<i64>,
+    /// Tokens per minute across all the account's keys.
+    pub tpm: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +115,8 @@ pub struct KeyRow {
     pub allowed_regions: Option<Vec<String>>,
     /// The account's own region restriction, which every key of it inherits.
     pub account_regions: Option<Vec<String>>,
+    /// Rate limits of the key and its account.
+    pub quotas: crate::limits::KeyQuotas,
 }
 
 /// Limits stored with a key; enforced by the limits and billing layers.

@@ -10,6 +10,7 @@ use super::{UsageRecord, UsageSlot};
 use crate::billing::Prices;
 use crate::billing::budget::Reservation;
 use crate::keys::AuthedKey;
+use crate::limits::TokenCharge;
 use crate::time::now_ms;
 
 /// Tokens one request used.
@@ -26,6 +27,8 @@ pub struct Meter {
     slot: Option<UsageSlot>,
     /// Budget set aside for this request; settled with the exact cost in `finish`.
     reservation: Option<Reservation>,
+    /// Tokens-per-minute reserved from an estimate; corrected to the actual count in `finish`.
+    charge: Option<TokenCharge>,
     record: UsageRecord,
     started: Instant,
     prices: Prices,
@@ -43,6 +46,7 @@ impl Meter {
         Self {
             slot: Some(slot),
             reservation: None,
+            charge: None,
             record: UsageRecord {
                 request_id: request_id.to_owned(),
                 account_id: key.account_id.clone(),
@@ -65,6 +69,10 @@ impl Meter {
     }
 
     /// Holds a budget reservation until the request's exact cost is known.
+    pub fn charge_tokens(&mut self, charge: Option<TokenCharge>) {
+        self.charge = charge;
+    }
+
     pub fn reserve(&mut self, reservation: Reservation) {
         self.reservation = Some(reservation);
     }
@@ -108,6 +116,9 @@ impl Meter {
         record.latency_us = micros(self.started);
         if let Some(r) = self.reservation.take() {
             r.settle(record.cost_nanos);
+        }
+        if let Some(c) = self.charge.take() {
+            c.settle(tokens.input + tokens.output);
         }
         slot.commit(record);
     }

@@ -13,6 +13,7 @@ mod data_rights;
 mod durability;
 mod errors;
 mod keys;
+mod limits;
 mod manage;
 mod privacy;
 mod providers;

@@ -88,6 +88,18 @@ pub struct AccountUpdate {
     /// Provider regions the account's requests may be processed in; `null` lifts the limit.
     #[serde(default, deserialize_with = "super::keys::present")]
     allowed_regions: Option<Option<Vec<String>>>,
+    /// Requests and tokens per minute across all the account's keys (`null`: unlimited).
+    #[serde(default)]
+    limits: Option<AccountLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountLimits {
+    #[serde(default)]
+    rpm: Option<i64>,
+    #[serde(default)]
+    tpm: Option<i64>,
 }
 
 /// Operator: restrict an account to regions (its keys inherit it, even under failover).
@@ -99,13 +111,20 @@ pub async fn update(
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
     let req: AccountUpdate = parse(&body)?;
-    let Some(regions) = req.allowed_regions else {
+    if req.allowed_regions.is_none() && req.limits.is_none() {
         return Err(MgmtError::invalid(
             "allowed_regions",
-            "give `allowed_regions`: a list of regions, or null to lift the restriction",
+            "give `allowed_regions` (a list, or null to lift it) and/or `limits` ({rpm, tpm})",
         ));
-    };
-    let a = admin::set_account_regions(&state.store, &p.actor(), &account, regions).await?;
+    }
+    let actor = p.actor();
+    let mut a = state.store.account(&account).await?;
+    if let Some(regions) = req.allowed_regions {
+        a = admin::set_account_regions(&state.store, &actor, &account, regions).await?;
+    }
+    if let Some(l) = req.limits {
+        a = admin::set_account_limits(&state.store, &actor, &account, l.rpm, l.tpm).await?;
+    }
     Ok(axum::Json(a).into_response())
 }
 

@@ -29,6 +29,8 @@ fn account_of(row: &SqliteRow) -> Result<Account, sqlx::Error> {
         allowed_regions: row
             .try_get::<Option<String>, _>("allowed_regions")?
             .and_then(|t| serde_json::from_str(&t).ok()),
+        rpm: row.try_get("rpm")?,
+        tpm: row.try_get("tpm")?,
     })
 }
 
@@ -79,6 +81,8 @@ impl SqliteStore {
             status: "active".to_owned(),
             created_ms: now_ms(),
             allowed_regions: None,
+            rpm: None,
+            tpm: None,
             billing_id: new_id("bill")?,
         };
         sqlx::query(
@@ -96,7 +100,7 @@ impl SqliteStore {
 
     pub async fn account(&self, id: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id, allowed_regions FROM accounts WHERE id = ? AND status != 'deleted'",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions, rpm, tpm FROM accounts WHERE id = ? AND status != 'deleted'",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -107,7 +111,7 @@ impl SqliteStore {
 
     pub async fn account_by_name(&self, name: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id, allowed_regions FROM accounts WHERE name = ? AND status != 'deleted'",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions, rpm, tpm FROM accounts WHERE name = ? AND status != 'deleted'",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -118,7 +122,7 @@ impl SqliteStore {
 
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id, allowed_regions FROM accounts WHERE status != 'deleted' ORDER BY created_ms, name",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions, rpm, tpm FROM accounts WHERE status != 'deleted' ORDER BY created_ms, name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -138,6 +142,35 @@ impl SqliteStore {
             "UPDATE accounts SET allowed_regions = ? WHERE id = ? AND status != 'deleted'",
         )
         .bind(text)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        sqlx::query(
+            "UPDATE api_keys SET version = (SELECT MAX(version) FROM api_keys) + rowid WHERE account_id = ?",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the account's rate limits; bumps its keys' versions so every instance applies them.
+    pub async fn set_account_limits(
+        &self,
+        id: &str,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE accounts SET rpm = ?, tpm = ? WHERE id = ? AND status != 'deleted'",
+        )
+        .bind(rpm)
+        .bind(tpm)
         .bind(id)
         .execute(&mut *tx)
         .await?;

@@ -21,6 +21,11 @@ fn models_json(models: &Option<Vec<String>>) -> Option<String> {
     models.as_ref().and_then(|m| serde_json::to_string(m).ok())
 }
 
+/// A stored limit: `None` (or a non-positive value) means unlimited.
+fn positive(v: Option<i64>) -> Option<u64> {
+    v.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0)
+}
+
 fn models_of(text: Option<String>) -> Option<Vec<String>> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
@@ -341,7 +346,8 @@ impl SqliteStore {
     pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT k.id, k.account_id, k.secret_hash, k.status, k.version, k.expires_ms, k.allowed_models,
-                    k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, k.allowed_regions, a.status AS account_status, a.allowed_regions AS account_regions
+                    k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, k.allowed_regions, k.rpm, k.tpm, k.max_concurrent,
+                    a.status AS account_status, a.allowed_regions AS account_regions, a.rpm AS account_rpm, a.tpm AS account_tpm
              FROM api_keys k LEFT JOIN accounts a ON a.id = k.account_id
              WHERE k.version > ? ORDER BY k.version",
         )
@@ -366,6 +372,14 @@ impl SqliteStore {
                     spend_limit_nanos: row.try_get("spend_limit_nanos")?,
                     allowed_regions: models_of(row.try_get("allowed_regions")?),
                     account_regions: models_of(row.try_get("account_regions")?),
+                    quotas: crate::limits::KeyQuotas {
+                        key_rpm: positive(row.try_get("rpm")?),
+                        key_tpm: positive(row.try_get("tpm")?),
+                        max_concurrent: positive(row.try_get("max_concurrent")?)
+                            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                        account_rpm: positive(row.try_get("account_rpm")?),
+                        account_tpm: positive(row.try_get("account_tpm")?),
+                    },
                 })
             })
             .collect()

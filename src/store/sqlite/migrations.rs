@@ -259,4 +259,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO providers_version VALUES (1, 0);
     "#,
+    // 9: account-wide rate limits (requests and tokens per minute), set by operators.
+    r#"
+    ALTER TABLE accounts ADD COLUMN rpm INTEGER;
+    ALTER TABLE accounts ADD COLUMN tpm INTEGER;
+    "#,
 ];
