@@ -4,6 +4,7 @@
 //! TCP, a real SQLite file. One binary; modules are named by capability.
 
 mod helpers;
+mod services;
 
 mod anthropic;
 mod billing;
@@ -19,6 +20,7 @@ mod privacy;
 mod providers;
 mod python_sdk;
 mod routing;
+mod scale_out;
 mod streaming;
 mod tenant_isolation;
 mod uploads;

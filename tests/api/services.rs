@@ -1,0 +1,47 @@
+//! Local services some tests need (PostgreSQL, Redis): reachability checks, per-test
+//! namespaces, and skips that are reported, never silently green.
+//!
+//! A skipped test appends `test: reason` to `target/tmp/skipped.txt`; `.ci/run` counts
+//! those lines as skipped (not passed) in its summary and prints them.
+
+use std::io::Write;
+use std::time::Duration;
+
+/// Records that `test` did not run, and why.
+pub fn skip(test: &str, reason: &str) {
+    let line = format!("{test}: {reason}");
+    println!("SKIPPED {line}");
+    eprintln!("SKIPPED {line}");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped.txt"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Whether Redis answers PING at [`REDIS_URL`] (within a second).
+pub async fn redis_up() -> bool {
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect("127.0.0.1:6379")
+            .await
+            .ok()?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 7];
+        stream.read_exact(&mut buf).await.ok()?;
+        (&buf == b"+PONG\r\n").then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), probe).await,
+        Ok(Some(()))
+    )
+}
+
+/// A Redis key prefix no other test uses.
+pub fn redis_prefix() -> String {
+    format!("instagen-test-{}:", instagen::keys::random_id(12).unwrap())
+}
