@@ -83,6 +83,11 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Runtime worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// A client must send a request's headers within this long (slowloris protection);
+    /// also how long an idle keep-alive connection waits for its next request.
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// File holding the master key (64 hex characters) that seals provider credentials
     /// stored through the operator API; `INSTAGEN_MASTER_KEY` may give the key itself.
     pub master_key_file: Option<PathBuf>,
@@ -100,6 +105,8 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
             worker_threads: 0,
+            header_read_timeout_ms: 10_000,
+            max_connections: 20_000,
             master_key_file: None,
             master_key: None,
         }

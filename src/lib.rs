@@ -7,6 +7,7 @@
 //! - [`error`]: `ApiError`, the one mapping from error to status and OpenAI shape.
 //! - [`keys`]: access-key format, keyed hashing, in-memory authentication.
 //! - [`limits`]: per-IP, per-key and per-account limits, in memory or Redis.
+//! - [`serve`]: the accept loop — HTTP/1.1 and HTTP/2, header timeouts, connection cap.
 //! - [`secrets`]: provider credentials sealed at rest (AES-256-GCM under a master key).
 //! - [`gateway`]: model → route, body rewriting, provider adapters, stream relay.
 //! - [`usage`]: usage records, the per-request meter, journal and batch writer.
@@ -30,6 +31,7 @@ pub mod gateway;
 pub mod keys;
 pub mod limits;
 pub mod secrets;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod time;
@@ -40,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -269,21 +270,22 @@ pub async fn run(
     let draining = CancellationToken::new();
     let serve = {
         let draining = draining.clone();
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
+        serve::serve(
             listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            router,
+            serve::ConnLimits {
+                header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+                max_connections: config.server.max_connections,
+            },
+            async move {
+                shutdown.await;
+                draining.cancel();
+            },
         )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            draining.cancel();
-        })
     };
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     tokio::select! {
-        result = serve.into_future() => result.context("server error")?,
+        () = serve => {},
         () = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_ms = config.server.shutdown_grace_ms, "in-flight requests outlived the grace period; closing");
         }

@@ -281,3 +281,36 @@ async fn deeply_nested_json_is_refused_before_parsing() {
     );
     assert!(app.mock.requests().is_empty());
 }
+
+#[tokio::test]
+async fn slow_clients_that_never_finish_their_headers_are_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|c| c.server.header_read_timeout_ms = 600).await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    conn.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Trickle one header byte every 150 ms: a slowloris keeps the socket busy forever.
+    let mut buf = [0u8; 256];
+    let closed = loop {
+        if conn.write_all(b"X").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(150), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => {
+                // hyper may answer 408 before closing.
+                assert!(String::from_utf8_lossy(&buf[..n]).contains("408"));
+            }
+            Err(_) => {}
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            break false;
+        }
+    };
+    assert!(closed, "the connection was still open after 5 s");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Well-behaved clients are unaffected.
+    assert_eq!(app.chat(&chat_body("hi")).await.status(), 200);
+}
