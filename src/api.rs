@@ -24,7 +24,7 @@ pub async fn healthz() -> Response {
 
 /// Readiness: the store answers; otherwise 503 so a load balancer stops sending traffic.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.store.ping().await {
+    if state.store_up.load(std::sync::atomic::Ordering::Relaxed) && state.store.ping().await {
         Json(json!({"status": "ready"})).into_response()
     } else {
         (

@@ -45,6 +45,8 @@ pub struct AppState {
     pub store: Store,
     pub max_body_bytes: usize,
     pub limits: Arc<Limiter>,
+    /// False while the store is unreachable (set by the key refresh loop).
+    pub store_up: Arc<std::sync::atomic::AtomicBool>,
     /// The trusted proxy header naming the client IP (`limits.client_ip_header`).
     pub client_ip_header: Option<HeaderName>,
 }

@@ -30,6 +30,8 @@ pub enum ApiError {
     /// A rate limit or abuse protection refused the request.
     Limited(Box<Refusal>),
     QueueFull,
+    /// The store is unreachable: fail fast rather than serve what cannot be accounted for.
+    StoreUnavailable,
     Upstream(UpstreamError),
     RouteNotFound,
     MethodNotAllowed,
@@ -147,6 +149,12 @@ impl ApiError {
                 "upstream_error",
                 Some("no_healthy_route"),
             ),
+            E::StoreUnavailable => s(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "server_error",
+                Some("store_unavailable"),
+            ),
             E::QueueFull => s(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "usage_queue_full",
@@ -245,6 +253,9 @@ impl ApiError {
                 format!("no healthy route can serve `{m}` right now; retry shortly")
             }
             ApiError::QueueFull => "the server is overloaded; retry shortly".to_owned(),
+            ApiError::StoreUnavailable => {
+                "the service's database is unreachable; retry shortly".to_owned()
+            }
             ApiError::Limited(r) => r.why.message().to_owned(),
             ApiError::Upstream(u) => match (&u.client_message, u.kind) {
                 (Some(m), _) => format!("upstream rejected the request: {m}"),
@@ -288,7 +299,7 @@ impl IntoResponse for ApiError {
                 u.retry_after
                     .or(matches!(u.kind, UpstreamErrorKind::Status(429)).then_some(1))
             }
-            ApiError::QueueFull => Some(1),
+            ApiError::QueueFull | ApiError::StoreUnavailable => Some(1),
             ApiError::Limited(r) => Some(r.retry_after_s),
             _ => None,
         };

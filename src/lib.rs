@@ -119,6 +119,7 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let store_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let catalog = Arc::new(
         gateway::catalog::Catalog::load(
             config.providers.clone(),
@@ -147,16 +148,32 @@ pub async fn run(
     );
     {
         let (keys, store, stop) = (keys.clone(), store.clone(), stop.clone());
-        let catalog = catalog.clone();
+        let (catalog, store_up) = (catalog.clone(), store_up.clone());
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(KEY_REFRESH);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failures = 0u32;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {
-                        if let Err(e) = keys.refresh(&store).await {
-                            tracing::warn!(error = %e, "key refresh failed; serving the last known keys");
+                        // The refresh doubles as the store's health check: two misses in a
+                        // row (~0.5 s) and /v1 fails fast with 503 until it answers again.
+                        match tokio::time::timeout(Duration::from_secs(2), keys.refresh(&store)).await {
+                            Ok(Ok(_)) => {
+                                failures = 0;
+                                if !store_up.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                    tracing::info!("store reachable again");
+                                }
+                            }
+                            _ => {
+                                failures += 1;
+                                if failures == 2 {
+                                    store_up.store(false, std::sync::atomic::Ordering::Relaxed);
+                                    tracing::error!("store unreachable; refusing /v1 requests until it returns");
+                                }
+                                continue;
+                            }
                         }
                         // Provider changes made through another instance.
                         if let Err(e) = catalog.refresh(&store, false).await {
@@ -262,6 +279,7 @@ pub async fn run(
         max_body_bytes: config.server.max_body_bytes,
         limits: limiter,
         client_ip_header,
+        store_up,
     });
     let router = app::router(state);
     let addr = listener.local_addr()?;

@@ -113,6 +113,9 @@ async fn infer(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if !state.store_up.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::StoreUnavailable);
+    }
     let in_flight = state.limits.enter(ctx.client_ip).await.map_err(limited)?;
     let key = authenticate(state, ctx, headers).await?;
     let slot = state.usage.reserve()?;
