@@ -88,12 +88,23 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN); SIGHUP reloads the files.
+    pub tls: Option<TlsConfig>,
     /// File holding the master key (64 hex characters) that seals provider credentials
     /// stored through the operator API; `INSTAGEN_MASTER_KEY` may give the key itself.
     pub master_key_file: Option<PathBuf>,
     /// The master key from `INSTAGEN_MASTER_KEY` (never read from a config file).
     #[serde(skip)]
     pub master_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +118,7 @@ impl Default for ServerConfig {
             worker_threads: 0,
             header_read_timeout_ms: 10_000,
             max_connections: 20_000,
+            tls: None,
             master_key_file: None,
             master_key: None,
         }

@@ -14,6 +14,7 @@
 //! - [`billing`]: money (integer nano-USD) and prices.
 //! - [`store`]: persistence behind one enum (SQLite today).
 //! - [`admin`]: account/key/usage operations shared by the CLI.
+//! - [`tls`]: HTTPS with rustls; the certificate reloads on SIGHUP.
 //! - [`telemetry`]: what may be logged, and how.
 //!
 //! [`run`] serves a config on a bound listener until `shutdown` resolves, then drains:
@@ -35,6 +36,7 @@ pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod usage;
 
 use std::future::Future;
@@ -285,6 +287,14 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, models = config.models.len(), "instagen listening");
 
+    let tls_acceptor = match &config.server.tls {
+        Some(t) => {
+            let (acceptor, cert) = tls::acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?;
+            spawn_cert_reloader(&tasks, &stop, cert);
+            Some(acceptor)
+        }
+        None => None,
+    };
     let draining = CancellationToken::new();
     let serve = {
         let draining = draining.clone();
@@ -294,6 +304,7 @@ pub async fn run(
             serve::ConnLimits {
                 header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
                 max_connections: config.server.max_connections,
+                tls: tls_acceptor,
             },
             async move {
                 shutdown.await;
@@ -320,6 +331,41 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the TLS certificate on SIGHUP (new handshakes get it; open connections stay).
+fn spawn_cert_reloader(
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+    cert: Arc<tls::ReloadableCert>,
+) {
+    #[cfg(unix)]
+    {
+        let stop = stop.clone();
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; certificate reload is off");
+            return;
+        };
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    got = hup.recv() => {
+                        if got.is_none() { break; }
+                        match cert.reload() {
+                            Ok(()) => tracing::info!("TLS certificate reloaded"),
+                            Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (tasks, stop, cert);
+    }
 }
 
 /// Reloads balances and key spend from the store into the budget tracker.

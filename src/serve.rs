@@ -4,7 +4,8 @@
 //! A client must send a request's headers within `header_read_timeout_ms` (no slowloris),
 //! at most `max_connections` are served at once (more wait in the kernel's backlog), and
 //! an HTTP/2 peer that stops answering pings is dropped. Shutdown stops accepting and
-//! lets every connection finish its requests.
+//! lets every connection finish its requests. With TLS the handshake happens on the
+//! connection's own task, bounded by the same timeout as the headers.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,11 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
-/// Connection-level protections.
-#[derive(Debug, Clone, Copy)]
+/// Connection-level settings and protections.
+#[derive(Clone)]
 pub struct ConnLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Serve HTTPS with this acceptor (HTTP/2 or HTTP/1.1 by ALPN).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for open
@@ -48,6 +51,7 @@ pub async fn serve(
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let active = Arc::new(Active::default());
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -71,29 +75,125 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        // The router for this connection, with the peer address as `ConnectInfo`.
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(addr));
-            let mut router = router.clone();
-            async move {
-                Ok::<_, Infallible>(
-                    router
-                        .call(req.map(axum::body::Body::new))
-                        .await
-                        .unwrap_or_else(|never| match never {}),
-                )
-            }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(conn);
+        let (builder, router, watcher) = (builder.clone(), router.clone(), graceful.watcher());
+        let active = active.clone();
+        let (tls, handshake_timeout) = (limits.tls.clone(), limits.header_read_timeout);
         tokio::spawn(async move {
-            let _ = watched.await;
+            match tls {
+                None => serve_conn(&builder, stream, router, addr, watcher, active).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like the headers are.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            serve_conn(&builder, tls, router, addr, watcher, active).await;
+                        }
+                        _ => tracing::debug!("TLS handshake failed or timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Tell every connection to finish (HTTP/1 closes when idle, HTTP/2 sends GOAWAY), then
+    // wait for the requests in flight — not for idle connections a client keeps open.
+    let closing = tokio::spawn(graceful.shutdown());
+    active.wait_idle().await;
+    closing.abort();
+}
+
+/// Requests whose response has not been fully sent yet.
+#[derive(Default)]
+struct Active {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Active {
+    fn enter(self: &Arc<Self>) -> ActiveGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ActiveGuard(self.clone())
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+struct ActiveGuard(Arc<Active>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A response body that counts as in flight until it is sent (or dropped).
+struct Tracked {
+    inner: axum::body::Body,
+    _active: ActiveGuard,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves one connection (plain or TLS) until it closes or shutdown has drained it.
+async fn serve_conn<I>(
+    builder: &Builder<TokioExecutor>,
+    io: I,
+    router: Router,
+    addr: std::net::SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+    active: Arc<Active>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // The router for this connection, with the peer address as `ConnectInfo`.
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        let mut router = router.clone();
+        let guard = active.enter();
+        async move {
+            let response = router
+                .call(req.map(axum::body::Body::new))
+                .await
+                .unwrap_or_else(|never| match never {});
+            Ok::<_, Infallible>(response.map(|inner| Tracked {
+                inner,
+                _active: guard,
+            }))
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let _ = watcher.watch(conn.into_owned()).await;
 }

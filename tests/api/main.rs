@@ -23,5 +23,6 @@ mod routing;
 mod scale_out;
 mod streaming;
 mod tenant_isolation;
+mod tls;
 mod uploads;
 mod usage;

@@ -1,0 +1,141 @@
+//! HTTPS: a self-signed certificate made in the test, HTTP/2 by ALPN and HTTP/1.1, the
+//! inference API end to end over TLS, and a certificate reloaded on SIGHUP without
+//! dropping open connections.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+fn write_cert(dir: &Path) -> String {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = ck.cert.pem();
+    std::fs::write(dir.join("cert.pem"), &pem).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    pem
+}
+
+fn client(trust: &str, http1: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(trust.as_bytes()).unwrap())
+        .pool_idle_timeout(Duration::from_secs(60));
+    if http1 {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn https_serves_http2_and_http1_and_reloads_its_certificate_on_sighup() {
+    let mock = mock_upstream::MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_cert(dir.path());
+    let config = write_process_config(dir.path(), &mock.base_url(), "info");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.path().join("cert.pem").display(),
+        dir.path().join("key.pem").display()
+    ));
+    std::fs::write(&config, &text).unwrap();
+    let (_account, key, _store) = provision(&config).await;
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let base = format!("https://localhost:{port}");
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_instagen"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    let h2 = client(&first, false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let resp = loop {
+        if let Ok(r) = h2.get(format!("{base}/healthz")).send().await {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no HTTPS server");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
+    let h1 = client(&first, true);
+    let resp = h1.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+
+    // The inference API over TLS, streaming included.
+    let mut body = chat_body("over tls");
+    body["stream"] = serde_json::json!(true);
+    let resp = h2
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+
+    // A plain-HTTP client gets no service on the TLS port.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+
+    // New certificate on disk, then SIGHUP: new handshakes get it …
+    let second = write_cert(dir.path());
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let fresh = client(&second, false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(r) = fresh.get(format!("{base}/healthz")).send().await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // … a client that trusts only the old one cannot start a new connection …
+    assert!(
+        client(&first, false)
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    // … and the connection opened before the reload still works.
+    let resp = h2.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Shutdown waits for requests in flight, not for the idle connections clients keep.
+    let stopping = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    drop((h1, h2, fresh));
+}
