@@ -47,6 +47,8 @@ pub struct AppState {
     pub limits: Arc<Limiter>,
     /// False while the store is unreachable (set by the key refresh loop).
     pub store_up: Arc<std::sync::atomic::AtomicBool>,
+    /// Session cookies carry `Secure` (HTTPS here or at a proxy).
+    pub secure_cookies: bool,
     /// The trusted proxy header naming the client IP (`limits.client_ip_header`).
     pub client_ip_header: Option<HeaderName>,
 }

@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN); SIGHUP reloads the files.
     pub tls: Option<TlsConfig>,
+    /// Mark session cookies `Secure` (on by itself with `tls`; set it behind a TLS proxy).
+    pub secure_cookies: bool,
     /// File holding the master key (64 hex characters) that seals provider credentials
     /// stored through the operator API; `INSTAGEN_MASTER_KEY` may give the key itself.
     pub master_key_file: Option<PathBuf>,
@@ -119,6 +121,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             max_connections: 20_000,
             tls: None,
+            secure_cookies: false,
             master_key_file: None,
             master_key: None,
         }

@@ -282,6 +282,7 @@ pub async fn run(
         limits: limiter,
         client_ip_header,
         store_up,
+        secure_cookies: config.server.secure_cookies || config.server.tls.is_some(),
     });
     let router = app::router(state);
     let addr = listener.local_addr()?;

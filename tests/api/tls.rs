@@ -139,3 +139,31 @@ async fn https_serves_http2_and_http1_and_reloads_its_certificate_on_sighup() {
     );
     drop((h1, h2, fresh));
 }
+
+#[tokio::test]
+async fn session_cookies_are_secure_when_served_over_https() {
+    for secure in [false, true] {
+        let app = TestApp::spawn_with(|c| c.server.secure_cookies = secure).await;
+        let creds =
+            serde_json::json!({"email": "tls@example.com", "password": "a long password here"});
+        let (status, _) = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            Some(ADMIN_TOKEN),
+            Some(&creds),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let resp = app
+            .client
+            .post(app.url("/api/v1/session"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
+    }
+}

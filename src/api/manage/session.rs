@@ -94,9 +94,10 @@ pub async fn login(
         .create_session(&token_hash, &user.id, &csrf_hash, expires_ms)
         .await?;
     let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         token.expose(),
-        ttl_ms / 1000
+        ttl_ms / 1000,
+        if state.secure_cookies { "; Secure" } else { "" }
     );
     let memberships = state.store.memberships_of(&user.id).await?;
     let mut response = axum::Json(json!({
