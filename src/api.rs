@@ -35,6 +35,39 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Prometheus metrics (on the separate metrics listener).
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let depth = state
+        .usage_queue_capacity
+        .saturating_sub(state.usage.capacity());
+    let gauges = crate::telemetry::metrics::Gauges {
+        usage_queue_depth: depth as u64,
+        usage_queue_capacity: state.usage_queue_capacity as u64,
+        journal_bytes: state.usage.journal_bytes(),
+        routes: state.catalog.current().route_health(),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
+/// `/metrics` on the main listener: operators only (or 404 when a metrics listener is set).
+pub async fn metrics_for_operators(
+    State(state): State<Arc<AppState>>,
+    p: manage::Principal,
+) -> Result<Response, manage::MgmtError> {
+    if state.metrics_public {
+        return Err(manage::MgmtError::not_found("route"));
+    }
+    p.require_operator()?;
+    Ok(metrics(State(state)).await)
+}
+
 /// Unknown routes: the management error shape under `/api`, OpenAI's elsewhere.
 pub async fn route_not_found(uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/api/") {

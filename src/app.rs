@@ -49,6 +49,10 @@ pub struct AppState {
     pub store_up: Arc<std::sync::atomic::AtomicBool>,
     /// Session cookies carry `Secure` (HTTPS here or at a proxy).
     pub secure_cookies: bool,
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
+    /// `/metrics` is served on its own (internal) listener instead of to operators here.
+    pub metrics_public: bool,
+    pub usage_queue_capacity: usize,
     /// The trusted proxy header naming the client IP (`limits.client_ip_header`).
     pub client_ip_header: Option<HeaderName>,
 }
@@ -118,6 +122,7 @@ async fn request_context(
         Some("/v1/models") => "/v1/models",
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",
+        Some("/metrics") => "/metrics",
         Some(p) if p.starts_with("/api/") => "/api",
         _ => "unmatched",
     };
@@ -129,6 +134,10 @@ async fn request_context(
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let status = response.status().as_u16();
+    state.metrics.http(route, status);
+    if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
+        state.metrics.limited(kind);
+    }
     let latency_us = ctx.started.elapsed().as_micros() as u64;
     match response.extensions().get::<ErrorKind>() {
         Some(ErrorKind(kind)) if status >= 500 => {
@@ -156,9 +165,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics_for_operators))
         .merge(api::manage::router())
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(state, request_context))
+}
+
+/// The router of the separate metrics listener (`server.metrics_listen`): `/metrics` only.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(api::metrics))
+        .with_state(state)
 }

@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Mark session cookies `Secure` (on by itself with `tls`; set it behind a TLS proxy).
     pub secure_cookies: bool,
+    /// Serve `/metrics` unauthenticated on this (internal) address instead of to operators
+    /// on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// File holding the master key (64 hex characters) that seals provider credentials
     /// stored through the operator API; `INSTAGEN_MASTER_KEY` may give the key itself.
     pub master_key_file: Option<PathBuf>,
@@ -122,6 +125,7 @@ impl Default for ServerConfig {
             max_connections: 20_000,
             tls: None,
             secure_cookies: false,
+            metrics_listen: None,
             master_key_file: None,
             master_key: None,
         }

@@ -122,6 +122,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let store_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let metrics = Arc::new(telemetry::metrics::Metrics::default());
     let catalog = Arc::new(
         gateway::catalog::Catalog::load(
             config.providers.clone(),
@@ -145,7 +146,10 @@ pub async fn run(
         journal.clone(),
         config.usage.batch_size,
         Duration::from_millis(config.usage.flush_interval_ms),
-        Some(budgets.clone()),
+        usage::Observers {
+            budgets: Some(budgets.clone()),
+            metrics: Some(metrics.clone()),
+        },
         stop.clone(),
     );
     {
@@ -283,7 +287,21 @@ pub async fn run(
         client_ip_header,
         store_up,
         secure_cookies: config.server.secure_cookies || config.server.tls.is_some(),
+        metrics,
+        metrics_public: config.server.metrics_listen.is_some(),
+        usage_queue_capacity: config.usage.queue_capacity,
     });
+    if let Some(addr) = config.server.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind server.metrics_listen {addr}"))?;
+        let (router, stop) = (app::metrics_router(state.clone()), stop.clone());
+        tasks.spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+    }
     let router = app::router(state);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, models = config.models.len(), "instagen listening");

@@ -6,6 +6,8 @@
 //! Dependencies are capped at `info` even when our own level is `debug`, because
 //! HTTP client and server crates may log header or body fragments at lower levels.
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};

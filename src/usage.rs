@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 pub use journal::Journal;
 pub use meter::{Meter, TokenCounts};
-pub use writer::spawn_writer;
+pub use writer::{Observers, spawn_writer};
 
 /// One request's metadata as stored. Field names are the export's column names.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -102,6 +102,11 @@ impl UsageSink {
     /// Free slots left (for readiness and metrics).
     pub fn capacity(&self) -> usize {
         self.tx.capacity()
+    }
+
+    /// Bytes in the journal's open segment (0 without a journal).
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.bytes())
     }
 }
 

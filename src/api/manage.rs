@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
-pub use auth::{CSRF_HEADER, SESSION_COOKIE};
+pub use auth::{CSRF_HEADER, Principal, SESSION_COOKIE};
 pub use error::MgmtError;
 pub use openapi::{ROUTES, RouteDoc, document};
 

@@ -35,6 +35,8 @@ pub struct Target {
     latency_ewma_us: AtomicU64,
     failures: AtomicU32,
     ejections: AtomicU32,
+    /// Times this route was taken out of rotation (for metrics).
+    ejections_total: AtomicU64,
     ejected_until_ms: AtomicI64,
 }
 
@@ -54,6 +56,7 @@ impl Target {
             latency_ewma_us: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
+            ejections_total: AtomicU64::new(0),
             ejected_until_ms: AtomicI64::new(0),
         }
     }
@@ -85,6 +88,7 @@ impl Target {
             "in_flight": self.outstanding.load(Ordering::Relaxed),
             "latency_ewma_us": self.latency_ewma_us.load(Ordering::Relaxed),
             "consecutive_failures": self.failures.load(Ordering::Relaxed),
+            "ejections_total": self.ejections_total.load(Ordering::Relaxed),
         })
     }
 
@@ -102,6 +106,7 @@ impl Target {
     /// An active health check failed: out of rotation until a probe succeeds.
     pub fn probe_failed(&self) {
         if self.healthy(now_ms()) {
+            self.ejections_total.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 provider = self.provider.name(),
                 "route failed its health check"
@@ -142,6 +147,7 @@ impl Target {
         let now = now_ms();
         if let Some(s) = retry_after_s {
             let until = now + i64::try_from(s.min(3_600) * 1_000).unwrap_or(MAX_BACKOFF_MS);
+            self.ejections_total.fetch_add(1, Ordering::Relaxed);
             self.ejected_until_ms.fetch_max(until, Ordering::Relaxed);
             return;
         }
@@ -149,6 +155,7 @@ impl Target {
         if n >= EJECT_AFTER || self.half_open() {
             let k = self.ejections.fetch_add(1, Ordering::Relaxed).min(6);
             let backoff = (BASE_BACKOFF_MS << k).min(MAX_BACKOFF_MS);
+            self.ejections_total.fetch_add(1, Ordering::Relaxed);
             self.ejected_until_ms
                 .store(now + backoff, Ordering::Relaxed);
             self.failures.store(0, Ordering::Relaxed);

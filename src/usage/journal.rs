@@ -112,6 +112,11 @@ impl Journal {
         Ok((journal, Recovered { records, files }))
     }
 
+    /// Bytes in the open segment (records not yet known to be stored, or not yet truncated).
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -21,13 +21,14 @@ pub fn spawn_writer(
     journal: Option<Arc<Journal>>,
     batch_size: usize,
     flush_interval: Duration,
-    budgets: Option<Arc<Budgets>>,
+    observers: Observers,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let committer = Committer {
         store,
         journal,
-        budgets,
+        budgets: observers.budgets,
+        metrics: observers.metrics,
         stop: stop.clone(),
     };
     tokio::spawn(async move {
@@ -87,11 +88,21 @@ pub fn spawn_writer(
     })
 }
 
+/// Who learns of every stored record besides the store.
+#[derive(Default)]
+pub struct Observers {
+    /// Spend tracking for budgets and key spend limits.
+    pub budgets: Option<Arc<Budgets>>,
+    /// Prometheus request, token and cost counters.
+    pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
+}
+
 /// What a committed batch must update besides the store.
 struct Committer {
     store: Store,
     journal: Option<Arc<Journal>>,
     budgets: Option<Arc<Budgets>>,
+    metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     stop: CancellationToken,
 }
 
@@ -111,6 +122,11 @@ impl Committer {
                 Ok(_) => {
                     if let Some(b) = budgets {
                         b.flushed(batch);
+                    }
+                    if let Some(m) = &self.metrics {
+                        for r in batch {
+                            m.observe(r);
+                        }
                     }
                     if let Some(j) = journal {
                         j.committed(last_seq);

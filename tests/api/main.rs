@@ -16,6 +16,7 @@ mod errors;
 mod keys;
 mod limits;
 mod manage;
+mod metrics;
 mod privacy;
 mod providers;
 mod python_sdk;

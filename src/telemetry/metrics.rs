@@ -1,0 +1,306 @@
+//! Prometheus metrics, kept in process and rendered in the text exposition format.
+//!
+//! Labels are bounded by construction: configured model ids, endpoint and route names
+//! from fixed lists, status codes, provider names from config, limiter reasons from an
+//! enum. No key id, account id, IP or content ever becomes a label. Request counters are
+//! fed by the usage writer (one observation per usage record, off the request path);
+//! HTTP counters by the request middleware; route health is read at scrape time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::usage::UsageRecord;
+
+/// Upper bounds (seconds) of the latency and time-to-first-token histograms.
+const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum_us: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, us: u64) {
+        let s = us as f64 / 1e6;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_us += us;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{b}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct ModelSeries {
+    /// (endpoint, status) → requests.
+    requests: BTreeMap<(String, u16), u64>,
+    input: u64,
+    cached_input: u64,
+    output: u64,
+    cost_nanos: i128,
+    latency: Histogram,
+    ttft: Histogram,
+}
+
+/// Reasons the limiter refuses, in a fixed order (see `limits::Refused::kind`).
+pub const LIMIT_REASONS: [&str; 8] = [
+    "ip_in_flight_limit",
+    "auth_failures_blocked",
+    "key_rpm_limit",
+    "key_tpm_limit",
+    "key_concurrency_limit",
+    "account_rpm_limit",
+    "account_tpm_limit",
+    "limiter_unavailable",
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    models: Mutex<BTreeMap<String, ModelSeries>>,
+    http: Mutex<HashMap<(&'static str, u16), u64>>,
+    limited: [AtomicU64; LIMIT_REASONS.len()],
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Gauges read at scrape time.
+pub struct Gauges {
+    pub usage_queue_depth: u64,
+    pub usage_queue_capacity: u64,
+    pub journal_bytes: u64,
+    /// `Gateway::route_health()`.
+    pub routes: serde_json::Value,
+}
+
+impl Metrics {
+    /// One finished request (from its usage record).
+    pub fn observe(&self, r: &UsageRecord) {
+        let model = r.model.clone().unwrap_or_else(|| "none".to_owned());
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let s = models.entry(model).or_default();
+        *s.requests
+            .entry((r.endpoint.clone(), r.status))
+            .or_insert(0) += 1;
+        s.input += r.input_tokens;
+        s.cached_input += r.cached_input_tokens;
+        s.output += r.output_tokens;
+        s.cost_nanos += i128::from(r.cost_nanos);
+        s.latency.observe(r.latency_us);
+        if let Some(t) = r.ttft_us {
+            s.ttft.observe(t);
+        }
+    }
+
+    /// One HTTP response, by route label (a fixed set) and status.
+    pub fn http(&self, route: &'static str, status: u16) {
+        *self
+            .http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((route, status))
+            .or_insert(0) += 1;
+    }
+
+    /// A limiter refusal, by reason.
+    pub fn limited(&self, reason: &str) {
+        if let Some(i) = LIMIT_REASONS.iter().position(|r| *r == reason) {
+            self.limited[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# HELP instagen_requests_total Requests that passed authentication, by model, endpoint and status.\n# TYPE instagen_requests_total counter\n");
+        for (model, s) in models.iter() {
+            for ((endpoint, status), n) in &s.requests {
+                let _ = writeln!(
+                    out,
+                    "instagen_requests_total{{model=\"{}\",endpoint=\"{}\",status=\"{status}\"}} {n}",
+                    escape(model),
+                    escape(endpoint)
+                );
+            }
+        }
+        out.push_str("# HELP instagen_tokens_total Tokens metered, by model and kind.\n# TYPE instagen_tokens_total counter\n");
+        for (model, s) in models.iter() {
+            let m = escape(model);
+            for (kind, n) in [
+                ("input", s.input),
+                ("cached_input", s.cached_input),
+                ("output", s.output),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "instagen_tokens_total{{model=\"{m}\",kind=\"{kind}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP instagen_cost_usd_total Cost charged, USD (exact nano-dollar sums, rendered as decimals).\n# TYPE instagen_cost_usd_total counter\n");
+        for (model, s) in models.iter() {
+            let _ = writeln!(
+                out,
+                "instagen_cost_usd_total{{model=\"{}\"}} {}.{:09}",
+                escape(model),
+                s.cost_nanos / 1_000_000_000,
+                (s.cost_nanos % 1_000_000_000).abs()
+            );
+        }
+        out.push_str("# HELP instagen_request_duration_seconds Time from request to last byte.\n# TYPE instagen_request_duration_seconds histogram\n");
+        for (model, s) in models.iter() {
+            s.latency.render(
+                &mut out,
+                "instagen_request_duration_seconds",
+                &format!("model=\"{}\"", escape(model)),
+            );
+        }
+        out.push_str("# HELP instagen_time_to_first_token_seconds Time from request to the first generated token (streams).\n# TYPE instagen_time_to_first_token_seconds histogram\n");
+        for (model, s) in models.iter() {
+            s.ttft.render(
+                &mut out,
+                "instagen_time_to_first_token_seconds",
+                &format!("model=\"{}\"", escape(model)),
+            );
+        }
+        drop(models);
+        out.push_str("# HELP instagen_http_responses_total HTTP responses by route and status.\n# TYPE instagen_http_responses_total counter\n");
+        let mut http: Vec<_> = self
+            .http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        http.sort();
+        for ((route, status), n) in http {
+            let _ = writeln!(
+                out,
+                "instagen_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP instagen_limiter_rejections_total Requests refused by a limit, by reason.\n# TYPE instagen_limiter_rejections_total counter\n");
+        for (i, reason) in LIMIT_REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "instagen_limiter_rejections_total{{reason=\"{reason}\"}} {}",
+                self.limited[i].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP instagen_route_healthy Whether a model's route is in rotation.\n# TYPE instagen_route_healthy gauge\n");
+        let mut in_flight = String::new();
+        let mut ejections = String::new();
+        for model in gauges.routes.as_array().into_iter().flatten() {
+            let m = escape(model["model"].as_str().unwrap_or(""));
+            for r in model["routes"].as_array().into_iter().flatten() {
+                let p = escape(r["provider"].as_str().unwrap_or(""));
+                let labels = format!("model=\"{m}\",provider=\"{p}\"");
+                let healthy = u8::from(r["healthy"].as_bool().unwrap_or(false));
+                let _ = writeln!(out, "instagen_route_healthy{{{labels}}} {healthy}");
+                let _ = writeln!(
+                    in_flight,
+                    "instagen_route_in_flight{{{labels}}} {}",
+                    r["in_flight"].as_u64().unwrap_or(0)
+                );
+                let _ = writeln!(
+                    ejections,
+                    "instagen_route_ejections_total{{{labels}}} {}",
+                    r["ejections_total"].as_u64().unwrap_or(0)
+                );
+            }
+        }
+        out.push_str("# HELP instagen_route_in_flight Requests in flight on a route.\n# TYPE instagen_route_in_flight gauge\n");
+        out.push_str(&in_flight);
+        out.push_str("# HELP instagen_route_ejections_total Times a route was taken out of rotation.\n# TYPE instagen_route_ejections_total counter\n");
+        out.push_str(&ejections);
+        let _ = writeln!(
+            out,
+            "# HELP instagen_usage_queue_depth Usage records waiting for the writer.\n# TYPE instagen_usage_queue_depth gauge\ninstagen_usage_queue_depth {}",
+            gauges.usage_queue_depth
+        );
+        let _ = writeln!(
+            out,
+            "# HELP instagen_usage_queue_capacity Usage records the queue holds.\n# TYPE instagen_usage_queue_capacity gauge\ninstagen_usage_queue_capacity {}",
+            gauges.usage_queue_capacity
+        );
+        let _ = writeln!(
+            out,
+            "# HELP instagen_usage_journal_bytes Bytes in the usage journal's open segment.\n# TYPE instagen_usage_journal_bytes gauge\ninstagen_usage_journal_bytes {}",
+            gauges.journal_bytes
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_become_bounded_series_with_exact_cost() {
+        let m = Metrics::default();
+        let r = UsageRecord {
+            model: Some("m\"1".into()),
+            endpoint: "chat.completions".into(),
+            status: 200,
+            input_tokens: 10,
+            output_tokens: 5,
+            cost_nanos: 1_500_000_001,
+            latency_us: 30_000,
+            ttft_us: Some(4_000),
+            ..UsageRecord::default()
+        };
+        m.observe(&r);
+        m.observe(&r);
+        m.http("/v1/chat/completions", 200);
+        m.limited("key_rpm_limit");
+        let text = m.render(&Gauges {
+            usage_queue_depth: 3,
+            usage_queue_capacity: 10,
+            journal_bytes: 7,
+            routes: serde_json::json!([]),
+        });
+        assert!(text.contains(
+            "instagen_requests_total{model=\"m\\\"1\",endpoint=\"chat.completions\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("instagen_cost_usd_total{model=\"m\\\"1\"} 3.000000002"));
+        assert!(text.contains("instagen_tokens_total{model=\"m\\\"1\",kind=\"output\"} 10"));
+        assert!(
+            text.contains(
+                "instagen_request_duration_seconds_bucket{model=\"m\\\"1\",le=\"0.05\"} 2"
+            )
+        );
+        assert!(
+            text.contains(
+                "instagen_request_duration_seconds_bucket{model=\"m\\\"1\",le=\"0.025\"} 0"
+            )
+        );
+        assert!(text.contains("instagen_limiter_rejections_total{reason=\"key_rpm_limit\"} 1"));
+        assert!(text.contains("instagen_usage_queue_depth 3"));
+    }
+}
