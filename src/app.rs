@@ -139,15 +139,21 @@ async fn request_context(
         state.metrics.limited(kind);
     }
     let latency_us = ctx.started.elapsed().as_micros() as u64;
+    // Ids only: who asked (set by the handler once the key authenticated).
+    let who = response
+        .extensions()
+        .get::<Arc<crate::keys::AuthedKey>>()
+        .cloned();
+    let who = who.as_deref();
     match response.extensions().get::<ErrorKind>() {
         Some(ErrorKind(kind)) if status >= 500 => {
-            tracing::warn!(request_id = %ctx.id, route, status, error_kind = kind, latency_us, "request failed");
+            tracing::warn!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), error_kind = kind, latency_us, "request failed");
         }
         Some(ErrorKind(kind)) => {
-            tracing::info!(request_id = %ctx.id, route, status, error_kind = kind, latency_us, "request refused");
+            tracing::info!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), error_kind = kind, latency_us, "request refused");
         }
         None => {
-            tracing::debug!(request_id = %ctx.id, route, status, latency_us, "request answered")
+            tracing::debug!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), latency_us, "request answered")
         }
     }
     response

@@ -207,6 +207,7 @@ async fn infer(
     if let Some(rate) = rate {
         crate::error::rate_headers(response.headers_mut(), &rate);
     }
+    response.extensions_mut().insert(key);
     Ok(response)
 }
 
