@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod manage;
 mod metrics;
+mod node_sdk;
 mod privacy;
 mod providers;
 mod python_sdk;
