@@ -92,9 +92,17 @@ impl Windows {
         let mut shard = self.shards[shard_of(subject)]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let w = shard
-            .entry(subject.to_owned())
-            .or_insert_with(|| Window::new(now));
+        // Look up before inserting: the common case allocates nothing.
+        if !shard.contains_key(subject) {
+            shard.insert(subject.to_owned(), Window::new(now));
+        }
+        let Some(w) = shard.get_mut(subject) else {
+            return Verdict {
+                admitted: true,
+                remaining: limit,
+                reset_s: 1,
+            };
+        };
         w.roll(now);
         let used = u64::try_from(w.used()).unwrap_or(0);
         if used.saturating_add(cost) > limit {

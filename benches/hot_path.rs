@@ -1,0 +1,113 @@
+//! Criterion benches for the request path's pure parts: key verification, request-body
+//! inspection and rewriting, SSE parsing, the limiter's windows and cost math.
+//! Run with `cargo bench --bench hot_path`; the load bench (`scripts/loadbench.sh`)
+//! measures the whole gateway.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may panic on broken setup, like a test
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use instagen::billing::{Price, Prices};
+use instagen::gateway::sse::SseParser;
+use instagen::gateway::{Endpoint, inspect};
+use instagen::keys::{KeyHasher, ParsedKey};
+use instagen::limits::window::Windows;
+
+fn keys(c: &mut Criterion) {
+    let hasher = KeyHasher::new(b"bench-secret-bench-secret-bench-secret");
+    let key = hasher.generate().expect("random");
+    let text = key.plaintext.expose().to_owned();
+    let stored = key.hash;
+    c.bench_function("key: parse + HMAC verify", |b| {
+        b.iter(|| {
+            let parsed = ParsedKey::parse(black_box(&text)).expect("valid key");
+            assert!(hasher.verify(&parsed, &stored));
+        })
+    });
+}
+
+fn bodies(c: &mut Criterion) {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "model": "m", "stream": true, "temperature": 0.2, "max_tokens": 256,
+        "messages": [{"role": "system", "content": "You are terse."},
+                     {"role": "user", "content": "Explain the borrow checker in one paragraph, please."}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    }))
+    .expect("json");
+    let mut g = c.benchmark_group("body");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("inspect", |b| {
+        b.iter(|| inspect(Endpoint::Chat, black_box(&body)).expect("valid"))
+    });
+    let inspected = inspect(Endpoint::Chat, &body).expect("valid");
+    g.bench_function("rewrite (first party)", |b| {
+        b.iter(|| {
+            inspected
+                .rewrite(black_box("upstream-model"), true, None)
+                .expect("ok")
+        })
+    });
+    g.bench_function("rewrite (third party, minimised)", |b| {
+        b.iter(|| {
+            inspected
+                .rewrite(black_box("upstream-model"), true, Some(Endpoint::Chat))
+                .expect("ok")
+        })
+    });
+    g.finish();
+}
+
+fn sse(c: &mut Criterion) {
+    let chunk = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}
+
+"#;
+    let stream: Vec<u8> = chunk
+        .iter()
+        .copied()
+        .cycle()
+        .take(chunk.len() * 64)
+        .collect();
+    let mut g = c.benchmark_group("sse");
+    g.throughput(Throughput::Bytes(stream.len() as u64));
+    g.bench_function("64 events in 1 KiB pieces", |b| {
+        b.iter(|| {
+            let mut p = SseParser::new();
+            let mut n = 0;
+            for piece in stream.chunks(1024) {
+                p.push(piece).expect("small");
+                while let Some(d) = p.next_data() {
+                    n += d.len();
+                }
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+fn limiter(c: &mut Criterion) {
+    let w = Windows::default();
+    let subjects: Vec<String> = (0..1024).map(|i| format!("k:{i}:rpm")).collect();
+    let mut i = 0usize;
+    c.bench_function("limiter: sliding-window check-and-add", |b| {
+        b.iter(|| {
+            i = (i + 1) % subjects.len();
+            black_box(w.check_and_add(&subjects[i], u64::MAX, 1, 1_000 + (i as i64 / 100)))
+        })
+    });
+}
+
+fn cost(c: &mut Criterion) {
+    let prices = Prices {
+        input: Price::parse("0.15").expect("price"),
+        cached_input: Price::parse("0.075").expect("price"),
+        output: Price::parse("0.60").expect("price"),
+    };
+    c.bench_function("cost: i128 math, rounded up once", |b| {
+        b.iter(|| prices.cost(black_box(1_234), black_box(200), black_box(567)))
+    });
+}
+
+criterion_group!(benches, keys, bodies, sse, limiter, cost);
+criterion_main!(benches);
