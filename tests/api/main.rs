@@ -13,6 +13,7 @@ mod cli;
 mod data_rights;
 mod durability;
 mod errors;
+mod faults;
 mod keys;
 mod limits;
 mod manage;
