@@ -135,7 +135,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://path` (created when missing).
+    /// `sqlite://path` (created when missing) or `postgres://user@host/db` (the database must exist).
     pub url: String,
 }
 
@@ -576,9 +576,12 @@ impl Config {
                 }
             }
         }
-        if !self.store.url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| self.store.url.starts_with(scheme))
+        {
             return Err(ConfigError::Invalid(
-                "store.url must be sqlite://PATH (got a URL with another scheme)".to_owned(),
+                "store.url must be sqlite://PATH or postgres://USER@HOST/DATABASE (got a URL with another scheme)".to_owned(),
             ));
         }
         if self.usage.queue_capacity == 0 || self.usage.batch_size == 0 {

@@ -4,14 +4,17 @@
 //! keys and accounts, counts, prices, timestamps. The schema has no column that could
 //! hold a prompt or an output. SQL lives here and nowhere else.
 
+mod codec;
+mod postgres;
 mod rows;
 mod sqlite;
 
 use crate::billing::ledger::LedgerEntry;
 use crate::keys::KeyHash;
 use crate::usage::UsageRecord;
+pub use postgres::PgStore;
 pub use rows::*;
-pub use sqlite::{Erased, SqliteStore};
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,20 +37,32 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $body:expr) => {
         match $self {
             Store::Sqlite($s) => $body,
+            Store::Postgres($s) => $body,
         }
     };
 }
 
-/// The store, dispatched by backend. PostgreSQL joins as a second variant.
+/// The store, dispatched by backend: an embedded SQLite file for one instance, or a
+/// shared PostgreSQL database that several instances use at once.
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
-    /// Opens (creating and migrating) the store named by `url`.
+    /// Opens (creating and migrating) the store named by `url`: `sqlite:PATH` /
+    /// `sqlite://PATH`, or `postgres://…` / `postgresql://…` (the database must exist).
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        Ok(Store::Sqlite(SqliteStore::open(url).await?))
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::open(url).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::open(url).await?))
+        } else {
+            Err(StoreError::Setup(
+                "store URL must start with sqlite:, postgres:// or postgresql://".to_owned(),
+            ))
+        }
     }
 
     pub async fn ping(&self) -> bool {

@@ -327,3 +327,15 @@ pub struct StoredProvider {
     pub created_ms: i64,
     pub updated_ms: i64,
 }
+
+/// What erasing an account removed, for the audit trail and the caller.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Erased {
+    /// The opaque id the kept ledger and daily aggregates now carry.
+    pub tombstone_id: String,
+    pub keys: u64,
+    pub users: u64,
+    pub usage_records: u64,
+    pub tokens: u64,
+    pub security_events: u64,
+}

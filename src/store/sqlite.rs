@@ -8,7 +8,6 @@ use sqlx::sqlite::{
 };
 
 use super::StoreError;
-use crate::keys::KeyHash;
 use crate::time::now_ms;
 
 mod accounts;
@@ -18,8 +17,6 @@ mod migrations;
 mod providers;
 mod rights;
 mod usage;
-
-pub use rights::Erased;
 
 use migrations::MIGRATIONS;
 
@@ -38,11 +35,6 @@ fn path_of(url: &str) -> Result<PathBuf, StoreError> {
         return Err(StoreError::Setup("sqlite URL names no file".to_owned()));
     }
     Ok(PathBuf::from(rest))
-}
-
-pub(super) fn hash_of(blob: Option<Vec<u8>>) -> Option<KeyHash> {
-    blob.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .map(KeyHash)
 }
 
 impl SqliteStore {
@@ -118,21 +110,5 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-pub(super) fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-pub(super) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Whether a database error is a uniqueness violation (maps to `Conflict`).
-pub(super) fn conflict(e: sqlx::Error, what: &'static str) -> StoreError {
-    match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what),
-        e => StoreError::Db(e),
     }
 }

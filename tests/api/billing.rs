@@ -116,7 +116,7 @@ async fn credits_and_usage_build_a_ledger_that_verifies_and_detects_tampering() 
     let (dir, store) = app.shutdown().await;
     store.close().await;
     let config = dir.path().join("cli.toml");
-    std::fs::write(&config, format!("[server]\ndata_dir = \"{d}\"\nsecret = \"{TEST_SECRET}\"\n[store]\nurl = \"sqlite://{d}/instagen.db\"\n[log]\nlevel = \"warn\"\n", d = dir.path().display())).unwrap();
+    std::fs::write(&config, format!("[server]\ndata_dir = \"{d}\"\nsecret = \"{TEST_SECRET}\"\n[store]\nurl = \"{u}\"\n[log]\nlevel = \"warn\"\n", d = dir.path().display(), u = store_url_for(dir.path()))).unwrap();
     let verify = || {
         Command::new(env!("CARGO_BIN_EXE_instagen"))
             .arg("--config")
@@ -132,15 +132,10 @@ async fn credits_and_usage_build_a_ledger_that_verifies_and_detects_tampering() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
-    let db = format!("sqlite://{}/instagen.db", dir.path().display());
+    let db = store_url_for(dir.path());
     let run_sql = |sql: &'static str| {
         let db = db.clone();
-        async move {
-            use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(&db).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-            c.close().await.unwrap();
-        }
+        async move { exec_sql(&db, sql).await }
     };
     run_sql("UPDATE ledger SET amount_nanos = amount_nanos + 1 WHERE seq = 1").await;
     let out = verify();

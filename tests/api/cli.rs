@@ -12,8 +12,9 @@ fn write_config(app: &TestApp) -> std::path::PathBuf {
     let dir = app.data_dir();
     let path = dir.join("instagen.toml");
     let text = format!(
-        "[server]\ndata_dir = \"{d}\"\nsecret = \"{TEST_SECRET}\"\n[store]\nurl = \"sqlite://{d}/instagen.db\"\n[log]\nlevel = \"warn\"\n",
-        d = dir.display()
+        "[server]\ndata_dir = \"{d}\"\nsecret = \"{TEST_SECRET}\"\n[store]\nurl = \"{u}\"\n[log]\nlevel = \"warn\"\n",
+        d = dir.display(),
+        u = store_url_for(&dir)
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -194,6 +194,14 @@ async fn deleting_an_account_erases_personal_data_and_keeps_a_pseudonymous_ledge
             );
         }
     }
+    if let Some(bytes) = store_contents(dir.path()).await {
+        for n in needles {
+            assert!(
+                !contains(&bytes, n.as_bytes()),
+                "the PostgreSQL store still holds {n}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use futures_util::StreamExt;
-use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -54,19 +53,11 @@ async fn completed_requests_survive_kill_9_and_are_recorded_exactly_once() {
 
     // Hold the database's write lock so the batch writer cannot commit anything:
     // every record then lives only in the journal when the gateway is killed.
-    let mut blocker =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}/instagen.db", dir.path().display()))
-            .await
-            .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let blocker = UsageWriteBlocker::hold(&store_url_for(dir.path())).await;
 
     let ids = complete_requests(&server.base, &key, 12).await;
     server.kill9();
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    blocker.close().await.unwrap();
+    blocker.release().await;
     assert!(
         stored_ids(&store, &account).await.is_empty(),
         "the writer was blocked: nothing committed before the kill"

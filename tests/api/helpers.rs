@@ -1,7 +1,13 @@
 //! `TestApp`: spawns InstaGen in-process on 127.0.0.1:0 in front of a `mock-upstream`.
+//!
+//! The store is a SQLite file in the test's data dir, or, when `INSTAGEN_TEST_POSTGRES`
+//! names a PostgreSQL server (`postgres://postgres@127.0.0.1:5432`), a fresh database on
+//! it per data dir ([`store_url_for`]); the whole suite then runs on PostgreSQL.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use instagen::admin::Actor;
@@ -49,7 +55,7 @@ fn config_toml(dir: &Path, mock_base: &str, port: Option<u16>, log_level: &str) 
 {listen}data_dir = "{dir}"
 secret = "{TEST_SECRET}"
 [store]
-url = "sqlite://{dir}/instagen.db"
+url = "{store_url}"
 [log]
 level = "{log_level}"
 [accounts]
@@ -66,8 +72,220 @@ input_usd_per_mtok = "0.20"
 output_usd_per_mtok = "0.30"
 cached_input_usd_per_mtok = "0.10"
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        store_url = store_url_for(dir),
     )
+}
+
+/// The PostgreSQL server the suite runs on instead of SQLite, from `INSTAGEN_TEST_POSTGRES`
+/// (e.g. `postgres://postgres@127.0.0.1:5432`); `None` keeps SQLite.
+pub fn test_postgres() -> Option<String> {
+    std::env::var("INSTAGEN_TEST_POSTGRES")
+        .ok()
+        .map(|s| s.trim().trim_end_matches('/').to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The store URL of the test whose data lives in `dir`: a SQLite file in it, or on
+/// PostgreSQL a database created for `dir` on first use (the same one on every call).
+pub fn store_url_for(dir: &Path) -> String {
+    let Some(server) = test_postgres() else {
+        return format!("sqlite://{}/instagen.db", dir.display());
+    };
+    static DATABASES: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+    let mut databases = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+    databases
+        .entry(dir.to_owned())
+        .or_insert_with(|| {
+            let dir = dir.to_owned();
+            blocking(async move { create_database(&server, Some(&dir)).await })
+        })
+        .clone()
+}
+
+/// Runs `fut` to completion on a runtime of its own (callers may be sync or async).
+fn blocking<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Creates a database `instagen_test_<pid>_<random>` on `server` and returns its URL.
+/// `dir`, when given, is written as the database's comment: once that directory is gone
+/// (the test ended and its temporary dir was removed) or the process that made it has
+/// exited, the next call drops the database.
+pub async fn create_database(server: &str, dir: Option<&Path>) -> String {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    let old: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT datname::TEXT, shobj_description(oid, 'pg_database') FROM pg_database
+         WHERE datname LIKE 'instagen\\_test\\_%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    for (name, comment) in old {
+        let pid = name
+            .strip_prefix("instagen_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let owner_exited = pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        let dir_removed = comment.is_some_and(|d| !Path::new(&d).exists());
+        if owner_exited || dir_removed {
+            // Another test may be dropping it too: errors are fine.
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+    let name = format!(
+        "instagen_test_{}_{}",
+        std::process::id(),
+        instagen::keys::random_id(12).unwrap()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Some(dir) = dir {
+        let dir = dir.display().to_string().replace('\'', "''");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "COMMENT ON DATABASE \"{name}\" IS '{dir}'"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    admin.close().await.unwrap();
+    format!("{server}/{name}")
+}
+
+/// Drops a database made by [`create_database`] (connections to it are ended).
+pub async fn drop_database(url: &str) {
+    use sqlx::Connection;
+    let (server, name) = url.rsplit_once('/').unwrap();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+}
+
+/// Everything the PostgreSQL store of `dir` holds, to search for what must not be there:
+/// every value of every column of every table (bytea as raw bytes, the rest as text).
+/// `None` on SQLite, whose database files lie in `dir` and are searched with the others.
+pub async fn store_contents(dir: &Path) -> Option<Vec<u8>> {
+    use sqlx::Connection;
+    test_postgres()?;
+    let mut c = sqlx::PgConnection::connect(&store_url_for(dir))
+        .await
+        .unwrap();
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::TEXT, column_name::TEXT, data_type::TEXT FROM information_schema.columns
+         WHERE table_schema = 'public' ORDER BY 1, 2",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert!(columns.len() > 20, "the store's schema is there");
+    let mut out = Vec::new();
+    for (table, column, data_type) in columns {
+        if data_type == "bytea" {
+            let sql = format!("SELECT \"{column}\" FROM \"{table}\"");
+            let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+            for v in values.into_iter().flatten() {
+                out.extend_from_slice(&v);
+                out.push(0);
+            }
+        } else {
+            let sql = format!("SELECT \"{column}\"::TEXT FROM \"{table}\"");
+            let values: Vec<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+            for v in values.into_iter().flatten() {
+                out.extend_from_slice(v.as_bytes());
+                out.push(0);
+            }
+        }
+    }
+    c.close().await.unwrap();
+    Some(out)
+}
+
+/// Runs one SQL statement directly against the store at `url` (SQLite or PostgreSQL).
+pub async fn exec_sql(url: &str, sql: &'static str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    }
+}
+
+/// A transaction that keeps the store from committing usage records until released:
+/// SQLite's write lock, or on PostgreSQL an exclusive lock on `usage_records` (reads go on).
+pub enum UsageWriteBlocker {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl UsageWriteBlocker {
+    pub async fn hold(url: &str) -> UsageWriteBlocker {
+        use sqlx::Connection;
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            UsageWriteBlocker::Sqlite(c)
+        } else {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::query("LOCK TABLE usage_records IN EXCLUSIVE MODE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            UsageWriteBlocker::Postgres(c)
+        }
+    }
+
+    pub async fn release(self) {
+        use sqlx::Connection;
+        match self {
+            UsageWriteBlocker::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+            UsageWriteBlocker::Postgres(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+        }
+    }
 }
 
 impl TestApp {

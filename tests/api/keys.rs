@@ -34,6 +34,12 @@ async fn keys_are_stored_only_as_keyed_hashes_never_in_plaintext() {
             file.display()
         );
     }
+    if let Some(bytes) = store_contents(dir.path()).await {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "the PostgreSQL store holds the key secret"
+        );
+    }
 }
 
 pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

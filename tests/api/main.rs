@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken expectations
 
 //! InstaGen's integration tests: the real server on port 0, a real mock upstream over
-//! TCP, a real SQLite file. One binary; modules are named by capability.
+//! TCP, a real SQLite file (or a PostgreSQL database: see `helpers.rs`). One binary;
+//! modules are named by capability.
 
 mod helpers;
 mod services;
@@ -19,6 +20,7 @@ mod limits;
 mod manage;
 mod metrics;
 mod node_sdk;
+mod postgres;
 mod privacy;
 mod providers;
 mod python_sdk;

@@ -174,6 +174,14 @@ async fn operators_manage_providers_with_sealed_keys_and_traffic_follows_at_once
             );
         }
     }
+    if let Some(bytes) = store_contents(dir.path()).await {
+        for s in [&secret, &rotated] {
+            assert!(
+                !contains(&bytes, s.as_bytes()),
+                "the PostgreSQL store holds a key"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -45,3 +45,21 @@ pub async fn redis_up() -> bool {
 pub fn redis_prefix() -> String {
     format!("instagen-test-{}:", instagen::keys::random_id(12).unwrap())
 }
+
+/// The PostgreSQL server of `tests/api/postgres.rs` (trust auth, user `postgres`).
+pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// Whether PostgreSQL at [`POSTGRES_SERVER`] accepts a connection (within two seconds);
+/// the error says why not.
+pub async fn postgres_up() -> Result<(), String> {
+    use sqlx::Connection;
+    let connect = sqlx::PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres"));
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(c)) => {
+            let _ = c.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("PostgreSQL at 127.0.0.1:5432 refused: {e}")),
+        Err(_) => Err("PostgreSQL at 127.0.0.1:5432 did not answer within 2 s".to_owned()),
+    }
+}

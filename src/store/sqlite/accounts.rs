@@ -3,8 +3,9 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, conflict, hash_of};
+use super::SqliteStore;
 use crate::keys::{KeyHash, random_id};
+use crate::store::codec::{conflict, hash_of};
 use crate::store::{
     Account, AuditEntry, Membership, Role, SecurityEvent, SessionRow, StoreError, TokenInfo, User,
 };

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, hash_of};
-use crate::billing::Money;
+use super::SqliteStore;
 use crate::keys::KeyHash;
+use crate::store::codec::{
+    hash_of, models_json, models_of, positive, spend_limit_usd, spend_nanos, stats,
+};
 use crate::store::{
     KeyInfo, KeyLimits, KeyRow, KeySpec, KeyStats, KeyStatus, KeyUpdate, StoreError, UsageStats,
 };
@@ -16,33 +18,6 @@ use crate::time::now_ms;
 
 const HOUR_MS: i64 = 3_600_000;
 const NEXT_VERSION: &str = "(SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys)";
-
-fn models_json(models: &Option<Vec<String>>) -> Option<String> {
-    models.as_ref().and_then(|m| serde_json::to_string(m).ok())
-}
-
-/// A stored limit: `None` (or a non-positive value) means unlimited.
-fn positive(v: Option<i64>) -> Option<u64> {
-    v.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0)
-}
-
-fn models_of(text: Option<String>) -> Option<Vec<String>> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-}
-
-fn stats(requests: i64, input: i64, output: i64, cost: i64) -> UsageStats {
-    UsageStats {
-        requests,
-        input_tokens: input,
-        output_tokens: output,
-        cost_nanos: cost,
-        cost_usd: Money::from_nanos(cost).to_string(),
-    }
-}
-
-fn spend_limit_usd(nanos: Option<i64>) -> Option<String> {
-    nanos.map(|n| Money::from_nanos(n).to_string())
-}
 
 fn key_of(row: &SqliteRow) -> Result<KeyInfo, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -74,19 +49,6 @@ fn key_of(row: &SqliteRow) -> Result<KeyInfo, sqlx::Error> {
         cost_nanos: 0,
         last_used_ms: None,
     })
-}
-
-/// Parses a USD spend limit into nano-dollars, naming the field on error.
-fn spend_nanos(limits: &KeyLimits) -> Result<Option<i64>, StoreError> {
-    limits
-        .spend_limit_usd
-        .as_deref()
-        .map(|t| {
-            Money::parse_usd(t)
-                .map(Money::nanos)
-                .map_err(|e| StoreError::Invalid(format!("limits.spend_limit_usd: {e}")))
-        })
-        .transpose()
 }
 
 impl SqliteStore {
@@ -132,6 +94,9 @@ impl SqliteStore {
         let now = now_ms();
         let day = (now - 24 * HOUR_MS) / HOUR_MS * HOUR_MS;
         let month = (now - 30 * 24 * HOUR_MS) / HOUR_MS * HOUR_MS;
+        // One read transaction (one WAL snapshot) for both reads, so a batch committing
+        // between them cannot show in the totals but not in the windows.
+        let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "SELECT h.key_id,
                     SUM(CASE WHEN h.hour_ms >= ?1 THEN h.requests ELSE 0 END) AS r24,
@@ -146,7 +111,7 @@ impl SqliteStore {
         .bind(day)
         .bind(&account_id)
         .bind(month)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let mut windows: HashMap<String, (UsageStats, UsageStats)> = HashMap::new();
         for row in &rows {
@@ -163,8 +128,9 @@ impl SqliteStore {
             "SELECT t.* FROM key_usage_totals t JOIN api_keys k ON k.id = t.key_id WHERE k.account_id = ?",
         )
         .bind(&account_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let mut totals: HashMap<String, (UsageStats, i64)> = HashMap::new();
         for row in &rows {
             let g = |c: &str| row.try_get::<i64, _>(c);

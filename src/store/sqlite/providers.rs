@@ -3,7 +3,8 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, conflict};
+use super::SqliteStore;
+use crate::store::codec::conflict;
 use crate::store::{StoreError, StoredProvider};
 use crate::time::now_ms;
 

@@ -4,20 +4,8 @@
 use sqlx::Row;
 
 use super::SqliteStore;
-use crate::store::StoreError;
+use crate::store::{Erased, StoreError};
 use crate::time::now_ms;
-
-/// What erasing an account removed, for the audit trail and the caller.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Erased {
-    /// The opaque id the kept ledger and daily aggregates now carry.
-    pub tombstone_id: String,
-    pub keys: u64,
-    pub users: u64,
-    pub usage_records: u64,
-    pub tokens: u64,
-    pub security_events: u64,
-}
 
 impl SqliteStore {
     /// Erases account `id`. Run `post_usage` first so the ledger holds every charge.

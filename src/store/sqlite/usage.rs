@@ -4,7 +4,8 @@ use std::sync::{Arc, OnceLock};
 
 use sqlx::Row;
 
-use super::{SqliteStore, to_i64, to_u64};
+use super::SqliteStore;
+use crate::store::codec::{to_i64, to_u64};
 use sqlx::sqlite::SqliteRow;
 
 use crate::billing::Money;

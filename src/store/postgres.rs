@@ -1,0 +1,132 @@
+//! The PostgreSQL backend: one database shared by every gateway instance, migrated on open.
+//!
+//! Method for method the same as the SQLite backend (`store/sqlite/`), with SQL written
+//! for PostgreSQL. What SQLite gets from its single writer (`BEGIN IMMEDIATE`), this backend
+//! gets from transaction-level advisory locks, one per kind of ordered write (see the
+//! `*_LOCK` constants); they are released at commit, after the commit is visible.
+//!
+//! Text ordering: where results are sorted by a text column, the SQL says `COLLATE "C"`
+//! (byte order), which is what SQLite uses, so both backends list things identically
+//! whatever the database's default collation.
+//!
+//! Erasure: PostgreSQL has no `secure_delete`. Erased rows are removed by DELETE/UPDATE
+//! and become dead tuples that (auto)VACUUM reclaims; the database's files and WAL are
+//! the operator's to protect (disk encryption, WAL retention), not ours to overwrite.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::StoreError;
+use crate::time::now_ms;
+
+mod accounts;
+mod billing;
+mod keys;
+mod migrations;
+mod providers;
+mod rights;
+mod usage;
+
+use migrations::MIGRATIONS;
+
+/// Serialises concurrent starters (servers and CLIs) while they migrate.
+const MIGRATION_LOCK: i64 = 0x696e_7374_6167_0001;
+/// Held by every transaction that assigns key versions, so versions commit in order
+/// (see `keys.rs` for why the key cache needs that).
+const KEY_VERSION_LOCK: i64 = 0x696e_7374_6167_0002;
+/// Keeps the ledger's hash chain linear: one appender at a time.
+const LEDGER_LOCK: i64 = 0x696e_7374_6167_0003;
+/// Usage inserts take it shared, posting takes it exclusive: when posting reads the
+/// highest usage sequence number, no insert that drew a lower one is still uncommitted.
+const USAGE_POSTING_LOCK: i64 = 0x696e_7374_6167_0004;
+
+#[derive(Clone)]
+pub struct PgStore {
+    pub(super) pool: PgPool,
+}
+
+/// Takes a transaction-level advisory lock (released when the transaction ends).
+async fn xact_lock(conn: &mut PgConnection, lock: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes a transaction-level advisory lock in shared mode.
+async fn xact_lock_shared(conn: &mut PgConnection, lock: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(lock)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Setup(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("instagen");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations in one transaction under an advisory lock, so starters
+    /// that race each wait for the first, then find nothing left to do.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        xact_lock(&mut tx, MIGRATION_LOCK).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *tx)
+                .await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs `f` in a transaction, committed when it succeeds and rolled back otherwise.
+    pub(super) async fn in_tx<T>(
+        &self,
+        f: impl for<'c> AsyncFnOnce(&'c mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let value = f(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,265 @@
+//! The ledger in PostgreSQL (appended under `LEDGER_LOCK` so the hash chain stays linear
+//! across instances), usage posting by insertion order, balances and key spend for the
+//! budget tracker.
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use super::{LEDGER_LOCK, PgStore, USAGE_POSTING_LOCK, xact_lock};
+use crate::billing::ledger::{GENESIS, LedgerEntry, entry_hash};
+use crate::store::StoreError;
+use crate::time::now_ms;
+
+fn entry_of(row: &PgRow) -> Result<LedgerEntry, sqlx::Error> {
+    Ok(LedgerEntry {
+        seq: row.try_get("seq")?,
+        ts_ms: row.try_get("ts_ms")?,
+        billing_id: row.try_get("billing_id")?,
+        kind: row.try_get("kind")?,
+        amount_nanos: row.try_get("amount_nanos")?,
+        period_start_ms: row.try_get("period_start_ms")?,
+        period_end_ms: row.try_get("period_end_ms")?,
+        memo: row.try_get("memo")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// Appends one entry after the last; the caller's transaction holds `LEDGER_LOCK`.
+async fn append(
+    conn: &mut PgConnection,
+    billing_id: &str,
+    kind: &str,
+    amount_nanos: i64,
+    period: Option<(i64, i64)>,
+    memo: &str,
+) -> Result<LedgerEntry, sqlx::Error> {
+    let last = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (seq, prev_hash) = match last {
+        Some(row) => (
+            row.try_get::<i64, _>("seq")? + 1,
+            row.try_get::<String, _>("hash")?,
+        ),
+        None => (1, GENESIS.to_owned()),
+    };
+    let mut e = LedgerEntry {
+        seq,
+        ts_ms: now_ms(),
+        billing_id: billing_id.to_owned(),
+        kind: kind.to_owned(),
+        amount_nanos,
+        period_start_ms: period.map(|p| p.0),
+        period_end_ms: period.map(|p| p.1),
+        memo: memo.to_owned(),
+        prev_hash,
+        hash: String::new(),
+    };
+    e.hash = entry_hash(&e);
+    sqlx::query(
+        "INSERT INTO ledger (seq, ts_ms, billing_id, kind, amount_nanos, period_start_ms, period_end_ms, memo, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(e.seq)
+    .bind(e.ts_ms)
+    .bind(&e.billing_id)
+    .bind(&e.kind)
+    .bind(e.amount_nanos)
+    .bind(e.period_start_ms)
+    .bind(e.period_end_ms)
+    .bind(&e.memo)
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(e)
+}
+
+/// Usage not yet posted, as a condition on `usage_records u`.
+const UNPOSTED: &str = "u.seq > (SELECT posted_seq FROM billing_cursor WHERE id = 1)";
+
+impl PgStore {
+    pub async fn append_ledger(
+        &self,
+        billing_id: &str,
+        kind: &str,
+        amount_nanos: i64,
+        memo: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        self.in_tx(async |c| {
+            xact_lock(c, LEDGER_LOCK).await?;
+            append(c, billing_id, kind, amount_nanos, None, memo).await
+        })
+        .await
+    }
+
+    pub async fn ledger(
+        &self,
+        billing_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows = match billing_id {
+            Some(b) => {
+                sqlx::query("SELECT * FROM ledger WHERE billing_id = $1 ORDER BY seq DESC LIMIT $2")
+                    .bind(b)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM ledger ORDER BY seq")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(entry_of).collect::<Result<_, _>>()?)
+    }
+
+    /// Posts every usage record not yet posted as one `usage` entry per account.
+    ///
+    /// Records are numbered by an identity column, and a batch that drew lower numbers
+    /// may commit after one that drew higher ones. Inserts therefore hold
+    /// `USAGE_POSTING_LOCK` shared and posting takes it exclusive: once posting holds it,
+    /// every record numbered so far is committed, and later ones are numbered above the
+    /// cursor this posting leaves. Nothing is skipped, nothing is posted twice.
+    pub async fn post_usage(&self) -> Result<usize, StoreError> {
+        self.in_tx(async |c| {
+            xact_lock(c, USAGE_POSTING_LOCK).await?;
+            xact_lock(c, LEDGER_LOCK).await?;
+            let cursor =
+                sqlx::query("SELECT posted_seq, posted_ms FROM billing_cursor WHERE id = 1")
+                    .fetch_one(&mut *c)
+                    .await?;
+            let (cursor, since): (i64, i64) =
+                (cursor.try_get("posted_seq")?, cursor.try_get("posted_ms")?);
+            let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM usage_records")
+                .fetch_one(&mut *c)
+                .await?;
+            let Some(max) = max.filter(|m| *m > cursor) else {
+                return Ok(0);
+            };
+            let rows = sqlx::query(
+                // A record that lands after its account was erased (a stream still running
+                // then) is billed to `erased` rather than lost.
+                "SELECT COALESCE(a.billing_id, 'erased') COLLATE \"C\" AS billing_id,
+                        SUM(u.cost_nanos)::BIGINT AS cost, COUNT(*) AS n
+                 FROM usage_records u LEFT JOIN accounts a ON a.id = u.account_id
+                 WHERE u.seq > $1 AND u.seq <= $2 GROUP BY 1 ORDER BY 1",
+            )
+            .bind(cursor)
+            .bind(max)
+            .fetch_all(&mut *c)
+            .await?;
+            let now = now_ms();
+            let mut posted = 0;
+            for row in &rows {
+                let cost: i64 = row.try_get("cost")?;
+                let n: i64 = row.try_get("n")?;
+                if cost == 0 {
+                    continue;
+                }
+                let billing_id: String = row.try_get("billing_id")?;
+                append(
+                    c,
+                    &billing_id,
+                    "usage",
+                    -cost,
+                    Some((since, now)),
+                    &format!("{n} requests"),
+                )
+                .await?;
+                posted += 1;
+            }
+            sqlx::query("UPDATE billing_cursor SET posted_seq = $1, posted_ms = $2 WHERE id = 1")
+                .bind(max)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            Ok(posted)
+        })
+        .await
+    }
+
+    /// Every account's balance: ledger total minus usage not yet posted.
+    pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT a.id AS id,
+                    (COALESCE((SELECT SUM(amount_nanos) FROM ledger l WHERE l.billing_id = a.billing_id), 0)
+                   - COALESCE((SELECT SUM(u.cost_nanos) FROM usage_records u
+                               WHERE u.account_id = a.id AND {UNPOSTED}), 0))::BIGINT
+                    AS balance
+             FROM accounts a"
+        ));
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("balance")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// (key id, limit, spent this period) for every live key with a spend limit.
+    pub async fn key_spend(
+        &self,
+        day_start_ms: i64,
+        month_start_ms: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.id AS id, k.spend_limit_nanos AS lim,
+                    (CASE COALESCE(k.spend_limit_period, 'total')
+                        WHEN 'total' THEN COALESCE((SELECT cost_nanos FROM key_usage_totals t WHERE t.key_id = k.id), 0)
+                        WHEN 'day' THEN COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= $1), 0)
+                        ELSE COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= $2), 0)
+                    END)::BIGINT AS spent
+             FROM api_keys k WHERE k.spend_limit_nanos IS NOT NULL AND k.status != 'deleted'",
+        )
+        .bind(day_start_ms)
+        .bind(month_start_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("lim")?, r.try_get("spent")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// (ledger total, unposted usage, newest `limit` entries), read in one REPEATABLE READ
+    /// snapshot so a posting that commits meanwhile cannot make the figures disagree.
+    pub async fn billing_snapshot(
+        &self,
+        billing_id: &str,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<(i64, i64, Vec<LedgerEntry>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount_nanos), 0)::BIGINT FROM ledger WHERE billing_id = $1",
+        )
+        .bind(billing_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(SUM(u.cost_nanos), 0)::BIGINT FROM usage_records u
+             WHERE u.account_id = $1 AND {UNPOSTED}"
+        ));
+        let unposted: i64 = sqlx::query_scalar(sql)
+            .bind(account_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM ledger WHERE billing_id = $1 ORDER BY seq DESC LIMIT $2")
+                .bind(billing_id)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok((
+            total,
+            unposted,
+            rows.iter().map(entry_of).collect::<Result<_, _>>()?,
+        ))
+    }
+}
