@@ -310,3 +310,121 @@ async fn three_instances_on_one_store_and_redis_act_as_one() {
         "the upstream saw exactly the served requests"
     );
 }
+
+/// A TCP proxy in front of PostgreSQL that a test can cut and restore.
+struct Proxy {
+    port: u16,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Proxy {
+    async fn start() -> Arc<Self> {
+        let port = free_port();
+        let proxy = Arc::new(Proxy {
+            port,
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        proxy.up().await;
+        proxy
+    }
+
+    async fn up(self: &Arc<Self>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let me = self.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                me.tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Refuses new connections and resets every open one.
+    fn down(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_fast_then_recovers_without_losing_a_record() {
+    if let Err(why) = crate::services::postgres_up().await {
+        return skip(
+            "scale_out::an_unreachable_store_fails_fast_then_recovers_without_losing_a_record",
+            &why,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let direct = create_database(crate::services::POSTGRES_SERVER, Some(dir.path())).await;
+    let proxy = Proxy::start().await;
+    let proxied = direct.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let app = TestApp::spawn_with(move |c| c.store.url = proxied).await;
+    assert_eq!(app.chat(&chat_body("before")).await.status(), 200);
+
+    // The database goes away. Requests already admitted still complete; their records wait
+    // in the journal.
+    proxy.down();
+    let mut served = 1;
+    let mut refused = 0;
+    let ready = |app: &TestApp| {
+        let (client, url) = (app.client.clone(), app.url("/readyz"));
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&app).await != 503 {
+        assert!(Instant::now() < deadline, "/readyz never went unready");
+        match app.chat(&chat_body("during")).await.status().as_u16() {
+            200 => served += 1,
+            503 => refused += 1,
+            s => panic!("unexpected status {s}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Unready: /v1 fails fast with a clear, retryable 503.
+    let started = Instant::now();
+    let resp = app.chat(&chat_body("refused")).await;
+    assert!(started.elapsed() < Duration::from_millis(500), "fail fast");
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let err = openai_error(resp, 503).await;
+    assert_eq!(err["error"]["code"], "store_unavailable");
+    refused += 1;
+
+    // It comes back: ready again, serving again, and every served request is stored once.
+    proxy.up().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ready(&app).await != 200 {
+        assert!(Instant::now() < deadline, "/readyz never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.chat(&chat_body("after")).await.status(), 200);
+    served += 1;
+    let records = app.records(served).await;
+    assert_eq!(
+        records.iter().filter(|r| r.status == 200).count(),
+        served,
+        "{refused} refused, {served} served: every served request has its record"
+    );
+    assert_eq!(
+        records.len(),
+        served,
+        "refusals before authentication leave no record"
+    );
+    drop(app);
+    drop_database(&direct).await;
+}
