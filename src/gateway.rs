@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 pub use body::{BodyError, Inspected, Request, inspect};
-pub use provider::{Provider, UpstreamError, UpstreamErrorKind};
+pub use provider::{Provider, UpstreamError, UpstreamErrorKind, anthropic_translation};
 pub use relay::Relay;
 
 use crate::billing::budget::Budgets;

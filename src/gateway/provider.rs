@@ -16,6 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use anthropic::StreamTranslator;
+/// The Anthropic translation on its own (for the fuzz targets).
+pub mod anthropic_translation {
+    pub use super::anthropic::{StreamTranslator, translate_request, translate_response};
+}
 
 use super::{BodyError, Endpoint, Request};
 

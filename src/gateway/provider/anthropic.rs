@@ -509,7 +509,7 @@ struct Message {
 }
 
 /// A Messages API answer as an OpenAI chat completion.
-fn translate_response(body: &[u8]) -> Option<Bytes> {
+pub fn translate_response(body: &[u8]) -> Option<Bytes> {
     let m: Message = serde_json::from_slice(body).ok()?;
     let mut text = String::new();
     let mut reasoning = String::new();
