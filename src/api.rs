@@ -44,6 +44,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         usage_queue_depth: depth as u64,
         usage_queue_capacity: state.usage_queue_capacity as u64,
         journal_bytes: state.usage.journal_bytes(),
+        alive_tasks: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as u64,
         routes: state.catalog.current().route_health(),
     };
     (

@@ -93,6 +93,8 @@ pub struct Gauges {
     pub usage_queue_depth: u64,
     pub usage_queue_capacity: u64,
     pub journal_bytes: u64,
+    /// Tokio tasks alive (a leak shows as growth under steady load).
+    pub alive_tasks: u64,
     /// `Gateway::route_health()`.
     pub routes: serde_json::Value,
 }
@@ -253,6 +255,11 @@ impl Metrics {
             "# HELP instagen_usage_journal_bytes Bytes in the usage journal's open segment.\n# TYPE instagen_usage_journal_bytes gauge\ninstagen_usage_journal_bytes {}",
             gauges.journal_bytes
         );
+        let _ = writeln!(
+            out,
+            "# HELP instagen_tasks_alive Async tasks alive in the runtime.\n# TYPE instagen_tasks_alive gauge\ninstagen_tasks_alive {}",
+            gauges.alive_tasks
+        );
         out
     }
 }
@@ -283,6 +290,7 @@ mod tests {
             usage_queue_depth: 3,
             usage_queue_capacity: 10,
             journal_bytes: 7,
+            alive_tasks: 1,
             routes: serde_json::json!([]),
         });
         assert!(text.contains(

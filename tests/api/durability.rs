@@ -111,3 +111,71 @@ async fn in_process_graceful_shutdown_drains_records() {
     let (_dir, store) = app.shutdown().await;
     assert_eq!(stored_ids(&store, &account).await.len(), 5);
 }
+
+#[tokio::test]
+async fn kill_9_under_concurrent_load_loses_no_completed_request_and_duplicates_none() {
+    use std::sync::{Arc, Mutex};
+    let mock = mock_upstream::MockUpstream::start().await.unwrap();
+    mock.set_default(mock_upstream::Script {
+        chunk_delay: std::time::Duration::from_millis(3),
+        ..mock_upstream::Script::reply("a b c d e f")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_process_config(dir.path(), &mock.base_url(), "info");
+    let (account, key, store) = provision(&config).await;
+    let log = dir.path().join("server.log");
+    let server = ServerProcess::start(&config, &log).await;
+
+    // Sixteen clients in a loop, half streaming; a request counts as complete only when its
+    // whole response (to `[DONE]` for streams) arrived.
+    let completed = Arc::new(Mutex::new(HashSet::new()));
+    let mut load = tokio::task::JoinSet::new();
+    for c in 0..16 {
+        let (base, key, completed) = (server.base.clone(), key.clone(), completed.clone());
+        load.spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0.. {
+                let mut body = chat_body("load");
+                let stream = (c + i) % 2 == 1;
+                body["stream"] = serde_json::json!(stream);
+                let Ok(resp) = client
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+                let Ok(text) = resp.text().await else { return };
+                let whole = if stream {
+                    text.ends_with("data: [DONE]\n\n")
+                } else {
+                    serde_json::from_str::<serde_json::Value>(&text).is_ok()
+                };
+                if whole {
+                    completed.lock().unwrap().insert(id);
+                }
+            }
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    server.kill9();
+    load.join_all().await;
+    let completed = completed.lock().unwrap().clone();
+    assert!(completed.len() > 50, "the load ran: {}", completed.len());
+
+    let server = ServerProcess::start(&config, &log).await;
+    let stored = stored_ids(&store, &account).await;
+    let unique: HashSet<String> = stored.iter().cloned().collect();
+    assert_eq!(unique.len(), stored.len(), "no request recorded twice");
+    let missing: Vec<_> = completed.difference(&unique).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} completed requests have no record",
+        missing.len(),
+        completed.len()
+    );
+    server.terminate();
+}

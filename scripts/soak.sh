@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Soak: steady load for a while (default 600 s) against InstaGen in front of mock-upstream,
+# sampling InstaGen's RSS, open file descriptors and alive async tasks every 30 s.
+# Passes when RSS ends within +5 % of its value after warm-up and fds/tasks do not grow.
+# Usage: scripts/soak.sh [seconds, default 600] [connections, default 32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-600}
+CONNS=${2:-32}
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
+cargo build --release -q -p instagen -p mock-upstream
+BIN=target/release
+WORK=$(mktemp -d)
+MOCK_PORT=$((25000 + RANDOM % 5000))
+GW_PORT=$((MOCK_PORT + 1))
+ADMIN="soak-admin-token-soak-admin-token-0123456789"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+cat > "$WORK/instagen.toml" <<TOML
+[server]
+listen = "127.0.0.1:$GW_PORT"
+data_dir = "$WORK/data"
+[store]
+url = "sqlite://$WORK/data/instagen.db"
+[log]
+level = "warn"
+[accounts]
+admin_token = "$ADMIN"
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+[[models]]
+id = "bench"
+provider = "mock"
+upstream_model = "mock-model"
+input_usd_per_mtok = "0.20"
+output_usd_per_mtok = "0.30"
+TOML
+$BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT --chunk-delay-ms 2 >/dev/null &
+$BIN/instagen --config "$WORK/instagen.toml" accounts create soak >/dev/null
+KEY=$($BIN/instagen --config "$WORK/instagen.toml" keys create --account soak --name soak --json |
+  python3 -c 'import sys, json; print(json.load(sys.stdin)["secret"])')
+$BIN/instagen --config "$WORK/instagen.toml" serve 2>"$WORK/serve.log" &
+GW=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PORT/healthz" >/dev/null && break; sleep 0.1; done
+# Half plain, half streaming requests.
+cat > "$WORK/mix.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  local stream = (n % 2 == 0) and "true" or "false"
+  return wrk.format("POST", "/v1/chat/completions", nil,
+    '{"model":"bench","stream":' .. stream .. ',"messages":[{"role":"user","content":"soak test"}]}')
+end
+LUA
+wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$WORK/mix.lua" -H "Authorization: Bearer $KEY" \
+  -H "Content-Type: application/json" "http://127.0.0.1:$GW_PORT" > "$WORK/wrk.txt" &
+WRK=$!
+sample() {
+  local rss fds tasks
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$GW/status)
+  fds=$(ls /proc/$GW/fd | wc -l)
+  tasks=$(curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$GW_PORT/metrics" | awk '/^instagen_tasks_alive/ {print $2}')
+  echo "$1 $rss $fds $tasks"
+}
+echo "t_s rss_kib fds tasks"
+START=$(date +%s)
+: > "$WORK/samples"
+while kill -0 $WRK 2>/dev/null; do
+  sleep 30
+  kill -0 $WRK 2>/dev/null || break
+  sample $(( $(date +%s) - START )) | tee -a "$WORK/samples"
+done
+cat "$WORK/wrk.txt" | grep -E "Requests/sec|Latency|requests in"
+# Baseline after warm-up: the second sample (60 s), when buffers and pools are sized.
+awk 'NR==2 {b=$2; fb=$3; tb=$4} {l=$2; fl=$3; tl=$4} END {
+  growth = (l - b) * 100.0 / b;
+  printf "RSS after warm-up %d KiB, at end %d KiB (%+.1f%%); fds %d -> %d; tasks %d -> %d\n", b, l, growth, fb, fl, tb, tl;
+  ok = (growth <= 5.0) ? "PASS" : "FAIL";
+  print "soak: " ok
+}' "$WORK/samples"
