@@ -57,13 +57,15 @@ wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$WORK/mix.lua" -H "Authorization: Bearer
   -H "Content-Type: application/json" "http://127.0.0.1:$GW_PORT" > "$WORK/wrk.txt" &
 WRK=$!
 sample() {
-  local rss fds tasks
+  local rss anon file fds tasks
   rss=$(awk '/VmRSS/ {print $2}' /proc/$GW/status)
+  anon=$(awk '/RssAnon/ {print $2}' /proc/$GW/status)
+  file=$(awk '/RssFile/ {f=$2} /RssShmem/ {s=$2} END {print f + s}' /proc/$GW/status)
   fds=$(ls /proc/$GW/fd | wc -l)
   tasks=$(curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$GW_PORT/metrics" | awk '/^instagen_tasks_alive/ {print $2}')
-  echo "$1 $rss $fds $tasks"
+  echo "$1 $rss $fds $tasks $anon $file"
 }
-echo "t_s rss_kib fds tasks"
+echo "t_s rss_kib fds tasks anon_kib file_and_shm_kib"
 START=$(date +%s)
 : > "$WORK/samples"
 while kill -0 $WRK 2>/dev/null; do
@@ -73,9 +75,9 @@ while kill -0 $WRK 2>/dev/null; do
 done
 cat "$WORK/wrk.txt" | grep -E "Requests/sec|Latency|requests in"
 # Baseline after warm-up: the second sample (60 s), when buffers and pools are sized.
-awk 'NR==2 {b=$2; fb=$3; tb=$4} {l=$2; fl=$3; tl=$4} END {
+awk 'NR==2 {b=$2; fb=$3; tb=$4; ab=$5} {l=$2; fl=$3; tl=$4; al=$5} END {
   growth = (l - b) * 100.0 / b;
-  printf "RSS after warm-up %d KiB, at end %d KiB (%+.1f%%); fds %d -> %d; tasks %d -> %d\n", b, l, growth, fb, fl, tb, tl;
+  printf "RSS after warm-up %d KiB, at end %d KiB (%+.1f%%); anonymous %d -> %d KiB; fds %d -> %d; tasks %d -> %d\n", b, l, growth, ab, al, fb, fl, tb, tl;
   ok = (growth <= 5.0) ? "PASS" : "FAIL";
   print "soak: " ok
 }' "$WORK/samples"

@@ -35,11 +35,31 @@ fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
     sqlx::AssertSqlSafe(cache[rows.min(USAGE_ROWS_PER_INSERT)].clone())
 }
 
+/// Splits a batch into chunks of `USAGE_ROWS_PER_INSERT` rows and then powers of two, so
+/// only 7 statement shapes ever exist: every shape SQLite prepares (with the rollup
+/// triggers compiled into it) stays in each connection's statement cache, and a cache of
+/// 64 shapes per connection was most of the resident memory a soak saw grow.
+fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = if rows.len() >= USAGE_ROWS_PER_INSERT {
+            USAGE_ROWS_PER_INSERT
+        } else {
+            1 << (usize::BITS - 1 - rows.len().leading_zeros())
+        };
+        let (chunk, rest) = rows.split_at(n);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
 impl SqliteStore {
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
+        for chunk in pow2_chunks(records) {
             let mut query = sqlx::query(insert_usage_sql(chunk.len()));
             for r in chunk {
                 query = query
@@ -222,4 +242,23 @@ fn record_of(row: &SqliteRow) -> Result<UsageRecord, sqlx::Error> {
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
         region: row.try_get("region")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_few_statement_shapes() {
+        let rows: Vec<u32> = (0..203).collect();
+        let sizes: Vec<usize> = pow2_chunks(&rows).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [64, 64, 64, 8, 2, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), 203);
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 1..=1000 {
+            let rows: Vec<u32> = (0..n).collect();
+            shapes.extend(pow2_chunks(&rows).map(<[u32]>::len));
+        }
+        assert_eq!(shapes.len(), 7, "{shapes:?}");
+    }
 }
