@@ -1,7 +1,7 @@
 //! Accounts, users, memberships, sessions, management tokens, audit log and security events.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::SqliteStore;
 use crate::keys::{KeyHash, random_id};
@@ -73,6 +73,21 @@ fn token_of(row: &SqliteRow) -> Result<TokenInfo, sqlx::Error> {
 const MEMBERSHIP_SELECT: &str =
     "SELECT m.account_id, a.name AS account_name, m.user_id, u.email, m.role, m.created_ms
      FROM memberships m JOIN accounts a ON a.id = m.account_id JOIN users u ON u.id = m.user_id";
+
+/// Gives every key of an account a new version, so every instance's key cache re-reads
+/// them (after a status, region or limit change of the account).
+async fn bump_account_keys(
+    conn: &mut SqliteConnection,
+    account_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE api_keys SET version = (SELECT MAX(version) FROM api_keys) + rowid WHERE account_id = ?",
+    )
+    .bind(account_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
 
 impl SqliteStore {
     pub async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
@@ -149,12 +164,7 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("account"));
         }
-        sqlx::query(
-            "UPDATE api_keys SET version = (SELECT MAX(version) FROM api_keys) + rowid WHERE account_id = ?",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        bump_account_keys(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -178,12 +188,7 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("account"));
         }
-        sqlx::query(
-            "UPDATE api_keys SET version = (SELECT MAX(version) FROM api_keys) + rowid WHERE account_id = ?",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        bump_account_keys(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -200,12 +205,7 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("account"));
         }
-        sqlx::query(
-            "UPDATE api_keys SET version = (SELECT MAX(version) FROM api_keys) + rowid WHERE account_id = ?",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        bump_account_keys(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
