@@ -40,6 +40,18 @@ pub enum Refused {
 }
 
 impl Refused {
+    /// Every reason, for counters that list them all.
+    pub const ALL: [Refused; 8] = [
+        Refused::IpInFlight,
+        Refused::AuthBlocked,
+        Refused::KeyRequests,
+        Refused::KeyTokens,
+        Refused::KeyConcurrency,
+        Refused::AccountRequests,
+        Refused::AccountTokens,
+        Refused::Unavailable,
+    ];
+
     pub fn kind(self) -> &'static str {
         match self {
             Refused::IpInFlight => "ip_in_flight_limit",

@@ -11,6 +11,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::limits::Refused;
 use crate::usage::UsageRecord;
 
 /// Upper bounds (seconds) of the latency and time-to-first-token histograms.
@@ -63,23 +64,12 @@ struct ModelSeries {
     ttft: Histogram,
 }
 
-/// Reasons the limiter refuses, in a fixed order (see `limits::Refused::kind`).
-pub const LIMIT_REASONS: [&str; 8] = [
-    "ip_in_flight_limit",
-    "auth_failures_blocked",
-    "key_rpm_limit",
-    "key_tpm_limit",
-    "key_concurrency_limit",
-    "account_rpm_limit",
-    "account_tpm_limit",
-    "limiter_unavailable",
-];
-
 #[derive(Default)]
 pub struct Metrics {
     models: Mutex<BTreeMap<String, ModelSeries>>,
     http: Mutex<HashMap<(&'static str, u16), u64>>,
-    limited: [AtomicU64; LIMIT_REASONS.len()],
+    /// Refusals by reason, in the order of `Refused::ALL`.
+    limited: [AtomicU64; Refused::ALL.len()],
 }
 
 fn escape(v: &str) -> String {
@@ -130,7 +120,7 @@ impl Metrics {
 
     /// A limiter refusal, by reason.
     pub fn limited(&self, reason: &str) {
-        if let Some(i) = LIMIT_REASONS.iter().position(|r| *r == reason) {
+        if let Some(i) = Refused::ALL.iter().position(|r| r.kind() == reason) {
             self.limited[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -207,11 +197,12 @@ impl Metrics {
             );
         }
         out.push_str("# HELP instagen_limiter_rejections_total Requests refused by a limit, by reason.\n# TYPE instagen_limiter_rejections_total counter\n");
-        for (i, reason) in LIMIT_REASONS.iter().enumerate() {
+        for (reason, n) in Refused::ALL.iter().zip(&self.limited) {
             let _ = writeln!(
                 out,
-                "instagen_limiter_rejections_total{{reason=\"{reason}\"}} {}",
-                self.limited[i].load(Ordering::Relaxed)
+                "instagen_limiter_rejections_total{{reason=\"{}\"}} {}",
+                reason.kind(),
+                n.load(Ordering::Relaxed)
             );
         }
         out.push_str("# HELP instagen_route_healthy Whether a model's route is in rotation.\n# TYPE instagen_route_healthy gauge\n");
