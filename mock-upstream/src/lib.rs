@@ -281,21 +281,39 @@ fn take_script(
     queued.unwrap_or_else(|| lock(&shared.default).clone())
 }
 
-fn error_response(script: &Script, body: &Bytes) -> Response {
-    let message = if script.echo_body_in_error {
-        format!(
+/// Which API's error shape to answer in.
+#[derive(Clone, Copy)]
+enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+/// The scripted error status in `wire`'s JSON shape, with the scripted `Retry-After`.
+fn error_response(script: &Script, body: &Bytes, wire: Wire) -> Response {
+    let message = match (script.echo_body_in_error, wire) {
+        (true, Wire::OpenAi) => format!(
             "1 validation error: input was {}",
             String::from_utf8_lossy(body)
-        )
-    } else {
-        format!("mock upstream failure {}", script.status)
+        ),
+        (true, Wire::Anthropic) => format!("invalid request: {}", String::from_utf8_lossy(body)),
+        (false, _) => format!("mock upstream failure {}", script.status),
+    };
+    let json = match wire {
+        Wire::OpenAi => {
+            json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+        }
+        Wire::Anthropic => {
+            let kind = match script.status {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                400 => "invalid_request_error",
+                _ => "api_error",
+            };
+            json!({"type": "error", "error": {"type": kind, "message": message}})
+        }
     };
     let status = StatusCode::from_u16(script.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (
-        status,
-        axum::Json(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})),
-    )
-        .into_response();
+    let mut resp = (status, axum::Json(json)).into_response();
     if let Some(secs) = script.retry_after
         && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
     {
@@ -371,7 +389,7 @@ async fn generate(
         tokio::time::sleep(script.delay).await;
     }
     if script.status != 200 {
-        return error_response(&script, &body);
+        return error_response(&script, &body, Wire::OpenAi);
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
@@ -562,7 +580,7 @@ async fn embeddings(
         tokio::time::sleep(script.delay).await;
     }
     if script.status != 200 {
-        return error_response(&script, &body);
+        return error_response(&script, &body, Wire::OpenAi);
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
@@ -598,30 +616,7 @@ async fn anthropic_messages(
         tokio::time::sleep(script.delay).await;
     }
     if script.status != 200 {
-        let message = if script.echo_body_in_error {
-            format!("invalid request: {}", String::from_utf8_lossy(&body))
-        } else {
-            format!("mock upstream failure {}", script.status)
-        };
-        let kind = match script.status {
-            429 => "rate_limit_error",
-            529 => "overloaded_error",
-            400 => "invalid_request_error",
-            _ => "api_error",
-        };
-        let status =
-            StatusCode::from_u16(script.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (
-            status,
-            axum::Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
-        )
-            .into_response();
-        if let Some(secs) = script.retry_after
-            && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return resp;
+        return error_response(&script, &body, Wire::Anthropic);
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
@@ -739,7 +734,7 @@ async fn transcriptions(
         tokio::time::sleep(script.delay).await;
     }
     if script.status != 200 {
-        return error_response(&script, &body);
+        return error_response(&script, &body, Wire::OpenAi);
     }
     let text = script.reply.concat();
     let plain = body
