@@ -597,3 +597,22 @@ pub async fn chat_status(app: &TestApp, key: &str, want: u16) -> (u16, Value) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs an official-SDK script against `app` (base URL, key and model in its environment)
+/// and asserts it printed `ALL OK` and exited 0.
+pub async fn run_sdk_script(app: &TestApp, mut command: std::process::Command) {
+    command
+        .env("INSTAGEN_BASE_URL", app.url("/v1"))
+        .env("INSTAGEN_KEY", &app.key)
+        .env("INSTAGEN_MODEL", MODEL);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+}

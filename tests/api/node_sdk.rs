@@ -27,27 +27,9 @@ async fn official_openai_node_client_works_end_to_end() {
         );
     }
     let app = TestApp::spawn().await;
-    let base = app.url("/v1");
-    let key = app.key.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("openai_sdk.mjs")
-            .current_dir(dir)
-            .env("INSTAGEN_BASE_URL", base)
-            .env("INSTAGEN_KEY", key)
-            .env("INSTAGEN_MODEL", MODEL)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let mut node = Command::new("node");
+    node.arg("openai_sdk.mjs").current_dir(dir);
+    run_sdk_script(&app, node).await;
     let records = app.records(6).await;
     assert!(records.iter().any(|r| r.stream));
 }

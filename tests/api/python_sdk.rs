@@ -24,26 +24,9 @@ async fn official_openai_python_client_works_end_to_end() {
     }
     let app = TestApp::spawn().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");
-    let base = app.url("/v1");
-    let key = app.key.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .env("INSTAGEN_BASE_URL", base)
-            .env("INSTAGEN_KEY", key)
-            .env("INSTAGEN_MODEL", MODEL)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let mut python = Command::new("python3");
+    python.arg(script);
+    run_sdk_script(&app, python).await;
     let records = app.records(6).await;
     assert!(records.iter().any(|r| r.stream));
 }
