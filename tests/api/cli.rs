@@ -34,6 +34,20 @@ fn instagen(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The CLI while an in-process server runs on this test's (single-threaded) runtime: a
+/// blocking wait here would freeze the server, possibly inside a store transaction whose
+/// lock the CLI then waits for.
+async fn instagen_beside(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let config = config.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        instagen(&config, &args)
+    })
+    .await
+    .unwrap()
+}
+
 async fn status_for(app: &TestApp, key: &str, want: u16) -> u16 {
     let deadline = Instant::now() + Duration::from_millis(1500);
     loop {
@@ -59,9 +73,9 @@ async fn cli_manages_accounts_and_keys_that_a_running_server_sees_within_a_secon
     let app = TestApp::spawn().await;
     let config = write_config(&app);
 
-    let (code, _, err) = instagen(&config, &["accounts", "create", "beta"]);
+    let (code, _, err) = instagen_beside(&config, &["accounts", "create", "beta"]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = instagen(
+    let (code, out, err) = instagen_beside(
         &config,
         &[
             "keys",
@@ -74,7 +88,8 @@ async fn cli_manages_accounts_and_keys_that_a_running_server_sees_within_a_secon
             "from cli",
             "--json",
         ],
-    );
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let created: Value = serde_json::from_str(out.trim()).unwrap();
     let (id, secret) = (
@@ -85,7 +100,8 @@ async fn cli_manages_accounts_and_keys_that_a_running_server_sees_within_a_secon
 
     assert_eq!(status_for(&app, secret, 200).await, 200);
 
-    let (code, out, _) = instagen(&config, &["keys", "list", "--account", "beta", "--json"]);
+    let (code, out, _) =
+        instagen_beside(&config, &["keys", "list", "--account", "beta", "--json"]).await;
     assert_eq!(code, 0);
     let keys: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(keys[0]["id"], id);
@@ -95,20 +111,24 @@ async fn cli_manages_accounts_and_keys_that_a_running_server_sees_within_a_secon
         "listing never shows the secret"
     );
 
-    assert_eq!(instagen(&config, &["keys", "disable", id]).0, 0);
+    let (code, _, err) = instagen_beside(&config, &["keys", "disable", id]).await;
+    assert_eq!(code, 0, "keys disable: {err}");
     assert_eq!(status_for(&app, secret, 401).await, 401);
-    assert_eq!(instagen(&config, &["keys", "enable", id]).0, 0);
+    let (code, _, err) = instagen_beside(&config, &["keys", "enable", id]).await;
+    assert_eq!(code, 0, "keys enable: {err}");
     assert_eq!(status_for(&app, secret, 200).await, 200);
-    assert_eq!(instagen(&config, &["keys", "delete", id]).0, 0);
+    let (code, _, err) = instagen_beside(&config, &["keys", "delete", id]).await;
+    assert_eq!(code, 0, "keys delete: {err}");
     assert_eq!(status_for(&app, secret, 401).await, 401);
 
     // Wait for the records of the successful calls, then summarise.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (code, out, err) = instagen(
+        let (code, out, err) = instagen_beside(
             &config,
             &["usage", "summary", "--account", "beta", "--json"],
-        );
+        )
+        .await;
         assert_eq!(code, 0, "{err}");
         let s: Value = serde_json::from_str(out.trim()).unwrap();
         if s["requests"].as_i64().unwrap() >= 2 || Instant::now() > deadline {
