@@ -292,4 +292,20 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN rpm BIGINT;
     ALTER TABLE accounts ADD COLUMN tpm BIGINT;
     "#,
+    // 10: the version of the operator's privacy policy each user last acknowledged (NULL:
+    //     none yet); the console asks again when the configured version differs.
+    r#"
+    ALTER TABLE users ADD COLUMN privacy_seen_version TEXT;
+    "#,
+    // 11: nothing here (SQLite's 11 replaced its per-row rollup triggers with per-batch
+    //     upserts, which PostgreSQL's statement-level triggers already are); kept so both
+    //     lists number the same change alike.
+    r#"
+    SELECT 1;
+    "#,
+    // 12: no query reads usage records by key (key figures come from the rollups), so the
+    //     (key_id, started_ms) index only cost an index write per record.
+    r#"
+    DROP INDEX usage_key_time;
+    "#,
 ];

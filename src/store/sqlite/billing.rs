@@ -191,7 +191,7 @@ impl SqliteStore {
             "SELECT a.id AS id,
                     COALESCE((SELECT SUM(amount_nanos) FROM ledger l WHERE l.billing_id = a.billing_id), 0)
                   - COALESCE((SELECT SUM(u.cost_nanos) FROM usage_records u
-                              WHERE u.account_id = a.id AND u.rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)), 0)
+                              WHERE +u.account_id = a.id AND u.rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)), 0)
                     AS balance
              FROM accounts a",
         )
@@ -245,7 +245,7 @@ impl SqliteStore {
         .await?;
         let unposted: i64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(cost_nanos), 0) FROM usage_records
-             WHERE account_id = ? AND rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)",
+             WHERE +account_id = ? AND rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)",
         )
         .bind(account_id)
         .fetch_one(&mut *tx)

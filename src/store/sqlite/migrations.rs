@@ -264,4 +264,21 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN rpm INTEGER;
     ALTER TABLE accounts ADD COLUMN tpm INTEGER;
     "#,
+    // 10: the version of the operator's privacy policy each user last acknowledged (NULL:
+    //     none yet); the console asks again when the configured version differs.
+    r#"
+    ALTER TABLE users ADD COLUMN privacy_seen_version TEXT;
+    "#,
+    // 11: rollups move from per-row triggers to one aggregated upsert per batch, run by
+    //     the usage insert in the same transaction (see `sqlite/usage.rs`): per row, the
+    //     triggers cost five upserts and a temporary table, most of the gateway's CPU.
+    r#"
+    DROP TRIGGER usage_rollup;
+    DROP TRIGGER usage_rollups_insert;
+    "#,
+    // 12: no query reads usage records by key (key figures come from the rollups), so the
+    //     (key_id, started_ms) index only cost an index write per record.
+    r#"
+    DROP INDEX usage_key_time;
+    "#,
 ];

@@ -36,9 +36,9 @@ fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
 }
 
 /// Splits a batch into chunks of `USAGE_ROWS_PER_INSERT` rows and then powers of two, so
-/// only 7 statement shapes ever exist: every shape SQLite prepares (with the rollup
-/// triggers compiled into it) stays in each connection's statement cache, and a cache of
-/// 64 shapes per connection was most of the resident memory a soak saw grow.
+/// only 7 statement shapes ever exist: every shape SQLite prepares stays in each
+/// connection's statement cache, and a cache of 64 shapes per connection (with the rollup
+/// triggers of the time compiled into each) was most of the resident memory a soak saw grow.
 fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         if rows.is_empty() {
@@ -54,6 +54,46 @@ fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
         Some(chunk)
     })
 }
+
+/// Folds the batch's newly inserted rows (`rowid > ?`) into the rollups, one upsert per
+/// group, as PostgreSQL's statement-level triggers do with their transition table.
+/// Journal replays insert nothing (`OR IGNORE`) and so add nothing. `NOT INDEXED` keeps
+/// SQLite on the rowid range: an index that orders by the group would scan every row.
+const ROLLUP_SQL: [&str; 3] = [
+    "INSERT INTO key_usage_hourly (key_id, hour_ms, requests, input_tokens, output_tokens, cost_nanos)
+        SELECT key_id, (started_ms / 3600000) * 3600000, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos)
+        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2
+    ON CONFLICT (key_id, hour_ms) DO UPDATE SET
+        requests = requests + excluded.requests,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cost_nanos = cost_nanos + excluded.cost_nanos",
+    "INSERT INTO key_usage_totals (key_id, requests, input_tokens, output_tokens, cost_nanos, last_used_ms)
+        SELECT key_id, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos), MAX(started_ms)
+        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1
+    ON CONFLICT (key_id) DO UPDATE SET
+        requests = requests + excluded.requests,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cost_nanos = cost_nanos + excluded.cost_nanos,
+        last_used_ms = MAX(last_used_ms, excluded.last_used_ms)",
+    "INSERT INTO usage_rollups (account_id, granularity, bucket_ms, key_id, model, requests, input_tokens,
+                               cached_input_tokens, output_tokens, cost_nanos, estimated_requests, error_requests)
+        SELECT u.account_id, g.name, (u.started_ms / g.ms) * g.ms, u.key_id, COALESCE(u.model, ''),
+               COUNT(*), SUM(u.input_tokens), SUM(u.cached_input_tokens), SUM(u.output_tokens), SUM(u.cost_nanos),
+               SUM(u.estimated), SUM(CASE WHEN u.status >= 400 THEN 1 ELSE 0 END)
+        FROM usage_records u NOT INDEXED,
+             (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
+        WHERE u.rowid > ? GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (account_id, granularity, bucket_ms, key_id, model) DO UPDATE SET
+        requests = requests + excluded.requests,
+        input_tokens = input_tokens + excluded.input_tokens,
+        cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cost_nanos = cost_nanos + excluded.cost_nanos,
+        estimated_requests = estimated_requests + excluded.estimated_requests,
+        error_requests = error_requests + excluded.error_requests",
+];
 
 impl SqliteStore {
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
@@ -85,6 +125,17 @@ impl SqliteStore {
                     .bind(r.region.as_deref());
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
+        }
+        if inserted > 0 {
+            // The write lock is held since the first insert, so this batch's rows are the
+            // newest `inserted` rowids: each new row takes the largest rowid plus one.
+            let last: i64 = sqlx::query_scalar("SELECT MAX(rowid) FROM usage_records")
+                .fetch_one(&mut *tx)
+                .await?;
+            let first_new = last - to_i64(inserted);
+            for sql in ROLLUP_SQL {
+                sqlx::query(sql).bind(first_new).execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(inserted)
