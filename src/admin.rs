@@ -1,4 +1,5 @@
-//! Account, user, key and token operations shared by the CLI and the management API.
+//! Account, user, key and token operations shared by the CLI and the management API, and
+//! the read-only views they serve (models and prices, the privacy policy).
 //!
 //! Each operation validates its input (errors name the field), changes the store, and
 //! appends an audit entry saying who did what to which object — never a secret, never
@@ -11,6 +12,8 @@ use crate::time::now_ms;
 mod accounts;
 mod billing;
 mod keys;
+mod models;
+mod privacy;
 mod providers;
 
 pub use accounts::{
@@ -24,6 +27,8 @@ pub use keys::{
     CreatedKey, CreatedToken, DEFAULT_ROTATION_GRACE_SECS, create_key, create_token, revoke_token,
     rotate_key, set_key_status, update_key,
 };
+pub use models::{ModelView, PriceChangeView, RouteView, model_catalog};
+pub use privacy::{PolicyView, acknowledge_privacy, policy};
 pub use providers::{
     create_provider, delete_provider, get_provider, list_providers, update_provider,
 };

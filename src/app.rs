@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 
 use crate::api;
 use crate::billing::budget::Budgets;
-use crate::config::AccountsConfig;
+use crate::config::{AccountsConfig, PrivacyConfig};
 use crate::error::ErrorKind;
 use crate::gateway::catalog::Catalog;
 use crate::keys::{KeyCache, SecurityEvents};
@@ -39,6 +39,8 @@ pub struct AppState {
     /// Output tokens reserved for requests without `max_tokens`.
     pub reserve_output_tokens: u64,
     pub accounts: AccountsConfig,
+    /// The operator's privacy policy (`[privacy]`), which users acknowledge by version.
+    pub privacy: PrivacyConfig,
     /// The live gateway (swapped when operators change providers).
     pub catalog: Arc<Catalog>,
     pub usage: UsageSink,
@@ -56,6 +58,10 @@ pub struct AppState {
     /// The trusted proxy header naming the client IP (`limits.client_ip_header`).
     pub client_ip_header: Option<HeaderName>,
 }
+
+/// The configured model that served a request, for its log line (set by the handler).
+#[derive(Clone)]
+pub struct ModelLabel(pub Arc<str>);
 
 /// Per-request identity and clock, set by the outermost middleware.
 #[derive(Clone)]
@@ -124,6 +130,7 @@ async fn request_context(
         Some("/readyz") => "/readyz",
         Some("/metrics") => "/metrics",
         Some(p) if p.starts_with("/api/") => "/api",
+        Some(p) if p == "/" || p.starts_with("/console") => "/console",
         _ => "unmatched",
     };
     req.extensions_mut().insert(ctx.clone());
@@ -145,15 +152,16 @@ async fn request_context(
         .get::<Arc<crate::keys::AuthedKey>>()
         .cloned();
     let who = who.as_deref();
+    let model = response.extensions().get::<ModelLabel>().map(|m| &*m.0);
     match response.extensions().get::<ErrorKind>() {
         Some(ErrorKind(kind)) if status >= 500 => {
-            tracing::warn!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), error_kind = kind, latency_us, "request failed");
+            tracing::warn!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), model, error_kind = kind, latency_us, "request failed");
         }
         Some(ErrorKind(kind)) => {
-            tracing::info!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), error_kind = kind, latency_us, "request refused");
+            tracing::info!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), model, error_kind = kind, latency_us, "request refused");
         }
         None => {
-            tracing::debug!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), latency_us, "request answered")
+            tracing::debug!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), model, latency_us, "request answered")
         }
     }
     response
@@ -173,6 +181,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics_for_operators))
         .merge(api::manage::router())
+        .merge(crate::console::router())
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state.clone())

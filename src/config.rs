@@ -1,7 +1,7 @@
 //! The one typed configuration: built-in defaults < `instagen.toml` < `INSTAGEN__SECTION__FIELD` env.
 //!
 //! Parsing and validation only: nothing here opens sockets or files other than the
-//! config file itself. Unknown keys are errors that name the key, so a typo never
+//! config file itself and the privacy policy's `privacy.text_file`. Unknown keys are errors that name the key, so a typo never
 //! silently falls back to a default.
 
 use std::collections::HashSet;
@@ -64,6 +64,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub billing: BillingConfig,
     pub log: LogConfig,
+    pub privacy: PrivacyConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -268,6 +269,95 @@ impl Default for AccountsConfig {
             session_ttl_hours: 12,
             admin_token: None,
         }
+    }
+}
+
+/// InstaGen's own privacy policy, served when the operator configures no text.
+pub const DEFAULT_PRIVACY_POLICY: &str = include_str!("privacy_policy.md");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// The policy's version. Users acknowledge a version; changing it (with the text) makes
+    /// the console ask every user again.
+    pub version: String,
+    /// Where users write about their data (an email address), shown with the policy.
+    pub contact: Option<String>,
+    /// The policy text (Markdown-ish plain text: `#` headings, `-` lists, paragraphs);
+    /// InstaGen's own policy when neither this nor `text_file` is given.
+    pub text: Option<String>,
+    /// A file holding the policy text, read once when the config is loaded (instead of `text`).
+    pub text_file: Option<PathBuf>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            version: "1".to_owned(),
+            contact: None,
+            text: None,
+            text_file: None,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The policy text in force: the configured one, or InstaGen's default.
+    pub fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or(DEFAULT_PRIVACY_POLICY)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let v = self.version.trim();
+        if v.is_empty() || v.len() > 64 || v != self.version || v.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(
+                "privacy.version must be 1 to 64 printable characters without surrounding spaces"
+                    .to_owned(),
+            ));
+        }
+        if let Some(c) = &self.contact
+            && (c.len() > 254
+                || !c
+                    .split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+                || c.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
+        {
+            return Err(ConfigError::Invalid(
+                "privacy.contact must be an email address".to_owned(),
+            ));
+        }
+        if self.text.is_some() && self.text_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "give privacy.text or privacy.text_file, not both".to_owned(),
+            ));
+        }
+        if self.text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::Invalid(
+                "privacy.text must not be empty".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads `text_file` into `text` (once); an unreadable or empty file is a config error.
+    fn read_text_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.text_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "privacy.text_file {}: cannot read it: {e}",
+                path.display()
+            ))
+        })?;
+        if text.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "privacy.text_file {} is empty",
+                path.display()
+            )));
+        }
+        self.text = Some(text);
+        Ok(())
     }
 }
 
@@ -515,10 +605,12 @@ impl Config {
             config.server.master_key = Some(Secret::new(key.clone()));
         }
         config.validate()?;
+        config.privacy.read_text_file()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.privacy.validate()?;
         let mut names = HashSet::new();
         for p in &self.providers {
             if !names.insert(p.name.as_str()) {
@@ -692,6 +784,45 @@ output_usd_per_mtok = "0.30"
 "#;
         let c = Config::from_parts(text, "t", &[]).unwrap();
         assert_eq!(c.models[0].input_usd_per_mtok.nanos_per_mtok(), 200_000_000);
+    }
+
+    #[test]
+    fn privacy_defaults_to_the_built_in_policy_version_1() {
+        let c = Config::from_parts("", "t", &[]).unwrap();
+        assert_eq!(c.privacy.version, "1");
+        assert_eq!(c.privacy.text(), DEFAULT_PRIVACY_POLICY);
+        assert!(DEFAULT_PRIVACY_POLICY.contains("never reach disk"));
+        assert!(c.privacy.contact.is_none());
+    }
+
+    #[test]
+    fn privacy_text_file_is_read_once_and_a_bad_one_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.md");
+        std::fs::write(&path, "# Ours\n\nWe keep nothing.\n").unwrap();
+        let text = format!(
+            "[privacy]\nversion = \"2026-11\"\ncontact = \"privacy@example.com\"\ntext_file = \"{}\"\n",
+            path.display()
+        );
+        let c = Config::from_parts(&text, "t", &[]).unwrap();
+        assert_eq!(c.privacy.text(), "# Ours\n\nWe keep nothing.\n");
+        assert_eq!(c.privacy.version, "2026-11");
+
+        let missing = "[privacy]\ntext_file = \"/nonexistent/policy.md\"\n";
+        let err = Config::from_parts(missing, "t", &[]).unwrap_err();
+        assert!(err.to_string().contains("privacy.text_file"), "{err}");
+        let both = format!(
+            "[privacy]\ntext = \"x\"\ntext_file = \"{}\"\n",
+            path.display()
+        );
+        assert!(Config::from_parts(&both, "t", &[]).is_err());
+        for bad in [
+            "[privacy]\nversion = \"\"\n",
+            "[privacy]\ncontact = \"nobody\"\n",
+            "[privacy]\ntext = \"  \"\n",
+        ] {
+            assert!(Config::from_parts(bad, "t", &[]).is_err(), "{bad}");
+        }
     }
 
     #[test]

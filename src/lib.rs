@@ -14,6 +14,7 @@
 //! - [`billing`]: money (integer nano-USD) and prices.
 //! - [`store`]: persistence behind one enum (SQLite today).
 //! - [`admin`]: account/key/usage operations shared by the CLI.
+//! - [`console`]: the web console at `/console`, its assets compiled in.
 //! - [`tls`]: HTTPS with rustls; the certificate reloads on SIGHUP.
 //! - [`telemetry`]: what may be logged, and how.
 //!
@@ -27,6 +28,7 @@ pub mod api;
 pub mod app;
 pub mod billing;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod gateway;
 pub mod keys;
@@ -279,6 +281,7 @@ pub async fn run(
         budgets,
         reserve_output_tokens: config.billing.default_reserve_output_tokens,
         accounts: config.accounts.clone(),
+        privacy: config.privacy.clone(),
         catalog: catalog.clone(),
         usage: UsageSink::new(tx, journal),
         store: store.clone(),

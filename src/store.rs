@@ -146,6 +146,10 @@ impl Store {
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         dispatch!(self, s => s.list_users().await)
     }
+    /// Records that the user has seen privacy policy `version`.
+    pub async fn set_privacy_seen(&self, user_id: &str, version: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_privacy_seen(user_id, version).await)
+    }
     pub async fn set_membership(
         &self,
         account_id: &str,

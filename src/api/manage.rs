@@ -1,5 +1,6 @@
 //! The management API under `/api/v1`: accounts, users, keys, tokens, audit, security
-//! events, providers and route health — and its OpenAPI 3.1 document at `/api/openapi.json`.
+//! events, providers, route health, models and prices, and the privacy policy — and its
+//! OpenAPI 3.1 document at `/api/openapi.json`.
 //!
 //! [`ROUTES`] is the one list of operations: the router below registers exactly these,
 //! the OpenAPI document is generated from it, and the tenant-isolation test walks it.
@@ -9,7 +10,9 @@ mod auth;
 mod billing;
 mod error;
 mod keys;
+mod models;
 mod openapi;
+mod privacy;
 mod providers;
 mod session;
 mod tokens;
@@ -33,9 +36,14 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/signup", post(session::signup))
         .route(
             "/api/v1/session",
-            post(session::login).delete(session::logout),
+            get(session::current)
+                .post(session::login)
+                .delete(session::logout),
         )
         .route("/api/v1/me", get(session::me))
+        .route("/api/v1/me/privacy", post(privacy::acknowledge))
+        .route("/api/v1/privacy", get(privacy::show))
+        .route("/api/v1/models", get(models::list))
         .route(
             "/api/v1/users",
             get(accounts::users).post(accounts::create_user),

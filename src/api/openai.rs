@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::app::{AppState, RequestContext};
+use crate::app::{AppState, ModelLabel, RequestContext};
 use crate::error::ApiError;
 use crate::gateway::{Endpoint, Forwarded};
 use crate::keys::{AuthedKey, KeyError};
@@ -158,7 +158,7 @@ async fn infer(
         }
         None => (None, None),
     };
-    let mut response = match state
+    let (forwarded, model) = state
         .catalog
         .current()
         .forward(
@@ -174,8 +174,8 @@ async fn infer(
             },
             meter,
         )
-        .await?
-    {
+        .await?;
+    let mut response = match forwarded {
         Forwarded::Json(json, content_type) => (
             [(
                 header::CONTENT_TYPE,
@@ -208,6 +208,7 @@ async fn infer(
         crate::error::rate_headers(response.headers_mut(), &rate);
     }
     response.extensions_mut().insert(key);
+    response.extensions_mut().insert(ModelLabel(model));
     Ok(response)
 }
 

@@ -135,7 +135,20 @@ impl KeyHasher {
         })
     }
 
-    /// A random opaque token (sessions, CSRF) and its keyed hash under `purpose`.
+    /// A token derived from another under `purpose`: the keyed hash as 64 hex characters.
+    /// Anyone holding `input` and the server secret can recompute it, so it never needs
+    /// storing (the CSRF token is derived from the session token this way).
+    pub fn derive(&self, purpose: &str, input: &str) -> String {
+        use std::fmt::Write as _;
+        let hash = self.hash(purpose, input);
+        let mut out = String::with_capacity(64);
+        for b in hash.0 {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    /// A random opaque token (sessions) and its keyed hash under `purpose`.
     pub fn opaque(&self, purpose: &str) -> std::io::Result<(Secret, KeyHash)> {
         let token = random_string(SECRET_LEN, SECRET_ALPHABET)?;
         let hash = self.hash(purpose, &token);
@@ -201,6 +214,18 @@ mod tests {
         let k = KeyHasher::new(b"one").generate().unwrap();
         let parsed = ParsedKey::parse(k.plaintext.expose()).unwrap();
         assert!(!KeyHasher::new(b"two").verify(&parsed, &k.hash));
+    }
+
+    #[test]
+    fn derived_tokens_are_stable_per_input_purpose_and_secret() {
+        let h = KeyHasher::new(b"one");
+        let t = h.derive("csrf-token", "session");
+        assert_eq!(t.len(), 64);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(t, h.derive("csrf-token", "session"));
+        assert_ne!(t, h.derive("csrf-token", "other session"));
+        assert_ne!(t, h.derive("other", "session"));
+        assert_ne!(t, KeyHasher::new(b"two").derive("csrf-token", "session"));
     }
 
     #[test]

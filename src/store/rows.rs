@@ -83,6 +83,9 @@ pub struct User {
     pub created_ms: i64,
     #[serde(skip)]
     pub password_hash: String,
+    /// The privacy policy version this user last acknowledged (`None`: never), so the
+    /// console can tell whether the configured policy is new to them.
+    pub privacy_seen_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -391,6 +391,28 @@ impl TestApp {
         }
     }
 
+    /// Restarts the server on the same data dir and store (on a new port) with the test
+    /// config changed by `configure`, as an operator restarts with a new config.
+    pub async fn restart_with(mut self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        let mut config = test_config(self.dir.path(), &self.mock.base_url());
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        self.handle = Some(tokio::spawn(instagen::run(config, listener, async move {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+        self.wait_ready().await;
+        self
+    }
+
     /// Graceful shutdown; returns when `run` has drained and returned.
     pub async fn shutdown(mut self) -> (tempfile::TempDir, Store) {
         if let Some(tx) = self.shutdown.take() {
@@ -615,4 +637,73 @@ pub async fn run_sdk_script(app: &TestApp, mut command: std::process::Command) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("ALL OK"), "{stdout}");
+}
+
+/// A logged-in browser-like session: cookie + CSRF token.
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub async fn login(app: &TestApp, email: &str, password: &str) -> Session {
+    let resp = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub async fn as_user(
+    app: &TestApp,
+    s: &Session,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    csrf: bool,
+) -> (u16, Value) {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .header("cookie", &s.cookie);
+    if csrf {
+        req = req.header("x-csrf-token", &s.csrf);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// An operator (the admin token) creates account `name` owned by a new user
+/// `owner@<name>.example` with password `correct horse battery`; returns (account id, email).
+pub async fn create_account_with_owner(app: &TestApp, name: &str) -> (String, String) {
+    let email = format!("owner@{name}.example");
+    let (status, account) = api(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/accounts",
+        Some(ADMIN_TOKEN),
+        Some(
+            &serde_json::json!({"name": name, "owner_email": email, "owner_password": "correct horse battery"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{account}");
+    (account["id"].as_str().unwrap().to_owned(), email)
 }

@@ -4,6 +4,7 @@
 //! TCP, a real SQLite file (or a PostgreSQL database: see `helpers.rs`). One binary;
 //! modules are named by capability.
 
+mod browser;
 mod helpers;
 mod services;
 
@@ -11,6 +12,7 @@ mod anthropic;
 mod billing;
 mod chat_completions;
 mod cli;
+mod console;
 mod data_rights;
 mod durability;
 mod errors;
@@ -19,13 +21,16 @@ mod keys;
 mod limits;
 mod manage;
 mod metrics;
+mod models;
 mod node_sdk;
 mod postgres;
 mod privacy;
+mod privacy_policy;
 mod providers;
 mod python_sdk;
 mod routing;
 mod scale_out;
+mod session;
 mod streaming;
 mod tenant_isolation;
 mod tls;

@@ -9,73 +9,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// A logged-in browser-like session: cookie + CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
-}
-
-async fn login(app: &TestApp, email: &str, password: &str) -> Session {
-    let resp = app
-        .client
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
-        "{set_cookie}"
-    );
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    let body: Value = resp.json().await.unwrap();
-    Session {
-        cookie,
-        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
-    }
-}
-
-async fn as_user(
-    app: &TestApp,
-    s: &Session,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-    csrf: bool,
-) -> (u16, Value) {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header("cookie", &s.cookie);
-    if csrf {
-        req = req.header("x-csrf-token", &s.csrf);
-    }
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// An operator creates account `name` with an owner; returns (account id, owner session).
 async fn account_with_owner(app: &TestApp, name: &str) -> (String, Session) {
-    let email = format!("owner@{name}.example");
-    let (status, account) = api(
-        app,
-        Method::POST,
-        "/api/v1/accounts",
-        Some(ADMIN_TOKEN),
-        Some(
-            &json!({"name": name, "owner_email": email, "owner_password": "correct horse battery"}),
-        ),
-    )
-    .await;
-    assert_eq!(status, 201, "{account}");
+    let (account, email) = create_account_with_owner(app, name).await;
     let session = login(app, &email, "correct horse battery").await;
-    (account["id"].as_str().unwrap().to_owned(), session)
+    (account, session)
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use subtle::ConstantTimeEq;
 
 use super::error::MgmtError;
@@ -114,10 +114,9 @@ impl Principal {
     }
 }
 
-/// The value of cookie `name` in a `Cookie` header.
-pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn cookie_in<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -154,7 +153,7 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             let who = bearer_principal(state, token).await?;
             return Ok(Principal { who, client_ip });
         }
-        if let Some(session) = cookie(parts, SESSION_COOKIE) {
+        if let Some(session) = cookie_in(&parts.headers, SESSION_COOKIE) {
             let hash = state.keys.hasher().hash("session", session);
             let row = state
                 .store

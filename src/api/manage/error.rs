@@ -52,6 +52,12 @@ impl MgmtError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
+
+    /// The operation belongs to a signed-in user's cookie session, which a bearer
+    /// credential (management or admin token) does not have.
+    pub fn session_required(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "session_required", message)
+    }
 }
 
 impl From<StoreError> for MgmtError {

@@ -62,6 +62,15 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("Session"),
     ),
     r(
+        "get",
+        "/api/v1/session",
+        "The caller's cookie session as login returned it, CSRF token included (recomputed), so a reloaded console can carry on; a bearer caller has no session: 400 session_required",
+        "any",
+        None,
+        200,
+        Some("Session"),
+    ),
+    r(
         "delete",
         "/api/v1/session",
         "Log out",
@@ -78,6 +87,33 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Me"),
+    ),
+    r(
+        "post",
+        "/api/v1/me/privacy",
+        "Record that the signed-in user has read the privacy policy; `version` must be the one in force (else 400 naming `version`); tokens get 400 session_required",
+        "any",
+        Some("PrivacyAck"),
+        200,
+        Some("PrivacySeen"),
+    ),
+    r(
+        "get",
+        "/api/v1/privacy",
+        "The operator's privacy policy: version, text and contact",
+        "public",
+        None,
+        200,
+        Some("PrivacyPolicy"),
+    ),
+    r(
+        "get",
+        "/api/v1/models",
+        "Configured models: prices in force now and scheduled changes (exact USD per million tokens); routes for operators only, an empty list for everyone else",
+        "any",
+        None,
+        200,
+        Some("ModelList"),
     ),
     r(
         "get",
@@ -418,6 +454,8 @@ fn schemas() -> Value {
         "spend_limit_usd": {"type": ["string", "null"], "pattern": "^[0-9]+(\\.[0-9]{1,9})?$"},
         "spend_limit_period": {"enum": ["day", "month", "total", null]}}});
     let role = json!({"enum": ["owner", "member", "viewer"]});
+    let usd_mtok =
+        json!({"type": "string", "description": "exact USD per million tokens, nine decimals"});
     let email = json!({"type": "string", "format": "email", "maxLength": 254});
     let password = json!({"type": "string", "minLength": 10, "maxLength": 1024});
     let name = json!({"type": "string", "minLength": 1, "maxLength": 128});
@@ -436,7 +474,7 @@ fn schemas() -> Value {
         "default_max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000}});
     json!({
         "Error": obj(&["error"], json!({"error": obj(&["code", "message"], json!({
-            "code": {"type": "string", "description": "stable machine-readable code: invalid_request, unauthenticated, forbidden, csrf_failed, not_found, conflict, signup_closed, wrong_credential_kind, store_unavailable"},
+            "code": {"type": "string", "description": "stable machine-readable code: invalid_request, unauthenticated, forbidden, csrf_failed, session_required, not_found, conflict, in_use, signup_closed, wrong_credential_kind, store_unavailable"},
             "message": s("string"),
             "field": {"type": ["string", "null"], "description": "the request field at fault, when one is"}}))})),
         "Signup": {"type": "object", "additionalProperties": false, "required": ["email", "password", "account_name"],
@@ -444,12 +482,21 @@ fn schemas() -> Value {
         "SignupResult": obj(&["user", "account"], json!({"user": {"$ref": "#/components/schemas/User"}, "account": {"$ref": "#/components/schemas/Account"}})),
         "Login": {"type": "object", "additionalProperties": false, "required": ["email", "password"],
                   "properties": {"email": s("string"), "password": s("string")}},
-        "Session": obj(&["user", "csrf_token", "expires_ms"], json!({"user": {"$ref": "#/components/schemas/User"},
+        "Session": obj(&["user", "memberships", "csrf_token", "expires_ms", "operator", "privacy_seen_version"], json!({"user": {"$ref": "#/components/schemas/User"},
             "memberships": {"type": "array", "items": {"$ref": "#/components/schemas/Member"}},
-            "csrf_token": {"type": "string", "description": "send as x-csrf-token on cookie-authenticated writes"},
-            "expires_ms": s("integer")})),
-        "Me": obj(&["kind", "operator"], json!({"kind": {"enum": ["user", "token", "admin_token"]}, "operator": s("boolean")})),
-        "User": obj(&["id", "email", "is_operator", "created_ms"], json!({"id": s("string"), "email": s("string"), "is_operator": s("boolean"), "created_ms": s("integer")})),
+            "csrf_token": {"type": "string", "description": "send as x-csrf-token on cookie-authenticated writes; derived from the session, so GET /api/v1/session returns the same one"},
+            "expires_ms": s("integer"), "operator": s("boolean"),
+            "privacy_seen_version": {"type": ["string", "null"], "description": "the privacy policy version the user last acknowledged"}})),
+        "Me": obj(&["kind", "operator"], json!({"kind": {"enum": ["user", "token", "admin_token"]}, "operator": s("boolean"),
+            "privacy_seen_version": {"type": ["string", "null"], "description": "users only"}})),
+        "User": obj(&["id", "email", "is_operator", "created_ms", "privacy_seen_version"], json!({"id": s("string"), "email": s("string"), "is_operator": s("boolean"), "created_ms": s("integer"),
+            "privacy_seen_version": opt("string")})),
+        "PrivacyPolicy": obj(&["version", "text", "contact"], json!({"version": s("string"),
+            "text": {"type": "string", "description": "Markdown-ish plain text: `#` headings, `-` list items, paragraphs"},
+            "contact": {"type": ["string", "null"], "format": "email"}})),
+        "PrivacyAck": {"type": "object", "additionalProperties": false, "required": ["version"],
+                       "properties": {"version": {"type": "string", "description": "the version in force (GET /api/v1/privacy)"}}},
+        "PrivacySeen": obj(&["privacy_seen_version"], json!({"privacy_seen_version": s("string")})),
         "UserList": list_of("User"),
         "UserCreate": {"type": "object", "additionalProperties": false, "required": ["email", "password"],
                        "properties": {"email": email, "password": password, "operator": s("boolean")}},
@@ -540,6 +587,16 @@ fn schemas() -> Value {
                 "priority": s("integer"), "latency_ewma_us": s("integer")}))}}))}})),
         "SecurityEvent": obj(&["bucket_ms", "kind", "count"], json!({"bucket_ms": s("integer"), "kind": s("string"), "key_id": opt("string"), "client_ip": opt("string"), "account_id": opt("string"), "count": s("integer")})),
         "SecurityEventList": list_of("SecurityEvent"),
+        "Model": obj(&["id", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_length", "routes", "price_changes"], json!({
+            "id": s("string"),
+            "input_usd_per_mtok": usd_mtok.clone(), "output_usd_per_mtok": usd_mtok.clone(), "cached_input_usd_per_mtok": usd_mtok.clone(),
+            "context_length": opt("integer"),
+            "routes": {"type": "array", "description": "operators only; empty for everyone else", "items": obj(&["provider", "upstream_model", "weight", "priority"], json!({
+                "provider": s("string"), "upstream_model": s("string"), "weight": s("integer"), "priority": s("integer")}))},
+            "price_changes": {"type": "array", "description": "every configured change, oldest first", "items": obj(&["effective_from", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok"], json!({
+                "effective_from": {"type": "string", "format": "date-time"},
+                "input_usd_per_mtok": usd_mtok.clone(), "output_usd_per_mtok": usd_mtok.clone(), "cached_input_usd_per_mtok": usd_mtok}))}})),
+        "ModelList": list_of("Model"),
     })
 }
 

@@ -1,19 +1,49 @@
-//! Sign-up, login (session cookie + CSRF token), logout, and "who am I".
+//! Sign-up, login (session cookie + CSRF token), the current session, logout, and "who am I".
+//!
+//! The CSRF token is derived from the session token with the server's keyed hash, so
+//! `GET /api/v1/session` can hand it back after a page reload without it being stored;
+//! the session row keeps only its hash, which is what `auth.rs` checks writes against.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 
-use super::auth::{Principal, SESSION_COOKIE, Who};
+use super::auth::{Principal, SESSION_COOKIE, Who, cookie_in};
 use super::error::{MgmtError, parse};
 use crate::admin::{self, Actor};
 use crate::app::AppState;
-use crate::store::Role;
+use crate::store::{Role, User};
 use crate::time::now_ms;
+
+/// Purpose under which the CSRF token is derived from the session token.
+const CSRF_DERIVATION: &str = "csrf-token";
+
+/// The session's CSRF token (a pure function of the session token and the server secret).
+fn csrf_token(state: &AppState, session_token: &str) -> String {
+    state.keys.hasher().derive(CSRF_DERIVATION, session_token)
+}
+
+/// What login and `GET /api/v1/session` answer: the user, their memberships, the CSRF token.
+async fn session_body(
+    state: &AppState,
+    user: &User,
+    csrf: &str,
+    expires_ms: i64,
+) -> Result<Value, MgmtError> {
+    Ok(json!({
+        "user": user,
+        "memberships": state.store.memberships_of(&user.id).await?,
+        "csrf_token": csrf,
+        "expires_ms": expires_ms,
+        "operator": user.is_operator,
+        "privacy_seen_version": user.privacy_seen_version,
+    }))
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,10 +112,9 @@ pub async fn login(
             e.to_string(),
         )
     };
-    let (token, _) = hasher.opaque("session").map_err(io)?;
-    let token_hash = hasher.hash("session", token.expose());
-    let (csrf, _) = hasher.opaque("csrf").map_err(io)?;
-    let csrf_hash = hasher.hash("csrf", csrf.expose());
+    let (token, token_hash) = hasher.opaque("session").map_err(io)?;
+    let csrf = csrf_token(&state, token.expose());
+    let csrf_hash = hasher.hash("csrf", &csrf);
     let ttl_ms = i64::try_from(state.accounts.session_ttl_hours.saturating_mul(3_600_000))
         .unwrap_or(i64::MAX / 2);
     let expires_ms = now_ms().saturating_add(ttl_ms);
@@ -99,40 +128,61 @@ pub async fn login(
         ttl_ms / 1000,
         if state.secure_cookies { "; Secure" } else { "" }
     );
-    let memberships = state.store.memberships_of(&user.id).await?;
-    let mut response = axum::Json(json!({
-        "user": user,
-        "memberships": memberships,
-        "csrf_token": csrf.expose(),
-        "expires_ms": expires_ms,
-    }))
-    .into_response();
+    let mut response =
+        axum::Json(session_body(&state, &user, &csrf, expires_ms).await?).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(response)
 }
 
+/// The caller's cookie session, as login returned it (the CSRF token recomputed), so a
+/// reloaded console can carry on. Bearer callers have no session: 400 `session_required`.
+pub async fn current(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+) -> Result<Response, MgmtError> {
+    let no_session = || {
+        MgmtError::session_required(
+            "a bearer credential has no session and no CSRF token (it needs none); see GET /api/v1/me",
+        )
+    };
+    let Who::User(user) = &principal.who else {
+        return Err(no_session());
+    };
+    let token = cookie_in(&headers, SESSION_COOKIE).ok_or_else(no_session)?;
+    let hasher = state.keys.hasher();
+    let expired = || MgmtError::unauthenticated("the session has expired; log in again");
+    let row = state
+        .store
+        .session(&hasher.hash("session", token))
+        .await?
+        .filter(|s| s.expires_ms > now_ms())
+        .ok_or_else(expired)?;
+    let csrf = csrf_token(&state, token);
+    // A session opened before CSRF tokens were derived has a random one that cannot be
+    // recovered: such a session must log in again.
+    if !bool::from(hasher.hash("csrf", &csrf).0.ct_eq(&row.csrf_hash.0)) {
+        return Err(MgmtError::unauthenticated(
+            "this session's CSRF token cannot be recovered; log in again",
+        ));
+    }
+    Ok(axum::Json(session_body(&state, user, &csrf, row.expires_ms).await?).into_response())
+}
+
 pub async fn logout(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    parts: axum::http::HeaderMap,
+    headers: HeaderMap,
 ) -> Result<Response, MgmtError> {
-    if let Who::User(_) = principal.who {
-        let session = parts
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| *k == SESSION_COOKIE)
-            .map(|(_, v)| v.to_owned());
-        if let Some(s) = session {
-            state
-                .store
-                .delete_session(&state.keys.hasher().hash("session", &s))
-                .await?;
-        }
+    if let Who::User(_) = principal.who
+        && let Some(s) = cookie_in(&headers, SESSION_COOKIE)
+    {
+        state
+            .store
+            .delete_session(&state.keys.hasher().hash("session", s))
+            .await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
@@ -148,7 +198,8 @@ pub async fn me(
 ) -> Result<Response, MgmtError> {
     let body = match &principal.who {
         Who::User(u) => {
-            json!({"kind": "user", "user": u, "operator": u.is_operator, "memberships": state.store.memberships_of(&u.id).await?})
+            json!({"kind": "user", "user": u, "operator": u.is_operator, "memberships": state.store.memberships_of(&u.id).await?,
+                   "privacy_seen_version": u.privacy_seen_version})
         }
         Who::Token(t) => json!({"kind": "token", "token": t, "operator": t.role == "operator"}),
         Who::Admin => json!({"kind": "admin_token", "operator": true}),

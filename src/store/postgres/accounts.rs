@@ -43,6 +43,7 @@ fn user_of(row: &PgRow) -> Result<User, sqlx::Error> {
         is_operator: row.try_get("is_operator")?,
         created_ms: row.try_get("created_ms")?,
         password_hash: row.try_get("password_hash")?,
+        privacy_seen_version: row.try_get("privacy_seen_version")?,
     })
 }
 
@@ -223,6 +224,7 @@ impl PgStore {
             is_operator,
             created_ms: now_ms(),
             password_hash: password_hash.to_owned(),
+            privacy_seen_version: None,
         };
         sqlx::query("INSERT INTO users (id, email, password_hash, is_operator, created_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(&user.id)
@@ -252,6 +254,18 @@ impl PgStore {
             .await?
             .ok_or(StoreError::NotFound("user"))?;
         Ok(user_of(&row)?)
+    }
+
+    pub async fn set_privacy_seen(&self, user_id: &str, version: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET privacy_seen_version = $1 WHERE id = $2")
+            .bind(version)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {

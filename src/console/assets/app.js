@@ -1,0 +1,216 @@
+// The console shell: session, account switcher, navigation, privacy notice and the hash router.
+
+import { api, get, post, setCsrf, whenSignedOut, ApiError } from "./api.js";
+import { h, clear, field, errorBox, loading, toast } from "./ui.js";
+import * as dashboard from "./dashboard.js";
+import * as keys from "./keys.js";
+import * as billing from "./billing.js";
+import * as security from "./security.js";
+import * as account from "./account.js";
+import * as operator from "./operator.js";
+import * as privacy from "./privacy.js";
+
+const PAGES = [
+  { path: "dashboard", title: "Dashboard", render: dashboard.render, scoped: true },
+  { path: "keys", title: "Access keys", render: keys.render, scoped: true },
+  { path: "billing", title: "Billing", render: billing.render, scoped: true },
+  { path: "security", title: "Security", render: security.render, scoped: true },
+  { path: "account", title: "Account", render: account.render, scoped: true },
+  { path: "ops/accounts", title: "All accounts", render: operator.accounts, operator: true },
+  { path: "ops/models", title: "Models & prices", render: operator.models, operator: true },
+  { path: "ops/routes", title: "Provider health", render: operator.routes, operator: true },
+  { path: "privacy", title: "Privacy", render: privacy.render, open: true },
+];
+
+const root = document.getElementById("app");
+const ctx = {
+  session: null,
+  accounts: [],
+  accountId: null,
+  role: null,
+  privacy: null,
+  cleanup: null,
+  go: (path) => { location.hash = `#/${path}`; },
+  setAccount: (id) => {
+    ctx.accountId = id;
+    localStorage.setItem("ig.account", id);
+    ctx.role = roleIn(id);
+    route();
+  },
+  reload: (message) => boot(message),
+};
+
+function roleIn(id) {
+  const m = (ctx.session.memberships || []).find((x) => x.account_id === id);
+  if (m) return m.role;
+  return ctx.session.operator ? "operator" : null;
+}
+
+whenSignedOut(() => {
+  if (ctx.session) {
+    ctx.session = null;
+    toast("Your session has ended. Please log in again.", "warn");
+    showLogin();
+  }
+});
+
+// Loads the session (or shows the login page, with `message` when given) and routes.
+async function boot(message) {
+  root.setAttribute("aria-busy", "true");
+  try {
+    ctx.privacy = await get("/api/v1/privacy").catch(() => null);
+    ctx.session = await get("/api/v1/session");
+  } catch (e) {
+    ctx.session = null;
+    if (e instanceof ApiError && (e.status === 401 || e.status === 400)) return showLogin(message);
+    return clear(root, h("main", { class: "center" }, errorBox(e)));
+  }
+  setCsrf(ctx.session.csrf_token);
+  if (ctx.session.operator) {
+    const all = await get("/api/v1/accounts").catch(() => ({ data: [] }));
+    ctx.accounts = all.data.map((a) => ({ id: a.id, name: a.name }));
+  } else {
+    ctx.accounts = (ctx.session.memberships || []).map((m) => ({ id: m.account_id, name: m.account_name }));
+  }
+  const saved = localStorage.getItem("ig.account");
+  ctx.accountId = ctx.accounts.some((a) => a.id === saved) ? saved : ctx.accounts[0] ? ctx.accounts[0].id : null;
+  ctx.role = ctx.accountId ? roleIn(ctx.accountId) : null;
+  if (!location.hash || location.hash === "#/" || location.hash === "#/login") {
+    location.replace(`#/${ctx.accountId ? "dashboard" : ctx.session.operator ? "ops/accounts" : "privacy"}`);
+  }
+  route();
+}
+
+function showLogin(message) {
+  if (ctx.cleanup) ctx.cleanup();
+  ctx.cleanup = null;
+  setCsrf(null);
+  document.title = "Log in · InstaGen";
+  const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true });
+  const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
+  const err = h("div", { class: "form-error", role: "alert", id: "login-error" });
+  const submit = h("button", { type: "submit", class: "btn btn-primary btn-block" }, "Log in");
+  const form = h("form", {
+    class: "login-form", id: "login-form", onsubmit: async (e) => {
+      e.preventDefault();
+      submit.disabled = true;
+      err.textContent = "";
+      try {
+        await post("/api/v1/session", { email: email.value.trim(), password: password.value });
+        location.replace("#/dashboard");
+        await boot();
+      } catch (x) {
+        err.textContent = x.status === 401 ? "Wrong email or password." : x.message;
+        submit.disabled = false;
+        password.select();
+      }
+    },
+  },
+    field("Email", email),
+    field("Password", password),
+    err,
+    submit);
+  root.removeAttribute("aria-busy");
+  clear(root, h("main", { class: "login", id: "main" },
+    h("div", { class: "login-card" },
+      h("div", { class: "brand brand-large" }, h("img", { src: "icon.svg", alt: "", width: 36, height: 36 }), "InstaGen"),
+      h("h1", {}, "Log in to your console"),
+      message ? h("div", { class: "alert alert-ok", role: "status" }, message) : null,
+      form,
+      h("p", { class: "login-foot" },
+        "We never store your prompts or outputs. ",
+        h("a", { href: "#/privacy", onclick: (e) => { e.preventDefault(); showPublicPrivacy(); } }, "Read our privacy policy")))));
+  email.focus();
+}
+
+async function showPublicPrivacy() {
+  const main = h("main", { class: "content narrow", id: "main" });
+  clear(root, main);
+  await privacy.render(main, ctx);
+  main.prepend(h("p", {}, h("a", { href: "#/login", onclick: (e) => { e.preventDefault(); showLogin(); } }, "← Back to log in")));
+}
+
+function nav(current) {
+  const item = (p) => h("a", { href: `#/${p.path}`, class: p.path === current ? "nav-item active" : "nav-item", "aria-current": p.path === current ? "page" : null }, p.title);
+  const scoped = PAGES.filter((p) => p.scoped && ctx.accountId);
+  const ops = ctx.session.operator ? PAGES.filter((p) => p.operator) : [];
+  return h("nav", { class: "nav", "aria-label": "Main" },
+    scoped.map(item),
+    ops.length ? h("div", { class: "nav-group" }, "Operator") : null,
+    ops.map(item),
+    h("div", { class: "nav-group" }, "About"),
+    item(PAGES.find((p) => p.path === "privacy")));
+}
+
+function header() {
+  const picker = ctx.accounts.length > 1 || ctx.session.operator
+    ? h("select", { id: "account-picker", "aria-label": "Account", onchange: (e) => ctx.setAccount(e.target.value) },
+      ctx.accounts.map((a) => h("option", { value: a.id, selected: a.id === ctx.accountId ? "selected" : null }, a.name)))
+    : h("span", { class: "account-name" }, ctx.accounts[0] ? ctx.accounts[0].name : "");
+  return h("header", { class: "topbar" },
+    h("a", { class: "brand", href: "#/dashboard" }, h("img", { src: "icon.svg", alt: "", width: 28, height: 28 }), h("span", {}, "InstaGen")),
+    h("div", { class: "topbar-right" },
+      ctx.accountId ? picker : null,
+      h("span", { class: "who", title: ctx.session.user.email }, ctx.session.user.email),
+      h("button", { type: "button", class: "btn btn-small", id: "logout", onclick: logout }, "Log out")));
+}
+
+async function logout() {
+  try {
+    await api("DELETE", "/api/v1/session");
+  } catch (e) {
+    // Already gone: the login page is where we go either way.
+  }
+  ctx.session = null;
+  showLogin("You are logged out.");
+}
+
+function privacyNotice() {
+  const p = ctx.privacy;
+  if (!p || ctx.session.privacy_seen_version === p.version) return null;
+  const note = h("div", { class: "notice", id: "privacy-notice", role: "region", "aria-label": "Privacy policy update" },
+    h("p", {}, h("strong", {}, "Our privacy policy has changed "), `(version ${p.version}). Please read what we collect and what we never keep.`),
+    h("div", { class: "notice-actions" },
+      h("a", { href: "#/privacy", class: "btn btn-small" }, "Read the policy"),
+      h("button", {
+        type: "button", class: "btn btn-small btn-primary", id: "privacy-ack", onclick: async () => {
+          try {
+            await post("/api/v1/me/privacy", { version: p.version });
+            ctx.session.privacy_seen_version = p.version;
+            note.remove();
+          } catch (e) {
+            toast(e.message, "error");
+          }
+        },
+      }, "Got it")));
+  return note;
+}
+
+async function route() {
+  if (!ctx.session) return;
+  if (ctx.cleanup) ctx.cleanup();
+  ctx.cleanup = null;
+  const path = (location.hash || "").replace(/^#\/?/, "").split("?")[0] || "dashboard";
+  let page = PAGES.find((p) => p.path === path);
+  if (!page || (page.operator && !ctx.session.operator) || (page.scoped && !ctx.accountId)) {
+    page = ctx.accountId ? PAGES[0] : PAGES.find((p) => p.path === (ctx.session.operator ? "ops/accounts" : "privacy"));
+  }
+  document.title = `${page.title} · InstaGen`;
+  const main = h("main", { class: "content", id: "main", tabindex: "-1" }, loading());
+  root.removeAttribute("aria-busy");
+  root.className = "shell";
+  clear(root, header(), h("div", { class: "body" }, nav(page.path), h("div", { class: "main-col" }, privacyNotice(), main)));
+  try {
+    const cleanup = await page.render(main, ctx);
+    if (typeof cleanup === "function") ctx.cleanup = cleanup;
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) clear(main, h("h1", {}, page.title), errorBox(e));
+  }
+  main.focus({ preventScroll: true });
+}
+
+window.addEventListener("hashchange", () => {
+  if (ctx.session) route();
+  else if (location.hash === "#/privacy") showPublicPrivacy();
+});
+boot();
