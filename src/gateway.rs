@@ -67,7 +67,8 @@ const MAX_ATTEMPTS: usize = 3;
 
 /// Where one client-facing model goes: its prices and its routes.
 pub struct Route {
-    pub model_id: String,
+    /// Shared, so a response can carry it to the request log without a copy.
+    pub model_id: Arc<str>,
     pub targets: Vec<Arc<routing::Target>>,
     pub prices: PriceSchedule,
     pub context_length: Option<u64>,
@@ -184,7 +185,7 @@ impl Gateway {
             routes.insert(
                 m.id.clone(),
                 Arc::new(Route {
-                    model_id: m.id.clone(),
+                    model_id: Arc::from(m.id.as_str()),
                     targets,
                     prices,
                     context_length: m.context_length,
@@ -200,6 +201,13 @@ impl Gateway {
         &self.model_ids
     }
 
+    /// Every model's route (prices, targets, context length), in config order.
+    pub fn models(&self) -> impl Iterator<Item = &Route> + '_ {
+        self.model_ids
+            .iter()
+            .filter_map(|id| self.routes.get(id).map(Arc::as_ref))
+    }
+
     /// The route health of every model, for operators: provider, tier, weight, in flight,
     /// latency and whether it is in rotation.
     pub fn route_health(&self) -> serde_json::Value {
@@ -210,7 +218,7 @@ impl Gateway {
             .filter_map(|id| self.routes.get(id))
             .map(|route| {
                 let targets: Vec<_> = route.targets.iter().map(|t| t.health(now)).collect();
-                serde_json::json!({"model": route.model_id, "routes": targets})
+                serde_json::json!({"model": &*route.model_id, "routes": targets})
             })
             .collect();
         serde_json::Value::Array(models)
@@ -272,7 +280,8 @@ impl Gateway {
         Some(card)
     }
 
-    /// Forwards one admitted request. Finishes `meter` itself on every error path.
+    /// Forwards one admitted request; the answer comes with the configured model id that
+    /// served it (for the request log). Finishes `meter` itself on every error path.
     pub async fn forward(
         &self,
         endpoint: Endpoint,
@@ -280,15 +289,18 @@ impl Gateway {
         body: Bytes,
         admitted: Admitted<'_>,
         mut meter: Meter,
-    ) -> Result<Forwarded, ApiError> {
+    ) -> Result<(Forwarded, Arc<str>), ApiError> {
         match self
             .try_forward(endpoint, content_type, &body, admitted, &mut meter)
             .await
         {
-            Ok(Answer::Json(json, content_type)) => Ok(Forwarded::Json(json, content_type)),
-            Ok(Answer::Stream(parts)) => Ok(Forwarded::Stream(Box::new(Relay::new(
-                *parts, meter, body, endpoint,
-            )))),
+            Ok((Answer::Json(json, content_type), model)) => {
+                Ok((Forwarded::Json(json, content_type), model))
+            }
+            Ok((Answer::Stream(parts), model)) => Ok((
+                Forwarded::Stream(Box::new(Relay::new(*parts, meter, body, endpoint))),
+                model,
+            )),
             Err(err) => {
                 meter.finish(
                     err.status().as_u16(),
@@ -307,7 +319,7 @@ impl Gateway {
         body: &Bytes,
         admitted: Admitted<'_>,
         meter: &mut Meter,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<(Answer, Arc<str>), ApiError> {
         let Admitted {
             key,
             budgets,
@@ -321,7 +333,7 @@ impl Gateway {
             .get(model)
             .ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))?;
         if !key.may_use(&route.model_id) {
-            return Err(ApiError::ModelNotAllowed(route.model_id.clone()));
+            return Err(ApiError::ModelNotAllowed(route.model_id.to_string()));
         }
         let stream = request.stream() && matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
         let prices = route.prices.at(crate::time::now_ms());
@@ -349,14 +361,14 @@ impl Gateway {
         // Jurisdiction: a region-restricted key is never routed outside its regions.
         let in_region = |t: &routing::Target| key.may_process_in(t.provider.region());
         if !route.targets.iter().any(|t| in_region(t)) {
-            return Err(ApiError::RegionRestricted(route.model_id.clone()));
+            return Err(ApiError::RegionRestricted(route.model_id.to_string()));
         }
         // Failover before the first byte: a retryable failure tries another route, at most
         // MAX_ATTEMPTS in all; the record carries the route that served and the attempts.
         let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
         let (target, in_flight, response) = loop {
             let Some(i) = routing::pick(&route.targets, &tried, in_region) else {
-                return Err(ApiError::NoRoute(route.model_id.clone()));
+                return Err(ApiError::NoRoute(route.model_id.to_string()));
             };
             tried.push(i);
             if tried.len() == 1 {
@@ -400,13 +412,14 @@ impl Gateway {
         let client_wants_usage = request.client_wants_usage();
         drop(request);
         if stream {
-            return Ok(Answer::Stream(Box::new(StreamParts {
+            let parts = StreamParts {
                 response,
                 client_wants_usage,
                 idle_timeout: target.provider.idle_timeout(),
                 in_flight,
                 translator: target.provider.stream_translator(),
-            })));
+            };
+            return Ok((Answer::Stream(Box::new(parts)), route.model_id.clone()));
         }
         // Transcripts may be plain text, SRT or VTT: keep the upstream's content type.
         let content_type = match endpoint {
@@ -436,7 +449,7 @@ impl Gateway {
         };
         // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
         meter.finish(200, None, counts);
-        Ok(Answer::Json(json, content_type))
+        Ok((Answer::Json(json, content_type), route.model_id.clone()))
     }
 }
 

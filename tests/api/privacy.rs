@@ -264,6 +264,21 @@ async fn no_content_reaches_any_file_log_or_record_on_any_path() {
         log_text.contains("DEBUG"),
         "the server logged at debug level"
     );
+    // Request lines carry metadata: ids, the configured model, status and latency.
+    let answered = log_text
+        .lines()
+        .find(|l| l.contains("request answered") && l.contains("/v1/chat/completions"))
+        .expect("a request line for a chat completion");
+    for field in [
+        "request_id=",
+        "account_id=",
+        "key_id=",
+        "model=",
+        "status=200",
+        "latency_us=",
+    ] {
+        assert!(answered.contains(field), "{field} missing from {answered}");
+    }
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
         for c in &canaries {
