@@ -10,8 +10,13 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 
-cargo build --release -q -p instagen -p mock-upstream
-BIN=target/release
+# BIN_DIR=… runs prebuilt binaries (e.g. an older build, for a before/after comparison).
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$BIN_DIR
+else
+  cargo build --release -q -p instagen -p mock-upstream
+  BIN=${CARGO_TARGET_DIR:-target}/release
+fi
 WORK=$(mktemp -d)
 MOCK_PORT=$((20000 + RANDOM % 5000))
 GW_PORT=$((MOCK_PORT + 1))

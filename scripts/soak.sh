@@ -8,8 +8,13 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-600}
 CONNS=${2:-32}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
-cargo build --release -q -p instagen -p mock-upstream
-BIN=target/release
+# BIN_DIR=… runs prebuilt binaries (e.g. an older build, for a before/after comparison).
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$BIN_DIR
+else
+  cargo build --release -q -p instagen -p mock-upstream
+  BIN=${CARGO_TARGET_DIR:-target}/release
+fi
 WORK=$(mktemp -d)
 MOCK_PORT=$((25000 + RANDOM % 5000))
 GW_PORT=$((MOCK_PORT + 1))
@@ -75,9 +80,12 @@ while kill -0 $WRK 2>/dev/null; do
 done
 cat "$WORK/wrk.txt" | grep -E "Requests/sec|Latency|requests in"
 # Baseline after warm-up: the second sample (60 s), when buffers and pools are sized.
-awk 'NR==2 {b=$2; fb=$3; tb=$4; ab=$5} {l=$2; fl=$3; tl=$4; al=$5} END {
+# Also reported: the second half alone (from the sample nearest half-time), which shows
+# whether growth has stopped once the store's page caches are full.
+awk -v half=$((DURATION / 2)) 'NR==2 {b=$2; fb=$3; tb=$4; ab=$5} !m && $1 >= half {m=$2} {l=$2; fl=$3; tl=$4; al=$5} END {
   growth = (l - b) * 100.0 / b;
   printf "RSS after warm-up %d KiB, at end %d KiB (%+.1f%%); anonymous %d -> %d KiB; fds %d -> %d; tasks %d -> %d\n", b, l, growth, ab, al, fb, fl, tb, tl;
+  if (m) printf "second half: RSS %d -> %d KiB (%+.1f%%)\n", m, l, (l - m) * 100.0 / m;
   ok = (growth <= 5.0) ? "PASS" : "FAIL";
   print "soak: " ok
 }' "$WORK/samples"
