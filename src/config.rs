@@ -393,6 +393,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API; chat completions are translated both ways.
     Anthropic,
+    /// The built-in CPU engine running a GGUF model in-process (`path`).
+    Local,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -400,8 +402,24 @@ pub enum ProviderKind {
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
-    /// Base URL including the version segment, e.g. `http://127.0.0.1:8000/v1`.
+    /// Base URL including the version segment, e.g. `http://127.0.0.1:8000/v1` (not for `local`).
+    #[serde(default)]
     pub base_url: String,
+    /// `local`: the GGUF model file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// `local`: threads that run the model; 0 means one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// `local`: sequences generated at once.
+    #[serde(default = "default_max_sequences")]
+    pub max_sequences: usize,
+    /// `local`: requests that may wait for a sequence; more get 429.
+    #[serde(default = "default_max_queue")]
+    pub max_queue: usize,
+    /// `local`: prompt plus output tokens (at most 4096).
+    #[serde(default = "default_context_length")]
+    pub context_length: usize,
     /// Name of the env variable holding the upstream API key; the key itself is never stored.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -443,6 +461,18 @@ pub struct ProviderConfig {
 
 fn default_max_tokens() -> u64 {
     4_096
+}
+
+fn default_max_sequences() -> usize {
+    2
+}
+
+fn default_max_queue() -> usize {
+    16
+}
+
+fn default_context_length() -> usize {
+    2_048
 }
 
 fn default_health_path() -> String {
@@ -539,7 +569,68 @@ pub struct PriceChange {
     pub cached_input_usd_per_mtok: Option<Price>,
 }
 
+/// The model the embedded default serves, and its file below `data_dir`.
+pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
+pub const DEFAULT_MODEL_FILE: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// What [`Config::embedded_default`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EmbeddedDefault {
+    /// The config names models of its own: nothing added.
+    NotNeeded,
+    /// The built-in engine serves the reference model from this file.
+    Serving(PathBuf),
+    /// The reference model file is not there; the server starts without models.
+    Missing(PathBuf),
+}
+
 impl Config {
+    /// With no models configured, serve the reference model on the built-in engine when
+    /// its file is in `data_dir` (`scripts/fetch-model.sh` puts it there), priced at zero.
+    pub fn embedded_default(&mut self) -> EmbeddedDefault {
+        if !self.models.is_empty() || !self.providers.is_empty() {
+            return EmbeddedDefault::NotNeeded;
+        }
+        let path = self.server.data_dir.join(DEFAULT_MODEL_FILE);
+        if !crate::engine::model_present(&path) {
+            return EmbeddedDefault::Missing(path);
+        }
+        self.providers.push(ProviderConfig {
+            name: "local".to_owned(),
+            kind: ProviderKind::Local,
+            base_url: String::new(),
+            path: Some(path.clone()),
+            threads: 0,
+            max_sequences: default_max_sequences(),
+            max_queue: default_max_queue(),
+            context_length: default_context_length(),
+            api_key_env: None,
+            api_key_file: None,
+            api_key: None,
+            default_max_tokens: 512,
+            third_party: false,
+            region: None,
+            connect_timeout_ms: default_connect_timeout(),
+            ttfb_timeout_ms: default_ttfb_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            request_timeout_ms: default_request_timeout(),
+            health_check_interval_ms: None,
+            health_check_path: default_health_path(),
+        });
+        self.models.push(ModelConfig {
+            id: DEFAULT_MODEL_ID.to_owned(),
+            provider: Some("local".to_owned()),
+            routes: Vec::new(),
+            upstream_model: None,
+            input_usd_per_mtok: Price::from_nanos_per_mtok(0),
+            output_usd_per_mtok: Price::from_nanos_per_mtok(0),
+            cached_input_usd_per_mtok: None,
+            context_length: Some(default_context_length() as u64),
+            price_changes: Vec::new(),
+        });
+        EmbeddedDefault::Serving(path)
+    }
+
     /// Loads defaults < file < environment. `path` None means `./instagen.toml` when present.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
@@ -619,7 +710,27 @@ impl Config {
                     p.name
                 )));
             }
-            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            if p.kind == ProviderKind::Local {
+                if p.path.is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "provider `{}`: a local provider needs `path`, the GGUF model file",
+                        p.name
+                    )));
+                }
+                if !(2..=crate::engine::MAX_CONTEXT).contains(&p.context_length) {
+                    return Err(ConfigError::Invalid(format!(
+                        "provider `{}`: context_length must be between 2 and {}",
+                        p.name,
+                        crate::engine::MAX_CONTEXT
+                    )));
+                }
+                if p.max_sequences == 0 {
+                    return Err(ConfigError::Invalid(format!(
+                        "provider `{}`: max_sequences must be positive",
+                        p.name
+                    )));
+                }
+            } else if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!(
                     "provider `{}`: base_url must start with http:// or https://",
                     p.name

@@ -412,8 +412,10 @@ impl Gateway {
         let client_wants_usage = request.client_wants_usage();
         drop(request);
         if stream {
+            let (body, live) = response.into_stream();
             let parts = StreamParts {
-                response,
+                body,
+                live,
                 client_wants_usage,
                 idle_timeout: target.provider.idle_timeout(),
                 in_flight,
@@ -424,8 +426,7 @@ impl Gateway {
         // Transcripts may be plain text, SRT or VTT: keep the upstream's content type.
         let content_type = match endpoint {
             Endpoint::Transcriptions => response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
+                .content_type()
                 .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()),
             _ => None,
         };
@@ -459,7 +460,9 @@ enum Answer {
 }
 
 pub(crate) struct StreamParts {
-    response: reqwest::Response,
+    body: provider::ByteStream,
+    /// The built-in engine's token counts so far (exact even if the client leaves).
+    live: Option<Arc<crate::engine::LiveCounts>>,
     client_wants_usage: bool,
     idle_timeout: std::time::Duration,
     in_flight: routing::InFlight,

@@ -29,6 +29,7 @@ pub mod app;
 pub mod billing;
 pub mod config;
 pub mod console;
+pub mod engine;
 pub mod error;
 pub mod gateway;
 pub mod keys;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use instagen::config::Config;
+use instagen::config::{Config, EmbeddedDefault};
 use instagen::telemetry;
 
 mod commands;
@@ -61,8 +61,22 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
     if let Command::Serve = command {
+        match config.embedded_default() {
+            EmbeddedDefault::NotNeeded => {}
+            EmbeddedDefault::Serving(path) => tracing::info!(
+                model = instagen::config::DEFAULT_MODEL_ID,
+                file = %path.display(),
+                "no models configured: serving the built-in model on the CPU engine"
+            ),
+            EmbeddedDefault::Missing(path) => tracing::warn!(
+                file = %path.display(),
+                "no models configured and the built-in model is not there: starting without \
+                 models. Fetch it with `scripts/fetch-model.sh` (run where `instagen serve` \
+                 runs), or configure providers and models in instagen.toml"
+            ),
+        }
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;

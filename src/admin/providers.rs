@@ -121,6 +121,11 @@ fn parse_settings(body: Map<String, Value>) -> Result<ProviderConfig, StoreError
     let config: ProviderConfig =
         serde_json::from_value(Value::Object(body)).map_err(|e| invalid(format!("body: {e}")))?;
     check_name(&config.name)?;
+    if config.kind == crate::config::ProviderKind::Local || config.path.is_some() {
+        return Err(invalid(
+            "kind: local providers (a model file on the server) are set in the config file only",
+        ));
+    }
     if !(config.base_url.starts_with("http://") || config.base_url.starts_with("https://")) {
         return Err(invalid("base_url: must start with http:// or https://"));
     }

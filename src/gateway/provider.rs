@@ -7,6 +7,7 @@
 
 mod anthropic;
 mod http;
+mod local;
 mod openai;
 
 use std::fmt;
@@ -23,10 +24,11 @@ pub mod anthropic_translation {
 
 use super::{BodyError, Endpoint, Request};
 
-/// A body for the upstream and its content type.
+/// A body for the upstream and its content type; for the built-in engine, the checked job.
 pub struct Outgoing {
     pub body: Bytes,
     pub content_type: reqwest::header::HeaderValue,
+    job: Option<Box<local::Job>>,
 }
 
 impl Outgoing {
@@ -34,6 +36,51 @@ impl Outgoing {
         Self {
             body,
             content_type: reqwest::header::HeaderValue::from_static("application/json"),
+            job: None,
+        }
+    }
+
+    fn local(job: local::Job) -> Self {
+        Self {
+            job: Some(Box::new(job)),
+            ..Self::json(Bytes::new())
+        }
+    }
+}
+
+/// A provider's answer once it has started: an HTTP response, or the built-in engine's.
+pub enum Upstream {
+    Http(reqwest::Response),
+    Local(local::LocalAnswer),
+}
+
+/// Upstream body bytes as they arrive; an error means the stream broke.
+pub type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, ()>> + Send>>;
+
+impl Upstream {
+    /// The body as a byte stream, and the live token counts when the engine is local.
+    pub fn into_stream(self) -> (ByteStream, Option<Arc<crate::engine::LiveCounts>>) {
+        use futures_util::TryStreamExt;
+        match self {
+            Upstream::Http(response) => (Box::pin(response.bytes_stream().map_err(|_| ())), None),
+            Upstream::Local(local::LocalAnswer::Stream { frames, live }) => {
+                let stream = futures_util::stream::unfold(frames, |mut rx| async move {
+                    rx.recv().await.map(|b| (Ok(b), rx))
+                });
+                (Box::pin(stream), Some(live))
+            }
+            Upstream::Local(local::LocalAnswer::Json(body)) => (
+                Box::pin(futures_util::stream::once(async move { Ok(body) })),
+                None,
+            ),
+        }
+    }
+
+    /// The upstream's content type, when it sent one.
+    pub fn content_type(&self) -> Option<&reqwest::header::HeaderValue> {
+        match self {
+            Upstream::Http(r) => r.headers().get(reqwest::header::CONTENT_TYPE),
+            Upstream::Local(_) => None,
         }
     }
 }
@@ -42,6 +89,8 @@ use crate::config::{ProviderConfig, ProviderKind};
 pub enum Provider {
     OpenAi(openai::OpenAiProvider),
     Anthropic(anthropic::AnthropicProvider),
+    /// The built-in engine, in-process.
+    Local(local::LocalProvider),
 }
 
 impl Provider {
@@ -51,18 +100,35 @@ impl Provider {
             ProviderKind::Anthropic => Ok(Provider::Anthropic(anthropic::AnthropicProvider::new(
                 config,
             )?)),
+            ProviderKind::Local => {
+                let engine = crate::engine::shared(config)?;
+                Ok(Provider::Local(local::LocalProvider::new(config, engine)))
+            }
         }
     }
 
-    fn core(&self) -> &http::HttpCore {
+    fn core(&self) -> Option<&http::HttpCore> {
         match self {
-            Provider::OpenAi(p) => &p.core,
-            Provider::Anthropic(p) => &p.core,
+            Provider::OpenAi(p) => Some(&p.core),
+            Provider::Anthropic(p) => Some(&p.core),
+            Provider::Local(_) => None,
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.core().name
+        match self {
+            Provider::OpenAi(p) => &p.core.name,
+            Provider::Anthropic(p) => &p.core.name,
+            Provider::Local(p) => &p.name,
+        }
+    }
+
+    /// The built-in engine behind a `local` provider.
+    pub fn engine(&self) -> Option<&Arc<crate::engine::Engine>> {
+        match self {
+            Provider::Local(p) => Some(p.engine()),
+            _ => None,
+        }
     }
 
     /// The upstream body for this provider's API (rewritten, minimised or translated).
@@ -84,6 +150,15 @@ impl Provider {
                     "this model supports only /v1/chat/completions",
                 )),
             },
+            Provider::Local(p) => match request {
+                Request::Json(inspected) => p
+                    .build_job(endpoint, inspected, upstream_model, stream)
+                    .map(Outgoing::local),
+                Request::Form(..) => Err(BodyError::field(
+                    "model",
+                    "this model supports only /v1/chat/completions and /v1/completions",
+                )),
+            },
         }
     }
 
@@ -92,33 +167,56 @@ impl Provider {
         &self,
         endpoint: Endpoint,
         body: Outgoing,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<Upstream, UpstreamError> {
         match self {
-            Provider::OpenAi(p) => p.send(endpoint, body).await,
-            Provider::Anthropic(p) => p.send(body).await,
+            Provider::OpenAi(p) => p.send(endpoint, body).await.map(Upstream::Http),
+            Provider::Anthropic(p) => p.send(body).await.map(Upstream::Http),
+            Provider::Local(p) => match body.job {
+                Some(job) => p.send(*job).await.map(Upstream::Local),
+                None => Err(UpstreamError::new(
+                    p.name.clone(),
+                    UpstreamErrorKind::Protocol,
+                )),
+            },
         }
     }
 
     /// Reads a whole (non-stream) response body, as an OpenAI-shaped JSON answer.
-    pub async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, UpstreamError> {
-        let body = self.core().read_body(response).await?;
+    pub async fn read_body(&self, upstream: Upstream) -> Result<Bytes, UpstreamError> {
+        let response = match upstream {
+            Upstream::Http(response) => response,
+            Upstream::Local(local::LocalAnswer::Json(body)) => return Ok(body),
+            Upstream::Local(local::LocalAnswer::Stream { .. }) => {
+                return Err(UpstreamError::new(
+                    Arc::from(self.name()),
+                    UpstreamErrorKind::Protocol,
+                ));
+            }
+        };
+        let Some(core) = self.core() else {
+            return Err(UpstreamError::new(
+                Arc::from(self.name()),
+                UpstreamErrorKind::Protocol,
+            ));
+        };
+        let body = core.read_body(response).await?;
         match self {
-            Provider::OpenAi(_) => Ok(body),
             Provider::Anthropic(p) => p.translate_response(&body),
+            _ => Ok(body),
         }
     }
 
     /// Turns this provider's stream events into OpenAI chunks, when it speaks another wire format.
     pub fn stream_translator(&self) -> Option<StreamTranslator> {
         match self {
-            Provider::OpenAi(_) => None,
+            Provider::OpenAi(_) | Provider::Local(_) => None,
             Provider::Anthropic(_) => Some(StreamTranslator::default()),
         }
     }
 
     /// How often to probe the provider, when active health checks are on.
     pub fn probe_interval(&self) -> Option<Duration> {
-        self.core().probe_interval()
+        self.core().and_then(http::HttpCore::probe_interval)
     }
 
     /// One active health check.
@@ -126,22 +224,31 @@ impl Provider {
         match self {
             Provider::OpenAi(p) => p.core.probe(&[]).await,
             Provider::Anthropic(p) => p.core.probe(&p.version_header()).await,
+            Provider::Local(_) => true,
         }
     }
 
     /// Where the provider processes data, when configured.
     pub fn region(&self) -> Option<&str> {
-        self.core().region.as_deref()
+        match self {
+            Provider::Local(p) => p.region.as_deref(),
+            _ => self.core().and_then(|c| c.region.as_deref()),
+        }
     }
 
     /// A third party gets minimised bodies (see `body.rs`).
     pub fn third_party(&self) -> bool {
-        self.core().third_party
+        self.core().is_some_and(|c| c.third_party)
     }
 
     /// Longest silence allowed between two stream chunks.
     pub fn idle_timeout(&self) -> Duration {
-        self.core().idle_timeout
+        match self {
+            Provider::Local(p) => p.idle_timeout,
+            _ => self
+                .core()
+                .map_or(Duration::from_secs(120), |c| c.idle_timeout),
+        }
     }
 }
 

@@ -25,10 +25,10 @@ use super::sse::SseParser;
 use super::{Endpoint, UpstreamUsage};
 use crate::usage::{Meter, TokenCounts, tokens};
 
-type UpstreamStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
-
 pub struct Relay {
-    upstream: UpstreamStream,
+    upstream: super::provider::ByteStream,
+    /// Exact counts so far from the built-in engine, used if the stream ends early.
+    live: Option<std::sync::Arc<crate::engine::LiveCounts>>,
     parser: SseParser,
     meter: Meter,
     /// The client's request body, kept (refcounted, in memory) to count prompt tokens
@@ -110,14 +110,16 @@ impl Relay {
         endpoint: Endpoint,
     ) -> Self {
         let super::StreamParts {
-            response,
+            body,
+            live,
             client_wants_usage,
             idle_timeout: idle,
             in_flight,
             translator,
         } = parts;
         Self {
-            upstream: Box::pin(response.bytes_stream()),
+            upstream: body,
+            live,
             parser: SseParser::new(),
             meter,
             request,
@@ -146,9 +148,16 @@ impl Relay {
 
     /// Tokens so far: the upstream's usage if it sent one, else our count.
     fn counts(&self) -> TokenCounts {
-        match self.usage {
-            Some(u) => u,
-            None => TokenCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        match (self.usage, &self.live) {
+            (Some(u), _) => u,
+            (None, Some(live)) => TokenCounts {
+                input: live.prompt.load(Relaxed),
+                cached_input: 0,
+                output: live.output.load(Relaxed),
+                estimated: false,
+            },
+            (None, None) => TokenCounts {
                 input: tokens::estimate_input(self.endpoint, &self.request),
                 cached_input: 0,
                 output: tokens::count(&self.text),

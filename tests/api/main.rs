@@ -19,6 +19,7 @@ mod errors;
 mod faults;
 mod keys;
 mod limits;
+mod local_engine;
 mod manage;
 mod metrics;
 mod models;

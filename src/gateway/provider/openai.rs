@@ -60,7 +60,11 @@ impl OpenAiProvider {
                 let (body, content_type) = form.rewrite(upstream_model, allow);
                 let content_type = reqwest::header::HeaderValue::from_str(&content_type)
                     .map_err(|_| BodyError::field("file", "the upload could not be forwarded"))?;
-                Ok(Outgoing { body, content_type })
+                Ok(Outgoing {
+                    body,
+                    content_type,
+                    job: None,
+                })
             }
         }
     }
