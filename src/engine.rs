@@ -177,6 +177,11 @@ impl Engine {
         Ok(Slot { _permit: permit })
     }
 
+    /// Requests waiting for a sequence.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Sequences generating now.
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Relaxed)

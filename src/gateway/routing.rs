@@ -77,6 +77,14 @@ impl Target {
     /// What an operator sees of this route.
     pub fn health(&self, now: i64) -> serde_json::Value {
         let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let engine = self.provider.engine().map(|e| {
+            serde_json::json!({
+                "running": e.running(),
+                "waiting": e.waiting(),
+                "max_sequences": e.config.max_sequences,
+                "max_queue": e.config.max_queue,
+            })
+        });
         serde_json::json!({
             "provider": self.provider.name(),
             "upstream_model": self.upstream_model,
@@ -89,6 +97,7 @@ impl Target {
             "latency_ewma_us": self.latency_ewma_us.load(Ordering::Relaxed),
             "consecutive_failures": self.failures.load(Ordering::Relaxed),
             "ejections_total": self.ejections_total.load(Ordering::Relaxed),
+            "engine": engine,
         })
     }
 

@@ -208,6 +208,7 @@ impl Metrics {
         out.push_str("# HELP instagen_route_healthy Whether a model's route is in rotation.\n# TYPE instagen_route_healthy gauge\n");
         let mut in_flight = String::new();
         let mut ejections = String::new();
+        let mut engines = String::new();
         for model in gauges.routes.as_array().into_iter().flatten() {
             let m = escape(model["model"].as_str().unwrap_or(""));
             for r in model["routes"].as_array().into_iter().flatten() {
@@ -225,12 +226,27 @@ impl Metrics {
                     "instagen_route_ejections_total{{{labels}}} {}",
                     r["ejections_total"].as_u64().unwrap_or(0)
                 );
+                if let Some(e) = r["engine"].as_object() {
+                    for state in ["running", "waiting"] {
+                        let _ = writeln!(
+                            engines,
+                            "instagen_engine_sequences{{{labels},state=\"{state}\"}} {}",
+                            e.get(state)
+                                .and_then(serde_json::Value::as_u64)
+                                .unwrap_or(0)
+                        );
+                    }
+                }
             }
         }
         out.push_str("# HELP instagen_route_in_flight Requests in flight on a route.\n# TYPE instagen_route_in_flight gauge\n");
         out.push_str(&in_flight);
         out.push_str("# HELP instagen_route_ejections_total Times a route was taken out of rotation.\n# TYPE instagen_route_ejections_total counter\n");
         out.push_str(&ejections);
+        if !engines.is_empty() {
+            out.push_str("# HELP instagen_engine_sequences Requests on the built-in engine, generating or waiting for a sequence.\n# TYPE instagen_engine_sequences gauge\n");
+            out.push_str(&engines);
+        }
         let _ = writeln!(
             out,
             "# HELP instagen_usage_queue_depth Usage records waiting for the writer.\n# TYPE instagen_usage_queue_depth gauge\ninstagen_usage_queue_depth {}",

@@ -259,6 +259,22 @@ async fn a_full_local_queue_is_refused_and_cancelling_a_stream_frees_the_engine(
         let chunk = body.next().await.unwrap().unwrap();
         seen += chunk.windows(6).filter(|w| w == b"data: ").count();
     }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "instagen_engine_sequences{model=\"smollm2\",provider=\"engine\",state=\"running\"} 1"
+        ),
+        "{metrics}"
+    );
     let busy = app
         .chat(&chat("hi", json!({"max_tokens": 2, "temperature": 0})))
         .await;
@@ -321,6 +337,13 @@ async fn local_requests_the_engine_cannot_serve_get_openai_errors() {
         let err = openai_error(app.chat(&body).await, 400).await;
         assert_eq!(err["error"]["param"], param, "{err}");
     }
+    let err = openai_error(
+        app.post("/v1/completions", &json!({"model": LOCAL, "prompt": ""}))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(err["error"]["param"], "prompt");
     let err = openai_error(
         app.post("/v1/embeddings", &json!({"model": LOCAL, "input": "hi"}))
             .await,

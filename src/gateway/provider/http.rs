@@ -84,6 +84,8 @@ impl HttpCore {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .user_agent(concat!("instagen/", env!("CARGO_PKG_VERSION")))
+            // An upstream cannot send our request (its body, our credential) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("provider `{}`: cannot build HTTP client: {e}", config.name))?;
         let probe = match config.health_check_interval_ms {

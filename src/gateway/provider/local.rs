@@ -188,6 +188,9 @@ impl LocalProvider {
                 ));
             }
         };
+        if prompt.is_empty() {
+            return Err(BodyError::field("prompt", "`prompt` must not be empty"));
+        }
         if let Some(n) = parse::<u64>(request, "n", "an integer")?
             && n != 1
         {
