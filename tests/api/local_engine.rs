@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use instagen::config::{ModelConfig, ProviderConfig, ProviderKind};
+use instagen::config::{LocalWeights, ModelConfig, ProviderConfig, ProviderKind};
 use instagen::engine::{ChatMessage, Vocab};
 use serde_json::{Value, json};
 
@@ -55,9 +55,19 @@ fn local_provider(path: PathBuf, max_sequences: usize, max_queue: usize) -> Prov
 
 /// The test app with the local model added beside the mock one, priced like it.
 async fn spawn(path: PathBuf, max_sequences: usize, max_queue: usize) -> TestApp {
+    spawn_with_weights(path, max_sequences, max_queue, LocalWeights::Quantized).await
+}
+
+async fn spawn_with_weights(
+    path: PathBuf,
+    max_sequences: usize,
+    max_queue: usize,
+    weights: LocalWeights,
+) -> TestApp {
     TestApp::spawn_with(move |c| {
-        c.providers
-            .push(local_provider(path, max_sequences, max_queue));
+        let mut provider = local_provider(path, max_sequences, max_queue);
+        provider.weights = weights;
+        c.providers.push(provider);
         let mut m: ModelConfig = c.models[0].clone();
         m.id = LOCAL.to_owned();
         m.provider = Some("engine".to_owned());
@@ -332,6 +342,18 @@ async fn local_requests_the_engine_cannot_serve_get_openai_errors() {
             "messages",
         ),
         (json!({"model": LOCAL, "messages": []}), "messages"),
+        (
+            chat(
+                "hi",
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
+            ),
+            "tools",
+        ),
+        (
+            chat("hi", json!({"response_format": {"type": "json_object"}})),
+            "response_format",
+        ),
+        (chat("hi", json!({"logprobs": true})), "logprobs"),
     ];
     for (body, param) in cases {
         let err = openai_error(app.chat(&body).await, 400).await;
@@ -439,8 +461,7 @@ async fn serve_without_a_config_file_serves_the_reference_model_when_it_is_there
         .bearer_auth(&secret)
         .json(
             &json!({"model": "smollm2-135m-instruct", "temperature": 0, "max_tokens": 24,
-                      "messages": [{"role": "system", "content": SYSTEM},
-                                   {"role": "user", "content": "What is the capital of France?"}]}),
+                      "messages": [{"role": "user", "content": "What is the capital of France?"}]}),
         )
         .send()
         .await
@@ -565,4 +586,24 @@ async fn local_prompts_and_outputs_reach_no_file_log_or_record() {
             assert!(!crate::keys::contains(&bytes, s.as_bytes()));
         }
     }
+}
+
+#[tokio::test]
+async fn f32_weights_from_the_same_file_answer_with_the_files_default_system_prompt() {
+    let Some(path) = model_file("local_engine::f32_weights_from_the_same_file") else {
+        return;
+    };
+    let app = spawn_with_weights(path, 1, 2, LocalWeights::F32).await;
+    // No system message: the template adds the file's default one. Quantized activations
+    // lose this 135M model here; dequantized weights keep it on topic.
+    let resp = app
+        .chat(&chat(
+            "What is the capital of France?",
+            json!({"temperature": 0, "max_tokens": 24}),
+        ))
+        .await;
+    let body: Value = resp.json().await.unwrap();
+    let answer = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(answer.contains("Paris"), "{answer}");
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 30);
 }

@@ -19,6 +19,7 @@ pub fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConf
         max_sequences: 1,
         max_queue: 0,
         context_length: 2_048,
+        weights: Default::default(),
         api_key_env: None,
         api_key_file: None,
         api_key: None,

@@ -74,6 +74,12 @@ struct Part {
 }
 
 #[derive(Deserialize)]
+struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
@@ -190,6 +196,32 @@ impl LocalProvider {
         };
         if prompt.is_empty() {
             return Err(BodyError::field("prompt", "`prompt` must not be empty"));
+        }
+        // Features the engine does not have are refused, never silently ignored.
+        if parse::<Vec<serde::de::IgnoredAny>>(request, "tools", "an array")?
+            .is_some_and(|t| !t.is_empty())
+        {
+            return Err(BodyError::field(
+                "tools",
+                "this model does not support tools",
+            ));
+        }
+        if let Some(format) = parse::<ResponseFormat>(request, "response_format", "an object")?
+            && format.kind != "text"
+        {
+            return Err(BodyError::field(
+                "response_format",
+                "this model supports only text responses",
+            ));
+        }
+        if !matches!(
+            request.field("logprobs").map(RawValue::get),
+            None | Some("false" | "0")
+        ) {
+            return Err(BodyError::field(
+                "logprobs",
+                "this model does not return logprobs",
+            ));
         }
         if let Some(n) = parse::<u64>(request, "n", "an integer")?
             && n != 1
