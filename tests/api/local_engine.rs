@@ -251,7 +251,7 @@ async fn local_stream_reassembles_to_the_non_stream_answer_with_the_same_seed() 
 }
 
 #[tokio::test]
-async fn a_full_local_queue_is_refused_and_cancelling_a_stream_frees_the_engine() {
+async fn a_full_local_queue_is_refused_and_a_client_that_leaves_frees_the_engine() {
     let Some(path) = model_file("local_engine::a_full_local_queue_is_refused") else {
         return;
     };
@@ -311,6 +311,36 @@ async fn a_full_local_queue_is_refused_and_cancelling_a_stream_frees_the_engine(
         assert!(Instant::now() < deadline, "the engine kept generating");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A non-stream request whose client gives up stops generating too.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let mut counting = counting.clone();
+    counting["stream"] = json!(false);
+    let gave_up = impatient
+        .post(app.url("/v1/completions"))
+        .bearer_auth(&app.key)
+        .json(&counting)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "1000 tokens take longer than 0.8 s");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = app
+            .chat(&chat("hi", json!({"max_tokens": 2, "temperature": 0})))
+            .await;
+        if resp.status() == 200 {
+            break;
+        }
+        assert_eq!(resp.status(), 429);
+        assert!(
+            Instant::now() < deadline,
+            "the engine kept generating for a client that left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let records = app.records(3).await;
     let cancelled = records
         .iter()
