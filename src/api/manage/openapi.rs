@@ -573,7 +573,7 @@ fn schemas() -> Value {
             "client_ip": {"type": ["string", "null"], "description": "truncated to /24 (IPv4) or /48 (IPv6)"}})),
         "AuditList": list_of("AuditEntry"),
         "Provider": obj(&["name", "kind", "base_url", "source", "has_api_key"], json!({
-            "name": s("string"), "kind": {"enum": ["openai", "anthropic"]}, "base_url": s("string"),
+            "name": s("string"), "kind": {"enum": ["openai", "anthropic", "local"], "description": "local: the built-in engine (config file only; base_url is empty)"}, "base_url": s("string"),
             "source": {"enum": ["config", "api"]}, "has_api_key": s("boolean"), "overrides_config": s("boolean"),
             "third_party": s("boolean"), "region": opt("string"), "models": {"type": "array", "items": s("string")}})),
         "ProviderList": list_of("Provider"),
@@ -584,7 +584,8 @@ fn schemas() -> Value {
         "RouteHealthList": obj(&["data"], json!({"data": {"type": "array", "items": obj(&["model", "routes"], json!({
             "model": s("string"), "routes": {"type": "array", "items": obj(&["provider", "healthy"], json!({
                 "provider": s("string"), "healthy": s("boolean"), "in_flight": s("integer"), "weight": s("integer"),
-                "priority": s("integer"), "latency_ewma_us": s("integer")}))}}))}})),
+                "priority": s("integer"), "latency_ewma_us": s("integer"),
+                "engine": {"type": ["object", "null"], "description": "built-in engine routes: sequences running and waiting, and their limits"}}))}}))}})),
         "SecurityEvent": obj(&["bucket_ms", "kind", "count"], json!({"bucket_ms": s("integer"), "kind": s("string"), "key_id": opt("string"), "client_ip": opt("string"), "account_id": opt("string"), "count": s("integer")})),
         "SecurityEventList": list_of("SecurityEvent"),
         "Model": obj(&["id", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_length", "routes", "price_changes"], json!({
