@@ -93,7 +93,10 @@ impl<R: Read + Seek> Read for Dequantizing<'_, R> {
         let bytes = self.materialise(index)?;
         let from = usize::try_from(pos - start).map_err(std::io::Error::other)?;
         let n = buf.len().min(bytes.len().saturating_sub(from));
-        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        let (Some(src), Some(dst)) = (bytes.get(from..from + n), buf.get_mut(..n)) else {
+            return Ok(0);
+        };
+        dst.copy_from_slice(src);
         self.pos += n as u64;
         Ok(n)
     }
@@ -108,5 +111,54 @@ impl<R: Read + Seek> Seek for Dequantizing<'_, R> {
         };
         self.pos = target.ok_or_else(|| std::io::Error::other("seek out of range"))?;
         Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use candle_core::quantized::{QTensor, gguf_file};
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    #[test]
+    fn every_tensor_reads_back_as_its_f32_dequantization() {
+        let values: Vec<f32> = (0..512).map(|i| (i as f32 * 0.37).sin()).collect();
+        let source = Tensor::from_vec(values, (16, 32), &Device::Cpu).unwrap();
+        let q4 = QTensor::quantize(&source, GgmlDType::Q4_1).unwrap();
+        let q8 = QTensor::quantize(&source.affine(2.0, 0.5).unwrap(), GgmlDType::Q8_0).unwrap();
+        let name = gguf_file::Value::String("test".to_owned());
+        let mut file = Cursor::new(Vec::new());
+        gguf_file::write(
+            &mut file,
+            &[("general.name", &name)],
+            &[("a", &q4), ("b", &q8)],
+        )
+        .unwrap();
+
+        let bytes = file.into_inner();
+        let mut direct = Cursor::new(bytes.clone());
+        let original = gguf_file::Content::read(&mut direct).unwrap();
+        let mut file = Cursor::new(bytes);
+        let mut content = gguf_file::Content::read(&mut file).unwrap();
+        let mut reader = Dequantizing::new(&mut file, &mut content);
+        for name in ["b", "a"] {
+            let via = content.tensor(&mut reader, name, &Device::Cpu).unwrap();
+            assert_eq!(via.dtype(), GgmlDType::F32);
+            let want = original
+                .tensor(&mut direct, name, &Device::Cpu)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap();
+            let got = via.dequantize(&Device::Cpu).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            assert_eq!(
+                got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "tensor {name}"
+            );
+        }
     }
 }
