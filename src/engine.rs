@@ -72,6 +72,24 @@ pub struct Sampler {
     pub seed: u64,
 }
 
+/// What to generate: the prompt's token ids, how many tokens at most, how to sample and
+/// which strings end the answer.
+pub struct Generation<'a> {
+    pub prompt: &'a [u32],
+    pub max_new: usize,
+    pub sampler: &'a Sampler,
+    pub stops: &'a [String],
+}
+
+/// Decrements a counter when dropped: a request leaving the queue, a sequence ending.
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Tokens of one generation, readable while it runs (a cancelled stream bills these).
 #[derive(Debug, Default)]
 pub struct LiveCounts {
@@ -172,17 +190,11 @@ impl Engine {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(Slot { _permit: permit });
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Decrement(&self.waiting);
+        if ahead >= self.config.max_queue {
             return Err(Busy);
         }
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let _waiting = Waiting(&self.waiting);
         let permit = self.slots.clone().acquire_owned().await.map_err(|_| Busy)?;
         Ok(Slot { _permit: permit })
     }
@@ -209,42 +221,35 @@ impl Engine {
     /// Generates from `prompt` (token ids) on the calling thread, inside the engine's pool.
     /// `emit` receives text as it becomes final and returns false when nobody listens any
     /// more; `cancel` stops it too. Stop strings are never emitted.
-    #[allow(clippy::too_many_arguments)]
     pub fn generate(
         &self,
         _slot: &Slot,
-        prompt: &[u32],
-        max_new: usize,
-        sampler: &Sampler,
-        stops: &[String],
+        what: &Generation<'_>,
         cancel: &AtomicBool,
         live: &LiveCounts,
         emit: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<FinishReason, EngineError> {
-        self.running.fetch_add(1, Ordering::Relaxed);
-        struct Running<'a>(&'a AtomicUsize);
-        impl Drop for Running<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        let _running = Running(&self.running);
-        live.prompt.store(prompt.len() as u64, Ordering::Relaxed);
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let _running = Decrement(&self.running);
+        live.prompt
+            .store(what.prompt.len() as u64, Ordering::Relaxed);
         self.pool
-            .install(|| self.decode_loop(prompt, max_new, sampler, stops, cancel, live, emit))
+            .install(|| self.decode_loop(what, cancel, live, emit))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn decode_loop(
         &self,
-        prompt: &[u32],
-        max_new: usize,
-        sampler: &Sampler,
-        stops: &[String],
+        what: &Generation<'_>,
         cancel: &AtomicBool,
         live: &LiveCounts,
         emit: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<FinishReason, EngineError> {
+        let &Generation {
+            prompt,
+            max_new,
+            sampler,
+            stops,
+        } = what;
         if prompt.is_empty() {
             return Err(EngineError("the prompt is empty".to_owned()));
         }

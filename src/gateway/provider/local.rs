@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::super::{BodyError, Endpoint, Inspected};
 use super::{UpstreamError, UpstreamErrorKind};
 use crate::config::ProviderConfig;
-use crate::engine::{ChatMessage, Engine, FinishReason, LiveCounts, Sampler};
+use crate::engine::{ChatMessage, Engine, FinishReason, Generation, LiveCounts, Sampler};
 
 /// Most stop strings a request may set (as OpenAI).
 const MAX_STOPS: usize = 4;
@@ -340,16 +340,8 @@ impl LocalProvider {
                     tx.blocking_send(shape.chunk(Some(piece), None, false))
                         .is_ok()
                 };
-                let result = engine.generate(
-                    &slot,
-                    &prompt,
-                    max_new,
-                    &job.sampler,
-                    &job.stops,
-                    &cancel,
-                    &live_in,
-                    &mut emit,
-                );
+                let what = job.generation(&prompt, max_new);
+                let result = engine.generate(&slot, &what, &cancel, &live_in, &mut emit);
                 drop(slot);
                 match result {
                     Ok(FinishReason::Cancelled) => {}
@@ -384,16 +376,8 @@ impl LocalProvider {
                 text.push_str(piece);
                 true
             };
-            let result = engine.generate(
-                &slot,
-                &prompt,
-                max_new,
-                &job.sampler,
-                &job.stops,
-                &cancel,
-                &live_in,
-                &mut emit,
-            );
+            let what = job.generation(&prompt, max_new);
+            let result = engine.generate(&slot, &what, &cancel, &live_in, &mut emit);
             (job, text, result)
         })
         .await
@@ -414,6 +398,17 @@ impl LocalProvider {
             reason.as_str(),
             &live,
         )))
+    }
+}
+
+impl Job {
+    fn generation<'a>(&'a self, prompt: &'a [u32], max_new: usize) -> Generation<'a> {
+        Generation {
+            prompt,
+            max_new,
+            sampler: &self.sampler,
+            stops: &self.stops,
+        }
     }
 }
 
