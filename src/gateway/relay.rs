@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use tokio::time::{Instant, Sleep};
 
 use super::provider::StreamTranslator;
-use super::sse::SseParser;
+use super::sse::{DONE, SseParser, frame};
 use super::{Endpoint, UpstreamUsage};
 use crate::usage::{Meter, TokenCounts, tokens};
 
@@ -99,8 +99,6 @@ struct FunctionView<'a> {
     #[serde(borrow, default)]
     arguments: Option<Cow<'a, str>>,
 }
-
-const DONE: &[u8] = b"data: [DONE]\n\n";
 
 impl Relay {
     pub(crate) fn new(
@@ -263,14 +261,6 @@ fn take_all(out: &mut VecDeque<Bytes>) -> Option<Bytes> {
             Some(buf.freeze())
         }
     }
-}
-
-fn frame(data: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(data.len() + 8);
-    b.put_slice(b"data: ");
-    b.put_slice(data);
-    b.put_slice(b"\n\n");
-    b.freeze()
 }
 
 impl Stream for Relay {

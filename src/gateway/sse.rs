@@ -1,9 +1,22 @@
-//! An incremental Server-Sent Events parser for upstream streams.
+//! Server-Sent Events: an incremental parser for upstream streams, and the framing of
+//! the events we send.
 //!
 //! Bytes arrive in arbitrary pieces; complete events come out as their `data` payload,
 //! sliced from the received buffer without copying when an event has one data line.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The event that ends an OpenAI stream.
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// One `data:` event carrying `data`.
+pub fn frame(data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(data.len() + 8);
+    b.put_slice(b"data: ");
+    b.put_slice(data);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
 
 /// An upstream that never ends an event within this many bytes is broken.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
+use super::super::sse::{DONE, frame};
 use super::super::{BodyError, Endpoint, Inspected};
 use super::{UpstreamError, UpstreamErrorKind};
 use crate::config::ProviderConfig;
@@ -348,7 +349,7 @@ impl LocalProvider {
                     Ok(reason) => {
                         let _ = tx.blocking_send(shape.chunk(None, Some(reason.as_str()), false));
                         let _ = tx.blocking_send(shape.usage_chunk(&live_in));
-                        let _ = tx.blocking_send(Bytes::from_static(b"data: [DONE]\n\n"));
+                        let _ = tx.blocking_send(Bytes::from_static(DONE));
                     }
                     Err(e) => {
                         tracing::warn!(provider = "local", error = %e, "generation failed");
@@ -438,14 +439,6 @@ fn completion_id(endpoint: Endpoint) -> String {
     id
 }
 
-fn frame(data: &[u8]) -> Bytes {
-    let mut b = Vec::with_capacity(data.len() + 8);
-    b.extend_from_slice(b"data: ");
-    b.extend_from_slice(data);
-    b.extend_from_slice(b"\n\n");
-    Bytes::from(b)
-}
-
 /// The OpenAI wire shapes of one answer.
 struct Shape<'a> {
     id: &'a str,
@@ -465,6 +458,23 @@ impl Shape<'_> {
         })
     }
 
+    /// A stream event: the chunk object around `choices`, plus `usage` when given.
+    fn event(&self, choices: serde_json::Value, usage: Option<&LiveCounts>) -> Bytes {
+        let object = if self.endpoint == Endpoint::Chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
+        let mut body = serde_json::json!({
+            "id": self.id, "object": object, "created": self.created, "model": self.model,
+            "choices": choices,
+        });
+        if let Some(live) = usage {
+            body["usage"] = Self::usage(live);
+        }
+        frame(body.to_string().as_bytes())
+    }
+
     fn chunk(&self, text: Option<&str>, finish: Option<&str>, first: bool) -> Bytes {
         let choice = if self.endpoint == Endpoint::Chat {
             let delta = match (first, text) {
@@ -476,29 +486,11 @@ impl Shape<'_> {
         } else {
             serde_json::json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish})
         };
-        let object = if self.endpoint == Endpoint::Chat {
-            "chat.completion.chunk"
-        } else {
-            "text_completion"
-        };
-        let body = serde_json::json!({
-            "id": self.id, "object": object, "created": self.created, "model": self.model,
-            "choices": [choice],
-        });
-        frame(body.to_string().as_bytes())
+        self.event(serde_json::json!([choice]), None)
     }
 
     fn usage_chunk(&self, live: &LiveCounts) -> Bytes {
-        let object = if self.endpoint == Endpoint::Chat {
-            "chat.completion.chunk"
-        } else {
-            "text_completion"
-        };
-        let body = serde_json::json!({
-            "id": self.id, "object": object, "created": self.created, "model": self.model,
-            "choices": [], "usage": Self::usage(live),
-        });
-        frame(body.to_string().as_bytes())
+        self.event(serde_json::json!([]), Some(live))
     }
 
     fn answer(&self, text: &str, finish: &str, live: &LiveCounts) -> Bytes {
