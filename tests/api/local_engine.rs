@@ -299,18 +299,7 @@ async fn a_full_local_queue_is_refused_and_a_client_that_leaves_frees_the_engine
 
     // The client leaves: generation stops and the sequence is free again.
     drop(body);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let resp = app
-            .chat(&chat("hi", json!({"max_tokens": 2, "temperature": 0})))
-            .await;
-        if resp.status() == 200 {
-            break;
-        }
-        assert_eq!(resp.status(), 429);
-        assert!(Instant::now() < deadline, "the engine kept generating");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_free(&app, "the engine kept generating for a stream that left").await;
     // A non-stream request whose client gives up stops generating too.
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(800))
@@ -325,21 +314,7 @@ async fn a_full_local_queue_is_refused_and_a_client_that_leaves_frees_the_engine
         .send()
         .await;
     assert!(gave_up.is_err(), "1000 tokens take longer than 0.8 s");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let resp = app
-            .chat(&chat("hi", json!({"max_tokens": 2, "temperature": 0})))
-            .await;
-        if resp.status() == 200 {
-            break;
-        }
-        assert_eq!(resp.status(), 429);
-        assert!(
-            Instant::now() < deadline,
-            "the engine kept generating for a client that left"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_free(&app, "the engine kept generating for a client that left").await;
 
     let records = app.records(3).await;
     let cancelled = records
@@ -350,6 +325,23 @@ async fn a_full_local_queue_is_refused_and_a_client_that_leaves_frees_the_engine
     assert!(cancelled.output_tokens >= 3 && cancelled.output_tokens < 1000);
     assert!(cancelled.input_tokens > 0);
     assert!(records.iter().any(|r| r.status == 429));
+}
+
+/// Polls a one-sequence, no-queue engine with a tiny request until it is served (200)
+/// rather than refused (429): the sequence that was busy has ended.
+async fn wait_until_free(app: &TestApp, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = app
+            .chat(&chat("hi", json!({"max_tokens": 2, "temperature": 0})))
+            .await;
+        if resp.status() == 200 {
+            return;
+        }
+        assert_eq!(resp.status(), 429);
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -601,21 +593,7 @@ async fn local_prompts_and_outputs_reach_no_file_log_or_record() {
     store.close().await;
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("DEBUG") && log_text.contains("local model loaded"));
-    for file in crate::keys::walk(dir.path()) {
-        let bytes = std::fs::read(&file).unwrap();
-        for s in &secrets {
-            assert!(
-                !crate::keys::contains(&bytes, s.as_bytes()),
-                "{} holds content {s:?}",
-                file.display()
-            );
-        }
-    }
-    if let Some(bytes) = store_contents(dir.path()).await {
-        for s in &secrets {
-            assert!(!crate::keys::contains(&bytes, s.as_bytes()));
-        }
-    }
+    crate::privacy::assert_nothing_holds(dir.path(), &secrets).await;
 }
 
 #[tokio::test]
