@@ -210,7 +210,7 @@ pub struct UsageConfig {
     /// Per-request records older than this are purged (rollups and the ledger are kept); 0 keeps them.
     pub retention_days: u64,
     /// Load the tokenizer (used only when an upstream reports no usage) at start rather
-    /// than on first need; costs ~40 MiB of RSS up front.
+    /// than on first need; costs ~4 MiB of heap (and the vocabulary's pages) up front.
     pub warm_tokenizer: bool,
     /// Append each record to a local journal before the response's last byte, so a
     /// `kill -9` loses nothing; replayed idempotently at the next start.

@@ -22,7 +22,6 @@ const CAPPED: &[&str] = &[
     "sqlx",
     "tower",
     "axum",
-    "tiktoken_rs",
 ];
 
 /// Builds the filter: our level for InstaGen, at most `info` for the capped crates.
