@@ -16,7 +16,6 @@ use crate::config::{LogConfig, LogFormat};
 const CAPPED: &[&str] = &[
     "hyper",
     "hyper_util",
-    "reqwest",
     "h2",
     "rustls",
     "sqlx",

@@ -27,7 +27,7 @@ use super::{BodyError, Endpoint, Request};
 /// A body for the upstream and its content type; for the built-in engine, the checked job.
 pub struct Outgoing {
     pub body: Bytes,
-    pub content_type: reqwest::header::HeaderValue,
+    pub content_type: axum::http::HeaderValue,
     job: Option<Box<local::Job>>,
 }
 
@@ -35,7 +35,7 @@ impl Outgoing {
     pub fn json(body: Bytes) -> Self {
         Self {
             body,
-            content_type: reqwest::header::HeaderValue::from_static("application/json"),
+            content_type: axum::http::HeaderValue::from_static("application/json"),
             job: None,
         }
     }
@@ -50,7 +50,7 @@ impl Outgoing {
 
 /// A provider's answer once it has started: an HTTP response, or the built-in engine's.
 pub enum Upstream {
-    Http(reqwest::Response),
+    Http(http::Response),
     Local(local::LocalAnswer),
 }
 
@@ -62,7 +62,11 @@ impl Upstream {
     pub fn into_stream(self) -> (ByteStream, Option<Arc<crate::engine::LiveCounts>>) {
         use futures_util::TryStreamExt;
         match self {
-            Upstream::Http(response) => (Box::pin(response.bytes_stream().map_err(|_| ())), None),
+            Upstream::Http(response) => {
+                use http_body_util::BodyExt;
+                let body = response.into_body().into_data_stream().map_err(|_| ());
+                (Box::pin(body), None)
+            }
             Upstream::Local(local::LocalAnswer::Stream { frames, live }) => {
                 let stream = futures_util::stream::unfold(frames, |mut rx| async move {
                     rx.recv().await.map(|b| (Ok(b), rx))
@@ -77,9 +81,9 @@ impl Upstream {
     }
 
     /// The upstream's content type, when it sent one.
-    pub fn content_type(&self) -> Option<&reqwest::header::HeaderValue> {
+    pub fn content_type(&self) -> Option<&axum::http::HeaderValue> {
         match self {
-            Upstream::Http(r) => r.headers().get(reqwest::header::CONTENT_TYPE),
+            Upstream::Http(r) => r.headers().get(axum::http::header::CONTENT_TYPE),
             Upstream::Local(_) => None,
         }
     }

@@ -8,8 +8,8 @@
 //! by event by [`StreamTranslator`]. Usage keeps Anthropic's cache reads as cached prompt
 //! tokens. Error messages name positions and fields, never content.
 
+use axum::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
-use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -24,7 +24,7 @@ const VERSION: &str = "2023-06-01";
 
 pub struct AnthropicProvider {
     pub core: HttpCore,
-    url: reqwest::Url,
+    url: axum::http::Uri,
     /// The Messages API requires `max_tokens`; used when the client sets none.
     default_max_tokens: u64,
 }
@@ -71,7 +71,7 @@ impl AnthropicProvider {
         translate_request(inspected, upstream_model, stream, self.default_max_tokens)
     }
 
-    pub async fn send(&self, out: super::Outgoing) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn send(&self, out: super::Outgoing) -> Result<super::http::Response, UpstreamError> {
         self.core.post(&self.url, out, &self.version_header()).await
     }
 

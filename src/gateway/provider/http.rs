@@ -2,13 +2,21 @@
 //! timeouts, health probes, and the reduction of an upstream error response.
 //!
 //! Requests carry only what an adapter passes here plus the credential headers: no
-//! client header and no client address ever reaches this module.
+//! client header and no client address ever reaches this module. The client is
+//! hyper-util's pooled client over rustls (HTTP/2 by ALPN, certificates verified against
+//! the platform's roots). Redirects are never followed: an upstream cannot send our
+//! request, with its body and our credential, somewhere else.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use axum::http::{Method, Request, Uri};
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{UpstreamError, UpstreamErrorKind};
 use crate::config::{ProviderConfig, Secret};
@@ -16,9 +24,18 @@ use crate::config::{ProviderConfig, Secret};
 /// Upstream error bodies larger than this are not read for a client message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// An upstream's answer: status, headers and a body still to be read.
+pub type Response = axum::http::Response<hyper::body::Incoming>;
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+static USER_AGENT_VALUE: HeaderValue =
+    HeaderValue::from_static(concat!("instagen/", env!("CARGO_PKG_VERSION")));
+static ACCEPT_VALUE: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
+
 pub struct HttpCore {
     pub name: Arc<str>,
-    client: reqwest::Client,
+    client: HttpsClient,
     /// The provider's credential, as the header(s) its API expects; marked sensitive.
     credential: Vec<(HeaderName, HeaderValue)>,
     ttfb_timeout: Duration,
@@ -27,7 +44,7 @@ pub struct HttpCore {
     pub third_party: bool,
     pub region: Option<String>,
     /// Active health check: what to probe and how often.
-    probe: Option<(reqwest::Url, Duration)>,
+    probe: Option<(Uri, Duration)>,
 }
 
 /// The provider's API key: set by the operator API (stored encrypted), else read from
@@ -78,16 +95,23 @@ impl HttpCore {
         config: &ProviderConfig,
         credential: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .tcp_nodelay(true)
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(provider)
+            .map_err(|e| format!("provider `{}`: cannot set up TLS: {e}", config.name))?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
-            .user_agent(concat!("instagen/", env!("CARGO_PKG_VERSION")))
-            // An upstream cannot send our request (its body, our credential) elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider `{}`: cannot build HTTP client: {e}", config.name))?;
+            .build(connector);
         let probe = match config.health_check_interval_ms {
             Some(ms) => Some((
                 Self::url(config, &config.health_check_path)?,
@@ -108,11 +132,21 @@ impl HttpCore {
         })
     }
 
-    /// `path` below the provider's base URL.
-    pub fn url(config: &ProviderConfig, path: &str) -> Result<reqwest::Url, String> {
+    /// `path` below the provider's base URL: an absolute `http` or `https` URL.
+    pub fn url(config: &ProviderConfig, path: &str) -> Result<Uri, String> {
         let base = config.base_url.trim_end_matches('/');
-        reqwest::Url::parse(&format!("{base}{path}"))
-            .map_err(|e| format!("provider `{}`: invalid base_url: {e}", config.name))
+        let invalid = |why: &str| format!("provider `{}`: invalid base_url: {why}", config.name);
+        let uri: Uri = format!("{base}{path}")
+            .parse()
+            .map_err(|e: axum::http::uri::InvalidUri| invalid(&e.to_string()))?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            _ => return Err(invalid("the scheme must be http or https")),
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(invalid("no host"));
+        }
+        Ok(uri)
     }
 
     pub fn probe_interval(&self) -> Option<Duration> {
@@ -124,22 +158,48 @@ impl HttpCore {
         let Some((url, _)) = &self.probe else {
             return true;
         };
-        let mut request = self.client.get(url.clone());
-        for (n, v) in self.credential.iter().chain(extra) {
-            request = request.header(n, v.clone());
-        }
+        let request = self.request(Method::GET, url, Full::default(), extra);
         matches!(
-            tokio::time::timeout(self.ttfb_timeout, request.send()).await,
+            tokio::time::timeout(self.ttfb_timeout, self.client.request(request)).await,
             Ok(Ok(r)) if r.status().is_success()
         )
+    }
+
+    /// A request with our user agent and the credential; nothing of the client's.
+    fn request(
+        &self,
+        method: Method,
+        url: &Uri,
+        body: Full<Bytes>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Request<Full<Bytes>> {
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = url.clone();
+        let headers = request.headers_mut();
+        headers.reserve(3 + self.credential.len() + extra.len());
+        headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
+        for (n, v) in self.credential.iter().chain(extra) {
+            headers.insert(n, v.clone());
+        }
+        request
     }
 
     pub fn error(&self, kind: UpstreamErrorKind) -> UpstreamError {
         UpstreamError::new(self.name.clone(), kind)
     }
 
-    fn map_reqwest(&self, e: &reqwest::Error) -> UpstreamError {
-        let kind = if e.is_timeout() {
+    /// A failed exchange: could not connect (a connect timeout counts as a timeout), or
+    /// the connection broke.
+    fn map_error(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
+        let timed_out = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        });
+        let kind = if timed_out {
             UpstreamErrorKind::Timeout
         } else if e.is_connect() {
             UpstreamErrorKind::Connect
@@ -152,24 +212,20 @@ impl HttpCore {
     /// POSTs a body and waits (up to the TTFB limit) for a successful status line.
     pub async fn post(
         &self,
-        url: &reqwest::Url,
+        url: &Uri,
         out: super::Outgoing,
         extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self
-            .client
-            .post(url.clone())
-            .header(CONTENT_TYPE, out.content_type)
-            .header(ACCEPT, "application/json, text/event-stream")
-            .body(out.body);
-        for (n, v) in self.credential.iter().chain(extra) {
-            request = request.header(n, v.clone());
-        }
-        let response = match tokio::time::timeout(self.ttfb_timeout, request.send()).await {
-            Err(_) => return Err(self.error(UpstreamErrorKind::Timeout)),
-            Ok(Err(e)) => return Err(self.map_reqwest(&e)),
-            Ok(Ok(r)) => r,
-        };
+    ) -> Result<Response, UpstreamError> {
+        let mut request = self.request(Method::POST, url, Full::new(out.body), extra);
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, out.content_type);
+        headers.insert(ACCEPT, ACCEPT_VALUE.clone());
+        let response =
+            match tokio::time::timeout(self.ttfb_timeout, self.client.request(request)).await {
+                Err(_) => return Err(self.error(UpstreamErrorKind::Timeout)),
+                Ok(Err(e)) => return Err(self.map_error(&e)),
+                Ok(Ok(r)) => r,
+            };
         if response.status().is_success() {
             return Ok(response);
         }
@@ -177,7 +233,7 @@ impl HttpCore {
     }
 
     /// Reduces an upstream error response to status, kind, and (4xx only) a client message.
-    async fn status_error(&self, response: reqwest::Response) -> UpstreamError {
+    async fn status_error(&self, response: Response) -> UpstreamError {
         let status = response.status().as_u16();
         let mut err = self.error(UpstreamErrorKind::Status(status));
         err.retry_after = response
@@ -193,26 +249,25 @@ impl HttpCore {
     }
 
     /// Reads a whole (non-stream) response body within the request timeout.
-    pub async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, UpstreamError> {
-        match tokio::time::timeout(self.request_timeout, response.bytes()).await {
+    pub async fn read_body(&self, response: Response) -> Result<Bytes, UpstreamError> {
+        match tokio::time::timeout(self.request_timeout, response.into_body().collect()).await {
             Err(_) => Err(self.error(UpstreamErrorKind::Timeout)),
-            Ok(Err(e)) => Err(self.map_reqwest(&e)),
-            Ok(Ok(b)) => Ok(b),
+            Ok(Err(_)) => Err(self.error(UpstreamErrorKind::Protocol)),
+            Ok(Ok(b)) => Ok(b.to_bytes()),
         }
     }
 }
 
-async fn read_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-    within: Duration,
-) -> Option<Vec<u8>> {
+async fn read_limited(response: Response, limit: usize, within: Duration) -> Option<Vec<u8>> {
+    let mut body = response.into_body();
     let read = async {
         let mut out = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            out.extend_from_slice(&chunk);
-            if out.len() > limit {
-                return None;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(chunk) = frame.into_data() {
+                out.extend_from_slice(&chunk);
+                if out.len() > limit {
+                    return None;
+                }
             }
         }
         Some(out)

@@ -5,7 +5,7 @@
 //! A first party gets the client's body unchanged but for `model` and usage reporting;
 //! a third party only the allow-listed fields (see `body.rs`).
 
-use reqwest::header::AUTHORIZATION;
+use axum::http::header::AUTHORIZATION;
 
 use super::http::{HttpCore, credential, secret_header};
 use super::{Outgoing, UpstreamError};
@@ -16,7 +16,7 @@ use crate::gateway::{BodyError, Endpoint, Request};
 pub struct OpenAiProvider {
     pub core: HttpCore,
     /// Parsed once: one URL per [`Endpoint`].
-    urls: Box<[reqwest::Url; 4]>,
+    urls: Box<[axum::http::Uri; 4]>,
 }
 
 impl OpenAiProvider {
@@ -58,7 +58,7 @@ impl OpenAiProvider {
             Request::Form(form, _) => {
                 let allow = self.core.third_party.then_some(TRANSCRIPTION_FIELDS);
                 let (body, content_type) = form.rewrite(upstream_model, allow);
-                let content_type = reqwest::header::HeaderValue::from_str(&content_type)
+                let content_type = axum::http::HeaderValue::from_str(&content_type)
                     .map_err(|_| BodyError::field("file", "the upload could not be forwarded"))?;
                 Ok(Outgoing {
                     body,
@@ -73,7 +73,7 @@ impl OpenAiProvider {
         &self,
         endpoint: Endpoint,
         body: Outgoing,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<super::http::Response, UpstreamError> {
         self.core
             .post(&self.urls[endpoint as usize], body, &[])
             .await
