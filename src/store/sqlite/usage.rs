@@ -77,14 +77,20 @@ const ROLLUP_SQL: [&str; 3] = [
         output_tokens = output_tokens + excluded.output_tokens,
         cost_nanos = cost_nanos + excluded.cost_nanos,
         last_used_ms = MAX(last_used_ms, excluded.last_used_ms)",
-    "INSERT INTO usage_rollups (account_id, granularity, bucket_ms, key_id, model, requests, input_tokens,
+    // Aggregated to the minute first (a batch is a handful of groups), then each minute
+    // group is counted into its minute, hour and day: sorting the batch's rows once rather
+    // than three times over makes this ~5x cheaper for a batch of 1000.
+    "WITH m AS MATERIALIZED (
+        SELECT account_id, key_id, COALESCE(model, '') AS model, (started_ms / 60000) * 60000 AS minute,
+               COUNT(*) AS n, SUM(input_tokens) AS i, SUM(cached_input_tokens) AS ci, SUM(output_tokens) AS o,
+               SUM(cost_nanos) AS c, SUM(estimated) AS e, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS err
+        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4)
+    INSERT INTO usage_rollups (account_id, granularity, bucket_ms, key_id, model, requests, input_tokens,
                                cached_input_tokens, output_tokens, cost_nanos, estimated_requests, error_requests)
-        SELECT u.account_id, g.name, (u.started_ms / g.ms) * g.ms, u.key_id, COALESCE(u.model, ''),
-               COUNT(*), SUM(u.input_tokens), SUM(u.cached_input_tokens), SUM(u.output_tokens), SUM(u.cost_nanos),
-               SUM(u.estimated), SUM(CASE WHEN u.status >= 400 THEN 1 ELSE 0 END)
-        FROM usage_records u NOT INDEXED,
-             (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
-        WHERE u.rowid > ? GROUP BY 1, 2, 3, 4, 5
+        SELECT m.account_id, g.name, (m.minute / g.ms) * g.ms, m.key_id, m.model,
+               SUM(n), SUM(i), SUM(ci), SUM(o), SUM(c), SUM(e), SUM(err)
+        FROM m, (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
+        WHERE true GROUP BY 1, 2, 3, 4, 5
     ON CONFLICT (account_id, granularity, bucket_ms, key_id, model) DO UPDATE SET
         requests = requests + excluded.requests,
         input_tokens = input_tokens + excluded.input_tokens,
