@@ -167,3 +167,51 @@ async fn session_cookies_are_secure_when_served_over_https() {
         assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
     }
 }
+
+/// An HTTPS upstream must present a certificate the platform's roots vouch for: a
+/// self-signed one is refused in the handshake, before the request (its body, the
+/// provider's credential) is sent, and the client gets a 502.
+#[tokio::test]
+async fn an_https_upstream_with_an_untrusted_certificate_is_refused_in_the_handshake() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key = rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (handshakes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, handshakes) = (acceptor.clone(), handshakes.clone());
+            tokio::spawn(async move {
+                let _ = handshakes.send(acceptor.accept(socket).await.is_ok());
+            });
+        }
+    });
+
+    let app = TestApp::spawn_with(|c| {
+        c.providers[0].base_url = format!("https://127.0.0.1:{port}/v1");
+    })
+    .await;
+    let body = openai_error(app.chat(&chat_body("x")).await, 502).await;
+    assert_eq!(body["error"]["code"], "upstream_unreachable");
+    // The upstream saw a TLS handshake that our side broke off.
+    let completed = tokio::time::timeout(Duration::from_secs(5), outcome.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !completed,
+        "the handshake with an untrusted certificate must fail"
+    );
+}
