@@ -364,3 +364,49 @@ async fn request_costs_rollups_and_ledger_debits_always_agree() {
     assert_eq!(-debits, expected, "ledger debits");
     assert!(instagen::billing::ledger::verify(&app.store.ledger(None, 0).await.unwrap()).is_ok());
 }
+
+/// Usage is posted to the ledger per billing id, summed over the unposted records; a record
+/// whose account no longer exists (it landed after the account was erased) is posted under
+/// `erased`, never dropped.
+#[tokio::test]
+async fn posting_sums_each_account_and_bills_records_of_erased_accounts_to_erased() {
+    let app = TestApp::spawn().await;
+    let now = instagen::time::now_ms();
+    let record = |i: usize, account: &str, cost: i64| instagen::usage::UsageRecord {
+        request_id: format!("req_post_{i}"),
+        account_id: account.to_owned(),
+        key_id: app.key_id.clone(),
+        endpoint: "chat.completions".into(),
+        started_ms: now,
+        finished_ms: now,
+        status: 200,
+        cost_nanos: cost,
+        ..Default::default()
+    };
+    let batch = vec![
+        record(0, &app.account_id, 1_000),
+        record(1, "acct_gone_a", 300),
+        record(2, &app.account_id, 2_000),
+        record(3, "acct_gone_b", 40),
+        record(4, "acct_gone_a", 5),
+    ];
+    app.store.insert_usage(&batch).await.unwrap();
+    assert_eq!(app.store.post_usage().await.unwrap(), 2);
+    let account = app.store.account(&app.account_id).await.unwrap();
+    let entries = app.store.ledger(None, 0).await.unwrap();
+    let usage: Vec<_> = entries.iter().filter(|e| e.kind == "usage").collect();
+    assert_eq!(usage.len(), 2, "{usage:?}");
+    let of = |billing_id: &str| {
+        usage
+            .iter()
+            .find(|e| e.billing_id == billing_id)
+            .map(|e| (e.amount_nanos, e.memo.clone()))
+    };
+    assert_eq!(
+        of(&account.billing_id),
+        Some((-3_000, "2 requests".to_owned()))
+    );
+    assert_eq!(of("erased"), Some((-345, "3 requests".to_owned())));
+    // Nothing is posted twice.
+    assert_eq!(app.store.post_usage().await.unwrap(), 0);
+}
