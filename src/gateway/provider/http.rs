@@ -106,7 +106,8 @@ impl HttpCore {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         // The platform's roots are loaded only for an HTTPS upstream (they cost ~1.5 MiB);
         // a plain-HTTP provider never connects elsewhere, since redirects are not followed.
-        let builder = if config.base_url.starts_with("https:") {
+        let https = Self::url(config, "")?.scheme_str() == Some("https");
+        let builder = if https {
             builder
                 .with_provider_and_platform_verifier(provider)
                 .map_err(|e| tls_error(&e))?

@@ -78,7 +78,8 @@ impl O200k {
         let mut me = Self {
             arena: arena.into_boxed_slice(),
             ends: ends.into_boxed_slice(),
-            table: HashTable::with_capacity(lines),
+            // Filled below, once the arena it hashes is in place.
+            table: HashTable::new(),
             pieces: fancy_regex::Regex::new(PATTERN).map_err(|e| e.to_string())?,
         };
         let mut table = HashTable::with_capacity(lines);
