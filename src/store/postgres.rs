@@ -130,3 +130,21 @@ impl PgStore {
         self.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 13 seeds the running sums under the ledger and posting locks; its SQL
+    /// names them by value, so it must name the values the code locks with.
+    #[test]
+    fn the_running_sums_migration_takes_the_locks_that_appends_and_posting_take() {
+        let sql = MIGRATIONS[12];
+        for lock in [LEDGER_LOCK, USAGE_POSTING_LOCK] {
+            assert!(
+                sql.contains(&format!("pg_advisory_xact_lock({lock})")),
+                "{lock}"
+            );
+        }
+    }
+}

@@ -410,3 +410,62 @@ async fn posting_sums_each_account_and_bills_records_of_erased_accounts_to_erase
     // Nothing is posted twice.
     assert_eq!(app.store.post_usage().await.unwrap(), 0);
 }
+
+/// What is not yet posted is summed per account as records land: a balance reads it
+/// without scanning records, a replayed batch adds nothing, and erasing the account before
+/// the posting leaves the charge billable under its tombstone (its billing id) instead of
+/// dropping it with the records.
+#[tokio::test]
+async fn unposted_usage_is_summed_once_per_record_and_survives_erasure_under_the_tombstone() {
+    let app = TestApp::spawn().await;
+    let account = app.store.account(&app.account_id).await.unwrap();
+    let now = instagen::time::now_ms();
+    let record = |i: usize, cost: i64| instagen::usage::UsageRecord {
+        request_id: format!("req_unposted_{i}"),
+        account_id: app.account_id.clone(),
+        key_id: app.key_id.clone(),
+        endpoint: "chat.completions".into(),
+        started_ms: now,
+        finished_ms: now,
+        status: 200,
+        cost_nanos: cost,
+        ..Default::default()
+    };
+    let batch = vec![record(0, 400), record(1, 300)];
+    assert_eq!(app.store.insert_usage(&batch).await.unwrap(), 2);
+    // A journal replay of the same batch inserts nothing and adds nothing.
+    assert_eq!(app.store.insert_usage(&batch).await.unwrap(), 0);
+    let (total, unposted, _) = app
+        .store
+        .billing_snapshot(&account.billing_id, &app.account_id, 10)
+        .await
+        .unwrap();
+    assert_eq!(unposted, 700);
+    let balance = |all: Vec<(String, i64)>| {
+        all.into_iter()
+            .find(|(id, _)| *id == app.account_id)
+            .map(|(_, b)| b)
+    };
+    assert_eq!(
+        balance(app.store.balances().await.unwrap()),
+        Some(total - 700)
+    );
+    let erased = app.store.erase_account(&app.account_id).await.unwrap();
+    assert_eq!(erased.tombstone_id, account.billing_id);
+    assert_eq!(erased.usage_records, 2);
+    assert_eq!(app.store.post_usage().await.unwrap(), 1);
+    let usage: Vec<_> = app
+        .store
+        .ledger(None, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "usage")
+        .map(|e| (e.billing_id, e.amount_nanos, e.memo))
+        .collect();
+    assert_eq!(
+        usage,
+        vec![(account.billing_id.clone(), -700, "2 requests".to_owned())]
+    );
+    assert_eq!(app.store.post_usage().await.unwrap(), 0);
+}

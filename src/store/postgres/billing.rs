@@ -1,6 +1,6 @@
 //! The ledger in PostgreSQL (appended under `LEDGER_LOCK` so the hash chain stays linear
-//! across instances), usage posting by insertion order, balances and key spend for the
-//! budget tracker.
+//! across instances), usage posting from the per-account sums of unposted usage, balances
+//! and key spend for the budget tracker.
 
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -76,9 +76,6 @@ async fn append(
     Ok(e)
 }
 
-/// Usage not yet posted, as a condition on `usage_records u`.
-const UNPOSTED: &str = "u.seq > (SELECT posted_seq FROM billing_cursor WHERE id = 1)";
-
 impl PgStore {
     pub async fn append_ledger(
         &self,
@@ -118,39 +115,35 @@ impl PgStore {
 
     /// Posts every usage record not yet posted as one `usage` entry per account.
     ///
-    /// Records are numbered by an identity column, and a batch that drew lower numbers
-    /// may commit after one that drew higher ones. Inserts therefore hold
-    /// `USAGE_POSTING_LOCK` shared and posting takes it exclusive: once posting holds it,
-    /// every record numbered so far is committed, and later ones are numbered above the
-    /// cursor this posting leaves. Nothing is skipped, nothing is posted twice.
+    /// A trigger on insert sums unposted usage per account (`usage_unposted`) in the
+    /// inserting transaction. Inserts hold `USAGE_POSTING_LOCK` shared and posting takes it
+    /// exclusive, so every batch is counted exactly once: before this posting or after it.
+    /// Reading the sums costs one row per account, however many requests the minute held.
+    /// The cursor (`posted_seq`) still marks what the retention purge may remove: once
+    /// posting holds the lock, every record numbered so far is committed and posted.
     pub async fn post_usage(&self) -> Result<usize, StoreError> {
         self.in_tx(async |c| {
             xact_lock(c, USAGE_POSTING_LOCK).await?;
             xact_lock(c, LEDGER_LOCK).await?;
-            let cursor =
-                sqlx::query("SELECT posted_seq, posted_ms FROM billing_cursor WHERE id = 1")
+            let since: i64 =
+                sqlx::query_scalar("SELECT posted_ms FROM billing_cursor WHERE id = 1")
                     .fetch_one(&mut *c)
                     .await?;
-            let (cursor, since): (i64, i64) =
-                (cursor.try_get("posted_seq")?, cursor.try_get("posted_ms")?);
-            let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM usage_records")
-                .fetch_one(&mut *c)
-                .await?;
-            let Some(max) = max.filter(|m| *m > cursor) else {
-                return Ok(0);
-            };
+            // Usage an erasure moved to the account's tombstone is billed to it (its id is
+            // the billing id); a record that lands after its account was erased (a stream
+            // still running then) is billed to `erased` rather than lost.
             let rows = sqlx::query(
-                // A record that lands after its account was erased (a stream still running
-                // then) is billed to `erased` rather than lost.
-                "SELECT COALESCE(a.billing_id, 'erased') COLLATE \"C\" AS billing_id,
-                        SUM(u.cost_nanos)::BIGINT AS cost, COUNT(*) AS n
-                 FROM usage_records u LEFT JOIN accounts a ON a.id = u.account_id
-                 WHERE u.seq > $1 AND u.seq <= $2 GROUP BY 1 ORDER BY 1",
+                "WITH p AS (DELETE FROM usage_unposted RETURNING account_id, requests, cost_nanos)
+                 SELECT COALESCE(a.billing_id, CASE WHEN a.status = 'deleted' THEN a.id END, 'erased') COLLATE \"C\" AS billing_id,
+                        SUM(p.cost_nanos)::BIGINT AS cost, SUM(p.requests)::BIGINT AS n
+                 FROM p LEFT JOIN accounts a ON a.id = p.account_id
+                 GROUP BY 1 ORDER BY 1",
             )
-            .bind(cursor)
-            .bind(max)
             .fetch_all(&mut *c)
             .await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
             let now = now_ms();
             let mut posted = 0;
             for row in &rows {
@@ -171,11 +164,14 @@ impl PgStore {
                 .await?;
                 posted += 1;
             }
-            sqlx::query("UPDATE billing_cursor SET posted_seq = $1, posted_ms = $2 WHERE id = 1")
-                .bind(max)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(
+                "UPDATE billing_cursor SET posted_ms = $1,
+                     posted_seq = GREATEST(posted_seq, COALESCE((SELECT MAX(seq) FROM usage_records), 0))
+                 WHERE id = 1",
+            )
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
             Ok(posted)
         })
         .await
@@ -183,15 +179,15 @@ impl PgStore {
 
     /// Every account's balance: ledger total minus usage not yet posted.
     pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
+        let rows = sqlx::query(
             "SELECT a.id AS id,
-                    (COALESCE((SELECT SUM(amount_nanos) FROM ledger l WHERE l.billing_id = a.billing_id), 0)
-                   - COALESCE((SELECT SUM(u.cost_nanos) FROM usage_records u
-                               WHERE u.account_id = a.id AND {UNPOSTED}), 0))::BIGINT
+                    (COALESCE((SELECT t.amount_nanos FROM ledger_totals t WHERE t.billing_id = a.billing_id), 0)
+                   - COALESCE((SELECT p.cost_nanos FROM usage_unposted p WHERE p.account_id = a.id), 0))::BIGINT
                     AS balance
-             FROM accounts a"
-        ));
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+             FROM accounts a",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("balance")?)))
             .collect::<Result<_, sqlx::Error>>()
@@ -236,19 +232,17 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount_nanos), 0)::BIGINT FROM ledger WHERE billing_id = $1",
+            "SELECT COALESCE((SELECT amount_nanos FROM ledger_totals WHERE billing_id = $1), 0)",
         )
         .bind(billing_id)
         .fetch_one(&mut *tx)
         .await?;
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT COALESCE(SUM(u.cost_nanos), 0)::BIGINT FROM usage_records u
-             WHERE u.account_id = $1 AND {UNPOSTED}"
-        ));
-        let unposted: i64 = sqlx::query_scalar(sql)
-            .bind(account_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let unposted: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT cost_nanos FROM usage_unposted WHERE account_id = $1), 0)",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let rows =
             sqlx::query("SELECT * FROM ledger WHERE billing_id = $1 ORDER BY seq DESC LIMIT $2")
                 .bind(billing_id)

@@ -109,6 +109,13 @@ impl PgStore {
                 .bind(id)
                 .execute(&mut *c)
                 .await?;
+            // Usage not yet posted stays billable, under the tombstone (after the rollups,
+            // in the order the insert triggers lock these tables).
+            sqlx::query("UPDATE usage_unposted SET account_id = $1 WHERE account_id = $2")
+                .bind(&tombstone)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
             sqlx::query("DELETE FROM audit_log WHERE account_id = $1")
                 .bind(id)
                 .execute(&mut *c)

@@ -1,9 +1,9 @@
 //! The ledger (appended under an immediate transaction so the chain stays linear),
-//! usage posting by insertion order, balances and key spend for the budget tracker.
+//! usage posting from the per-account sums of unposted usage, balances and key spend for
+//! the budget tracker.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -131,62 +131,35 @@ impl SqliteStore {
     }
 
     /// Posts every usage record not yet posted as one `usage` entry per account.
+    ///
+    /// The usage insert sums what is unposted per account (`usage_unposted`) in the same
+    /// transaction as the records, and this runs under an immediate transaction too, so
+    /// each record is counted exactly once: before this posting or after it. Reading the
+    /// sums costs one row per account, however many requests the minute held.
     pub async fn post_usage(&self) -> Result<usize, StoreError> {
         self.immediate(async |c| {
-            let cursor: i64 =
-                sqlx::query_scalar("SELECT posted_rowid FROM billing_cursor WHERE id = 1")
-                    .fetch_one(&mut *c)
-                    .await?;
             let since: i64 =
                 sqlx::query_scalar("SELECT posted_ms FROM billing_cursor WHERE id = 1")
                     .fetch_one(&mut *c)
                     .await?;
-            let max: Option<i64> = sqlx::query_scalar("SELECT MAX(rowid) FROM usage_records")
-                .fetch_one(&mut *c)
-                .await?;
-            let Some(max) = max.filter(|m| *m > cursor) else {
+            // Usage an erasure moved to the account's tombstone is billed to it (its id is
+            // the billing id); a record that lands after its account was erased (a stream
+            // still running then) is billed to `erased` rather than lost.
+            let rows = sqlx::query(
+                "SELECT COALESCE(a.billing_id, CASE WHEN a.status = 'deleted' THEN a.id END, 'erased') AS billing_id,
+                        p.cost_nanos AS cost, p.requests AS n
+                 FROM usage_unposted p LEFT JOIN accounts a ON a.id = p.account_id",
+            )
+            .fetch_all(&mut *c)
+            .await?;
+            if rows.is_empty() {
                 return Ok(0);
-            };
-            // Summed per account while reading the range in rowid order: a GROUP BY in SQL
-            // sorted the whole range, a 2 MB sort buffer every posting that the allocator
-            // then kept.
-            let mut per_account: HashMap<String, (i64, i64)> = HashMap::new();
-            {
-                let mut rows = sqlx::query(
-                    "SELECT account_id, cost_nanos FROM usage_records WHERE rowid > ? AND rowid <= ?",
-                )
-                .bind(cursor)
-                .bind(max)
-                .fetch(&mut *c);
-                while let Some(row) = rows.try_next().await? {
-                    let account: &str = row.try_get(0)?;
-                    let cost: i64 = row.try_get(1)?;
-                    match per_account.get_mut(account) {
-                        Some((sum, n)) => {
-                            *sum += cost;
-                            *n += 1;
-                        }
-                        None => {
-                            per_account.insert(account.to_owned(), (cost, 1));
-                        }
-                    }
-                }
             }
-            // A record that lands after its account was erased (a stream still running
-            // then) is billed to `erased` rather than lost.
             let mut per_billing: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-            for (account, (cost, n)) in per_account {
-                let billing_id: Option<String> =
-                    sqlx::query_scalar("SELECT billing_id FROM accounts WHERE id = ?")
-                        .bind(&account)
-                        .fetch_optional(&mut *c)
-                        .await?
-                        .flatten();
-                let entry = per_billing
-                    .entry(billing_id.unwrap_or_else(|| "erased".to_owned()))
-                    .or_default();
-                entry.0 += cost;
-                entry.1 += n;
+            for row in &rows {
+                let entry = per_billing.entry(row.try_get("billing_id")?).or_default();
+                entry.0 += row.try_get::<i64, _>("cost")?;
+                entry.1 += row.try_get::<i64, _>("n")?;
             }
             let now = now_ms();
             let mut posted = 0;
@@ -205,11 +178,16 @@ impl SqliteStore {
                 .await?;
                 posted += 1;
             }
-            sqlx::query("UPDATE billing_cursor SET posted_rowid = ?, posted_ms = ? WHERE id = 1")
-                .bind(max)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
+            sqlx::query("DELETE FROM usage_unposted").execute(&mut *c).await?;
+            // Every record stored so far is posted now: the purge may remove them.
+            sqlx::query(
+                "UPDATE billing_cursor SET posted_ms = ?,
+                     posted_rowid = MAX(posted_rowid, COALESCE((SELECT MAX(rowid) FROM usage_records), 0))
+                 WHERE id = 1",
+            )
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
             Ok(posted)
         })
         .await
@@ -219,9 +197,8 @@ impl SqliteStore {
     pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.id AS id,
-                    COALESCE((SELECT SUM(amount_nanos) FROM ledger l WHERE l.billing_id = a.billing_id), 0)
-                  - COALESCE((SELECT SUM(u.cost_nanos) FROM usage_records u
-                              WHERE +u.account_id = a.id AND u.rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)), 0)
+                    COALESCE((SELECT t.amount_nanos FROM ledger_totals t WHERE t.billing_id = a.billing_id), 0)
+                  - COALESCE((SELECT p.cost_nanos FROM usage_unposted p WHERE p.account_id = a.id), 0)
                     AS balance
              FROM accounts a",
         )
@@ -268,14 +245,13 @@ impl SqliteStore {
     ) -> Result<(i64, i64, Vec<LedgerEntry>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount_nanos), 0) FROM ledger WHERE billing_id = ?",
+            "SELECT COALESCE((SELECT amount_nanos FROM ledger_totals WHERE billing_id = ?), 0)",
         )
         .bind(billing_id)
         .fetch_one(&mut *tx)
         .await?;
         let unposted: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(cost_nanos), 0) FROM usage_records
-             WHERE +account_id = ? AND rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1)",
+            "SELECT COALESCE((SELECT cost_nanos FROM usage_unposted WHERE account_id = ?), 0)",
         )
         .bind(account_id)
         .fetch_one(&mut *tx)
@@ -292,5 +268,71 @@ impl SqliteStore {
             unposted,
             rows.iter().map(entry_of).collect::<Result<_, _>>()?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, account: &str, cost: i64) -> crate::usage::UsageRecord {
+        crate::usage::UsageRecord {
+            request_id: id.to_owned(),
+            account_id: account.to_owned(),
+            key_id: "key_1".to_owned(),
+            endpoint: "chat.completions".to_owned(),
+            status: 200,
+            cost_nanos: cost,
+            ..Default::default()
+        }
+    }
+
+    /// A database from before the running sums gets them seeded on upgrade: ledger totals
+    /// from the ledger, unposted usage from exactly the records after the posting cursor.
+    #[tokio::test]
+    async fn upgrading_seeds_ledger_totals_and_unposted_sums_from_what_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store
+            .insert_usage(&[record("r1", "acct_a", 100)])
+            .await
+            .unwrap();
+        store.post_usage().await.unwrap();
+        store
+            .insert_usage(&[record("r2", "acct_a", 20), record("r3", "acct_b", 3)])
+            .await
+            .unwrap();
+        // Back to schema 12: no sums table.
+        sqlx::raw_sql(
+            "DROP TABLE usage_unposted; DROP TRIGGER ledger_totals_insert; DROP TABLE ledger_totals;
+             DELETE FROM schema_migrations WHERE version >= 13",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        store.close().await;
+        let store = SqliteStore::open(&url).await.unwrap();
+        let sums: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT account_id, requests, cost_nanos FROM usage_unposted ORDER BY account_id",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            sums,
+            [("acct_a".to_owned(), 1, 20), ("acct_b".to_owned(), 1, 3)]
+        );
+        // r1 was posted before the upgrade, to `erased` (acct_a has no account row).
+        let totals: Vec<(String, i64)> =
+            sqlx::query_as("SELECT billing_id, amount_nanos FROM ledger_totals")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(totals, [("erased".to_owned(), -100)]);
+        // And kept from then on: the next posting adds to them.
+        assert_eq!(store.post_usage().await.unwrap(), 1);
+        let (total, unposted, _) = store.billing_snapshot("erased", "acct_a", 1).await.unwrap();
+        assert_eq!((total, unposted), (-123, 0));
     }
 }

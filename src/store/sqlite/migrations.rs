@@ -281,4 +281,30 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX usage_key_time;
     "#,
+    // 13: running sums behind balances, which the budget tracker reads every second:
+    //     each billing id's ledger total, kept by a trigger on append, and usage not yet posted,
+    //     summed per account by the usage insert in the same transaction. Balances and the
+    //     posting read one row per account instead of the whole ledger and every record
+    //     since the last posting. Seeded from the ledger and from the records after the
+    //     posting cursor.
+    r#"
+    CREATE TABLE ledger_totals (
+        billing_id    TEXT PRIMARY KEY,
+        amount_nanos  INTEGER NOT NULL
+    );
+    INSERT INTO ledger_totals (billing_id, amount_nanos)
+        SELECT billing_id, SUM(amount_nanos) FROM ledger GROUP BY billing_id;
+    CREATE TRIGGER ledger_totals_insert AFTER INSERT ON ledger BEGIN
+        INSERT INTO ledger_totals (billing_id, amount_nanos) VALUES (new.billing_id, new.amount_nanos)
+        ON CONFLICT (billing_id) DO UPDATE SET amount_nanos = amount_nanos + excluded.amount_nanos;
+    END;
+    CREATE TABLE usage_unposted (
+        account_id  TEXT PRIMARY KEY,
+        requests    INTEGER NOT NULL,
+        cost_nanos  INTEGER NOT NULL
+    );
+    INSERT INTO usage_unposted (account_id, requests, cost_nanos)
+        SELECT account_id, COUNT(*), SUM(cost_nanos) FROM usage_records
+        WHERE rowid > (SELECT posted_rowid FROM billing_cursor WHERE id = 1) GROUP BY account_id;
+    "#,
 ];

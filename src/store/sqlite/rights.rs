@@ -87,6 +87,12 @@ impl SqliteStore {
                     .bind(id)
                     .execute(&mut *c)
                     .await?;
+                // Usage not yet posted stays billable, under the tombstone.
+                sqlx::query("UPDATE usage_unposted SET account_id = ? WHERE account_id = ?")
+                    .bind(&tombstone)
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
                 sqlx::query("DELETE FROM audit_log WHERE account_id = ?").bind(id).execute(&mut *c).await?;
                 sqlx::query("DELETE FROM accounts WHERE id = ?").bind(id).execute(&mut *c).await?;
                 Ok(e)

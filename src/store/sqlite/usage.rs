@@ -59,7 +59,7 @@ fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 /// group, as PostgreSQL's statement-level triggers do with their transition table.
 /// Journal replays insert nothing (`OR IGNORE`) and so add nothing. `NOT INDEXED` keeps
 /// SQLite on the rowid range: an index that orders by the group would scan every row.
-const ROLLUP_SQL: [&str; 3] = [
+const ROLLUP_SQL: [&str; 4] = [
     "INSERT INTO key_usage_hourly (key_id, hour_ms, requests, input_tokens, output_tokens, cost_nanos)
         SELECT key_id, (started_ms / 3600000) * 3600000, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos)
         FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2
@@ -99,6 +99,13 @@ const ROLLUP_SQL: [&str; 3] = [
         cost_nanos = cost_nanos + excluded.cost_nanos,
         estimated_requests = estimated_requests + excluded.estimated_requests,
         error_requests = error_requests + excluded.error_requests",
+    // What the next posting will debit, per account (balances read it every second).
+    "INSERT INTO usage_unposted (account_id, requests, cost_nanos)
+        SELECT account_id, COUNT(*), SUM(cost_nanos)
+        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1
+    ON CONFLICT (account_id) DO UPDATE SET
+        requests = requests + excluded.requests,
+        cost_nanos = cost_nanos + excluded.cost_nanos",
 ];
 
 impl SqliteStore {
