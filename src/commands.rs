@@ -598,6 +598,15 @@ pub async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> a
                         std::process::exit(1);
                     }
                 }
+                // Balances are read from running totals, which the chain does not cover.
+                let totals = store.ledger_totals().await?;
+                match instagen::billing::ledger::check_totals(&entries, &totals) {
+                    Ok(()) => println!("running totals agree: {} billing ids", totals.len()),
+                    Err(e) => {
+                        eprintln!("running totals BROKEN: {e}");
+                        std::process::exit(1);
+                    }
+                }
             }
         },
         Command::Usage(UsageCmd::Export {

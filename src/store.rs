@@ -318,6 +318,10 @@ impl Store {
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         dispatch!(self, s => s.ledger(billing_id, limit).await)
     }
+    /// Each billing id's running ledger total (what balances are read from).
+    pub async fn ledger_totals(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, s => s.ledger_totals().await)
+    }
     pub async fn post_usage(&self) -> Result<usize, StoreError> {
         dispatch!(self, s => s.post_usage().await)
     }

@@ -88,6 +88,55 @@ pub fn verify<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> Result<
     Ok(n)
 }
 
+/// A stored running total that disagrees with the entries it sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalMismatch {
+    pub billing_id: String,
+    /// What the running total holds.
+    pub stored: i64,
+    /// What the entries sum to.
+    pub entries: i64,
+}
+
+impl std::fmt::Display for TotalMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the running total of {} is {} nano-USD but its entries sum to {}",
+            self.billing_id, self.stored, self.entries
+        )
+    }
+}
+
+/// Checks the running totals balances are read from (one per billing id) against the
+/// entries: the chain protects the entries, this protects what is derived from them.
+pub fn check_totals<'a>(
+    entries: impl IntoIterator<Item = &'a LedgerEntry>,
+    totals: &[(String, i64)],
+) -> Result<(), TotalMismatch> {
+    let mut sums: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for e in entries {
+        let sum = sums.entry(e.billing_id.as_str()).or_default();
+        *sum = sum.saturating_add(e.amount_nanos);
+    }
+    let stored: std::collections::BTreeMap<&str, i64> =
+        totals.iter().map(|(b, n)| (b.as_str(), *n)).collect();
+    for id in sums.keys().chain(stored.keys()) {
+        let (s, e) = (
+            stored.get(id).copied().unwrap_or(0),
+            sums.get(id).copied().unwrap_or(0),
+        );
+        if s != e {
+            return Err(TotalMismatch {
+                billing_id: (*id).to_owned(),
+                stored: s,
+                entries: e,
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +186,28 @@ mod tests {
         c[last].prev_hash = GENESIS.into();
         c[last].hash = entry_hash(&c[last]);
         assert_eq!(verify(&c), Err(ChainBreak::Unlinked { seq: 3 }));
+    }
+
+    #[test]
+    fn running_totals_must_equal_the_sum_of_their_entries() {
+        let c = chain(3);
+        let ok = [("bill_x".to_owned(), 6_000)];
+        assert_eq!(check_totals(&c, &ok), Ok(()));
+        let off = [("bill_x".to_owned(), 7_000)];
+        assert_eq!(
+            check_totals(&c, &off),
+            Err(TotalMismatch {
+                billing_id: "bill_x".into(),
+                stored: 7_000,
+                entries: 6_000
+            })
+        );
+        // A total with no entries behind it, and entries with no total, are both wrong.
+        let extra = [("bill_x".to_owned(), 6_000), ("bill_y".to_owned(), 5)];
+        assert_eq!(
+            check_totals(&c, &extra).map_err(|m| m.billing_id),
+            Err("bill_y".into())
+        );
+        assert_eq!(check_totals(&c, &[]).map_err(|m| m.entries), Err(6_000));
     }
 }

@@ -143,6 +143,17 @@ async fn credits_and_usage_build_a_ledger_that_verifies_and_detects_tampering() 
     assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1 was altered"));
     run_sql("UPDATE ledger SET amount_nanos = amount_nanos - 1 WHERE seq = 1").await;
     assert!(verify().status.success());
+    // Balances read running totals: a total edited to grant free credit is detected too.
+    run_sql("UPDATE ledger_totals SET amount_nanos = amount_nanos + 1000000000").await;
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("running totals BROKEN"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run_sql("UPDATE ledger_totals SET amount_nanos = amount_nanos - 1000000000").await;
+    assert!(verify().status.success());
     run_sql("DELETE FROM ledger WHERE seq = 1").await;
     let out = verify();
     assert_eq!(

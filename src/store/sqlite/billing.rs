@@ -193,6 +193,16 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn ledger_totals(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as(
+                "SELECT billing_id, amount_nanos FROM ledger_totals ORDER BY billing_id",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
     /// Every account's balance: ledger total minus usage not yet posted.
     pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
