@@ -2,8 +2,6 @@
 //! usage posting from the per-account sums of unposted usage, balances and key spend for
 //! the budget tracker.
 
-use std::collections::BTreeMap;
-
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -145,31 +143,30 @@ impl SqliteStore {
             // Usage an erasure moved to the account's tombstone is billed to it (its id is
             // the billing id); a record that lands after its account was erased (a stream
             // still running then) is billed to `erased` rather than lost.
+            // One row per account: grouping them by billing id in SQL is cheap now.
             let rows = sqlx::query(
                 "SELECT COALESCE(a.billing_id, CASE WHEN a.status = 'deleted' THEN a.id END, 'erased') AS billing_id,
-                        p.cost_nanos AS cost, p.requests AS n
-                 FROM usage_unposted p LEFT JOIN accounts a ON a.id = p.account_id",
+                        SUM(p.cost_nanos) AS cost, SUM(p.requests) AS n
+                 FROM usage_unposted p LEFT JOIN accounts a ON a.id = p.account_id
+                 GROUP BY 1 ORDER BY 1",
             )
             .fetch_all(&mut *c)
             .await?;
             if rows.is_empty() {
                 return Ok(0);
             }
-            let mut per_billing: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-            for row in &rows {
-                let entry = per_billing.entry(row.try_get("billing_id")?).or_default();
-                entry.0 += row.try_get::<i64, _>("cost")?;
-                entry.1 += row.try_get::<i64, _>("n")?;
-            }
             let now = now_ms();
             let mut posted = 0;
-            for (billing_id, (cost, n)) in &per_billing {
-                if *cost == 0 {
+            for row in &rows {
+                let cost: i64 = row.try_get("cost")?;
+                let n: i64 = row.try_get("n")?;
+                if cost == 0 {
                     continue;
                 }
+                let billing_id: String = row.try_get("billing_id")?;
                 append(
                     c,
-                    billing_id,
+                    &billing_id,
                     "usage",
                     -cost,
                     Some((since, now)),
