@@ -376,15 +376,16 @@ async fn request_costs_rollups_and_ledger_debits_always_agree() {
     assert!(instagen::billing::ledger::verify(&app.store.ledger(None, 0).await.unwrap()).is_ok());
 }
 
-/// Usage is posted to the ledger per billing id, summed over the unposted records; a record
-/// whose account no longer exists (it landed after the account was erased) is posted under
-/// `erased`, never dropped.
-#[tokio::test]
-async fn posting_sums_each_account_and_bills_records_of_erased_accounts_to_erased() {
-    let app = TestApp::spawn().await;
+/// A served chat request's usage record under `app`'s key, billed to `account`.
+fn charge(
+    app: &TestApp,
+    request_id: &str,
+    account: &str,
+    cost: i64,
+) -> instagen::usage::UsageRecord {
     let now = instagen::time::now_ms();
-    let record = |i: usize, account: &str, cost: i64| instagen::usage::UsageRecord {
-        request_id: format!("req_post_{i}"),
+    instagen::usage::UsageRecord {
+        request_id: request_id.to_owned(),
         account_id: account.to_owned(),
         key_id: app.key_id.clone(),
         endpoint: "chat.completions".into(),
@@ -393,7 +394,17 @@ async fn posting_sums_each_account_and_bills_records_of_erased_accounts_to_erase
         status: 200,
         cost_nanos: cost,
         ..Default::default()
-    };
+    }
+}
+
+/// Usage is posted to the ledger per billing id, summed over the unposted records; a record
+/// whose account no longer exists (it landed after the account was erased) is posted under
+/// `erased`, never dropped.
+#[tokio::test]
+async fn posting_sums_each_account_and_bills_records_of_erased_accounts_to_erased() {
+    let app = TestApp::spawn().await;
+    let record =
+        |i: usize, account: &str, cost: i64| charge(&app, &format!("req_post_{i}"), account, cost);
     let batch = vec![
         record(0, &app.account_id, 1_000),
         record(1, "acct_gone_a", 300),
@@ -430,18 +441,8 @@ async fn posting_sums_each_account_and_bills_records_of_erased_accounts_to_erase
 async fn unposted_usage_is_summed_once_per_record_and_survives_erasure_under_the_tombstone() {
     let app = TestApp::spawn().await;
     let account = app.store.account(&app.account_id).await.unwrap();
-    let now = instagen::time::now_ms();
-    let record = |i: usize, cost: i64| instagen::usage::UsageRecord {
-        request_id: format!("req_unposted_{i}"),
-        account_id: app.account_id.clone(),
-        key_id: app.key_id.clone(),
-        endpoint: "chat.completions".into(),
-        started_ms: now,
-        finished_ms: now,
-        status: 200,
-        cost_nanos: cost,
-        ..Default::default()
-    };
+    let record =
+        |i: usize, cost: i64| charge(&app, &format!("req_unposted_{i}"), &app.account_id, cost);
     let batch = vec![record(0, 400), record(1, 300)];
     assert_eq!(app.store.insert_usage(&batch).await.unwrap(), 2);
     // A journal replay of the same batch inserts nothing and adds nothing.
