@@ -4,7 +4,8 @@
 //! 1. `request_context` — assigns the request id and start instant, adds `x-request-id`
 //!    and `Cache-Control: no-store` to every response, and logs the outcome (status and
 //!    error kind only: never a body, a header value or a raw path).
-//! 2. the route handler — `/v1/*` authenticate (in-memory), reserve a usage slot, read
+//! 2. `catch_panic` — a handler's panic becomes a 500 in the API's shape.
+//! 3. the route handler — `/v1/*` authenticate (in-memory), reserve a usage slot, read
 //!    the body (size-limited), then call the gateway.
 //!
 //! Errors become responses in `error.rs`; nothing else writes error bodies.
@@ -19,8 +20,9 @@ use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::FutureExt;
 
 use crate::api;
 use crate::billing::budget::Budgets;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub usage: UsageSink,
     pub store: Store,
     pub max_body_bytes: usize,
+    /// Largest request head (request target and headers) answered normally; past it, 431.
+    pub max_header_bytes: usize,
     pub limits: Arc<Limiter>,
     /// False while the store is unreachable (set by the key refresh loop).
     pub store_up: Arc<std::sync::atomic::AtomicBool>,
@@ -134,7 +138,27 @@ async fn request_context(
         _ => "unmatched",
     };
     req.extensions_mut().insert(ctx.clone());
-    let mut response = next.run(req).await;
+    let head_bytes = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    let mut response = if head_bytes > state.max_header_bytes {
+        let limit = state.max_header_bytes;
+        if req.uri().path().starts_with("/v1/") {
+            crate::error::ApiError::HeadersTooLarge { limit }.into_response()
+        } else {
+            crate::api::manage::MgmtError::new(
+                axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!("the request's headers exceed the limit of {limit} bytes"),
+            )
+            .into_response()
+        }
+    } else {
+        next.run(req).await
+    };
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.id) {
         headers.insert(X_REQUEST_ID.clone(), v);
@@ -167,6 +191,28 @@ async fn request_context(
     response
 }
 
+/// A panic in a handler is a bug, never a dropped connection: the client gets a 500 in its
+/// API's shape (`request_context`, outside this layer, adds the request id and logs it),
+/// and the log says a handler panicked. The panic hook never logs the message, which
+/// could quote a request.
+async fn catch_panic(req: Request, next: Next) -> Response {
+    let openai = req.uri().path().starts_with("/v1/");
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("handler panicked; answered 500");
+            if openai {
+                crate::error::ApiError::Internal.into_response()
+            } else {
+                crate::api::manage::internal_error()
+            }
+        }
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/models", get(api::openai::models))
@@ -185,6 +231,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state.clone())
+        .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn_with_state(state, request_context))
 }
 
@@ -193,4 +240,47 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(api::metrics))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_its_apis_shape() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let app = Router::new()
+            .route("/v1/chat/completions", get(boom))
+            .route("/api/v1/x", get(boom))
+            .layer(middleware::from_fn(catch_panic));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        let v1 = client
+            .get(format!("http://{addr}/v1/chat/completions"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(v1.status(), 500);
+        let body: serde_json::Value = v1.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "server_error", "{body}");
+        let api = client
+            .get(format!("http://{addr}/api/v1/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status(), 500);
+        let body: serde_json::Value = api.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        // The server lives on after both.
+        let again = client
+            .get(format!("http://{addr}/api/v1/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 500);
+    }
 }

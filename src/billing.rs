@@ -7,7 +7,7 @@ pub mod budget;
 pub mod ledger;
 mod money;
 
-pub use money::{Money, Price, cost_of};
+pub use money::{MAX_PRICE_NANOS_PER_MTOK, Money, Price, cost_of};
 
 /// A model's prices over time: a base price and scheduled changes, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,8 +37,9 @@ pub struct Prices {
 }
 
 impl Prices {
-    /// What `input`/`cached`/`output` tokens cost under these prices, rounded up once.
-    pub fn cost(&self, input: u64, cached: u64, output: u64) -> Money {
+    /// What `input`/`cached`/`output` tokens cost under these prices, rounded up once;
+    /// `None` if it would not fit in `i64` nano-dollars.
+    pub fn cost(&self, input: u64, cached: u64, output: u64) -> Option<Money> {
         cost_of(
             input,
             cached,

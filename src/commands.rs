@@ -244,6 +244,23 @@ pub(crate) enum UsageCmd {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Usage records the store refused, set aside in this instance's data dir.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum QuarantineCmd {
+    /// The quarantined records (metadata only) with the reason each was refused.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes every quarantined record again; those still refused stay quarantined.
+    Retry {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -309,7 +326,12 @@ fn read_password(arg: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-pub async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> anyhow::Result<()> {
+pub async fn run_admin(
+    command: Command,
+    store: &Store,
+    hasher: &KeyHasher,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
     let cli = Actor::cli();
     match command {
         Command::Serve => {}
@@ -510,9 +532,16 @@ pub async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> a
                     (false, Some(a)) => (Some(store.account_by_name(&a).await?.id), role),
                     _ => anyhow::bail!("give either --account NAME or --operator"),
                 };
-                let t =
-                    admin::create_token(store, hasher, &cli, account_id.as_deref(), &role, &name)
-                        .await?;
+                let t = admin::create_token(
+                    store,
+                    hasher,
+                    &cli,
+                    account_id.as_deref(),
+                    &role,
+                    &name,
+                    None,
+                )
+                .await?;
                 show(json, &t, |t| {
                     format!(
                         "created token {} ({})\nsecret (shown once): {}",
@@ -640,6 +669,40 @@ pub async fn run_admin(command: Command, store: &Store, hasher: &KeyHasher) -> a
             }
             if format == Format::Json {
                 out.write_all(b"\n")?;
+            }
+        }
+        Command::Usage(UsageCmd::Quarantine(cmd)) => {
+            let quarantine = instagen::usage::Quarantine::new(data_dir);
+            match cmd {
+                QuarantineCmd::List { json } => {
+                    let entries = quarantine.list()?;
+                    show(json, &entries, |list| {
+                        if list.is_empty() {
+                            return "no quarantined usage records".to_owned();
+                        }
+                        list.iter()
+                            .map(|e| {
+                                format!(
+                                    "{}\t{}\t{}\t{}",
+                                    time::format_rfc3339(e.quarantined_ms),
+                                    e.record.request_id,
+                                    e.record.account_id,
+                                    e.reason
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })?;
+                }
+                QuarantineCmd::Retry { json } => {
+                    let outcome = quarantine.retry(store).await?;
+                    show(json, &outcome, |o| {
+                        format!(
+                            "retried {}: {} inserted, {} still quarantined",
+                            o.retried, o.inserted, o.still_quarantined
+                        )
+                    })?;
+                }
             }
         }
         Command::Usage(UsageCmd::Summary(args)) => {

@@ -89,6 +89,13 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// A request body must arrive within this long, plus one second for every
+    /// `body_min_bytes_per_sec` received (a stalled or trickling body gets 408).
+    pub body_timeout_ms: u64,
+    /// The slowest rate a large body may arrive at (see `body_timeout_ms`).
+    pub body_min_bytes_per_sec: u64,
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN); SIGHUP reloads the files.
     pub tls: Option<TlsConfig>,
     /// Mark session cookies `Secure` (on by itself with `tls`; set it behind a TLS proxy).
@@ -124,6 +131,9 @@ impl Default for ServerConfig {
             worker_threads: 0,
             header_read_timeout_ms: 10_000,
             max_connections: 20_000,
+            body_timeout_ms: 30_000,
+            body_min_bytes_per_sec: 64 * 1024,
+            max_header_bytes: 64 * 1024,
             tls: None,
             secure_cookies: false,
             metrics_listen: None,
@@ -528,6 +538,11 @@ pub struct ModelConfig {
     /// Context window in tokens, shown in `GET /v1/models` when set.
     #[serde(default)]
     pub context_length: Option<u64>,
+    /// The most input or output tokens an upstream may report for one request; larger
+    /// counts are not billed (our own count is) and are logged with the provider. Defaults
+    /// to four times `context_length`, else 10^9 (the hard cap).
+    #[serde(default)]
+    pub max_reported_tokens: Option<u64>,
     /// Scheduled price changes: each applies from its `effective_from` on. Records keep the
     /// cost computed when they were served, so history is never rewritten.
     #[serde(default)]
@@ -554,6 +569,14 @@ fn default_weight() -> u32 {
 }
 
 impl ModelConfig {
+    /// The most tokens of one kind an upstream may report for one request of this model.
+    pub fn token_bound(&self) -> u64 {
+        let hard = crate::usage::MAX_TOKENS_PER_REQUEST;
+        self.max_reported_tokens
+            .or_else(|| self.context_length.map(|c| c.saturating_mul(4)))
+            .map_or(hard, |n| n.clamp(1, hard))
+    }
+
     /// The model's routes, whichever form the config used.
     pub fn route_list(&self) -> Vec<RouteConfig> {
         let mut routes = self.routes.clone();
@@ -644,6 +667,7 @@ impl Config {
             output_usd_per_mtok: Price::from_nanos_per_mtok(0),
             cached_input_usd_per_mtok: None,
             context_length: Some(default_context_length() as u64),
+            max_reported_tokens: None,
             price_changes: Vec::new(),
         });
         EmbeddedDefault::Serving(path)

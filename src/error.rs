@@ -21,6 +21,12 @@ pub enum ApiError {
     BodyTooLarge {
         limit: usize,
     },
+    /// The body stalled or trickled past its time (`server.body_timeout_ms`).
+    BodyTimeout,
+    /// The request head is over `server.max_header_bytes`.
+    HeadersTooLarge {
+        limit: usize,
+    },
     Key(KeyError),
     ModelNotFound(String),
     ModelNotAllowed(String),
@@ -94,6 +100,18 @@ impl ApiError {
                 "body_too_large",
                 "invalid_request_error",
                 Some("request_too_large"),
+            ),
+            E::BodyTimeout => s(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "invalid_request_error",
+                Some("request_timeout"),
+            ),
+            E::HeadersTooLarge { .. } => s(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "invalid_request_error",
+                Some("request_header_fields_too_large"),
             ),
             E::Key(k) => s(
                 StatusCode::UNAUTHORIZED,
@@ -235,23 +253,34 @@ impl ApiError {
             ApiError::BodyTooLarge { limit } => {
                 format!("the request body exceeds the limit of {limit} bytes")
             }
-            ApiError::Key(k) => format!("{k}"),
-            ApiError::ModelNotFound(m) => {
-                format!("The model `{m}` does not exist or you do not have access to it.")
+            ApiError::BodyTimeout => {
+                "the request body did not arrive in time; the connection is closed".to_owned()
             }
-            ApiError::ModelNotAllowed(m) => format!("this access key may not use the model `{m}`"),
+            ApiError::HeadersTooLarge { limit } => {
+                format!("the request's headers exceed the limit of {limit} bytes")
+            }
+            ApiError::Key(k) => format!("{k}"),
+            ApiError::ModelNotFound(m) => format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                echo(m)
+            ),
+            ApiError::ModelNotAllowed(m) => {
+                format!("this access key may not use the model `{}`", echo(m))
+            }
             ApiError::Quota(BudgetError::BalanceExhausted) => {
                 "your account's prepaid balance cannot cover this request; add credit".to_owned()
             }
             ApiError::Quota(BudgetError::KeyLimitReached) => {
                 "this access key has reached its spend limit for the period".to_owned()
             }
-            ApiError::RegionRestricted(m) => {
-                format!("no provider of `{m}` is in a region this access key may use")
-            }
-            ApiError::NoRoute(m) => {
-                format!("no healthy route can serve `{m}` right now; retry shortly")
-            }
+            ApiError::RegionRestricted(m) => format!(
+                "no provider of `{}` is in a region this access key may use",
+                echo(m)
+            ),
+            ApiError::NoRoute(m) => format!(
+                "no healthy route can serve `{}` right now; retry shortly",
+                echo(m)
+            ),
             ApiError::QueueFull => "the server is overloaded; retry shortly".to_owned(),
             ApiError::StoreUnavailable => {
                 "the service's database is unreachable; retry shortly".to_owned()
@@ -290,6 +319,20 @@ impl ApiError {
     }
 }
 
+/// A client-sent name (a model id) as errors echo it: at most 64 bytes, cut on a
+/// character boundary, so a megabyte of `model` is never sent back.
+fn echo(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 64;
+    if text.len() <= MAX {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let shape = self.shape();
@@ -310,6 +353,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, ApiError::BodyTimeout) {
+            // The rest of a stalled body may never come: the connection is not reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response.extensions_mut().insert(ErrorKind(shape.kind));
         response

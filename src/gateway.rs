@@ -72,6 +72,9 @@ pub struct Route {
     pub targets: Vec<Arc<routing::Target>>,
     pub prices: PriceSchedule,
     pub context_length: Option<u64>,
+    /// The most tokens of one kind an upstream may report for one request of this model;
+    /// a larger count is not billed (our own count is) and is reported to operators.
+    pub token_bound: u64,
     /// Caps failovers so a failing fleet is not hammered.
     retries: routing::RetryBudget,
 }
@@ -189,6 +192,7 @@ impl Gateway {
                     targets,
                     prices,
                     context_length: m.context_length,
+                    token_bound: m.token_bound(),
                     retries: routing::RetryBudget::default(),
                 }),
             );
@@ -341,14 +345,20 @@ impl Gateway {
         // Reserve an upper estimate before any upstream call; settled to the exact cost.
         let output = match endpoint {
             Endpoint::Embeddings => 0,
-            _ => request.max_tokens().unwrap_or(reserve_output_tokens),
+            _ => request
+                .max_tokens()
+                .unwrap_or(reserve_output_tokens)
+                .min(route.token_bound),
         };
         // Text is ~3 bytes a token; an uploaded file is not text and is not counted.
         let input = match endpoint {
             Endpoint::Transcriptions => 16,
             _ => body.len() as u64 / 3 + 16,
         };
-        let estimate = prices.cost(input, 0, output).nanos();
+        // Bounded counts at capped prices always fit; over-reserving is the safe side anyway.
+        let estimate = prices
+            .cost(input, 0, output)
+            .map_or(i64::MAX, |m| m.nanos());
         let reservation = budgets
             .reserve(
                 &key.account_id,
@@ -420,6 +430,7 @@ impl Gateway {
                 idle_timeout: target.provider.idle_timeout(),
                 in_flight,
                 translator: target.provider.stream_translator(),
+                token_bound: route.token_bound,
             };
             return Ok((Answer::Stream(Box::new(parts)), route.model_id.clone()));
         }
@@ -435,9 +446,12 @@ impl Gateway {
         let usage = serde_json::from_slice::<UsageOnly>(&json)
             .ok()
             .and_then(|u| u.usage);
-        let counts = match usage {
-            Some(u) if u.prompt_tokens.is_some() => u.counts(),
-            _ => TokenCounts {
+        let reported = usage
+            .filter(|u| u.prompt_tokens.is_some())
+            .and_then(|u| meter.admit_reported(u.counts(), route.token_bound));
+        let counts = match reported {
+            Some(counts) => counts,
+            None => TokenCounts {
                 input: tokens::estimate_input(endpoint, body),
                 cached_input: 0,
                 output: match endpoint {
@@ -468,4 +482,6 @@ pub(crate) struct StreamParts {
     in_flight: routing::InFlight,
     /// Set when the provider streams another wire format than OpenAI's.
     translator: Option<provider::StreamTranslator>,
+    /// The route's bound on reported token counts.
+    token_bound: u64,
 }

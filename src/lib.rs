@@ -15,6 +15,7 @@
 //! - [`store`]: persistence behind one enum (SQLite today).
 //! - [`admin`]: account/key/usage operations shared by the CLI.
 //! - [`console`]: the web console at `/console`, its assets compiled in.
+//! - [`files`]: the data dir and the files in it are private to the server's user.
 //! - [`tls`]: HTTPS with rustls; the certificate reloads on SIGHUP.
 //! - [`telemetry`]: what may be logged, and how.
 //!
@@ -31,6 +32,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod gateway;
 pub mod keys;
 pub mod limits;
@@ -83,7 +85,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+    files::private_dir(&config.server.data_dir).with_context(|| {
         format!(
             "cannot create data dir {}",
             config.server.data_dir.display()
@@ -96,18 +98,33 @@ pub async fn run(
         (None, None) => None,
     };
 
-    // Replay what a crash left in the journal before taking traffic.
+    let metrics = Arc::new(telemetry::metrics::Metrics::default());
+    // Replay what a crash left in the journal before taking traffic. A record the store
+    // refuses goes to the quarantine; only a store that cannot be reached stops the start.
+    let quarantine = Arc::new(usage::Quarantine::new(&config.server.data_dir));
     let journal = if config.usage.journal {
         let (journal, recovered) = Journal::open(&config.server.data_dir.join("journal"))
             .context("cannot open the usage journal")?;
         if !recovered.records.is_empty() {
-            let inserted = store
-                .insert_usage(&recovered.records)
+            let written = usage::insert_isolating(&store, &recovered.records)
                 .await
                 .context("cannot replay the usage journal")?;
+            let set_aside = written.set_aside(&recovered.records);
+            metrics.quarantined(set_aside.len() as u64);
+            quarantine
+                .add(&set_aside)
+                .context("cannot write the usage quarantine")?;
+            if !set_aside.is_empty() {
+                tracing::error!(
+                    quarantined = set_aside.len(),
+                    file = %quarantine.path().display(),
+                    "journal records refused by the store were quarantined (instagen usage quarantine list)"
+                );
+            }
             tracing::info!(
                 found = recovered.records.len(),
-                inserted,
+                inserted = written.inserted,
+                quarantined = set_aside.len(),
                 "replayed usage journal"
             );
         }
@@ -125,7 +142,6 @@ pub async fn run(
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let store_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let metrics = Arc::new(telemetry::metrics::Metrics::default());
     let catalog = Arc::new(
         gateway::catalog::Catalog::load(
             config.providers.clone(),
@@ -152,6 +168,7 @@ pub async fn run(
         usage::Observers {
             budgets: Some(budgets.clone()),
             metrics: Some(metrics.clone()),
+            quarantine: Some(quarantine.clone()),
         },
         stop.clone(),
     );
@@ -287,6 +304,7 @@ pub async fn run(
         usage: UsageSink::new(tx, journal),
         store: store.clone(),
         max_body_bytes: config.server.max_body_bytes,
+        max_header_bytes: config.server.max_header_bytes,
         limits: limiter,
         client_ip_header,
         store_up,
@@ -326,6 +344,13 @@ pub async fn run(
             router,
             serve::ConnLimits {
                 header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+                body_pace: serve::BodyPace {
+                    timeout: Duration::from_millis(config.server.body_timeout_ms),
+                    min_bytes_per_sec: config.server.body_min_bytes_per_sec,
+                },
+                // hyper refuses heads past twice the cap with a bare 431; between the
+                // cap and that, the handlers answer 431 in the API's shape.
+                max_header_bytes: config.server.max_header_bytes.saturating_mul(2),
                 max_connections: config.server.max_connections,
                 tls: tls_acceptor,
             },

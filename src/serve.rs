@@ -26,6 +26,10 @@ use tower_service::Service;
 #[derive(Clone)]
 pub struct ConnLimits {
     pub header_read_timeout: Duration,
+    /// How a request body must arrive: see [`BodyPace`].
+    pub body_pace: BodyPace,
+    /// Largest request head hyper will buffer (the handlers answer 431 past half of it).
+    pub max_header_bytes: usize,
     pub max_connections: usize,
     /// Serve HTTPS with this acceptor (HTTP/2 or HTTP/1.1 by ALPN).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -43,10 +47,12 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
@@ -76,16 +82,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (builder, router, watcher) = (builder.clone(), router.clone(), graceful.watcher());
-        let active = active.clone();
+        let (active, pace) = (active.clone(), limits.body_pace);
         let (tls, handshake_timeout) = (limits.tls.clone(), limits.header_read_timeout);
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(&builder, stream, router, addr, watcher, active).await,
+                None => serve_conn(&builder, stream, router, addr, watcher, active, pace).await,
                 Some(acceptor) => {
                     // The handshake is bounded like the headers are.
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            serve_conn(&builder, tls, router, addr, watcher, active).await;
+                            serve_conn(&builder, tls, router, addr, watcher, active, pace).await;
                         }
                         _ => tracing::debug!("TLS handshake failed or timed out"),
                     }
@@ -175,6 +181,7 @@ async fn serve_conn<I>(
     addr: std::net::SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
     active: Arc<Active>,
+    pace: BodyPace,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -185,7 +192,7 @@ async fn serve_conn<I>(
         let guard = active.enter();
         async move {
             let response = router
-                .call(req.map(axum::body::Body::new))
+                .call(req.map(|body| axum::body::Body::new(PacedBody::new(body, pace))))
                 .await
                 .unwrap_or_else(|never| match never {});
             Ok::<_, Infallible>(response.map(|inner| Tracked {
@@ -196,4 +203,100 @@ async fn serve_conn<I>(
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let _ = watcher.watch(conn.into_owned()).await;
+}
+
+/// How fast a request body must arrive: all of it within `timeout` plus one second for
+/// every `min_bytes_per_sec` received, so a small body gets `timeout` and a large upload
+/// must keep a minimum rate. A body that stalls or trickles past that fails with
+/// [`BodyTimedOut`], which the handlers answer with 408 and a closed connection.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyPace {
+    pub timeout: Duration,
+    pub min_bytes_per_sec: u64,
+}
+
+/// The request body did not arrive in time (see [`BodyPace`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+impl BodyTimedOut {
+    /// Whether a body read error was this timeout.
+    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut e = Some(error);
+        while let Some(err) = e {
+            if err.is::<BodyTimedOut>() {
+                return true;
+            }
+            e = err.source();
+        }
+        false
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body held to its [`BodyPace`]; the timer starts when the body is first read.
+    struct PacedBody {
+        #[pin]
+        inner: Incoming,
+        pace: BodyPace,
+        received: u64,
+        started: Option<tokio::time::Instant>,
+        #[pin]
+        deadline: tokio::time::Sleep,
+    }
+}
+
+impl PacedBody {
+    fn new(inner: Incoming, pace: BodyPace) -> Self {
+        Self {
+            inner,
+            pace,
+            received: 0,
+            started: None,
+            deadline: tokio::time::sleep(pace.timeout),
+        }
+    }
+}
+
+impl http_body::Body for PacedBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let mut this = self.project();
+        let started = *this.started.get_or_insert_with(tokio::time::Instant::now);
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.received += data.len() as u64;
+                    let earned = Duration::from_secs_f64(
+                        *this.received as f64 / this.pace.min_bytes_per_sec.max(1) as f64,
+                    );
+                    this.deadline
+                        .as_mut()
+                        .reset(started + this.pace.timeout + earned);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.deadline.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -26,11 +26,45 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("{0}")]
     Invalid(String),
+    /// Removing or demoting this member would leave the account without an owner.
+    #[error("an account must keep at least one owner: make another member an owner first")]
+    LastOwner,
     /// Still referenced (e.g. a provider some model routes to).
     #[error("{0}")]
     InUse(String),
     #[error("cannot prepare the store: {0}")]
     Setup(String),
+}
+
+impl StoreError {
+    /// Whether the store refused the data itself (a value out of range, a constraint, an
+    /// overflowing sum), so retrying the same rows cannot help; connection, lock and I/O
+    /// failures are not. SQLite codes are numeric, PostgreSQL's are SQLSTATEs: classes 22
+    /// (data exception) and 23 (integrity constraint).
+    pub fn is_data_error(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Encode(_) => true,
+            sqlx::Error::Database(d) => {
+                let Some(code) = d.code() else { return false };
+                if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    return code.starts_with("22") || code.starts_with("23");
+                }
+                // SQLITE_ERROR with SUM()'s overflow; CONSTRAINT (trigger RAISE included),
+                // TOOBIG, MISMATCH, RANGE.
+                match code.parse::<u32>().map(|c| c & 0xff) {
+                    Ok(1) => d.message().contains("integer overflow"),
+                    Ok(18 | 19 | 20 | 25) => true,
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
 }
 
 macro_rules! dispatch {
@@ -164,6 +198,16 @@ impl Store {
         user_id: &str,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.remove_membership(account_id, user_id).await)
+    }
+    /// Revokes a member's tokens in the account (those above `keep_up_to`, or all) and
+    /// their sessions; returns how many tokens were revoked.
+    pub async fn revoke_member_credentials(
+        &self,
+        account_id: &str,
+        user_id: &str,
+        keep_up_to: Option<Role>,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.revoke_member_credentials(account_id, user_id, keep_up_to).await)
     }
     pub async fn role_of(
         &self,

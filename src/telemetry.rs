@@ -23,6 +23,21 @@ const CAPPED: &[&str] = &[
     "axum",
 ];
 
+/// Panics are logged with their location only: the default hook prints the message,
+/// which may quote whatever input triggered it (a query string, a body).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            location,
+            "panic (message withheld: it may quote request input)"
+        );
+    }));
+}
+
 /// Builds the filter: our level for InstaGen, at most `info` for the capped crates.
 pub fn filter(level: &str) -> EnvFilter {
     let mut directives = level.to_owned();
@@ -34,6 +49,7 @@ pub fn filter(level: &str) -> EnvFilter {
 
 /// Installs the global subscriber writing to stderr. Safe to call more than once.
 pub fn init(config: &LogConfig) {
+    install_panic_hook();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(&config.level))
         .with_writer(std::io::stderr)

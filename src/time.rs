@@ -1,6 +1,7 @@
 //! Wall-clock helpers: epoch milliseconds and RFC 3339 parsing/formatting (UTC).
 //!
-//! Kept tiny and dependency-free; the store keeps every timestamp as i64 epoch-ms.
+//! Parsing is `jiff`'s (strict RFC 3339 and calendar rules); formatting and month starts
+//! are small exact integer arithmetic. The store keeps every timestamp as i64 epoch-ms.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -62,61 +63,30 @@ pub fn format_rfc3339(ms: i64) -> String {
     )
 }
 
-/// Parses `YYYY-MM-DD`, or RFC 3339 `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, into epoch-ms.
+/// Parses `YYYY-MM-DD` (midnight UTC), or an RFC 3339 timestamp with an offset
+/// (`2026-11-24T08:00:00Z`, `…+02:00`, fractions allowed), into epoch-ms.
+///
+/// Parsed by `jiff`: invalid calendar dates (`2026-02-31`), offsets past ±25:59 and
+/// anything else malformed are errors, never a panic or a silently shifted instant.
 pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
-    let bad = || format!("`{text}` is not an RFC 3339 timestamp (e.g. 2026-11-24T08:00:00Z)");
     let t = text.trim();
-    let num = |s: &str| -> Result<i64, String> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        s.parse::<i64>().map_err(|_| bad())
+    let bad = || {
+        "must be an RFC 3339 timestamp with an offset (2026-11-24T08:00:00Z) or a date (2026-11-24)"
+            .to_owned()
     };
-    let date = t.get(..10).ok_or_else(bad)?;
-    let (y, m, d) = (
-        num(date.get(0..4).ok_or_else(bad)?)?,
-        num(date.get(5..7).ok_or_else(bad)?)?,
-        num(date.get(8..10).ok_or_else(bad)?)?,
-    );
-    if date.as_bytes()[4] != b'-'
-        || date.as_bytes()[7] != b'-'
-        || !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-    {
+    if t.len() > 64 {
         return Err(bad());
     }
-    let days = days_from_civil(y, m, d);
     if t.len() == 10 {
-        return Ok(days * 86_400_000);
+        let date: jiff::civil::Date = t.parse().map_err(|_| bad())?;
+        let ts = date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_err(|_| bad())?
+            .timestamp();
+        return Ok(ts.as_millisecond());
     }
-    let rest = &t[10..];
-    let rest = rest.strip_prefix(['T', 't', ' ']).ok_or_else(bad)?;
-    let (hh, mm, ss) = (
-        num(rest.get(0..2).ok_or_else(bad)?)?,
-        num(rest.get(3..5).ok_or_else(bad)?)?,
-        num(rest.get(6..8).ok_or_else(bad)?)?,
-    );
-    if hh > 23 || mm > 59 || ss > 60 {
-        return Err(bad());
-    }
-    let mut rest = rest.get(8..).ok_or_else(bad)?;
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        let f = &frac[..digits];
-        let padded: String = f.chars().chain("000".chars()).take(3).collect();
-        millis = num(&padded)?;
-        rest = &frac[digits..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (num(&rest[1..3])? * 60 + num(&rest[4..6])?)
-        }
-        _ => return Err(bad()),
-    };
-    Ok(((days * 86_400 + hh * 3600 + mm * 60 + ss) - offset_min * 60) * 1000 + millis)
+    let ts: jiff::Timestamp = t.parse().map_err(|_| bad())?;
+    Ok(ts.as_millisecond())
 }
 
 #[cfg(test)]
@@ -131,5 +101,41 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00").unwrap(), 0);
         assert!(parse_rfc3339("yesterday").is_err());
         assert!(parse_rfc3339("2026-13-01").is_err());
+    }
+
+    #[test]
+    fn impossible_dates_and_offsets_are_errors_not_panics() {
+        for bad in [
+            "2026-02-31",
+            "2026-01-01T00:00:00+99:99",
+            "2026-01-01T00:00:00+12é0",
+            "2026-01-01T25:00:00Z",
+            "2026-01-01T00:00:00",
+            "ééééééééééé",
+            "2026-01-01Té",
+            "",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-01-01T12:00:00+12:00").unwrap(),
+            parse_rfc3339("2026-01-01").unwrap()
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T08:15:30.250Z").unwrap() % 1000,
+            250
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_errs_without_panicking(s in "\\PC{0,40}") {
+            let _ = parse_rfc3339(&s);
+        }
+
+        #[test]
+        fn formatted_instants_parse_back(ms in 0i64..253_402_300_799_999) {
+            proptest::prop_assert_eq!(parse_rfc3339(&format_rfc3339(ms)).unwrap(), ms);
+        }
     }
 }

@@ -12,6 +12,7 @@
 pub mod export;
 mod journal;
 mod meter;
+pub mod quarantine;
 pub mod tokens;
 mod writer;
 
@@ -22,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use journal::Journal;
-pub use meter::{Meter, TokenCounts};
+pub use meter::{MAX_TOKENS_PER_REQUEST, Meter, TokenCounts};
+pub use quarantine::{Quarantine, Quarantined, insert_isolating};
 pub use writer::{Observers, spawn_writer};
 
 /// One request's metadata as stored. Field names are the export's column names.

@@ -50,6 +50,9 @@ pub struct Script {
     pub reply: Vec<String>,
     /// Reported `prompt_tokens_details.cached_tokens`, when set.
     pub cached_tokens: Option<u64>,
+    /// Report these (prompt, completion) token counts instead of the real ones, as a
+    /// broken or hostile upstream might.
+    pub reported_tokens: Option<(u64, u64)>,
     /// Add a `Retry-After` header (seconds) to an error response.
     pub retry_after: Option<u64>,
     /// Replay these exact SSE bytes as the stream (e.g. a real engine's capture).
@@ -70,6 +73,7 @@ impl Default for Script {
             echo_body_in_error: false,
             reply: words("Hello from the mock upstream."),
             cached_tokens: None,
+            reported_tokens: None,
             retry_after: None,
             raw_sse: None,
             tool_call: None,
@@ -339,10 +343,13 @@ fn count_words(value: &Value) -> u64 {
 }
 
 fn usage(script: &Script, prompt_tokens: u64, completion_tokens: u64) -> Value {
+    let (prompt_tokens, completion_tokens) = script
+        .reported_tokens
+        .unwrap_or((prompt_tokens, completion_tokens));
     let mut u = json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+        "total_tokens": prompt_tokens.saturating_add(completion_tokens),
     });
     if let Some(cached) = script.cached_tokens {
         u["prompt_tokens_details"] = json!({"cached_tokens": cached});

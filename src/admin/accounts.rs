@@ -172,8 +172,15 @@ pub async fn add_member(
         },
         Err(e) => return Err(e),
     };
+    let before = store.role_of(account_id, &user.id).await?;
     store.set_membership(account_id, &user.id, role).await?;
     audit(store, actor, Some(account_id), "member.set", Some(&user.id)).await;
+    // Credentials derive from the membership: a demotion revokes what it no longer allows.
+    if before.is_some_and(|b| role < b) {
+        store
+            .revoke_member_credentials(account_id, &user.id, Some(role))
+            .await?;
+    }
     store
         .members(account_id)
         .await?
@@ -189,6 +196,10 @@ pub async fn remove_member(
     user_id: &str,
 ) -> Result<(), StoreError> {
     store.remove_membership(account_id, user_id).await?;
+    // Every credential derived from the membership dies with it.
+    store
+        .revoke_member_credentials(account_id, user_id, None)
+        .await?;
     audit(
         store,
         actor,

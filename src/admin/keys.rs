@@ -159,6 +159,7 @@ pub async fn create_token(
     account_id: Option<&str>,
     role: &str,
     name: &str,
+    created_by: Option<&str>,
 ) -> Result<CreatedToken, StoreError> {
     let name = check_name("name", name, 128)?;
     match (account_id, role) {
@@ -176,14 +177,7 @@ pub async fn create_token(
         .generate_token()
         .map_err(|e| StoreError::Setup(e.to_string()))?;
     store
-        .insert_token(
-            &token.id,
-            account_id,
-            role,
-            &name,
-            &token.hash,
-            actor.id.as_deref(),
-        )
+        .insert_token(&token.id, account_id, role, &name, &token.hash, created_by)
         .await?;
     audit(store, actor, account_id, "token.create", Some(&token.id)).await;
     Ok(CreatedToken {

@@ -24,7 +24,7 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 
 pub use auth::{CSRF_HEADER, Principal, SESSION_COOKIE};
-pub use error::MgmtError;
+pub use error::{Body, MgmtError};
 pub use openapi::{ROUTES, RouteDoc, document};
 
 use crate::app::AppState;
@@ -124,4 +124,15 @@ pub fn router() -> Router<Arc<AppState>> {
             &format!("{acct}/security-events"),
             get(tokens::security_events),
         )
+}
+
+/// The 500 a panicking management or console handler answers with (see `app::catch_panic`).
+pub fn internal_error() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    MgmtError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; the x-request-id header identifies it in the server's log",
+    )
+    .into_response()
 }

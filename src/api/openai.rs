@@ -256,7 +256,10 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     let mut rest: Option<BytesMut> = None;
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
+        let chunk = chunk.map_err(|e| {
+            if crate::serve::BodyTimedOut::caused(&e) {
+                return ApiError::BodyTimeout;
+            }
             ApiError::InvalidBody(crate::gateway::BodyError {
                 message: "the request body could not be read".to_owned(),
                 param: None,

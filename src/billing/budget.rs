@@ -101,24 +101,28 @@ impl Budgets {
         }
         if self.prepaid {
             let a = inner.accounts.entry(account.to_owned()).or_default();
-            let available = a.stored - a.unflushed - a.reserved;
+            let available = a
+                .stored
+                .saturating_sub(a.unflushed)
+                .saturating_sub(a.reserved);
             if available <= 0 || available < estimate {
                 return Err(BudgetError::BalanceExhausted);
             }
         }
         if let Some(k) = inner.keys.get(key) {
-            let spent = k.spent.stored + k.spent.unflushed + k.spent.reserved;
-            if spent >= k.limit || spent + estimate > k.limit {
+            let spent = k
+                .spent
+                .stored
+                .saturating_add(k.spent.unflushed)
+                .saturating_add(k.spent.reserved);
+            if spent >= k.limit || spent.saturating_add(estimate) > k.limit {
                 return Err(BudgetError::KeyLimitReached);
             }
         }
-        inner
-            .accounts
-            .entry(account.to_owned())
-            .or_default()
-            .reserved += estimate;
+        let account_figures = inner.accounts.entry(account.to_owned()).or_default();
+        account_figures.reserved = account_figures.reserved.saturating_add(estimate);
         if let Some(k) = inner.keys.get_mut(key) {
-            k.spent.reserved += estimate;
+            k.spent.reserved = k.spent.reserved.saturating_add(estimate);
         }
         Ok(Reservation {
             budgets: self.clone(),
@@ -135,12 +139,12 @@ impl Budgets {
         inner.generation += 1;
         for r in records.iter().filter(|r| r.cost_nanos != 0) {
             if let Some(a) = inner.accounts.get_mut(&r.account_id) {
-                a.unflushed = (a.unflushed - r.cost_nanos).max(0);
-                a.stored -= r.cost_nanos;
+                a.unflushed = a.unflushed.saturating_sub(r.cost_nanos).max(0);
+                a.stored = a.stored.saturating_sub(r.cost_nanos);
             }
             if let Some(k) = inner.keys.get_mut(&r.key_id) {
-                k.spent.unflushed = (k.spent.unflushed - r.cost_nanos).max(0);
-                k.spent.stored += r.cost_nanos;
+                k.spent.unflushed = k.spent.unflushed.saturating_sub(r.cost_nanos).max(0);
+                k.spent.stored = k.spent.stored.saturating_add(r.cost_nanos);
             }
         }
     }
@@ -184,24 +188,25 @@ impl Budgets {
     /// Balance available to new requests (tests, API).
     pub fn available(&self, account: &str) -> i64 {
         let inner = self.lock();
-        inner
-            .accounts
-            .get(account)
-            .map_or(0, |a| a.stored - a.unflushed - a.reserved)
+        inner.accounts.get(account).map_or(0, |a| {
+            a.stored
+                .saturating_sub(a.unflushed)
+                .saturating_sub(a.reserved)
+        })
     }
 
     fn release(&self, account: &str, key: &str, amount: i64, cost: Option<i64>) {
         let mut inner = self.lock();
         if let Some(a) = inner.accounts.get_mut(account) {
-            a.reserved -= amount;
+            a.reserved = a.reserved.saturating_sub(amount);
             if let Some(c) = cost {
-                a.unflushed += c;
+                a.unflushed = a.unflushed.saturating_add(c);
             }
         }
         if let Some(k) = inner.keys.get_mut(key) {
-            k.spent.reserved = (k.spent.reserved - amount).max(0);
+            k.spent.reserved = k.spent.reserved.saturating_sub(amount).max(0);
             if let Some(c) = cost {
-                k.spent.unflushed += c;
+                k.spent.unflushed = k.spent.unflushed.saturating_add(c);
             }
         }
     }

@@ -10,6 +10,10 @@ use serde::{Deserialize, Deserializer};
 
 /// Nano-dollars per dollar.
 pub const NANOS_PER_USD: i64 = 1_000_000_000;
+/// The highest price any token kind may have: $10,000 per million tokens (100× the dearest
+/// model sold today). With token counts bounded per request this keeps every record's cost
+/// under 3·10^16 n$, so sums over millions of records stay inside `i64`.
+pub const MAX_PRICE_NANOS_PER_MTOK: i64 = 10_000 * NANOS_PER_USD;
 const TOKENS_PER_PRICE_UNIT: i128 = 1_000_000;
 
 /// An amount of US dollars in integer nano-dollars.
@@ -64,6 +68,11 @@ impl Price {
         let n = parse_decimal_nanos(text)?;
         if n < 0 {
             return Err(format!("price `{text}` is negative"));
+        }
+        if n > MAX_PRICE_NANOS_PER_MTOK {
+            return Err(format!(
+                "price `{text}` is above the cap of 10000 USD per million tokens"
+            ));
         }
         Ok(Price(n))
     }
@@ -123,7 +132,8 @@ fn parse_decimal_nanos(text: &str) -> Result<i64, String> {
 }
 
 /// The cost of one request: `(input − cached)·in + cached·cached_price + output·out`, per 1M
-/// tokens, rounded up once to the next nano-dollar. Saturates at `i64::MAX` rather than wrapping.
+/// tokens, rounded up once to the next nano-dollar; `None` when it does not fit in `i64`
+/// (never for bounded counts and prices, and never saturated into a record).
 pub fn cost_of(
     input_tokens: u64,
     cached_input_tokens: u64,
@@ -131,14 +141,15 @@ pub fn cost_of(
     input: Price,
     cached_input: Price,
     output: Price,
-) -> Money {
+) -> Option<Money> {
     let cached = cached_input_tokens.min(input_tokens);
     let uncached = input_tokens - cached;
-    let numerator = i128::from(uncached) * i128::from(input.0)
-        + i128::from(cached) * i128::from(cached_input.0)
-        + i128::from(output_tokens) * i128::from(output.0);
-    let rounded_up = (numerator + TOKENS_PER_PRICE_UNIT - 1) / TOKENS_PER_PRICE_UNIT;
-    Money(i64::try_from(rounded_up).unwrap_or(i64::MAX))
+    let part = |tokens: u64, price: Price| i128::from(tokens).checked_mul(i128::from(price.0));
+    let numerator = part(uncached, input)?
+        .checked_add(part(cached, cached_input)?)?
+        .checked_add(part(output_tokens, output)?)?;
+    let rounded_up = numerator.checked_add(TOKENS_PER_PRICE_UNIT - 1)? / TOKENS_PER_PRICE_UNIT;
+    i64::try_from(rounded_up).ok().map(Money)
 }
 
 #[cfg(test)]
@@ -155,6 +166,14 @@ mod tests {
         assert!(Price::parse("-1").is_err());
         assert!(Price::parse("abc").is_err());
         assert!(Price::parse(".").is_err());
+        assert!(Price::parse("10000").is_ok());
+        assert!(Price::parse("10000.000000001").is_err());
+    }
+
+    #[test]
+    fn a_cost_past_i64_is_none_never_saturated() {
+        let top = Price(i64::MAX);
+        assert_eq!(cost_of(u64::MAX, 0, u64::MAX, top, top, top), None);
     }
 
     #[test]
@@ -169,11 +188,11 @@ mod tests {
         let p = Price::parse("0.20").unwrap();
         let q = Price::parse("0.30").unwrap();
         // 37 × 0.20 + 12 × 0.30 per 1M = (7.4 + 3.6) µ$ = 11 µ$ exactly.
-        assert_eq!(cost_of(37, 0, 12, p, p, q).nanos(), 11_000);
+        assert_eq!(cost_of(37, 0, 12, p, p, q).unwrap().nanos(), 11_000);
         // 1 token at $0.000001/Mtok is 1e-12 $, rounded up to one nano-dollar.
         let tiny = Price::parse("0.000001").unwrap();
-        assert_eq!(cost_of(1, 0, 0, tiny, tiny, tiny).nanos(), 1);
-        assert_eq!(cost_of(0, 0, 0, p, p, q), Money::ZERO);
+        assert_eq!(cost_of(1, 0, 0, tiny, tiny, tiny).unwrap().nanos(), 1);
+        assert_eq!(cost_of(0, 0, 0, p, p, q), Some(Money::ZERO));
     }
 
     #[test]
@@ -182,7 +201,10 @@ mod tests {
         let cached = Price::parse("0.1").unwrap();
         let out = Price::parse("2").unwrap();
         // 1000 input of which 400 cached: 600×1 + 400×0.1 = 640 µ$ → 640_000 n$.
-        assert_eq!(cost_of(1000, 400, 0, input, cached, out).nanos(), 640_000);
+        assert_eq!(
+            cost_of(1000, 400, 0, input, cached, out).unwrap().nanos(),
+            640_000
+        );
     }
 
     proptest! {
@@ -191,7 +213,7 @@ mod tests {
             i in 0u64..10_000_000, c in 0u64..10_000_000, o in 0u64..10_000_000,
             pi in 0i64..100_000_000_000, pc in 0i64..100_000_000_000, po in 0i64..100_000_000_000,
         ) {
-            let cost = cost_of(i, c, o, Price(pi), Price(pc), Price(po));
+            let cost = cost_of(i, c, o, Price(pi), Price(pc), Price(po)).unwrap();
             prop_assert!(cost.nanos() >= 0);
             let cached = c.min(i);
             let exact = i128::from(i - cached) * i128::from(pi) + i128::from(cached) * i128::from(pc) + i128::from(o) * i128::from(po);
@@ -201,7 +223,16 @@ mod tests {
         }
 
         #[test]
-        fn price_text_round_trips(n in 0i64..1_000_000_000_000_000) {
+        fn bounded_counts_at_bounded_prices_always_fit(
+            i in 0u64..=1_000_000_000, c in 0u64..=1_000_000_000, o in 0u64..=1_000_000_000,
+            pi in 0i64..=MAX_PRICE_NANOS_PER_MTOK, pc in 0i64..=MAX_PRICE_NANOS_PER_MTOK, po in 0i64..=MAX_PRICE_NANOS_PER_MTOK,
+        ) {
+            let cost = cost_of(i, c, o, Price(pi), Price(pc), Price(po));
+            prop_assert!(cost.is_some_and(|m| m.nanos() <= 3 * 10_i64.pow(16)));
+        }
+
+        #[test]
+        fn price_text_round_trips(n in 0i64..=MAX_PRICE_NANOS_PER_MTOK) {
             let text = Money::from_nanos(n).to_string();
             prop_assert_eq!(Price::parse(&text).unwrap().nanos_per_mtok(), n);
         }

@@ -40,6 +40,8 @@ pub struct Relay {
     idle_timer: Pin<Box<Sleep>>,
     out: VecDeque<Bytes>,
     usage: Option<TokenCounts>,
+    /// Reported counts past this are not billed (see `Route::token_bound`).
+    token_bound: u64,
     /// Output text seen so far, for counting when the upstream reports no usage.
     text: String,
     saw_done: bool,
@@ -114,6 +116,7 @@ impl Relay {
             idle_timeout: idle,
             in_flight,
             translator,
+            token_bound,
         } = parts;
         Self {
             upstream: body,
@@ -127,6 +130,7 @@ impl Relay {
             idle_timer: Box::pin(tokio::time::sleep(idle)),
             out: VecDeque::with_capacity(4),
             usage: None,
+            token_bound,
             text: String::new(),
             saw_done: false,
             saw_finish: false,
@@ -175,7 +179,9 @@ impl Relay {
             if let Some(u) = chunk.usage
                 && u.prompt_tokens.is_some()
             {
-                self.usage = Some(u.counts());
+                if let Some(counts) = self.meter.admit_reported(u.counts(), self.token_bound) {
+                    self.usage = Some(counts);
+                }
                 let usage_only = chunk.choices.as_ref().is_none_or(Vec::is_empty);
                 forward = self.client_wants_usage || !usage_only;
             }

@@ -171,7 +171,7 @@ pub fn load_or_create_secret(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         Err(_) => {}
     }
-    std::fs::create_dir_all(data_dir)?;
+    crate::files::private_dir(data_dir)?;
     let secret = random_string(64, SECRET_ALPHABET)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

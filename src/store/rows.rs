@@ -40,6 +40,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Member, Role::Owner];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -288,6 +290,10 @@ pub struct TokenInfo {
     pub created_ms: i64,
     pub last_used_ms: Option<i64>,
     pub status: String,
+    /// The user whose access the token derives from (none for tokens an operator's CLI or
+    /// the admin token made): it works only while that user keeps a role in the account,
+    /// never above it, and is revoked when they are removed or demoted below it.
+    pub created_by: Option<String>,
     #[serde(skip)]
     pub hash: Option<KeyHash>,
 }

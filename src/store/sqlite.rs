@@ -40,13 +40,18 @@ fn path_of(url: &str) -> Result<PathBuf, StoreError> {
 impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let path = path_of(url)?;
+        // A missing folder is created private; an existing one is the operator's to set.
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
+            && !parent.exists()
         {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            crate::files::private_dir(parent).map_err(|e| {
                 StoreError::Setup(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        // Created 0600 before SQLite opens it: its WAL and journal take the same mode.
+        crate::files::private_file(&path)
+            .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", path.display())))?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)

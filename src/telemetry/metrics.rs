@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::limits::Refused;
 use crate::usage::UsageRecord;
 
+/// Upstream usage reports rejected as implausible (past a model's token bound), process-wide:
+/// counted where the report is read, which holds no handle on the registry.
+pub static UPSTREAM_USAGE_REJECTED: AtomicU64 = AtomicU64::new(0);
+
 /// Upper bounds (seconds) of the latency and time-to-first-token histograms.
 const BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -35,7 +39,7 @@ impl Histogram {
             }
         }
         self.count += 1;
-        self.sum_us += us;
+        self.sum_us = self.sum_us.saturating_add(us);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -70,6 +74,8 @@ pub struct Metrics {
     http: Mutex<HashMap<(&'static str, u16), u64>>,
     /// Refusals by reason, in the order of `Refused::ALL`.
     limited: [AtomicU64; Refused::ALL.len()],
+    /// Usage records set aside because the store would not take them.
+    quarantined: AtomicU64,
 }
 
 fn escape(v: &str) -> String {
@@ -98,9 +104,9 @@ impl Metrics {
         *s.requests
             .entry((r.endpoint.clone(), r.status))
             .or_insert(0) += 1;
-        s.input += r.input_tokens;
-        s.cached_input += r.cached_input_tokens;
-        s.output += r.output_tokens;
+        s.input = s.input.saturating_add(r.input_tokens);
+        s.cached_input = s.cached_input.saturating_add(r.cached_input_tokens);
+        s.output = s.output.saturating_add(r.output_tokens);
         s.cost_nanos += i128::from(r.cost_nanos);
         s.latency.observe(r.latency_us);
         if let Some(t) = r.ttft_us {
@@ -116,6 +122,11 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .entry((route, status))
             .or_insert(0) += 1;
+    }
+
+    /// Usage records moved to the quarantine file.
+    pub fn quarantined(&self, n: u64) {
+        self.quarantined.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A limiter refusal, by reason.
@@ -205,6 +216,16 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP instagen_usage_quarantined_total Usage records the store refused, set aside in the quarantine file (`instagen usage quarantine list`).\n# TYPE instagen_usage_quarantined_total counter\ninstagen_usage_quarantined_total {}",
+            self.quarantined.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP instagen_upstream_usage_rejected_total Upstream usage reports past a model's token bound, billed from our own count instead.\n# TYPE instagen_upstream_usage_rejected_total counter\ninstagen_upstream_usage_rejected_total {}",
+            UPSTREAM_USAGE_REJECTED.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP instagen_route_healthy Whether a model's route is in rotation.\n# TYPE instagen_route_healthy gauge\n");
         let mut in_flight = String::new();
         let mut ejections = String::new();

@@ -81,7 +81,7 @@ pub struct Recovered {
 impl Journal {
     /// Opens the journal in `dir`, returning the records earlier runs left unstored.
     pub fn open(dir: &Path) -> std::io::Result<(Journal, Recovered)> {
-        std::fs::create_dir_all(dir)?;
+        crate::files::private_dir(dir)?;
         let segments = existing_segments(dir)?;
         let mut records = Vec::new();
         for (_, path) in &segments {

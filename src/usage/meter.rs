@@ -4,6 +4,7 @@
 //! stream relay at the end of a stream, or by `Drop` when the client goes away first —
 //! so every admitted request yields exactly one record.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{UsageRecord, UsageSlot};
@@ -13,6 +14,13 @@ use crate::keys::AuthedKey;
 use crate::limits::TokenCharge;
 use crate::time::now_ms;
 
+/// The most tokens of one kind one request may be billed for, whatever anyone reports.
+///
+/// A model may set a tighter bound (`max_reported_tokens`, by default four times its
+/// context length). With prices capped at [`crate::billing::MAX_PRICE_NANOS_PER_MTOK`],
+/// the cost of any record stays far inside `i64` nano-dollars.
+pub const MAX_TOKENS_PER_REQUEST: u64 = 1_000_000_000;
+
 /// Tokens one request used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenCounts {
@@ -21,6 +29,13 @@ pub struct TokenCounts {
     pub output: u64,
     /// Counted by us because the upstream reported no usage.
     pub estimated: bool,
+}
+
+impl TokenCounts {
+    /// Whether every count is at most `bound`.
+    pub fn within(&self, bound: u64) -> bool {
+        self.input <= bound && self.output <= bound && self.cached_input <= bound
+    }
 }
 
 pub struct Meter {
@@ -98,9 +113,53 @@ impl Meter {
         self.slot.is_none()
     }
 
+    /// The upstream's reported counts if they are within the model's `bound`. Past it they
+    /// are not billed (the caller bills our own count instead), and operators see which
+    /// provider sent what: a warning with the numbers and a metric.
+    pub fn admit_reported(&self, reported: TokenCounts, bound: u64) -> Option<TokenCounts> {
+        if reported.within(bound) {
+            return Some(reported);
+        }
+        crate::telemetry::metrics::UPSTREAM_USAGE_REJECTED.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            provider = self.record.provider.as_deref().unwrap_or(""),
+            model = self.record.model.as_deref().unwrap_or(""),
+            request_id = %self.record.request_id,
+            reported_input = reported.input,
+            reported_cached_input = reported.cached_input,
+            reported_output = reported.output,
+            bound,
+            "upstream reported implausible token counts; billing our own count instead"
+        );
+        None
+    }
+
     /// Prices the tokens and commits the record; later calls do nothing.
+    ///
+    /// Counts reaching here are bounded (the gateway replaces implausible upstream counts
+    /// with our own); a count past [`MAX_TOKENS_PER_REQUEST`] is a bug, cut to the bound
+    /// and marked estimated rather than let an overflowing cost into the record.
     pub fn finish(&mut self, status: u16, error_kind: Option<&'static str>, tokens: TokenCounts) {
         let Some(slot) = self.slot.take() else { return };
+        let tokens = if tokens.within(MAX_TOKENS_PER_REQUEST) {
+            tokens
+        } else {
+            tracing::error!(
+                request_id = %self.record.request_id,
+                input = tokens.input,
+                output = tokens.output,
+                "token counts past the hard bound reached the meter; cut to the bound"
+            );
+            TokenCounts {
+                input: tokens.input.min(MAX_TOKENS_PER_REQUEST),
+                cached_input: tokens
+                    .cached_input
+                    .min(tokens.input)
+                    .min(MAX_TOKENS_PER_REQUEST),
+                output: tokens.output.min(MAX_TOKENS_PER_REQUEST),
+                estimated: true,
+            }
+        };
         let mut record = std::mem::take(&mut self.record);
         record.finished_ms = now_ms();
         record.status = status;
@@ -109,10 +168,11 @@ impl Meter {
         record.cached_input_tokens = tokens.cached_input.min(tokens.input);
         record.output_tokens = tokens.output;
         record.estimated = tokens.estimated;
+        // Cannot overflow: counts ≤ 10^9 and prices ≤ 10^13 n$/Mtok give at most 3·10^16 n$.
         record.cost_nanos = self
             .prices
             .cost(tokens.input, tokens.cached_input, tokens.output)
-            .nanos();
+            .map_or(i64::MAX, crate::billing::Money::nanos);
         record.latency_us = micros(self.started);
         if let Some(r) = self.reservation.take() {
             r.settle(record.cost_nanos);

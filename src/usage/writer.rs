@@ -2,7 +2,9 @@
 //!
 //! Records are gathered for up to `flush_interval` (or `batch_size` of them) and written
 //! in one transaction, so a busy gateway pays for one commit per batch, not per request. A failing store is retried with backoff;
-//! nothing is dropped — the journal still holds every record until it is committed.
+//! nothing is dropped — the journal still holds every record until it is committed. A
+//! record the store refuses on its own goes to the quarantine, and the rest of its batch
+//! is written: one bad record never blocks the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::quarantine::{Quarantine, Quarantined, insert_isolating};
 use super::{Journal, Sequenced, UsageRecord};
 use crate::billing::budget::Budgets;
 use crate::store::Store;
@@ -27,6 +30,7 @@ pub fn spawn_writer(
     let committer = Committer {
         store,
         journal,
+        quarantine: observers.quarantine,
         budgets: observers.budgets,
         metrics: observers.metrics,
         stop: stop.clone(),
@@ -95,12 +99,15 @@ pub struct Observers {
     pub budgets: Option<Arc<Budgets>>,
     /// Prometheus request, token and cost counters.
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
+    /// Where records the store refuses are set aside.
+    pub quarantine: Option<Arc<Quarantine>>,
 }
 
 /// What a committed batch must update besides the store.
 struct Committer {
     store: Store,
     journal: Option<Arc<Journal>>,
+    quarantine: Option<Arc<Quarantine>>,
     budgets: Option<Arc<Budgets>>,
     metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     stop: CancellationToken,
@@ -118,13 +125,30 @@ impl Committer {
         let mut delay = Duration::from_millis(50);
         let mut attempts = 0u32;
         loop {
-            match store.insert_usage(batch).await {
-                Ok(_) => {
+            let result = match insert_isolating(store, batch).await {
+                Ok(written) => self.set_aside(written.set_aside(batch)).map(|()| written),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(written) => {
+                    let stored: std::borrow::Cow<'_, [UsageRecord]> = if written.refused.is_empty()
+                    {
+                        std::borrow::Cow::Borrowed(batch)
+                    } else {
+                        let mut refused = written.refused.iter().map(|(i, _)| *i).peekable();
+                        let kept = batch
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| refused.next_if_eq(i).is_none())
+                            .map(|(_, r)| r.clone())
+                            .collect();
+                        std::borrow::Cow::Owned(kept)
+                    };
                     if let Some(b) = budgets {
-                        b.flushed(batch);
+                        b.flushed(&stored);
                     }
                     if let Some(m) = &self.metrics {
-                        for r in batch {
+                        for r in stored.iter() {
                             m.observe(r);
                         }
                     }
@@ -148,5 +172,29 @@ impl Committer {
                 }
             }
         }
+    }
+
+    /// Moves the refused records of `batch` to the quarantine; an error keeps the batch
+    /// in the journal and retrying, since a record must not be dropped on the way.
+    fn set_aside(&self, entries: Vec<Quarantined>) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let Some(q) = &self.quarantine {
+            q.add(&entries)
+                .map_err(|e| format!("cannot write the usage quarantine: {e}"))?;
+        }
+        if let Some(m) = &self.metrics {
+            m.quarantined(entries.len() as u64);
+        }
+        for e in &entries {
+            tracing::error!(
+                request_id = %e.record.request_id,
+                account_id = %e.record.account_id,
+                reason = %e.reason,
+                "usage record refused by the store; quarantined (instagen usage quarantine list)"
+            );
+        }
+        Ok(())
     }
 }

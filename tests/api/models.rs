@@ -54,6 +54,7 @@ async fn models_and_prices_for_any_caller_with_routes_for_operators_only() {
             output_usd_per_mtok: price("15"),
             cached_input_usd_per_mtok: None,
             context_length: None,
+            max_reported_tokens: None,
             price_changes: Vec::new(),
         });
     })

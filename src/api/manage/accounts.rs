@@ -52,7 +52,7 @@ pub struct AccountCreate {
 pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
     let req: AccountCreate = parse(&body)?;
@@ -107,7 +107,7 @@ pub async fn update(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
     let req: AccountUpdate = parse(&body)?;
@@ -178,7 +178,7 @@ pub async fn add_member(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
     let req: MemberAdd = parse(&body)?;
@@ -224,7 +224,7 @@ pub struct UserCreate {
 pub async fn create_user(
     State(state): State<Arc<AppState>>,
     p: Principal,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
     let req: UserCreate = parse(&body)?;
@@ -280,7 +280,7 @@ pub async fn delete_account(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
     let req: DeleteAccount = parse(&body)?;

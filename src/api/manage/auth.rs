@@ -64,6 +64,16 @@ impl Principal {
         }
     }
 
+    /// The user this principal acts for: a signed-in user, or the user a management token
+    /// derives from. Tokens created by this principal derive from the same user.
+    pub fn user_id(&self) -> Option<&str> {
+        match &self.who {
+            Who::User(u) => Some(&u.id),
+            Who::Token(t) => t.created_by.as_deref(),
+            Who::Admin => None,
+        }
+    }
+
     pub fn require_operator(&self) -> Result<(), MgmtError> {
         if self.is_operator() {
             Ok(())
@@ -191,6 +201,34 @@ impl FromRequestParts<Arc<AppState>> for Principal {
     }
 }
 
+/// A token is worth no more than the access of the user it derives from, as of now: none
+/// once they left the account (or lost operator rights, or were deleted), and never a
+/// higher role than theirs. Tokens made by the CLI or the admin token derive from no user.
+async fn derived_access(
+    state: &AppState,
+    mut token: TokenInfo,
+) -> Result<Option<TokenInfo>, MgmtError> {
+    let Some(user_id) = token.created_by.as_deref() else {
+        return Ok(Some(token));
+    };
+    match token.account_id.as_deref() {
+        Some(account) => {
+            let Some(theirs) = state.store.role_of(account, user_id).await? else {
+                return Ok(None);
+            };
+            if Role::parse(&token.role).is_some_and(|r| r > theirs) {
+                token.role = theirs.as_str().to_owned();
+            }
+            Ok(Some(token))
+        }
+        None => match state.store.user(user_id).await {
+            Ok(u) if u.is_operator => Ok(Some(token)),
+            Ok(_) | Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 async fn bearer_principal(state: &AppState, token: &str) -> Result<Who, MgmtError> {
     if token.starts_with(TOKEN_PREFIX) {
         let parsed = ParsedKey::parse_with(TOKEN_PREFIX, token)
@@ -208,6 +246,7 @@ async fn bearer_principal(state: &AppState, token: &str) -> Result<Who, MgmtErro
         if !ok {
             return Err(invalid());
         }
+        let info = derived_access(state, info).await?.ok_or_else(invalid)?;
         if let Err(e) = state.store.touch_token(&info.id).await {
             tracing::warn!(error = %e, "cannot record token use");
         }

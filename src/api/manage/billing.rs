@@ -48,7 +48,7 @@ pub async fn credit(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     post(&state, &p, &account, "credit", &body).await
 }
@@ -57,7 +57,7 @@ pub async fn adjust(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     post(&state, &p, &account, "adjustment", &body).await
 }

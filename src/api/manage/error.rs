@@ -70,6 +70,9 @@ impl From<StoreError> for MgmtError {
                 format!("{what} already exists"),
             ),
             StoreError::InUse(message) => MgmtError::new(StatusCode::CONFLICT, "in_use", message),
+            e @ StoreError::LastOwner => {
+                MgmtError::new(StatusCode::CONFLICT, "last_owner", e.to_string())
+            }
             StoreError::Invalid(message) => {
                 let field = message.split_once(':').map(|(f, _)| f.trim().to_owned());
                 MgmtError {
@@ -100,8 +103,58 @@ impl IntoResponse for MgmtError {
             ),
         )
             .into_response();
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a stalled body may never come: the connection is not reused.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         response.extensions_mut().insert(ErrorKind(self.code));
         response
+    }
+}
+
+/// A management request's body, read whole; a body over axum's limit (2 MiB) is a 413, one
+/// that stalls past `server.body_timeout_ms` a 408, both in our JSON shape.
+pub struct Body(pub axum::body::Bytes);
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = MgmtError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, MgmtError> {
+        use axum::extract::rejection::BytesRejection;
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) => Err(match &rejection {
+                r if crate::serve::BodyTimedOut::caused(r) => MgmtError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body did not arrive in time",
+                ),
+                BytesRejection::FailedToBufferBody(_)
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    MgmtError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the request body exceeds the limit of 2 MiB",
+                    )
+                }
+                _ => MgmtError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the request body could not be read",
+                ),
+            }),
+        }
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Write).await?;
     let req: KeyCreate = parse(&body)?;
@@ -129,7 +129,7 @@ pub async fn update(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path((account, id)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Write).await?;
     let req: KeyPatch = parse(&body)?;
@@ -158,7 +158,7 @@ pub async fn rotate(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path((account, id)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Write).await?;
     let req: Rotate = if body.is_empty() {

@@ -27,7 +27,7 @@ pub struct PrivacyAck {
 pub async fn acknowledge(
     State(state): State<Arc<AppState>>,
     p: Principal,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     let Who::User(user) = &p.who else {
         return Err(MgmtError::session_required(

@@ -21,7 +21,7 @@ pub async fn list(State(state): State<Arc<AppState>>, p: Principal) -> Result<Re
 pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
     let body: Map<String, Value> = parse(&body)?;
@@ -43,7 +43,7 @@ pub async fn update(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(name): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
     let patch: Map<String, Value> = parse(&body)?;

@@ -55,7 +55,7 @@ pub struct Signup {
 
 pub async fn signup(
     State(state): State<Arc<AppState>>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     if !state.accounts.open_signup {
         return Err(MgmtError::new(
@@ -98,7 +98,7 @@ pub struct Login {
 
 pub async fn login(
     State(state): State<Arc<AppState>>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     let req: Login = parse(&body)?;
     let user = admin::login(&state.store, &req.email, &req.password)

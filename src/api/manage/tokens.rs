@@ -35,7 +35,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
-    body: axum::body::Bytes,
+    body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
     let req: TokenCreate = parse(&body)?;
@@ -46,6 +46,7 @@ pub async fn create(
         Some(&account),
         req.role.as_str(),
         &req.name,
+        p.user_id(),
     )
     .await?;
     Ok((StatusCode::CREATED, axum::Json(t)).into_response())

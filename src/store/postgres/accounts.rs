@@ -68,6 +68,7 @@ fn token_of(row: &PgRow) -> Result<TokenInfo, sqlx::Error> {
         created_ms: row.try_get("created_ms")?,
         last_used_ms: row.try_get("last_used_ms")?,
         status: row.try_get("status")?,
+        created_by: row.try_get("created_by")?,
         hash: hash_of(row.try_get("secret_hash")?),
     })
 }
@@ -275,15 +276,20 @@ impl PgStore {
         Ok(rows.iter().map(user_of).collect::<Result<_, _>>()?)
     }
 
+    /// Adds a member or changes their role. Demoting the account's last owner is refused
+    /// ([`StoreError::LastOwner`]) in the same statement, so two owners demoting each
+    /// other at once cannot both succeed.
     pub async fn set_membership(
         &self,
         account_id: &str,
         user_id: &str,
         role: Role,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO memberships (account_id, user_id, role, created_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (account_id, user_id) DO UPDATE SET role = excluded.role",
+             ON CONFLICT (account_id, user_id) DO UPDATE SET role = excluded.role
+             WHERE memberships.role <> 'owner' OR excluded.role = 'owner'
+                OR (SELECT COUNT(*) FROM memberships o WHERE o.account_id = excluded.account_id AND o.role = 'owner') > 1",
         )
         .bind(account_id)
         .bind(user_id)
@@ -291,23 +297,67 @@ impl PgStore {
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LastOwner);
+        }
         Ok(())
     }
 
+    /// Removes a member; removing the account's last owner is refused
+    /// ([`StoreError::LastOwner`]) in the same statement.
     pub async fn remove_membership(
         &self,
         account_id: &str,
         user_id: &str,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM memberships WHERE account_id = $1 AND user_id = $2")
+        let done = sqlx::query(
+            "DELETE FROM memberships AS m WHERE m.account_id = $1 AND m.user_id = $2
+               AND (m.role <> 'owner' OR (SELECT COUNT(*) FROM memberships o WHERE o.account_id = m.account_id AND o.role = 'owner') > 1)",
+        )
+        .bind(account_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(());
+        }
+        match self.role_of(account_id, user_id).await? {
+            Some(_) => Err(StoreError::LastOwner),
+            None => Err(StoreError::NotFound("member")),
+        }
+    }
+
+    /// Revokes what a member's access derived from: the management tokens they created in
+    /// the account (all of them, or those above `keep_up_to`) and all their sessions.
+    pub async fn revoke_member_credentials(
+        &self,
+        account_id: &str,
+        user_id: &str,
+        keep_up_to: Option<Role>,
+    ) -> Result<u64, StoreError> {
+        let above: Vec<&str> = Role::ALL
+            .iter()
+            .filter(|r| keep_up_to.is_none_or(|k| **r > k))
+            .map(|r| r.as_str())
+            .collect();
+        let mut revoked = 0;
+        for role in above {
+            revoked += sqlx::query(
+                "UPDATE mgmt_tokens SET status = 'revoked', secret_hash = NULL
+                 WHERE account_id = $1 AND created_by = $2 AND role = $3 AND status = 'active'",
+            )
             .bind(account_id)
+            .bind(user_id)
+            .bind(role)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("member"));
-        }
-        Ok(())
+        Ok(revoked)
     }
 
     pub async fn role_of(

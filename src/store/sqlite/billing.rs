@@ -313,6 +313,9 @@ mod tests {
         // Back to schema 12: no sums table.
         sqlx::raw_sql(
             "DROP TABLE usage_unposted; DROP TRIGGER ledger_totals_insert; DROP TABLE ledger_totals;
+             DROP TRIGGER key_usage_hourly_integer_insert; DROP TRIGGER key_usage_hourly_integer_update;
+             DROP TRIGGER key_usage_totals_integer_insert; DROP TRIGGER key_usage_totals_integer_update;
+             DROP TRIGGER usage_rollups_integer_insert; DROP TRIGGER usage_rollups_integer_update;
              DELETE FROM schema_migrations WHERE version >= 13",
         )
         .execute(&store.pool)

@@ -1,0 +1,252 @@
+//! Every management credential derives from a membership and dies with it: removing a
+//! member or lowering their role revokes their sessions and the tokens they created, a
+//! token is never worth more than its creator's current role, and an account always
+//! keeps an owner.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn bearer(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> u16 {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// An account with a first owner (session) and a second member of `role`, logged in;
+/// returns (account, first owner, second member's session, second member's user id).
+async fn account_with_two(
+    app: &TestApp,
+    name: &str,
+    role: &str,
+) -> (String, Session, Session, String) {
+    let (account, email) = create_account_with_owner(app, name).await;
+    let owner = login(app, &email, "correct horse battery").await;
+    let second = format!("second@{name}.example");
+    let (status, body) = as_user(
+        app,
+        &owner,
+        Method::POST,
+        &format!("/api/v1/accounts/{account}/members"),
+        Some(&json!({"email": second, "role": role, "password": "another long password"})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let user_id = body["user_id"].as_str().unwrap().to_owned();
+    let session = login(app, &second, "another long password").await;
+    (account, owner, session, user_id)
+}
+
+async fn create_token(app: &TestApp, s: &Session, account: &str, role: &str) -> (String, String) {
+    let (status, body) = as_user(
+        app,
+        s,
+        Method::POST,
+        &format!("/api/v1/accounts/{account}/tokens"),
+        Some(&json!({"name": format!("{role} token"), "role": role})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn removed_owner_loses_tokens_and_sessions() {
+    let app = TestApp::spawn().await;
+    let (account, owner, second, second_id) = account_with_two(&app, "removal", "owner").await;
+    let (token_id, token) = create_token(&app, &second, &account, "owner").await;
+    // A token made with that token derives from the same user.
+    let (status, made) = {
+        let resp = app
+            .client
+            .post(app.url(&format!("/api/v1/accounts/{account}/tokens")))
+            .bearer_auth(&token)
+            .json(&json!({"name": "child", "role": "member"}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 201, "{made}");
+    let child = made["secret"].as_str().unwrap().to_owned();
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    assert_eq!(bearer(&app, &token, Method::GET, &keys, None).await, 200);
+
+    // The list says who created each token.
+    let (_, list) = as_user(
+        &app,
+        &owner,
+        Method::GET,
+        &format!("/api/v1/accounts/{account}/tokens"),
+        None,
+        false,
+    )
+    .await;
+    let listed = list["data"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["id"] == token_id.as_str() && t["created_by"] == second_id.as_str()),
+        "{list}"
+    );
+    assert!(
+        listed.iter().all(|t| t["created_by"] == second_id.as_str()),
+        "{list}"
+    );
+
+    let (status, _) = as_user(
+        &app,
+        &owner,
+        Method::DELETE,
+        &format!("/api/v1/accounts/{account}/members/{second_id}"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    for t in [&token, &child] {
+        assert_eq!(bearer(&app, t, Method::GET, &keys, None).await, 401);
+        // Nor can they add themselves back.
+        let back = json!({"email": "second@removal.example", "role": "owner"});
+        let members = format!("/api/v1/accounts/{account}/members");
+        assert_eq!(
+            bearer(&app, t, Method::POST, &members, Some(&back)).await,
+            401
+        );
+    }
+    let (status, _) = as_user(&app, &second, Method::GET, &keys, None, false).await;
+    assert_eq!(status, 401, "the removed member's session is revoked");
+    let (_, list) = as_user(
+        &app,
+        &owner,
+        Method::GET,
+        &format!("/api/v1/accounts/{account}/tokens"),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
+async fn a_demoted_owners_tokens_never_exceed_their_new_role() {
+    let app = TestApp::spawn().await;
+    let (account, owner, second, second_id) = account_with_two(&app, "demotion", "owner").await;
+    let (_, owner_token) = create_token(&app, &second, &account, "owner").await;
+    let (_, viewer_token) = create_token(&app, &second, &account, "viewer").await;
+    let (status, body) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("/api/v1/accounts/{account}/members"),
+        Some(&json!({"email": "second@demotion.example", "role": "viewer"})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    assert_eq!(
+        bearer(&app, &owner_token, Method::GET, &keys, None).await,
+        401,
+        "revoked"
+    );
+    assert_eq!(
+        bearer(&app, &viewer_token, Method::GET, &keys, None).await,
+        200,
+        "within the new role"
+    );
+    assert_eq!(
+        bearer(
+            &app,
+            &viewer_token,
+            Method::POST,
+            &keys,
+            Some(&json!({"name": "x"}))
+        )
+        .await,
+        403
+    );
+    let _ = second_id;
+}
+
+#[tokio::test]
+async fn an_account_always_keeps_an_owner() {
+    let app = TestApp::spawn().await;
+    let (account, email) = create_account_with_owner(&app, "sole").await;
+    let owner = login(&app, &email, "correct horse battery").await;
+    let members = format!("/api/v1/accounts/{account}/members");
+    let (_, list) = as_user(&app, &owner, Method::GET, &members, None, false).await;
+    let me = list["data"][0]["user_id"].as_str().unwrap().to_owned();
+
+    let (status, body) = as_user(
+        &app,
+        &owner,
+        Method::DELETE,
+        &format!("{members}/{me}"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("last_owner")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least one owner")
+    );
+    let (status, body) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &members,
+        Some(&json!({"email": email, "role": "member"})),
+        true,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("last_owner")),
+        "{body}"
+    );
+
+    // With a second owner, the first may step down.
+    let (status, _) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &members,
+        Some(&json!({"email": "next@sole.example", "role": "owner", "password": "another long password"})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = as_user(
+        &app,
+        &owner,
+        Method::DELETE,
+        &format!("{members}/{me}"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(status, 204);
+}
