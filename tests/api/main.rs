@@ -8,6 +8,7 @@ mod browser;
 mod helpers;
 mod services;
 
+mod abuse;
 mod anthropic;
 mod billing;
 mod chat_completions;
