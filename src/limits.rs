@@ -195,7 +195,8 @@ pub struct Limiter {
     /// Local concurrency counts (IP in-flight, key concurrency).
     leases: Mutex<HashMap<String, u32>>,
     /// Local failed-authentication windows and blocks (until, ms).
-    blocked: Mutex<HashMap<IpAddr, i64>>,
+    /// Subjects (`ip:…:auth`, `login:…`) blocked after repeated failures, until epoch-ms.
+    blocked: Mutex<HashMap<String, i64>>,
     redis: Option<redis::RedisLimits>,
     last_warning_ms: AtomicI64,
 }
@@ -359,11 +360,25 @@ impl Limiter {
     /// Refuses an IP that failed to authenticate too often.
     pub async fn check_blocked(&self, ip: Option<IpAddr>) -> Result<(), Refusal> {
         let Some(ip) = ip else { return Ok(()) };
+        self.check_subject(&format!("ip:{ip}:auth")).await
+    }
+
+    /// Counts a failed authentication from `ip`; too many in a minute block it.
+    pub async fn auth_failed(&self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        if self.failed(&format!("ip:{ip}:auth")).await {
+            tracing::warn!(client_ip = %ip, "address blocked after repeated failed authentications");
+        }
+    }
+
+    /// Refuses a subject (an address's authentications, a login email) that failed too
+    /// often in the last minute, for `auth_block_secs`.
+    pub async fn check_subject(&self, subject: &str) -> Result<(), Refusal> {
         if self.config.auth_failures_per_minute == 0 {
             return Ok(());
         }
         if let Some(r) = &self.redis {
-            match r.blocked_for(&format!("ip:{ip}:auth")).await {
+            match r.blocked_for(subject).await {
                 Ok(Some(secs)) => return Err(Refusal::new(Refused::AuthBlocked, secs)),
                 Ok(None) => return Ok(()),
                 Err(()) => {
@@ -376,7 +391,7 @@ impl Limiter {
             .blocked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&ip)
+            .get(subject)
             .copied();
         match until {
             Some(until) if until > now => Err(Refusal::new(
@@ -387,23 +402,22 @@ impl Limiter {
         }
     }
 
-    /// Counts a failed authentication from `ip`; too many in a minute block it.
-    pub async fn auth_failed(&self, ip: Option<IpAddr>) {
-        let Some(ip) = ip else { return };
+    /// Counts one failure of `subject`; returns whether this one blocked it (in memory;
+    /// with Redis the block is shared and this returns false).
+    pub async fn failed(&self, subject: &str) -> bool {
         let limit = self.config.auth_failures_per_minute;
         if limit == 0 {
-            return;
+            return false;
         }
-        let subject = format!("ip:{ip}:auth");
         if let Some(r) = &self.redis {
             match r
-                .auth_failed(&subject, limit, self.config.auth_block_secs)
+                .auth_failed(subject, limit, self.config.auth_block_secs)
                 .await
             {
-                Ok(()) => return,
+                Ok(()) => return false,
                 Err(()) => {
                     if self.redis_failed().is_err() {
-                        return;
+                        return false;
                     }
                 }
             }
@@ -411,15 +425,16 @@ impl Limiter {
         let now = now_ms();
         let v = self
             .windows
-            .check_and_add(&subject, u64::from(limit) - 1, 1, now / 1000);
+            .check_and_add(subject, u64::from(limit) - 1, 1, now / 1000);
         if !v.admitted {
             let until = now + i64::try_from(self.config.auth_block_secs * 1000).unwrap_or(60_000);
             self.blocked
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(ip, until);
-            tracing::warn!(client_ip = %ip, "address blocked after repeated failed authentications");
+                .insert(subject.to_owned(), until);
+            return true;
         }
+        false
     }
 
     /// Checks a key's and its account's limits for one request of about `tokens` tokens.

@@ -44,15 +44,26 @@ async fn verify_password(hash: String, password: &str) -> bool {
 pub(super) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Gd8bPqD0mhBv4b5n1TTHdbgyBOE3qA5JpUFqGWSL3U8";
 
 /// Checks email and password; `None` for any mismatch (never says which).
-pub async fn login(store: &Store, email: &str, password: &str) -> Result<Option<User>, StoreError> {
+/// Checks an email and password: the user, or why not — `Some(user)` when the email is a
+/// user's but the password is wrong (their accounts' owners see the failure), `None` for an
+/// unknown email. Both take the same time.
+pub async fn login(
+    store: &Store,
+    email: &str,
+    password: &str,
+) -> Result<Result<User, Option<User>>, StoreError> {
     let email = email.trim().to_ascii_lowercase();
     match store.user_by_email(&email).await {
-        Ok(user) => Ok(verify_password(user.password_hash.clone(), password)
-            .await
-            .then_some(user)),
+        Ok(user) => Ok(
+            if verify_password(user.password_hash.clone(), password).await {
+                Ok(user)
+            } else {
+                Err(Some(user))
+            },
+        ),
         Err(StoreError::NotFound(_)) => {
             let _ = verify_password(DUMMY_HASH.to_owned(), password).await;
-            Ok(None)
+            Ok(Err(None))
         }
         Err(e) => Err(e),
     }

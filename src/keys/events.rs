@@ -1,4 +1,4 @@
-//! Security events: failed authentications on `/v1`, counted per hour.
+//! Security events: failed authentications on `/v1` and failed logins, counted per hour.
 //!
 //! Counted per key id when the presented key names a real key (its account's owner sees
 //! them), else per truncated client IP (operators see them). Recording is a non-blocking
@@ -75,6 +75,29 @@ impl SecurityEvents {
         };
         if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes a failed console/API login: one event by truncated address for operators and,
+    /// when the email belongs to a user, one for each account they are a member of, which
+    /// its owners see. Never the email or the password.
+    pub fn login_failed(&self, client_ip: Option<IpAddr>, accounts: &[String]) {
+        let operators = std::iter::once(Failed {
+            kind: "login_failed",
+            key_id: None,
+            account_id: None,
+            client_ip: client_ip.map(truncate_ip),
+        });
+        let owners = accounts.iter().map(|a| Failed {
+            kind: "login_failed",
+            key_id: None,
+            account_id: Some(a.clone()),
+            client_ip: None,
+        });
+        for event in operators.chain(owners) {
+            if self.tx.try_send(event).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

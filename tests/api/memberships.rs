@@ -250,3 +250,117 @@ async fn an_account_always_keeps_an_owner() {
     .await;
     assert_eq!(status, 204);
 }
+
+async fn try_login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_and_seen_by_operators_and_owners() {
+    let app = TestApp::spawn_with(|c| c.limits.auth_failures_per_minute = 5).await;
+    let (account, email) = create_account_with_owner(&app, "guarded").await;
+    for _ in 0..5 {
+        assert_eq!(try_login(&app, &email, "wrong guess").await.status(), 401);
+    }
+    // Blocked now, even with the right password.
+    let resp = try_login(&app, &email, "correct horse battery").await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+
+    // Operators see the failures by truncated address, the account's owners by account.
+    let mut seen = (false, false);
+    for _ in 0..50 {
+        let (_, all) = api(
+            &app,
+            Method::GET,
+            "/api/v1/security-events",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        let (_, mine) = api(
+            &app,
+            Method::GET,
+            &format!("/api/v1/accounts/{account}/security-events"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        let has = |v: &Value, ip: bool| {
+            v["data"].as_array().unwrap().iter().any(|e| {
+                e["kind"] == "login_failed"
+                    && e["count"].as_i64() >= Some(5)
+                    && (e["client_ip"] == "127.0.0.0/24") == ip
+            })
+        };
+        seen = (has(&all, true), has(&mine, false));
+        if seen == (true, true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, (true, true));
+    let (_, all) = api(
+        &app,
+        Method::GET,
+        "/api/v1/security-events",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert!(
+        !all.to_string().contains("guarded.example"),
+        "no email in events: {all}"
+    );
+}
+
+#[tokio::test]
+async fn another_sites_pages_cannot_log_in_or_write() {
+    let app = TestApp::spawn().await;
+    let (account, email) = create_account_with_owner(&app, "origin").await;
+    // Login CSRF: a form post from elsewhere, as text/plain.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(json!({"email": email, "password": "correct horse battery"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "cross_origin");
+    let owner = login(&app, &email, "correct horse battery").await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/v1/accounts/{account}/keys")))
+        .header("cookie", &owner.cookie)
+        .header("x-csrf-token", &owner.csrf)
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({"name": "forged"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // The console's own pages (same origin) work.
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/v1/accounts/{account}/keys")))
+        .header("cookie", &owner.cookie)
+        .header("x-csrf-token", &owner.csrf)
+        .header("origin", format!("http://{}", app.addr))
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({"name": "mine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use super::auth::{Principal, SESSION_COOKIE, Who, cookie_in};
 use super::error::{MgmtError, parse};
 use crate::admin::{self, Actor};
-use crate::app::AppState;
+use crate::app::{AppState, RequestContext};
 use crate::store::{Role, User};
 use crate::time::now_ms;
 
@@ -55,8 +55,10 @@ pub struct Signup {
 
 pub async fn signup(
     State(state): State<Arc<AppState>>,
+    ctx: Option<axum::Extension<RequestContext>>,
     body: super::error::Body,
 ) -> Result<Response, MgmtError> {
+    let ip = ctx.and_then(|c| c.client_ip);
     if !state.accounts.open_signup {
         return Err(MgmtError::new(
             StatusCode::FORBIDDEN,
@@ -65,6 +67,14 @@ pub async fn signup(
         ));
     }
     let req: Signup = parse(&body)?;
+    // Every sign-up counts against the address: accounts cannot be minted in bulk.
+    let subjects = throttle_subjects(&state, "signup", ip, None);
+    if let Some(refused) = check_throttle(&state, &subjects).await {
+        return Ok(refused);
+    }
+    for s in &subjects {
+        state.limits.failed(s).await;
+    }
     let actor = Actor {
         kind: "signup",
         id: None,
@@ -96,14 +106,83 @@ pub struct Login {
     password: String,
 }
 
+/// A refused attempt past the throttle: 429 with `Retry-After`, in our JSON.
+fn too_many_attempts(retry_after_s: u64) -> Response {
+    let mut response = MgmtError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "too many failed attempts; wait before trying again",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    response
+}
+
+/// Login and sign-up are throttled like failed keys: per client address and, for login,
+/// per email (kept as a keyed hash, never the address itself), `limits.auth_failures_per_minute`.
+fn throttle_subjects(
+    state: &AppState,
+    what: &str,
+    ip: Option<std::net::IpAddr>,
+    email: Option<&str>,
+) -> Vec<String> {
+    let mut subjects = Vec::with_capacity(2);
+    if let Some(ip) = ip {
+        subjects.push(format!("{what}-ip:{ip}"));
+    }
+    if let Some(email) = email {
+        let email = email.trim().to_ascii_lowercase();
+        subjects.push(format!(
+            "{what}-email:{}",
+            state.keys.hasher().derive("login-throttle", &email)
+        ));
+    }
+    subjects
+}
+
+async fn check_throttle(state: &AppState, subjects: &[String]) -> Option<Response> {
+    for s in subjects {
+        if let Err(refusal) = state.limits.check_subject(s).await {
+            return Some(too_many_attempts(refusal.retry_after_s));
+        }
+    }
+    None
+}
+
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    ctx: Option<axum::Extension<RequestContext>>,
     body: super::error::Body,
 ) -> Result<Response, MgmtError> {
     let req: Login = parse(&body)?;
-    let user = admin::login(&state.store, &req.email, &req.password)
-        .await?
-        .ok_or_else(|| MgmtError::unauthenticated("wrong email or password"))?;
+    let ip = ctx.and_then(|c| c.client_ip);
+    let subjects = throttle_subjects(&state, "login", ip, Some(&req.email));
+    if let Some(refused) = check_throttle(&state, &subjects).await {
+        return Ok(refused);
+    }
+    let user = match admin::login(&state.store, &req.email, &req.password).await? {
+        Ok(user) => user,
+        Err(known) => {
+            for s in &subjects {
+                state.limits.failed(s).await;
+            }
+            let accounts = match &known {
+                Some(u) => state
+                    .store
+                    .memberships_of(&u.id)
+                    .await?
+                    .into_iter()
+                    .map(|m| m.account_id)
+                    .collect(),
+                None => Vec::new(),
+            };
+            state.security.login_failed(ip, &accounts);
+            tracing::info!(client_ip = ?ip.map(crate::keys::truncate_ip), known_user = known.is_some(), "login failed");
+            return Err(MgmtError::unauthenticated("wrong email or password"));
+        }
+    };
     let hasher = state.keys.hasher();
     let io = |e: std::io::Error| {
         MgmtError::new(
