@@ -7,6 +7,7 @@
 
 pub(crate) mod body;
 pub mod catalog;
+mod minimize;
 pub mod multipart;
 mod provider;
 mod relay;

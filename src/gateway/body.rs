@@ -79,6 +79,8 @@ fn syntax_error(e: &serde_json::Error) -> BodyError {
     }
 }
 
+use super::minimize;
+
 fn is_array(raw: &RawValue) -> bool {
     raw.get().starts_with('[')
 }
@@ -168,6 +170,23 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
     }
     let Fields(fields) =
         serde_json::from_slice::<Fields<'_>>(body).map_err(|e| syntax_error(&e))?;
+    // We act on the last `stream`, `model`, `max_tokens`…; an upstream may take the first.
+    // A body that says two things is refused rather than metered as one and served as the other.
+    for (i, (key, _)) in fields.iter().enumerate() {
+        if fields[..i].iter().any(|(k, _)| k == key) {
+            let mut end = key.len().min(64);
+            while !key.is_char_boundary(end) {
+                end -= 1;
+            }
+            return Err(BodyError {
+                message: format!(
+                    "the request body gives the key `{}` more than once",
+                    &key[..end]
+                ),
+                param: None,
+            });
+        }
+    }
     let get = |name: &str| {
         fields
             .iter()
@@ -309,19 +328,36 @@ impl<'a> Inspected<'a> {
             if key == "model" || (stream && key == "stream_options") {
                 continue;
             }
-            if let Some(endpoint) = minimise
-                && !allowed(endpoint, key)
-            {
+            let Some(endpoint) = minimise else {
+                out.push(b',');
+                write_json_str(&mut out, key);
+                out.push(b':');
+                out.extend_from_slice(value.get().as_bytes());
                 continue;
-            }
+            };
+            // A third party: allow-listed fields only, each pruned to what it needs.
+            let Some((name, shape)) = allowed(endpoint, key) else {
+                continue;
+            };
+            let pruned = minimize::minimise(value.get(), shape).map_err(|e| match e {
+                minimize::MinimiseError::Duplicate(k) => {
+                    BodyError::field(name, format!("`{name}` gives the key `{k}` more than once"))
+                }
+                minimize::MinimiseError::Invalid => {
+                    BodyError::field(name, format!("`{name}` is not valid JSON"))
+                }
+            })?;
             out.push(b',');
             write_json_str(&mut out, key);
             out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
+            serde_json::to_writer(&mut out, &pruned)
+                .map_err(|_| BodyError::field(name, format!("`{name}` is not valid JSON")))?;
         }
         if stream {
             out.extend_from_slice(b",\"stream_options\":");
             match self.stream_options {
+                // A third party learns only that we want the usage.
+                Some(_) if minimise.is_some() => out.extend_from_slice(b"{\"include_usage\":true}"),
                 Some(raw) => {
                     let mut opts: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_str(raw.get()).map_err(|_| {
@@ -340,42 +376,58 @@ impl<'a> Inspected<'a> {
     }
 }
 
-/// The fields a third-party provider needs for each endpoint; everything else stays here.
-fn allowed(endpoint: Endpoint, key: &str) -> bool {
-    const COMMON: &[&str] = &[
-        "stream",
-        "temperature",
-        "top_p",
-        "n",
-        "stop",
-        "max_tokens",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "seed",
+/// The fields a third-party provider needs for each endpoint, with the shape each may
+/// have (see `minimize.rs`); everything else stays here.
+fn allowed(endpoint: Endpoint, key: &str) -> Option<(&'static str, &'static minimize::Shape)> {
+    use minimize::{AUDIO, MESSAGE, OPAQUE, PREDICTION, RESPONSE_FORMAT, Shape, TOOL, TOOL_CHOICE};
+    const COMMON: &[(&str, &Shape)] = &[
+        ("stream", &OPAQUE),
+        ("temperature", &OPAQUE),
+        ("top_p", &OPAQUE),
+        ("n", &OPAQUE),
+        ("stop", &OPAQUE),
+        ("max_tokens", &OPAQUE),
+        ("presence_penalty", &OPAQUE),
+        ("frequency_penalty", &OPAQUE),
+        ("logit_bias", &OPAQUE),
+        ("logprobs", &OPAQUE),
+        ("seed", &OPAQUE),
     ];
-    const CHAT: &[&str] = &[
-        "messages",
-        "max_completion_tokens",
-        "top_logprobs",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "reasoning_effort",
-        "modalities",
-        "audio",
-        "prediction",
+    const CHAT: &[(&str, &Shape)] = &[
+        ("messages", &MESSAGE),
+        ("max_completion_tokens", &OPAQUE),
+        ("top_logprobs", &OPAQUE),
+        ("response_format", &RESPONSE_FORMAT),
+        ("tools", &TOOL),
+        ("tool_choice", &TOOL_CHOICE),
+        ("parallel_tool_calls", &OPAQUE),
+        ("reasoning_effort", &OPAQUE),
+        ("modalities", &OPAQUE),
+        ("audio", &AUDIO),
+        ("prediction", &PREDICTION),
     ];
-    const COMPLETIONS: &[&str] = &["prompt", "suffix", "echo", "best_of"];
-    const EMBEDDINGS: &[&str] = &["input", "encoding_format", "dimensions"];
-    match endpoint {
-        Endpoint::Chat => COMMON.contains(&key) || CHAT.contains(&key),
-        Endpoint::Completions => COMMON.contains(&key) || COMPLETIONS.contains(&key),
-        Endpoint::Embeddings => EMBEDDINGS.contains(&key),
-        Endpoint::Transcriptions => TRANSCRIPTION_FIELDS.contains(&key),
-    }
+    const COMPLETIONS: &[(&str, &Shape)] = &[
+        ("prompt", &OPAQUE),
+        ("suffix", &OPAQUE),
+        ("echo", &OPAQUE),
+        ("best_of", &OPAQUE),
+    ];
+    const EMBEDDINGS: &[(&str, &Shape)] = &[
+        ("input", &OPAQUE),
+        ("encoding_format", &OPAQUE),
+        ("dimensions", &OPAQUE),
+    ];
+    let lists: &[&[(&str, &Shape)]] = match endpoint {
+        Endpoint::Chat => &[COMMON, CHAT],
+        Endpoint::Completions => &[COMMON, COMPLETIONS],
+        Endpoint::Embeddings => &[EMBEDDINGS],
+        Endpoint::Transcriptions => &[],
+    };
+    lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .find(|(name, _)| *name == key)
+        .map(|(name, shape)| (*name, *shape))
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {

@@ -228,12 +228,84 @@ async fn a_third_party_upstream_receives_only_the_fields_it_needs() {
     assert_eq!(keys, ["messages", "model", "temperature"]);
     assert!(!third.requests()[0].body.windows(5).any(|w| w == b"alice"));
 
+    // At every level: inside messages, content parts, tool calls and stream options.
+    let nested = json!({
+        "model": MODEL,
+        "stream": true,
+        "stream_options": {"include_usage": false, "zzz": "alice"},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hello", "zzz": "alice"}], "zzz": "alice"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}", "zzz": "alice"}}
+            ]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok", "metadata": {"who": "alice"}}
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "zzz": "alice"}],
+    });
+    let resp = app.chat(&nested).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let sent = third.requests()[1].clone();
+    assert!(
+        !sent.body.windows(5).any(|w| w == b"alice"),
+        "{}",
+        sent.json()
+    );
+    assert!(!sent.body.windows(3).any(|w| w == b"zzz"));
+    let seen = sent.json();
+    assert_eq!(seen["stream_options"], json!({"include_usage": true}));
+    assert_eq!(seen["messages"][0]["content"][0]["text"], "hello");
+    assert_eq!(
+        seen["messages"][1]["tool_calls"][0]["function"]["name"],
+        "f"
+    );
+    assert_eq!(seen["messages"][2]["tool_call_id"], "c1");
+
+    // A key given twice anywhere is refused before anything is sent.
+    let twice = r#"{"model":"MODEL","messages":[{"role":"user","content":"a","content":"b"}]}"#
+        .replace("MODEL", MODEL);
+    let resp = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .header("content-type", "application/json")
+        .body(twice)
+        .send()
+        .await
+        .unwrap();
+    let refused = openai_error(resp, 400).await;
+    assert_eq!(refused["error"]["param"], "messages", "{refused}");
+    assert_eq!(third.requests().len(), 2);
+
     // A first-party route gets the body unchanged.
     let first_party = TestApp::spawn().await;
-    assert_eq!(first_party.chat(&body).await.status(), 200);
+    let resp = first_party.chat(&body).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let seen = first_party.mock.requests()[0].json();
     assert_eq!(seen["user"], "alice@example.com");
     assert_eq!(seen["x_internal_note"], "internal");
+    // On every route, a top-level key given twice is a 400: we must not meter one request
+    // while the upstream serves another.
+    let resp = first_party
+        .client
+        .post(first_party.url("/v1/chat/completions"))
+        .bearer_auth(&first_party.key)
+        .header("content-type", "application/json")
+        .body(
+            r#"{"model":"MODEL","stream":true,"stream":false,"messages":[]}"#
+                .replace("MODEL", MODEL),
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = openai_error(resp, 400).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`stream`"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
