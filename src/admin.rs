@@ -24,8 +24,9 @@ pub use billing::{
     BillingView, ModelUsage, UsageSummary, billing_view, post_to_ledger, usage_summary,
 };
 pub use keys::{
-    CreatedKey, CreatedToken, DEFAULT_ROTATION_GRACE_SECS, create_key, create_token, revoke_token,
-    rotate_key, set_key_status, update_key,
+    CreatedKey, CreatedToken, DEFAULT_MAX_KEYS_PER_ACCOUNT, DEFAULT_ROTATION_GRACE_SECS,
+    create_key, create_key_capped, create_token, revoke_token, rotate_key, set_key_status,
+    update_key,
 };
 pub use models::{ModelView, PriceChangeView, RouteView, model_catalog};
 pub use privacy::{PolicyView, acknowledge_privacy, policy};

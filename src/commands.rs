@@ -330,8 +330,9 @@ pub async fn run_admin(
     command: Command,
     store: &Store,
     hasher: &KeyHasher,
-    data_dir: &std::path::Path,
+    config: &instagen::config::Config,
 ) -> anyhow::Result<()> {
+    let data_dir = config.server.data_dir.as_path();
     let cli = Actor::cli();
     match command {
         Command::Serve => {}
@@ -432,7 +433,15 @@ pub async fn run_admin(
                     expires_ms: parse_time("expires", fields.expires.as_deref())?,
                     limits: fields.limits(),
                 };
-                let k = admin::create_key(store, hasher, &cli, &a.id, spec).await?;
+                let k = admin::create_key_capped(
+                    store,
+                    hasher,
+                    &cli,
+                    &a.id,
+                    spec,
+                    config.accounts.max_keys_per_account,
+                )
+                .await?;
                 show(json, &k, |k| {
                     format!(
                         "created key {} ({}) for account {account}\nsecret (shown once, store it now): {}",

@@ -270,6 +270,8 @@ pub struct AccountsConfig {
     pub session_ttl_hours: u64,
     /// A bearer token that acts as an operator (bootstrap); also read from `INSTAGEN_ADMIN_TOKEN`.
     pub admin_token: Option<Secret>,
+    /// Access keys one account may hold (deleted keys do not count); more is 409 `key_limit`.
+    pub max_keys_per_account: usize,
 }
 
 impl Default for AccountsConfig {
@@ -278,6 +280,7 @@ impl Default for AccountsConfig {
             open_signup: false,
             session_ttl_hours: 12,
             admin_token: None,
+            max_keys_per_account: crate::admin::DEFAULT_MAX_KEYS_PER_ACCOUNT,
         }
     }
 }

@@ -84,7 +84,7 @@ async fn dispatch(command: Command, mut config: Config) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     let (store, hasher) = instagen::open_store(&config).await?;
-    let result = run_admin(command, &store, &hasher, &config.server.data_dir).await;
+    let result = run_admin(command, &store, &hasher, &config).await;
     store.close().await;
     result.map(|()| ExitCode::SUCCESS)
 }

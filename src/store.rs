@@ -26,6 +26,9 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("{0}")]
     Invalid(String),
+    /// The account has as many keys as it may (`accounts.max_keys_per_account`).
+    #[error("the account has reached its limit of {0} access keys; delete unused keys first")]
+    KeyLimit(usize),
     /// Removing or demoting this member would leave the account without an owner.
     #[error("an account must keep at least one owner: make another member an owner first")]
     LastOwner,
@@ -302,6 +305,10 @@ impl Store {
     /// The account a key belongs to (for the CLI, which names keys by id alone).
     pub async fn key_account(&self, id: &str) -> Result<String, StoreError> {
         dispatch!(self, s => s.key_account(id).await)
+    }
+    /// Keys of an account that are not deleted (what the per-account cap counts).
+    pub async fn count_live_keys(&self, account_id: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_live_keys(account_id).await)
     }
     pub async fn list_keys(&self, account_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
         dispatch!(self, s => s.list_keys(account_id, false).await)

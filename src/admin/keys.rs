@@ -27,12 +27,36 @@ fn expose<S: serde::Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(s.expose())
 }
 
+/// Keys an account may hold (not counting deleted ones) unless configured otherwise.
+pub const DEFAULT_MAX_KEYS_PER_ACCOUNT: usize = 1_000;
+
+/// Creates a key under the default per-account cap.
 pub async fn create_key(
     store: &Store,
     hasher: &KeyHasher,
     actor: &Actor,
     account_id: &str,
     spec: KeySpec,
+) -> Result<CreatedKey, StoreError> {
+    create_key_capped(
+        store,
+        hasher,
+        actor,
+        account_id,
+        spec,
+        DEFAULT_MAX_KEYS_PER_ACCOUNT,
+    )
+    .await
+}
+
+/// Creates a key unless the account already holds `max_keys` live keys (409 `key_limit`).
+pub async fn create_key_capped(
+    store: &Store,
+    hasher: &KeyHasher,
+    actor: &Actor,
+    account_id: &str,
+    spec: KeySpec,
+    max_keys: usize,
 ) -> Result<CreatedKey, StoreError> {
     let spec = KeySpec {
         name: check_name("name", &spec.name, 128)?,
@@ -44,6 +68,9 @@ pub async fn create_key(
         .map_err(|_| invalid("allowed_regions: at most 256 non-empty region names"))?;
     check_limits(&spec.limits)?;
     let account = store.account(account_id).await?;
+    if store.count_live_keys(&account.id).await? >= max_keys as u64 {
+        return Err(StoreError::KeyLimit(max_keys));
+    }
     let key = hasher
         .generate()
         .map_err(|e| StoreError::Setup(e.to_string()))?;

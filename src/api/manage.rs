@@ -12,6 +12,7 @@ mod error;
 mod keys;
 mod models;
 mod openapi;
+mod page;
 mod privacy;
 mod providers;
 mod session;

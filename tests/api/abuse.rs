@@ -152,3 +152,101 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn lists_are_paged_and_keys_per_account_are_capped() {
+    let app = TestApp::spawn_with(|c| c.accounts.max_keys_per_account = 5).await;
+    let keys = format!("/api/v1/accounts/{}/keys", app.account_id);
+    // The test key is the first; four more fill the cap.
+    let mut made = Vec::new();
+    for i in 0..4 {
+        let (status, body) = api(
+            &app,
+            Method::POST,
+            &keys,
+            Some(ADMIN_TOKEN),
+            Some(&serde_json::json!({"name": format!("k{i}")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        made.push(body["key"]["id"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = api(
+        &app,
+        Method::POST,
+        &keys,
+        Some(ADMIN_TOKEN),
+        Some(&serde_json::json!({"name": "one too many"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("key_limit")),
+        "{body}"
+    );
+
+    // Pages of two: every key once, in creation order, then no cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{keys}?limit=2&cursor={c}"),
+            None => format!("{keys}?limit=2"),
+        };
+        let (status, page) = api(&app, Method::GET, &path, Some(ADMIN_TOKEN), None).await;
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        seen.extend(data.iter().map(|k| k["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen[0], app.key_id);
+    assert_eq!(&seen[1..], &made[..]);
+    let (status, body) = api(
+        &app,
+        Method::GET,
+        &format!("{keys}?limit=0"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("limit")),
+        "{body}"
+    );
+    for list in ["members", "tokens", "audit", "security-events"] {
+        let path = format!("/api/v1/accounts/{}/{list}?limit=1", app.account_id);
+        let (status, body) = api(&app, Method::GET, &path, Some(ADMIN_TOKEN), None).await;
+        assert_eq!(status, 200, "{list}: {body}");
+        assert!(
+            body["data"].as_array().unwrap().len() <= 1,
+            "{list}: {body}"
+        );
+        assert!(body.get("next_cursor").is_some(), "{list}: {body}");
+    }
+
+    // A deleted key frees its place.
+    let (status, _) = api(
+        &app,
+        Method::DELETE,
+        &format!("{keys}/{}", made[0]),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = api(
+        &app,
+        Method::POST,
+        &keys,
+        Some(ADMIN_TOKEN),
+        Some(&serde_json::json!({"name": "again"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+}

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::auth::{Need, Principal, Who};
 use super::error::{MgmtError, parse};
+use super::page::{PageQuery, by_creation, page};
 use crate::admin;
 use crate::app::AppState;
 use crate::store::Role;
@@ -159,9 +160,12 @@ pub async fn members(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
+    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Read).await?;
-    Ok(axum::Json(json!({"data": state.store.members(&account).await?})).into_response())
+    let q = PageQuery::from_query(query)?;
+    let members = state.store.members(&account).await?;
+    page(members, &q, |m| by_creation(m.created_ms, &m.user_id))
 }
 
 #[derive(Deserialize)]

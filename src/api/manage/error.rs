@@ -70,6 +70,9 @@ impl From<StoreError> for MgmtError {
                 format!("{what} already exists"),
             ),
             StoreError::InUse(message) => MgmtError::new(StatusCode::CONFLICT, "in_use", message),
+            e @ StoreError::KeyLimit(_) => {
+                MgmtError::new(StatusCode::CONFLICT, "key_limit", e.to_string())
+            }
             e @ StoreError::LastOwner => {
                 MgmtError::new(StatusCode::CONFLICT, "last_owner", e.to_string())
             }

@@ -20,6 +20,10 @@ pub struct ListQuery {
     /// Include deleted keys (status `deleted`), whose past usage stays attributed to them.
     #[serde(default)]
     include_deleted: bool,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 pub async fn list(
@@ -29,14 +33,26 @@ pub async fn list(
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Read).await?;
-    let axum::extract::Query(q) =
-        query.map_err(|e| MgmtError::invalid("include_deleted", e.body_text()))?;
+    let axum::extract::Query(q) = query.map_err(|e| {
+        let text = e.body_text();
+        let field = ["limit", "cursor"]
+            .into_iter()
+            .find(|f| text.contains(f))
+            .unwrap_or("include_deleted");
+        MgmtError::invalid(field, format!("{field}: {text}"))
+    })?;
     let keys = if q.include_deleted {
         state.store.list_keys_with_deleted(&account).await?
     } else {
         state.store.list_keys(&account).await?
     };
-    Ok(axum::Json(json!({"data": keys})).into_response())
+    let paging = super::page::PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    super::page::page(keys, &paging, |k| {
+        super::page::by_creation(k.created_ms, &k.id)
+    })
 }
 
 #[derive(Deserialize)]
@@ -74,12 +90,13 @@ pub async fn create(
         limits: req.limits,
         allowed_regions: req.allowed_regions,
     };
-    let created = admin::create_key(
+    let created = admin::create_key_capped(
         &state.store,
         state.keys.hasher(),
         &p.actor(),
         &account,
         spec,
+        state.accounts.max_keys_per_account,
     )
     .await?;
     let key = state.store.key(&account, &created.id).await?;

@@ -434,6 +434,23 @@ fn list_of(item: &str) -> Value {
     )
 }
 
+/// A paged list (`?limit=&cursor=`; see `page.rs`).
+fn paged_list_of(item: &str) -> Value {
+    let mut list = list_of(item);
+    list["required"] = json!(["data", "next_cursor"]);
+    list["properties"]["next_cursor"] = json!({"type": ["string", "null"],
+        "description": "pass as `cursor` for the next page; null on the last"});
+    list
+}
+
+/// Lists answered a page at a time.
+fn is_paged(method: &str, path: &str) -> bool {
+    method == "get"
+        && ["/keys", "/members", "/tokens", "/audit", "/security-events"]
+            .iter()
+            .any(|end| path.ends_with(end))
+}
+
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
     let opt = |t: &str| json!({"type": [t, "null"]});
@@ -474,7 +491,7 @@ fn schemas() -> Value {
         "default_max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000}});
     json!({
         "Error": obj(&["error"], json!({"error": obj(&["code", "message"], json!({
-            "code": {"type": "string", "description": "stable machine-readable code: invalid_request, unauthenticated, forbidden, csrf_failed, session_required, not_found, conflict, in_use, signup_closed, wrong_credential_kind, store_unavailable"},
+            "code": {"type": "string", "description": "stable machine-readable code: invalid_request, unauthenticated, forbidden, csrf_failed, cross_origin, session_required, not_found, conflict, in_use, last_owner, key_limit, signup_closed, wrong_credential_kind, too_many_attempts, body_too_large, body_timeout, headers_too_large, store_unavailable, internal"},
             "message": s("string"),
             "field": {"type": ["string", "null"], "description": "the request field at fault, when one is"}}))})),
         "Signup": {"type": "object", "additionalProperties": false, "required": ["email", "password", "account_name"],
@@ -513,7 +530,7 @@ fn schemas() -> Value {
         "AccountCreate": {"type": "object", "additionalProperties": false, "required": ["name"],
                           "properties": {"name": name, "owner_email": email, "owner_password": password}},
         "Member": obj(&["account_id", "user_id", "email", "role"], json!({"account_id": s("string"), "account_name": s("string"), "user_id": s("string"), "email": s("string"), "role": role, "created_ms": s("integer")})),
-        "MemberList": list_of("Member"),
+        "MemberList": paged_list_of("Member"),
         "MemberAdd": {"type": "object", "additionalProperties": false, "required": ["email", "role"],
                       "properties": {"email": email, "role": role, "password": password}},
         "UsageSummary": obj(&["requests", "input_tokens", "output_tokens", "cost_usd", "models"], json!({
@@ -553,7 +570,7 @@ fn schemas() -> Value {
             "usage": obj(&["last_24h", "last_30d", "all_time"], json!({"last_used_ms": opt("integer"),
                 "last_24h": {"$ref": "#/components/schemas/UsageStats"}, "last_30d": {"$ref": "#/components/schemas/UsageStats"},
                 "all_time": {"$ref": "#/components/schemas/UsageStats"}}))})),
-        "KeyList": list_of("Key"),
+        "KeyList": paged_list_of("Key"),
         "KeyCreate": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
             "name": name, "description": {"type": "string", "maxLength": 1024}, "allowed_models": models, "allowed_regions": models,
             "expires_ms": {"type": ["integer", "null"]}, "limits": {"$ref": "#/components/schemas/KeyLimits"}}},
@@ -564,14 +581,15 @@ fn schemas() -> Value {
         "Rotate": {"type": "object", "additionalProperties": false, "properties": {
             "grace_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000, "default": 86400}}},
         "RotatedKey": obj(&["secret", "key"], json!({"secret": s("string"), "previous_secret_valid_until_ms": opt("integer"), "key": {"$ref": "#/components/schemas/Key"}})),
-        "Token": obj(&["id", "role", "name"], json!({"id": s("string"), "account_id": opt("string"), "role": s("string"), "name": s("string"), "created_ms": s("integer"), "last_used_ms": opt("integer"), "status": s("string")})),
-        "TokenList": list_of("Token"),
+        "Token": obj(&["id", "role", "name"], json!({"id": s("string"), "account_id": opt("string"), "role": s("string"), "name": s("string"), "created_ms": s("integer"), "last_used_ms": opt("integer"), "status": s("string"),
+            "created_by": {"type": ["string", "null"], "description": "the user the token derives from: it works only while they keep a role in the account, never above it"}})),
+        "TokenList": paged_list_of("Token"),
         "TokenCreate": {"type": "object", "additionalProperties": false, "required": ["name", "role"], "properties": {"name": name, "role": role}},
         "CreatedToken": obj(&["id", "role", "name", "secret"], json!({"id": s("string"), "account_id": opt("string"), "role": s("string"), "name": s("string"), "secret": {"type": "string", "description": "igm-…, shown once"}})),
         "AuditEntry": obj(&["id", "ts_ms", "actor_kind", "action"], json!({"id": s("integer"), "ts_ms": s("integer"), "account_id": opt("string"),
             "actor_kind": s("string"), "actor_id": opt("string"), "action": s("string"), "target_id": opt("string"),
             "client_ip": {"type": ["string", "null"], "description": "truncated to /24 (IPv4) or /48 (IPv6)"}})),
-        "AuditList": list_of("AuditEntry"),
+        "AuditList": paged_list_of("AuditEntry"),
         "Provider": obj(&["name", "kind", "base_url", "source", "has_api_key"], json!({
             "name": s("string"), "kind": {"enum": ["openai", "anthropic", "local"], "description": "local: the built-in engine (config file only; base_url is empty)"}, "base_url": s("string"),
             "source": {"enum": ["config", "api"]}, "has_api_key": s("boolean"), "overrides_config": s("boolean"),
@@ -587,7 +605,7 @@ fn schemas() -> Value {
                 "priority": s("integer"), "latency_ewma_us": s("integer"),
                 "engine": {"type": ["object", "null"], "description": "built-in engine routes: sequences running and waiting, and their limits"}}))}}))}})),
         "SecurityEvent": obj(&["bucket_ms", "kind", "count"], json!({"bucket_ms": s("integer"), "kind": s("string"), "key_id": opt("string"), "client_ip": opt("string"), "account_id": opt("string"), "count": s("integer")})),
-        "SecurityEventList": list_of("SecurityEvent"),
+        "SecurityEventList": paged_list_of("SecurityEvent"),
         "Model": obj(&["id", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_length", "routes", "price_changes"], json!({
             "id": s("string"),
             "input_usd_per_mtok": usd_mtok.clone(), "output_usd_per_mtok": usd_mtok.clone(), "cached_input_usd_per_mtok": usd_mtok.clone(),
@@ -620,6 +638,10 @@ pub fn document() -> &'static Value {
             if route.method == "get" && route.path.ends_with("/keys") {
                 params.push(json!({"name": "include_deleted", "in": "query", "required": false, "schema": {"type": "boolean"}}));
             }
+            if is_paged(route.method, route.path) {
+                params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}));
+                params.push(json!({"name": "cursor", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 512}, "description": "next_cursor of the previous page"}));
+            }
             if route.path.ends_with("/usage") {
                 for (q, e) in [("range", json!(["24h", "7d", "30d"])), ("bucket", json!(["minute", "hour", "day"])), ("group_by", json!(["model", "key"]))] {
                     params.push(json!({"name": q, "in": "query", "required": false, "schema": {"type": "string", "enum": e}}));
@@ -641,7 +663,7 @@ pub fn document() -> &'static Value {
                 None => json!({"description": "success, no body"}),
             };
             responses.insert(route.status.to_string(), ok);
-            if route.request.is_some() || route.path.contains("/usage") {
+            if route.request.is_some() || route.path.contains("/usage") || is_paged(route.method, route.path) {
                 responses.insert("400".into(), error_response("invalid input; `field` names the culprit"));
             }
             if route.access != "public" {
@@ -651,8 +673,11 @@ pub fn document() -> &'static Value {
             if route.path.contains('{') {
                 responses.insert("404".into(), error_response("no such object in any account the caller belongs to"));
             }
-            if route.request.is_some() {
-                responses.insert("409".into(), error_response("already exists"));
+            if route.request.is_some() || route.path.ends_with("/members/{user_id}") {
+                responses.insert("409".into(), error_response("already exists, or a rule of the account forbids it (last_owner, key_limit)"));
+            }
+            if route.path == "/api/v1/session" || route.path == "/api/v1/signup" {
+                responses.insert("429".into(), error_response("too many failed attempts from this address or for this email; see Retry-After"));
             }
             let mut op = json!({
                 "summary": route.summary,

@@ -6,22 +6,27 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{Need, Principal};
 use super::error::{MgmtError, parse};
+use super::page::{PageQuery, by_creation, newest_first, page};
 use crate::admin;
 use crate::app::AppState;
 use crate::store::Role;
 use crate::time::now_ms;
 
+type PageParams = Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>;
+
 pub async fn list(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
+    query: PageParams,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
-    Ok(axum::Json(json!({"data": state.store.list_tokens(&account).await?})).into_response())
+    let q = PageQuery::from_query(query)?;
+    let tokens = state.store.list_tokens(&account).await?;
+    page(tokens, &q, |t| by_creation(t.created_ms, &t.id))
 }
 
 #[derive(Deserialize)]
@@ -62,21 +67,41 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The newest audit entries this API pages through.
+const AUDIT_WINDOW: i64 = 5_000;
+
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
+    query: PageParams,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
-    Ok(axum::Json(json!({"data": state.store.audit(Some(&account), 500).await?})).into_response())
+    let q = PageQuery::from_query(query)?;
+    let entries = state.store.audit(Some(&account), AUDIT_WINDOW).await?;
+    page(entries, &q, |e| newest_first(e.id))
 }
 
 pub async fn audit_all(
     State(state): State<Arc<AppState>>,
     p: Principal,
+    query: PageParams,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
-    Ok(axum::Json(json!({"data": state.store.audit(None, 500).await?})).into_response())
+    let q = PageQuery::from_query(query)?;
+    let entries = state.store.audit(None, AUDIT_WINDOW).await?;
+    page(entries, &q, |e| newest_first(e.id))
+}
+
+/// A security event's place in its list: newest hour first, then kind, key and address.
+fn event_key(e: &crate::store::SecurityEvent) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        newest_first(e.bucket_ms),
+        e.kind,
+        e.key_id.as_deref().unwrap_or(""),
+        e.client_ip.as_deref().unwrap_or("")
+    )
 }
 
 /// Failed `/v1` authentications with this account's keys over the last 30 days, per hour.
@@ -84,24 +109,27 @@ pub async fn security_events(
     State(state): State<Arc<AppState>>,
     p: Principal,
     Path(account): Path<String>,
+    query: PageParams,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
+    let q = PageQuery::from_query(query)?;
     let since = now_ms() - 30 * 24 * 3_600_000;
-    Ok(axum::Json(
-        json!({"data": state.store.security_events(Some(account.as_str()), since).await?}),
-    )
-    .into_response())
+    let events = state
+        .store
+        .security_events(Some(account.as_str()), since)
+        .await?;
+    page(events, &q, event_key)
 }
 
 /// Every security event, including failures with no known key (per truncated IP).
 pub async fn security_events_all(
     State(state): State<Arc<AppState>>,
     p: Principal,
+    query: PageParams,
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
+    let q = PageQuery::from_query(query)?;
     let since = now_ms() - 30 * 24 * 3_600_000;
-    Ok(
-        axum::Json(json!({"data": state.store.security_events(None, since).await?}))
-            .into_response(),
-    )
+    let events = state.store.security_events(None, since).await?;
+    page(events, &q, event_key)
 }

@@ -1,6 +1,6 @@
 // Account: members and roles, management tokens, data export and account deletion.
 
-import { get, post, del, acct } from "./api.js";
+import { get, getAll, post, del, acct } from "./api.js";
 import { h, clear, section, table, badge, fmtDate, fmtAgo, field, dialog, secretPanel, toast } from "./ui.js";
 
 export async function render(main, ctx) {
@@ -31,15 +31,17 @@ export async function render(main, ctx) {
 }
 
 async function members(id, owner, box) {
-  const list = (await get(acct(id, "/members"))).data;
+  const list = (await getAll(acct(id, "/members"))).data;
   const columns = [
     { label: "Email", cell: (m) => m.email },
     { label: "Role", cell: (m) => badge(m.role, "role") },
     { label: "Since", cell: (m) => fmtDate(m.created_ms) },
   ];
+  // An account always keeps an owner: the last one is not offered for removal.
+  const owners = list.filter((m) => m.role === "owner").length;
   if (owner) {
     columns.push({
-      label: "", cell: (m) => h("button", {
+      label: "", cell: (m) => (m.role === "owner" && owners <= 1) ? h("span", { class: "muted", title: "An account must keep at least one owner: make another member an owner first." }, "Last owner") : h("button", {
         type: "button", class: "btn btn-small btn-danger-quiet", "aria-label": `Remove ${m.email}`, onclick: async () => {
           const ok = await dialog({ title: `Remove ${m.email}?`, body: h("p", {}, "They lose access to this account at once."), submit: "Remove", danger: true, onSubmit: () => del(acct(id, `/members/${encodeURIComponent(m.user_id)}`)) });
           if (ok) await members(id, owner, box);
@@ -70,7 +72,7 @@ async function addMember(id, refresh) {
 async function tokens(id, owner, box) {
   let list;
   try {
-    list = (await get(acct(id, "/tokens"))).data;
+    list = (await getAll(acct(id, "/tokens"))).data;
   } catch (e) {
     clear(box, h("p", { class: "empty" }, e.status === 403 ? "Only owners manage tokens." : e.message));
     return;

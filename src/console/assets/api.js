@@ -62,3 +62,16 @@ export const del = (path, body) => api("DELETE", path, body);
 export function acct(id, rest = "") {
   return `/api/v1/accounts/${encodeURIComponent(id)}${rest}`;
 }
+
+// Every item of a paged list, following `next_cursor` (lists are capped, so this ends).
+export async function getAll(path) {
+  const sep = path.includes("?") ? "&" : "?";
+  let data = [];
+  let cursor = null;
+  for (;;) {
+    const page = await get(`${path}${sep}limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    data = data.concat(page.data);
+    if (!page.next_cursor) return { data };
+    cursor = page.next_cursor;
+  }
+}

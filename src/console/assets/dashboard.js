@@ -1,6 +1,6 @@
 // Dashboard: totals, a chart over time and breakdowns by model and key, for a chosen period.
 
-import { get, acct } from "./api.js";
+import { get, getAll, acct } from "./api.js";
 import { h, clear, card, section, table, fmtInt, fmtUsd, segmented, loading, errorBox, field } from "./ui.js";
 import { barChart } from "./chart.js";
 
@@ -78,7 +78,7 @@ export async function render(main, ctx) {
         get(acct(id, `/usage?${q}`)),
         get(acct(id, `/usage?${q}&group_by=model`)),
         get(acct(id, `/usage?${q}&group_by=key`)),
-        get(acct(id, "/keys?include_deleted=true")),
+        getAll(acct(id, "/keys?include_deleted=true")),
       ]);
       draw(results, all, byModel.groups, byKey.groups, keyList.data);
     } catch (e) {

@@ -1,6 +1,6 @@
 // Access keys: list with 30-day usage; create, edit, disable/enable, rotate and delete.
 
-import { get, post, patch, del, acct } from "./api.js";
+import { get, getAll, post, patch, del, acct } from "./api.js";
 import { h, clear, table, badge, fmtInt, fmtUsd, fmtAgo, field, dialog, secretPanel, toast, loading, errorBox } from "./ui.js";
 
 let modelsCache = null;
@@ -24,7 +24,7 @@ export async function render(main, ctx) {
     h("section", { class: "panel" }, list));
   const refresh = async () => {
     try {
-      const keys = (await get(acct(id, "/keys"))).data;
+      const keys = (await getAll(acct(id, "/keys"))).data;
       clear(list, keyTable(id, keys, canWrite, refresh));
     } catch (e) {
       clear(list, errorBox(e));

@@ -224,6 +224,17 @@ impl PgStore {
             .ok_or(StoreError::NotFound("key"))
     }
 
+    /// Keys of an account that are not deleted (what the per-account cap counts).
+    pub async fn count_live_keys(&self, account_id: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 AND status != 'deleted'",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub async fn list_keys(
         &self,
         account_id: &str,

@@ -1,0 +1,82 @@
+//! Paged lists: `?limit=` (1–1000, default 100) and `?cursor=` (the `next_cursor` of the
+//! page before), answered as `{"data": [...], "next_cursor": "…" | null}`.
+//!
+//! Each list orders its items by a key that is unique and stable (creation time and id,
+//! or an inverted id for newest-first lists); the cursor is the last key of a page, so an
+//! item created or deleted between two pages moves nothing already seen.
+
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::MgmtError;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The query of a list that takes nothing else, with a 400 naming the bad parameter.
+    pub fn from_query(query: Result<Query<PageQuery>, QueryRejection>) -> Result<Self, MgmtError> {
+        query.map(|Query(q)| q).map_err(|e| {
+            let text = e.body_text();
+            let field = if text.contains("cursor") {
+                "cursor"
+            } else {
+                "limit"
+            };
+            MgmtError::invalid(field, format!("{field}: {text}"))
+        })
+    }
+}
+
+/// One page of `items`, ordered by `key` (which must be unique per item).
+pub fn page<T: Serialize>(
+    items: Vec<T>,
+    q: &PageQuery,
+    key: impl Fn(&T) -> String,
+) -> Result<Response, MgmtError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(MgmtError::invalid(
+            "limit",
+            format!("limit: must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    if q.cursor.as_ref().is_some_and(|c| c.len() > 512) {
+        return Err(MgmtError::invalid(
+            "cursor",
+            "cursor: not a cursor this API gave",
+        ));
+    }
+    let mut keyed: Vec<(String, T)> = items.into_iter().map(|t| (key(&t), t)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let start = q
+        .cursor
+        .as_deref()
+        .map_or(0, |c| keyed.partition_point(|(k, _)| k.as_str() <= c));
+    let rest: Vec<(String, T)> = keyed.into_iter().skip(start).collect();
+    let next_cursor = (rest.len() > limit).then(|| rest[limit - 1].0.clone());
+    let data: Vec<T> = rest.into_iter().take(limit).map(|(_, t)| t).collect();
+    Ok(axum::Json(json!({"data": data, "next_cursor": next_cursor})).into_response())
+}
+
+/// A key for oldest-first lists: creation time, then id.
+pub fn by_creation(created_ms: i64, id: &str) -> String {
+    format!("{:020}.{id}", created_ms.max(0))
+}
+
+/// A key for newest-first lists of increasing numbers (audit ids, hour buckets).
+pub fn newest_first(n: i64) -> String {
+    format!("{:020}", i64::MAX - n.max(0))
+}
