@@ -17,8 +17,9 @@ mod privacy;
 mod providers;
 
 pub use accounts::{
-    account_snapshot, add_member, create_account, create_user, delete_account, hash_password,
-    login, remove_member, set_account_limits, set_account_regions, set_account_status,
+    CreatedInvitation, INVITATION_TTL_MS, accept_invitation, account_snapshot, add_member,
+    create_account, create_user, delete_account, hash_password, invite, login, remove_member,
+    set_account_limits, set_account_regions, set_account_status,
 };
 pub use billing::{
     BillingView, ModelUsage, UsageSummary, billing_view, post_to_ledger, usage_summary,

@@ -306,6 +306,31 @@ impl Store {
     pub async fn key_account(&self, id: &str) -> Result<String, StoreError> {
         dispatch!(self, s => s.key_account(id).await)
     }
+    pub async fn create_invitation(
+        &self,
+        invitation: &Invitation,
+        token_hash: &KeyHash,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_invitation(invitation, token_hash).await)
+    }
+    pub async fn account_invitations(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<Invitation>, StoreError> {
+        dispatch!(self, s => s.account_invitations(account_id).await)
+    }
+    pub async fn invitations_for(&self, email: &str) -> Result<Vec<Invitation>, StoreError> {
+        dispatch!(self, s => s.invitations_for(email).await)
+    }
+    pub async fn invitation_by_token(
+        &self,
+        token_hash: &KeyHash,
+    ) -> Result<Invitation, StoreError> {
+        dispatch!(self, s => s.invitation_by_token(token_hash).await)
+    }
+    pub async fn delete_invitation(&self, account_id: &str, id: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_invitation(account_id, id).await)
+    }
     /// Keys of an account that are not deleted (what the per-account cap counts).
     pub async fn count_live_keys(&self, account_id: &str) -> Result<u64, StoreError> {
         dispatch!(self, s => s.count_live_keys(account_id).await)

@@ -2,7 +2,9 @@
 
 use super::{Actor, audit, invalid};
 use super::{billing_view, check_email, check_name};
-use crate::store::{Account, Membership, Role, Store, StoreError, User};
+use crate::config::Secret;
+use crate::keys::{KeyHasher, random_id};
+use crate::store::{Account, Invitation, Membership, Role, Store, StoreError, User};
 use crate::time::now_ms;
 
 /// Hashes a password with Argon2id (default parameters) off the async runtime.
@@ -194,6 +196,91 @@ pub async fn add_member(
     }
     store
         .members(account_id)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == user.id)
+        .ok_or(StoreError::NotFound("member"))
+}
+
+/// How long an invitation may be accepted.
+pub const INVITATION_TTL_MS: i64 = 7 * 24 * 3_600_000;
+
+/// A new invitation and its token, which the inviter passes on (shown once).
+#[derive(Debug, serde::Serialize)]
+pub struct CreatedInvitation {
+    pub invitation: Invitation,
+    #[serde(serialize_with = "super::keys::expose")]
+    pub token: Secret,
+}
+
+/// Invites `email` to an account with `role`. The answer is the same whether the email
+/// belongs to a user or not; nobody joins until the invitee accepts.
+pub async fn invite(
+    store: &Store,
+    hasher: &KeyHasher,
+    actor: &Actor,
+    account_id: &str,
+    email: &str,
+    role: Role,
+    invited_by: Option<&str>,
+) -> Result<CreatedInvitation, StoreError> {
+    let email = check_email(email)?;
+    let account = store.account(account_id).await?;
+    let (token, token_hash) = hasher
+        .opaque("invitation")
+        .map_err(|e| StoreError::Setup(e.to_string()))?;
+    let now = now_ms();
+    let invitation = Invitation {
+        id: random_id(16).map_err(|e| StoreError::Setup(e.to_string()))?,
+        account_id: account.id,
+        account_name: account.name,
+        email,
+        role,
+        invited_by: invited_by.map(str::to_owned),
+        created_ms: now,
+        expires_ms: now + INVITATION_TTL_MS,
+    };
+    store.create_invitation(&invitation, &token_hash).await?;
+    audit(
+        store,
+        actor,
+        Some(&invitation.account_id),
+        "invitation.create",
+        Some(&invitation.id),
+    )
+    .await;
+    Ok(CreatedInvitation { invitation, token })
+}
+
+/// `user` accepts `invitation` (addressed to their email): they join with its role, or
+/// keep a higher role they already have. The invitation is used up.
+pub async fn accept_invitation(
+    store: &Store,
+    actor: &Actor,
+    invitation: &Invitation,
+    user: &User,
+) -> Result<Membership, StoreError> {
+    if user.email != invitation.email {
+        return Err(StoreError::NotFound("invitation"));
+    }
+    let account = &invitation.account_id;
+    let current = store.role_of(account, &user.id).await?;
+    if current.is_none_or(|c| c < invitation.role) {
+        store
+            .set_membership(account, &user.id, invitation.role)
+            .await?;
+    }
+    store.delete_invitation(account, &invitation.id).await?;
+    audit(
+        store,
+        actor,
+        Some(account),
+        "invitation.accept",
+        Some(&user.id),
+    )
+    .await;
+    store
+        .members(account)
         .await?
         .into_iter()
         .find(|m| m.user_id == user.id)

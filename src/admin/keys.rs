@@ -23,7 +23,7 @@ pub struct CreatedKey {
     pub previous_secret_valid_until_ms: Option<i64>,
 }
 
-fn expose<S: serde::Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+pub(super) fn expose<S: serde::Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(s.expose())
 }
 

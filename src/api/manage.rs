@@ -83,6 +83,20 @@ pub fn router() -> Router<Arc<AppState>> {
             &format!("{acct}/members/{{user_id}}"),
             delete(accounts::remove_member),
         )
+        .route(&format!("{acct}/invitations"), get(accounts::invitations))
+        .route(
+            &format!("{acct}/invitations/{{invitation_id}}"),
+            delete(accounts::revoke_invitation),
+        )
+        .route("/api/v1/me/invitations", get(accounts::my_invitations))
+        .route(
+            "/api/v1/me/invitations/{invitation_id}/accept",
+            post(accounts::accept_my_invitation),
+        )
+        .route(
+            "/api/v1/invitations/accept",
+            post(accounts::accept_invitation_with_token),
+        )
         .route(
             &format!("{acct}/usage/summary"),
             get(accounts::usage_summary),

@@ -24,6 +24,7 @@ use crate::time::now_ms;
 
 mod accounts;
 mod billing;
+mod invitations;
 mod keys;
 mod migrations;
 mod providers;

@@ -273,6 +273,22 @@ pub struct UsagePoint {
     pub error_requests: i64,
 }
 
+/// A pending invitation to join an account. The invitee joins only by accepting it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invitation {
+    pub id: String,
+    pub account_id: String,
+    pub account_name: String,
+    /// Where the invitation is addressed (lower-cased); whether a login exists for it is
+    /// never revealed to the inviter.
+    pub email: String,
+    pub role: Role,
+    /// The user who invited (none for operators acting through the CLI or admin token).
+    pub invited_by: Option<String>,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionRow {
     pub user_id: String,

@@ -484,3 +484,57 @@ async fn console_shows_a_viewer_what_they_may_see_and_no_controls_they_may_not_u
     b.find("#login-form").await;
     b.quit().await;
 }
+
+#[tokio::test]
+async fn console_invites_a_member_who_joins_with_the_code_by_consent() {
+    if let Some(why) = browser::unavailable() {
+        skip("console_invitation_in_chromium", &why);
+        return;
+    }
+    let app = TestApp::spawn().await;
+    owner(&app, false).await;
+    let b = Browser::start(1280, 800).await;
+    b.goto(&app.url("/console/")).await;
+    b.type_into("#login-form input[name=email]", EMAIL).await;
+    b.type_into("#login-form input[name=password]", PASSWORD)
+        .await;
+    b.click("#login-form button[type=submit]").await;
+    b.find("#card-requests").await;
+    b.goto(&app.url("/console/#/account")).await;
+    b.find("#members").await;
+    // The sole owner is not offered for removal.
+    let members = b.text_of("#members").await;
+    assert!(members.contains("Last owner"), "{members}");
+    b.click("#invite-member").await;
+    b.type_into("dialog input[name=email]", "newcomer@example.com")
+        .await;
+    b.click("dialog button[type=submit]").await;
+    let code = b.property("#new-secret", "value").await;
+    let code = code.as_str().unwrap().to_owned();
+    b.screenshot("invitation-code").await;
+    b.click("dialog button[type=submit]").await;
+    b.gone("dialog").await;
+    b.wait_text("#invitations", |t| t.contains("newcomer@example.com"))
+        .await;
+
+    // The newcomer joins with the code and a password of their own.
+    b.click("#logout").await;
+    b.click("#join-link").await;
+    b.type_into("#join-form input[name=code]", &code).await;
+    b.type_into("#join-form input[name=password]", "a password of my own")
+        .await;
+    b.screenshot("join").await;
+    b.click("#join-form button[type=submit]").await;
+    b.find("#card-requests").await;
+    let (status, members) = api(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/accounts/{}/members", app.account_id),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(members.to_string().contains("newcomer@example.com"));
+    b.quit().await;
+}

@@ -707,3 +707,35 @@ pub async fn create_account_with_owner(app: &TestApp, name: &str) -> (String, St
     assert_eq!(status, 201, "{account}");
     (account["id"].as_str().unwrap().to_owned(), email)
 }
+
+/// An owner invites `email` with `role`; the invitee (no login yet) accepts with the token
+/// and `password`. Returns the new member's user id.
+pub async fn invite_and_accept(
+    app: &TestApp,
+    owner: &Session,
+    account: &str,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> String {
+    let (status, created) = as_user(
+        app,
+        owner,
+        reqwest::Method::POST,
+        &format!("/api/v1/accounts/{account}/members"),
+        Some(&serde_json::json!({"email": email, "role": role})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let resp = app
+        .client
+        .post(app.url("/api/v1/invitations/accept"))
+        .json(&serde_json::json!({"token": created["token"], "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    body["user"]["id"].as_str().unwrap().to_owned()
+}

@@ -316,21 +316,11 @@ async fn cookie_writes_need_the_csrf_token() {
 async fn viewers_read_but_cannot_write_and_members_cannot_manage_tokens() {
     let app = TestApp::spawn().await;
     let (account, owner) = account_with_owner(&app, "roles").await;
-    let members = format!("/api/v1/accounts/{account}/members");
     for (email, role) in [
         ("viewer@roles.example", "viewer"),
         ("member@roles.example", "member"),
     ] {
-        let (status, body) = as_user(
-            &app,
-            &owner,
-            Method::POST,
-            &members,
-            Some(&json!({"email": email, "role": role, "password": "a long password"})),
-            true,
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        invite_and_accept(&app, &owner, &account, email, role, "a long password").await;
     }
     let viewer = login(&app, "viewer@roles.example", "a long password").await;
     let keys = format!("/api/v1/accounts/{account}/keys");

@@ -32,17 +32,15 @@ async fn account_with_two(
     let (account, email) = create_account_with_owner(app, name).await;
     let owner = login(app, &email, "correct horse battery").await;
     let second = format!("second@{name}.example");
-    let (status, body) = as_user(
+    let user_id = invite_and_accept(
         app,
         &owner,
-        Method::POST,
-        &format!("/api/v1/accounts/{account}/members"),
-        Some(&json!({"email": second, "role": role, "password": "another long password"})),
-        true,
+        &account,
+        &second,
+        role,
+        "another long password",
     )
     .await;
-    assert_eq!(status, 201, "{body}");
-    let user_id = body["user_id"].as_str().unwrap().to_owned();
     let session = login(app, &second, "another long password").await;
     (account, owner, session, user_id)
 }
@@ -229,16 +227,15 @@ async fn an_account_always_keeps_an_owner() {
     );
 
     // With a second owner, the first may step down.
-    let (status, _) = as_user(
+    invite_and_accept(
         &app,
         &owner,
-        Method::POST,
-        &members,
-        Some(&json!({"email": "next@sole.example", "role": "owner", "password": "another long password"})),
-        true,
+        &account,
+        "next@sole.example",
+        "owner",
+        "another long password",
     )
     .await;
-    assert_eq!(status, 201);
     let (status, _) = as_user(
         &app,
         &owner,
@@ -363,4 +360,140 @@ async fn another_sites_pages_cannot_log_in_or_write() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
+}
+
+#[tokio::test]
+async fn invitations_need_consent_and_never_reveal_whether_an_email_has_a_login() {
+    let app = TestApp::spawn().await;
+    let (account, email) = create_account_with_owner(&app, "inviter").await;
+    let owner = login(&app, &email, "correct horse battery").await;
+    // Someone with a login, in another tenant.
+    let (_, bob_email) = create_account_with_owner(&app, "elsewhere").await;
+    let members = format!("/api/v1/accounts/{account}/members");
+    let invite = |who: &str| json!({"email": who, "role": "member"});
+    let (status, known) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &members,
+        Some(&invite(&bob_email)),
+        true,
+    )
+    .await;
+    assert_eq!(status, 202, "{known}");
+    let (status, unknown) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &members,
+        Some(&invite("nobody@nowhere.example")),
+        true,
+    )
+    .await;
+    assert_eq!(status, 202, "{unknown}");
+    let shape = |v: &Value| {
+        let mut keys: Vec<String> = v["invitation"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        shape(&known),
+        shape(&unknown),
+        "the same answer whether a login exists"
+    );
+    assert!(!known.to_string().contains("user_id"), "{known}");
+    // An owner cannot set anyone's password.
+    let (status, body) = as_user(
+        &app,
+        &owner,
+        Method::POST,
+        &members,
+        Some(&json!({"email": "x@y.example", "role": "member", "password": "a long password"})),
+        true,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("password")),
+        "{body}"
+    );
+
+    // Bob is not a member until he accepts, and his token path is refused: he signs in.
+    let bob = login(&app, &bob_email, "correct horse battery").await;
+    let keys = format!("/api/v1/accounts/{account}/keys");
+    assert_eq!(
+        as_user(&app, &bob, Method::GET, &keys, None, false).await.0,
+        404
+    );
+    let resp = app
+        .client
+        .post(app.url("/api/v1/invitations/accept"))
+        .json(&json!({"token": known["token"], "password": "whatever long enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let (status, mine) = as_user(
+        &app,
+        &bob,
+        Method::GET,
+        "/api/v1/me/invitations",
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = mine["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(mine["data"][0]["account_name"], "inviter");
+    let (status, m) = as_user(
+        &app,
+        &bob,
+        Method::POST,
+        &format!("/api/v1/me/invitations/{id}/accept"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!((status, m["role"].as_str()), (201, Some("member")), "{m}");
+    assert_eq!(
+        as_user(&app, &bob, Method::GET, &keys, None, false).await.0,
+        200
+    );
+
+    // The other invitation is pending; revoked, its token no longer works.
+    let (_, pending) = as_user(
+        &app,
+        &owner,
+        Method::GET,
+        &format!("/api/v1/accounts/{account}/invitations"),
+        None,
+        false,
+    )
+    .await;
+    let pending = pending["data"].as_array().unwrap().clone();
+    assert_eq!(pending.len(), 1);
+    let other = pending[0]["id"].as_str().unwrap();
+    let (status, _) = as_user(
+        &app,
+        &owner,
+        Method::DELETE,
+        &format!("/api/v1/accounts/{account}/invitations/{other}"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let resp = app
+        .client
+        .post(app.url("/api/v1/invitations/accept"))
+        .json(&json!({"token": unknown["token"], "password": "a long password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }

@@ -186,16 +186,180 @@ pub async fn add_member(
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Owner).await?;
     let req: MemberAdd = parse(&body)?;
-    let m = admin::add_member(
+    // Operators administer users and add them directly (creating one with `password`).
+    if p.is_operator() {
+        let m = admin::add_member(
+            &state.store,
+            &p.actor(),
+            &account,
+            &req.email,
+            req.role,
+            req.password.as_deref(),
+        )
+        .await?;
+        return Ok((StatusCode::CREATED, axum::Json(m)).into_response());
+    }
+    // An owner changes a member's role directly, and invites anyone else: they join only by
+    // accepting, and the answer does not say whether the email has a login.
+    if req.password.is_some() {
+        return Err(MgmtError::invalid(
+            "password",
+            "password: owners invite; the invitee chooses their own password when accepting",
+        ));
+    }
+    let email = req.email.trim().to_ascii_lowercase();
+    let members = state.store.members(&account).await?;
+    if members.iter().any(|m| m.email == email) {
+        let m =
+            admin::add_member(&state.store, &p.actor(), &account, &email, req.role, None).await?;
+        return Ok((StatusCode::CREATED, axum::Json(m)).into_response());
+    }
+    let created = admin::invite(
         &state.store,
+        state.keys.hasher(),
         &p.actor(),
         &account,
-        &req.email,
+        &email,
         req.role,
-        req.password.as_deref(),
+        p.user_id(),
     )
     .await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(created)).into_response())
+}
+
+/// Pending invitations of the account (owners).
+pub async fn invitations(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Owner).await?;
+    let q = PageQuery::from_query(query)?;
+    let pending = state.store.account_invitations(&account).await?;
+    page(pending, &q, |i| by_creation(i.created_ms, &i.id))
+}
+
+/// Revokes a pending invitation (owners).
+pub async fn revoke_invitation(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path((account, id)): Path<(String, String)>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Owner).await?;
+    state.store.delete_invitation(&account, &id).await?;
+    crate::admin::audit(
+        &state.store,
+        &p.actor(),
+        Some(&account),
+        "invitation.revoke",
+        Some(&id),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The signed-in user of a session (invitations are answered by the invitee in person).
+fn session_user(p: &Principal) -> Result<&crate::store::User, MgmtError> {
+    match &p.who {
+        super::auth::Who::User(u) => Ok(u),
+        _ => Err(MgmtError::session_required(
+            "invitations are accepted by the invited user, signed in",
+        )),
+    }
+}
+
+/// Invitations addressed to the signed-in user's email.
+pub async fn my_invitations(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+) -> Result<Response, MgmtError> {
+    let user = session_user(&p)?;
+    let pending = state.store.invitations_for(&user.email).await?;
+    Ok(axum::Json(json!({"data": pending})).into_response())
+}
+
+/// The signed-in user accepts an invitation addressed to them.
+pub async fn accept_my_invitation(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, MgmtError> {
+    let user = session_user(&p)?;
+    let invitation = state
+        .store
+        .invitations_for(&user.email)
+        .await?
+        .into_iter()
+        .find(|i| i.id == id)
+        .ok_or_else(|| MgmtError::not_found("invitation"))?;
+    let m = admin::accept_invitation(&state.store, &p.actor(), &invitation, user).await?;
     Ok((StatusCode::CREATED, axum::Json(m)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationAccept {
+    token: String,
+    password: String,
+}
+
+/// Someone without a login accepts an invitation with its token, choosing a password: the
+/// user and the membership are created. An email that has a login accepts signed in.
+pub async fn accept_invitation_with_token(
+    State(state): State<Arc<AppState>>,
+    ctx: Option<axum::Extension<crate::app::RequestContext>>,
+    body: super::error::Body,
+) -> Result<Response, MgmtError> {
+    let req: InvitationAccept = parse(&body)?;
+    let ip = ctx.and_then(|c| c.client_ip);
+    let subject = ip.map(|ip| format!("invitation-ip:{ip}"));
+    if let Some(s) = &subject
+        && let Err(refusal) = state.limits.check_subject(s).await
+    {
+        return Ok(super::session::too_many_attempts(refusal.retry_after_s));
+    }
+    let hash = state.keys.hasher().hash("invitation", req.token.trim());
+    let invitation = match state.store.invitation_by_token(&hash).await {
+        Ok(i) => i,
+        Err(crate::store::StoreError::NotFound(_)) => {
+            if let Some(s) = &subject {
+                state.limits.failed(s).await;
+            }
+            return Err(MgmtError::not_found("invitation"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match state.store.user_by_email(&invitation.email).await {
+        Ok(_) => {
+            return Err(MgmtError::new(
+                StatusCode::CONFLICT,
+                "login_exists",
+                "this email already has a login: sign in and accept the invitation there",
+            ));
+        }
+        Err(crate::store::StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let actor = crate::admin::Actor {
+        kind: "invitation",
+        id: Some(invitation.id.clone()),
+        client_ip: ip.map(crate::keys::truncate_ip),
+    };
+    let user = admin::create_user(
+        &state.store,
+        &actor,
+        &invitation.email,
+        &req.password,
+        false,
+    )
+    .await?;
+    let m = admin::accept_invitation(&state.store, &actor, &invitation, &user).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"user": user, "membership": m})),
+    )
+        .into_response())
 }
 
 pub async fn remove_member(

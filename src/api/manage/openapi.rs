@@ -280,7 +280,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "post",
         "/api/v1/accounts/{account}/members",
-        "Add or re-role a member (invites a new user with a first password)",
+        "Owners change a member's role (201) or invite anyone else (202: the invitation and its token, shown once; they join only by accepting, and the answer never says whether the email has a login). Operators add a user directly (201; `password` creates one). Demoting the last owner is 409 last_owner",
         "owner",
         Some("MemberAdd"),
         201,
@@ -289,11 +289,56 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "delete",
         "/api/v1/accounts/{account}/members/{user_id}",
-        "Remove a member",
+        "Remove a member: their sessions and the tokens they created are revoked; removing the last owner is 409 last_owner",
         "owner",
         None,
         204,
         None,
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/invitations",
+        "Pending invitations",
+        "owner",
+        None,
+        200,
+        Some("InvitationList"),
+    ),
+    r(
+        "delete",
+        "/api/v1/accounts/{account}/invitations/{invitation_id}",
+        "Revoke a pending invitation",
+        "owner",
+        None,
+        204,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/me/invitations",
+        "Invitations addressed to the signed-in user's email (sessions only)",
+        "any",
+        None,
+        200,
+        Some("MyInvitationList"),
+    ),
+    r(
+        "post",
+        "/api/v1/me/invitations/{invitation_id}/accept",
+        "The signed-in user accepts an invitation addressed to them (sessions only)",
+        "any",
+        None,
+        201,
+        Some("Member"),
+    ),
+    r(
+        "post",
+        "/api/v1/invitations/accept",
+        "Someone without a login accepts an invitation with its token and chooses a password (an email with a login accepts signed in: 409 login_exists)",
+        "public",
+        Some("InvitationAccept"),
+        201,
+        Some("InvitationAccepted"),
     ),
     r(
         "get",
@@ -446,9 +491,17 @@ fn paged_list_of(item: &str) -> Value {
 /// Lists answered a page at a time.
 fn is_paged(method: &str, path: &str) -> bool {
     method == "get"
-        && ["/keys", "/members", "/tokens", "/audit", "/security-events"]
-            .iter()
-            .any(|end| path.ends_with(end))
+        && !path.starts_with("/api/v1/me/")
+        && [
+            "/keys",
+            "/members",
+            "/tokens",
+            "/audit",
+            "/security-events",
+            "/invitations",
+        ]
+        .iter()
+        .any(|end| path.ends_with(end))
 }
 
 fn schemas() -> Value {
@@ -529,6 +582,15 @@ fn schemas() -> Value {
         "AccountView": obj(&["account", "your_role"], json!({"account": {"$ref": "#/components/schemas/Account"}, "your_role": role})),
         "AccountCreate": {"type": "object", "additionalProperties": false, "required": ["name"],
                           "properties": {"name": name, "owner_email": email, "owner_password": password}},
+        "Invitation": obj(&["id", "account_id", "email", "role", "created_ms", "expires_ms"], json!({"id": s("string"), "account_id": s("string"), "account_name": s("string"),
+            "email": s("string"), "role": role, "invited_by": opt("string"), "created_ms": s("integer"), "expires_ms": s("integer")})),
+        "InvitationList": paged_list_of("Invitation"),
+        "MyInvitationList": list_of("Invitation"),
+        "CreatedInvitation": obj(&["invitation", "token"], json!({"invitation": {"$ref": "#/components/schemas/Invitation"},
+            "token": {"type": "string", "description": "shown once: the invitee accepts with it (POST /api/v1/invitations/accept) or signed in"}})),
+        "InvitationAccept": {"type": "object", "additionalProperties": false, "required": ["token", "password"],
+            "properties": {"token": {"type": "string", "maxLength": 256}, "password": password}},
+        "InvitationAccepted": obj(&["user", "membership"], json!({"user": {"$ref": "#/components/schemas/User"}, "membership": {"$ref": "#/components/schemas/Member"}})),
         "Member": obj(&["account_id", "user_id", "email", "role"], json!({"account_id": s("string"), "account_name": s("string"), "user_id": s("string"), "email": s("string"), "role": role, "created_ms": s("integer")})),
         "MemberList": paged_list_of("Member"),
         "MemberAdd": {"type": "object", "additionalProperties": false, "required": ["email", "role"],
@@ -676,7 +738,11 @@ pub fn document() -> &'static Value {
             if route.request.is_some() || route.path.ends_with("/members/{user_id}") {
                 responses.insert("409".into(), error_response("already exists, or a rule of the account forbids it (last_owner, key_limit)"));
             }
-            if route.path == "/api/v1/session" || route.path == "/api/v1/signup" {
+            if route.method == "post" && route.path.ends_with("/members") {
+                responses.insert("202".into(), json!({"description": "invited: they join by accepting",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatedInvitation"}}}}));
+            }
+            if ["/api/v1/session", "/api/v1/signup", "/api/v1/invitations/accept"].contains(&route.path) {
                 responses.insert("429".into(), error_response("too many failed attempts from this address or for this email; see Retry-After"));
             }
             let mut op = json!({

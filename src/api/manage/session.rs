@@ -107,7 +107,7 @@ pub struct Login {
 }
 
 /// A refused attempt past the throttle: 429 with `Retry-After`, in our JSON.
-fn too_many_attempts(retry_after_s: u64) -> Response {
+pub(super) fn too_many_attempts(retry_after_s: u64) -> Response {
     let mut response = MgmtError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_attempts",

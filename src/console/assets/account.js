@@ -49,24 +49,57 @@ async function members(id, owner, box) {
       }, "Remove"),
     });
   }
-  const add = owner ? h("button", { type: "button", class: "btn", onclick: () => addMember(id, () => members(id, owner, box)) }, "Add member") : null;
-  clear(box, table(columns, list, "No members.", { id: "members" }), add);
+  const refresh = () => members(id, owner, box);
+  const add = owner ? h("button", { type: "button", class: "btn", id: "invite-member", onclick: () => addMember(id, refresh) }, "Invite member") : null;
+  const pending = owner ? await invitations(id, refresh) : null;
+  clear(box, table(columns, list, "No members.", { id: "members" }), pending, add);
+}
+
+// Invitations not yet accepted (owners): who, which role, until when; revocable.
+async function invitations(id, refresh) {
+  const list = (await getAll(acct(id, "/invitations")).catch(() => ({ data: [] }))).data;
+  if (!list.length) return null;
+  return h("div", { class: "stack" }, h("h3", {}, "Pending invitations"), table([
+    { label: "Email", cell: (i) => i.email },
+    { label: "Role", cell: (i) => badge(i.role, "role") },
+    { label: "Expires", cell: (i) => fmtDate(i.expires_ms) },
+    {
+      label: "", cell: (i) => h("button", {
+        type: "button", class: "btn btn-small btn-danger-quiet", "aria-label": `Revoke the invitation of ${i.email}`, onclick: async () => {
+          await del(acct(id, `/invitations/${encodeURIComponent(i.id)}`));
+          await refresh();
+        },
+      }, "Revoke"),
+    },
+  ], list, "", { id: "invitations" }));
 }
 
 async function addMember(id, refresh) {
-  const email = h("input", { type: "email", required: true, autocomplete: "off" });
-  const role = h("select", {}, [["member", "Member — manage keys, see usage"], ["viewer", "Viewer — read only"], ["owner", "Owner — everything, incl. billing and deletion"]].map(([v, t]) => h("option", { value: v }, t)));
-  const password = h("input", { type: "password", minlength: 10, autocomplete: "new-password" });
+  const email = h("input", { type: "email", name: "email", required: true, autocomplete: "off" });
+  const role = h("select", { name: "role" }, [["member", "Member — manage keys, see usage"], ["viewer", "Viewer — read only"], ["owner", "Owner — everything, incl. billing and deletion"]].map(([v, t]) => h("option", { value: v }, t)));
+  let result = null;
   const ok = await dialog({
-    title: "Add a member",
-    body: h("div", { class: "form-grid" }, field("Email", email), field("Role", role), field("Initial password", password, "Only for someone without an InstaGen login yet (10+ characters).")),
-    submit: "Add",
-    onSubmit: () => post(acct(id, "/members"), { email: email.value.trim(), role: role.value, ...(password.value ? { password: password.value } : {}) }),
+    title: "Invite a member",
+    body: h("div", { class: "form-grid" }, field("Email", email), field("Role", role),
+      h("p", { class: "muted" }, "They join only when they accept. Someone already in this account gets the new role at once.")),
+    submit: "Invite",
+    onSubmit: async () => {
+      result = await post(acct(id, "/members"), { email: email.value.trim(), role: role.value });
+      return result;
+    },
   });
-  if (ok) {
-    toast("Member added.");
-    await refresh();
+  if (!ok) return;
+  if (result && result.token) {
+    await dialog({
+      title: `Invitation for ${result.invitation.email}`,
+      body: h("div", {}, secretPanel(result.token),
+        h("p", {}, "Send them this code. With an InstaGen login they also see the invitation when they sign in; without one they choose a password with it on the login page (“Have an invitation code?”). It expires in 7 days.")),
+      submit: "Done", cancel: null,
+    });
+  } else {
+    toast("Role changed.");
   }
+  await refresh();
 }
 
 async function tokens(id, owner, box) {

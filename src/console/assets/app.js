@@ -66,6 +66,7 @@ async function boot(message) {
     return clear(root, h("main", { class: "center" }, errorBox(e)));
   }
   setCsrf(ctx.session.csrf_token);
+  ctx.invitations = (await get("/api/v1/me/invitations").catch(() => ({ data: [] }))).data;
   if (ctx.session.operator) {
     const all = await get("/api/v1/accounts").catch(() => ({ data: [] }));
     ctx.accounts = all.data.map((a) => ({ id: a.id, name: a.name }));
@@ -118,6 +119,7 @@ function showLogin(message) {
       message ? h("div", { class: "alert alert-ok", role: "status" }, message) : null,
       form,
       h("p", { class: "login-foot" },
+        h("a", { href: "#/join", id: "join-link", onclick: (e) => { e.preventDefault(); showJoin(); } }, "Have an invitation code?"), " ",
         "We never store your prompts or outputs. ",
         h("a", { href: "#/privacy", onclick: (e) => { e.preventDefault(); showPublicPrivacy(); } }, "Read our privacy policy")))));
   email.focus();
@@ -165,6 +167,69 @@ async function logout() {
   showLogin("You are logged out.");
 }
 
+// Invitations addressed to the signed-in user: they join an account only by accepting.
+function invitationNotices() {
+  return (ctx.invitations || []).map((inv) => {
+    const note = h("div", { class: "notice", role: "region", "aria-label": "Invitation" },
+      h("p", {}, h("strong", {}, `You are invited to ${inv.account_name}`), ` as ${inv.role}. You join only if you accept.`),
+      h("div", { class: "notice-actions" },
+        h("button", {
+          type: "button", class: "btn btn-small", onclick: () => {
+            ctx.invitations = ctx.invitations.filter((x) => x.id !== inv.id);
+            note.remove();
+          },
+        }, "Not now"),
+        h("button", {
+          type: "button", class: "btn btn-small btn-primary", onclick: async () => {
+            try {
+              await post(`/api/v1/me/invitations/${encodeURIComponent(inv.id)}/accept`);
+              toast(`You joined ${inv.account_name}.`);
+              await boot();
+            } catch (e) {
+              toast(e.message, "error");
+            }
+          },
+        }, "Accept")));
+    return note;
+  });
+}
+
+// Someone without a login joins with the invitation code an owner gave them.
+function showJoin() {
+  document.title = "Join · InstaGen";
+  const code = h("input", { type: "text", name: "code", autocomplete: "off", required: true, spellcheck: "false" });
+  const password = h("input", { type: "password", name: "password", autocomplete: "new-password", minlength: 10, required: true });
+  const err = h("div", { class: "form-error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "btn btn-primary btn-block" }, "Join");
+  const form = h("form", {
+    class: "login-form", id: "join-form", onsubmit: async (e) => {
+      e.preventDefault();
+      submit.disabled = true;
+      err.textContent = "";
+      try {
+        const joined = await post("/api/v1/invitations/accept", { token: code.value.trim(), password: password.value });
+        await post("/api/v1/session", { email: joined.user.email, password: password.value });
+        location.replace("#/dashboard");
+        await boot();
+      } catch (x) {
+        err.textContent = x.status === 404 ? "This invitation code is not valid or has expired." : x.message;
+        submit.disabled = false;
+      }
+    },
+  },
+    field("Invitation code", code),
+    field("Choose a password", password, "10 or more characters."),
+    err,
+    submit);
+  clear(root, h("main", { class: "login", id: "main" },
+    h("div", { class: "login-card" },
+      h("div", { class: "brand brand-large" }, h("img", { src: "icon.svg", alt: "", width: 36, height: 36 }), "InstaGen"),
+      h("h1", {}, "Join with an invitation"),
+      form,
+      h("p", { class: "login-foot" }, h("a", { href: "#/login", onclick: (e) => { e.preventDefault(); showLogin(); } }, "← Back to log in")))));
+  code.focus();
+}
+
 function privacyNotice() {
   const p = ctx.privacy;
   if (!p || ctx.session.privacy_seen_version === p.version) return null;
@@ -199,7 +264,7 @@ async function route() {
   const main = h("main", { class: "content", id: "main", tabindex: "-1" }, loading());
   root.removeAttribute("aria-busy");
   root.className = "shell";
-  clear(root, header(), h("div", { class: "body" }, nav(page.path), h("div", { class: "main-col" }, privacyNotice(), main)));
+  clear(root, header(), h("div", { class: "body" }, nav(page.path), h("div", { class: "main-col" }, privacyNotice(), ...invitationNotices(), main)));
   try {
     const cleanup = await page.render(main, ctx);
     if (typeof cleanup === "function") ctx.cleanup = cleanup;

@@ -354,4 +354,20 @@ pub const MIGRATIONS: &[&str] = &[
         REFERENCING NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION usage_unposted_insert();
     "#,
+    // 14: invitations: joining an account needs the invitee's consent. Only the token's
+    //     keyed hash is kept; rows go when accepted, revoked or expired, and with the account.
+    r#"
+    CREATE TABLE invitations (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        email       TEXT NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('owner','member','viewer')),
+        token_hash  BYTEA NOT NULL UNIQUE,
+        invited_by  TEXT,
+        created_ms  BIGINT NOT NULL,
+        expires_ms  BIGINT NOT NULL
+    );
+    CREATE INDEX invitations_email ON invitations(email);
+    CREATE INDEX invitations_account ON invitations(account_id);
+    "#,
 ];

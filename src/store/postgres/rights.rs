@@ -63,6 +63,10 @@ impl PgStore {
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
+            sqlx::query("DELETE FROM invitations WHERE account_id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
             e.security_events = sqlx::query("DELETE FROM security_events WHERE account_id = $1")
                 .bind(id)
                 .execute(&mut *c)

@@ -343,4 +343,20 @@ pub const MIGRATIONS: &[&str] = &[
         WHEN typeof(NEW.input_tokens) <> 'integer' OR typeof(NEW.cached_input_tokens) <> 'integer' OR typeof(NEW.output_tokens) <> 'integer' OR typeof(NEW.cost_nanos) <> 'integer'
         BEGIN SELECT RAISE(ABORT, 'integer overflow'); END;
     "#,
+    // 15: invitations: joining an account needs the invitee's consent. Only the token's
+    //     keyed hash is kept; rows go when accepted, revoked or expired, and with the account.
+    r#"
+    CREATE TABLE invitations (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        email       TEXT NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('owner','member','viewer')),
+        token_hash  BLOB NOT NULL UNIQUE,
+        invited_by  TEXT,
+        created_ms  INTEGER NOT NULL,
+        expires_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX invitations_email ON invitations(email);
+    CREATE INDEX invitations_account ON invitations(account_id);
+    "#,
 ];

@@ -40,6 +40,7 @@ impl SqliteStore {
                     e.users += sqlx::query("DELETE FROM users WHERE id = ?").bind(user).execute(&mut *c).await?.rows_affected();
                 }
                 e.tokens = sqlx::query("DELETE FROM mgmt_tokens WHERE account_id = ?").bind(id).execute(&mut *c).await?.rows_affected();
+                sqlx::query("DELETE FROM invitations WHERE account_id = ?").bind(id).execute(&mut *c).await?;
                 e.security_events = sqlx::query("DELETE FROM security_events WHERE account_id = ?")
                     .bind(id)
                     .execute(&mut *c)
