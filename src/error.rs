@@ -28,6 +28,9 @@ pub enum ApiError {
         limit: usize,
     },
     Key(KeyError),
+    /// The key stopped being usable while the request ran (disabled, deleted, its account
+    /// suspended or erased): the request is cut.
+    AccessRevoked,
     ModelNotFound(String),
     ModelNotAllowed(String),
     NoRoute(String),
@@ -118,6 +121,12 @@ impl ApiError {
                 k.kind(),
                 "invalid_request_error",
                 Some("invalid_api_key"),
+            ),
+            E::AccessRevoked => s(
+                StatusCode::FORBIDDEN,
+                "access_revoked",
+                "permission_error",
+                Some("access_revoked"),
             ),
             E::ModelNotFound(_) => s(
                 StatusCode::NOT_FOUND,
@@ -260,6 +269,9 @@ impl ApiError {
                 format!("the request's headers exceed the limit of {limit} bytes")
             }
             ApiError::Key(k) => format!("{k}"),
+            ApiError::AccessRevoked => {
+                "this access key was disabled or its account suspended or deleted while the request ran".to_owned()
+            }
             ApiError::ModelNotFound(m) => format!(
                 "The model `{}` does not exist or you do not have access to it.",
                 echo(m)

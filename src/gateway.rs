@@ -295,10 +295,25 @@ impl Gateway {
         admitted: Admitted<'_>,
         mut meter: Meter,
     ) -> Result<(Forwarded, Arc<str>), ApiError> {
-        match self
-            .try_forward(endpoint, content_type, &body, admitted, &mut meter)
-            .await
-        {
+        let revoked = admitted.key.revoked.clone();
+        let attempt = tokio::select! {
+            biased;
+            r = self.try_forward(endpoint, content_type, &body, admitted, &mut meter) => r,
+            // Access ended while the upstream worked: cut the request, bill the prompt.
+            () = revoked.cancelled() => {
+                meter.finish(
+                    ApiError::AccessRevoked.status().as_u16(),
+                    Some(ApiError::AccessRevoked.kind()),
+                    TokenCounts {
+                        input: tokens::estimate_input(endpoint, &body),
+                        estimated: true,
+                        ..TokenCounts::default()
+                    },
+                );
+                return Err(ApiError::AccessRevoked);
+            }
+        };
+        match attempt {
             Ok((Answer::Json(json, content_type), model)) => {
                 Ok((Forwarded::Json(json, content_type), model))
             }
@@ -432,6 +447,7 @@ impl Gateway {
                 in_flight,
                 translator: target.provider.stream_translator(),
                 token_bound: route.token_bound,
+                revoked: key.revoked.clone(),
             };
             return Ok((Answer::Stream(Box::new(parts)), route.model_id.clone()));
         }
@@ -485,4 +501,6 @@ pub(crate) struct StreamParts {
     translator: Option<provider::StreamTranslator>,
     /// The route's bound on reported token counts.
     token_bound: u64,
+    /// Cancelled when the key stops being usable: the stream is cut.
+    revoked: tokio_util::sync::CancellationToken,
 }

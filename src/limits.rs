@@ -589,6 +589,7 @@ mod tests {
             spend_limit_nanos: None,
             allowed_regions: None,
             limits: quotas,
+            revoked: Default::default(),
         }
     }
 

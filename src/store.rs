@@ -434,8 +434,36 @@ impl Store {
     // Usage.
     /// Inserts usage records; a record whose request id is already stored is skipped,
     /// which makes journal replay idempotent.
+    /// Inserts usage records idempotently (by request id). A record of an account erased
+    /// while its request ran lands under the account's tombstone, as erasure left the
+    /// rest: its charge is billed under the same billing id, never lost or misattributed.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.insert_usage(records).await)
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for r in records {
+            if !seen.iter().any(|(a, _)| *a == r.account_id) {
+                seen.push((&r.account_id, &r.key_id));
+            }
+        }
+        let mut moved: Vec<(String, String)> = Vec::new();
+        for (account, key) in seen {
+            if let Some(tombstone) = dispatch!(self, s => s.tombstone_of(account, key).await)? {
+                moved.push((account.to_owned(), tombstone));
+            }
+        }
+        if moved.is_empty() {
+            return dispatch!(self, s => s.insert_usage(records).await);
+        }
+        let rewritten: Vec<UsageRecord> = records
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if let Some((_, t)) = moved.iter().find(|(a, _)| *a == r.account_id) {
+                    r.account_id.clone_from(t);
+                }
+                r
+            })
+            .collect();
+        dispatch!(self, s => s.insert_usage(&rewritten).await)
     }
     /// Per-request records of an account in `[from_ms, to_ms)`, oldest first.
     pub async fn usage_records(

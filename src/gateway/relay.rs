@@ -42,6 +42,8 @@ pub struct Relay {
     usage: Option<TokenCounts>,
     /// Reported counts past this are not billed (see `Route::token_bound`).
     token_bound: u64,
+    /// Resolves when the key stops being usable (see `AuthedKey::revoked`).
+    revoked: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     /// Output text seen so far, for counting when the upstream reports no usage.
     text: String,
     saw_done: bool,
@@ -117,6 +119,7 @@ impl Relay {
             in_flight,
             translator,
             token_bound,
+            revoked,
         } = parts;
         Self {
             upstream: body,
@@ -131,6 +134,7 @@ impl Relay {
             out: VecDeque::with_capacity(4),
             usage: None,
             token_bound,
+            revoked: Box::pin(revoked.cancelled_owned()),
             text: String::new(),
             saw_done: false,
             saw_finish: false,
@@ -254,6 +258,20 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// The key stopped being usable mid-stream (disabled, deleted, its account suspended or
+    /// erased): bill what was generated, tell the client why, end the stream.
+    fn revoke(&mut self) {
+        let counts = self.counts();
+        let error = crate::error::ApiError::AccessRevoked;
+        self.meter
+            .finish(error.status().as_u16(), Some(error.kind()), counts);
+        self.out
+            .push_back(frame(error.body().to_string().as_bytes()));
+        self.finished = true;
+    }
+}
+
 /// Everything queued for the client as one buffer (no copy when there is only one).
 fn take_all(out: &mut VecDeque<Bytes>) -> Option<Bytes> {
     match out.len() {
@@ -325,6 +343,10 @@ impl Stream for Relay {
                 Poll::Pending => {
                     if this.idle_timer.as_mut().poll(cx).is_ready() {
                         this.fail("upstream_idle_timeout");
+                        continue;
+                    }
+                    if this.revoked.as_mut().poll(cx).is_ready() {
+                        this.revoke();
                         continue;
                     }
                     return Poll::Pending;

@@ -27,6 +27,9 @@ pub struct AuthedKey {
     pub allowed_regions: Option<Vec<String>>,
     /// Rate limits of the key and of its account.
     pub limits: crate::limits::KeyQuotas,
+    /// Cancelled when the key stops being usable (disabled, deleted, its account suspended
+    /// or erased): requests still running with it are cut, streams included.
+    pub revoked: tokio_util::sync::CancellationToken,
 }
 
 /// A key restricted by its own list and its account's may use only regions on both.
@@ -169,6 +172,11 @@ impl KeyCache {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         for row in rows {
             max = max.max(row.version);
+            let usable =
+                row.status == KeyStatus::Active && row.account_active && row.hash.is_some();
+            if !usable && let Some(old) = entries.get(row.id.as_str()) {
+                old.authed.revoked.cancel();
+            }
             let authed = Arc::new(AuthedKey {
                 key_id: row.id.clone(),
                 account_id: row.account_id,
@@ -176,6 +184,7 @@ impl KeyCache {
                 spend_limit_nanos: row.spend_limit_nanos,
                 allowed_regions: effective_regions(row.allowed_regions, row.account_regions),
                 limits: row.quotas,
+                revoked: tokio_util::sync::CancellationToken::new(),
             });
             let previous = row.previous_hash.zip(row.previous_expires_ms);
             entries.insert(

@@ -255,3 +255,114 @@ async fn retention_purges_old_records_but_keeps_rollups_and_the_ledger() {
     );
     let _: Value = Value::Null;
 }
+
+#[tokio::test]
+async fn erasure_cuts_open_streams_and_tombstones_what_lands_after_it() {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn().await;
+    let account = app.account_id.clone();
+    // A slow stream: 40 words, 150 ms apart (6 s), still running when the account goes.
+    app.mock.push(mock_upstream::Script {
+        chunk_delay: Duration::from_millis(150),
+        reply: mock_upstream::words(&"word ".repeat(40)),
+        ..mock_upstream::Script::default()
+    });
+    let mut body = chat_body("stream me");
+    body["stream"] = json!(true);
+    let resp = app.chat(&body).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let started = std::time::Instant::now();
+    let reading = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            rest.extend_from_slice(&chunk);
+        }
+        rest
+    });
+
+    let (status, done) = api(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/accounts/{account}"),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"confirm": "acme"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    let tombstone = done["erased"]["tombstone_id"].as_str().unwrap().to_owned();
+    let rest = String::from_utf8(reading.await.unwrap()).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the stream was cut, not run to its end"
+    );
+    assert!(rest.contains("access_revoked"), "{rest}");
+
+    // The cut stream's record was erased with the rest; its day stays under the tombstone.
+    assert!(
+        app.store
+            .usage_records(&account, 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let daily = |id: String| {
+        let store = app.store.clone();
+        async move {
+            store
+                .usage_rollup(
+                    &id,
+                    instagen::store::Granularity::Day,
+                    0,
+                    i64::MAX,
+                    false,
+                    instagen::store::GroupBy::Nothing,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(daily(tombstone.clone()).await[0].requests, 1);
+
+    // A record that lands after the erasure (another instance's, late) goes to the
+    // tombstone too: nothing reappears under the erased id, and its charge is billed.
+    let now = instagen::time::now_ms();
+    let late = instagen::usage::UsageRecord {
+        request_id: "late-1".into(),
+        account_id: account.clone(),
+        key_id: app.key_id.clone(),
+        endpoint: "chat.completions".into(),
+        model: Some(MODEL.into()),
+        started_ms: now,
+        finished_ms: now,
+        status: 200,
+        input_tokens: 10,
+        output_tokens: 10,
+        cost_nanos: 5_000,
+        ..Default::default()
+    };
+    app.store.insert_usage(&[late]).await.unwrap();
+    assert!(
+        app.store
+            .usage_records(&account, 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(daily(account.clone()).await.is_empty());
+    assert_eq!(daily(tombstone.clone()).await[0].requests, 2);
+    app.store.post_usage().await.unwrap();
+    let ledger = app.store.ledger(None, 0).await.unwrap();
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e.billing_id == tombstone && e.kind == "usage" && e.amount_nanos == -5_000),
+        "{ledger:?}"
+    );
+    assert!(
+        ledger.iter().all(|e| e.billing_id != "erased"),
+        "{ledger:?}"
+    );
+}

@@ -33,6 +33,7 @@ fn key(quotas: KeyQuotas) -> AuthedKey {
         spend_limit_nanos: None,
         allowed_regions: None,
         limits: quotas,
+        revoked: Default::default(),
     }
 }
 

@@ -316,6 +316,7 @@ mod tests {
              DROP TRIGGER key_usage_hourly_integer_insert; DROP TRIGGER key_usage_hourly_integer_update;
              DROP TRIGGER key_usage_totals_integer_insert; DROP TRIGGER key_usage_totals_integer_update;
              DROP TRIGGER usage_rollups_integer_insert; DROP TRIGGER usage_rollups_integer_update;
+             DROP TABLE invitations;
              DELETE FROM schema_migrations WHERE version >= 13",
         )
         .execute(&store.pool)

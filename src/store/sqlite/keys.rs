@@ -190,6 +190,23 @@ impl SqliteStore {
             .ok_or(StoreError::NotFound("key"))
     }
 
+    /// The tombstone of an erased account, found through one of its keys (erasure moves
+    /// keys to the tombstone and deletes the account row); `None` while it exists.
+    pub async fn tombstone_of(
+        &self,
+        account_id: &str,
+        key_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT k.account_id FROM api_keys k WHERE k.id = ? AND k.account_id <> ? AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = ?) AND EXISTS (SELECT 1 FROM accounts t WHERE t.id = k.account_id AND t.status = 'deleted')",
+        )
+            .bind(key_id)
+            .bind(account_id)
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// Keys of an account that are not deleted (what the per-account cap counts).
     pub async fn count_live_keys(&self, account_id: &str) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
