@@ -256,7 +256,7 @@ pub enum GroupBy {
 }
 
 /// Aggregated usage: one time bucket and/or one group (model or key), or a total.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct UsagePoint {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket_ms: Option<i64>,
@@ -271,6 +271,24 @@ pub struct UsagePoint {
     /// Requests whose tokens we counted because the upstream reported none.
     pub estimated_requests: i64,
     pub error_requests: i64,
+}
+
+impl Default for UsagePoint {
+    /// No usage: zero everywhere, the cost included (`"0.000000000"`, never an empty string).
+    fn default() -> Self {
+        Self {
+            bucket_ms: None,
+            group: None,
+            requests: 0,
+            input_tokens: 0,
+            cached_input_tokens: 0,
+            output_tokens: 0,
+            cost_nanos: 0,
+            cost_usd: crate::billing::Money::ZERO.to_string(),
+            estimated_requests: 0,
+            error_requests: 0,
+        }
+    }
 }
 
 /// A pending invitation to join an account. The invitee joins only by accepting it.

@@ -119,6 +119,18 @@ async fn impossible_dates_are_400s_naming_the_field_never_a_panic() {
         assert!(field == "from" || field == "to", "{query}: {body}");
     }
     assert_eq!(app.chat(&chat_body("still up")).await.status(), 200);
+
+    // With no records yet in range, totals are zeros, the cost included.
+    let (status, body) = api(
+        &app,
+        Method::GET,
+        &format!("{base}/usage?from=2000-01-01&to=2000-01-02"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["totals"]["cost_usd"], "0.000000000", "{body}");
 }
 
 #[cfg(unix)]
