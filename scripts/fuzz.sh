@@ -2,7 +2,8 @@
 # Runs each cargo-fuzz target for a bounded time (not part of every CI run).
 # Usage: scripts/fuzz.sh [seconds per target, default 60] [target …]
 # Targets: request_body (inspection + rewriting), sse (split-invariance), anthropic
-# (request/answer/stream translation), multipart (parse + rebuild). A crash is saved under
+# (request/answer/stream translation), multipart (parse + rebuild), query_params (dates,
+# ranges, buckets and paging of the management API). A crash is saved under
 # fuzz/artifacts/<target>/; reproduce it with `cargo fuzz run <target> <file>`, fix it,
 # and keep the input as a regression test beside the code it broke.
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request_body sse anthropic multipart)
+[ ${#targets[@]} -gt 0 ] || targets=(request_body sse anthropic multipart query_params)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo-fuzz needs nightly-only flags (-Zsanitizer); the stable toolchain accepts them
 # with RUSTC_BOOTSTRAP, so no second toolchain is needed.

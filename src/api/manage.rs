@@ -27,6 +27,7 @@ use axum::routing::{delete, get, post};
 pub use auth::{CSRF_HEADER, Principal, SESSION_COOKIE};
 pub use error::{Body, MgmtError};
 pub use openapi::{ROUTES, RouteDoc, document};
+pub use usage::check_query_string;
 
 use crate::app::AppState;
 

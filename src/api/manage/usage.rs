@@ -72,15 +72,15 @@ fn window(
     Ok((from_ms, to_ms))
 }
 
-/// Totals, a time series and a breakdown, all from the rollup tables.
-pub async fn analytics(
-    State(state): State<Arc<AppState>>,
-    p: Principal,
-    Path(account): Path<String>,
-    query: Result<Query<UsageQuery>, QueryRejection>,
-) -> Result<Response, MgmtError> {
-    p.authorize(&state, &account, Need::Read).await?;
-    let Query(q) = query.map_err(|e| MgmtError::invalid("query", e.body_text()))?;
+/// What an analytics query asks for, checked and bounded.
+struct Analytics {
+    from: i64,
+    to: i64,
+    granularity: Granularity,
+    group: GroupBy,
+}
+
+fn analytics_params(q: &UsageQuery) -> Result<Analytics, MgmtError> {
     let (from, to) = window(&q.from, &q.to, &q.range, DAY_MS)?;
     let granularity = match q.bucket.as_deref() {
         Some("minute") => Granularity::Minute,
@@ -113,6 +113,50 @@ pub async fn analytics(
             ));
         }
     };
+    Ok(Analytics {
+        from,
+        to,
+        granularity,
+        group,
+    })
+}
+
+/// Runs a raw query string through each query parser of the management API (analytics,
+/// export, paging) that accepts its parameters, as the handlers do; for the fuzz target and
+/// property tests: it must answer Ok or a 400 naming a field, never panic.
+pub fn check_query_string(query: &str) -> Result<(), MgmtError> {
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|_| MgmtError::invalid("query", "query: not a valid URI query"))?;
+    let invalid = |e: QueryRejection| MgmtError::invalid("query", e.body_text());
+    if let Ok(Query(q)) = Query::<UsageQuery>::try_from_uri(&uri).map_err(invalid) {
+        analytics_params(&q)?;
+    }
+    if let Ok(Query(q)) = Query::<ExportQuery>::try_from_uri(&uri).map_err(invalid) {
+        window(&q.from, &q.to, &q.range, 30 * DAY_MS)?;
+        export_params(q.format.as_deref(), q.granularity.as_deref())?;
+    }
+    if let Ok(page) = super::page::PageQuery::from_query(Query::try_from_uri(&uri)) {
+        super::page::page(Vec::<u8>::new(), &page, |n| n.to_string())?;
+    }
+    Ok(())
+}
+
+/// Totals, a time series and a breakdown, all from the rollup tables.
+pub async fn analytics(
+    State(state): State<Arc<AppState>>,
+    p: Principal,
+    Path(account): Path<String>,
+    query: Result<Query<UsageQuery>, QueryRejection>,
+) -> Result<Response, MgmtError> {
+    p.authorize(&state, &account, Need::Read).await?;
+    let Query(q) = query.map_err(|e| MgmtError::invalid("query", e.body_text()))?;
+    let Analytics {
+        from,
+        to,
+        granularity,
+        group,
+    } = analytics_params(&q)?;
     let store = &state.store;
     let totals = store
         .usage_rollup(&account, granularity, from, to, false, GroupBy::Nothing)
@@ -210,4 +254,44 @@ pub async fn export_usage(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_dates_and_ranges_are_400s_naming_the_field() {
+        for (query, field) in [
+            ("from=2026-01-01T00:00:00%2B12%C3%A90", "from"),
+            ("to=2026-02-31", "to"),
+            ("from=2026-01-01T00:00:00%2B99:99", "from"),
+            ("range=1y", "range"),
+            ("bucket=minute&range=30d", "bucket"),
+            ("limit=0", "limit"),
+        ] {
+            let e = check_query_string(query).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(e.field.as_deref(), Some(field), "{query}: {}", e.message);
+        }
+        assert!(check_query_string("range=7d&group_by=model").is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_query_string_is_answered_or_refused_with_a_field(s in "\\PC{0,80}") {
+            if let Err(e) = check_query_string(&s) {
+                proptest::prop_assert!(e.status.is_client_error());
+                proptest::prop_assert!(e.field.is_some());
+            }
+        }
+
+        #[test]
+        fn query_like_strings_never_panic(
+            k in "(from|to|range|bucket|group_by|limit|cursor|format|granularity)",
+            v in "[0-9T:+%.ZzéA-F-]{0,40}",
+        ) {
+            let _ = check_query_string(&format!("{k}={v}"));
+        }
+    }
 }
