@@ -15,6 +15,7 @@
 //! - [`store`]: persistence behind one enum (SQLite today).
 //! - [`admin`]: account/key/usage operations shared by the CLI.
 //! - [`console`]: the web console at `/console`, its assets compiled in.
+//! - [`bodybuf`]: large bodies in mappings that go back to the system when dropped.
 //! - [`files`]: the data dir and the files in it are private to the server's user.
 //! - [`tls`]: HTTPS with rustls; the certificate reloads on SIGHUP.
 //! - [`telemetry`]: what may be logged, and how.
@@ -28,6 +29,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod billing;
+pub mod bodybuf;
 pub mod config;
 pub mod console;
 pub mod engine;

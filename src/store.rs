@@ -336,14 +336,25 @@ impl Store {
         dispatch!(self, s => s.count_live_keys(account_id).await)
     }
     pub async fn list_keys(&self, account_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
-        dispatch!(self, s => s.list_keys(account_id, false).await)
+        dispatch!(self, s => s.list_keys(account_id, false, None, None).await)
     }
     /// Like `list_keys`, with deleted keys too (their usage stays attributed to them).
     pub async fn list_keys_with_deleted(
         &self,
         account_id: &str,
     ) -> Result<Vec<KeyInfo>, StoreError> {
-        dispatch!(self, s => s.list_keys(account_id, true).await)
+        dispatch!(self, s => s.list_keys(account_id, true, None, None).await)
+    }
+    /// One page of an account's keys in creation order: those after `after` (the last
+    /// key of the page before: created-ms and id), at most `limit`.
+    pub async fn list_keys_page(
+        &self,
+        account_id: &str,
+        include_deleted: bool,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<KeyInfo>, StoreError> {
+        dispatch!(self, s => s.list_keys(account_id, include_deleted, after, Some(limit)).await)
     }
     pub async fn update_key(
         &self,

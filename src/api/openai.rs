@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -253,7 +253,8 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
     let mut stream = body.into_data_stream();
     let mut first: Option<Bytes> = None;
-    let mut rest: Option<BytesMut> = None;
+    // A large body goes to its own mapping, handed back to the system when dropped.
+    let mut rest: Option<crate::bodybuf::BodyBuf> = None;
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
@@ -272,7 +273,8 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         match (&mut first, &mut rest) {
             (None, None) => first = Some(chunk),
             (Some(f), None) => {
-                let mut buf = BytesMut::with_capacity(declared.unwrap_or(f.len() + chunk.len()));
+                let hint = declared.unwrap_or(f.len() + chunk.len()).min(limit);
+                let mut buf = crate::bodybuf::BodyBuf::new(hint, limit);
                 buf.extend_from_slice(f);
                 buf.extend_from_slice(&chunk);
                 rest = Some(buf);

@@ -321,7 +321,8 @@ impl<'a> Inspected<'a> {
             .iter()
             .map(|(k, v)| k.len() + v.get().len() + 4)
             .sum();
-        let mut out = Vec::with_capacity(size + upstream_model.len() + 64);
+        let hint = size + upstream_model.len() + 64;
+        let mut out = crate::bodybuf::BodyBuf::new(hint, hint.saturating_mul(2));
         out.extend_from_slice(b"{\"model\":");
         write_json_str(&mut out, upstream_model);
         for (key, value) in &self.fields {
@@ -372,7 +373,7 @@ impl<'a> Inspected<'a> {
             }
         }
         out.push(b'}');
-        Ok(Bytes::from(out))
+        Ok(out.freeze())
     }
 }
 
@@ -430,8 +431,8 @@ fn allowed(endpoint: Endpoint, key: &str) -> Option<(&'static str, &'static mini
         .map(|(name, shape)| (*name, *shape))
 }
 
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a &str into a Vec cannot fail.
+fn write_json_str(out: &mut crate::bodybuf::BodyBuf, s: &str) {
+    // Writing a &str into a BodyBuf cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
 

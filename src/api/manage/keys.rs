@@ -41,18 +41,24 @@ pub async fn list(
             .unwrap_or("include_deleted");
         MgmtError::invalid(field, format!("{field}: {text}"))
     })?;
-    let keys = if q.include_deleted {
-        state.store.list_keys_with_deleted(&account).await?
-    } else {
-        state.store.list_keys(&account).await?
-    };
     let paging = super::page::PageQuery {
         limit: q.limit,
         cursor: q.cursor,
     };
-    super::page::page(keys, &paging, |k| {
+    let limit = paging.limit()?;
+    // Paged in the store: a page reads its own keys, not the account's whole key table.
+    let keys = state
+        .store
+        .list_keys_page(
+            &account,
+            q.include_deleted,
+            paging.after_creation()?,
+            i64::try_from(limit + 1).unwrap_or(i64::MAX),
+        )
+        .await?;
+    Ok(super::page::page_of(keys, limit, |k| {
         super::page::by_creation(k.created_ms, &k.id)
-    })
+    }))
 }
 
 #[derive(Deserialize)]

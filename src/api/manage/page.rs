@@ -9,7 +9,6 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::error::MgmtError;
 
@@ -46,13 +45,7 @@ pub fn page<T: Serialize>(
     q: &PageQuery,
     key: impl Fn(&T) -> String,
 ) -> Result<Response, MgmtError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(MgmtError::invalid(
-            "limit",
-            format!("limit: must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = q.limit()?;
     if q.cursor.as_ref().is_some_and(|c| c.len() > 512) {
         return Err(MgmtError::invalid(
             "cursor",
@@ -68,7 +61,61 @@ pub fn page<T: Serialize>(
     let rest: Vec<(String, T)> = keyed.into_iter().skip(start).collect();
     let next_cursor = (rest.len() > limit).then(|| rest[limit - 1].0.clone());
     let data: Vec<T> = rest.into_iter().take(limit).map(|(_, t)| t).collect();
-    Ok(axum::Json(json!({"data": data, "next_cursor": next_cursor})).into_response())
+    // Serialised straight from the items: no intermediate JSON tree of a whole page.
+    Ok(axum::Json(Page { data, next_cursor }).into_response())
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    data: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size asked for (1–1000, default 100), or a 400 naming `limit`.
+    pub fn limit(&self) -> Result<usize, MgmtError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(MgmtError::invalid(
+                "limit",
+                format!("limit: must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        Ok(limit)
+    }
+
+    /// The (creation time, id) a `by_creation` cursor names, or a 400 naming `cursor`.
+    pub fn after_creation(&self) -> Result<Option<(i64, &str)>, MgmtError> {
+        let Some(cursor) = self.cursor.as_deref() else {
+            return Ok(None);
+        };
+        cursor
+            .split_once('.')
+            .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id)))
+            .filter(|_| cursor.len() <= 512)
+            .map(Some)
+            .ok_or_else(|| MgmtError::invalid("cursor", "cursor: not a cursor this API gave"))
+    }
+}
+
+/// A page a store query produced: `limit + 1` items were asked for, so one more than
+/// `limit` means there is a next page, which starts after the last item shown.
+pub fn page_of<T: Serialize>(
+    mut items: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> String,
+) -> Response {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(key)
+    } else {
+        None
+    };
+    axum::Json(Page {
+        data: items,
+        next_cursor,
+    })
+    .into_response()
 }
 
 /// A key for oldest-first lists: creation time, then id.

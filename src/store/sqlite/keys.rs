@@ -218,20 +218,27 @@ impl SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Keys of an account in creation order (then id): those after `after` (a page's last
+    /// key), at most `limit` of them (`None`: all).
     pub async fn list_keys(
         &self,
         account_id: &str,
         include_deleted: bool,
+        after: Option<(i64, &str)>,
+        limit: Option<i64>,
     ) -> Result<Vec<KeyInfo>, StoreError> {
-        let sql = if include_deleted {
-            "SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_ms, id"
-        } else {
-            "SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' ORDER BY created_ms, id"
-        };
-        let rows = sqlx::query(sql)
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
+        let rows = sqlx::query(
+            "SELECT * FROM api_keys WHERE account_id = ? AND (? OR status != 'deleted')
+               AND (created_ms, id) > (?, ?) ORDER BY created_ms, id LIMIT ?",
+        )
+        .bind(account_id)
+        .bind(include_deleted)
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(limit.unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
         let keys = rows.iter().map(key_of).collect::<Result<Vec<_>, _>>()?;
         self.with_stats(keys).await
     }
