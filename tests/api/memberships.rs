@@ -497,3 +497,42 @@ async fn invitations_need_consent_and_never_reveal_whether_an_email_has_a_login(
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn two_owners_demoting_each_other_at_once_leave_one_owner() {
+    let app = TestApp::spawn().await;
+    for round in 0..5 {
+        let name = format!("race{round}");
+        let (account, first, second, _) = account_with_two(&app, &name, "owner").await;
+        let members = format!("/api/v1/accounts/{account}/members");
+        let demote_second = json!({"email": format!("second@{name}.example"), "role": "member"});
+        let demote_first = json!({"email": format!("owner@{name}.example"), "role": "member"});
+        let (a, b) = tokio::join!(
+            as_user(
+                &app,
+                &first,
+                Method::POST,
+                &members,
+                Some(&demote_second),
+                true
+            ),
+            as_user(
+                &app,
+                &second,
+                Method::POST,
+                &members,
+                Some(&demote_first),
+                true
+            ),
+        );
+        assert!(a.0 == 201 || b.0 == 201, "{a:?} {b:?}");
+        let (_, list) = api(&app, Method::GET, &members, Some(ADMIN_TOKEN), None).await;
+        let owners = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "owner")
+            .count();
+        assert_eq!(owners, 1, "round {round}: {list}");
+    }
+}

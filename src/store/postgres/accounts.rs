@@ -73,6 +73,20 @@ fn token_of(row: &PgRow) -> Result<TokenInfo, sqlx::Error> {
     })
 }
 
+/// Serialises membership changes of one account (READ COMMITTED would let two owners
+/// demoting each other at once both see the other still an owner): the account row is
+/// locked for the rest of the transaction.
+async fn lock_memberships(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    account_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Gives every key of an account a new version, so every instance's key cache re-reads
 /// them. The caller holds `KEY_VERSION_LOCK` (see `keys.rs`).
 async fn bump_account_keys(conn: &mut PgConnection, account_id: &str) -> Result<(), sqlx::Error> {
@@ -277,14 +291,16 @@ impl PgStore {
     }
 
     /// Adds a member or changes their role. Demoting the account's last owner is refused
-    /// ([`StoreError::LastOwner`]) in the same statement, so two owners demoting each
-    /// other at once cannot both succeed.
+    /// ([`StoreError::LastOwner`]) under a lock on the account, so two owners demoting
+    /// each other at once cannot both succeed.
     pub async fn set_membership(
         &self,
         account_id: &str,
         user_id: &str,
         role: Role,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_memberships(&mut tx, account_id).await?;
         let done = sqlx::query(
             "INSERT INTO memberships (account_id, user_id, role, created_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (account_id, user_id) DO UPDATE SET role = excluded.role
@@ -295,11 +311,12 @@ impl PgStore {
         .bind(user_id)
         .bind(role.as_str())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::LastOwner);
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -310,14 +327,17 @@ impl PgStore {
         account_id: &str,
         user_id: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_memberships(&mut tx, account_id).await?;
         let done = sqlx::query(
             "DELETE FROM memberships AS m WHERE m.account_id = $1 AND m.user_id = $2
                AND (m.role <> 'owner' OR (SELECT COUNT(*) FROM memberships o WHERE o.account_id = m.account_id AND o.role = 'owner') > 1)",
         )
         .bind(account_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         if done.rows_affected() > 0 {
             return Ok(());
         }
