@@ -174,8 +174,14 @@ impl KeyCache {
             max = max.max(row.version);
             let usable =
                 row.status == KeyStatus::Active && row.account_active && row.hash.is_some();
-            if !usable && let Some(old) = entries.get(row.id.as_str()) {
-                old.authed.revoked.cancel();
+            // One token for the key's whole usable life, carried across edits (new limits,
+            // a rotation), so every request that started under it is cut when it ends.
+            let revoked = match entries.get(row.id.as_str()) {
+                Some(old) if !old.authed.revoked.is_cancelled() => old.authed.revoked.clone(),
+                _ => tokio_util::sync::CancellationToken::new(),
+            };
+            if !usable {
+                revoked.cancel();
             }
             let authed = Arc::new(AuthedKey {
                 key_id: row.id.clone(),
@@ -184,7 +190,7 @@ impl KeyCache {
                 spend_limit_nanos: row.spend_limit_nanos,
                 allowed_regions: effective_regions(row.allowed_regions, row.account_regions),
                 limits: row.quotas,
-                revoked: tokio_util::sync::CancellationToken::new(),
+                revoked,
             });
             let previous = row.previous_hash.zip(row.previous_expires_ms);
             entries.insert(
@@ -200,5 +206,49 @@ impl KeyCache {
             );
         }
         self.version.store(max, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    use super::*;
+    use crate::store::KeyRow;
+
+    fn row(status: KeyStatus, version: i64) -> KeyRow {
+        KeyRow {
+            id: "k1".into(),
+            account_id: "a1".into(),
+            hash: Some(KeyHash([1; 32])),
+            previous_hash: None,
+            previous_expires_ms: None,
+            status,
+            account_active: true,
+            expires_ms: None,
+            allowed_models: None,
+            spend_limit_nanos: None,
+            allowed_regions: None,
+            account_regions: None,
+            quotas: Default::default(),
+            version,
+        }
+    }
+
+    #[test]
+    fn requests_started_before_an_edit_are_still_cut_when_the_key_is_disabled() {
+        let cache = KeyCache::new(KeyHasher::new(&[7u8; 32]));
+        cache.apply(vec![row(KeyStatus::Active, 1)]);
+        let first = cache.entries.read().unwrap()["k1"].authed.clone();
+        // An edit (new limits, a rotation) replaces the entry but keeps the token.
+        cache.apply(vec![row(KeyStatus::Active, 2)]);
+        assert!(!first.revoked.is_cancelled());
+        cache.apply(vec![row(KeyStatus::Disabled, 3)]);
+        assert!(
+            first.revoked.is_cancelled(),
+            "the request from before the edit is cut"
+        );
+        // Enabled again: a fresh token for the new requests.
+        cache.apply(vec![row(KeyStatus::Active, 4)]);
+        let again = cache.entries.read().unwrap()["k1"].authed.clone();
+        assert!(!again.revoked.is_cancelled());
     }
 }
