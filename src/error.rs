@@ -338,11 +338,7 @@ fn echo(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() <= MAX {
         return std::borrow::Cow::Borrowed(text);
     }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+    std::borrow::Cow::Owned(format!("{}…", &text[..text.floor_char_boundary(MAX)]))
 }
 
 impl IntoResponse for ApiError {

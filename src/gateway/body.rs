@@ -174,14 +174,10 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
     // A body that says two things is refused rather than metered as one and served as the other.
     for (i, (key, _)) in fields.iter().enumerate() {
         if fields[..i].iter().any(|(k, _)| k == key) {
-            let mut end = key.len().min(64);
-            while !key.is_char_boundary(end) {
-                end -= 1;
-            }
             return Err(BodyError {
                 message: format!(
                     "the request body gives the key `{}` more than once",
-                    &key[..end]
+                    &key[..key.floor_char_boundary(64)]
                 ),
                 param: None,
             });

@@ -9,7 +9,9 @@
 //! client's fields as sent (`body.rs`), without this cost. Not for: top-level field
 //! selection per endpoint (`body.rs` decides which top-level fields exist).
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::cell::RefCell;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// The shape of an allowed value: anything (a string, a number, a JSON schema, a token
@@ -67,16 +69,16 @@ pub(crate) static OPAQUE: Shape = Any;
 
 /// Re-reads `raw` strictly and keeps what `shape` allows.
 pub(crate) fn minimise(raw: &str, shape: &Shape) -> Result<Value, MinimiseError> {
-    let Strict(value) = serde_json::from_str(raw).map_err(|e| {
-        let text = e.to_string();
-        match text.strip_prefix(DUPLICATE) {
-            Some(rest) => {
-                MinimiseError::Duplicate(rest.split(" at line").next().unwrap_or(rest).to_owned())
-            }
-            None => MinimiseError::Invalid,
-        }
-    })?;
-    Ok(prune(value, shape))
+    let duplicate = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let value = Strict(&duplicate)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+    match (value, duplicate.into_inner()) {
+        (_, Some(key)) => Err(MinimiseError::Duplicate(key)),
+        (Ok(v), None) => Ok(prune(v, shape)),
+        (Err(_), None) => Err(MinimiseError::Invalid),
+    }
 }
 
 #[derive(Debug)]
@@ -105,20 +107,20 @@ fn prune(value: Value, shape: &Shape) -> Value {
     }
 }
 
-const DUPLICATE: &str = "duplicate key ";
+/// Reads a JSON value refusing duplicate keys at every depth; the first duplicate's key
+/// (cut to 64 bytes) is left in the cell, as data, for the caller.
+#[derive(Clone, Copy)]
+struct Strict<'a>(&'a RefCell<Option<String>>);
 
-/// A JSON value read with duplicate keys refused, at every depth.
-struct Strict(Value);
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
 
-impl<'de> serde::Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
+impl<'de> Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,7 +153,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(Strict(v)) = seq.next_element()? {
+        while let Some(v) = seq.next_element_seed(self)? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -159,13 +161,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let Strict(v) = map.next_value()?;
+            let v = map.next_value_seed(self)?;
             if out.contains_key(&key) {
-                let mut end = key.len().min(64);
-                while !key.is_char_boundary(end) {
-                    end -= 1;
-                }
-                return Err(de::Error::custom(format!("{DUPLICATE}{}", &key[..end])));
+                let cut = key[..key.floor_char_boundary(64)].to_owned();
+                self.0.replace(Some(cut));
+                return Err(de::Error::custom("duplicate key"));
             }
             out.insert(key, v);
         }

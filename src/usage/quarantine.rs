@@ -141,7 +141,13 @@ pub async fn insert_isolating(
         match store.insert_usage(&rows).await {
             Ok(n) => written.inserted += n,
             Err(e) if e.is_data_error() => match part {
-                [single] => set_aside.push((*single, short(&e.to_string()))),
+                [single] => {
+                    let reason = e.to_string();
+                    set_aside.push((
+                        *single,
+                        reason[..reason.floor_char_boundary(200)].to_owned(),
+                    ));
+                }
                 _ => {
                     let (a, b) = part.split_at(part.len() / 2);
                     pending.push(b);
@@ -154,14 +160,6 @@ pub async fn insert_isolating(
     written.refused.extend(set_aside);
     written.refused.sort_by_key(|(i, _)| *i);
     Ok(written)
-}
-
-fn short(text: &str) -> String {
-    let mut end = text.len().min(200);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 /// The quarantine file of one data dir.
