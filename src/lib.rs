@@ -112,17 +112,9 @@ pub async fn run(
                 .await
                 .context("cannot replay the usage journal")?;
             let set_aside = written.set_aside(&recovered.records);
-            metrics.quarantined(set_aside.len() as u64);
             quarantine
-                .add(&set_aside)
+                .keep(&set_aside, Some(&metrics))
                 .context("cannot write the usage quarantine")?;
-            if !set_aside.is_empty() {
-                tracing::error!(
-                    quarantined = set_aside.len(),
-                    file = %quarantine.path().display(),
-                    "journal records refused by the store were quarantined (instagen usage quarantine list)"
-                );
-            }
             tracing::info!(
                 found = recovered.records.len(),
                 inserted = written.inserted,
@@ -170,7 +162,7 @@ pub async fn run(
         usage::Observers {
             budgets: Some(budgets.clone()),
             metrics: Some(metrics.clone()),
-            quarantine: Some(quarantine.clone()),
+            quarantine: quarantine.clone(),
         },
         stop.clone(),
     );

@@ -197,6 +197,31 @@ impl Quarantine {
         file.sync_data()
     }
 
+    /// Sets records aside: appends them, counts them and logs each (ids and the reason
+    /// only). Used by the batch writer and by the journal replay at start.
+    pub fn keep(
+        &self,
+        entries: &[Quarantined],
+        metrics: Option<&crate::telemetry::metrics::Metrics>,
+    ) -> std::io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.add(entries)?;
+        if let Some(m) = metrics {
+            m.quarantined(entries.len() as u64);
+        }
+        for e in entries {
+            tracing::error!(
+                request_id = %e.record.request_id,
+                account_id = %e.record.account_id,
+                reason = %e.reason,
+                "usage record refused by the store; quarantined (instagen usage quarantine list)"
+            );
+        }
+        Ok(())
+    }
+
     /// Every record in quarantine, oldest first (a line that does not parse is skipped).
     pub fn list(&self) -> std::io::Result<Vec<Quarantined>> {
         read_entries(&self.path)

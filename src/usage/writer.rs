@@ -93,21 +93,20 @@ pub fn spawn_writer(
 }
 
 /// Who learns of every stored record besides the store.
-#[derive(Default)]
 pub struct Observers {
     /// Spend tracking for budgets and key spend limits.
     pub budgets: Option<Arc<Budgets>>,
     /// Prometheus request, token and cost counters.
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     /// Where records the store refuses are set aside.
-    pub quarantine: Option<Arc<Quarantine>>,
+    pub quarantine: Arc<Quarantine>,
 }
 
 /// What a committed batch must update besides the store.
 struct Committer {
     store: Store,
     journal: Option<Arc<Journal>>,
-    quarantine: Option<Arc<Quarantine>>,
+    quarantine: Arc<Quarantine>,
     budgets: Option<Arc<Budgets>>,
     metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     stop: CancellationToken,
@@ -177,24 +176,8 @@ impl Committer {
     /// Moves the refused records of `batch` to the quarantine; an error keeps the batch
     /// in the journal and retrying, since a record must not be dropped on the way.
     fn set_aside(&self, entries: Vec<Quarantined>) -> Result<(), String> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        if let Some(q) = &self.quarantine {
-            q.add(&entries)
-                .map_err(|e| format!("cannot write the usage quarantine: {e}"))?;
-        }
-        if let Some(m) = &self.metrics {
-            m.quarantined(entries.len() as u64);
-        }
-        for e in &entries {
-            tracing::error!(
-                request_id = %e.record.request_id,
-                account_id = %e.record.account_id,
-                reason = %e.reason,
-                "usage record refused by the store; quarantined (instagen usage quarantine list)"
-            );
-        }
-        Ok(())
+        self.quarantine
+            .keep(&entries, self.metrics.as_deref())
+            .map_err(|e| format!("cannot write the usage quarantine: {e}"))
     }
 }

@@ -313,17 +313,15 @@ pub async fn accept_invitation_with_token(
 ) -> Result<Response, MgmtError> {
     let req: InvitationAccept = parse(&body)?;
     let ip = ctx.and_then(|c| c.client_ip);
-    let subject = ip.map(|ip| format!("invitation-ip:{ip}"));
-    if let Some(s) = &subject
-        && let Err(refusal) = state.limits.check_subject(s).await
-    {
-        return Ok(super::session::too_many_attempts(refusal.retry_after_s));
+    let subjects = super::session::throttle_subjects(&state, "invitation", ip, None);
+    if let Some(refused) = super::session::check_throttle(&state, &subjects).await {
+        return Ok(refused);
     }
     let hash = state.keys.hasher().hash("invitation", req.token.trim());
     let invitation = match state.store.invitation_by_token(&hash).await {
         Ok(i) => i,
         Err(crate::store::StoreError::NotFound(_)) => {
-            if let Some(s) = &subject {
+            for s in &subjects {
                 state.limits.failed(s).await;
             }
             return Err(MgmtError::not_found("invitation"));

@@ -107,7 +107,7 @@ pub struct Login {
 }
 
 /// A refused attempt past the throttle: 429 with `Retry-After`, in our JSON.
-pub(super) fn too_many_attempts(retry_after_s: u64) -> Response {
+fn too_many_attempts(retry_after_s: u64) -> Response {
     let mut response = MgmtError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_attempts",
@@ -122,7 +122,7 @@ pub(super) fn too_many_attempts(retry_after_s: u64) -> Response {
 
 /// Login and sign-up are throttled like failed keys: per client address and, for login,
 /// per email (kept as a keyed hash, never the address itself), `limits.auth_failures_per_minute`.
-fn throttle_subjects(
+pub(super) fn throttle_subjects(
     state: &AppState,
     what: &str,
     ip: Option<std::net::IpAddr>,
@@ -142,7 +142,7 @@ fn throttle_subjects(
     subjects
 }
 
-async fn check_throttle(state: &AppState, subjects: &[String]) -> Option<Response> {
+pub(super) async fn check_throttle(state: &AppState, subjects: &[String]) -> Option<Response> {
     for s in subjects {
         if let Err(refusal) = state.limits.check_subject(s).await {
             return Some(too_many_attempts(refusal.retry_after_s));
