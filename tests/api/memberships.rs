@@ -8,20 +8,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn bearer(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> u16 {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    req.send().await.unwrap().status().as_u16()
-}
-
 /// An account with a first owner (session) and a second member of `role`, logged in;
 /// returns (account, first owner, second member's session, second member's user id).
 async fn account_with_two(
@@ -68,21 +54,21 @@ async fn removed_owner_loses_tokens_and_sessions() {
     let (account, owner, second, second_id) = account_with_two(&app, "removal", "owner").await;
     let (token_id, token) = create_token(&app, &second, &account, "owner").await;
     // A token made with that token derives from the same user.
-    let (status, made) = {
-        let resp = app
-            .client
-            .post(app.url(&format!("/api/v1/accounts/{account}/tokens")))
-            .bearer_auth(&token)
-            .json(&json!({"name": "child", "role": "member"}))
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-    };
+    let (status, made) = api(
+        &app,
+        Method::POST,
+        &format!("/api/v1/accounts/{account}/tokens"),
+        Some(&token),
+        Some(&json!({"name": "child", "role": "member"})),
+    )
+    .await;
     assert_eq!(status, 201, "{made}");
     let child = made["secret"].as_str().unwrap().to_owned();
     let keys = format!("/api/v1/accounts/{account}/keys");
-    assert_eq!(bearer(&app, &token, Method::GET, &keys, None).await, 200);
+    assert_eq!(
+        api(&app, Method::GET, &keys, Some(&token), None).await.0,
+        200
+    );
 
     // The list says who created each token.
     let (_, list) = as_user(
@@ -118,12 +104,14 @@ async fn removed_owner_loses_tokens_and_sessions() {
     assert_eq!(status, 204);
 
     for t in [&token, &child] {
-        assert_eq!(bearer(&app, t, Method::GET, &keys, None).await, 401);
+        assert_eq!(api(&app, Method::GET, &keys, Some(t), None).await.0, 401);
         // Nor can they add themselves back.
         let back = json!({"email": "second@removal.example", "role": "owner"});
         let members = format!("/api/v1/accounts/{account}/members");
         assert_eq!(
-            bearer(&app, t, Method::POST, &members, Some(&back)).await,
+            api(&app, Method::POST, &members, Some(t), Some(&back))
+                .await
+                .0,
             401
         );
     }
@@ -159,24 +147,29 @@ async fn a_demoted_owners_tokens_never_exceed_their_new_role() {
     assert_eq!(status, 201, "{body}");
     let keys = format!("/api/v1/accounts/{account}/keys");
     assert_eq!(
-        bearer(&app, &owner_token, Method::GET, &keys, None).await,
+        api(&app, Method::GET, &keys, Some(&owner_token), None)
+            .await
+            .0,
         401,
         "revoked"
     );
     assert_eq!(
-        bearer(&app, &viewer_token, Method::GET, &keys, None).await,
+        api(&app, Method::GET, &keys, Some(&viewer_token), None)
+            .await
+            .0,
         200,
         "within the new role"
     );
     assert_eq!(
-        bearer(
+        api(
             &app,
-            &viewer_token,
             Method::POST,
             &keys,
+            Some(&viewer_token),
             Some(&json!({"name": "x"}))
         )
-        .await,
+        .await
+        .0,
         403
     );
     let _ = second_id;

@@ -58,11 +58,13 @@ pub fn page<T: Serialize>(
         .cursor
         .as_deref()
         .map_or(0, |c| keyed.partition_point(|(k, _)| k.as_str() <= c));
-    let rest: Vec<(String, T)> = keyed.into_iter().skip(start).collect();
-    let next_cursor = (rest.len() > limit).then(|| rest[limit - 1].0.clone());
-    let data: Vec<T> = rest.into_iter().take(limit).map(|(_, t)| t).collect();
-    // Serialised straight from the items: no intermediate JSON tree of a whole page.
-    Ok(axum::Json(Page { data, next_cursor }).into_response())
+    let items: Vec<T> = keyed
+        .into_iter()
+        .skip(start)
+        .take(limit + 1)
+        .map(|(_, t)| t)
+        .collect();
+    Ok(page_of(items, limit, key))
 }
 
 #[derive(Serialize)]
@@ -111,6 +113,7 @@ pub fn page_of<T: Serialize>(
     } else {
         None
     };
+    // Serialised straight from the items: no intermediate JSON tree of a whole page.
     axum::Json(Page {
         data: items,
         next_cursor,
