@@ -3,6 +3,7 @@
 //! `openai` serves the OpenAI-compatible `/v1/*` surface; health probes live here.
 //! No SQL and no provider logic belong in this module.
 
+pub mod anthropic;
 pub mod manage;
 pub mod openai;
 
@@ -76,6 +77,8 @@ pub async fn route_not_found(uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/api/") {
         manage::MgmtError::new(StatusCode::NOT_FOUND, "not_found", "unknown API route")
             .into_response()
+    } else if uri.path().starts_with("/v1/messages") {
+        crate::error::AnthropicError(ApiError::RouteNotFound).into_response()
     } else {
         ApiError::RouteNotFound.into_response()
     }
@@ -89,6 +92,8 @@ pub async fn method_not_allowed(uri: axum::http::Uri) -> Response {
             "method not allowed for this route",
         )
         .into_response()
+    } else if uri.path().starts_with("/v1/messages") {
+        crate::error::AnthropicError(ApiError::MethodNotAllowed).into_response()
     } else {
         ApiError::MethodNotAllowed.into_response()
     }

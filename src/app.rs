@@ -130,6 +130,11 @@ async fn request_context(
         Some("/v1/embeddings") => "/v1/embeddings",
         Some("/v1/audio/transcriptions") => "/v1/audio/transcriptions",
         Some("/v1/models") => "/v1/models",
+        Some("/v1/models/{model}") => "/v1/models/{model}",
+        Some("/v1/responses") => "/v1/responses",
+        Some(p) if p.starts_with("/v1/responses/") => "/v1/responses/{response_id}",
+        Some("/v1/messages") => "/v1/messages",
+        Some("/v1/messages/count_tokens") => "/v1/messages/count_tokens",
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",
         Some("/metrics") => "/metrics",
@@ -197,6 +202,7 @@ async fn request_context(
 /// could quote a request.
 async fn catch_panic(req: Request, next: Next) -> Response {
     let openai = req.uri().path().starts_with("/v1/");
+    let anthropic = req.uri().path().starts_with("/v1/messages");
     match std::panic::AssertUnwindSafe(next.run(req))
         .catch_unwind()
         .await
@@ -204,7 +210,9 @@ async fn catch_panic(req: Request, next: Next) -> Response {
         Ok(response) => response,
         Err(_) => {
             tracing::error!("handler panicked; answered 500");
-            if openai {
+            if anthropic {
+                crate::error::AnthropicError(crate::error::ApiError::Internal).into_response()
+            } else if openai {
                 crate::error::ApiError::Internal.into_response()
             } else {
                 crate::api::manage::internal_error()
@@ -216,6 +224,21 @@ async fn catch_panic(req: Request, next: Next) -> Response {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/models", get(api::openai::models))
+        .route("/v1/models/{model}", get(api::openai::model))
+        .route("/v1/responses", post(api::openai::responses))
+        .route(
+            "/v1/responses/{response_id}",
+            get(api::openai::response_not_stored).delete(api::openai::response_not_stored),
+        )
+        .route(
+            "/v1/responses/{response_id}/{action}",
+            get(api::openai::response_not_stored).post(api::openai::response_not_stored),
+        )
+        .route("/v1/messages", post(api::anthropic::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(api::anthropic::count_tokens),
+        )
         .route("/v1/chat/completions", post(api::openai::chat_completions))
         .route("/v1/completions", post(api::openai::completions))
         .route("/v1/embeddings", post(api::openai::embeddings))

@@ -421,11 +421,26 @@ pub enum ProviderKind {
     Local,
 }
 
+/// How a provider takes `POST /v1/responses` requests.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponsesApi {
+    /// Translated to Chat Completions (every OpenAI-compatible engine).
+    #[default]
+    Translate,
+    /// The provider serves the Responses API itself (OpenAI, recent vLLM): requests pass
+    /// through, allow-listed, with `store: false`.
+    Native,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
+    /// `openai` providers: `native` when the provider serves `/v1/responses` itself.
+    #[serde(default)]
+    pub responses: ResponsesApi,
     /// Base URL including the version segment, e.g. `http://127.0.0.1:8000/v1` (not for `local`).
     #[serde(default)]
     pub base_url: String,
@@ -524,6 +539,10 @@ fn default_request_timeout() -> u64 {
 pub struct ModelConfig {
     /// The name clients send.
     pub id: String,
+    /// More names clients may send for this model (e.g. a `claude-…` name so Claude Code's
+    /// model discovery offers a self-hosted model); records keep `id`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// The single-route form: one provider serves the model.
     #[serde(default)]
     pub provider: Option<String>,
@@ -639,6 +658,7 @@ impl Config {
         self.providers.push(ProviderConfig {
             name: "local".to_owned(),
             kind: ProviderKind::Local,
+            responses: ResponsesApi::Translate,
             base_url: String::new(),
             path: Some(path.clone()),
             threads: 0,
@@ -663,6 +683,7 @@ impl Config {
         });
         self.models.push(ModelConfig {
             id: DEFAULT_MODEL_ID.to_owned(),
+            aliases: Vec::new(),
             provider: Some("local".to_owned()),
             routes: Vec::new(),
             upstream_model: None,

@@ -44,6 +44,8 @@ pub enum ApiError {
     Upstream(UpstreamError),
     RouteNotFound,
     MethodNotAllowed,
+    /// `GET /v1/responses/{id}` and the like: InstaGen stores no responses.
+    NotStored,
     Internal,
 }
 
@@ -232,6 +234,12 @@ impl ApiError {
                 "invalid_request_error",
                 Some("not_found"),
             ),
+            E::NotStored => s(
+                StatusCode::NOT_FOUND,
+                "not_stored",
+                "invalid_request_error",
+                Some("not_found"),
+            ),
             E::MethodNotAllowed => s(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -307,6 +315,7 @@ impl ApiError {
             },
             ApiError::RouteNotFound => "unknown API route".to_owned(),
             ApiError::MethodNotAllowed => "method not allowed for this route".to_owned(),
+            ApiError::NotStored => "InstaGen stores no responses or conversations (no content is kept): send the whole conversation as `input` with each request".to_owned(),
             ApiError::Internal => "internal error".to_owned(),
         }
     }
@@ -369,6 +378,32 @@ impl IntoResponse for ApiError {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response.extensions_mut().insert(ErrorKind(shape.kind));
+        response
+    }
+}
+
+/// An `ApiError` answered in the Anthropic Messages API's shape (`/v1/messages…`), with
+/// the same status and headers, so the Anthropic SDKs raise their own error classes.
+pub struct AnthropicError(pub ApiError);
+
+impl From<ApiError> for AnthropicError {
+    fn from(e: ApiError) -> Self {
+        AnthropicError(e)
+    }
+}
+
+impl From<crate::keys::KeyError> for AnthropicError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        AnthropicError(ApiError::Key(e))
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let body = crate::gateway::wire::messages::error_body(status.as_u16(), &self.0.message());
+        let mut response = self.0.into_response();
+        *response.body_mut() = axum::body::Body::from(body.to_string());
         response
     }
 }

@@ -13,6 +13,7 @@ mod provider;
 mod relay;
 mod routing;
 pub mod sse;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use serde::Deserialize;
 pub use body::{BodyError, Inspected, Request, inspect};
 pub use provider::{Provider, UpstreamError, UpstreamErrorKind, anthropic_translation};
 pub use relay::Relay;
+use wire::Native;
+pub use wire::{ProtocolHeaders, Wire};
 
 use crate::billing::budget::Budgets;
 use crate::billing::{PriceSchedule, Prices};
@@ -101,6 +104,8 @@ pub struct Gateway {
     routes: HashMap<String, Arc<Route>>,
     /// Model ids in config order, for `GET /v1/models`.
     model_ids: Vec<String>,
+    /// Extra client-facing names: (alias, model id), in config order.
+    aliases: Vec<(String, String)>,
 }
 
 /// The `usage` object of an OpenAI-compatible response or chunk.
@@ -111,7 +116,8 @@ pub struct UpstreamUsage {
     pub prompt_tokens: Option<u64>,
     #[serde(default, alias = "output_tokens")]
     pub completion_tokens: Option<u64>,
-    #[serde(default)]
+    /// `input_tokens_details` in the Responses API's usage.
+    #[serde(default, alias = "input_tokens_details")]
     pub prompt_tokens_details: Option<PromptDetails>,
 }
 
@@ -157,6 +163,7 @@ impl Gateway {
         }
         let mut routes = HashMap::new();
         let mut model_ids = Vec::new();
+        let mut aliases = Vec::new();
         for m in models {
             let default_upstream = m.upstream_model.clone().unwrap_or_else(|| m.id.clone());
             let mut targets = Vec::new();
@@ -197,13 +204,49 @@ impl Gateway {
                     retries: routing::RetryBudget::default(),
                 }),
             );
+            let route = routes.get(&m.id).cloned();
+            for alias in &m.aliases {
+                if let Some(route) = &route
+                    && routes.insert(alias.clone(), route.clone()).is_some()
+                {
+                    return Err(format!(
+                        "model `{}`: the alias `{alias}` is already a model id or alias",
+                        m.id
+                    ));
+                }
+                aliases.push((alias.clone(), m.id.clone()));
+            }
             model_ids.push(m.id.clone());
         }
-        Ok(Self { routes, model_ids })
+        Ok(Self {
+            routes,
+            model_ids,
+            aliases,
+        })
     }
 
     pub fn model_ids(&self) -> &[String] {
         &self.model_ids
+    }
+
+    /// The names `key` may call, in config order (ids, then aliases): models it is allowed
+    /// and, for a region-restricted key, that have a route in one of its regions.
+    pub fn visible_to<'a>(&'a self, key: &'a AuthedKey) -> impl Iterator<Item = &'a str> + 'a {
+        self.model_ids
+            .iter()
+            .map(String::as_str)
+            .chain(self.aliases.iter().map(|(a, _)| a.as_str()))
+            .filter(move |name| self.usable_by(key, name))
+    }
+
+    /// Whether `key` may call the model (or alias) `name` and has a route for it.
+    pub fn usable_by(&self, key: &AuthedKey, name: &str) -> bool {
+        self.routes.get(name).is_some_and(|r| {
+            key.may_use(&r.model_id)
+                && r.targets
+                    .iter()
+                    .any(|t| key.may_process_in(t.provider.region()))
+        })
     }
 
     /// Every model's route (prices, targets, context length), in config order.
@@ -286,26 +329,49 @@ impl Gateway {
     }
 
     /// Forwards one admitted request; the answer comes with the configured model id that
-    /// served it (for the request log). Finishes `meter` itself on every error path.
+    /// served it (for the request log). A Responses or Messages request is translated to
+    /// chat first (unless the route's provider serves it natively) and its answer back.
+    /// Finishes `meter` itself on every error path.
+    #[allow(clippy::too_many_arguments)]
     pub async fn forward(
         &self,
         endpoint: Endpoint,
+        wire: Wire,
         content_type: Option<&str>,
         body: Bytes,
+        protocol_headers: &ProtocolHeaders,
         admitted: Admitted<'_>,
         mut meter: Meter,
     ) -> Result<(Forwarded, Arc<str>), ApiError> {
+        let chat = match wire.to_chat(&body) {
+            Ok(Some(chat)) => chat,
+            Ok(None) => body.clone(),
+            Err(e) => {
+                let err = ApiError::InvalidBody(e);
+                meter.finish(
+                    err.status().as_u16(),
+                    Some(err.kind()),
+                    TokenCounts::default(),
+                );
+                return Err(err);
+            }
+        };
+        let native = (wire != Wire::OpenAi).then_some(Native {
+            wire,
+            body: &body,
+            headers: protocol_headers,
+        });
         let revoked = admitted.key.revoked.clone();
         let attempt = tokio::select! {
             biased;
-            r = self.try_forward(endpoint, content_type, &body, admitted, &mut meter) => r,
+            r = self.try_forward(endpoint, content_type, &chat, native, admitted, &mut meter) => r,
             // Access ended while the upstream worked: cut the request, bill the prompt.
             () = revoked.cancelled() => {
                 meter.finish(
                     ApiError::AccessRevoked.status().as_u16(),
                     Some(ApiError::AccessRevoked.kind()),
                     TokenCounts {
-                        input: tokens::estimate_input(endpoint, &body),
+                        input: tokens::estimate_input(endpoint, &chat),
                         estimated: true,
                         ..TokenCounts::default()
                     },
@@ -318,7 +384,7 @@ impl Gateway {
                 Ok((Forwarded::Json(json, content_type), model))
             }
             Ok((Answer::Stream(parts), model)) => Ok((
-                Forwarded::Stream(Box::new(Relay::new(*parts, meter, body, endpoint))),
+                Forwarded::Stream(Box::new(Relay::new(*parts, meter, chat, endpoint))),
                 model,
             )),
             Err(err) => {
@@ -332,14 +398,57 @@ impl Gateway {
         }
     }
 
+    /// Counts a Messages request's input tokens for `key`: `(count, exact)`. Exact when the
+    /// route's provider has the model's own count (Anthropic's endpoint, the built-in
+    /// engine's tokenizer); our o200k estimate otherwise. Nothing is billed or recorded.
+    pub async fn count_tokens(
+        &self,
+        body: &[u8],
+        key: &AuthedKey,
+        protocol_headers: &ProtocolHeaders,
+    ) -> Result<(u64, bool), ApiError> {
+        let chat = wire::messages::count_to_chat(body).map_err(ApiError::InvalidBody)?;
+        let fields = body::fields(body).map_err(ApiError::InvalidBody)?;
+        let model: String = body::field(&fields, "model")
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_default();
+        let route = self
+            .routes
+            .get(&model)
+            .ok_or_else(|| ApiError::ModelNotFound(model.clone()))?;
+        if !key.may_use(&route.model_id) {
+            return Err(ApiError::ModelNotAllowed(route.model_id.to_string()));
+        }
+        let in_region = |t: &routing::Target| key.may_process_in(t.provider.region());
+        let Some(i) = routing::pick(&route.targets, &[], in_region) else {
+            return Err(match route.targets.iter().any(|t| in_region(t)) {
+                true => ApiError::NoRoute(route.model_id.to_string()),
+                false => ApiError::RegionRestricted(route.model_id.to_string()),
+            });
+        };
+        let target = &route.targets[i];
+        match target
+            .provider
+            .count_tokens(body, &chat, &target.upstream_model, protocol_headers)
+            .await
+        {
+            Some(Ok(n)) => Ok((n.min(route.token_bound), true)),
+            Some(Err(provider::ApiCountError::Body(e))) => Err(ApiError::InvalidBody(e)),
+            Some(Err(provider::ApiCountError::Upstream(e))) => Err(ApiError::Upstream(e)),
+            None => Ok((tokens::estimate_input(Endpoint::Chat, &chat), false)),
+        }
+    }
+
     async fn try_forward(
         &self,
         endpoint: Endpoint,
         content_type: Option<&str>,
         body: &Bytes,
+        native: Option<Native<'_>>,
         admitted: Admitted<'_>,
         meter: &mut Meter,
     ) -> Result<(Answer, Arc<str>), ApiError> {
+        let wire = native.as_ref().map_or(Wire::OpenAi, |n| n.wire);
         let Admitted {
             key,
             budgets,
@@ -392,6 +501,7 @@ impl Gateway {
         // Failover before the first byte: a retryable failure tries another route, at most
         // MAX_ATTEMPTS in all; the record carries the route that served and the attempts.
         let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
+        let mut native_used;
         let (target, in_flight, response) = loop {
             let Some(i) = routing::pick(&route.targets, &tried, in_region) else {
                 return Err(ApiError::NoRoute(route.model_id.to_string()));
@@ -404,9 +514,11 @@ impl Gateway {
             meter.route(&route.model_id, target.provider.name(), prices, stream);
             meter.set_region(target.provider.region());
             meter.set_attempts(tried.len());
+            let served = native.as_ref().filter(|n| target.provider.serves(n.wire));
+            native_used = served.is_some();
             let upstream_body = target
                 .provider
-                .build_body(endpoint, &request, &target.upstream_model, stream)
+                .build_body(endpoint, &request, served, &target.upstream_model, stream)
                 .map_err(ApiError::InvalidBody)?;
             let in_flight = target.start();
             let sent = std::time::Instant::now();
@@ -439,13 +551,21 @@ impl Gateway {
         drop(request);
         if stream {
             let (body, live) = response.into_stream();
+            let client = match (native_used, wire.encoder(&route.model_id)) {
+                (true, _) => relay::ClientWire::Native(wire),
+                (false, Some(encoder)) => relay::ClientWire::Encode(encoder),
+                (false, None) => relay::ClientWire::Chat,
+            };
             let parts = StreamParts {
                 body,
                 live,
                 client_wants_usage,
                 idle_timeout: target.provider.idle_timeout(),
                 in_flight,
-                translator: target.provider.stream_translator(),
+                translator: target
+                    .provider
+                    .stream_translator(native_used.then_some(wire)),
+                client,
                 token_bound: route.token_bound,
                 revoked: key.revoked.clone(),
             };
@@ -458,11 +578,14 @@ impl Gateway {
                 .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()),
             _ => None,
         };
-        let json = target.provider.read_body(response).await?;
+        let json = target.provider.read_body(response, native_used).await?;
         drop(in_flight);
-        let usage = serde_json::from_slice::<UsageOnly>(&json)
-            .ok()
-            .and_then(|u| u.usage);
+        let usage = match (native_used, wire) {
+            (true, Wire::Messages) => provider::anthropic_translation::reported_usage(&json),
+            _ => serde_json::from_slice::<UsageOnly>(&json)
+                .ok()
+                .and_then(|u| u.usage),
+        };
         let reported = usage
             .filter(|u| u.prompt_tokens.is_some())
             .and_then(|u| meter.admit_reported(u.counts(), route.token_bound));
@@ -478,6 +601,13 @@ impl Gateway {
                 },
                 estimated: true,
             },
+        };
+        // In the client's format: a translated answer goes back, with the billed counts.
+        let json = match native_used {
+            true => json,
+            false => wire
+                .from_chat(json, &route.model_id, counts)
+                .ok_or_else(|| target.provider.protocol_error())?,
         };
         // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
         meter.finish(200, None, counts);
@@ -498,7 +628,9 @@ pub(crate) struct StreamParts {
     idle_timeout: std::time::Duration,
     in_flight: routing::InFlight,
     /// Set when the provider streams another wire format than OpenAI's.
-    translator: Option<provider::StreamTranslator>,
+    translator: Option<provider::EventTranslator>,
+    /// What the client is sent: chat chunks, their translation, or the native events.
+    client: relay::ClientWire,
     /// The route's bound on reported token counts.
     token_bound: u64,
     /// Cancelled when the key stops being usable: the stream is cut.

@@ -1,10 +1,22 @@
 //! A scriptable fake OpenAI-compatible upstream, served over real TCP.
 //!
 //! InstaGen's integration tests and load bench put it where a vLLM, SGLang or
-//! third-party API would be. It answers `GET /v1/models`, `POST /v1/chat/completions`,
-//! `POST /v1/completions` and `POST /v1/embeddings`, as JSON or SSE, plus Anthropic's
-//! `POST /v1/messages` in its own wire format (JSON or named SSE events), and records
-//! every request it receives so tests can assert exactly what an upstream saw.
+//! third-party API would be. It answers:
+//!
+//! - `GET /v1/models` and `POST /v1/embeddings` (JSON);
+//! - `POST /v1/chat/completions` (JSON or SSE), with the scripted reasoning
+//!   (`reasoning_content`) and tool call (`tool_calls`, id `call_mock`) when set;
+//! - `POST /v1/completions` (JSON or SSE);
+//! - `POST /v1/responses`, OpenAI's Responses API (response `resp_mock`, message
+//!   item `msg_mock`, function call item `fc_mock`/`call_mock`, and a reasoning item
+//!   `rs_mock` when the request includes `reasoning.encrypted_content`), streamed as
+//!   named SSE events with sequence numbers;
+//! - Anthropic's `POST /v1/messages` in its own wire format (JSON or named SSE events,
+//!   with a thinking block signed `sig_mock` and a `tool_use` block when scripted) and
+//!   `POST /v1/messages/count_tokens` (JSON);
+//! - `POST /v1/audio/transcriptions` (JSON or plain text);
+//!
+//! and records every request it receives so tests can assert exactly what an upstream saw.
 //!
 //! Behaviour is scripted per request: [`MockUpstream::push`] queues a [`Script`]
 //! that the next request consumes; when the queue is empty the default script
@@ -58,8 +70,11 @@ pub struct Script {
     /// Replay these exact SSE bytes as the stream (e.g. a real engine's capture).
     pub raw_sse: Option<Bytes>,
     /// Answer (after the reply text) with a call of this tool: (name, JSON arguments).
-    /// Only the Anthropic Messages route acts on it.
+    /// The chat, Responses and Anthropic Messages routes act on it (not `/v1/completions`).
     pub tool_call: Option<(String, String)>,
+    /// Reasoning text sent before the reply: `reasoning_content` on the chat route, a
+    /// thinking block (signature `sig_mock`) on the Anthropic Messages route.
+    pub reasoning: Option<String>,
 }
 
 impl Default for Script {
@@ -77,6 +92,7 @@ impl Default for Script {
             retry_after: None,
             raw_sse: None,
             tool_call: None,
+            reasoning: None,
         }
     }
 }
@@ -235,7 +251,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
         .route("/v1/audio/transcriptions", post(transcriptions))
         .with_state(shared)
 }
@@ -357,6 +375,37 @@ fn usage(script: &Script, prompt_tokens: u64, completion_tokens: u64) -> Value {
     u
 }
 
+/// Splits `s` in two halves, on a char boundary (how the mock streams tool arguments).
+fn split_half(s: &str) -> (&str, &str) {
+    let mut mid = s.len() / 2;
+    while !s.is_char_boundary(mid) {
+        mid -= 1;
+    }
+    s.split_at(mid)
+}
+
+/// An SSE response replaying `events`, cut after event `cut_at` and paced by `delay`.
+fn sse_response(
+    events: Vec<Bytes>,
+    cut_at: Option<usize>,
+    delay: Duration,
+    shared: Arc<Shared>,
+) -> Response {
+    let stream = MockStream {
+        events: events.into(),
+        sent: 0,
+        cut_at,
+        delay,
+        sleep: None,
+        shared,
+        finished: false,
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Chat,
@@ -411,17 +460,40 @@ async fn generate(
         Kind::Completion => count_words(req.get("prompt").unwrap_or(&Value::Null)),
     };
     let completion_tokens = script.reply.len() as u64;
+    // Reasoning and tool calls only exist on the chat wire.
+    let (reasoning, tool_call) = match kind {
+        Kind::Chat => (script.reasoning.as_deref(), script.tool_call.as_ref()),
+        Kind::Completion => (None, None),
+    };
+    let finish_reason = if tool_call.is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
+        let text = script.reply.concat();
         let mut out = match kind {
-            Kind::Chat => json!({
-                "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": script.reply.concat()},
-                             "logprobs": null, "finish_reason": "stop"}],
-            }),
+            Kind::Chat => {
+                let mut message = json!({"role": "assistant", "content": text});
+                if let Some(reasoning) = reasoning {
+                    message["reasoning_content"] = json!(reasoning);
+                }
+                if let Some((name, args)) = tool_call {
+                    if text.is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                    message["tool_calls"] = json!([{"id": "call_mock", "type": "function",
+                                                    "function": {"name": name, "arguments": args}}]);
+                }
+                json!({
+                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+                    "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
+                })
+            }
             Kind::Completion => json!({
                 "id": "cmpl-mock", "object": "text_completion", "created": 1, "model": model,
-                "choices": [{"index": 0, "text": script.reply.concat(), "logprobs": null, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
             }),
         };
         if !script.omit_usage {
@@ -433,23 +505,10 @@ async fn generate(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let mut events: Vec<Bytes> = Vec::new();
     if let Some(raw) = &script.raw_sse {
-        events.push(raw.clone());
-        let stream = MockStream {
-            events: events.into(),
-            sent: 0,
-            cut_at: None,
-            delay: Duration::ZERO,
-            sleep: None,
-            shared,
-            finished: false,
-        };
-        return Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .body(Body::from_stream(stream))
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        return sse_response(vec![raw.clone()], None, Duration::ZERO, shared);
     }
+    let mut events: Vec<Bytes> = Vec::new();
     let chunk = |choices: Value, usage: Option<Value>| -> Bytes {
         let mut c = match kind {
             Kind::Chat => {
@@ -464,23 +523,44 @@ async fn generate(
         }
         Bytes::from(format!("data: {c}\n\n"))
     };
+    let delta = |delta: Value| -> Bytes {
+        chunk(
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
+            None,
+        )
+    };
     if kind == Kind::Chat {
-        events.push(chunk(json!([{"index": 0, "delta": {"role": "assistant"}, "logprobs": null, "finish_reason": null}]), None));
+        events.push(delta(json!({"role": "assistant"})));
+    }
+    if let Some(reasoning) = reasoning {
+        events.push(delta(json!({"reasoning_content": reasoning})));
     }
     let content_start = events.len();
     for word in &script.reply {
-        let choice = match kind {
-            Kind::Chat => {
-                json!([{"index": 0, "delta": {"content": word}, "logprobs": null, "finish_reason": null}])
-            }
-            Kind::Completion => {
-                json!([{"index": 0, "text": word, "logprobs": null, "finish_reason": null}])
-            }
-        };
-        events.push(chunk(choice, None));
+        events.push(match kind {
+            Kind::Chat => delta(json!({"content": word})),
+            Kind::Completion => chunk(
+                json!([{"index": 0, "text": word, "logprobs": null, "finish_reason": null}]),
+                None,
+            ),
+        });
+    }
+    if let Some((name, args)) = tool_call {
+        events.push(delta(
+            json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
+                                                 "function": {"name": name, "arguments": ""}}]}),
+        ));
+        let (head, tail) = split_half(args);
+        for piece in [head, tail] {
+            events.push(delta(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            ));
+        }
     }
     let finish = match kind {
-        Kind::Chat => json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+        Kind::Chat => {
+            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason}])
+        }
         Kind::Completion => {
             json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": "stop"}])
         }
@@ -494,19 +574,7 @@ async fn generate(
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
     let cut_at = script.cut_after_chunks.map(|n| content_start + n);
-    let stream = MockStream {
-        events: events.into(),
-        sent: 0,
-        cut_at,
-        delay: script.chunk_delay,
-        sleep: None,
-        shared,
-        finished: false,
-    };
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    sse_response(events, cut_at, script.chunk_delay, shared)
 }
 
 struct MockStream {
@@ -610,6 +678,12 @@ async fn embeddings(
     axum::Json(out).into_response()
 }
 
+/// The prompt tokens of an Anthropic Messages request: words in `messages` and `system`.
+fn anthropic_prompt_tokens(req: &Value) -> u64 {
+    count_words(req.get("messages").unwrap_or(&Value::Null))
+        + count_words(&json!({"content": req.get("system").cloned().unwrap_or(Value::Null)}))
+}
+
 /// Anthropic's Messages API: the same scripts, in Anthropic's JSON and event stream.
 async fn anthropic_messages(
     State(shared): State<Arc<Shared>>,
@@ -633,8 +707,7 @@ async fn anthropic_messages(
         .and_then(Value::as_str)
         .unwrap_or("mock-claude")
         .to_owned();
-    let prompt = count_words(req.get("messages").unwrap_or(&Value::Null))
-        + count_words(&json!({"content": req.get("system").cloned().unwrap_or(Value::Null)}));
+    let prompt = anthropic_prompt_tokens(&req);
     let cached = script.cached_tokens.unwrap_or(0).min(prompt);
     let output = script.reply.len() as u64;
     let usage = json!({"input_tokens": prompt - cached, "output_tokens": output,
@@ -645,7 +718,12 @@ async fn anthropic_messages(
         "end_turn"
     };
     if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-        let mut content = vec![json!({"type": "text", "text": script.reply.concat()})];
+        let mut content = Vec::new();
+        if let Some(thinking) = &script.reasoning {
+            content
+                .push(json!({"type": "thinking", "thinking": thinking, "signature": "sig_mock"}));
+        }
+        content.push(json!({"type": "text", "text": script.reply.concat()}));
         if let Some((name, args)) = &script.tool_call {
             let input: Value = serde_json::from_str(args).unwrap_or(json!({}));
             content.push(
@@ -659,51 +737,70 @@ async fn anthropic_messages(
         .into_response();
     }
     let event = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
-    let mut events = vec![
-        event(
-            "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant",
-                   "model": model, "content": [], "stop_reason": null,
-                   "usage": {"input_tokens": prompt - cached, "output_tokens": 1, "cache_read_input_tokens": cached}}}),
-        ),
-        event(
+    let mut events = vec![event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant",
+               "model": model, "content": [], "stop_reason": null,
+               "usage": {"input_tokens": prompt - cached, "output_tokens": 1, "cache_read_input_tokens": cached}}}),
+    )];
+    // The text block follows the thinking block, when there is one.
+    let mut index = 0;
+    if let Some(thinking) = &script.reasoning {
+        events.push(event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        event("ping", json!({"type": "ping"})),
-    ];
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "thinking", "thinking": ""}}),
+        ));
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "thinking_delta", "thinking": thinking}}),
+        ));
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "signature_delta", "signature": "sig_mock"}}),
+        ));
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        index = 1;
+    }
+    events.push(event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+    ));
+    events.push(event("ping", json!({"type": "ping"})));
     let content_start = events.len();
     for word in &script.reply {
         events.push(event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}),
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": word}}),
         ));
     }
     events.push(event(
         "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": index}),
     ));
     if let Some((name, args)) = &script.tool_call {
+        let index = index + 1;
         events.push(event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 1,
+            json!({"type": "content_block_start", "index": index,
                    "content_block": {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}}),
         ));
-        let mid = args.len() / 2;
-        let mid = (0..=mid)
-            .rev()
-            .find(|i| args.is_char_boundary(*i))
-            .unwrap_or(0);
-        for piece in [&args[..mid], &args[mid..]] {
+        let (head, tail) = split_half(args);
+        for piece in [head, tail] {
             events.push(event(
                 "content_block_delta",
-                json!({"type": "content_block_delta", "index": 1,
+                json!({"type": "content_block_delta", "index": index,
                        "delta": {"type": "input_json_delta", "partial_json": piece}}),
             ));
         }
         events.push(event(
             "content_block_stop",
-            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_stop", "index": index}),
         ));
     }
     events.push(event(
@@ -712,19 +809,218 @@ async fn anthropic_messages(
                "usage": {"output_tokens": output}}),
     ));
     events.push(event("message_stop", json!({"type": "message_stop"})));
-    let stream = MockStream {
-        events: events.into(),
-        sent: 0,
-        cut_at: script.cut_after_chunks.map(|n| content_start + n),
-        delay: script.chunk_delay,
-        sleep: None,
-        shared,
-        finished: false,
+    let cut_at = script.cut_after_chunks.map(|n| content_start + n);
+    sse_response(events, cut_at, script.chunk_delay, shared)
+}
+
+/// Anthropic's token counting: `{"input_tokens": N}`, N counted as the Messages route
+/// counts its prompt, or the scripted `reported_tokens` prompt count.
+async fn anthropic_count_tokens(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let script = take_script(&shared, &method, &uri, &headers, &body);
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if script.status != 200 {
+        return error_response(&script, &body, Wire::Anthropic);
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    let input_tokens = match script.reported_tokens {
+        Some((prompt, _)) => prompt,
+        None => anthropic_prompt_tokens(&req),
+    };
+    axum::Json(json!({"input_tokens": input_tokens})).into_response()
+}
+
+/// Appends one named Responses API event, numbered by its position in the stream.
+fn push_response_event(events: &mut Vec<Bytes>, kind: &str, mut data: Value) {
+    data["type"] = json!(kind);
+    data["sequence_number"] = json!(events.len());
+    events.push(Bytes::from(format!("event: {kind}\ndata: {data}\n\n")));
+}
+
+/// OpenAI's Responses API: the same scripts, as a response object or its named event stream.
+/// Input tokens are the words in `input` and `instructions`; the reply is one `output_text`
+/// part of message `msg_mock`, followed by function call `fc_mock` when a tool call is scripted.
+async fn responses(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let script = take_script(&shared, &method, &uri, &headers, &body);
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if script.status != 200 {
+        return error_response(&script, &body, Wire::OpenAi);
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    };
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model")
+        .to_owned();
+    let counted = count_words(req.get("input").unwrap_or(&Value::Null))
+        + count_words(req.get("instructions").unwrap_or(&Value::Null));
+    let (input_tokens, output_tokens) = script
+        .reported_tokens
+        .unwrap_or((counted, script.reply.len() as u64));
+    let usage = (!script.omit_usage).then(|| {
+        json!({
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": script.cached_tokens.unwrap_or(0)},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens.saturating_add(output_tokens),
+        })
+    });
+    let encrypted_reasoning = req
+        .get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|items| {
+            items
+                .iter()
+                .any(|v| v.as_str() == Some("reasoning.encrypted_content"))
+        });
+    let text = script.reply.concat();
+    let reasoning_item = json!({"type": "reasoning", "id": "rs_mock", "summary": [], "encrypted_content": "enc_mock"});
+    let text_part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+    let message_item = |status: &str, content: Value| json!({"type": "message", "id": "msg_mock", "status": status, "role": "assistant", "content": content});
+    let call_item = |name: &str, arguments: &str, status: &str| {
+        json!({"type": "function_call", "id": "fc_mock", "call_id": "call_mock", "name": name,
+               "arguments": arguments, "status": status})
+    };
+    let response_object = |status: &str, output: &[Value], usage: Option<&Value>| {
+        let mut r = json!({
+            "id": "resp_mock", "object": "response", "created_at": 1_700_000_000, "status": status,
+            "model": model, "output": output, "error": null, "incomplete_details": null,
+        });
+        if let Some(u) = usage {
+            r["usage"] = u.clone();
+        }
+        r
+    };
+    let mut output = Vec::new();
+    if encrypted_reasoning {
+        output.push(reasoning_item.clone());
+    }
+    let message_index = output.len();
+    output.push(message_item("completed", json!([text_part(&text)])));
+    if let Some((name, args)) = &script.tool_call {
+        output.push(call_item(name, args, "completed"));
+    }
+    let completed = response_object("completed", &output, usage.as_ref());
+    if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        return axum::Json(completed).into_response();
+    }
+    if let Some(raw) = &script.raw_sse {
+        return sse_response(vec![raw.clone()], None, Duration::ZERO, shared);
+    }
+    let mut events = Vec::new();
+    let mut in_progress = response_object("in_progress", &[], None);
+    in_progress["usage"] = Value::Null;
+    push_response_event(
+        &mut events,
+        "response.created",
+        json!({"response": in_progress}),
+    );
+    push_response_event(
+        &mut events,
+        "response.in_progress",
+        json!({"response": in_progress}),
+    );
+    if encrypted_reasoning {
+        for kind in ["response.output_item.added", "response.output_item.done"] {
+            push_response_event(
+                &mut events,
+                kind,
+                json!({"output_index": 0, "item": reasoning_item}),
+            );
+        }
+    }
+    let text_at = json!({"item_id": "msg_mock", "output_index": message_index, "content_index": 0});
+    let with = |base: &Value, key: &str, value: Value| {
+        let mut v = base.clone();
+        v[key] = value;
+        v
+    };
+    push_response_event(
+        &mut events,
+        "response.output_item.added",
+        json!({"output_index": message_index, "item": message_item("in_progress", json!([]))}),
+    );
+    push_response_event(
+        &mut events,
+        "response.content_part.added",
+        with(&text_at, "part", text_part("")),
+    );
+    let content_start = events.len();
+    for word in &script.reply {
+        push_response_event(
+            &mut events,
+            "response.output_text.delta",
+            with(&text_at, "delta", json!(word)),
+        );
+    }
+    push_response_event(
+        &mut events,
+        "response.output_text.done",
+        with(&text_at, "text", json!(text)),
+    );
+    push_response_event(
+        &mut events,
+        "response.content_part.done",
+        with(&text_at, "part", text_part(&text)),
+    );
+    push_response_event(
+        &mut events,
+        "response.output_item.done",
+        json!({"output_index": message_index, "item": output[message_index]}),
+    );
+    if let Some((name, args)) = &script.tool_call {
+        let call_index = message_index + 1;
+        push_response_event(
+            &mut events,
+            "response.output_item.added",
+            json!({"output_index": call_index, "item": call_item(name, "", "in_progress")}),
+        );
+        let (head, tail) = split_half(args);
+        for piece in [head, tail] {
+            push_response_event(
+                &mut events,
+                "response.function_call_arguments.delta",
+                json!({"item_id": "fc_mock", "output_index": call_index, "delta": piece}),
+            );
+        }
+        push_response_event(
+            &mut events,
+            "response.function_call_arguments.done",
+            json!({"item_id": "fc_mock", "output_index": call_index, "arguments": args}),
+        );
+        push_response_event(
+            &mut events,
+            "response.output_item.done",
+            json!({"output_index": call_index, "item": output[call_index]}),
+        );
+    }
+    push_response_event(
+        &mut events,
+        "response.completed",
+        json!({"response": completed}),
+    );
+    let cut_at = script.cut_after_chunks.map(|n| content_start + n);
+    sse_response(events, cut_at, script.chunk_delay, shared)
 }
 
 /// Audio transcription: answers the script's reply as the transcript, in JSON with token

@@ -1,5 +1,6 @@
 //! The OpenAI-compatible inference surface: `/v1/models`, `/v1/chat/completions`,
-//! `/v1/completions`, `/v1/embeddings`.
+//! `/v1/completions`, `/v1/embeddings`, `/v1/audio/transcriptions`, `/v1/responses`; and
+//! `infer`, which every inference route (the Anthropic ones too) goes through.
 
 use std::sync::Arc;
 
@@ -14,15 +15,16 @@ use serde_json::json;
 
 use crate::app::{AppState, ModelLabel, RequestContext};
 use crate::error::ApiError;
-use crate::gateway::{Endpoint, Forwarded};
+use crate::gateway::{Endpoint, Forwarded, Wire};
 use crate::keys::{AuthedKey, KeyError};
 use crate::limits::Refusal;
 use crate::time::now_ms;
 use crate::usage::{Meter, TokenCounts};
 
-/// Authenticates the request's access key. An address that failed too often is refused
-/// first; a refusal is counted as a security event and towards that address's block.
-async fn authenticate(
+/// Authenticates the request's access key, sent as `Authorization: Bearer` or (as the
+/// Anthropic SDKs do) `x-api-key`. An address that failed too often is refused first; a
+/// refusal is counted as a security event and towards that address's block.
+pub(crate) async fn authenticate(
     state: &AppState,
     ctx: &RequestContext,
     headers: &HeaderMap,
@@ -32,10 +34,15 @@ async fn authenticate(
         .check_blocked(ctx.client_ip)
         .await
         .map_err(|r| ApiError::Limited(Box::new(r)))?;
-    let value = headers
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match state.keys.authenticate(value, now_ms()) {
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let found = match (bearer, api_key) {
+        (None, Some(k)) => state.keys.authenticate_token(k, now_ms()),
+        _ => state.keys.authenticate(bearer, now_ms()),
+    };
+    match found {
         Ok(key) => Ok(key),
         Err(failure) => {
             state.security.record(&failure, ctx.client_ip);
@@ -49,10 +56,12 @@ async fn authenticate(
     }
 }
 
-fn limited(r: Refusal) -> ApiError {
+pub(crate) fn limited(r: Refusal) -> ApiError {
     ApiError::Limited(Box::new(r))
 }
 
+/// `GET /v1/models`: what the key may call. A request with `anthropic-version` (Claude
+/// Code's model discovery, the Anthropic SDKs) gets Anthropic's list shape.
 pub async fn models(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestContext>,
@@ -61,13 +70,72 @@ pub async fn models(
     let _in_flight = state.limits.enter(ctx.client_ip).await.map_err(limited)?;
     let key = authenticate(&state, &ctx, &headers).await?;
     let gateway = state.catalog.current();
-    let data: Vec<_> = gateway
-        .model_ids()
+    let names: Vec<&str> = gateway.visible_to(&key).collect();
+    if headers.contains_key("anthropic-version") {
+        let data: Vec<_> = names.iter().map(|id| anthropic_card(id)).collect();
+        return Ok(axum::Json(json!({
+            "data": data,
+            "has_more": false,
+            "first_id": names.first(),
+            "last_id": names.last(),
+        }))
+        .into_response());
+    }
+    let data: Vec<_> = names
         .iter()
-        .filter(|id| key.may_use(id))
         .filter_map(|id| gateway.model_card(id))
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+}
+
+/// `GET /v1/models/{model}`: one model the key may call, in the shape its client speaks.
+pub async fn model(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestContext>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let _in_flight = state.limits.enter(ctx.client_ip).await.map_err(limited)?;
+    let key = authenticate(&state, &ctx, &headers).await?;
+    let gateway = state.catalog.current();
+    if !gateway.usable_by(&key, &id) {
+        return Err(ApiError::ModelNotFound(id));
+    }
+    if headers.contains_key("anthropic-version") {
+        return Ok(axum::Json(anthropic_card(&id)).into_response());
+    }
+    match gateway.model_card(&id) {
+        Some(card) => Ok(axum::Json(card).into_response()),
+        None => Err(ApiError::ModelNotFound(id)),
+    }
+}
+
+/// A model in Anthropic's model-list shape.
+fn anthropic_card(id: &str) -> serde_json::Value {
+    json!({"id": id, "type": "model", "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
+}
+
+/// `POST /v1/responses`: the Responses API, stateless (see `gateway/wire/responses.rs`).
+pub async fn responses(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    infer(
+        &state,
+        Endpoint::Chat,
+        Wire::Responses,
+        &ctx,
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// `GET`/`DELETE /v1/responses/{id}` and the rest: nothing is stored, so nothing is found.
+pub async fn response_not_stored() -> ApiError {
+    ApiError::NotStored
 }
 
 pub async fn chat_completions(
@@ -76,7 +144,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    infer(&state, Endpoint::Chat, &ctx, &headers, body).await
+    infer(&state, Endpoint::Chat, Wire::OpenAi, &ctx, &headers, body).await
 }
 
 pub async fn completions(
@@ -85,7 +153,15 @@ pub async fn completions(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    infer(&state, Endpoint::Completions, &ctx, &headers, body).await
+    infer(
+        &state,
+        Endpoint::Completions,
+        Wire::OpenAi,
+        &ctx,
+        &headers,
+        body,
+    )
+    .await
 }
 
 pub async fn embeddings(
@@ -94,7 +170,15 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    infer(&state, Endpoint::Embeddings, &ctx, &headers, body).await
+    infer(
+        &state,
+        Endpoint::Embeddings,
+        Wire::OpenAi,
+        &ctx,
+        &headers,
+        body,
+    )
+    .await
 }
 
 pub async fn transcriptions(
@@ -103,12 +187,23 @@ pub async fn transcriptions(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    infer(&state, Endpoint::Transcriptions, &ctx, &headers, body).await
+    infer(
+        &state,
+        Endpoint::Transcriptions,
+        Wire::OpenAi,
+        &ctx,
+        &headers,
+        body,
+    )
+    .await
 }
 
-async fn infer(
+/// One inference request, in any wire format: admission, the body, the gateway, and the
+/// answer's framing.
+pub(crate) async fn infer(
     state: &AppState,
     endpoint: Endpoint,
+    wire: Wire,
     ctx: &RequestContext,
     headers: &HeaderMap,
     body: Body,
@@ -119,7 +214,7 @@ async fn infer(
     let in_flight = state.limits.enter(ctx.client_ip).await.map_err(limited)?;
     let key = authenticate(state, ctx, headers).await?;
     let slot = state.usage.reserve()?;
-    let mut meter = Meter::new(slot, &ctx.id, &key, endpoint.label(), ctx.started);
+    let mut meter = Meter::new(slot, &ctx.id, &key, wire.label(endpoint), ctx.started);
     let bytes = match read_body(body, headers, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
@@ -158,15 +253,21 @@ async fn infer(
         }
         None => (None, None),
     };
+    let protocol_headers = match wire {
+        Wire::Messages => protocol_headers(headers),
+        _ => Vec::new(),
+    };
     let (forwarded, model) = state
         .catalog
         .current()
         .forward(
             endpoint,
+            wire,
             headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
             bytes,
+            &protocol_headers,
             crate::gateway::Admitted {
                 key: &key,
                 budgets: &state.budgets,
@@ -212,8 +313,21 @@ async fn infer(
     Ok(response)
 }
 
+/// Anthropic's protocol headers as the client sent them, for an Anthropic upstream.
+pub(crate) fn protocol_headers(headers: &HeaderMap) -> crate::gateway::ProtocolHeaders {
+    ["anthropic-version", "anthropic-beta"]
+        .into_iter()
+        .flat_map(|name| {
+            headers
+                .get_all(name)
+                .iter()
+                .map(move |v| (header::HeaderName::from_static(name), v.clone()))
+        })
+        .collect()
+}
+
 /// Refuses bodies nested deeper than `max` (arrays and objects), without parsing them.
-fn check_json_depth(body: &[u8], max: usize) -> Result<(), String> {
+pub(crate) fn check_json_depth(body: &[u8], max: usize) -> Result<(), String> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in body {
         if in_string {
@@ -243,7 +357,11 @@ fn check_json_depth(body: &[u8], max: usize) -> Result<(), String> {
 }
 
 /// Reads the body up to `limit` bytes (413 beyond), without copying a single-chunk body.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

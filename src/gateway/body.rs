@@ -160,8 +160,9 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Parses and validates a request body for `endpoint`.
-pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyError> {
+/// A JSON object's top-level fields as `(key, raw JSON)` pairs borrowing the body; a
+/// body that gives a key twice is refused (we would act on one, an upstream on the other).
+pub fn fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, BodyError> {
     if body.is_empty() {
         return Err(BodyError {
             message: "the request body is empty; send a JSON object".to_owned(),
@@ -170,8 +171,6 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
     }
     let Fields(fields) =
         serde_json::from_slice::<Fields<'_>>(body).map_err(|e| syntax_error(&e))?;
-    // We act on the last `stream`, `model`, `max_tokens`…; an upstream may take the first.
-    // A body that says two things is refused rather than metered as one and served as the other.
     for (i, (key, _)) in fields.iter().enumerate() {
         if fields[..i].iter().any(|(k, _)| k == key) {
             return Err(BodyError {
@@ -183,13 +182,22 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
             });
         }
     }
-    let get = |name: &str| {
-        fields
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| *v)
-    };
+    Ok(fields)
+}
+
+/// A top-level field's raw JSON among `fields`; `null` counts as absent.
+pub fn field<'a>(fields: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| *v)
+        .filter(|v| v.get() != "null")
+}
+
+/// Parses and validates a request body for `endpoint`.
+pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyError> {
+    let fields = fields(body)?;
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
 
     let model = match get("model") {
         Some(raw) => match serde_json::from_str::<Cow<'_, str>>(raw.get()) {

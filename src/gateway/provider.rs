@@ -16,10 +16,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::wire::{Native, ProtocolHeaders, Wire};
 pub use anthropic::StreamTranslator;
 /// The Anthropic translation on its own (for the fuzz targets).
 pub mod anthropic_translation {
-    pub use super::anthropic::{StreamTranslator, translate_request, translate_response};
+    pub use super::anthropic::{
+        StreamTranslator, reported_usage, translate_request, translate_response,
+    };
 }
 
 use super::{BodyError, Endpoint, Request};
@@ -29,6 +32,10 @@ pub struct Outgoing {
     pub body: Bytes,
     pub content_type: axum::http::HeaderValue,
     job: Option<Box<local::Job>>,
+    /// Set when the body is the client's own format, served natively by the provider.
+    native: Option<Wire>,
+    /// Protocol headers the client sent for a native upstream (Anthropic's).
+    headers: ProtocolHeaders,
 }
 
 impl Outgoing {
@@ -37,6 +44,17 @@ impl Outgoing {
             body,
             content_type: axum::http::HeaderValue::from_static("application/json"),
             job: None,
+            native: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The client's own format for a provider that serves it.
+    fn native(body: Bytes, native: &Native<'_>) -> Self {
+        Self {
+            native: Some(native.wire),
+            headers: native.headers.clone(),
+            ..Self::json(body)
         }
     }
 
@@ -135,14 +153,68 @@ impl Provider {
         }
     }
 
-    /// The upstream body for this provider's API (rewritten, minimised or translated).
+    /// The provider broke its protocol (an answer of the wrong shape).
+    pub fn protocol_error(&self) -> UpstreamError {
+        UpstreamError::new(Arc::from(self.name()), UpstreamErrorKind::Protocol)
+    }
+
+    /// Counts a Messages request's input tokens by the model's own count, when the
+    /// provider has one: Anthropic's endpoint (`body`), the built-in engine's tokenizer
+    /// (`chat`, the request translated); `None` otherwise.
+    pub async fn count_tokens(
+        &self,
+        body: &[u8],
+        chat: &[u8],
+        upstream_model: &str,
+        headers: &ProtocolHeaders,
+    ) -> Option<Result<u64, ApiCountError>> {
+        match self {
+            Provider::Anthropic(p) => {
+                let body = match super::wire::messages::count_body(body, upstream_model) {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(ApiCountError::Body(e))),
+                };
+                Some(
+                    p.count_tokens(body, headers)
+                        .await
+                        .map_err(ApiCountError::Upstream),
+                )
+            }
+            Provider::Local(p) => Some(
+                super::inspect(Endpoint::Chat, chat)
+                    .and_then(|i| p.count_prompt(&i, upstream_model))
+                    .map_err(ApiCountError::Body),
+            ),
+            Provider::OpenAi(_) => None,
+        }
+    }
+
+    /// Whether this provider speaks `wire` itself (then it gets the client's own body).
+    pub fn serves(&self, wire: Wire) -> bool {
+        match self {
+            Provider::OpenAi(p) => wire == Wire::Responses && p.responses_native,
+            Provider::Anthropic(_) => wire == Wire::Messages,
+            Provider::Local(_) => false,
+        }
+    }
+
+    /// The upstream body for this provider's API (rewritten, minimised or translated);
+    /// `native` is the client's own body when this provider serves its format.
     pub fn build_body(
         &self,
         endpoint: Endpoint,
         request: &Request<'_>,
+        native: Option<&Native<'_>>,
         upstream_model: &str,
         stream: bool,
     ) -> Result<Outgoing, BodyError> {
+        if let Some(n) = native {
+            let body = match n.wire {
+                Wire::Messages => super::wire::messages::native_body(n.body, upstream_model)?,
+                _ => super::wire::responses::native_body(n.body, upstream_model)?,
+            };
+            return Ok(Outgoing::native(body, n));
+        }
         match self {
             Provider::OpenAi(p) => p.build_body(endpoint, request, upstream_model, stream),
             Provider::Anthropic(p) => match request {
@@ -185,8 +257,13 @@ impl Provider {
         }
     }
 
-    /// Reads a whole (non-stream) response body, as an OpenAI-shaped JSON answer.
-    pub async fn read_body(&self, upstream: Upstream) -> Result<Bytes, UpstreamError> {
+    /// Reads a whole (non-stream) response body: an OpenAI-shaped JSON answer, or the
+    /// client's own format when the request went out natively.
+    pub async fn read_body(
+        &self,
+        upstream: Upstream,
+        native: bool,
+    ) -> Result<Bytes, UpstreamError> {
         let response = match upstream {
             Upstream::Http(response) => response,
             Upstream::Local(local::LocalAnswer::Json(body)) => return Ok(body),
@@ -205,16 +282,22 @@ impl Provider {
         };
         let body = core.read_body(response).await?;
         match self {
-            Provider::Anthropic(p) => p.translate_response(&body),
+            Provider::Anthropic(p) if !native => p.translate_response(&body),
             _ => Ok(body),
         }
     }
 
-    /// Turns this provider's stream events into OpenAI chunks, when it speaks another wire format.
-    pub fn stream_translator(&self) -> Option<StreamTranslator> {
-        match self {
-            Provider::OpenAi(_) | Provider::Local(_) => None,
-            Provider::Anthropic(_) => Some(StreamTranslator::default()),
+    /// Turns this provider's stream events into OpenAI chunks (for metering, and for the
+    /// client unless `native`), when it streams another wire format.
+    pub fn stream_translator(&self, native: Option<Wire>) -> Option<EventTranslator> {
+        match (self, native) {
+            (Provider::Anthropic(_), _) => {
+                Some(EventTranslator::Anthropic(StreamTranslator::default()))
+            }
+            (Provider::OpenAi(_), Some(Wire::Responses)) => Some(EventTranslator::Responses(
+                super::wire::responses::UpstreamTranslator,
+            )),
+            _ => None,
         }
     }
 
@@ -254,6 +337,27 @@ impl Provider {
                 .map_or(Duration::from_secs(120), |c| c.idle_timeout),
         }
     }
+}
+
+/// An upstream's stream events of another format, as OpenAI chat chunks.
+pub enum EventTranslator {
+    Anthropic(StreamTranslator),
+    Responses(super::wire::responses::UpstreamTranslator),
+}
+
+impl EventTranslator {
+    pub fn on_event(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
+        match self {
+            EventTranslator::Anthropic(t) => t.on_event(data, out),
+            EventTranslator::Responses(t) => t.on_event(data, out),
+        }
+    }
+}
+
+/// Why an exact token count failed.
+pub enum ApiCountError {
+    Body(BodyError),
+    Upstream(UpstreamError),
 }
 
 /// What went wrong upstream, as far as a log or a record may say.

@@ -7,7 +7,6 @@
 //! if the client goes away, `Drop` records what was generated so far and dropping the
 //! upstream response closes that connection, cancelling the generation.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -16,13 +15,12 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::time::{Instant, Sleep};
 
-use super::provider::StreamTranslator;
+use super::Endpoint;
+use super::provider::EventTranslator;
 use super::sse::{DONE, SseParser, frame};
-use super::{Endpoint, UpstreamUsage};
+use super::wire::{Chunk, Wire};
 use crate::usage::{Meter, TokenCounts, tokens};
 
 pub struct Relay {
@@ -52,56 +50,28 @@ pub struct Relay {
     finished: bool,
     /// Keeps the route's in-flight count for the life of the stream.
     _in_flight: super::routing::InFlight,
-    /// Turns another wire format's events into OpenAI chunks (Anthropic).
-    translator: Option<StreamTranslator>,
-    /// Reused buffer for translated events.
+    /// Turns another wire format's events into OpenAI chunks (Anthropic, native Responses).
+    translator: Option<EventTranslator>,
+    /// Reused buffers: the upstream's events as chunks, and the client's events.
+    translator_out: Vec<Bytes>,
     translated: Vec<Bytes>,
+    /// What the client is sent.
+    client: ClientWire,
+    /// A native stream's closing event, sent once the record is committed.
+    held: Option<Bytes>,
     /// Concurrency leases (client IP, key) held until the stream ends.
     leases: Vec<crate::limits::Lease>,
 }
 
-#[derive(Deserialize)]
-struct ChunkView<'a> {
-    #[serde(borrow, default)]
-    choices: Option<Vec<ChoiceView<'a>>>,
-    #[serde(default)]
-    usage: Option<UpstreamUsage>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceView<'a> {
-    #[serde(borrow, default)]
-    delta: Option<DeltaView<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct DeltaView<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCallView<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallView<'a> {
-    #[serde(borrow, default)]
-    function: Option<FunctionView<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionView<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
+/// What the client is sent of the stream.
+pub(crate) enum ClientWire {
+    /// OpenAI chat chunks, as they come (or as translated from the upstream's format).
+    Chat,
+    /// Chat chunks turned into the client's format (Responses or Messages events).
+    Encode(super::wire::Encoder),
+    /// The upstream's own events, the client's format too (Anthropic to a Messages
+    /// client, a native Responses provider to a Responses client), re-framed by name.
+    Native(super::wire::Wire),
 }
 
 impl Relay {
@@ -118,6 +88,7 @@ impl Relay {
             idle_timeout: idle,
             in_flight,
             translator,
+            client,
             token_bound,
             revoked,
         } = parts;
@@ -142,7 +113,10 @@ impl Relay {
             finished: false,
             _in_flight: in_flight,
             translator,
+            translator_out: Vec::new(),
             translated: Vec::new(),
+            client,
+            held: None,
             leases: Vec::new(),
         }
     }
@@ -179,7 +153,7 @@ impl Relay {
         }
         let mut forward = true;
         let mut content = false;
-        if let Ok(chunk) = serde_json::from_slice::<ChunkView<'_>>(&data) {
+        if let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&data) {
             if let Some(u) = chunk.usage
                 && u.prompt_tokens.is_some()
             {
@@ -191,7 +165,9 @@ impl Relay {
             }
             if chunk.error.is_some() {
                 // An in-band upstream error: pass it on, the stream is over.
-                self.out.push_back(frame(&data));
+                if matches!(self.client, ClientWire::Chat) {
+                    self.out.push_back(frame(&data));
+                }
                 self.fail("upstream_stream_error");
                 return;
             }
@@ -218,13 +194,59 @@ impl Relay {
                     }
                 }
             }
+            if let ClientWire::Encode(encoder) = &mut self.client {
+                let mut events = std::mem::take(&mut self.translated);
+                encoder.on_chunk(&chunk, &mut events);
+                self.out.extend(events.drain(..));
+                self.translated = events;
+            }
         }
         if content {
             self.meter.first_token();
         }
-        if forward {
+        if forward && matches!(self.client, ClientWire::Chat) {
             self.out.push_back(frame(&data));
         }
+    }
+
+    /// An upstream event of the client's own format goes out as it came, but the closing
+    /// one waits for the record (see `complete`).
+    fn pass_native(&mut self, data: &Bytes) {
+        if self.saw_done && !self.finished {
+            self.held = Some(data.clone());
+        } else {
+            self.out.push_back(super::wire::native_event(data));
+        }
+    }
+
+    /// An error event in the client's format; `status` picks Anthropic's error type.
+    fn error_event(&mut self, status: u16, code: &str, message: &str) {
+        let mut events = std::mem::take(&mut self.translated);
+        match &mut self.client {
+            ClientWire::Chat => {
+                let event = serde_json::json!({
+                    "error": {"message": message, "type": "upstream_error", "param": null, "code": code}
+                });
+                events.push(frame(event.to_string().as_bytes()));
+            }
+            ClientWire::Encode(encoder) => encoder.fail(status, code, message, &mut events),
+            ClientWire::Native(Wire::Messages) => {
+                let body = super::wire::messages::error_body(status, message);
+                events.push(super::wire::named_event(
+                    "error",
+                    body.to_string().as_bytes(),
+                ));
+            }
+            ClientWire::Native(_) => {
+                let body = serde_json::json!({"type": "error", "code": code, "message": message, "param": null});
+                events.push(super::wire::named_event(
+                    "error",
+                    body.to_string().as_bytes(),
+                ));
+            }
+        }
+        self.out.extend(events.drain(..));
+        self.translated = events;
     }
 
     /// The upstream is done: commit the record, then send the final `[DONE]`.
@@ -232,7 +254,20 @@ impl Relay {
         if self.saw_done || self.saw_finish {
             let counts = self.counts();
             self.meter.finish(200, None, counts);
-            self.out.push_back(Bytes::from_static(DONE));
+            match &mut self.client {
+                ClientWire::Chat => self.out.push_back(Bytes::from_static(DONE)),
+                ClientWire::Encode(encoder) => {
+                    let mut events = std::mem::take(&mut self.translated);
+                    encoder.finish(counts, &mut events);
+                    self.out.extend(events.drain(..));
+                    self.translated = events;
+                }
+                ClientWire::Native(_) => {
+                    if let Some(last) = self.held.take() {
+                        self.out.push_back(super::wire::native_event(&last));
+                    }
+                }
+            }
             self.finished = true;
         } else {
             self.fail("upstream_stream_interrupted");
@@ -248,11 +283,9 @@ impl Relay {
             "upstream_stream_error" => "the upstream reported an error during the stream",
             _ => "the upstream stream ended unexpectedly",
         };
-        let event = serde_json::json!({
-            "error": {"message": message, "type": "upstream_error", "param": null, "code": kind}
-        });
-        if kind != "upstream_stream_error" {
-            self.out.push_back(frame(event.to_string().as_bytes()));
+        // An upstream's own error event has been passed on already (or translated).
+        if kind != "upstream_stream_error" || matches!(self.client, ClientWire::Encode(_)) {
+            self.error_event(502, kind, message);
         }
         self.finished = true;
     }
@@ -266,8 +299,18 @@ impl Relay {
         let error = crate::error::ApiError::AccessRevoked;
         self.meter
             .finish(error.status().as_u16(), Some(error.kind()), counts);
-        self.out
-            .push_back(frame(error.body().to_string().as_bytes()));
+        match self.client {
+            ClientWire::Chat => self
+                .out
+                .push_back(frame(error.body().to_string().as_bytes())),
+            _ => {
+                let message = error.body()["error"]["message"]
+                    .as_str()
+                    .unwrap_or("access revoked")
+                    .to_owned();
+                self.error_event(error.status().as_u16(), error.kind(), &message);
+            }
+        }
         self.finished = true;
     }
 }
@@ -301,14 +344,17 @@ impl Stream for Relay {
                 match &mut this.translator {
                     None => this.on_event(data),
                     Some(t) => {
-                        let mut events = std::mem::take(&mut this.translated);
+                        let mut events = std::mem::take(&mut this.translator_out);
                         t.on_event(&data, &mut events);
                         for e in events.drain(..) {
                             if !this.finished {
                                 this.on_event(e);
                             }
                         }
-                        this.translated = events;
+                        this.translator_out = events;
+                        if matches!(this.client, ClientWire::Native(_)) {
+                            this.pass_native(&data);
+                        }
                     }
                 }
             }

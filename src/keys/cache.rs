@@ -118,8 +118,17 @@ impl KeyCache {
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(AuthFailure::anonymous(KeyError::Missing))?
-            .trim();
+            .ok_or(AuthFailure::anonymous(KeyError::Missing))?;
+        self.authenticate_token(token, now_ms)
+    }
+
+    /// Authenticates a bare key (the `x-api-key` header of the Anthropic SDKs).
+    pub fn authenticate_token(
+        &self,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Arc<AuthedKey>, AuthFailure> {
+        let token = token.trim();
         if token.starts_with(TOKEN_PREFIX) {
             return Err(AuthFailure::anonymous(KeyError::WrongKind));
         }

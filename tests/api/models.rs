@@ -34,6 +34,7 @@ async fn models_and_prices_for_any_caller_with_routes_for_operators_only() {
         ];
         c.models.push(ModelConfig {
             id: "replicated".to_owned(),
+            aliases: Vec::new(),
             provider: None,
             routes: vec![
                 RouteConfig {

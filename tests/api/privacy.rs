@@ -221,7 +221,83 @@ async fn no_content_reaches_any_file_log_or_record_on_any_path() {
     assert_eq!(resp.status(), 200);
     canaries.push(image);
 
-    // 9. Passwords: a user created with a canary password, a failed and a good login.
+    // 9. The Responses and Messages surfaces: instructions, tool arguments and results,
+    // thinking, images, streamed and cut answers, and refused bodies.
+    let c: Vec<String> = (0..12).map(|i| canary(&format!("WIRE{i}"))).collect();
+    mock.push(Script {
+        tool_call: Some(("lookup".to_owned(), format!("{{\"q\":\"{}\"}}", c[0]))),
+        ..Script::reply(&format!("Calling {}", c[1]))
+    });
+    let responses = json!({"model": MODEL, "instructions": c[2], "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": c[3]},
+            {"type": "input_image", "image_url": format!("data:image/png;base64,{}", c[4])}]},
+        {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": c[5]},
+        {"type": "function_call_output", "call_id": "call_1", "output": c[6]}],
+        "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]});
+    let resp = post("/v1/responses", responses.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.text().await.unwrap().contains(&c[1]));
+    mock.push(Script {
+        cut_after_chunks: Some(2),
+        ..Script::reply(&format!("Partial {} a b c d", c[7]))
+    });
+    let mut streamed = responses.clone();
+    streamed["stream"] = json!(true);
+    let text = post("/v1/responses", streamed.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("response.failed"), "{text}");
+    let refused = json!({"model": MODEL, "input": c[8], "previous_response_id": c[8]});
+    assert_eq!(
+        post("/v1/responses", refused.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    mock.push(Script {
+        reasoning: Some(c[9].clone()),
+        ..Script::reply(&format!("Answer {}", c[10]))
+    });
+    let messages = json!({"model": MODEL, "max_tokens": 50, "stream": true, "system": c[11],
+        "metadata": {"user_id": c[11]},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": c[3]}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": c[9], "signature": "s"},
+                {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": c[5]}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": c[6]}]}]});
+    let text = client
+        .post(url("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&messages)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(&c[10]) && text.contains(&c[9]), "{text}");
+    let bad = json!({"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "data": c[8]}}]}]});
+    let resp = client
+        .post(url("/v1/messages"))
+        .header("x-api-key", &key)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(!resp.text().await.unwrap().contains(&c[8]));
+    canaries.extend(c);
+
+    // 10. Passwords: a user created with a canary password, a failed and a good login.
     let password = canary("PASSWORD");
     let resp = client
         .post(url("/api/v1/users"))

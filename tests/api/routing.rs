@@ -13,6 +13,7 @@ pub fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConf
     ProviderConfig {
         name: name.to_owned(),
         kind: ProviderKind::Openai,
+        responses: Default::default(),
         base_url,
         path: None,
         threads: 0,

@@ -25,6 +25,7 @@ const VERSION: &str = "2023-06-01";
 pub struct AnthropicProvider {
     pub core: HttpCore,
     url: axum::http::Uri,
+    count_url: axum::http::Uri,
     /// The Messages API requires `max_tokens`; used when the client sets none.
     default_max_tokens: u64,
 }
@@ -41,6 +42,7 @@ impl AnthropicProvider {
         Ok(Self {
             core: HttpCore::new(config, headers)?,
             url: HttpCore::url(config, "/messages")?,
+            count_url: HttpCore::url(config, "/messages/count_tokens")?,
             default_max_tokens: config.default_max_tokens,
         })
     }
@@ -71,8 +73,41 @@ impl AnthropicProvider {
         translate_request(inspected, upstream_model, stream, self.default_max_tokens)
     }
 
-    pub async fn send(&self, out: super::Outgoing) -> Result<super::http::Response, UpstreamError> {
-        self.core.post(&self.url, out, &self.version_header()).await
+    /// Sends a Messages request: with our API version, or for a client speaking the
+    /// Messages API itself, its own `anthropic-version` and `anthropic-beta`, unchanged.
+    pub async fn send(
+        &self,
+        mut out: super::Outgoing,
+    ) -> Result<super::http::Response, UpstreamError> {
+        let mut headers = std::mem::take(&mut out.headers);
+        if !headers.iter().any(|(n, _)| n == "anthropic-version") {
+            headers.extend(self.version_header());
+        }
+        self.core.post(&self.url, out, &headers).await
+    }
+
+    /// Counts a Messages request's input tokens with the provider's own endpoint.
+    pub async fn count_tokens(
+        &self,
+        body: Bytes,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<u64, UpstreamError> {
+        let mut extra = headers.to_vec();
+        if !extra.iter().any(|(n, _)| n == "anthropic-version") {
+            extra.extend(self.version_header());
+        }
+        let response = self
+            .core
+            .post(&self.count_url, super::Outgoing::json(body), &extra)
+            .await?;
+        let body = self.core.read_body(response).await?;
+        #[derive(Deserialize)]
+        struct Count {
+            input_tokens: u64,
+        }
+        serde_json::from_slice::<Count>(&body)
+            .map(|c| c.input_tokens)
+            .map_err(|_| self.core.error(UpstreamErrorKind::Protocol))
     }
 
     pub fn translate_response(&self, body: &[u8]) -> Result<Bytes, UpstreamError> {
@@ -506,6 +541,16 @@ struct Message {
     stop_reason: Option<String>,
     #[serde(default)]
     usage: Usage,
+}
+
+/// The token counts of a Messages API answer, as OpenAI usage (for metering a native answer).
+pub fn reported_usage(body: &[u8]) -> Option<crate::gateway::UpstreamUsage> {
+    #[derive(Deserialize)]
+    struct UsageOf {
+        usage: Usage,
+    }
+    let u = serde_json::from_slice::<UsageOf>(body).ok()?.usage;
+    serde_json::from_value(u.openai()).ok()
 }
 
 /// A Messages API answer as an OpenAI chat completion.

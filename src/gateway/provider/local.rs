@@ -280,6 +280,20 @@ impl LocalProvider {
         })
     }
 
+    /// The prompt tokens a chat request would take, by the model's own tokenizer.
+    pub fn count_prompt(
+        &self,
+        request: &Inspected<'_>,
+        upstream_model: &str,
+    ) -> Result<u64, BodyError> {
+        let job = self.build_job(Endpoint::Chat, request, upstream_model, false)?;
+        self.engine
+            .vocab
+            .encode(&job.prompt)
+            .map(|t| t.len() as u64)
+            .map_err(|e| BodyError::field("messages", e))
+    }
+
     /// Tokenizes, waits for a free sequence, and starts generating. A non-stream request
     /// returns when the answer is complete; a stream returns at once with its frames.
     pub async fn send(&self, job: Job) -> Result<LocalAnswer, UpstreamError> {

@@ -17,6 +17,9 @@ pub struct OpenAiProvider {
     pub core: HttpCore,
     /// Parsed once: one URL per [`Endpoint`].
     urls: Box<[axum::http::Uri; 4]>,
+    /// `responses = "native"`: the provider serves the Responses API itself.
+    pub responses_native: bool,
+    responses_url: axum::http::Uri,
 }
 
 impl OpenAiProvider {
@@ -37,6 +40,8 @@ impl OpenAiProvider {
         Ok(Self {
             core: HttpCore::new(config, headers)?,
             urls,
+            responses_native: config.responses == crate::config::ResponsesApi::Native,
+            responses_url: HttpCore::url(config, "/responses")?,
         })
     }
 
@@ -61,9 +66,8 @@ impl OpenAiProvider {
                 let content_type = axum::http::HeaderValue::from_str(&content_type)
                     .map_err(|_| BodyError::field("file", "the upload could not be forwarded"))?;
                 Ok(Outgoing {
-                    body,
                     content_type,
-                    job: None,
+                    ..Outgoing::json(body)
                 })
             }
         }
@@ -74,8 +78,10 @@ impl OpenAiProvider {
         endpoint: Endpoint,
         body: Outgoing,
     ) -> Result<super::http::Response, UpstreamError> {
-        self.core
-            .post(&self.urls[endpoint as usize], body, &[])
-            .await
+        let url = match body.native {
+            Some(crate::gateway::wire::Wire::Responses) => &self.responses_url,
+            _ => &self.urls[endpoint as usize],
+        };
+        self.core.post(url, body, &[]).await
     }
 }

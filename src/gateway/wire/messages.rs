@@ -1,0 +1,821 @@
+//! The Anthropic Messages API, inbound: requests to chat, chat answers and chunks back.
+//!
+//! For engines that speak Chat Completions: system blocks, text, images, `tool_use` and
+//! `tool_result` translate; `thinking` becomes the engine's reasoning effort; server
+//! tools and documents are a 400 naming the parameter; `metadata` (with its `user_id`)
+//! is never sent anywhere. An Anthropic provider instead gets the client's own body,
+//! allow-listed (`native_body`), so `cache_control` and signed thinking survive.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Chunk, new_id, parse};
+use crate::gateway::BodyError;
+use crate::gateway::body::{field, fields};
+use crate::usage::TokenCounts;
+
+fn invalid(param: &'static str, message: impl Into<String>) -> BodyError {
+    BodyError::field(param, message)
+}
+
+/// A Messages request as a chat completion request.
+pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
+    translate(body, false)
+}
+
+/// A `count_tokens` request (no `max_tokens`) as a chat completion request.
+pub fn count_to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
+    translate(body, true)
+}
+
+fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
+    let f = fields(body)?;
+    let mut out = Map::new();
+    match field(&f, "model") {
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(m) if !m.is_empty() => {
+                out.insert("model".into(), Value::String(m));
+            }
+            _ => return Err(invalid("model", "model: must be a non-empty string")),
+        },
+        None => return Err(invalid("model", "model: Field required")),
+    }
+    let mut messages = Vec::new();
+    if let Some(raw) = field(&f, "system") {
+        let text = match parse::<Value>(raw, "system", "a string or an array of text blocks")? {
+            Value::String(s) => s,
+            Value::Array(blocks) => {
+                let mut texts = Vec::with_capacity(blocks.len());
+                for (i, b) in blocks.iter().enumerate() {
+                    match (b["type"].as_str(), b["text"].as_str()) {
+                        (Some("text"), Some(t)) => texts.push(t),
+                        _ => {
+                            return Err(invalid(
+                                "system",
+                                format!("system.{i}: only text blocks may be given"),
+                            ));
+                        }
+                    }
+                }
+                texts.join("\n")
+            }
+            _ => {
+                return Err(invalid(
+                    "system",
+                    "system: must be a string or an array of text blocks",
+                ));
+            }
+        };
+        if !text.is_empty() {
+            messages.push(json!({"role": "system", "content": text}));
+        }
+    }
+    let list: Vec<Value> = match field(&f, "messages") {
+        Some(raw) => parse(raw, "messages", "an array of messages")?,
+        None => return Err(invalid("messages", "messages: Field required")),
+    };
+    for (i, m) in list.into_iter().enumerate() {
+        message(m, i, &mut messages)?;
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    match field(&f, "max_tokens") {
+        Some(raw) => {
+            let n: u64 = parse(raw, "max_tokens", "a positive integer")?;
+            out.insert("max_tokens".into(), n.into());
+        }
+        None if counting => {}
+        None => return Err(invalid("max_tokens", "max_tokens: Field required")),
+    }
+    if let Some(raw) = field(&f, "stop_sequences") {
+        let stops: Vec<String> = parse(raw, "stop_sequences", "an array of strings")?;
+        if !stops.is_empty() {
+            out.insert("stop".into(), stops.into());
+        }
+    }
+    for (name, param) in [
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("top_k", "top_k"),
+    ] {
+        if let Some(raw) = field(&f, name) {
+            let n: serde_json::Number = parse(raw, param, "a number")?;
+            out.insert(name.into(), Value::Number(n));
+        }
+    }
+    if let Some(raw) = field(&f, "tools") {
+        let tools: Vec<Value> = parse(raw, "tools", "an array of tools")?;
+        let mut translated = Vec::with_capacity(tools.len());
+        for (i, tool) in tools.into_iter().enumerate() {
+            translated.push(tool_to_chat(tool, i)?);
+        }
+        if !translated.is_empty() {
+            out.insert("tools".into(), Value::Array(translated));
+        }
+    }
+    if let Some(raw) = field(&f, "tool_choice") {
+        #[derive(Deserialize)]
+        struct Choice {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            disable_parallel_tool_use: Option<bool>,
+        }
+        let c: Choice = parse(raw, "tool_choice", "an object with a `type`")?;
+        let choice = match (c.kind.as_str(), c.name) {
+            ("auto", _) => json!("auto"),
+            ("any", _) => json!("required"),
+            ("none", _) => json!("none"),
+            ("tool", Some(name)) => json!({"type": "function", "function": {"name": name}}),
+            _ => {
+                return Err(invalid(
+                    "tool_choice",
+                    "tool_choice.type: must be `auto`, `any`, `tool` (with a `name`) or `none`",
+                ));
+            }
+        };
+        out.insert("tool_choice".into(), choice);
+        if c.disable_parallel_tool_use == Some(true) {
+            out.insert("parallel_tool_calls".into(), Value::Bool(false));
+        }
+    }
+    if let Some(effort) = reasoning_effort(&f)? {
+        out.insert("reasoning_effort".into(), effort.into());
+    }
+    if let Some(raw) = field(&f, "stream") {
+        let b: bool = parse(raw, "stream", "a boolean")?;
+        out.insert("stream".into(), Value::Bool(b));
+    }
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|_| invalid("messages", "the request could not be translated"))
+}
+
+/// `thinking` (a budget, or adaptive with `output_config.effort`) as a reasoning effort.
+fn reasoning_effort(
+    f: &[(std::borrow::Cow<'_, str>, &serde_json::value::RawValue)],
+) -> Result<Option<&'static str>, BodyError> {
+    #[derive(Deserialize)]
+    struct Thinking {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        budget_tokens: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    struct OutputConfig {
+        #[serde(default)]
+        effort: Option<String>,
+    }
+    let effort = match field(f, "output_config") {
+        Some(raw) => parse::<OutputConfig>(raw, "output_config", "an object")?.effort,
+        None => None,
+    };
+    let from_effort = |e: Option<&str>| match e {
+        Some("low") => Ok(Some("low")),
+        Some("medium") | None => Ok(Some("medium")),
+        Some("high" | "max") => Ok(Some("high")),
+        Some(_) => Err(invalid(
+            "output_config",
+            "output_config.effort: must be `low`, `medium`, `high` or `max`",
+        )),
+    };
+    let Some(raw) = field(f, "thinking") else {
+        return match effort {
+            Some(e) => from_effort(Some(&e)),
+            None => Ok(None),
+        };
+    };
+    let t: Thinking = parse(raw, "thinking", "an object with a `type`")?;
+    match t.kind.as_str() {
+        "disabled" => Ok(None),
+        "enabled" => Ok(Some(match t.budget_tokens.unwrap_or(0) {
+            0..4_096 => "low",
+            4_096..16_384 => "medium",
+            _ => "high",
+        })),
+        "adaptive" => from_effort(effort.as_deref()),
+        _ => Err(invalid(
+            "thinking",
+            "thinking.type: must be `enabled`, `adaptive` or `disabled`",
+        )),
+    }
+}
+
+fn tool_to_chat(tool: Value, i: usize) -> Result<Value, BodyError> {
+    let Value::Object(mut tool) = tool else {
+        return Err(invalid("tools", format!("tools.{i}: must be an object")));
+    };
+    match tool.get("type").and_then(Value::as_str) {
+        None | Some("custom") => {}
+        Some(kind) => {
+            let kind = &kind[..kind.floor_char_boundary(40)];
+            return Err(invalid(
+                "tools",
+                format!("tools.{i}: the server tool `{kind}` is not available on this model"),
+            ));
+        }
+    }
+    let Some(name @ Value::String(_)) = tool.remove("name") else {
+        return Err(invalid("tools", format!("tools.{i}.name: Field required")));
+    };
+    let mut function = Map::new();
+    function.insert("name".into(), name);
+    if let Some(d @ Value::String(_)) = tool.remove("description") {
+        function.insert("description".into(), d);
+    }
+    let schema = match tool.remove("input_schema") {
+        Some(s @ Value::Object(_)) => s,
+        _ => {
+            return Err(invalid(
+                "tools",
+                format!("tools.{i}.input_schema: Field required"),
+            ));
+        }
+    };
+    function.insert("parameters".into(), schema);
+    Ok(json!({"type": "function", "function": function}))
+}
+
+/// One message as chat messages: a user turn's tool results become tool messages (first,
+/// right after the assistant's calls), an assistant's `tool_use` blocks its tool calls.
+fn message(m: Value, i: usize, out: &mut Vec<Value>) -> Result<(), BodyError> {
+    let bad = |what: &str| invalid("messages", format!("messages.{i}: {what}"));
+    let Value::Object(mut m) = m else {
+        return Err(bad("must be an object"));
+    };
+    let role = match m.get("role").and_then(Value::as_str) {
+        Some("user") => "user",
+        Some("assistant") => "assistant",
+        _ => return Err(bad("role: must be `user` or `assistant`")),
+    };
+    let blocks = match m.remove("content") {
+        Some(Value::String(s)) => {
+            out.push(json!({"role": role, "content": s}));
+            return Ok(());
+        }
+        Some(Value::Array(blocks)) => blocks,
+        _ => return Err(bad("content: must be a string or an array of blocks")),
+    };
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    let mut results = Vec::new();
+    for (j, block) in blocks.into_iter().enumerate() {
+        let bad = |what: &str| invalid("messages", format!("messages.{i}.content.{j}: {what}"));
+        let Value::Object(mut block) = block else {
+            return Err(bad("must be an object"));
+        };
+        let kind = block
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match (role, kind.as_str()) {
+            (_, "text") => match block.remove("text") {
+                Some(Value::String(t)) => parts.push(json!({"type": "text", "text": t})),
+                _ => return Err(bad("text: must be a string")),
+            },
+            ("user", "image") => parts.push(
+                image_part(block.remove("source"))
+                    .ok_or_else(|| bad("source: must be a base64 image or an image URL"))?,
+            ),
+            ("user", "tool_result") => {
+                let Some(Value::String(id)) = block.remove("tool_use_id") else {
+                    return Err(bad("tool_use_id: Field required"));
+                };
+                let text = match block.remove("content") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(s)) => s,
+                    Some(Value::Array(inner)) => {
+                        let mut texts = Vec::new();
+                        for b in &inner {
+                            match (b["type"].as_str(), b["text"].as_str()) {
+                                (Some("text"), Some(t)) => texts.push(t),
+                                _ => return Err(bad("a tool result may hold only text here")),
+                            }
+                        }
+                        texts.join("\n")
+                    }
+                    Some(_) => return Err(bad("content: must be a string or blocks")),
+                };
+                results.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+            }
+            ("assistant", "tool_use") => {
+                let (Some(Value::String(id)), Some(Value::String(name))) =
+                    (block.remove("id"), block.remove("name"))
+                else {
+                    return Err(bad("a tool_use block needs `id` and `name`"));
+                };
+                let input = block.remove("input").unwrap_or_else(|| json!({}));
+                calls.push(json!({"id": id, "type": "function",
+                                  "function": {"name": name, "arguments": input.to_string()}}));
+            }
+            // Signed thinking is for the model that wrote it; an engine does not read it.
+            (_, "thinking" | "redacted_thinking") => {}
+            _ => {
+                let kind = &kind[..kind.floor_char_boundary(40)];
+                return Err(bad(&format!(
+                    "`{kind}` blocks are not available on this model in a {role} message"
+                )));
+            }
+        }
+    }
+    if role == "assistant" {
+        let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+        let content = if text.is_empty() {
+            Value::Null
+        } else {
+            Value::String(text.join("\n"))
+        };
+        let mut msg = json!({"role": "assistant", "content": content});
+        if !calls.is_empty() {
+            msg["tool_calls"] = Value::Array(calls);
+        }
+        if !msg["content"].is_null() || msg.get("tool_calls").is_some() {
+            out.push(msg);
+        }
+        return Ok(());
+    }
+    out.extend(results);
+    if !parts.is_empty() {
+        out.push(json!({"role": "user", "content": super::chat_content(parts)}));
+    }
+    Ok(())
+}
+
+/// An image `source` as a chat image part (a data URL for base64 images).
+fn image_part(source: Option<Value>) -> Option<Value> {
+    let source = source?;
+    let url = match source.get("type")?.as_str()? {
+        "base64" => format!(
+            "data:{};base64,{}",
+            source.get("media_type")?.as_str()?,
+            source.get("data")?.as_str()?
+        ),
+        "url" => source.get("url")?.as_str()?.to_owned(),
+        _ => return None,
+    };
+    Some(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// The top-level fields an Anthropic provider receives of a Messages request: what a
+/// message needs, never `metadata` (its `user_id`) or anything unknown.
+const NATIVE_FIELDS: &[&str] = &[
+    "messages",
+    "system",
+    "max_tokens",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "service_tier",
+];
+
+/// The fields `count_tokens` takes.
+const COUNT_FIELDS: &[&str] = &["messages", "system", "tools", "tool_choice", "thinking"];
+
+/// The client's Messages request for an Anthropic provider: allow-listed, with the
+/// provider's model name.
+pub fn native_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError> {
+    allow_listed(body, upstream_model, NATIVE_FIELDS)
+}
+
+/// The client's `count_tokens` request for an Anthropic provider.
+pub fn count_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError> {
+    allow_listed(body, upstream_model, COUNT_FIELDS)
+}
+
+fn allow_listed(body: &[u8], upstream_model: &str, allowed: &[&str]) -> Result<Bytes, BodyError> {
+    let f = fields(body)?;
+    if field(&f, "messages").is_none() {
+        return Err(invalid("messages", "messages: Field required"));
+    }
+    let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 16);
+    out.extend_from_slice(b"{\"model\":");
+    serde_json::to_writer(&mut out, upstream_model)
+        .map_err(|_| invalid("model", "the model name could not be written"))?;
+    for (key, value) in &f {
+        if allowed.contains(&key.as_ref()) && value.get() != "null" {
+            out.push(b',');
+            serde_json::to_writer(&mut out, key.as_ref())
+                .map_err(|_| invalid("messages", "the request could not be forwarded"))?;
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+fn stop_reason(finish_reason: Option<&str>) -> &'static str {
+    match finish_reason {
+        Some("length") => "max_tokens",
+        Some("tool_calls" | "function_call") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// The `usage` of a Message from billed counts: `input_tokens` excludes cache reads.
+fn usage(counts: TokenCounts) -> Value {
+    json!({
+        "input_tokens": counts.input.saturating_sub(counts.cached_input),
+        "output_tokens": counts.output,
+        "cache_read_input_tokens": counts.cached_input,
+        "cache_creation_input_tokens": 0,
+    })
+}
+
+/// A chat completion as a Message, with the counts the request was billed for.
+pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<Bytes> {
+    let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
+    let choice = answer.choices.into_iter().next()?;
+    let m = choice.message;
+    let mut content = Vec::new();
+    if let Some(r) = m.reasoning_content.filter(|r| !r.is_empty()) {
+        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    }
+    if let Some(t) = m.content.filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "text", "text": t}));
+    }
+    for call in m.tool_calls {
+        let input: Value = serde_json::from_str(&call.function.arguments)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        let id = if call.id.is_empty() {
+            new_id("toolu_")
+        } else {
+            call.id
+        };
+        content.push(
+            json!({"type": "tool_use", "id": id, "name": call.function.name, "input": input}),
+        );
+    }
+    let message = json!({
+        "id": new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason(choice.finish_reason.as_deref()),
+        "stop_sequence": null,
+        "usage": usage(counts),
+    });
+    serde_json::to_vec(&message).ok().map(Bytes::from)
+}
+
+/// The content block being streamed.
+#[derive(PartialEq, Eq)]
+enum Open {
+    Thinking,
+    Text,
+    Tool(u32),
+}
+
+/// Chat chunks to Messages stream events (`message_start`, content blocks, `message_delta`,
+/// `message_stop`).
+pub struct Encoder {
+    id: String,
+    model: String,
+    started: bool,
+    /// Index of the next content block.
+    next: u32,
+    open: Option<Open>,
+    finish_reason: Option<String>,
+}
+
+impl Encoder {
+    pub fn new(model: &str) -> Self {
+        Self {
+            id: new_id("msg_"),
+            model: model.to_owned(),
+            started: false,
+            next: 0,
+            open: None,
+            finish_reason: None,
+        }
+    }
+
+    fn emit(event: &Value, out: &mut Vec<Bytes>) {
+        let name = event["type"].as_str().unwrap_or("message");
+        out.push(super::named_event(name, event.to_string().as_bytes()));
+    }
+
+    fn start(&mut self, out: &mut Vec<Bytes>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        Self::emit(
+            &json!({"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            out,
+        );
+        Self::emit(&json!({"type": "ping"}), out);
+    }
+
+    fn close(&mut self, out: &mut Vec<Bytes>) {
+        if self.open.take().is_some() {
+            Self::emit(
+                &json!({"type": "content_block_stop", "index": self.next - 1}),
+                out,
+            );
+        }
+    }
+
+    fn open(&mut self, kind: Open, block: Value, out: &mut Vec<Bytes>) {
+        self.close(out);
+        Self::emit(
+            &json!({"type": "content_block_start", "index": self.next, "content_block": block}),
+            out,
+        );
+        self.next += 1;
+        self.open = Some(kind);
+    }
+
+    fn delta(&self, delta: Value, out: &mut Vec<Bytes>) {
+        Self::emit(
+            &json!({"type": "content_block_delta", "index": self.next - 1, "delta": delta}),
+            out,
+        );
+    }
+
+    pub(crate) fn on_chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Bytes>) {
+        self.start(out);
+        for choice in chunk.choices.iter().flatten().filter(|c| c.index == 0) {
+            if let Some(d) = &choice.delta {
+                if let Some(piece) = d.reasoning_content.as_deref().filter(|p| !p.is_empty()) {
+                    if self.open != Some(Open::Thinking) {
+                        self.open(
+                            Open::Thinking,
+                            json!({"type": "thinking", "thinking": "", "signature": ""}),
+                            out,
+                        );
+                    }
+                    self.delta(json!({"type": "thinking_delta", "thinking": piece}), out);
+                }
+                if let Some(piece) = d.content.as_deref().filter(|p| !p.is_empty()) {
+                    if self.open != Some(Open::Text) {
+                        self.open(Open::Text, json!({"type": "text", "text": ""}), out);
+                    }
+                    self.delta(json!({"type": "text_delta", "text": piece}), out);
+                }
+                for call in d.tool_calls.iter().flatten() {
+                    let index = call.index.unwrap_or(0);
+                    if self.open != Some(Open::Tool(index)) || call.id.is_some() {
+                        let id = call
+                            .id
+                            .as_deref()
+                            .map_or_else(|| new_id("toolu_"), str::to_owned);
+                        let name = call
+                            .function
+                            .as_ref()
+                            .and_then(|f| f.name.as_deref())
+                            .unwrap_or_default();
+                        self.open(
+                            Open::Tool(index),
+                            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                            out,
+                        );
+                    }
+                    if let Some(piece) = call
+                        .function
+                        .as_ref()
+                        .and_then(|f| f.arguments.as_deref())
+                        .filter(|p| !p.is_empty())
+                    {
+                        self.delta(
+                            json!({"type": "input_json_delta", "partial_json": piece}),
+                            out,
+                        );
+                    }
+                }
+            }
+            if let Some(reason) = &choice.finish_reason {
+                self.finish_reason = Some(reason.to_string());
+            }
+        }
+    }
+
+    pub fn finish(&mut self, counts: TokenCounts, out: &mut Vec<Bytes>) {
+        self.start(out);
+        self.close(out);
+        Self::emit(
+            &json!({"type": "message_delta",
+                    "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
+                    "usage": usage(counts)}),
+            out,
+        );
+        Self::emit(&json!({"type": "message_stop"}), out);
+    }
+
+    pub fn fail(&mut self, status: u16, message: &str, out: &mut Vec<Bytes>) {
+        self.start(out);
+        Self::emit(&error_body(status, message), out);
+    }
+}
+
+/// Anthropic's error `type` for an HTTP status, so its SDKs raise their own classes.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        400 | 405 | 408 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    }
+}
+
+/// Anthropic's error body.
+pub fn error_body(status: u16, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": error_type(status), "message": message}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(body: Value) -> Value {
+        serde_json::from_slice(&to_chat(body.to_string().as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn requests_translate_system_blocks_tools_results_and_thinking() {
+        let got = chat(json!({
+            "model": "claude-x", "max_tokens": 100, "metadata": {"user_id": "alice"},
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Look"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "look", "input": {"q": 1}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "a cat"}]},
+                    {"type": "text", "text": "thanks"}]}
+            ],
+            "tools": [{"name": "look", "description": "d", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "stop_sequences": ["END"], "temperature": 0.1, "top_k": 5,
+            "thinking": {"type": "enabled", "budget_tokens": 8000}, "stream": true
+        }));
+        assert_eq!(
+            got,
+            json!({
+                "model": "claude-x",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": [{"type": "text", "text": "Look"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]},
+                    {"role": "assistant", "content": "Checking.", "tool_calls": [
+                        {"id": "toolu_1", "type": "function", "function": {"name": "look", "arguments": "{\"q\":1}"}}]},
+                    {"role": "tool", "tool_call_id": "toolu_1", "content": "a cat"},
+                    {"role": "user", "content": "thanks"}
+                ],
+                "max_tokens": 100, "stop": ["END"], "temperature": 0.1, "top_k": 5,
+                "tools": [{"type": "function", "function": {"name": "look", "description": "d", "parameters": {"type": "object"}}}],
+                "tool_choice": "required", "parallel_tool_calls": false,
+                "reasoning_effort": "medium", "stream": true
+            })
+        );
+    }
+
+    #[test]
+    fn bad_requests_name_the_parameter_not_the_content() {
+        for (body, param) in [
+            (json!({"model": "m", "messages": []}), "max_tokens"),
+            (json!({"max_tokens": 1, "messages": []}), "model"),
+            (
+                json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "document", "source": "SECRET"}]}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 1, "messages": [], "tools": [{"type": "web_search_20250305", "name": "w"}]}),
+                "tools",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 1, "messages": [], "thinking": {"type": "sometimes"}}),
+                "thinking",
+            ),
+        ] {
+            let err = to_chat(body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err.param, Some(param), "{body}");
+            assert!(!err.message.contains("SECRET"));
+        }
+    }
+
+    #[test]
+    fn native_bodies_keep_cache_control_and_drop_metadata() {
+        let body = json!({"model": "claude-x", "max_tokens": 5, "metadata": {"user_id": "alice"},
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
+            "unknown": 1});
+        let out: Value =
+            serde_json::from_slice(&native_body(body.to_string().as_bytes(), "up").unwrap())
+                .unwrap();
+        assert_eq!(
+            out,
+            json!({"model": "up", "max_tokens": 5,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]})
+        );
+    }
+
+    #[test]
+    fn answers_become_messages_with_tool_use_and_billed_usage() {
+        let chat = json!({"choices": [{"finish_reason": "tool_calls", "message": {"content": "Checking.",
+            "reasoning_content": "think", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}}]});
+        let counts = TokenCounts {
+            input: 10,
+            cached_input: 4,
+            output: 3,
+            estimated: false,
+        };
+        let out: Value =
+            serde_json::from_slice(&from_chat(chat.to_string().as_bytes(), "m", counts).unwrap())
+                .unwrap();
+        assert_eq!(out["type"], "message");
+        assert_eq!(out["stop_reason"], "tool_use");
+        assert_eq!(out["content"][0]["type"], "thinking");
+        assert_eq!(out["content"][1]["text"], "Checking.");
+        assert_eq!(out["content"][2]["input"], json!({"a": 1}));
+        assert_eq!(
+            out["usage"],
+            json!({"input_tokens": 6, "output_tokens": 3,
+            "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0})
+        );
+    }
+
+    #[test]
+    fn chunks_stream_as_message_events() {
+        let mut e = Encoder::new("m");
+        let mut out = Vec::new();
+        for chunk in [
+            json!({"choices": [{"index": 0, "delta": {"reasoning_content": "hm"}}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": "Hi"}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, "finish_reason": "tool_calls"}]}),
+        ] {
+            let bytes = chunk.to_string();
+            e.on_chunk(&serde_json::from_str(&bytes).unwrap(), &mut out);
+        }
+        e.finish(
+            TokenCounts {
+                input: 5,
+                cached_input: 0,
+                output: 4,
+                estimated: false,
+            },
+            &mut out,
+        );
+        let names: Vec<String> = out
+            .iter()
+            .map(|b| {
+                std::str::from_utf8(b)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("event: ")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        let last_delta = std::str::from_utf8(&out[11]).unwrap();
+        assert!(
+            last_delta.contains("\"stop_reason\":\"tool_use\"")
+                && last_delta.contains("\"output_tokens\":4")
+        );
+    }
+}

@@ -1,0 +1,1048 @@
+//! The OpenAI Responses API, stateless: requests to chat, chat answers and chunks back.
+//!
+//! Nothing is stored: `store` is never honoured as storage, and what needs stored state
+//! (`previous_response_id`, `conversation`, `prompt`, `background`, item references) is
+//! a 400 naming the parameter. Only function tools translate; hosted tools are a 400
+//! naming `tools` unless the route's provider serves the Responses API natively, which
+//! then gets the client's body, allow-listed, with `store: false` (see `native_body`).
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Chunk, new_id, now_s, parse};
+use crate::gateway::BodyError;
+use crate::gateway::body::{field, fields};
+use crate::usage::TokenCounts;
+
+fn invalid(param: &'static str, message: impl Into<String>) -> BodyError {
+    BodyError::field(param, message)
+}
+
+/// Parameters that need state kept between requests, which InstaGen never keeps.
+const STATEFUL: &[(&str, &str)] = &[
+    (
+        "previous_response_id",
+        "InstaGen stores no responses: send the whole conversation as `input` instead of `previous_response_id`",
+    ),
+    (
+        "conversation",
+        "InstaGen stores no conversations: send the whole conversation as `input`",
+    ),
+    (
+        "prompt",
+        "InstaGen stores no prompt templates: send `instructions` and `input`",
+    ),
+];
+
+/// Refuses what needs server-side state; shared by the translated and the native paths.
+fn refuse_stateful(
+    f: &[(std::borrow::Cow<'_, str>, &serde_json::value::RawValue)],
+) -> Result<(), BodyError> {
+    for (name, why) in STATEFUL {
+        if field(f, name).is_some() {
+            return Err(invalid(name, *why));
+        }
+    }
+    if field(f, "background").is_some_and(|v| v.get() == "true") {
+        return Err(invalid(
+            "background",
+            "background responses need stored state, which InstaGen never keeps",
+        ));
+    }
+    Ok(())
+}
+
+/// A Responses request as a chat completion request.
+pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
+    let f = fields(body)?;
+    refuse_stateful(&f)?;
+    let mut out = Map::new();
+    match field(&f, "model") {
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(m) if !m.is_empty() => {
+                out.insert("model".into(), Value::String(m));
+            }
+            _ => return Err(invalid("model", "`model` must be a non-empty string")),
+        },
+        None => return Err(invalid("model", "you must provide a `model` parameter")),
+    }
+    let mut messages = Vec::new();
+    if let Some(raw) = field(&f, "instructions") {
+        let text: String = parse(raw, "instructions", "a string")?;
+        if !text.is_empty() {
+            messages.push(json!({"role": "system", "content": text}));
+        }
+    }
+    match field(&f, "input") {
+        Some(raw) => match parse::<Value>(raw, "input", "a string or an array of items")? {
+            Value::String(s) => messages.push(json!({"role": "user", "content": s})),
+            Value::Array(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    input_item(item, i, &mut messages)?;
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "input",
+                    "`input` must be a string or an array of items",
+                ));
+            }
+        },
+        None => return Err(invalid("input", "you must provide an `input` parameter")),
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    if let Some(raw) = field(&f, "tools") {
+        let tools: Vec<Value> = parse(raw, "tools", "an array of tools")?;
+        let mut translated = Vec::with_capacity(tools.len());
+        for (i, tool) in tools.into_iter().enumerate() {
+            translated.push(tool_to_chat(tool, i)?);
+        }
+        if !translated.is_empty() {
+            out.insert("tools".into(), Value::Array(translated));
+        }
+    }
+    if let Some(raw) = field(&f, "tool_choice") {
+        let choice = match parse::<Value>(raw, "tool_choice", "a string or an object")? {
+            Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => {
+                Value::String(s)
+            }
+            Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+                match o.get("name").and_then(Value::as_str) {
+                    Some(name) => json!({"type": "function", "function": {"name": name}}),
+                    None => return Err(invalid("tool_choice", "`tool_choice.name` is required")),
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "tool_choice",
+                    "`tool_choice` must be `auto`, `none`, `required` or a function",
+                ));
+            }
+        };
+        out.insert("tool_choice".into(), choice);
+    }
+    if let Some(raw) = field(&f, "parallel_tool_calls") {
+        let b: bool = parse(raw, "parallel_tool_calls", "a boolean")?;
+        out.insert("parallel_tool_calls".into(), Value::Bool(b));
+    }
+    if let Some(raw) = field(&f, "text") {
+        #[derive(Deserialize)]
+        struct Text {
+            #[serde(default)]
+            format: Option<Map<String, Value>>,
+        }
+        let text: Text = parse(raw, "text", "an object")?;
+        if let Some(mut format) = text.format {
+            match format.get("type").and_then(Value::as_str) {
+                Some("text") | None => {}
+                Some("json_object") => {
+                    out.insert("response_format".into(), json!({"type": "json_object"}));
+                }
+                Some("json_schema") => {
+                    let mut schema = Map::new();
+                    for key in ["name", "schema", "strict", "description"] {
+                        if let Some(v) = format.remove(key) {
+                            schema.insert(key.into(), v);
+                        }
+                    }
+                    if !schema.contains_key("name") || !schema.contains_key("schema") {
+                        return Err(invalid(
+                            "text",
+                            "`text.format` of type `json_schema` needs `name` and `schema`",
+                        ));
+                    }
+                    out.insert(
+                        "response_format".into(),
+                        json!({"type": "json_schema", "json_schema": schema}),
+                    );
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "text",
+                        "`text.format.type` must be `text`, `json_object` or `json_schema`",
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(raw) = field(&f, "max_output_tokens") {
+        let n: u64 = parse(raw, "max_output_tokens", "a positive integer")?;
+        out.insert("max_tokens".into(), n.into());
+    }
+    for (name, param) in [("temperature", "temperature"), ("top_p", "top_p")] {
+        if let Some(raw) = field(&f, name) {
+            let n: serde_json::Number = parse(raw, param, "a number")?;
+            out.insert(name.into(), Value::Number(n));
+        }
+    }
+    if let Some(raw) = field(&f, "reasoning") {
+        #[derive(Deserialize)]
+        struct Reasoning {
+            #[serde(default)]
+            effort: Option<String>,
+        }
+        let r: Reasoning = parse(raw, "reasoning", "an object")?;
+        match r.effort.as_deref() {
+            None | Some("none") => {}
+            Some("minimal" | "low") => {
+                out.insert("reasoning_effort".into(), "low".into());
+            }
+            Some(e @ ("medium" | "high")) => {
+                out.insert("reasoning_effort".into(), e.into());
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "reasoning",
+                    "`reasoning.effort` must be `none`, `minimal`, `low`, `medium` or `high`",
+                ));
+            }
+        }
+    }
+    if let Some(raw) = field(&f, "stream") {
+        let b: bool = parse(raw, "stream", "a boolean")?;
+        out.insert("stream".into(), Value::Bool(b));
+    }
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|_| invalid("input", "the request could not be translated"))
+}
+
+fn tool_to_chat(tool: Value, i: usize) -> Result<Value, BodyError> {
+    let Value::Object(mut tool) = tool else {
+        return Err(invalid("tools", format!("tools[{i}] must be an object")));
+    };
+    match tool.get("type").and_then(Value::as_str) {
+        Some("function") => {}
+        Some(kind) => {
+            let kind = &kind[..kind.floor_char_boundary(40)];
+            return Err(invalid(
+                "tools",
+                format!(
+                    "tools[{i}]: the hosted tool `{kind}` is not available on this model; only `function` tools are"
+                ),
+            ));
+        }
+        None => return Err(invalid("tools", format!("tools[{i}].type is required"))),
+    }
+    let Some(name @ Value::String(_)) = tool.remove("name") else {
+        return Err(invalid("tools", format!("tools[{i}].name is required")));
+    };
+    let mut function = Map::new();
+    function.insert("name".into(), name);
+    for key in ["description", "parameters", "strict"] {
+        if let Some(v) = tool.remove(key).filter(|v| !v.is_null()) {
+            function.insert(key.into(), v);
+        }
+    }
+    Ok(json!({"type": "function", "function": function}))
+}
+
+/// One `input` item as chat messages (appended to `messages`).
+fn input_item(item: Value, i: usize, messages: &mut Vec<Value>) -> Result<(), BodyError> {
+    let bad = |what: &str| invalid("input", format!("input[{i}]: {what}"));
+    let Value::Object(mut item) = item else {
+        return Err(bad("an item must be an object"));
+    };
+    let kind = match item.get("type").and_then(Value::as_str) {
+        Some(k) => k.to_owned(),
+        None if item.contains_key("role") => "message".to_owned(),
+        None => return Err(bad("`type` is required")),
+    };
+    match kind.as_str() {
+        "message" => {
+            let role = match item.get("role").and_then(Value::as_str) {
+                Some("system" | "developer") => "system",
+                Some("user") => "user",
+                Some("assistant") => "assistant",
+                _ => return Err(bad("`role` must be user, assistant, system or developer")),
+            };
+            let content = match item.remove("content") {
+                Some(Value::String(s)) => Value::String(s),
+                Some(Value::Array(parts)) => {
+                    let mut out = Vec::with_capacity(parts.len());
+                    for (j, part) in parts.into_iter().enumerate() {
+                        out.push(content_part(part, i, j)?);
+                    }
+                    super::chat_content(out)
+                }
+                _ => return Err(bad("`content` must be a string or an array of parts")),
+            };
+            if role != "user" && !content.is_string() {
+                return Err(bad("only a user message may hold images"));
+            }
+            messages.push(json!({"role": role, "content": content}));
+        }
+        "function_call" => {
+            let (Some(Value::String(call_id)), Some(Value::String(name))) =
+                (item.remove("call_id"), item.remove("name"))
+            else {
+                return Err(bad("a `function_call` needs `call_id` and `name`"));
+            };
+            let arguments = match item.remove("arguments") {
+                Some(Value::String(a)) => a,
+                _ => "{}".to_owned(),
+            };
+            let call = json!({"id": call_id, "type": "function",
+                              "function": {"name": name, "arguments": arguments}});
+            // Calls of one turn follow their assistant text: they join that message.
+            match messages.last_mut() {
+                Some(last) if last["role"] == "assistant" => match last.get_mut("tool_calls") {
+                    Some(Value::Array(calls)) => calls.push(call),
+                    _ => last["tool_calls"] = Value::Array(vec![call]),
+                },
+                _ => messages
+                    .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+            }
+        }
+        "function_call_output" => {
+            let Some(Value::String(call_id)) = item.remove("call_id") else {
+                return Err(bad("a `function_call_output` needs `call_id`"));
+            };
+            let output = match item.remove("output") {
+                Some(Value::String(s)) => s,
+                Some(Value::Array(parts)) => {
+                    let mut text = Vec::new();
+                    for (j, part) in parts.into_iter().enumerate() {
+                        match content_part(part, i, j)? {
+                            Value::Object(p)
+                                if p.get("type").and_then(Value::as_str) == Some("text") =>
+                            {
+                                if let Some(Value::String(t)) = p.get("text") {
+                                    text.push(t.clone());
+                                }
+                            }
+                            _ => return Err(bad("a function output may hold only text")),
+                        }
+                    }
+                    text.join("\n")
+                }
+                _ => return Err(bad("`output` must be a string or an array of parts")),
+            };
+            messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
+        }
+        // Reasoning a client sends back is for the model that wrote it; a translated
+        // route's engine does not read it.
+        "reasoning" => {}
+        "item_reference" => {
+            return Err(bad(
+                "InstaGen stores no items: send the item itself, not a reference",
+            ));
+        }
+        other => {
+            let other = &other[..other.floor_char_boundary(40)];
+            return Err(bad(&format!(
+                "items of type `{other}` are not available on this model"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn content_part(part: Value, i: usize, j: usize) -> Result<Value, BodyError> {
+    let bad = |what: &str| invalid("input", format!("input[{i}].content[{j}]: {what}"));
+    let Value::Object(mut part) = part else {
+        return Err(bad("a content part must be an object"));
+    };
+    match part.get("type").and_then(Value::as_str) {
+        Some("input_text" | "output_text" | "text") => match part.remove("text") {
+            Some(Value::String(t)) => Ok(json!({"type": "text", "text": t})),
+            _ => Err(bad("`text` must be a string")),
+        },
+        Some("refusal") => match part.remove("refusal") {
+            Some(Value::String(t)) => Ok(json!({"type": "text", "text": t})),
+            _ => Err(bad("`refusal` must be a string")),
+        },
+        Some("input_image") => match part.remove("image_url") {
+            Some(Value::String(url)) => {
+                let mut image = json!({"url": url});
+                if let Some(d @ Value::String(_)) = part.remove("detail") {
+                    image["detail"] = d;
+                }
+                Ok(json!({"type": "image_url", "image_url": image}))
+            }
+            _ => Err(bad(
+                "an image must be given as `image_url` (InstaGen stores no files)",
+            )),
+        },
+        Some("input_file") => Err(bad("files are not available on this model; send the text")),
+        _ => Err(bad(
+            "parts must be `input_text`, `output_text` or `input_image`",
+        )),
+    }
+}
+
+/// A request for a provider that serves the Responses API itself: the client's fields
+/// that a response needs (no `metadata`, `user`, `safety_identifier`, `prompt_cache_key`
+/// or anything unknown), the upstream's model name, and `store: false`, always.
+pub fn native_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError> {
+    const ALLOWED: &[&str] = &[
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_tool_calls",
+        "text",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "top_logprobs",
+        "reasoning",
+        "include",
+        "stream",
+        "truncation",
+        "service_tier",
+    ];
+    let f = fields(body)?;
+    refuse_stateful(&f)?;
+    let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 32);
+    out.extend_from_slice(b"{\"model\":");
+    serde_json::to_writer(&mut out, upstream_model)
+        .map_err(|_| invalid("model", "the model name could not be written"))?;
+    out.extend_from_slice(b",\"store\":false");
+    for (key, value) in &f {
+        if ALLOWED.contains(&key.as_ref()) {
+            out.push(b',');
+            serde_json::to_writer(&mut out, key.as_ref())
+                .map_err(|_| invalid("input", "the request could not be forwarded"))?;
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+/// The `usage` object of a Responses answer from billed counts.
+fn usage(counts: TokenCounts) -> Value {
+    json!({
+        "input_tokens": counts.input,
+        "input_tokens_details": {"cached_tokens": counts.cached_input},
+        "output_tokens": counts.output,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": counts.input.saturating_add(counts.output),
+    })
+}
+
+fn response_object(id: &str, model: &str, created_at: u64, status: &str, output: Value) -> Value {
+    json!({
+        "id": id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "error": null,
+        "incomplete_details": null,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
+        "store": false,
+        "usage": null,
+    })
+}
+
+fn message_item(id: &str, text: &str, status: &str) -> Value {
+    json!({"type": "message", "id": id, "status": status, "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+fn reasoning_item(id: &str, text: &str) -> Value {
+    json!({"type": "reasoning", "id": id, "summary": [],
+           "content": [{"type": "reasoning_text", "text": text}]})
+}
+
+fn call_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
+    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
+           "arguments": arguments, "status": status})
+}
+
+/// Marks a response cut by its token limit.
+fn set_status(response: &mut Value, finish_reason: Option<&str>) {
+    if finish_reason == Some("length") {
+        response["status"] = "incomplete".into();
+        response["incomplete_details"] = json!({"reason": "max_output_tokens"});
+    }
+}
+
+/// A chat completion as a Responses object, with the counts the request was billed for.
+pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<Bytes> {
+    let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
+    let choice = answer.choices.into_iter().next()?;
+    let m = choice.message;
+    let mut output = Vec::new();
+    if let Some(r) = m.reasoning_content.filter(|r| !r.is_empty()) {
+        output.push(reasoning_item(&new_id("rs_"), &r));
+    }
+    if let Some(text) = m.content.filter(|t| !t.is_empty()) {
+        output.push(message_item(&new_id("msg_"), &text, "completed"));
+    }
+    for call in m.tool_calls {
+        let call_id = if call.id.is_empty() {
+            new_id("call_")
+        } else {
+            call.id
+        };
+        output.push(call_item(
+            &new_id("fc_"),
+            &call_id,
+            &call.function.name,
+            &call.function.arguments,
+            "completed",
+        ));
+    }
+    let mut response = response_object(
+        &new_id("resp_"),
+        model,
+        now_s(),
+        "completed",
+        Value::Array(output),
+    );
+    set_status(&mut response, choice.finish_reason.as_deref());
+    response["usage"] = usage(counts);
+    serde_json::to_vec(&response).ok().map(Bytes::from)
+}
+
+/// The output item being streamed.
+enum Open {
+    Reasoning {
+        id: String,
+        text: String,
+    },
+    Message {
+        id: String,
+        text: String,
+    },
+    Call {
+        index: u32,
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+/// Chat chunks to Responses stream events, each with its `sequence_number`.
+pub struct Encoder {
+    id: String,
+    model: String,
+    created_at: u64,
+    seq: u64,
+    started: bool,
+    /// Items already closed, for the final response object.
+    done: Vec<Value>,
+    open: Option<Open>,
+    finish_reason: Option<String>,
+}
+
+impl Encoder {
+    pub fn new(model: &str) -> Self {
+        Self {
+            id: new_id("resp_"),
+            model: model.to_owned(),
+            created_at: now_s(),
+            seq: 0,
+            started: false,
+            done: Vec::new(),
+            open: None,
+            finish_reason: None,
+        }
+    }
+
+    fn emit(&mut self, mut event: Value, out: &mut Vec<Bytes>) {
+        event["sequence_number"] = self.seq.into();
+        self.seq += 1;
+        let name = event["type"].as_str().unwrap_or("message").to_owned();
+        out.push(super::named_event(&name, event.to_string().as_bytes()));
+    }
+
+    fn response(&self, status: &str) -> Value {
+        response_object(
+            &self.id,
+            &self.model,
+            self.created_at,
+            status,
+            Value::Array(self.done.clone()),
+        )
+    }
+
+    fn start(&mut self, out: &mut Vec<Bytes>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let response = self.response("in_progress");
+        self.emit(
+            json!({"type": "response.created", "response": response}),
+            out,
+        );
+        let response = self.response("in_progress");
+        self.emit(
+            json!({"type": "response.in_progress", "response": response}),
+            out,
+        );
+    }
+
+    fn output_index(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Closes the open item: its `.done` events, and it joins the finished output.
+    fn close(&mut self, out: &mut Vec<Bytes>) {
+        let Some(open) = self.open.take() else { return };
+        let index = self.output_index();
+        let item = match open {
+            Open::Reasoning { id, text } => {
+                self.emit(
+                    json!({"type": "response.reasoning_text.done", "item_id": id,
+                                 "output_index": index, "content_index": 0, "text": text}),
+                    out,
+                );
+                reasoning_item(&id, &text)
+            }
+            Open::Message { id, text } => {
+                self.emit(
+                    json!({"type": "response.output_text.done", "item_id": id,
+                                 "output_index": index, "content_index": 0, "text": text,
+                                 "logprobs": []}),
+                    out,
+                );
+                self.emit(
+                    json!({"type": "response.content_part.done", "item_id": id,
+                                 "output_index": index, "content_index": 0,
+                                 "part": {"type": "output_text", "text": text, "annotations": []}}),
+                    out,
+                );
+                message_item(&id, &text, "completed")
+            }
+            Open::Call {
+                id,
+                call_id,
+                name,
+                arguments,
+                ..
+            } => {
+                self.emit(
+                    json!({"type": "response.function_call_arguments.done", "item_id": id,
+                                 "output_index": index, "arguments": arguments}),
+                    out,
+                );
+                call_item(&id, &call_id, &name, &arguments, "completed")
+            }
+        };
+        self.emit(
+            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+            out,
+        );
+        self.done.push(item);
+    }
+
+    fn open_reasoning(&mut self, out: &mut Vec<Bytes>) {
+        if !matches!(self.open, Some(Open::Reasoning { .. })) {
+            self.close(out);
+            let id = new_id("rs_");
+            let index = self.output_index();
+            self.emit(
+                json!({"type": "response.output_item.added", "output_index": index,
+                             "item": {"type": "reasoning", "id": id, "summary": []}}),
+                out,
+            );
+            self.open = Some(Open::Reasoning {
+                id,
+                text: String::new(),
+            });
+        }
+    }
+
+    pub(crate) fn on_chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Bytes>) {
+        self.start(out);
+        for choice in chunk.choices.iter().flatten().filter(|c| c.index == 0) {
+            if let Some(d) = &choice.delta {
+                if let Some(piece) = d.reasoning_content.as_deref().filter(|p| !p.is_empty()) {
+                    self.open_reasoning(out);
+                    if let Some(Open::Reasoning { text, .. }) = &mut self.open {
+                        text.push_str(piece);
+                    }
+                    let (id, index) = (self.open_id(), self.output_index());
+                    self.emit(
+                        json!({"type": "response.reasoning_text.delta", "item_id": id,
+                                     "output_index": index, "content_index": 0, "delta": piece}),
+                        out,
+                    );
+                }
+                if let Some(piece) = d.content.as_deref().filter(|p| !p.is_empty()) {
+                    if !matches!(self.open, Some(Open::Message { .. })) {
+                        self.close(out);
+                        let id = new_id("msg_");
+                        let index = self.output_index();
+                        self.emit(json!({"type": "response.output_item.added", "output_index": index,
+                                         "item": {"type": "message", "id": id, "status": "in_progress",
+                                                  "role": "assistant", "content": []}}), out);
+                        self.emit(json!({"type": "response.content_part.added", "item_id": id,
+                                         "output_index": index, "content_index": 0,
+                                         "part": {"type": "output_text", "text": "", "annotations": []}}), out);
+                        self.open = Some(Open::Message {
+                            id,
+                            text: String::new(),
+                        });
+                    }
+                    if let Some(Open::Message { text, .. }) = &mut self.open {
+                        text.push_str(piece);
+                    }
+                    let (id, index) = (self.open_id(), self.output_index());
+                    self.emit(
+                        json!({"type": "response.output_text.delta", "item_id": id,
+                                     "output_index": index, "content_index": 0, "delta": piece,
+                                     "logprobs": []}),
+                        out,
+                    );
+                }
+                for call in d.tool_calls.iter().flatten() {
+                    let index = call.index.unwrap_or(0);
+                    let continues = matches!(&self.open, Some(Open::Call { index: i, .. }) if *i == index)
+                        && call.id.is_none();
+                    if !continues {
+                        self.close(out);
+                        let id = new_id("fc_");
+                        let call_id = call
+                            .id
+                            .as_deref()
+                            .map_or_else(|| new_id("call_"), str::to_owned);
+                        let name = call
+                            .function
+                            .as_ref()
+                            .and_then(|f| f.name.as_deref())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let output_index = self.output_index();
+                        self.emit(json!({"type": "response.output_item.added", "output_index": output_index,
+                                         "item": call_item(&id, &call_id, &name, "", "in_progress")}), out);
+                        self.open = Some(Open::Call {
+                            index,
+                            id,
+                            call_id,
+                            name,
+                            arguments: String::new(),
+                        });
+                    }
+                    if let Some(piece) = call
+                        .function
+                        .as_ref()
+                        .and_then(|f| f.arguments.as_deref())
+                        .filter(|p| !p.is_empty())
+                    {
+                        if let Some(Open::Call { arguments, .. }) = &mut self.open {
+                            arguments.push_str(piece);
+                        }
+                        let (id, output_index) = (self.open_id(), self.output_index());
+                        self.emit(
+                            json!({"type": "response.function_call_arguments.delta", "item_id": id,
+                                         "output_index": output_index, "delta": piece}),
+                            out,
+                        );
+                    }
+                }
+            }
+            if let Some(reason) = &choice.finish_reason {
+                self.finish_reason = Some(reason.to_string());
+            }
+        }
+    }
+
+    fn open_id(&self) -> String {
+        match &self.open {
+            Some(Open::Reasoning { id, .. } | Open::Message { id, .. } | Open::Call { id, .. }) => {
+                id.clone()
+            }
+            None => String::new(),
+        }
+    }
+
+    pub fn finish(&mut self, counts: TokenCounts, out: &mut Vec<Bytes>) {
+        self.start(out);
+        self.close(out);
+        let mut response = self.response("completed");
+        set_status(&mut response, self.finish_reason.as_deref());
+        response["usage"] = usage(counts);
+        let kind = if response["status"] == "incomplete" {
+            "response.incomplete"
+        } else {
+            "response.completed"
+        };
+        self.emit(json!({"type": kind, "response": response}), out);
+    }
+
+    pub fn fail(&mut self, code: &str, message: &str, out: &mut Vec<Bytes>) {
+        self.start(out);
+        let mut response = self.response("failed");
+        response["error"] = json!({"code": code, "message": message});
+        self.emit(
+            json!({"type": "response.failed", "response": response}),
+            out,
+        );
+    }
+}
+
+/// A native Responses stream read for metering: its events as chat chunks (text deltas,
+/// and the final usage then `[DONE]`; a failure as an in-band error).
+#[derive(Default)]
+pub struct UpstreamTranslator;
+
+#[derive(Deserialize)]
+struct NativeEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    delta: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    response: Option<NativeResponse>,
+}
+
+#[derive(Deserialize)]
+struct NativeResponse {
+    #[serde(default)]
+    usage: Option<crate::gateway::UpstreamUsage>,
+    #[serde(default)]
+    incomplete_details: Option<Value>,
+}
+
+impl UpstreamTranslator {
+    pub fn on_event(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
+        let Ok(event) = serde_json::from_slice::<NativeEvent<'_>>(data) else {
+            return;
+        };
+        let chunk = |delta: Value, finish: Option<&str>| {
+            Bytes::from(
+                json!({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                    .to_string(),
+            )
+        };
+        match event.kind.as_ref() {
+            "response.output_text.delta" | "response.refusal.delta" => {
+                if let Some(d) = event.delta {
+                    out.push(chunk(json!({"content": d}), None));
+                }
+            }
+            "response.reasoning_text.delta" | "response.reasoning_summary_text.delta" => {
+                if let Some(d) = event.delta {
+                    out.push(chunk(json!({"reasoning_content": d}), None));
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                if let Some(d) = event.delta {
+                    out.push(chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": d}}]}),
+                        None,
+                    ));
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                let response = event.response;
+                let finish = match response
+                    .as_ref()
+                    .and_then(|r| r.incomplete_details.as_ref())
+                {
+                    Some(Value::Object(_)) => "length",
+                    _ => "stop",
+                };
+                out.push(chunk(json!({}), Some(finish)));
+                if let Some(u) = response.and_then(|r| r.usage) {
+                    let usage = json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                                       "prompt_tokens_details": {"cached_tokens": u.counts().cached_input}});
+                    out.push(Bytes::from(
+                        json!({"choices": [], "usage": usage}).to_string(),
+                    ));
+                }
+                out.push(Bytes::from_static(b"[DONE]"));
+            }
+            "response.failed" | "error" => {
+                out.push(Bytes::from_static(
+                    br#"{"error":{"message":"the upstream reported an error during the stream","type":"upstream_error"}}"#,
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(body: Value) -> Value {
+        serde_json::from_slice(&to_chat(body.to_string().as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn requests_translate_instructions_items_tools_and_formats() {
+        let got = chat(json!({
+            "model": "m", "instructions": "Be brief.", "store": true, "metadata": {"u": "alice"},
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "Weather?"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,AAA"}]},
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "x"},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+                {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{\"city\":\"Oslo\"}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"}
+            ],
+            "tools": [{"type": "function", "name": "weather", "parameters": {"type": "object"}, "strict": true}],
+            "tool_choice": {"type": "function", "name": "weather"},
+            "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}, "strict": true}},
+            "max_output_tokens": 50, "temperature": 0.2, "reasoning": {"effort": "minimal"}, "stream": true
+        }));
+        assert_eq!(
+            got,
+            json!({
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": [{"type": "text", "text": "Weather?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]},
+                    {"role": "assistant", "content": "Checking.", "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
+                ],
+                "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}, "strict": true}}],
+                "tool_choice": {"type": "function", "function": {"name": "weather"}},
+                "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}},
+                "max_tokens": 50, "temperature": 0.2, "reasoning_effort": "low", "stream": true
+            })
+        );
+    }
+
+    #[test]
+    fn stateful_and_hosted_parameters_are_refused_by_name() {
+        for (body, param) in [
+            (
+                json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}),
+                "previous_response_id",
+            ),
+            (
+                json!({"model": "m", "input": "x", "conversation": "conv_1"}),
+                "conversation",
+            ),
+            (
+                json!({"model": "m", "input": "x", "background": true}),
+                "background",
+            ),
+            (
+                json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
+                "tools",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "item_reference", "id": "SECRET"}]}),
+                "input",
+            ),
+            (json!({"model": "m"}), "input"),
+        ] {
+            let err = to_chat(body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err.param, Some(param), "{body}");
+            assert!(!err.message.contains("SECRET"));
+        }
+    }
+
+    #[test]
+    fn native_bodies_never_store_and_drop_identifiers() {
+        let body = json!({"model": "m", "input": "hi", "store": true, "user": "alice", "metadata": {"a": 1},
+                          "safety_identifier": "s", "include": ["reasoning.encrypted_content"]});
+        let out: Value =
+            serde_json::from_slice(&native_body(body.to_string().as_bytes(), "up").unwrap())
+                .unwrap();
+        assert_eq!(
+            out,
+            json!({"model": "up", "store": false, "input": "hi", "include": ["reasoning.encrypted_content"]})
+        );
+    }
+
+    #[test]
+    fn answers_become_responses_with_calls_and_billed_usage() {
+        let chat = json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Let me check.",
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]});
+        let counts = TokenCounts {
+            input: 10,
+            cached_input: 4,
+            output: 3,
+            estimated: false,
+        };
+        let out: Value =
+            serde_json::from_slice(&from_chat(chat.to_string().as_bytes(), "m", counts).unwrap())
+                .unwrap();
+        assert_eq!(out["object"], "response");
+        assert_eq!(out["status"], "completed");
+        assert_eq!(out["output"][0]["content"][0]["text"], "Let me check.");
+        assert_eq!(out["output"][1]["type"], "function_call");
+        assert_eq!(out["output"][1]["call_id"], "call_1");
+        assert_eq!(out["usage"]["input_tokens"], 10);
+        assert_eq!(out["usage"]["input_tokens_details"]["cached_tokens"], 4);
+        assert_eq!(out["usage"]["total_tokens"], 13);
+    }
+
+    fn events(out: &[Bytes]) -> Vec<Value> {
+        out.iter()
+            .map(|b| {
+                let s = std::str::from_utf8(b).unwrap();
+                let data = s.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                serde_json::from_str(data).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_stream_as_ordered_response_events() {
+        let mut e = Encoder::new("m");
+        let mut out = Vec::new();
+        for chunk in [
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": " there"}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": ""}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, "finish_reason": "tool_calls"}]}),
+        ] {
+            let bytes = chunk.to_string();
+            e.on_chunk(&serde_json::from_str(&bytes).unwrap(), &mut out);
+        }
+        e.finish(
+            TokenCounts {
+                input: 5,
+                cached_input: 0,
+                output: 4,
+                estimated: false,
+            },
+            &mut out,
+        );
+        let ev = events(&out);
+        let kinds: Vec<&str> = ev.iter().map(|v| v["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        assert!(
+            ev.iter()
+                .enumerate()
+                .all(|(i, v)| v["sequence_number"] == i as u64)
+        );
+        let done = ev.last().unwrap();
+        assert_eq!(
+            done["response"]["output"][0]["content"][0]["text"],
+            "Hi there"
+        );
+        assert_eq!(done["response"]["output"][1]["arguments"], "{}");
+        assert_eq!(done["response"]["usage"]["output_tokens"], 4);
+    }
+}
