@@ -109,5 +109,87 @@ fn cost(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, keys, bodies, sse, limiter, cost);
+/// The Responses and Messages surfaces over plain chat: requests translated to chat,
+/// answers and stream chunks translated back (compare with `body/inspect`, which plain
+/// chat pays too). The goal is under 10 µs a request for the translation.
+fn wire(c: &mut Criterion) {
+    use instagen::gateway::Wire;
+    use instagen::gateway::wire::Chunk;
+    use instagen::usage::TokenCounts;
+    let tools: Vec<serde_json::Value> = ["shell", "read_file", "apply_patch"]
+        .iter()
+        .map(|n| serde_json::json!({"type": "function", "name": n, "description": "Runs a thing.",
+                 "parameters": {"type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}}}}}))
+        .collect();
+    let responses = serde_json::to_vec(&serde_json::json!({
+        "model": "m", "stream": true, "store": false, "instructions": "You are a coding agent. Be precise.",
+        "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "medium"},
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "List the files in src and explain main.rs."}]},
+            {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{\"command\":[\"ls\",\"src\"]}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "main.rs lib.rs"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "There are two files."}]}
+        ],
+        "tools": tools, "tool_choice": "auto", "parallel_tool_calls": false
+    }))
+    .expect("json");
+    let messages = serde_json::to_vec(&serde_json::json!({
+        "model": "m", "stream": true, "max_tokens": 4096, "metadata": {"user_id": "u"},
+        "system": [{"type": "text", "text": "You are a coding agent. Be precise.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "List the files in src and explain main.rs."}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls src"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "main.rs lib.rs"}]}
+        ],
+        "tools": [{"name": "Bash", "description": "Runs a command.", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+        "thinking": {"type": "enabled", "budget_tokens": 8000}
+    }))
+    .expect("json");
+    let answer = serde_json::to_vec(&serde_json::json!({
+        "id": "c", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Let me look at main.rs first.",
+            "tool_calls": [{"id": "c2", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\":\"src/main.rs\"}"}}]}}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 20}
+    }))
+    .expect("json");
+    let counts = TokenCounts {
+        input: 120,
+        cached_input: 0,
+        output: 20,
+        estimated: false,
+    };
+    let chunk = br#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}"#;
+    let mut g = c.benchmark_group("wire");
+    for (name, wire, body) in [
+        ("responses", Wire::Responses, &responses),
+        ("messages", Wire::Messages, &messages),
+    ] {
+        g.bench_function(format!("{name}: request to chat"), |b| {
+            b.iter(|| wire.to_chat(black_box(body)).expect("valid"))
+        });
+        let answer = bytes::Bytes::from(answer.clone());
+        g.bench_function(format!("{name}: answer from chat"), |b| {
+            b.iter(|| {
+                wire.from_chat(black_box(answer.clone()), "m", counts)
+                    .expect("valid")
+            })
+        });
+        g.bench_function(format!("{name}: 64 stream chunks encoded"), |b| {
+            b.iter(|| {
+                let mut encoder = wire.encoder("m").expect("an encoder");
+                let mut out = Vec::with_capacity(256);
+                for _ in 0..64 {
+                    let parsed: Chunk<'_> =
+                        serde_json::from_slice(black_box(chunk)).expect("chunk");
+                    encoder.on_chunk(&parsed, &mut out);
+                }
+                encoder.finish(counts, &mut out);
+                out
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, keys, bodies, sse, limiter, cost, wire);
 criterion_main!(benches);

@@ -83,7 +83,7 @@ pub struct Native<'a> {
 
 /// One Chat Completions stream chunk, borrowed from the event: the internal stream event.
 #[derive(Deserialize)]
-pub(crate) struct Chunk<'a> {
+pub struct Chunk<'a> {
     #[serde(borrow, default)]
     pub choices: Option<Vec<ChoiceDelta<'a>>>,
     #[serde(default)]
@@ -93,7 +93,7 @@ pub(crate) struct Chunk<'a> {
 }
 
 #[derive(Deserialize)]
-pub(crate) struct ChoiceDelta<'a> {
+pub struct ChoiceDelta<'a> {
     #[serde(default)]
     pub index: u32,
     #[serde(borrow, default)]
@@ -105,7 +105,7 @@ pub(crate) struct ChoiceDelta<'a> {
 }
 
 #[derive(Deserialize)]
-pub(crate) struct Delta<'a> {
+pub struct Delta<'a> {
     #[serde(borrow, default)]
     pub content: Option<Cow<'a, str>>,
     /// vLLM, SGLang and llama.cpp name it `reasoning_content`; newer vLLM `reasoning`.
@@ -116,7 +116,7 @@ pub(crate) struct Delta<'a> {
 }
 
 #[derive(Deserialize)]
-pub(crate) struct ToolCallDelta<'a> {
+pub struct ToolCallDelta<'a> {
     #[serde(default)]
     pub index: Option<u32>,
     #[serde(borrow, default)]
@@ -126,7 +126,7 @@ pub(crate) struct ToolCallDelta<'a> {
 }
 
 #[derive(Deserialize)]
-pub(crate) struct FunctionDelta<'a> {
+pub struct FunctionDelta<'a> {
     #[serde(borrow, default)]
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -141,7 +141,7 @@ pub enum Encoder {
 }
 
 impl Encoder {
-    pub(crate) fn on_chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Bytes>) {
+    pub fn on_chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Bytes>) {
         match self {
             Encoder::Responses(e) => e.on_chunk(chunk, out),
             Encoder::Messages(e) => e.on_chunk(chunk, out),
@@ -258,4 +258,191 @@ pub(crate) fn chat_content(parts: Vec<serde_json::Value>) -> serde_json::Value {
         return Value::String(texts.join("\n"));
     }
     Value::Array(parts)
+}
+
+#[cfg(test)]
+mod round_trips {
+    //! Through our own converters and back: what a client sent or was answered keeps its
+    //! text, tool calls and usage.
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::gateway::provider::anthropic_translation::{StreamTranslator, translate_response};
+
+    /// One generated turn: text pieces, tool calls `(name, argument)`, usage counts.
+    type Turn = (Vec<String>, Vec<(String, String)>, (u64, u64, u64));
+
+    /// Text pieces as an engine streams them, and tool calls `(name, argument)`.
+    fn turn() -> impl Strategy<Value = Turn> {
+        (
+            proptest::collection::vec("[a-zA-Z0-9 .,!?\"\\\\\n\u{e9}\u{1F600}]{1,12}", 0..6),
+            proptest::collection::vec(("[a-z_]{1,10}", "[a-zA-Z0-9 \"\\\\]{0,16}"), 0..3),
+            (0u64..1_000_000, 0u64..1_000_000, 0u64..1_000_000),
+        )
+    }
+
+    fn counts((input, cached, output): (u64, u64, u64)) -> TokenCounts {
+        TokenCounts {
+            input: input.max(cached),
+            cached_input: cached,
+            output,
+            estimated: false,
+        }
+    }
+
+    /// The chat chunks of a turn: text pieces, then each call's head and arguments.
+    fn chunks(text: &[String], calls: &[(String, String)]) -> Vec<String> {
+        let mut out: Vec<String> = text
+            .iter()
+            .map(|t| json!({"choices": [{"index": 0, "delta": {"content": t}}]}).to_string())
+            .collect();
+        for (i, (name, arg)) in calls.iter().enumerate() {
+            let args = json!({"a": arg}).to_string();
+            out.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": i, "id": format!("call_{i}"), "function": {"name": name, "arguments": ""}}]}}]}).to_string());
+            out.push(
+                json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": i, "function": {"arguments": args}}]}}]})
+                .to_string(),
+            );
+        }
+        let finish = if calls.is_empty() {
+            "stop"
+        } else {
+            "tool_calls"
+        };
+        out.push(
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}).to_string(),
+        );
+        out
+    }
+
+    /// What chat chunks carry: text, each call's name and arguments, the last usage.
+    fn read_chunks(chunks: &[Bytes]) -> (String, Vec<(String, String)>, Option<Value>) {
+        let (mut text, mut calls, mut usage) =
+            (String::new(), Vec::<(String, String)>::new(), None);
+        for c in chunks.iter().filter(|c| c.as_ref() != b"[DONE]") {
+            let v: Value = serde_json::from_slice(c).unwrap();
+            if !v["usage"].is_null() {
+                usage = Some(v["usage"].clone());
+            }
+            let delta = &v["choices"][0]["delta"];
+            if let Some(t) = delta["content"].as_str() {
+                text.push_str(t);
+            }
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                if let Some(name) = call["function"]["name"].as_str() {
+                    calls.push((name.to_owned(), String::new()));
+                }
+                if let (Some(a), Some(last)) =
+                    (call["function"]["arguments"].as_str(), calls.last_mut())
+                {
+                    last.1.push_str(a);
+                }
+            }
+        }
+        (text, calls, usage)
+    }
+
+    /// The `data` of each SSE event in `events`.
+    fn data_of(events: &[Bytes]) -> Vec<Vec<u8>> {
+        events
+            .iter()
+            .map(|e| {
+                let s = std::str::from_utf8(e).unwrap();
+                s.lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    fn expected_calls(calls: &[(String, String)]) -> Vec<(String, String)> {
+        calls
+            .iter()
+            .map(|(n, a)| (n.clone(), json!({"a": a}).to_string()))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A chat answer sent to a Messages client, read back by our Anthropic adapter.
+        #[test]
+        fn messages_answers_round_trip((text, calls, usage) in turn()) {
+            let message = json!({"role": "assistant", "content": text.concat(), "tool_calls":
+                calls.iter().enumerate().map(|(i, (n, a))| json!({"id": format!("call_{i}"), "type": "function",
+                    "function": {"name": n, "arguments": json!({"a": a}).to_string()}})).collect::<Vec<_>>()});
+            let chat = json!({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]});
+            let counts = counts(usage);
+            let answer = Wire::Messages.from_chat(Bytes::from(chat.to_string()), "m", counts).unwrap();
+            let back: Value = serde_json::from_slice(&translate_response(&answer).unwrap()).unwrap();
+            let m = &back["choices"][0]["message"];
+            prop_assert_eq!(m["content"].as_str().unwrap_or(""), text.concat());
+            let got: Vec<(String, String)> = m["tool_calls"].as_array().into_iter().flatten()
+                .map(|c| (c["function"]["name"].as_str().unwrap().to_owned(),
+                          c["function"]["arguments"].as_str().unwrap().to_owned())).collect();
+            prop_assert_eq!(got, expected_calls(&calls));
+            prop_assert_eq!(back["usage"]["prompt_tokens"].as_u64(), Some(counts.input));
+            prop_assert_eq!(back["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64(), Some(counts.cached_input));
+            prop_assert_eq!(back["usage"]["completion_tokens"].as_u64(), Some(counts.output));
+        }
+
+        /// Chat chunks streamed to a Messages client, read back by our Anthropic adapter.
+        #[test]
+        fn messages_streams_round_trip((text, calls, usage) in turn()) {
+            let counts = counts(usage);
+            let mut encoder = Wire::Messages.encoder("m").unwrap();
+            let mut events = Vec::new();
+            for c in chunks(&text, &calls) {
+                encoder.on_chunk(&serde_json::from_str(&c).unwrap(), &mut events);
+            }
+            encoder.finish(counts, &mut events);
+            let mut t = StreamTranslator::default();
+            let mut back = Vec::new();
+            for data in data_of(&events) {
+                t.on_event(&data, &mut back);
+            }
+            let (got_text, got_calls, got_usage) = read_chunks(&back);
+            prop_assert_eq!(got_text, text.concat());
+            prop_assert_eq!(got_calls, expected_calls(&calls));
+            let u = got_usage.unwrap();
+            prop_assert_eq!(u["prompt_tokens"].as_u64(), Some(counts.input));
+            prop_assert_eq!(u["completion_tokens"].as_u64(), Some(counts.output));
+        }
+
+        /// Chat chunks streamed to a Responses client, read back as a native Responses
+        /// stream is read for metering.
+        #[test]
+        fn responses_streams_round_trip((text, calls, usage) in turn()) {
+            let counts = counts(usage);
+            let mut encoder = Wire::Responses.encoder("m").unwrap();
+            let mut events = Vec::new();
+            for c in chunks(&text, &calls) {
+                encoder.on_chunk(&serde_json::from_str(&c).unwrap(), &mut events);
+            }
+            encoder.finish(counts, &mut events);
+            let mut t = responses::UpstreamTranslator;
+            let mut back = Vec::new();
+            for data in data_of(&events) {
+                t.on_event(&data, &mut back);
+            }
+            let (got_text, _, got_usage) = read_chunks(&back);
+            prop_assert_eq!(got_text, text.concat());
+            let args: String = data_of(&events).iter()
+                .map(|d| serde_json::from_slice::<Value>(d).unwrap())
+                .filter(|v| v["type"] == "response.function_call_arguments.delta")
+                .map(|v| v["delta"].as_str().unwrap().to_owned()).collect();
+            let want: String = expected_calls(&calls).into_iter().map(|(_, a)| a).collect();
+            prop_assert_eq!(args, want);
+            let u = got_usage.unwrap();
+            prop_assert_eq!(u["prompt_tokens"].as_u64(), Some(counts.input));
+            prop_assert_eq!(u["prompt_tokens_details"]["cached_tokens"].as_u64(), Some(counts.cached_input));
+            prop_assert_eq!(u["completion_tokens"].as_u64(), Some(counts.output));
+        }
+    }
 }

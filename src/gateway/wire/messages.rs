@@ -550,7 +550,7 @@ impl Encoder {
         );
     }
 
-    pub(crate) fn on_chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Bytes>) {
+    pub fn on_chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Bytes>) {
         self.start(out);
         for choice in chunk.choices.iter().flatten().filter(|c| c.index == 0) {
             if let Some(d) = &choice.delta {
