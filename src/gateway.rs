@@ -343,23 +343,30 @@ impl Gateway {
         admitted: Admitted<'_>,
         mut meter: Meter,
     ) -> Result<(Forwarded, Arc<str>), ApiError> {
-        let chat = match wire.to_chat(&body) {
-            Ok(Some(chat)) => chat,
-            Ok(None) => body.clone(),
-            Err(e) => {
-                let err = ApiError::InvalidBody(e);
-                meter.finish(
-                    err.status().as_u16(),
-                    Some(err.kind()),
-                    TokenCounts::default(),
-                );
-                return Err(err);
-            }
+        // A request that does not translate may still go to a provider serving its format
+        // natively: routing goes on with its skeleton, and the error waits for a target
+        // that would need the translation.
+        let (chat, untranslatable) = match wire.to_chat(&body) {
+            Ok(Some(chat)) => (chat, None),
+            Ok(None) => (body.clone(), None),
+            Err(e) => match wire.skeleton(&body) {
+                Some(skeleton) => (skeleton, Some(e)),
+                None => {
+                    let err = ApiError::InvalidBody(e);
+                    meter.finish(
+                        err.status().as_u16(),
+                        Some(err.kind()),
+                        TokenCounts::default(),
+                    );
+                    return Err(err);
+                }
+            },
         };
         let native = (wire != Wire::OpenAi).then_some(Native {
             wire,
             body: &body,
             headers: protocol_headers,
+            untranslatable: untranslatable.as_ref(),
         });
         let revoked = admitted.key.revoked.clone();
         let attempt = tokio::select! {
@@ -478,7 +485,8 @@ impl Gateway {
         // Text is ~3 bytes a token; an uploaded file is not text and is not counted.
         let input = match endpoint {
             Endpoint::Transcriptions => 16,
-            _ => body.len() as u64 / 3 + 16,
+            // The client's own body: a request going out natively may have no chat form.
+            _ => native.as_ref().map_or(body.len(), |n| n.body.len()) as u64 / 3 + 16,
         };
         // Bounded counts at capped prices always fit; over-reserving is the safe side anyway.
         let estimate = prices
@@ -516,6 +524,9 @@ impl Gateway {
             meter.set_attempts(tried.len());
             let served = native.as_ref().filter(|n| target.provider.serves(n.wire));
             native_used = served.is_some();
+            if let (None, Some(why)) = (served, native.as_ref().and_then(|n| n.untranslatable)) {
+                return Err(ApiError::InvalidBody(why.clone()));
+            }
             let upstream_body = target
                 .provider
                 .build_body(endpoint, &request, served, &target.upstream_model, stream)

@@ -33,7 +33,8 @@ pub struct UsageRecord {
     pub request_id: String,
     pub account_id: String,
     pub key_id: String,
-    /// `chat.completions`, `completions`, `embeddings` or `models`.
+    /// `chat.completions`, `completions`, `embeddings`, `audio.transcriptions`, `responses`
+    /// or `messages`.
     pub endpoint: String,
     /// The configured model id; `None` when the request named no configured model.
     pub model: Option<String>,

@@ -50,6 +50,28 @@ impl Wire {
         }
     }
 
+    /// What routing needs of a request that does not translate (a hosted tool, a document
+    /// block): its model, `stream` and output limit, as a chat body with no messages. An
+    /// upstream serving the format natively may still take the request itself.
+    pub fn skeleton(self, body: &[u8]) -> Option<Bytes> {
+        let f = super::body::fields(body).ok()?;
+        let model: String = serde_json::from_str(super::body::field(&f, "model")?.get()).ok()?;
+        let mut out = serde_json::Map::new();
+        out.insert("model".into(), model.into());
+        out.insert("messages".into(), serde_json::Value::Array(Vec::new()));
+        let limit = match self {
+            Wire::Messages => "max_tokens",
+            _ => "max_output_tokens",
+        };
+        if let Some(n) = super::body::field(&f, limit).and_then(|r| r.get().parse::<u64>().ok()) {
+            out.insert("max_tokens".into(), n.into());
+        }
+        if super::body::field(&f, "stream").is_some_and(|r| r.get() == "true") {
+            out.insert("stream".into(), true.into());
+        }
+        serde_json::to_vec(&out).ok().map(Bytes::from)
+    }
+
     /// A chat completion answer in this format; `None` when the answer is not a chat
     /// completion (the upstream broke its protocol).
     pub fn from_chat(self, chat: Bytes, model: &str, counts: TokenCounts) -> Option<Bytes> {
@@ -79,6 +101,9 @@ pub struct Native<'a> {
     pub wire: Wire,
     pub body: &'a [u8],
     pub headers: &'a ProtocolHeaders,
+    /// Why the body does not translate to chat, when it does not: only a provider serving
+    /// the format natively can take it.
+    pub untranslatable: Option<&'a BodyError>,
 }
 
 /// One Chat Completions stream chunk, borrowed from the event: the internal stream event.

@@ -168,13 +168,24 @@ async fn messages_to_an_anthropic_provider_pass_through_natively() {
     );
     assert!(!r.estimated);
 
+    // Server tools and documents have no chat form, but an Anthropic provider takes them.
+    let mut body = request(false);
+    body["tools"] = json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]);
+    body["messages"] = json!([{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a b"}},
+        {"type": "text", "text": "summarise"}]}]);
+    assert_eq!(messages(&app, &body).await.status(), 200);
+    let upstream = app.mock.requests().pop().unwrap().json();
+    assert_eq!(upstream["tools"][0]["type"], "web_search_20250305");
+    assert_eq!(upstream["messages"][0]["content"][0]["type"], "document");
+
     // Streamed: the provider's events pass through, the record is committed before the end.
     let resp = messages(&app, &request(true)).await;
     let events = sse_events(&resp.text().await.unwrap());
     assert_eq!(events.first().unwrap().0, "message_start");
     assert_eq!(events.last().unwrap().0, "message_stop");
     assert_eq!(events[0].1["message"]["id"], "msg_mock");
-    let records = app.records(2).await;
+    let records = app.records(3).await;
     let streamed = records.iter().find(|r| r.stream).unwrap();
     assert_eq!((streamed.output_tokens, streamed.estimated), (5, false));
 }
@@ -198,6 +209,14 @@ async fn errors_come_in_anthropic_shapes_with_anthropic_statuses() {
         .await
         .unwrap();
     check(bad_key, 401, "authentication_error").await;
+    // A server tool has no chat form: refused before any upstream sees it.
+    let mut server_tool = request(false);
+    server_tool["tools"] = json!([{"type": "web_search_20250305", "name": "web_search"}]);
+    let resp = messages(&app, &server_tool).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(app.mock.requests().is_empty());
     let mut unknown = request(false);
     unknown["model"] = json!("claude-nope");
     check(messages(&app, &unknown).await, 404, "not_found_error").await;
@@ -231,8 +250,12 @@ async fn errors_come_in_anthropic_shapes_with_anthropic_statuses() {
         .unwrap();
     check(unknown_route, 404, "not_found_error").await;
     // Every refused inference request is recorded once, labelled with the surface.
-    let records = app.records(4).await;
-    assert_eq!(records.len(), 4, "unknown model, no max_tokens, 429, 500");
+    let records = app.records(5).await;
+    assert_eq!(
+        records.len(),
+        5,
+        "server tool, unknown model, no max_tokens, 429, 500"
+    );
     assert!(records.iter().all(|r| r.endpoint == "messages"));
 }
 

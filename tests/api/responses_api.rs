@@ -235,6 +235,13 @@ async fn native_responses_providers_get_the_allow_listed_body_with_store_false()
     for gone in ["user", "metadata", "safety_identifier"] {
         assert!(sent.get(gone).is_none(), "{gone} reached the provider");
     }
+    // Hosted tools have no chat form, but a native provider serves them.
+    let hosted = json!({"model": MODEL, "input": "news?", "tools": [{"type": "web_search"}]});
+    assert_eq!(app.post("/v1/responses", &hosted).await.status(), 200);
+    assert_eq!(
+        app.mock.requests().pop().unwrap().json()["tools"],
+        json!([{"type": "web_search"}])
+    );
     // Streamed: the provider's events pass through, named; the record is exact.
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
@@ -252,7 +259,7 @@ async fn native_responses_providers_get_the_allow_listed_body_with_store_false()
         .map(|(_, d)| d["delta"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(text, "Hello from the mock upstream.");
-    let records = app.records(2).await;
+    let records = app.records(3).await;
     assert!(
         records
             .iter()
