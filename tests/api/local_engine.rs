@@ -615,3 +615,77 @@ async fn f32_weights_from_the_same_file_answer_with_the_files_default_system_pro
     assert!(answer.contains("Paris"), "{answer}");
     assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 30);
 }
+
+#[tokio::test]
+async fn responses_and_messages_run_on_the_built_in_engine_with_its_own_counts() {
+    let Some(path) = model_file("local_engine::responses_and_messages_run_on_the_built_in_engine")
+    else {
+        return;
+    };
+    let app = spawn(path, 2, 4).await;
+    let question = "What is the capital of France?";
+    let resp = app
+        .post(
+            "/v1/responses",
+            &json!({"model": LOCAL, "instructions": SYSTEM, "input": question,
+                    "temperature": 0, "max_output_tokens": 16}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    let text = answer["output"][0]["content"][0]["text"].as_str().unwrap();
+    assert!(!text.is_empty(), "{answer}");
+    let streamed = app
+        .post(
+            "/v1/responses",
+            &json!({"model": LOCAL, "instructions": SYSTEM, "input": question,
+                    "temperature": 0, "max_output_tokens": 16, "stream": true}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = crate::responses_api::sse_events(&streamed);
+    let deltas: String = events
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, d)| d["delta"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        deltas, text,
+        "greedy decoding answers the same streamed or not"
+    );
+    let messages = json!({"model": LOCAL, "max_tokens": 16, "temperature": 0, "system": SYSTEM,
+                          "messages": [{"role": "user", "content": question}]});
+    let resp = app
+        .client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", &app.key)
+        .json(&messages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let message: Value = resp.json().await.unwrap();
+    assert_eq!(message["content"][0]["text"], text);
+    // count_tokens uses the model's own tokenizer, and matches what the engine billed.
+    let mut count = messages.clone();
+    count.as_object_mut().unwrap().remove("max_tokens");
+    let resp = app
+        .client
+        .post(app.url("/v1/messages/count_tokens"))
+        .header("x-api-key", &app.key)
+        .json(&count)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-instagen-token-count"], "exact");
+    let counted = resp.json::<Value>().await.unwrap()["input_tokens"]
+        .as_u64()
+        .unwrap();
+    let records = app.records(3).await;
+    let billed = records.iter().find(|r| r.endpoint == "messages").unwrap();
+    assert_eq!((counted, billed.estimated), (billed.input_tokens, false));
+    assert_eq!(message["usage"]["input_tokens"].as_u64(), Some(counted));
+    assert!(records.iter().filter(|r| r.endpoint == "responses").count() == 2);
+}
