@@ -72,7 +72,10 @@ pub async fn models(
     let gateway = state.catalog.current();
     let names: Vec<&str> = gateway.visible_to(&key).collect();
     if headers.contains_key("anthropic-version") {
-        let data: Vec<_> = names.iter().map(|id| anthropic_card(id)).collect();
+        let data: Vec<_> = names
+            .iter()
+            .map(|id| anthropic_card(&gateway, id))
+            .collect();
         return Ok(axum::Json(json!({
             "data": data,
             "has_more": false,
@@ -102,7 +105,7 @@ pub async fn model(
         return Err(ApiError::ModelNotFound(id));
     }
     if headers.contains_key("anthropic-version") {
-        return Ok(axum::Json(anthropic_card(&id)).into_response());
+        return Ok(axum::Json(anthropic_card(&gateway, &id)).into_response());
     }
     match gateway.model_card(&id) {
         Some(card) => Ok(axum::Json(card).into_response()),
@@ -110,9 +113,17 @@ pub async fn model(
     }
 }
 
-/// A model in Anthropic's model-list shape.
-fn anthropic_card(id: &str) -> serde_json::Value {
-    json!({"id": id, "type": "model", "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
+/// A model in Anthropic's model-list shape (its context window as `max_input_tokens`).
+fn anthropic_card(gateway: &crate::gateway::Gateway, id: &str) -> serde_json::Value {
+    let mut card = json!({"id": id, "type": "model", "display_name": id,
+                          "created_at": "1970-01-01T00:00:00Z", "lifecycle": "active"});
+    if let Some(n) = gateway
+        .model_card(id)
+        .and_then(|c| c.get("context_length").cloned())
+    {
+        card["max_input_tokens"] = n;
+    }
+    card
 }
 
 /// `POST /v1/responses`: the Responses API, stateless (see `gateway/wire/responses.rs`).

@@ -14,6 +14,7 @@ mod anthropic;
 mod billing;
 mod chat_completions;
 mod cli;
+mod coding_agents;
 mod console;
 mod data_rights;
 mod durability;

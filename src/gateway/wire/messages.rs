@@ -249,7 +249,9 @@ fn message(m: Value, i: usize, out: &mut Vec<Value>) -> Result<(), BodyError> {
     let role = match m.get("role").and_then(Value::as_str) {
         Some("user") => "user",
         Some("assistant") => "assistant",
-        _ => return Err(bad("role: must be `user` or `assistant`")),
+        // Claude Code sends system text mid-conversation too.
+        Some("system") => "system",
+        _ => return Err(bad("role: must be `user`, `assistant` or `system`")),
     };
     let blocks = match m.remove("content") {
         Some(Value::String(s)) => {
@@ -321,6 +323,14 @@ fn message(m: Value, i: usize, out: &mut Vec<Value>) -> Result<(), BodyError> {
                 )));
             }
         }
+    }
+    if role == "system" {
+        let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+        if text.len() != parts.len() || !results.is_empty() {
+            return Err(bad("a system message may hold only text"));
+        }
+        out.push(json!({"role": "system", "content": text.join("\n")}));
+        return Ok(());
     }
     if role == "assistant" {
         let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
@@ -693,6 +703,17 @@ mod tests {
                 "tool_choice": "required", "parallel_tool_calls": false,
                 "reasoning_effort": "medium", "stream": true
             })
+        );
+    }
+
+    #[test]
+    fn system_messages_mid_conversation_stay_system_messages() {
+        let got = chat(json!({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment"}]}]}));
+        assert_eq!(
+            got["messages"][1],
+            json!({"role": "system", "content": "# Environment"})
         );
     }
 

@@ -96,6 +96,24 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
         let tools: Vec<Value> = parse(raw, "tools", "an array of tools")?;
         let mut translated = Vec::with_capacity(tools.len());
         for (i, tool) in tools.into_iter().enumerate() {
+            // A namespace groups function tools (Codex's sub-agent tools): its members
+            // are offered as they are.
+            if tool.get("type").and_then(Value::as_str) == Some("namespace") {
+                let Some(Value::Array(members)) = tool.get("tools") else {
+                    return Err(invalid(
+                        "tools",
+                        format!("tools[{i}].tools must be an array"),
+                    ));
+                };
+                for member in members {
+                    let mut member = member.clone();
+                    if member.get("type").is_none() {
+                        member["type"] = "function".into();
+                    }
+                    translated.push(tool_to_chat(member, i)?);
+                }
+                continue;
+            }
             translated.push(tool_to_chat(tool, i)?);
         }
         if !translated.is_empty() {
@@ -909,6 +927,22 @@ mod tests {
                 "max_tokens": 50, "temperature": 0.2, "reasoning_effort": "low", "stream": true
             })
         );
+    }
+
+    #[test]
+    fn namespaced_tools_are_offered_as_their_functions() {
+        let got = chat(
+            json!({"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "agents",
+            "tools": [{"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}},
+                      {"name": "wait_agent", "parameters": {"type": "object"}}]}]}),
+        );
+        let names: Vec<&str> = got["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["spawn_agent", "wait_agent"]);
     }
 
     #[test]
