@@ -382,3 +382,79 @@ async fn model_discovery_answers_in_the_clients_shape_with_aliases_and_regions()
         .unwrap();
     assert_eq!(list["data"], json!([]), "{list}");
 }
+
+#[tokio::test]
+async fn the_new_surfaces_share_the_keys_rate_limit_and_a_left_stream_is_billed() {
+    let app = TestApp::spawn().await;
+    let (status, key) = api(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/accounts/{}/keys", app.account_id),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "limited", "limits": {"rpm": 2}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let key = key["secret"].as_str().unwrap().to_owned();
+    assert_eq!(chat_status(&app, &key, 200).await.0, 200);
+    let resp = app
+        .client
+        .post(app.url("/v1/responses"))
+        .bearer_auth(&key)
+        .json(&json!({"model": MODEL, "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "0");
+    // The third request in the minute, on the Messages surface: Anthropic's 429.
+    let resp = app
+        .client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .json(&request(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+
+    // A client that leaves a Messages stream halfway is billed for what was generated.
+    app.mock.push(Script {
+        chunk_delay: std::time::Duration::from_millis(100),
+        ..Script::reply("one two three four five six seven eight nine ten")
+    });
+    let mut resp = messages(&app, &request(true)).await;
+    let mut seen = String::new();
+    while !seen.contains("text_delta") {
+        seen.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    drop(resp);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let left = loop {
+        let records = app
+            .store
+            .usage_records(&app.account_id, 0, i64::MAX)
+            .await
+            .unwrap();
+        if let Some(r) = records.into_iter().find(|r| r.status == 499) {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record for the left stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(left.endpoint, "messages");
+    assert_eq!(left.error_kind.as_deref(), Some("client_closed"));
+    assert!(
+        left.output_tokens >= 1 && left.output_tokens < 10,
+        "{}",
+        left.output_tokens
+    );
+}
