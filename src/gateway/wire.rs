@@ -201,6 +201,43 @@ pub fn named_event(name: &str, data: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// One named SSE event whose JSON is written in place, for the stream encoders' deltas:
+/// no JSON tree and no second copy for the frame.
+pub(crate) struct EventBuf(BytesMut);
+
+impl EventBuf {
+    pub(crate) fn new(name: &str, hint: usize) -> Self {
+        let mut b = BytesMut::with_capacity(name.len() + hint + 24);
+        b.put_slice(b"event: ");
+        b.put_slice(name.as_bytes());
+        b.put_slice(b"\ndata: ");
+        Self(b)
+    }
+
+    pub(crate) fn raw(&mut self, s: &str) -> &mut Self {
+        self.0.put_slice(s.as_bytes());
+        self
+    }
+
+    /// A JSON string (escaped as serde_json escapes it).
+    pub(crate) fn string(&mut self, s: &str) -> &mut Self {
+        // Writing into memory cannot fail.
+        let _ = serde_json::to_writer((&mut self.0).writer(), s);
+        self
+    }
+
+    pub(crate) fn number(&mut self, n: u64) -> &mut Self {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{n}");
+        self
+    }
+
+    pub(crate) fn finish(mut self) -> Bytes {
+        self.0.put_slice(b"\n\n");
+        self.0.freeze()
+    }
+}
+
 /// Re-frames an upstream event of the client's own format, naming it by its `type`.
 pub fn native_event(data: &[u8]) -> Bytes {
     #[derive(Deserialize)]
@@ -214,11 +251,19 @@ pub fn native_event(data: &[u8]) -> Bytes {
     }
 }
 
-/// A fresh id with the format's prefix (`resp_`, `msg_`, `fc_` …).
+/// A fresh id with the format's prefix (`resp_`, `msg_`, `fc_` …): a random per-process
+/// part and a counter, unique across restarts. Nothing can be fetched by it (nothing is
+/// stored), so it needs no secrecy, and costs no system call.
 pub(crate) fn new_id(prefix: &str) -> String {
-    let random =
-        crate::keys::random_id(24).unwrap_or_else(|_| format!("{:024x}", crate::time::now_ms()));
-    format!("{prefix}{random}")
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| {
+        crate::keys::random_id(12).unwrap_or_else(|_| format!("{:012x}", crate::time::now_ms()))
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{process}{n:012x}")
 }
 
 pub(crate) fn now_s() -> u64 {
@@ -262,6 +307,63 @@ pub(crate) struct ChatFunction {
     pub name: String,
     #[serde(default)]
     pub arguments: String,
+}
+
+/// A chat tool definition borrowing the client's schema, which is passed on unparsed.
+#[derive(serde::Serialize)]
+pub(crate) struct ChatTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: ChatToolFunction<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ChatToolFunction<'a> {
+    name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<bool>,
+}
+
+impl<'a> ChatTool<'a> {
+    pub(crate) fn new(
+        name: Cow<'a, str>,
+        description: Option<Cow<'a, str>>,
+        parameters: Option<&'a RawValue>,
+        strict: Option<bool>,
+    ) -> Self {
+        Self {
+            kind: "function",
+            function: ChatToolFunction {
+                name,
+                description,
+                parameters,
+                strict,
+            },
+        }
+    }
+}
+
+/// The chat request: `out`, plus `tools` written from their borrowed definitions.
+pub(crate) fn chat_body(
+    out: &serde_json::Map<String, serde_json::Value>,
+    tools: &[ChatTool<'_>],
+) -> Result<Bytes, BodyError> {
+    let fail = |_| BodyError::field("messages", "the request could not be translated");
+    let mut body = serde_json::to_vec(out).map_err(fail)?;
+    if !tools.is_empty() {
+        body.pop(); // the closing brace
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"\"tools\":");
+        serde_json::to_writer(&mut body, tools).map_err(fail)?;
+        body.push(b'}');
+    }
+    Ok(Bytes::from(body))
 }
 
 /// Parses one top-level field as `T`, naming the field when it has the wrong shape.

@@ -6,8 +6,11 @@
 //! is never sent anywhere. An Anthropic provider instead gets the client's own body,
 //! allow-listed (`native_body`), so `cache_control` and signed thinking survive.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{Chunk, new_id, parse};
@@ -103,14 +106,12 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
             out.insert(name.into(), Value::Number(n));
         }
     }
+    let mut tools = Vec::new();
     if let Some(raw) = field(&f, "tools") {
-        let tools: Vec<Value> = parse(raw, "tools", "an array of tools")?;
-        let mut translated = Vec::with_capacity(tools.len());
-        for (i, tool) in tools.into_iter().enumerate() {
-            translated.push(tool_to_chat(tool, i)?);
-        }
-        if !translated.is_empty() {
-            out.insert("tools".into(), Value::Array(translated));
+        let list: Vec<InTool<'_>> = serde_json::from_str(raw.get())
+            .map_err(|_| invalid("tools", "tools: must be an array of tools"))?;
+        for (i, tool) in list.into_iter().enumerate() {
+            tools.push(tool_to_chat(tool, i)?);
         }
     }
     if let Some(raw) = field(&f, "tool_choice") {
@@ -148,9 +149,20 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
         let b: bool = parse(raw, "stream", "a boolean")?;
         out.insert("stream".into(), Value::Bool(b));
     }
-    serde_json::to_vec(&out)
-        .map(Bytes::from)
-        .map_err(|_| invalid("messages", "the request could not be translated"))
+    super::chat_body(&out, &tools)
+}
+
+/// A tool as the client sent it, borrowed (its schema is never parsed).
+#[derive(Deserialize)]
+struct InTool<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    input_schema: Option<&'a RawValue>,
 }
 
 /// `thinking` (a budget, or adaptive with `output_config.effort`) as a reasoning effort.
@@ -204,11 +216,8 @@ fn reasoning_effort(
     }
 }
 
-fn tool_to_chat(tool: Value, i: usize) -> Result<Value, BodyError> {
-    let Value::Object(mut tool) = tool else {
-        return Err(invalid("tools", format!("tools.{i}: must be an object")));
-    };
-    match tool.get("type").and_then(Value::as_str) {
+fn tool_to_chat(tool: InTool<'_>, i: usize) -> Result<super::ChatTool<'_>, BodyError> {
+    match tool.kind.as_deref() {
         None | Some("custom") => {}
         Some(kind) => {
             let kind = &kind[..kind.floor_char_boundary(40)];
@@ -218,25 +227,21 @@ fn tool_to_chat(tool: Value, i: usize) -> Result<Value, BodyError> {
             ));
         }
     }
-    let Some(name @ Value::String(_)) = tool.remove("name") else {
+    let Some(name) = tool.name else {
         return Err(invalid("tools", format!("tools.{i}.name: Field required")));
     };
-    let mut function = Map::new();
-    function.insert("name".into(), name);
-    if let Some(d @ Value::String(_)) = tool.remove("description") {
-        function.insert("description".into(), d);
-    }
-    let schema = match tool.remove("input_schema") {
-        Some(s @ Value::Object(_)) => s,
-        _ => {
-            return Err(invalid(
-                "tools",
-                format!("tools.{i}.input_schema: Field required"),
-            ));
-        }
+    let Some(schema) = tool.input_schema.filter(|s| s.get().starts_with('{')) else {
+        return Err(invalid(
+            "tools",
+            format!("tools.{i}.input_schema: Field required"),
+        ));
     };
-    function.insert("parameters".into(), schema);
-    Ok(json!({"type": "function", "function": function}))
+    Ok(super::ChatTool::new(
+        name,
+        tool.description,
+        Some(schema),
+        None,
+    ))
 }
 
 /// One message as chat messages: a user turn's tool results become tool messages (first,
@@ -553,11 +558,19 @@ impl Encoder {
         self.open = Some(kind);
     }
 
-    fn delta(&self, delta: Value, out: &mut Vec<Bytes>) {
-        Self::emit(
-            &json!({"type": "content_block_delta", "index": self.next - 1, "delta": delta}),
-            out,
-        );
+    /// A delta of the open block, written in place (the hot path of a stream).
+    fn delta(&self, kind: &str, field: &str, piece: &str, out: &mut Vec<Bytes>) {
+        let mut e = super::EventBuf::new("content_block_delta", piece.len() + 96);
+        e.raw("{\"type\":\"content_block_delta\",\"index\":")
+            .number(u64::from(self.next.saturating_sub(1)))
+            .raw(",\"delta\":{\"type\":")
+            .string(kind)
+            .raw(",")
+            .string(field)
+            .raw(":")
+            .string(piece)
+            .raw("}}");
+        out.push(e.finish());
     }
 
     pub fn on_chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Bytes>) {
@@ -572,13 +585,13 @@ impl Encoder {
                             out,
                         );
                     }
-                    self.delta(json!({"type": "thinking_delta", "thinking": piece}), out);
+                    self.delta("thinking_delta", "thinking", piece, out);
                 }
                 if let Some(piece) = d.content.as_deref().filter(|p| !p.is_empty()) {
                     if self.open != Some(Open::Text) {
                         self.open(Open::Text, json!({"type": "text", "text": ""}), out);
                     }
-                    self.delta(json!({"type": "text_delta", "text": piece}), out);
+                    self.delta("text_delta", "text", piece, out);
                 }
                 for call in d.tool_calls.iter().flatten() {
                     let index = call.index.unwrap_or(0);
@@ -604,10 +617,7 @@ impl Encoder {
                         .and_then(|f| f.arguments.as_deref())
                         .filter(|p| !p.is_empty())
                     {
-                        self.delta(
-                            json!({"type": "input_json_delta", "partial_json": piece}),
-                            out,
-                        );
+                        self.delta("input_json_delta", "partial_json", piece, out);
                     }
                 }
             }

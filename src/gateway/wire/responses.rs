@@ -6,8 +6,11 @@
 //! naming `tools` unless the route's provider serves the Responses API natively, which
 //! then gets the client's body, allow-listed, with `store: false` (see `native_body`).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{Chunk, new_id, now_s, parse};
@@ -92,32 +95,19 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
         None => return Err(invalid("input", "you must provide an `input` parameter")),
     }
     out.insert("messages".into(), Value::Array(messages));
+    let mut tools = Vec::new();
     if let Some(raw) = field(&f, "tools") {
-        let tools: Vec<Value> = parse(raw, "tools", "an array of tools")?;
-        let mut translated = Vec::with_capacity(tools.len());
-        for (i, tool) in tools.into_iter().enumerate() {
+        let list: Vec<InTool<'_>> = parse_borrowed(raw, "tools", "an array of tools")?;
+        for (i, tool) in list.into_iter().enumerate() {
             // A namespace groups function tools (Codex's sub-agent tools): its members
             // are offered as they are.
-            if tool.get("type").and_then(Value::as_str) == Some("namespace") {
-                let Some(Value::Array(members)) = tool.get("tools") else {
-                    return Err(invalid(
-                        "tools",
-                        format!("tools[{i}].tools must be an array"),
-                    ));
-                };
-                for member in members {
-                    let mut member = member.clone();
-                    if member.get("type").is_none() {
-                        member["type"] = "function".into();
-                    }
-                    translated.push(tool_to_chat(member, i)?);
+            if tool.kind.as_deref() == Some("namespace") {
+                for member in tool.tools.into_iter().flatten() {
+                    tools.push(tool_to_chat(member, i, true)?);
                 }
                 continue;
             }
-            translated.push(tool_to_chat(tool, i)?);
-        }
-        if !translated.is_empty() {
-            out.insert("tools".into(), Value::Array(translated));
+            tools.push(tool_to_chat(tool, i, false)?);
         }
     }
     if let Some(raw) = field(&f, "tool_choice") {
@@ -221,17 +211,44 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
         let b: bool = parse(raw, "stream", "a boolean")?;
         out.insert("stream".into(), Value::Bool(b));
     }
-    serde_json::to_vec(&out)
-        .map(Bytes::from)
-        .map_err(|_| invalid("input", "the request could not be translated"))
+    super::chat_body(&out, &tools)
 }
 
-fn tool_to_chat(tool: Value, i: usize) -> Result<Value, BodyError> {
-    let Value::Object(mut tool) = tool else {
-        return Err(invalid("tools", format!("tools[{i}] must be an object")));
-    };
-    match tool.get("type").and_then(Value::as_str) {
+/// A Responses tool as the client sent it, borrowed (its schema is never parsed).
+#[derive(Deserialize)]
+struct InTool<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+    /// A namespace's member tools.
+    #[serde(borrow, default)]
+    tools: Option<Vec<InTool<'a>>>,
+}
+
+/// Parses a field borrowing from the body, naming the field when it has the wrong shape.
+fn parse_borrowed<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    param: &'static str,
+    what: &str,
+) -> Result<T, BodyError> {
+    serde_json::from_str(raw.get()).map_err(|_| invalid(param, format!("`{param}` must be {what}")))
+}
+
+fn tool_to_chat(
+    tool: InTool<'_>,
+    i: usize,
+    member: bool,
+) -> Result<super::ChatTool<'_>, BodyError> {
+    match tool.kind.as_deref() {
         Some("function") => {}
+        None if member => {}
         Some(kind) => {
             let kind = &kind[..kind.floor_char_boundary(40)];
             return Err(invalid(
@@ -243,17 +260,15 @@ fn tool_to_chat(tool: Value, i: usize) -> Result<Value, BodyError> {
         }
         None => return Err(invalid("tools", format!("tools[{i}].type is required"))),
     }
-    let Some(name @ Value::String(_)) = tool.remove("name") else {
+    let Some(name) = tool.name else {
         return Err(invalid("tools", format!("tools[{i}].name is required")));
     };
-    let mut function = Map::new();
-    function.insert("name".into(), name);
-    for key in ["description", "parameters", "strict"] {
-        if let Some(v) = tool.remove(key).filter(|v| !v.is_null()) {
-            function.insert(key.into(), v);
-        }
-    }
-    Ok(json!({"type": "function", "function": function}))
+    Ok(super::ChatTool::new(
+        name,
+        tool.description,
+        tool.parameters,
+        tool.strict,
+    ))
 }
 
 /// One `input` item as chat messages (appended to `messages`).
@@ -484,41 +499,154 @@ fn set_status(response: &mut Value, finish_reason: Option<&str>) {
     }
 }
 
+/// A Responses object as `from_chat` writes it: typed and borrowing the chat answer, so
+/// an answer costs no JSON tree (the streamed path builds the same shape as values).
+#[derive(serde::Serialize)]
+struct ResponseOut<'a> {
+    id: String,
+    object: &'static str,
+    created_at: u64,
+    status: &'static str,
+    error: Option<()>,
+    incomplete_details: Option<Incomplete>,
+    model: &'a str,
+    output: Vec<Item<'a>>,
+    parallel_tool_calls: bool,
+    tool_choice: &'static str,
+    tools: [(); 0],
+    store: bool,
+    usage: UsageOut,
+}
+
+#[derive(serde::Serialize)]
+struct Incomplete {
+    reason: &'static str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Item<'a> {
+    Reasoning {
+        id: String,
+        summary: [(); 0],
+        content: [Part<'a>; 1],
+    },
+    Message {
+        id: String,
+        status: &'static str,
+        role: &'static str,
+        content: [Part<'a>; 1],
+    },
+    FunctionCall {
+        id: String,
+        call_id: Cow<'a, str>,
+        name: &'a str,
+        arguments: &'a str,
+        status: &'static str,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct Part<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<[(); 0]>,
+}
+
+#[derive(serde::Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    input_tokens_details: CachedOut,
+    output_tokens: u64,
+    output_tokens_details: ReasoningOut,
+    total_tokens: u64,
+}
+
+#[derive(serde::Serialize)]
+struct CachedOut {
+    cached_tokens: u64,
+}
+
+#[derive(serde::Serialize)]
+struct ReasoningOut {
+    reasoning_tokens: u64,
+}
+
 /// A chat completion as a Responses object, with the counts the request was billed for.
 pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<Bytes> {
     let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
     let choice = answer.choices.into_iter().next()?;
-    let m = choice.message;
-    let mut output = Vec::new();
-    if let Some(r) = m.reasoning_content.filter(|r| !r.is_empty()) {
-        output.push(reasoning_item(&new_id("rs_"), &r));
+    let m = &choice.message;
+    let mut output = Vec::with_capacity(1 + m.tool_calls.len());
+    if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
+        output.push(Item::Reasoning {
+            id: new_id("rs_"),
+            summary: [],
+            content: [Part {
+                kind: "reasoning_text",
+                text: r,
+                annotations: None,
+            }],
+        });
     }
-    if let Some(text) = m.content.filter(|t| !t.is_empty()) {
-        output.push(message_item(&new_id("msg_"), &text, "completed"));
+    if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
+        output.push(Item::Message {
+            id: new_id("msg_"),
+            status: "completed",
+            role: "assistant",
+            content: [Part {
+                kind: "output_text",
+                text,
+                annotations: Some([]),
+            }],
+        });
     }
-    for call in m.tool_calls {
-        let call_id = if call.id.is_empty() {
-            new_id("call_")
+    for call in &m.tool_calls {
+        output.push(Item::FunctionCall {
+            id: new_id("fc_"),
+            call_id: match call.id.as_str() {
+                "" => Cow::Owned(new_id("call_")),
+                id => Cow::Borrowed(id),
+            },
+            name: &call.function.name,
+            arguments: &call.function.arguments,
+            status: "completed",
+        });
+    }
+    let incomplete = choice.finish_reason.as_deref() == Some("length");
+    let response = ResponseOut {
+        id: new_id("resp_"),
+        object: "response",
+        created_at: now_s(),
+        status: if incomplete {
+            "incomplete"
         } else {
-            call.id
-        };
-        output.push(call_item(
-            &new_id("fc_"),
-            &call_id,
-            &call.function.name,
-            &call.function.arguments,
-            "completed",
-        ));
-    }
-    let mut response = response_object(
-        &new_id("resp_"),
+            "completed"
+        },
+        error: None,
+        incomplete_details: incomplete.then_some(Incomplete {
+            reason: "max_output_tokens",
+        }),
         model,
-        now_s(),
-        "completed",
-        Value::Array(output),
-    );
-    set_status(&mut response, choice.finish_reason.as_deref());
-    response["usage"] = usage(counts);
+        output,
+        parallel_tool_calls: true,
+        tool_choice: "auto",
+        tools: [],
+        store: false,
+        usage: UsageOut {
+            input_tokens: counts.input,
+            input_tokens_details: CachedOut {
+                cached_tokens: counts.cached_input,
+            },
+            output_tokens: counts.output,
+            output_tokens_details: ReasoningOut {
+                reasoning_tokens: 0,
+            },
+            total_tokens: counts.input.saturating_add(counts.output),
+        },
+    };
     serde_json::to_vec(&response).ok().map(Bytes::from)
 }
 
@@ -682,12 +810,7 @@ impl Encoder {
                     if let Some(Open::Reasoning { text, .. }) = &mut self.open {
                         text.push_str(piece);
                     }
-                    let (id, index) = (self.open_id(), self.output_index());
-                    self.emit(
-                        json!({"type": "response.reasoning_text.delta", "item_id": id,
-                                     "output_index": index, "content_index": 0, "delta": piece}),
-                        out,
-                    );
+                    self.delta_event("response.reasoning_text.delta", piece, true, out);
                 }
                 if let Some(piece) = d.content.as_deref().filter(|p| !p.is_empty()) {
                     if !matches!(self.open, Some(Open::Message { .. })) {
@@ -708,13 +831,7 @@ impl Encoder {
                     if let Some(Open::Message { text, .. }) = &mut self.open {
                         text.push_str(piece);
                     }
-                    let (id, index) = (self.open_id(), self.output_index());
-                    self.emit(
-                        json!({"type": "response.output_text.delta", "item_id": id,
-                                     "output_index": index, "content_index": 0, "delta": piece,
-                                     "logprobs": []}),
-                        out,
-                    );
+                    self.delta_event("response.output_text.delta", piece, true, out);
                 }
                 for call in d.tool_calls.iter().flatten() {
                     let index = call.index.unwrap_or(0);
@@ -753,10 +870,10 @@ impl Encoder {
                         if let Some(Open::Call { arguments, .. }) = &mut self.open {
                             arguments.push_str(piece);
                         }
-                        let (id, output_index) = (self.open_id(), self.output_index());
-                        self.emit(
-                            json!({"type": "response.function_call_arguments.delta", "item_id": id,
-                                         "output_index": output_index, "delta": piece}),
+                        self.delta_event(
+                            "response.function_call_arguments.delta",
+                            piece,
+                            false,
                             out,
                         );
                     }
@@ -768,13 +885,31 @@ impl Encoder {
         }
     }
 
-    fn open_id(&self) -> String {
-        match &self.open {
+    /// A delta of the open item, written in place (the hot path of a stream).
+    fn delta_event(&mut self, kind: &str, piece: &str, in_content: bool, out: &mut Vec<Bytes>) {
+        let id = match &self.open {
             Some(Open::Reasoning { id, .. } | Open::Message { id, .. } | Open::Call { id, .. }) => {
-                id.clone()
+                id.as_str()
             }
-            None => String::new(),
+            None => "",
+        };
+        let mut e = super::EventBuf::new(kind, kind.len() + id.len() + piece.len() + 128);
+        e.raw("{\"type\":")
+            .string(kind)
+            .raw(",\"item_id\":")
+            .string(id)
+            .raw(",\"output_index\":")
+            .number(self.done.len() as u64);
+        if in_content {
+            e.raw(",\"content_index\":0");
         }
+        e.raw(",\"delta\":").string(piece);
+        if kind == "response.output_text.delta" {
+            e.raw(",\"logprobs\":[]");
+        }
+        e.raw(",\"sequence_number\":").number(self.seq).raw("}");
+        self.seq += 1;
+        out.push(e.finish());
     }
 
     pub fn finish(&mut self, counts: TokenCounts, out: &mut Vec<Bytes>) {
