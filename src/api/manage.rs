@@ -2,8 +2,9 @@
 //! events, providers, route health, models and prices, and the privacy policy — and its
 //! OpenAPI 3.1 document at `/api/openapi.json`.
 //!
-//! [`ROUTES`] is the one list of operations: the router below registers exactly these,
-//! the OpenAPI document is generated from it, and the tenant-isolation test walks it.
+//! [`ROUTES`] is the one list of operations, each with its handler: the router is built
+//! from it, the OpenAPI document is generated from it, and the tenant-isolation test walks
+//! it — so no route can be served undocumented.
 
 mod accounts;
 mod auth;
@@ -22,7 +23,7 @@ mod usage;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 
 pub use auth::{CSRF_HEADER, Principal, SESSION_COOKIE};
 pub use error::{Body, MgmtError};
@@ -31,114 +32,13 @@ pub use usage::check_query_string;
 
 use crate::app::AppState;
 
+/// The management router, built from [`ROUTES`]: every operation it serves is documented.
 pub fn router() -> Router<Arc<AppState>> {
-    let acct = "/api/v1/accounts/{account}";
-    Router::new()
-        .route("/api/openapi.json", get(openapi::serve))
-        .route("/api/v1/signup", post(session::signup))
-        .route(
-            "/api/v1/session",
-            get(session::current)
-                .post(session::login)
-                .delete(session::logout),
-        )
-        .route("/api/v1/me", get(session::me))
-        .route("/api/v1/me/privacy", post(privacy::acknowledge))
-        .route("/api/v1/privacy", get(privacy::show))
-        .route("/api/v1/models", get(models::list))
-        .route(
-            "/api/v1/users",
-            get(accounts::users).post(accounts::create_user),
-        )
-        .route("/api/v1/audit", get(tokens::audit_all))
-        .route(
-            "/api/v1/providers",
-            get(providers::list).post(providers::create),
-        )
-        .route(
-            "/api/v1/providers/{name}",
-            get(providers::get)
-                .patch(providers::update)
-                .delete(providers::delete),
-        )
-        .route("/api/v1/routes", get(providers::routes))
-        .route("/api/v1/security-events", get(tokens::security_events_all))
-        .route(
-            "/api/v1/accounts",
-            get(accounts::list).post(accounts::create),
-        )
-        .route(
-            acct,
-            get(accounts::get)
-                .patch(accounts::update)
-                .delete(accounts::delete_account),
-        )
-        .route(&format!("{acct}/export-all"), get(accounts::export_all))
-        .route(&format!("{acct}/suspend"), post(accounts::suspend))
-        .route(&format!("{acct}/unsuspend"), post(accounts::unsuspend))
-        .route(
-            &format!("{acct}/members"),
-            get(accounts::members).post(accounts::add_member),
-        )
-        .route(
-            &format!("{acct}/members/{{user_id}}"),
-            delete(accounts::remove_member),
-        )
-        .route(&format!("{acct}/invitations"), get(accounts::invitations))
-        .route(
-            &format!("{acct}/invitations/{{invitation_id}}"),
-            delete(accounts::revoke_invitation),
-        )
-        .route("/api/v1/me/invitations", get(accounts::my_invitations))
-        .route(
-            "/api/v1/me/invitations/{invitation_id}/accept",
-            post(accounts::accept_my_invitation),
-        )
-        .route(
-            "/api/v1/invitations/accept",
-            post(accounts::accept_invitation_with_token),
-        )
-        .route(
-            &format!("{acct}/usage/summary"),
-            get(accounts::usage_summary),
-        )
-        .route(&format!("{acct}/usage"), get(usage::analytics))
-        .route(&format!("{acct}/billing"), get(billing::show))
-        .route(&format!("{acct}/billing/credits"), post(billing::credit))
-        .route(
-            &format!("{acct}/billing/adjustments"),
-            post(billing::adjust),
-        )
-        .route(&format!("{acct}/usage/export"), get(usage::export_usage))
-        .route(&format!("{acct}/keys"), get(keys::list).post(keys::create))
-        .route(
-            &format!("{acct}/keys/{{key_id}}"),
-            get(keys::get).patch(keys::update).delete(keys::delete),
-        )
-        .route(
-            &format!("{acct}/keys/{{key_id}}/rotate"),
-            post(keys::rotate),
-        )
-        .route(
-            &format!("{acct}/keys/{{key_id}}/disable"),
-            post(keys::disable),
-        )
-        .route(
-            &format!("{acct}/keys/{{key_id}}/enable"),
-            post(keys::enable),
-        )
-        .route(
-            &format!("{acct}/tokens"),
-            get(tokens::list).post(tokens::create),
-        )
-        .route(
-            &format!("{acct}/tokens/{{token_id}}"),
-            delete(tokens::revoke),
-        )
-        .route(&format!("{acct}/audit"), get(tokens::audit))
-        .route(
-            &format!("{acct}/security-events"),
-            get(tokens::security_events),
+    ROUTES
+        .iter()
+        .fold(
+            Router::new().route("/api/openapi.json", get(openapi::serve)),
+            |router, route| router.route(route.path, (route.handler)()),
         )
         .layer(axum::middleware::from_fn(same_origin))
 }

@@ -17,10 +17,10 @@ async fn official_openai_python_client_works_end_to_end() {
             std::env::var_os("CI").is_none(),
             "CI must install the openai package (see .ci/run)"
         );
-        eprintln!(
-            "SKIPPED official_openai_python_client_works_end_to_end: python3 package `openai` is not installed"
+        return crate::services::skip(
+            "python_sdk::official_openai_python_client_works_end_to_end",
+            "python3 package `openai` is not installed (scripts/test.sh installs it)",
         );
-        return;
     }
     let app = TestApp::spawn().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");

@@ -17,7 +17,8 @@ pub fn skip(test: &str, reason: &str) {
         .append(true)
         .open(concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped.txt"))
     {
-        let _ = writeln!(f, "{line}");
+        // One write of the whole line: appends from concurrent tests never interleave.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
     }
 }
 

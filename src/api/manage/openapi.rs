@@ -1,6 +1,13 @@
-//! The OpenAPI 3.1 document of the management API, generated from [`ROUTES`].
+//! The management API's route table, [`ROUTES`] — each operation's handler and its
+//! documentation in one entry, so registering a route is documenting it — and the OpenAPI
+//! 3.1 document generated from it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use axum::routing::{MethodRouter, delete, get, patch, post};
+
+use super::{accounts, billing, keys, models, privacy, providers, session, tokens, usage};
+use crate::app::AppState;
 
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -17,8 +24,12 @@ pub struct RouteDoc {
     /// Success status and the component schema of its body (`None`: no body).
     pub status: u16,
     pub response: Option<&'static str>,
+    /// The handler: the router registers exactly this at `method path`.
+    pub handler: fn() -> MethodRouter<Arc<AppState>>,
 }
 
+// One argument per column of the table: a row reads as the table's header says.
+#[allow(clippy::too_many_arguments)]
 const fn r(
     method: &'static str,
     path: &'static str,
@@ -27,6 +38,7 @@ const fn r(
     request: Option<&'static str>,
     status: u16,
     response: Option<&'static str>,
+    handler: fn() -> MethodRouter<Arc<AppState>>,
 ) -> RouteDoc {
     RouteDoc {
         method,
@@ -36,12 +48,13 @@ const fn r(
         request,
         status,
         response,
+        handler,
     }
 }
 
 const A: &str = "/api/v1/accounts/{account}";
 
-/// Every management operation. The router registers exactly these.
+/// Every management operation: the router is built from this table (see `manage::router`).
 pub const ROUTES: &[RouteDoc] = &[
     r(
         "post",
@@ -51,6 +64,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("Signup"),
         201,
         Some("SignupResult"),
+        || post(session::signup),
     ),
     r(
         "post",
@@ -60,6 +74,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("Login"),
         200,
         Some("Session"),
+        || post(session::login),
     ),
     r(
         "get",
@@ -69,6 +84,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Session"),
+        || get(session::current),
     ),
     r(
         "delete",
@@ -78,6 +94,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         204,
         None,
+        || delete(session::logout),
     ),
     r(
         "get",
@@ -87,6 +104,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Me"),
+        || get(session::me),
     ),
     r(
         "post",
@@ -96,6 +114,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("PrivacyAck"),
         200,
         Some("PrivacySeen"),
+        || post(privacy::acknowledge),
     ),
     r(
         "get",
@@ -105,6 +124,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("PrivacyPolicy"),
+        || get(privacy::show),
     ),
     r(
         "get",
@@ -114,6 +134,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("ModelList"),
+        || get(models::list),
     ),
     r(
         "get",
@@ -123,6 +144,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("UserList"),
+        || get(accounts::users),
     ),
     r(
         "post",
@@ -132,6 +154,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("UserCreate"),
         201,
         Some("User"),
+        || post(accounts::create_user),
     ),
     r(
         "get",
@@ -141,6 +164,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("ProviderList"),
+        || get(providers::list),
     ),
     r(
         "post",
@@ -150,6 +174,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("ProviderCreate"),
         201,
         Some("Provider"),
+        || post(providers::create),
     ),
     r(
         "get",
@@ -159,6 +184,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Provider"),
+        || get(providers::get),
     ),
     r(
         "patch",
@@ -168,6 +194,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("ProviderPatch"),
         200,
         Some("Provider"),
+        || patch(providers::update),
     ),
     r(
         "delete",
@@ -177,6 +204,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("ProviderDeleted"),
+        || delete(providers::delete),
     ),
     r(
         "get",
@@ -186,6 +214,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("RouteHealthList"),
+        || get(providers::routes),
     ),
     r(
         "get",
@@ -195,6 +224,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("AuditList"),
+        || get(tokens::audit_all),
     ),
     r(
         "get",
@@ -204,6 +234,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("AccountList"),
+        || get(accounts::list),
     ),
     r(
         "post",
@@ -213,6 +244,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("AccountCreate"),
         201,
         Some("Account"),
+        || post(accounts::create),
     ),
     r(
         "get",
@@ -222,6 +254,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("AccountView"),
+        || get(accounts::get),
     ),
     r(
         "patch",
@@ -231,6 +264,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("AccountUpdate"),
         200,
         Some("Account"),
+        || patch(accounts::update),
     ),
     r(
         "delete",
@@ -240,6 +274,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("DeleteAccount"),
         200,
         Some("Deleted"),
+        || delete(accounts::delete_account),
     ),
     r(
         "get",
@@ -249,6 +284,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         None,
+        || get(accounts::export_all),
     ),
     r(
         "post",
@@ -258,6 +294,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Account"),
+        || post(accounts::suspend),
     ),
     r(
         "post",
@@ -267,6 +304,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Account"),
+        || post(accounts::unsuspend),
     ),
     r(
         "get",
@@ -276,6 +314,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("MemberList"),
+        || get(accounts::members),
     ),
     r(
         "post",
@@ -285,6 +324,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("MemberAdd"),
         201,
         Some("Member"),
+        || post(accounts::add_member),
     ),
     r(
         "delete",
@@ -294,6 +334,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         204,
         None,
+        || delete(accounts::remove_member),
     ),
     r(
         "get",
@@ -303,6 +344,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("InvitationList"),
+        || get(accounts::invitations),
     ),
     r(
         "delete",
@@ -312,6 +354,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         204,
         None,
+        || delete(accounts::revoke_invitation),
     ),
     r(
         "get",
@@ -321,6 +364,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("MyInvitationList"),
+        || get(accounts::my_invitations),
     ),
     r(
         "post",
@@ -330,6 +374,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         201,
         Some("Member"),
+        || post(accounts::accept_my_invitation),
     ),
     r(
         "post",
@@ -339,6 +384,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("InvitationAccept"),
         201,
         Some("InvitationAccepted"),
+        || post(accounts::accept_invitation_with_token),
     ),
     r(
         "get",
@@ -348,6 +394,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("UsageSummary"),
+        || get(accounts::usage_summary),
     ),
     r(
         "get",
@@ -357,6 +404,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("KeyList"),
+        || get(keys::list),
     ),
     r(
         "post",
@@ -366,6 +414,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("KeyCreate"),
         201,
         Some("CreatedKey"),
+        || post(keys::create),
     ),
     r(
         "get",
@@ -375,6 +424,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Key"),
+        || get(keys::get),
     ),
     r(
         "patch",
@@ -384,6 +434,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("KeyPatch"),
         200,
         Some("Key"),
+        || patch(keys::update),
     ),
     r(
         "delete",
@@ -393,6 +444,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         204,
         None,
+        || delete(keys::delete),
     ),
     r(
         "post",
@@ -402,6 +454,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("Rotate"),
         200,
         Some("RotatedKey"),
+        || post(keys::rotate),
     ),
     r(
         "post",
@@ -411,6 +464,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Key"),
+        || post(keys::disable),
     ),
     r(
         "post",
@@ -420,6 +474,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("Key"),
+        || post(keys::enable),
     ),
     r(
         "get",
@@ -429,6 +484,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("TokenList"),
+        || get(tokens::list),
     ),
     r(
         "post",
@@ -438,6 +494,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Some("TokenCreate"),
         201,
         Some("CreatedToken"),
+        || post(tokens::create),
     ),
     r(
         "delete",
@@ -447,6 +504,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         204,
         None,
+        || delete(tokens::revoke),
     ),
     r(
         "get",
@@ -456,6 +514,7 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("AuditList"),
+        || get(tokens::audit),
     ),
     r(
         "get",
@@ -465,6 +524,67 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         200,
         Some("SecurityEventList"),
+        || get(tokens::security_events),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/usage",
+        "Usage analytics: totals, a time series and groups (by model or key) over a range",
+        "viewer",
+        None,
+        200,
+        Some("Analytics"),
+        || get(usage::analytics),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/usage/export",
+        "Export usage as CSV or JSON, per request or per day (a download)",
+        "viewer",
+        None,
+        200,
+        None,
+        || get(usage::export_usage),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/billing",
+        "The account's balance and its hash-chained ledger",
+        "viewer",
+        None,
+        200,
+        Some("Billing"),
+        || get(billing::show),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/billing/credits",
+        "Credit the account's prepaid balance (operators)",
+        "operator",
+        Some("Posting"),
+        201,
+        Some("LedgerEntry"),
+        || post(billing::credit),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/billing/adjustments",
+        "Post a signed adjustment to the ledger (operators)",
+        "operator",
+        Some("Posting"),
+        201,
+        Some("LedgerEntry"),
+        || post(billing::adjust),
+    ),
+    r(
+        "get",
+        "/api/v1/security-events",
+        "Security events of every account: failed authentications and abuse, by hour (operators)",
+        "operator",
+        None,
+        200,
+        Some("SecurityEventList"),
+        || get(tokens::security_events_all),
     ),
 ];
 
