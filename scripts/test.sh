@@ -92,6 +92,10 @@ if [ "$fuzz" -ne 0 ]; then echo "schemathesis: FAILED"; status=1; else echo "sch
 # skipped itself for a missing service returned early, so cargo counted it as passed:
 # count it as skipped instead, and say why.
 runtime_skips=0
+if grep -qE '^test .* \.\.\. ignored' "$log"; then
+  echo "== skipped (#[ignore]d: run with --ignored; each says why in its code):"
+  grep -E '^test .* \.\.\. ignored' "$log" | sed -E 's/^test (.*) \.\.\. ignored.*/  \1/'
+fi
 if [ -f "$skipped_file" ]; then
   runtime_skips=$(wc -l < "$skipped_file")
   echo "== skipped for missing services:"

@@ -27,6 +27,10 @@ pub enum ConfigError {
     Syntax { path: String, message: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A key with a value of the wrong type or range; `key` is its dotted path
+    /// (`usage.retention_days`, `providers[0].kind`).
+    #[error("invalid configuration: `{key}`: {message}")]
+    Key { key: String, message: String },
 }
 
 /// A secret from config or env; never printed.
@@ -745,9 +749,11 @@ impl Config {
             };
             section.insert(parts[1].clone(), env_value(value));
         }
-        let mut config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Key {
+                key: e.path().to_string(),
+                message: e.inner().message().to_owned(),
+            })?;
         if config.accounts.admin_token.is_none()
             && let Some((_, token)) = env
                 .iter()
@@ -911,6 +917,23 @@ mod tests {
     fn unknown_key_is_an_error_naming_it() {
         let err = Config::from_parts("[server]\nlisen = \"x\"\n", "t", &[]).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_value_is_an_error_naming_its_key_as_data() {
+        for (text, key) in [
+            ("[usage]\nretention_days = -1\n", "usage.retention_days"),
+            ("[server]\nlisten = 42\n", "server.listen"),
+            (
+                "[[providers]]\nname = \"p\"\nkind = \"nope\"\nbase_url = \"http://x\"\n",
+                "providers[0].kind",
+            ),
+        ] {
+            match Config::from_parts(text, "t", &[]) {
+                Err(ConfigError::Key { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

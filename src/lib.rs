@@ -66,6 +66,32 @@ use crate::usage::{Journal, UsageSink};
 const KEY_REFRESH: Duration = Duration::from_millis(250);
 
 /// Opens the configured store and the key hasher (used by `serve` and the CLI alike).
+/// Runs `work` every `every` (the first time after `first`) as a task of `tasks`, until
+/// `stop`: every background loop of the server has this one shape, is tracked, and ends on
+/// shutdown. A slow run delays the next one instead of bunching them up.
+fn periodic<F, Fut>(
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+    first: Duration,
+    every: Duration,
+    mut work: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let stop = stop.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => work().await,
+            }
+        }
+    });
+}
+
 pub async fn open_store(config: &Config) -> anyhow::Result<(Store, KeyHasher)> {
     let secret =
         keys::load_or_create_secret(config.server.secret.as_ref(), &config.server.data_dir)
@@ -167,99 +193,104 @@ pub async fn run(
         stop.clone(),
     );
     {
-        let (keys, store, stop) = (keys.clone(), store.clone(), stop.clone());
-        let (catalog, store_up) = (catalog.clone(), store_up.clone());
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(KEY_REFRESH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failures = 0u32;
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {
-                        // The refresh doubles as the store's health check: two misses in a
-                        // row (~0.5 s) and /v1 fails fast with 503 until it answers again.
-                        match tokio::time::timeout(Duration::from_secs(2), keys.refresh(&store)).await {
-                            Ok(Ok(_)) => {
-                                failures = 0;
-                                if !store_up.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                                    tracing::info!("store reachable again");
-                                }
-                            }
-                            _ => {
-                                failures += 1;
-                                if failures == 2 {
-                                    store_up.store(false, std::sync::atomic::Ordering::Relaxed);
-                                    tracing::error!("store unreachable; refusing /v1 requests until it returns");
-                                }
-                                continue;
-                            }
-                        }
-                        // Provider changes made through another instance.
-                        if let Err(e) = catalog.refresh(&store, false).await {
-                            tracing::warn!(error = %e, "provider reload failed; serving the last good providers");
+        let (keys, store, catalog, store_up) = (
+            keys.clone(),
+            store.clone(),
+            catalog.clone(),
+            store_up.clone(),
+        );
+        let failures = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        periodic(&tasks, &stop, Duration::ZERO, KEY_REFRESH, move || {
+            let (keys, store, catalog, store_up, failures) = (
+                keys.clone(),
+                store.clone(),
+                catalog.clone(),
+                store_up.clone(),
+                failures.clone(),
+            );
+            async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                // The refresh doubles as the store's health check: two misses in a row
+                // (~0.5 s) and /v1 fails fast with 503 until it answers again.
+                match tokio::time::timeout(Duration::from_secs(2), keys.refresh(&store)).await {
+                    Ok(Ok(_)) => {
+                        failures.store(0, Relaxed);
+                        if !store_up.swap(true, Relaxed) {
+                            tracing::info!("store reachable again");
                         }
                     }
+                    _ => {
+                        if failures.fetch_add(1, Relaxed) + 1 == 2 {
+                            store_up.store(false, Relaxed);
+                            tracing::error!(
+                                "store unreachable; refusing /v1 requests until it returns"
+                            );
+                        }
+                        return;
+                    }
+                }
+                // Provider changes made through another instance.
+                if let Err(e) = catalog.refresh(&store, false).await {
+                    tracing::warn!(error = %e, "provider reload failed; serving the last good providers");
                 }
             }
         });
     }
     {
-        let (budgets, store, stop) = (budgets.clone(), store.clone(), stop.clone());
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {
-                        if let Err(e) = sync_budgets(&store, &budgets).await {
-                            tracing::warn!(error = %e, "budget sync failed; keeping the last figures");
-                        }
+        let (budgets, store) = (budgets.clone(), store.clone());
+        periodic(
+            &tasks,
+            &stop,
+            Duration::ZERO,
+            Duration::from_secs(1),
+            move || {
+                let (budgets, store) = (budgets.clone(), store.clone());
+                async move {
+                    if let Err(e) = sync_budgets(&store, &budgets).await {
+                        tracing::warn!(error = %e, "budget sync failed; keeping the last figures");
                     }
                 }
-            }
-        });
+            },
+        );
     }
     {
-        let (store, stop) = (store.clone(), stop.clone());
+        let store = store.clone();
         let every = Duration::from_secs(config.billing.post_interval_secs.max(1));
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {
-                        match store.post_usage().await {
-                            Ok(n) if n > 0 => tracing::debug!(entries = n, "posted usage to the ledger"),
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "posting usage to the ledger failed; will retry"),
-                        }
+        periodic(&tasks, &stop, every, every, move || {
+            let store = store.clone();
+            async move {
+                match store.post_usage().await {
+                    Ok(n) if n > 0 => tracing::debug!(entries = n, "posted usage to the ledger"),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "posting usage to the ledger failed; will retry")
                     }
                 }
             }
         });
     }
     if config.usage.retention_days > 0 {
-        let (store, stop) = (store.clone(), stop.clone());
+        let store = store.clone();
         let keep_ms = i64::try_from(config.usage.retention_days.saturating_mul(86_400_000))
             .unwrap_or(i64::MAX);
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {
-                        match store.purge(time::now_ms().saturating_sub(keep_ms)).await {
-                            Ok(n) if n > 0 => tracing::info!(records = n, "purged per-request records past retention"),
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "retention purge failed; will retry"),
+        periodic(
+            &tasks,
+            &stop,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+            move || {
+                let store = store.clone();
+                async move {
+                    match store.purge(time::now_ms().saturating_sub(keep_ms)).await {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(records = n, "purged per-request records past retention")
                         }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "retention purge failed; will retry"),
                     }
                 }
-            }
-        });
+            },
+        );
     }
     if config.usage.warm_tokenizer {
         tasks.spawn_blocking(usage::tokens::warm);
@@ -274,16 +305,17 @@ pub async fn run(
     };
     let limiter = limits::Limiter::new(config.limits.clone()).await;
     {
-        let (limiter, stop) = (limiter.clone(), stop.clone());
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => limiter.sweep(),
-                }
-            }
-        });
+        let limiter = limiter.clone();
+        periodic(
+            &tasks,
+            &stop,
+            Duration::ZERO,
+            Duration::from_secs(60),
+            move || {
+                limiter.sweep();
+                std::future::ready(())
+            },
+        );
     }
     let (security, security_rx) = keys::SecurityEvents::new(4096);
     let security_flusher = keys::spawn_flusher(store.clone(), security_rx, stop.clone());
