@@ -569,6 +569,10 @@ pub struct ModelConfig {
     /// to four times `context_length`, else 10^9 (the hard cap).
     #[serde(default)]
     pub max_reported_tokens: Option<u64>,
+    /// Request parameters used when a request does not set them, e.g.
+    /// `default_params = { temperature = 0 }`; a request's own value always wins.
+    #[serde(default)]
+    pub default_params: std::collections::BTreeMap<String, serde_json::Value>,
     /// Scheduled price changes: each applies from its `effective_from` on. Records keep the
     /// cost computed when they were served, so history is never rewritten.
     #[serde(default)]
@@ -696,6 +700,8 @@ impl Config {
             cached_input_usd_per_mtok: None,
             context_length: Some(default_context_length() as u64),
             max_reported_tokens: None,
+            // A 135M model answers sensibly greedy and wanders at temperature 1.
+            default_params: [("temperature".to_owned(), serde_json::Value::from(0))].into(),
             price_changes: Vec::new(),
         });
         EmbeddedDefault::Serving(path)

@@ -81,6 +81,39 @@ pub struct Route {
     pub token_bound: u64,
     /// Caps failovers so a failing fleet is not hammered.
     retries: routing::RetryBudget,
+    /// `default_params`: (name, JSON value) used when a request does not give the name.
+    defaults: Vec<(String, String)>,
+}
+
+impl Route {
+    /// The request body with the model's default parameters it does not set, or `None`
+    /// when it sets them all (or the model has none).
+    fn with_defaults(&self, request: &Request<'_>, body: &[u8]) -> Option<Bytes> {
+        let Request::Json(inspected) = request else {
+            return None;
+        };
+        let mut missing = self
+            .defaults
+            .iter()
+            .filter(|(k, _)| !inspected.has(k))
+            .peekable();
+        missing.peek()?;
+        let end = body.iter().rposition(|&b| b == b'}')?;
+        let mut out = Vec::with_capacity(body.len() + 64);
+        out.extend_from_slice(&body[..end]);
+        let mut empty = body[..end].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        for (name, value) in missing {
+            if !empty {
+                out.push(b',');
+            }
+            empty = false;
+            serde_json::to_writer(&mut out, name).ok()?;
+            out.push(b':');
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(&body[end..]);
+        Some(Bytes::from(out))
+    }
 }
 
 /// Who is asking, and the budget their request is reserved against.
@@ -202,6 +235,11 @@ impl Gateway {
                     context_length: m.context_length,
                     token_bound: m.token_bound(),
                     retries: routing::RetryBudget::default(),
+                    defaults: m
+                        .default_params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .collect(),
                 }),
             );
             let route = routes.get(&m.id).cloned();
@@ -471,6 +509,14 @@ impl Gateway {
         if !key.may_use(&route.model_id) {
             return Err(ApiError::ModelNotAllowed(route.model_id.to_string()));
         }
+        let patched;
+        let request = match route.with_defaults(&request, body) {
+            Some(with_defaults) => {
+                patched = with_defaults;
+                Request::parse(endpoint, content_type, &patched).map_err(ApiError::InvalidBody)?
+            }
+            None => request,
+        };
         let stream = request.stream() && matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
         let prices = route.prices.at(crate::time::now_ms());
         meter.route(&route.model_id, "", prices, stream);

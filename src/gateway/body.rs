@@ -300,6 +300,11 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
 }
 
 impl<'a> Inspected<'a> {
+    /// Whether the request gives the top-level field `name` at all (`null` included).
+    pub fn has(&self, name: &str) -> bool {
+        self.fields.iter().any(|(k, _)| k == name)
+    }
+
     /// A top-level field's raw JSON (the last one wins, as in `inspect`); `null` counts as absent.
     pub fn field(&self, name: &str) -> Option<&'a RawValue> {
         self.fields

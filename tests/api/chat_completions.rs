@@ -233,3 +233,38 @@ async fn scheduled_price_changes_apply_from_their_date() {
     // 3 × $1 + 5 × $2 per million tokens = 13 µ$: the 2020 change is in force, the 2999 one is not.
     assert_eq!(r.cost_nanos, 13_000);
 }
+
+#[tokio::test]
+async fn a_models_default_params_fill_in_what_the_request_leaves_out() {
+    let app = TestApp::spawn_with(|c| {
+        c.models[0].default_params = [
+            ("temperature".to_owned(), serde_json::json!(0)),
+            ("top_p".to_owned(), serde_json::json!(0.9)),
+        ]
+        .into();
+    })
+    .await;
+    assert_eq!(app.chat(&chat_body("hi")).await.status(), 200);
+    let sent = app.mock.requests().pop().unwrap().json();
+    assert_eq!(
+        (sent["temperature"].clone(), sent["top_p"].clone()),
+        (serde_json::json!(0), serde_json::json!(0.9))
+    );
+    // The request's own value wins, null included; the other default still applies.
+    let mut body = chat_body("hi");
+    body["temperature"] = serde_json::json!(1.2);
+    body["top_p"] = serde_json::Value::Null;
+    assert_eq!(app.chat(&body).await.status(), 200);
+    let sent = app.mock.requests().pop().unwrap().json();
+    assert_eq!(sent["temperature"], 1.2);
+    assert!(sent["top_p"].is_null());
+    // The other surfaces too.
+    let resp = app
+        .post(
+            "/v1/responses",
+            &serde_json::json!({"model": MODEL, "input": "hi"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.mock.requests().pop().unwrap().json()["temperature"], 0);
+}

@@ -56,6 +56,7 @@ async fn models_and_prices_for_any_caller_with_routes_for_operators_only() {
             cached_input_usd_per_mtok: None,
             context_length: None,
             max_reported_tokens: None,
+            default_params: Default::default(),
             price_changes: Vec::new(),
         });
     })
