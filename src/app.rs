@@ -266,6 +266,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test's tasks end with its runtime
 mod tests {
     use super::*;
 

@@ -1,27 +1,33 @@
-//! InstaGen: a privacy-first, OpenAI-compatible LLM gateway with exact metering.
+//! InstaGen: a privacy-first LLM gateway with exact metering.
 //!
 //! # Layout
 //! - [`config`]: the one typed `Config` (defaults < `instagen.toml` < `INSTAGEN__…` env).
 //! - [`app`]: application state, router and the middleware order.
-//! - [`api`]: HTTP only — the OpenAI surface and health probes.
-//! - [`error`]: `ApiError`, the one mapping from error to status and OpenAI shape.
-//! - [`keys`]: access-key format, keyed hashing, in-memory authentication.
+//! - [`serve`]: the accept loop — HTTP/1.1 and HTTP/2, header and body timeouts.
+//! - [`tls`]: HTTPS with rustls; the certificate reloads on SIGHUP.
+//! - [`api`]: HTTP only — `/v1` (OpenAI's routes, the Responses API, Anthropic's
+//!   Messages API), the management API and its route table, health probes.
+//! - [`error`]: `ApiError`, the one mapping from error to status and shape.
+//! - [`keys`]: access-key format, keyed hashing, in-memory authentication, security events.
 //! - [`limits`]: per-IP, per-key and per-account limits, in memory or Redis.
-//! - [`serve`]: the accept loop — HTTP/1.1 and HTTP/2, header timeouts, connection cap.
-//! - [`secrets`]: provider credentials sealed at rest (AES-256-GCM under a master key).
-//! - [`gateway`]: model → route, body rewriting, provider adapters, stream relay.
-//! - [`usage`]: usage records, the per-request meter, journal and batch writer.
-//! - [`billing`]: money (integer nano-USD) and prices.
-//! - [`store`]: persistence behind one enum (SQLite today).
-//! - [`admin`]: account/key/usage operations shared by the CLI.
+//! - [`gateway`]: the client wire formats, model → route, body rewriting and
+//!   minimisation, provider adapters, failover, the stream relay.
+//! - [`engine`]: the built-in CPU engine (GGUF models, its tokenizer).
+//! - [`usage`]: usage records, the per-request meter, journal, batch writer, token
+//!   counting, quarantine, exports.
+//! - [`billing`]: money (integer nano-USD), prices, budgets, the hash-chained ledger.
+//! - [`store`]: persistence behind one enum — SQLite or PostgreSQL.
+//! - [`admin`]: account, key, usage and billing operations shared by the API and the CLI.
 //! - [`console`]: the web console at `/console`, its assets compiled in.
+//! - [`secrets`]: provider credentials sealed at rest (AES-256-GCM under a master key).
+//! - [`telemetry`]: what may be logged, and the metrics.
 //! - [`bodybuf`]: large bodies in mappings that go back to the system when dropped.
 //! - [`files`]: the data dir and the files in it are private to the server's user.
-//! - [`tls`]: HTTPS with rustls; the certificate reloads on SIGHUP.
-//! - [`telemetry`]: what may be logged, and how.
+//! - [`time`]: clocks and RFC 3339 dates.
 //!
 //! [`run`] serves a config on a bound listener until `shutdown` resolves, then drains:
 //! in-flight requests finish (within a grace period), every usage record is written.
+//! Every background loop runs through `periodic`: tracked, and stopped on shutdown.
 
 #![recursion_limit = "256"]
 

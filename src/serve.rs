@@ -84,6 +84,9 @@ pub async fn serve(
         let (builder, router, watcher) = (builder.clone(), router.clone(), graceful.watcher());
         let (active, pace) = (active.clone(), limits.body_pace);
         let (tls, handshake_timeout) = (limits.tls.clone(), limits.header_read_timeout);
+        // A connection is tracked by `active` and the graceful-shutdown watcher it holds;
+        // shutdown waits for both.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             match tls {
                 None => serve_conn(&builder, stream, router, addr, watcher, active, pace).await,
@@ -103,6 +106,8 @@ pub async fn serve(
     drop(listener);
     // Tell every connection to finish (HTTP/1 closes when idle, HTTP/2 sends GOAWAY), then
     // wait for the requests in flight — not for idle connections a client keeps open.
+    // Awaited below, within the grace period.
+    #[allow(clippy::disallowed_methods)]
     let closing = tokio::spawn(graceful.shutdown());
     active.wait_idle().await;
     closing.abort();

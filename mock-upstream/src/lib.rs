@@ -21,6 +21,7 @@
 //! Behaviour is scripted per request: [`MockUpstream::push`] queues a [`Script`]
 //! that the next request consumes; when the queue is empty the default script
 //! ([`MockUpstream::set_default`]) applies. Nothing here belongs to the product.
+#![allow(clippy::disallowed_methods)] // a test fixture, not the product: its tasks and exits need no tracking
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! `mock-upstream` binary: a fake OpenAI-compatible engine for load benches and manual runs.
 //!
 //! Usage: `mock-upstream [--listen 127.0.0.1:8000] [--words N] [--chunk-delay-ms MS]`.
+#![allow(clippy::disallowed_methods)] // a test fixture, not the product: its tasks and exits need no tracking
 
 use std::time::Duration;
 

@@ -114,6 +114,8 @@ pub fn spawn_flusher(
     mut rx: mpsc::Receiver<Failed>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
+    // Tracked by its JoinHandle, which `run` awaits at shutdown after the last flush.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         let mut pending: HashMap<BucketKey, (Option<String>, i64)> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));

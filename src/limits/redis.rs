@@ -124,10 +124,13 @@ impl RedisLimits {
             Ok(c) => *conn.write().unwrap_or_else(|p| p.into_inner()) = Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach redis at start; retrying in the background");
-                let (slot, url) = (conn.clone(), url.to_owned());
+                let (slot, url) = (Arc::downgrade(&conn), url.to_owned());
+                // Ends when it connects, or when the limiter that owns the slot is gone.
+                #[allow(clippy::disallowed_methods)]
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(2)).await;
+                        let Some(slot) = slot.upgrade() else { break };
                         if let Ok(c) = open(&url).await {
                             *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(c);
                             tracing::info!("connected to redis");

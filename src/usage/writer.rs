@@ -35,6 +35,8 @@ pub fn spawn_writer(
         metrics: observers.metrics,
         stop: stop.clone(),
     };
+    // Tracked by its JoinHandle, which `run` awaits at shutdown after the last flush.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         let mut batch: Vec<UsageRecord> = Vec::with_capacity(batch_size);
         loop {

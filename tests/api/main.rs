@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken expectations
+#![allow(clippy::disallowed_methods)] // a test's tasks end with its runtime
 
 //! InstaGen's integration tests: the real server on port 0, a real mock upstream over
 //! TCP, a real SQLite file (or a PostgreSQL database: see `helpers.rs`). One binary;
