@@ -120,28 +120,11 @@ async fn request_context(
         started: Instant::now(),
         client_ip: client_ip(&req, state.client_ip_header.as_ref()),
     };
-    let route: &'static str = match req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-    {
-        Some("/v1/chat/completions") => "/v1/chat/completions",
-        Some("/v1/completions") => "/v1/completions",
-        Some("/v1/embeddings") => "/v1/embeddings",
-        Some("/v1/audio/transcriptions") => "/v1/audio/transcriptions",
-        Some("/v1/models") => "/v1/models",
-        Some("/v1/models/{model}") => "/v1/models/{model}",
-        Some("/v1/responses") => "/v1/responses",
-        Some(p) if p.starts_with("/v1/responses/") => "/v1/responses/{response_id}",
-        Some("/v1/messages") => "/v1/messages",
-        Some("/v1/messages/count_tokens") => "/v1/messages/count_tokens",
-        Some("/healthz") => "/healthz",
-        Some("/readyz") => "/readyz",
-        Some("/metrics") => "/metrics",
-        Some(p) if p.starts_with("/api/") => "/api",
-        Some(p) if p == "/" || p.starts_with("/console") => "/console",
-        _ => "unmatched",
-    };
+    let route = crate::telemetry::metrics::route_label(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     req.extensions_mut().insert(ctx.clone());
     let head_bytes = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
         + req

@@ -6,7 +6,7 @@
 //! fed by the usage writer (one observation per usage record, off the request path);
 //! HTTP counters by the request middleware; route health is read at scrape time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +71,8 @@ struct ModelSeries {
 #[derive(Default)]
 pub struct Metrics {
     models: Mutex<BTreeMap<String, ModelSeries>>,
-    http: Mutex<HashMap<(&'static str, u16), u64>>,
+    /// HTTP responses: one row a route label (in `ROUTE_LABELS` order), counted without a lock.
+    http: [HttpRow; ROUTE_LABELS.len()],
     /// Refusals by reason, in the order of `Refused::ALL`.
     limited: [AtomicU64; Refused::ALL.len()],
     /// Usage records set aside because the store would not take them.
@@ -82,6 +83,88 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The route labels of `instagen_http_responses_total`: a fixed set, so a path a client
+/// makes up never becomes a label.
+pub const ROUTE_LABELS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/audio/transcriptions",
+    "/v1/models",
+    "/v1/models/{model}",
+    "/v1/responses",
+    "/v1/responses/{response_id}",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api",
+    "/console",
+    "unmatched",
+];
+
+/// The label of a request's matched route (see [`ROUTE_LABELS`]).
+pub fn route_label(matched: Option<&str>) -> &'static str {
+    let label = match matched {
+        Some(p) if p.starts_with("/v1/responses/") => "/v1/responses/{response_id}",
+        Some(p) if p.starts_with("/api/") => "/api",
+        Some(p) if p == "/" || p.starts_with("/console") => "/console",
+        Some(p) => p,
+        None => "unmatched",
+    };
+    ROUTE_LABELS
+        .iter()
+        .find(|l| **l == label)
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// Distinct statuses counted per route; more than this many is not a real server.
+const STATUS_SLOTS: usize = 48;
+
+/// One route's responses by status: a slot is claimed for a status by compare-and-swap on
+/// first use, then counted with an atomic add — no lock on the response path.
+struct HttpRow {
+    statuses: [std::sync::atomic::AtomicU16; STATUS_SLOTS],
+    counts: [AtomicU64; STATUS_SLOTS],
+}
+
+impl Default for HttpRow {
+    fn default() -> Self {
+        Self {
+            statuses: [const { std::sync::atomic::AtomicU16::new(0) }; STATUS_SLOTS],
+            counts: [const { AtomicU64::new(0) }; STATUS_SLOTS],
+        }
+    }
+}
+
+impl HttpRow {
+    fn add(&self, status: u16) {
+        for (slot, count) in self.statuses.iter().zip(&self.counts) {
+            let held = match slot.load(Ordering::Acquire) {
+                0 => match slot.compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => status,
+                    Err(other) => other,
+                },
+                held => held,
+            };
+            if held == status {
+                count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    fn counts(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.statuses
+            .iter()
+            .zip(&self.counts)
+            .map(|(s, c)| (s.load(Ordering::Acquire), c.load(Ordering::Relaxed)))
+            .filter(|(s, _)| *s != 0)
+    }
 }
 
 /// Gauges read at scrape time.
@@ -116,12 +199,9 @@ impl Metrics {
 
     /// One HTTP response, by route label (a fixed set) and status.
     pub fn http(&self, route: &'static str, status: u16) {
-        *self
-            .http
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route, status))
-            .or_insert(0) += 1;
+        if let Some(i) = ROUTE_LABELS.iter().position(|l| *l == route) {
+            self.http[i].add(status);
+        }
     }
 
     /// Usage records moved to the quarantine file.
@@ -193,12 +273,10 @@ impl Metrics {
         }
         drop(models);
         out.push_str("# HELP instagen_http_responses_total HTTP responses by route and status.\n# TYPE instagen_http_responses_total counter\n");
-        let mut http: Vec<_> = self
-            .http
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut http: Vec<_> = ROUTE_LABELS
             .iter()
-            .map(|(k, v)| (*k, *v))
+            .zip(&self.http)
+            .flat_map(|(route, row)| row.counts().map(move |(status, n)| ((*route, status), n)))
             .collect();
         http.sort();
         for ((route, status), n) in http {
@@ -338,5 +416,35 @@ mod tests {
         );
         assert!(text.contains("instagen_limiter_rejections_total{reason=\"key_rpm_limit\"} 1"));
         assert!(text.contains("instagen_usage_queue_depth 3"));
+        assert!(text.contains(
+            "instagen_http_responses_total{route=\"/v1/chat/completions\",status=\"200\"} 1"
+        ));
+    }
+
+    #[test]
+    fn responses_are_counted_by_route_and_status_across_threads_without_a_lock() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u16 {
+                        m.http(route_label(Some("/v1/messages")), 200 + (i + t) % 5);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let row = &m.http[ROUTE_LABELS
+            .iter()
+            .position(|l| *l == "/v1/messages")
+            .unwrap()];
+        let counts: Vec<(u16, u64)> = row.counts().collect();
+        assert_eq!(counts.len(), 5);
+        assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 4000);
+        assert_eq!(route_label(Some("/api/v1/accounts/{account}")), "/api");
+        assert_eq!(route_label(Some("/made/up")), "unmatched");
     }
 }
