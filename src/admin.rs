@@ -77,24 +77,27 @@ pub(crate) async fn audit(
     }
 }
 
-pub(crate) fn invalid(message: impl Into<String>) -> StoreError {
-    StoreError::Invalid(message.into())
+/// A value the caller gave that cannot be taken: the field travels as data, the message
+/// (`field: why`) is for people.
+pub(crate) fn invalid(field: &str, why: impl std::fmt::Display) -> StoreError {
+    StoreError::invalid(field, why)
 }
 
 /// Checks a human-chosen name: trimmed, 1..=max characters, no control characters.
 pub fn check_name(field: &str, value: &str, max: usize) -> Result<String, StoreError> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "{field}: must be 1 to {max} printable characters"
-        )));
+        return Err(invalid(
+            field,
+            format!("must be 1 to {max} printable characters"),
+        ));
     }
     Ok(v.to_owned())
 }
 
 pub(crate) fn check_description(value: &str) -> Result<String, StoreError> {
     if value.chars().count() > 1024 || value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(invalid("description: at most 1024 characters"));
+        return Err(invalid("description", "at most 1024 characters"));
     }
     Ok(value.to_owned())
 }
@@ -103,7 +106,7 @@ pub(crate) fn check_models(models: &Option<Vec<String>>) -> Result<(), StoreErro
     if let Some(m) = models
         && (m.len() > 256 || m.iter().any(|id| id.is_empty() || id.len() > 256))
     {
-        return Err(invalid("allowed_models: at most 256 non-empty model ids"));
+        return Err(invalid("allowed_models", "at most 256 non-empty model ids"));
     }
     Ok(())
 }
@@ -115,21 +118,21 @@ pub(crate) fn check_limits(limits: &crate::store::KeyLimits) -> Result<(), Store
         ("limits.max_concurrent", limits.max_concurrent),
     ] {
         if v.is_some_and(|n| n <= 0) {
-            return Err(invalid(format!("{field}: must be a positive integer")));
+            return Err(invalid(field, "must be a positive integer"));
         }
     }
     if let Some(p) = &limits.spend_limit_period
         && !matches!(p.as_str(), "day" | "month" | "total")
     {
         return Err(invalid(
-            "limits.spend_limit_period: must be day, month or total",
+            "limits.spend_limit_period",
+            "must be day, month or total",
         ));
     }
     if let Some(usd) = &limits.spend_limit_usd {
-        let m =
-            Money::parse_usd(usd).map_err(|e| invalid(format!("limits.spend_limit_usd: {e}")))?;
+        let m = Money::parse_usd(usd).map_err(|e| invalid("limits.spend_limit_usd", e))?;
         if m.nanos() < 0 {
-            return Err(invalid("limits.spend_limit_usd: must not be negative"));
+            return Err(invalid("limits.spend_limit_usd", "must not be negative"));
         }
     }
     Ok(())
@@ -142,7 +145,7 @@ pub(crate) fn check_email(email: &str) -> Result<String, StoreError> {
             .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
         && !e.chars().any(|c| c.is_whitespace() || c.is_control());
     if !ok {
-        return Err(invalid("email: not a valid email address"));
+        return Err(invalid("email", "not a valid email address"));
     }
     Ok(e)
 }

@@ -24,8 +24,12 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0} already exists")]
     Conflict(&'static str),
-    #[error("{0}")]
-    Invalid(String),
+    /// A value that cannot be taken; `field` names it (as data) when one is at fault.
+    #[error("{message}")]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
     /// The account has as many keys as it may (`accounts.max_keys_per_account`).
     #[error("the account has reached its limit of {0} access keys; delete unused keys first")]
     KeyLimit(usize),
@@ -40,6 +44,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A value that cannot be taken: the field travels as data, the message (`field: why`)
+    /// is for people.
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
+        StoreError::Invalid {
+            field: Some(field.to_owned()),
+            message: format!("{field}: {why}"),
+        }
+    }
+
     /// Whether the store refused the data itself (a value out of range, a constraint, an
     /// overflowing sum), so retrying the same rows cannot help; connection, lock and I/O
     /// failures are not. SQLite codes are numeric, PostgreSQL's are SQLSTATEs: classes 22

@@ -10,7 +10,7 @@ use crate::time::now_ms;
 /// Hashes a password with Argon2id (default parameters) off the async runtime.
 pub async fn hash_password(password: &str) -> Result<String, StoreError> {
     if password.chars().count() < 10 || password.len() > 1024 {
-        return Err(invalid("password: must be 10 to 1024 characters"));
+        return Err(invalid("password", "must be 10 to 1024 characters"));
     }
     let pw = password.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -97,7 +97,7 @@ pub async fn set_account_regions(
     regions: Option<Vec<String>>,
 ) -> Result<Account, StoreError> {
     super::check_models(&regions)
-        .map_err(|_| invalid("allowed_regions: at most 256 non-empty region names"))?;
+        .map_err(|_| invalid("allowed_regions", "at most 256 non-empty region names"))?;
     store.set_account_regions(id, regions.as_deref()).await?;
     audit(store, actor, Some(id), "account.regions", Some(id)).await;
     store.account(id).await
@@ -113,9 +113,10 @@ pub async fn set_account_limits(
 ) -> Result<Account, StoreError> {
     for (field, v) in [("rpm", rpm), ("tpm", tpm)] {
         if v.is_some_and(|n| !(1..=1_000_000_000_000).contains(&n)) {
-            return Err(invalid(format!(
-                "limits.{field}: must be between 1 and 10^12, or null"
-            )));
+            return Err(invalid(
+                &format!("limits.{field}"),
+                "must be between 1 and 10^12, or null",
+            ));
         }
     }
     store.set_account_limits(id, rpm, tpm).await?;
@@ -181,7 +182,7 @@ pub async fn add_member(
         Ok(u) => u,
         Err(StoreError::NotFound(_)) => match password {
             Some(pw) => create_user(store, actor, &email, pw, false).await?,
-            None => return Err(invalid("password: required to invite a new user")),
+            None => return Err(invalid("password", "required to invite a new user")),
         },
         Err(e) => return Err(e),
     };
@@ -324,7 +325,8 @@ pub async fn delete_account(
     let account = store.account(account_id).await?;
     if confirm != account.name {
         return Err(invalid(
-            "confirm: type the account's exact name to confirm deletion",
+            "confirm",
+            "type the account's exact name to confirm deletion",
         ));
     }
     // Phase 1: stop new requests. Suspension bumps the keys' versions, so every instance's

@@ -107,16 +107,16 @@ pub async fn post_to_ledger(
     memo: &str,
 ) -> Result<crate::billing::ledger::LedgerEntry, StoreError> {
     let amount = Money::parse_usd(usd)
-        .map_err(|e| invalid(format!("usd: {e}")))?
+        .map_err(|e| invalid("usd", e))?
         .nanos();
     match kind {
         "credit" if amount > 0 => {}
         "adjustment" if amount != 0 => {}
-        "credit" => return Err(invalid("usd: a credit must be positive")),
-        _ => return Err(invalid("usd: an adjustment must not be zero")),
+        "credit" => return Err(invalid("usd", "a credit must be positive")),
+        _ => return Err(invalid("usd", "an adjustment must not be zero")),
     }
     if memo.chars().count() > 256 || memo.chars().any(char::is_control) {
-        return Err(invalid("memo: at most 256 printable characters"));
+        return Err(invalid("memo", "at most 256 printable characters"));
     }
     let account = store.account(account_id).await?;
     let entry = store

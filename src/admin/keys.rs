@@ -65,7 +65,7 @@ pub async fn create_key_capped(
     };
     check_models(&spec.allowed_models)?;
     check_models(&spec.allowed_regions)
-        .map_err(|_| invalid("allowed_regions: at most 256 non-empty region names"))?;
+        .map_err(|_| invalid("allowed_regions", "at most 256 non-empty region names"))?;
     check_limits(&spec.limits)?;
     let account = store.account(account_id).await?;
     if store.count_live_keys(&account.id).await? >= max_keys as u64 {
@@ -102,7 +102,7 @@ pub async fn update_key(
     }
     if let Some(r) = &update.allowed_regions {
         check_models(r)
-            .map_err(|_| invalid("allowed_regions: at most 256 non-empty region names"))?;
+            .map_err(|_| invalid("allowed_regions", "at most 256 non-empty region names"))?;
     }
     if let Some(m) = &update.allowed_models {
         check_models(m)?;
@@ -128,7 +128,8 @@ pub async fn rotate_key(
 ) -> Result<CreatedKey, StoreError> {
     if !(0..=30 * 24 * 3600).contains(&grace_secs) {
         return Err(invalid(
-            "grace_seconds: must be between 0 and 2592000 (30 days)",
+            "grace_seconds",
+            "must be between 0 and 2592000 (30 days)",
         ));
     }
     let current = store.key(account_id, key_id).await?;
@@ -196,7 +197,8 @@ pub async fn create_token(
         }
         _ => {
             return Err(invalid(
-                "role: must be owner, member or viewer (operator tokens have no account)",
+                "role",
+                "must be owner, member or viewer (operator tokens have no account)",
             ));
         }
     }

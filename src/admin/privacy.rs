@@ -37,10 +37,13 @@ pub async fn acknowledge_privacy(
     config: &PrivacyConfig,
 ) -> Result<String, StoreError> {
     if version != config.version {
-        return Err(invalid(format!(
-            "version: the privacy policy in force is version {}; read it and acknowledge that one",
-            config.version
-        )));
+        return Err(invalid(
+            "version",
+            format!(
+                "the privacy policy in force is version {}; read it and acknowledge that one",
+                config.version
+            ),
+        ));
     }
     if user.privacy_seen_version.as_deref() == Some(version) {
         return Ok(version.to_owned());

@@ -86,9 +86,10 @@ pub async fn get_provider(
 fn take_key(body: &mut Map<String, Value>) -> Result<Option<Option<Secret>>, StoreError> {
     for field in ["api_key_env", "api_key_file"] {
         if body.contains_key(field) {
-            return Err(invalid(format!(
-                "{field}: only config files may name server-side secrets; send `api_key` (stored encrypted)"
-            )));
+            return Err(invalid(
+                field,
+                "only config files may name server-side secrets; send `api_key` (stored encrypted)",
+            ));
         }
     }
     match body.remove("api_key") {
@@ -97,7 +98,7 @@ fn take_key(body: &mut Map<String, Value>) -> Result<Option<Option<Secret>>, Sto
         Some(Value::String(k)) if !k.trim().is_empty() && k.len() <= 4096 => {
             Ok(Some(Some(Secret::new(k.trim()))))
         }
-        Some(_) => Err(invalid("api_key: must be a non-empty string or null")),
+        Some(_) => Err(invalid("api_key", "must be a non-empty string or null")),
     }
 }
 
@@ -111,7 +112,8 @@ fn check_name(name: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(invalid(
-            "name: 1-64 characters of letters, digits, `-`, `_` and `.`",
+            "name",
+            "1-64 characters of letters, digits, `-`, `_` and `.`",
         ))
     }
 }
@@ -119,17 +121,18 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 /// Parses and checks settings the way config does, and that an adapter can be built.
 fn parse_settings(body: Map<String, Value>) -> Result<ProviderConfig, StoreError> {
     let config: ProviderConfig =
-        serde_json::from_value(Value::Object(body)).map_err(|e| invalid(format!("body: {e}")))?;
+        serde_json::from_value(Value::Object(body)).map_err(|e| invalid("body", e))?;
     check_name(&config.name)?;
     if config.kind == crate::config::ProviderKind::Local || config.path.is_some() {
         return Err(invalid(
-            "kind: local providers (a model file on the server) are set in the config file only",
+            "kind",
+            "local providers (a model file on the server) are set in the config file only",
         ));
     }
     if !(config.base_url.starts_with("http://") || config.base_url.starts_with("https://")) {
-        return Err(invalid("base_url: must start with http:// or https://"));
+        return Err(invalid("base_url", "must start with http:// or https://"));
     }
-    Provider::from_config(&config).map_err(|e| invalid(format!("body: {e}")))?;
+    Provider::from_config(&config).map_err(|e| invalid("body", e))?;
     Ok(config)
 }
 
@@ -143,7 +146,8 @@ fn seal(
     };
     let master = catalog.master_key().ok_or_else(|| {
         invalid(
-            "api_key: no master key is configured (server.master_key_file or INSTAGEN_MASTER_KEY), \
+            "api_key",
+            "no master key is configured (server.master_key_file or INSTAGEN_MASTER_KEY), \
              so a key cannot be stored",
         )
     })?;
@@ -161,9 +165,7 @@ async fn apply(
     after: Vec<StoredProvider>,
     write: impl AsyncFnOnce() -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    catalog
-        .check(&after)
-        .map_err(|e| invalid(format!("body: {e}")))?;
+    catalog.check(&after).map_err(|e| invalid("body", e))?;
     write().await?;
     catalog
         .refresh(store, true)
@@ -208,7 +210,7 @@ pub async fn update_provider(
 ) -> Result<Value, StoreError> {
     let key = take_key(&mut patch)?;
     if patch.get("name").is_some_and(|n| n != name) {
-        return Err(invalid("name: a provider cannot be renamed"));
+        return Err(invalid("name", "a provider cannot be renamed"));
     }
     let mut after = store.list_providers().await?;
     let Some(current) = after.iter_mut().find(|s| s.name == name) else {

@@ -64,7 +64,7 @@ pub(super) fn spend_nanos(limits: &KeyLimits) -> Result<Option<i64>, StoreError>
         .map(|t| {
             Money::parse_usd(t)
                 .map(Money::nanos)
-                .map_err(|e| StoreError::Invalid(format!("limits.spend_limit_usd: {e}")))
+                .map_err(|e| StoreError::invalid("limits.spend_limit_usd", e))
         })
         .transpose()
 }

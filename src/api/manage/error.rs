@@ -76,15 +76,12 @@ impl From<StoreError> for MgmtError {
             e @ StoreError::LastOwner => {
                 MgmtError::new(StatusCode::CONFLICT, "last_owner", e.to_string())
             }
-            StoreError::Invalid(message) => {
-                let field = message.split_once(':').map(|(f, _)| f.trim().to_owned());
-                MgmtError {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "invalid_request",
-                    message,
-                    field,
-                }
-            }
+            StoreError::Invalid { field, message } => MgmtError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                message,
+                field,
+            },
             e @ (StoreError::Db(_) | StoreError::Setup(_)) => {
                 tracing::error!(error = %e, "management request failed in the store");
                 MgmtError::new(
@@ -171,18 +168,16 @@ pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MgmtErro
             "a JSON object body is required",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let message = e.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .map(str::to_owned);
-        MgmtError {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_request",
-            message: format!("invalid JSON body: {message}"),
-            field,
-        }
-    })
+    // The path to the value at fault comes as data (`limits.rpm`, an unknown key itself).
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(
+        |e| {
+            let path = e.path().to_string();
+            MgmtError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                message: format!("invalid JSON body: {}", e.inner()),
+                field: (path != ".").then_some(path),
+            }
+        },
+    )
 }

@@ -23,9 +23,10 @@ fn invitation_of(row: &PgRow) -> Result<Invitation, StoreError> {
         account_id: row.try_get("account_id")?,
         account_name: row.try_get("account_name")?,
         email: row.try_get("email")?,
-        role: Role::parse(&role).ok_or(StoreError::Invalid(format!(
-            "role: stored role `{role}` is unknown"
-        )))?,
+        role: Role::parse(&role).ok_or(StoreError::invalid(
+            "role",
+            format!("stored role `{role}` is unknown"),
+        ))?,
         invited_by: row.try_get("invited_by")?,
         created_ms: row.try_get("created_ms")?,
         expires_ms: row.try_get("expires_ms")?,
