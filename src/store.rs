@@ -7,6 +7,7 @@
 mod codec;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 
 use crate::billing::ledger::LedgerEntry;

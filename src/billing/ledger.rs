@@ -45,6 +45,41 @@ pub fn entry_hash(e: &LedgerEntry) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a new entry says; [`next`] chains it after the ledger's last entry.
+pub struct Draft<'a> {
+    pub ts_ms: i64,
+    pub billing_id: &'a str,
+    /// `credit`, `usage` or `adjustment`.
+    pub kind: &'a str,
+    pub amount_nanos: i64,
+    pub period: Option<(i64, i64)>,
+    pub memo: &'a str,
+}
+
+/// The entry `draft` becomes after the tip — the last entry's `(seq, hash)`, `None` for an
+/// empty ledger: the next sequence number, linked to the tip's hash, hashed. The stores
+/// only persist what this returns.
+pub fn next(tip: Option<(i64, String)>, draft: Draft<'_>) -> LedgerEntry {
+    let (seq, prev_hash) = match tip {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let mut e = LedgerEntry {
+        seq,
+        ts_ms: draft.ts_ms,
+        billing_id: draft.billing_id.to_owned(),
+        kind: draft.kind.to_owned(),
+        amount_nanos: draft.amount_nanos,
+        period_start_ms: draft.period.map(|p| p.0),
+        period_end_ms: draft.period.map(|p| p.1),
+        memo: draft.memo.to_owned(),
+        prev_hash,
+        hash: String::new(),
+    };
+    e.hash = entry_hash(&e);
+    e
+}
+
 /// What `verify` found wrong first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainBreak {
@@ -140,6 +175,28 @@ pub fn check_totals<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_links_each_draft_after_the_tip_and_the_chain_verifies() {
+        let mut entries: Vec<LedgerEntry> = Vec::new();
+        for (i, amount) in [5_000_000_000i64, -1_234, 7].into_iter().enumerate() {
+            let tip = entries.last().map(|e| (e.seq, e.hash.clone()));
+            entries.push(next(
+                tip,
+                Draft {
+                    ts_ms: 1_000 + i as i64,
+                    billing_id: "b1",
+                    kind: if amount > 0 { "credit" } else { "usage" },
+                    amount_nanos: amount,
+                    period: (amount < 0).then_some((0, 10)),
+                    memo: "",
+                },
+            ));
+        }
+        assert_eq!(entries[0].prev_hash, GENESIS);
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(verify(&entries), Ok(3));
+    }
 
     fn chain(n: i64) -> Vec<LedgerEntry> {
         let mut prev = GENESIS.to_owned();

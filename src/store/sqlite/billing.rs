@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
-use crate::billing::ledger::{GENESIS, LedgerEntry, entry_hash};
+use crate::billing::ledger::LedgerEntry;
 use crate::store::StoreError;
 use crate::time::now_ms;
 
@@ -33,45 +33,35 @@ async fn append(
     period: Option<(i64, i64)>,
     memo: &str,
 ) -> Result<LedgerEntry, sqlx::Error> {
-    let last = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+    let tip = sqlx::query(crate::store::sql::LEDGER_TIP)
         .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| Ok::<_, sqlx::Error>((row.try_get("seq")?, row.try_get("hash")?)))
+        .transpose()?;
+    let e = crate::billing::ledger::next(
+        tip,
+        crate::billing::ledger::Draft {
+            ts_ms: now_ms(),
+            billing_id,
+            kind,
+            amount_nanos,
+            period,
+            memo,
+        },
+    );
+    sqlx::query(crate::store::sql::LEDGER_INSERT)
+        .bind(e.seq)
+        .bind(e.ts_ms)
+        .bind(&e.billing_id)
+        .bind(&e.kind)
+        .bind(e.amount_nanos)
+        .bind(e.period_start_ms)
+        .bind(e.period_end_ms)
+        .bind(&e.memo)
+        .bind(&e.prev_hash)
+        .bind(&e.hash)
+        .execute(&mut *conn)
         .await?;
-    let (seq, prev_hash) = match last {
-        Some(row) => (
-            row.try_get::<i64, _>("seq")? + 1,
-            row.try_get::<String, _>("hash")?,
-        ),
-        None => (1, GENESIS.to_owned()),
-    };
-    let mut e = LedgerEntry {
-        seq,
-        ts_ms: now_ms(),
-        billing_id: billing_id.to_owned(),
-        kind: kind.to_owned(),
-        amount_nanos,
-        period_start_ms: period.map(|p| p.0),
-        period_end_ms: period.map(|p| p.1),
-        memo: memo.to_owned(),
-        prev_hash,
-        hash: String::new(),
-    };
-    e.hash = entry_hash(&e);
-    sqlx::query(
-        "INSERT INTO ledger (seq, ts_ms, billing_id, kind, amount_nanos, period_start_ms, period_end_ms, memo, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(e.seq)
-    .bind(e.ts_ms)
-    .bind(&e.billing_id)
-    .bind(&e.kind)
-    .bind(e.amount_nanos)
-    .bind(e.period_start_ms)
-    .bind(e.period_end_ms)
-    .bind(&e.memo)
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .execute(&mut *conn)
-    .await?;
     Ok(e)
 }
 
