@@ -24,12 +24,22 @@ use crate::time::now_ms;
 
 mod accounts;
 mod billing;
+// Written once for both stores and compiled against each backend's types.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/invitations.rs"]
 mod invitations;
 mod keys;
 mod migrations;
+// Written once for both stores and compiled against each backend's types.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/providers.rs"]
 mod providers;
 mod rights;
 mod usage;
+
+/// This backend's types, for the modules written once for both (`store/shared/`).
+type DbRow = sqlx::postgres::PgRow;
+type ThisStore = PgStore;
 
 use migrations::MIGRATIONS;
 

@@ -370,4 +370,8 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX invitations_email ON invitations(email);
     CREATE INDEX invitations_account ON invitations(account_id);
     "#,
+    // 15: provider names sort by byte, as on SQLite, so both stores share one query.
+    r#"
+    ALTER TABLE providers ALTER COLUMN name TYPE TEXT COLLATE "C";
+    "#,
 ];

@@ -1,15 +1,15 @@
-//! Operator-managed providers in PostgreSQL: settings and sealed credentials, versioned
-//! for reloads (the version row's lock orders concurrent changes).
+//! Operator-managed providers: settings and sealed credentials, versioned for reloads (on
+//! PostgreSQL the version row's lock orders concurrent changes). Written once for both
+//! stores: each includes this file with its own `DbRow` and `ThisStore`.
 
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 
-use super::PgStore;
+use super::{DbRow, ThisStore};
 use crate::store::codec::conflict;
 use crate::store::{StoreError, StoredProvider};
 use crate::time::now_ms;
 
-fn provider_of(row: &PgRow) -> Result<StoredProvider, sqlx::Error> {
+fn provider_of(row: &DbRow) -> Result<StoredProvider, sqlx::Error> {
     Ok(StoredProvider {
         name: row.try_get("name")?,
         settings: row.try_get("settings")?,
@@ -21,10 +21,10 @@ fn provider_of(row: &PgRow) -> Result<StoredProvider, sqlx::Error> {
 
 const BUMP: &str = "UPDATE providers_version SET version = version + 1 WHERE id = 1";
 
-impl PgStore {
+impl ThisStore {
     pub async fn list_providers(&self) -> Result<Vec<StoredProvider>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, settings, credential, created_ms, updated_ms FROM providers ORDER BY name COLLATE \"C\"",
+            "SELECT name, settings, credential, created_ms, updated_ms FROM providers ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -1,12 +1,12 @@
 //! Invitations: an owner asks someone to join an account; they join only by accepting.
 //!
 //! Only the token's keyed hash is kept; an invitation is deleted when accepted, revoked,
-//! or found expired, and with its account.
+//! or found expired, and with its account. Written once for both stores: each includes
+//! this file with its own `DbRow` and `ThisStore`.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::SqliteStore;
+use super::{DbRow, ThisStore};
 use crate::keys::KeyHash;
 use crate::store::{Invitation, Role, StoreError};
 use crate::time::now_ms;
@@ -16,7 +16,7 @@ const SELECT: &str =
         i.created_ms, i.expires_ms
     FROM invitations i JOIN accounts a ON a.id = i.account_id";
 
-fn invitation_of(row: &SqliteRow) -> Result<Invitation, StoreError> {
+fn invitation_of(row: &DbRow) -> Result<Invitation, StoreError> {
     let role: String = row.try_get("role")?;
     Ok(Invitation {
         id: row.try_get("id")?,
@@ -33,7 +33,7 @@ fn invitation_of(row: &SqliteRow) -> Result<Invitation, StoreError> {
     })
 }
 
-impl SqliteStore {
+impl ThisStore {
     /// Stores an invitation (replacing an earlier one for the same account and email).
     pub async fn create_invitation(
         &self,
@@ -42,7 +42,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "DELETE FROM invitations WHERE expires_ms < ? OR (account_id = ? AND email = ?)",
+            "DELETE FROM invitations WHERE expires_ms < $1 OR (account_id = $2 AND email = $3)",
         )
         .bind(now_ms())
         .bind(&invitation.account_id)
@@ -51,7 +51,7 @@ impl SqliteStore {
         .await?;
         sqlx::query(
             "INSERT INTO invitations (id, account_id, email, role, token_hash, invited_by, created_ms, expires_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&invitation.id)
         .bind(&invitation.account_id)
@@ -73,7 +73,7 @@ impl SqliteStore {
         account_id: &str,
     ) -> Result<Vec<Invitation>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE i.account_id = ? AND i.expires_ms >= ? ORDER BY i.created_ms, i.id"
+            "{SELECT} WHERE i.account_id = $1 AND i.expires_ms >= $2 ORDER BY i.created_ms, i.id"
         )))
         .bind(account_id)
         .bind(now_ms())
@@ -85,7 +85,7 @@ impl SqliteStore {
     /// Pending invitations addressed to `email`, oldest first.
     pub async fn invitations_for(&self, email: &str) -> Result<Vec<Invitation>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE i.email = ? AND i.expires_ms >= ? ORDER BY i.created_ms, i.id"
+            "{SELECT} WHERE i.email = $1 AND i.expires_ms >= $2 ORDER BY i.created_ms, i.id"
         )))
         .bind(email)
         .bind(now_ms())
@@ -100,7 +100,7 @@ impl SqliteStore {
         token_hash: &KeyHash,
     ) -> Result<Invitation, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE i.token_hash = ? AND i.expires_ms >= ?"
+            "{SELECT} WHERE i.token_hash = $1 AND i.expires_ms >= $2"
         )))
         .bind(token_hash.0.as_slice())
         .bind(now_ms())
@@ -112,7 +112,7 @@ impl SqliteStore {
 
     /// Deletes an invitation of `account_id` (accepted or revoked).
     pub async fn delete_invitation(&self, account_id: &str, id: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM invitations WHERE account_id = ? AND id = ?")
+        let done = sqlx::query("DELETE FROM invitations WHERE account_id = $1 AND id = $2")
             .bind(account_id)
             .bind(id)
             .execute(&self.pool)
