@@ -22,6 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::StoreError;
 use crate::time::now_ms;
 
+// Written once for both stores and compiled against each backend's types.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/accounts.rs"]
 mod accounts;
 mod billing;
 // Written once for both stores and compiled against each backend's types.
@@ -40,6 +43,39 @@ mod usage;
 /// This backend's types, for the modules written once for both (`store/shared/`).
 type DbRow = sqlx::postgres::PgRow;
 type ThisStore = PgStore;
+
+/// Serialises membership changes of one account (READ COMMITTED would let two owners
+/// demoting each other at once both see the other still an owner): the account row is
+/// locked for the rest of the transaction.
+async fn lock_account(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    account_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Orders key-version changes across instances (see `keys.rs`).
+async fn lock_key_versions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<(), sqlx::Error> {
+    xact_lock(tx, KEY_VERSION_LOCK).await
+}
+
+/// Gives every key of an account a new version, so every instance's key cache re-reads
+/// them. The caller holds `KEY_VERSION_LOCK` (see `keys.rs`).
+async fn bump_account_keys(conn: &mut PgConnection, account_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE api_keys SET version = nextval('api_keys_version_seq') WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
 
 use migrations::MIGRATIONS;
 

@@ -370,8 +370,11 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX invitations_email ON invitations(email);
     CREATE INDEX invitations_account ON invitations(account_id);
     "#,
-    // 15: provider names sort by byte, as on SQLite, so both stores share one query.
+    // 15: names and emails sort by byte, as on SQLite, so both stores share their queries.
     r#"
     ALTER TABLE providers ALTER COLUMN name TYPE TEXT COLLATE "C";
+    ALTER TABLE accounts ALTER COLUMN name TYPE TEXT COLLATE "C";
+    ALTER TABLE users ALTER COLUMN email TYPE TEXT COLLATE "C";
+    ALTER TABLE security_events ALTER COLUMN kind TYPE TEXT COLLATE "C";
     "#,
 ];

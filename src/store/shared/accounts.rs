@@ -1,9 +1,11 @@
-//! Accounts, users, memberships, sessions, management tokens, audit log and security events.
+//! Accounts, users, memberships, sessions, management tokens, audit log and security
+//! events. Key authentication data lives in `keys.rs`. Written once for both stores: each
+//! includes this file with its own types and its locking (`lock_account`,
+//! `lock_key_versions`, `bump_account_keys`), the only places the dialects differ here.
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
-use super::SqliteStore;
+use super::{DbRow, ThisStore, bump_account_keys, lock_account, lock_key_versions};
 use crate::keys::{KeyHash, random_id};
 use crate::store::codec::{conflict, hash_of};
 use crate::store::{
@@ -18,7 +20,7 @@ fn new_id(prefix: &str) -> Result<String, StoreError> {
     ))
 }
 
-fn account_of(row: &SqliteRow) -> Result<Account, sqlx::Error> {
+fn account_of(row: &DbRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -35,7 +37,7 @@ fn account_of(row: &SqliteRow) -> Result<Account, sqlx::Error> {
     })
 }
 
-fn user_of(row: &SqliteRow) -> Result<User, sqlx::Error> {
+fn user_of(row: &DbRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
@@ -46,7 +48,7 @@ fn user_of(row: &SqliteRow) -> Result<User, sqlx::Error> {
     })
 }
 
-fn membership_of(row: &SqliteRow) -> Result<Membership, sqlx::Error> {
+fn membership_of(row: &DbRow) -> Result<Membership, sqlx::Error> {
     let role: String = row.try_get("role")?;
     Ok(Membership {
         account_id: row.try_get("account_id")?,
@@ -58,7 +60,7 @@ fn membership_of(row: &SqliteRow) -> Result<Membership, sqlx::Error> {
     })
 }
 
-fn token_of(row: &SqliteRow) -> Result<TokenInfo, sqlx::Error> {
+fn token_of(row: &DbRow) -> Result<TokenInfo, sqlx::Error> {
     Ok(TokenInfo {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
@@ -76,22 +78,7 @@ const MEMBERSHIP_SELECT: &str =
     "SELECT m.account_id, a.name AS account_name, m.user_id, u.email, m.role, m.created_ms
      FROM memberships m JOIN accounts a ON a.id = m.account_id JOIN users u ON u.id = m.user_id";
 
-/// Gives every key of an account a new version, so every instance's key cache re-reads
-/// them (after a status, region or limit change of the account).
-async fn bump_account_keys(
-    conn: &mut SqliteConnection,
-    account_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE api_keys SET version = (SELECT MAX(version) FROM api_keys) + rowid WHERE account_id = ?",
-    )
-    .bind(account_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-impl SqliteStore {
+impl ThisStore {
     pub async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
         let account = Account {
             id: new_id("acct")?,
@@ -104,7 +91,7 @@ impl SqliteStore {
             billing_id: new_id("bill")?,
         };
         sqlx::query(
-            "INSERT INTO accounts (id, name, created_ms, status, billing_id) VALUES (?, ?, ?, 'active', ?)",
+            "INSERT INTO accounts (id, name, created_ms, status, billing_id) VALUES ($1, $2, $3, 'active', $4)",
         )
         .bind(&account.id)
         .bind(&account.name)
@@ -118,7 +105,7 @@ impl SqliteStore {
 
     pub async fn account(&self, id: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id, allowed_regions, rpm, tpm FROM accounts WHERE id = ? AND status != 'deleted'",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions, rpm, tpm FROM accounts WHERE id = $1 AND status != 'deleted'",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -129,7 +116,7 @@ impl SqliteStore {
 
     pub async fn account_by_name(&self, name: &str) -> Result<Account, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, status, created_ms, billing_id, allowed_regions, rpm, tpm FROM accounts WHERE name = ? AND status != 'deleted'",
+            "SELECT id, name, status, created_ms, billing_id, allowed_regions, rpm, tpm FROM accounts WHERE name = $1 AND status != 'deleted'",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -155,9 +142,10 @@ impl SqliteStore {
         regions: Option<&[String]>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        lock_key_versions(&mut tx).await?;
         let text = regions.and_then(|r| serde_json::to_string(r).ok());
         let done = sqlx::query(
-            "UPDATE accounts SET allowed_regions = ? WHERE id = ? AND status != 'deleted'",
+            "UPDATE accounts SET allowed_regions = $1 WHERE id = $2 AND status != 'deleted'",
         )
         .bind(text)
         .bind(id)
@@ -179,8 +167,9 @@ impl SqliteStore {
         tpm: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        lock_key_versions(&mut tx).await?;
         let done = sqlx::query(
-            "UPDATE accounts SET rpm = ?, tpm = ? WHERE id = ? AND status != 'deleted'",
+            "UPDATE accounts SET rpm = $1, tpm = $2 WHERE id = $3 AND status != 'deleted'",
         )
         .bind(rpm)
         .bind(tpm)
@@ -199,7 +188,8 @@ impl SqliteStore {
     /// re-reads them within a second.
     pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE accounts SET status = ? WHERE id = ?")
+        lock_key_versions(&mut tx).await?;
+        let done = sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
             .bind(status)
             .bind(id)
             .execute(&mut *tx)
@@ -226,7 +216,7 @@ impl SqliteStore {
             password_hash: password_hash.to_owned(),
             privacy_seen_version: None,
         };
-        sqlx::query("INSERT INTO users (id, email, password_hash, is_operator, created_ms) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO users (id, email, password_hash, is_operator, created_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(&user.id)
             .bind(&user.email)
             .bind(&user.password_hash)
@@ -239,7 +229,7 @@ impl SqliteStore {
     }
 
     pub async fn user(&self, id: &str) -> Result<User, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -248,7 +238,7 @@ impl SqliteStore {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<User, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.pool)
             .await?
@@ -257,7 +247,7 @@ impl SqliteStore {
     }
 
     pub async fn set_privacy_seen(&self, user_id: &str, version: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET privacy_seen_version = ? WHERE id = ?")
+        let done = sqlx::query("UPDATE users SET privacy_seen_version = $1 WHERE id = $2")
             .bind(version)
             .bind(user_id)
             .execute(&self.pool)
@@ -276,16 +266,18 @@ impl SqliteStore {
     }
 
     /// Adds a member or changes their role. Demoting the account's last owner is refused
-    /// ([`StoreError::LastOwner`]) in the same statement, so two owners demoting each
-    /// other at once cannot both succeed.
+    /// ([`StoreError::LastOwner`]) under a lock on the account, so two owners demoting
+    /// each other at once cannot both succeed.
     pub async fn set_membership(
         &self,
         account_id: &str,
         user_id: &str,
         role: Role,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_account(&mut tx, account_id).await?;
         let done = sqlx::query(
-            "INSERT INTO memberships (account_id, user_id, role, created_ms) VALUES (?, ?, ?, ?)
+            "INSERT INTO memberships (account_id, user_id, role, created_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (account_id, user_id) DO UPDATE SET role = excluded.role
              WHERE memberships.role <> 'owner' OR excluded.role = 'owner'
                 OR (SELECT COUNT(*) FROM memberships o WHERE o.account_id = excluded.account_id AND o.role = 'owner') > 1",
@@ -294,11 +286,12 @@ impl SqliteStore {
         .bind(user_id)
         .bind(role.as_str())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::LastOwner);
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -309,14 +302,17 @@ impl SqliteStore {
         account_id: &str,
         user_id: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_account(&mut tx, account_id).await?;
         let done = sqlx::query(
-            "DELETE FROM memberships AS m WHERE m.account_id = ? AND m.user_id = ?
+            "DELETE FROM memberships AS m WHERE m.account_id = $1 AND m.user_id = $2
                AND (m.role <> 'owner' OR (SELECT COUNT(*) FROM memberships o WHERE o.account_id = m.account_id AND o.role = 'owner') > 1)",
         )
         .bind(account_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         if done.rows_affected() > 0 {
             return Ok(());
         }
@@ -343,7 +339,7 @@ impl SqliteStore {
         for role in above {
             revoked += sqlx::query(
                 "UPDATE mgmt_tokens SET status = 'revoked', secret_hash = NULL
-                 WHERE account_id = ? AND created_by = ? AND role = ? AND status = 'active'",
+                 WHERE account_id = $1 AND created_by = $2 AND role = $3 AND status = 'active'",
             )
             .bind(account_id)
             .bind(user_id)
@@ -352,7 +348,7 @@ impl SqliteStore {
             .await?
             .rows_affected();
         }
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
             .execute(&self.pool)
             .await?;
@@ -364,18 +360,19 @@ impl SqliteStore {
         account_id: &str,
         user_id: &str,
     ) -> Result<Option<Role>, StoreError> {
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM memberships WHERE account_id = ? AND user_id = ?")
-                .bind(account_id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM memberships WHERE account_id = $1 AND user_id = $2",
+        )
+        .bind(account_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(role.as_deref().and_then(Role::parse))
     }
 
     pub async fn members(&self, account_id: &str) -> Result<Vec<Membership>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{MEMBERSHIP_SELECT} WHERE m.account_id = ? ORDER BY m.created_ms"
+            "{MEMBERSHIP_SELECT} WHERE m.account_id = $1 ORDER BY m.created_ms"
         ));
         let rows = sqlx::query(sql)
             .bind(account_id)
@@ -386,7 +383,7 @@ impl SqliteStore {
 
     pub async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{MEMBERSHIP_SELECT} WHERE m.user_id = ? ORDER BY m.created_ms"
+            "{MEMBERSHIP_SELECT} WHERE m.user_id = $1 ORDER BY m.created_ms"
         ));
         let rows = sqlx::query(sql).bind(user_id).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(membership_of).collect::<Result<_, _>>()?)
@@ -400,11 +397,11 @@ impl SqliteStore {
         expires_ms: i64,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        sqlx::query("DELETE FROM sessions WHERE expires_ms < ?")
+        sqlx::query("DELETE FROM sessions WHERE expires_ms < $1")
             .bind(now)
             .execute(&self.pool)
             .await?;
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf_hash, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf_hash, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(token_hash.0.as_slice())
             .bind(user_id)
             .bind(csrf_hash.0.as_slice())
@@ -416,11 +413,12 @@ impl SqliteStore {
     }
 
     pub async fn session(&self, token_hash: &KeyHash) -> Result<Option<SessionRow>, StoreError> {
-        let row =
-            sqlx::query("SELECT user_id, csrf_hash, expires_ms FROM sessions WHERE token_hash = ?")
-                .bind(token_hash.0.as_slice())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT user_id, csrf_hash, expires_ms FROM sessions WHERE token_hash = $1",
+        )
+        .bind(token_hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let csrf = hash_of(row.try_get("csrf_hash")?);
         Ok(csrf
@@ -435,7 +433,7 @@ impl SqliteStore {
     }
 
     pub async fn delete_session(&self, token_hash: &KeyHash) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash.0.as_slice())
             .execute(&self.pool)
             .await?;
@@ -453,7 +451,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO mgmt_tokens (id, account_id, role, name, secret_hash, created_by, created_ms, status)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'active')",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active')",
         )
         .bind(id)
         .bind(account_id)
@@ -468,7 +466,7 @@ impl SqliteStore {
     }
 
     pub async fn token(&self, id: &str) -> Result<TokenInfo, StoreError> {
-        let row = sqlx::query("SELECT * FROM mgmt_tokens WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM mgmt_tokens WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -477,7 +475,7 @@ impl SqliteStore {
     }
 
     pub async fn list_tokens(&self, account_id: &str) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM mgmt_tokens WHERE account_id = ? AND status = 'active' ORDER BY created_ms")
+        let rows = sqlx::query("SELECT * FROM mgmt_tokens WHERE account_id = $1 AND status = 'active' ORDER BY created_ms")
             .bind(account_id)
             .fetch_all(&self.pool)
             .await?;
@@ -485,7 +483,7 @@ impl SqliteStore {
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE mgmt_tokens SET status = 'revoked', secret_hash = NULL WHERE id = ? AND status = 'active'")
+        let done = sqlx::query("UPDATE mgmt_tokens SET status = 'revoked', secret_hash = NULL WHERE id = $1 AND status = 'active'")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -496,7 +494,7 @@ impl SqliteStore {
     }
 
     pub async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE mgmt_tokens SET last_used_ms = ? WHERE id = ?")
+        sqlx::query("UPDATE mgmt_tokens SET last_used_ms = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(id)
             .execute(&self.pool)
@@ -507,7 +505,7 @@ impl SqliteStore {
     pub async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit_log (ts_ms, account_id, actor_kind, actor_id, action, target_id, client_ip)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(e.ts_ms)
         .bind(e.account_id.as_deref())
@@ -528,14 +526,16 @@ impl SqliteStore {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = match account_id {
             Some(a) => {
-                sqlx::query("SELECT * FROM audit_log WHERE account_id = ? ORDER BY id DESC LIMIT ?")
-                    .bind(a)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(
+                    "SELECT * FROM audit_log WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(a)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
             }
             None => {
-                sqlx::query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?")
+                sqlx::query("SELECT * FROM audit_log ORDER BY id DESC LIMIT $1")
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?
@@ -558,14 +558,24 @@ impl SqliteStore {
     }
 
     pub async fn add_security_events(&self, events: &[SecurityEvent]) -> Result<(), StoreError> {
+        // Upserted in primary-key order, so concurrent instances lock rows in one order.
+        let mut sorted: Vec<&SecurityEvent> = events.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.bucket_ms, &a.kind, &a.key_id, &a.client_ip).cmp(&(
+                b.bucket_ms,
+                &b.kind,
+                &b.key_id,
+                &b.client_ip,
+            ))
+        });
         let mut tx = self.pool.begin().await?;
-        for e in events {
+        for e in sorted {
             sqlx::query(
                 // Events of an account erased meanwhile are dropped, not resurrected.
-                "INSERT INTO security_events (bucket_ms, kind, key_id, client_ip, account_id, count)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
-                 WHERE ?5 IS NULL OR EXISTS (SELECT 1 FROM accounts WHERE id = ?5 AND status != 'deleted')
-                 ON CONFLICT (bucket_ms, kind, key_id, client_ip) DO UPDATE SET count = count + excluded.count",
+                "INSERT INTO security_events AS s (bucket_ms, kind, key_id, client_ip, account_id, count)
+                 SELECT $1, $2, $3, $4, $5, $6
+                 WHERE CAST($5 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM accounts WHERE id = $5 AND status != 'deleted')
+                 ON CONFLICT (bucket_ms, kind, key_id, client_ip) DO UPDATE SET count = s.count + excluded.count",
             )
             .bind(e.bucket_ms)
             .bind(&e.kind)
@@ -587,13 +597,13 @@ impl SqliteStore {
     ) -> Result<Vec<SecurityEvent>, StoreError> {
         let rows = match account_id {
             Some(a) => sqlx::query(
-                "SELECT * FROM security_events WHERE account_id = ? AND bucket_ms >= ? ORDER BY bucket_ms DESC, kind",
+                "SELECT * FROM security_events WHERE account_id = $1 AND bucket_ms >= $2 ORDER BY bucket_ms DESC, kind",
             )
             .bind(a)
             .bind(since_ms)
             .fetch_all(&self.pool)
             .await?,
-            None => sqlx::query("SELECT * FROM security_events WHERE bucket_ms >= ? ORDER BY bucket_ms DESC, kind LIMIT 1000")
+            None => sqlx::query("SELECT * FROM security_events WHERE bucket_ms >= $1 ORDER BY bucket_ms DESC, kind LIMIT 1000")
                 .bind(since_ms)
                 .fetch_all(&self.pool)
                 .await?,
