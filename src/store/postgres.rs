@@ -31,6 +31,9 @@ mod billing;
 #[allow(clippy::duplicate_mod)]
 #[path = "shared/invitations.rs"]
 mod invitations;
+// Written once for both stores and compiled against each backend's types.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/keys.rs"]
 mod keys;
 mod migrations;
 // Written once for both stores and compiled against each backend's types.
@@ -43,6 +46,36 @@ mod usage;
 /// This backend's types, for the modules written once for both (`store/shared/`).
 type DbRow = sqlx::postgres::PgRow;
 type ThisStore = PgStore;
+
+/// A fresh key version; only ever evaluated under `KEY_VERSION_LOCK` (see `keys.rs`).
+const NEXT_KEY_VERSION: &str = "nextval('api_keys_version_seq')";
+
+/// Text compared byte by byte, as SQLite compares it.
+const BYTEWISE: &str = " COLLATE \"C\"";
+
+/// One snapshot for several reads: under READ COMMITTED a batch committing between them
+/// would show in one read but not the next.
+async fn snapshot(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Runs one statement that assigns key versions, under `KEY_VERSION_LOCK` in its own
+    /// transaction (see `keys.rs`); returns the number of rows it changed.
+    async fn versioned(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        xact_lock(&mut tx, KEY_VERSION_LOCK).await?;
+        let changed = query.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(changed)
+    }
+}
 
 /// Serialises membership changes of one account (READ COMMITTED would let two owners
 /// demoting each other at once both see the other still an owner): the account row is

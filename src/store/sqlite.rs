@@ -19,6 +19,9 @@ mod billing;
 #[allow(clippy::duplicate_mod)]
 #[path = "shared/invitations.rs"]
 mod invitations;
+// Written once for both stores and compiled against each backend's types.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/keys.rs"]
 mod keys;
 mod migrations;
 // Written once for both stores and compiled against each backend's types.
@@ -31,6 +34,28 @@ mod usage;
 /// This backend's types, for the modules written once for both (`store/shared/`).
 type DbRow = sqlx::sqlite::SqliteRow;
 type ThisStore = SqliteStore;
+
+/// A fresh key version: one writer at a time, so the next number is always the highest.
+const NEXT_KEY_VERSION: &str = "(SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys)";
+
+/// SQLite compares text byte by byte already.
+const BYTEWISE: &str = "";
+
+/// A read transaction is one WAL snapshot from its first read on.
+async fn snapshot(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), sqlx::Error> {
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Runs one statement that assigns key versions (one writer at a time: no lock needed);
+    /// returns the number of rows it changed.
+    async fn versioned(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<u64, StoreError> {
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+}
 
 /// SQLite has one writer at a time: the last-owner rule holds within its one statement.
 async fn lock_account(

@@ -1,12 +1,30 @@
 //! Access keys: the lifecycle (create, update, rotate, disable, delete) and what
 //! authentication reads. Usage statistics come from the rollup tables, never the log.
+//! Written once for both stores: each includes this file with its own types, its
+//! `NEXT_KEY_VERSION`, `versioned` and `snapshot` — the places the dialects differ here.
+//!
+//! # Key versions
+//! Every instance polls `keys_changed_since(v)` every 250 ms and then asks for versions
+//! above the highest one it has seen, so a change must never become visible *after* a
+//! change with a higher version. SQLite gets that for free (one writer at a time, version
+//! `MAX + 1`). Here versions come from the sequence `api_keys_version_seq` (`nextval`:
+//! unique and increasing across processes), but a sequence alone is not enough: a
+//! transaction that drew 10 may commit after one that drew 11, and a poller that already
+//! read 11 would skip 10 forever. So every transaction that assigns versions first takes
+//! the transaction-level advisory lock `KEY_VERSION_LOCK` and keeps it until it commits:
+//! version-assigning transactions run one after another, each drawing its numbers after
+//! the previous one committed, and PostgreSQL makes a commit visible before it releases
+//! the transaction's locks. Any snapshot that shows version N therefore shows every
+//! version below N that will ever exist. Key changes are rare management actions, so
+//! serialising them costs nothing measurable; readers take no lock. (The alternative,
+//! re-reading a window of recent changes on every poll, would make every poll of every
+//! instance heavier to make rare writes cheaper.)
 
 use std::collections::HashMap;
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::SqliteStore;
+use super::{BYTEWISE, DbRow, NEXT_KEY_VERSION as NEXT_VERSION, ThisStore, snapshot};
 use crate::keys::KeyHash;
 use crate::store::codec::{
     hash_of, models_json, models_of, positive, spend_limit_usd, spend_nanos, stats,
@@ -17,9 +35,7 @@ use crate::store::{
 use crate::time::now_ms;
 
 const HOUR_MS: i64 = 3_600_000;
-const NEXT_VERSION: &str = "(SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys)";
-
-fn key_of(row: &SqliteRow) -> Result<KeyInfo, sqlx::Error> {
+fn key_of(row: &DbRow) -> Result<KeyInfo, sqlx::Error> {
     let status: String = row.try_get("status")?;
     let id: String = row.try_get("id")?;
     let previous_until: Option<i64> = row.try_get("previous_expires_ms")?;
@@ -51,7 +67,7 @@ fn key_of(row: &SqliteRow) -> Result<KeyInfo, sqlx::Error> {
     })
 }
 
-impl SqliteStore {
+impl ThisStore {
     pub async fn insert_key(
         &self,
         account_id: &str,
@@ -63,9 +79,9 @@ impl SqliteStore {
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO api_keys (id, account_id, name, description, secret_hash, status, created_ms, updated_ms,
                  allowed_models, expires_ms, rpm, tpm, max_concurrent, spend_limit_nanos, spend_limit_period, allowed_regions, version)
-             VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEXT_VERSION})"
+             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, {NEXT_VERSION})"
         ));
-        sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(id)
             .bind(account_id)
             .bind(&spec.name)
@@ -80,9 +96,8 @@ impl SqliteStore {
             .bind(spec.limits.max_concurrent)
             .bind(spend_nanos(&spec.limits)?)
             .bind(spec.limits.spend_limit_period.as_deref())
-            .bind(models_json(&spec.allowed_regions))
-            .execute(&self.pool)
-            .await?;
+            .bind(models_json(&spec.allowed_regions));
+        self.versioned(query).await?;
         Ok(())
     }
 
@@ -94,19 +109,20 @@ impl SqliteStore {
         let now = now_ms();
         let day = (now - 24 * HOUR_MS) / HOUR_MS * HOUR_MS;
         let month = (now - 30 * 24 * HOUR_MS) / HOUR_MS * HOUR_MS;
-        // One read transaction (one WAL snapshot) for both reads, so a batch committing
-        // between them cannot show in the totals but not in the windows.
+        // One snapshot for both reads: under READ COMMITTED a batch committing between
+        // them would show in the totals but not in the windows.
         let mut tx = self.pool.begin().await?;
+        snapshot(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT h.key_id,
-                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.requests ELSE 0 END) AS r24,
-                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.input_tokens ELSE 0 END) AS i24,
-                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.output_tokens ELSE 0 END) AS o24,
-                    SUM(CASE WHEN h.hour_ms >= ?1 THEN h.cost_nanos ELSE 0 END) AS c24,
-                    SUM(h.requests) AS r30, SUM(h.input_tokens) AS i30,
-                    SUM(h.output_tokens) AS o30, SUM(h.cost_nanos) AS c30
+                    CAST(SUM(CASE WHEN h.hour_ms >= $1 THEN h.requests ELSE 0 END) AS BIGINT) AS r24,
+                    CAST(SUM(CASE WHEN h.hour_ms >= $1 THEN h.input_tokens ELSE 0 END) AS BIGINT) AS i24,
+                    CAST(SUM(CASE WHEN h.hour_ms >= $1 THEN h.output_tokens ELSE 0 END) AS BIGINT) AS o24,
+                    CAST(SUM(CASE WHEN h.hour_ms >= $1 THEN h.cost_nanos ELSE 0 END) AS BIGINT) AS c24,
+                    CAST(SUM(h.requests) AS BIGINT) AS r30, CAST(SUM(h.input_tokens) AS BIGINT) AS i30,
+                    CAST(SUM(h.output_tokens) AS BIGINT) AS o30, CAST(SUM(h.cost_nanos) AS BIGINT) AS c30
              FROM key_usage_hourly h JOIN api_keys k ON k.id = h.key_id
-             WHERE k.account_id = ?2 AND h.hour_ms >= ?3 GROUP BY h.key_id",
+             WHERE k.account_id = $2 AND h.hour_ms >= $3 GROUP BY h.key_id",
         )
         .bind(day)
         .bind(&account_id)
@@ -125,7 +141,7 @@ impl SqliteStore {
             );
         }
         let rows = sqlx::query(
-            "SELECT t.* FROM key_usage_totals t JOIN api_keys k ON k.id = t.key_id WHERE k.account_id = ?",
+            "SELECT t.* FROM key_usage_totals t JOIN api_keys k ON k.id = t.key_id WHERE k.account_id = $1",
         )
         .bind(&account_id)
         .fetch_all(&mut *tx)
@@ -171,7 +187,7 @@ impl SqliteStore {
 
     pub async fn key(&self, account_id: &str, id: &str) -> Result<KeyInfo, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM api_keys WHERE account_id = ? AND id = ? AND status != 'deleted'",
+            "SELECT * FROM api_keys WHERE account_id = $1 AND id = $2 AND status != 'deleted'",
         )
         .bind(account_id)
         .bind(id)
@@ -183,7 +199,7 @@ impl SqliteStore {
     }
 
     pub async fn key_account(&self, id: &str) -> Result<String, StoreError> {
-        sqlx::query_scalar("SELECT account_id FROM api_keys WHERE id = ? AND status != 'deleted'")
+        sqlx::query_scalar("SELECT account_id FROM api_keys WHERE id = $1 AND status != 'deleted'")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -198,10 +214,9 @@ impl SqliteStore {
         key_id: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT k.account_id FROM api_keys k WHERE k.id = ? AND k.account_id <> ? AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = ?) AND EXISTS (SELECT 1 FROM accounts t WHERE t.id = k.account_id AND t.status = 'deleted')",
+            "SELECT k.account_id FROM api_keys k WHERE k.id = $1 AND k.account_id <> $2 AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = $2) AND EXISTS (SELECT 1 FROM accounts t WHERE t.id = k.account_id AND t.status = 'deleted')",
         )
             .bind(key_id)
-            .bind(account_id)
             .bind(account_id)
             .fetch_optional(&self.pool)
             .await?)
@@ -210,7 +225,7 @@ impl SqliteStore {
     /// Keys of an account that are not deleted (what the per-account cap counts).
     pub async fn count_live_keys(&self, account_id: &str) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_keys WHERE account_id = ? AND status != 'deleted'",
+            "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 AND status != 'deleted'",
         )
         .bind(account_id)
         .fetch_one(&self.pool)
@@ -218,8 +233,8 @@ impl SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Keys of an account in creation order (then id): those after `after` (a page's last
-    /// key), at most `limit` of them (`None`: all).
+    /// Keys of an account in creation order (then id, bytewise): those after `after` (a
+    /// page's last key), at most `limit` of them (`None`: all).
     pub async fn list_keys(
         &self,
         account_id: &str,
@@ -228,17 +243,19 @@ impl SqliteStore {
         limit: Option<i64>,
     ) -> Result<Vec<KeyInfo>, StoreError> {
         let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
-        let rows = sqlx::query(
-            "SELECT * FROM api_keys WHERE account_id = ? AND (? OR status != 'deleted')
-               AND (created_ms, id) > (?, ?) ORDER BY created_ms, id LIMIT ?",
-        )
-        .bind(account_id)
-        .bind(include_deleted)
-        .bind(after_ms)
-        .bind(after_id)
-        .bind(limit.unwrap_or(-1))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM api_keys WHERE account_id = $1 AND ($2 OR status != 'deleted')
+               AND (created_ms, id{BYTEWISE}) > ($3, $4{BYTEWISE})
+             ORDER BY created_ms, id{BYTEWISE} LIMIT $5"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(account_id)
+            .bind(include_deleted)
+            .bind(after_ms)
+            .bind(after_id)
+            .bind(limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         let keys = rows.iter().map(key_of).collect::<Result<Vec<_>, _>>()?;
         self.with_stats(keys).await
     }
@@ -262,12 +279,12 @@ impl SqliteStore {
             None => current.status,
         };
         let sql = sqlx::AssertSqlSafe(format!(
-            "UPDATE api_keys SET name = ?, description = ?, allowed_models = ?, expires_ms = ?, rpm = ?, tpm = ?,
-                 max_concurrent = ?, spend_limit_nanos = ?, spend_limit_period = ?, status = ?, updated_ms = ?, allowed_regions = ?,
+            "UPDATE api_keys SET name = $1, description = $2, allowed_models = $3, expires_ms = $4, rpm = $5, tpm = $6,
+                 max_concurrent = $7, spend_limit_nanos = $8, spend_limit_period = $9, status = $10, updated_ms = $11, allowed_regions = $12,
                  version = {NEXT_VERSION}
-             WHERE account_id = ? AND id = ? AND status != 'deleted'"
+             WHERE account_id = $13 AND id = $14 AND status != 'deleted'"
         ));
-        sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(name)
             .bind(description)
             .bind(models_json(&models))
@@ -281,9 +298,8 @@ impl SqliteStore {
             .bind(now_ms())
             .bind(models_json(&regions))
             .bind(account_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .bind(id);
+        self.versioned(query).await?;
         Ok(())
     }
 
@@ -296,21 +312,19 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE api_keys SET
-                 previous_hash = CASE WHEN ? IS NULL THEN NULL ELSE secret_hash END,
-                 previous_expires_ms = ?,
-                 secret_hash = ?, updated_ms = ?, version = {NEXT_VERSION}
-             WHERE account_id = ? AND id = ? AND status != 'deleted'"
+                 previous_hash = CASE WHEN $1 IS NULL THEN NULL ELSE secret_hash END,
+                 previous_expires_ms = $2,
+                 secret_hash = $3, updated_ms = $4, version = {NEXT_VERSION}
+             WHERE account_id = $5 AND id = $6 AND status != 'deleted'"
         ));
-        let done = sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(grace_until_ms)
             .bind(grace_until_ms)
             .bind(hash.0.as_slice())
             .bind(now_ms())
             .bind(account_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+            .bind(id);
+        if self.versioned(query).await? == 0 {
             return Err(StoreError::NotFound("key"));
         }
         Ok(())
@@ -323,22 +337,20 @@ impl SqliteStore {
         status: KeyStatus,
     ) -> Result<(), StoreError> {
         let erase = if status == KeyStatus::Deleted {
-            ", secret_hash = NULL, previous_hash = NULL, deleted_ms = ?3"
+            ", secret_hash = NULL, previous_hash = NULL, deleted_ms = $3"
         } else {
             ""
         };
         let sql = sqlx::AssertSqlSafe(format!(
-            "UPDATE api_keys SET status = ?1, updated_ms = ?3, version = {NEXT_VERSION}{erase}
-             WHERE account_id = ?4 AND id = ?2 AND status != 'deleted'"
+            "UPDATE api_keys SET status = $1, updated_ms = $3, version = {NEXT_VERSION}{erase}
+             WHERE account_id = $4 AND id = $2 AND status != 'deleted'"
         ));
-        let done = sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(status.as_str())
             .bind(id)
             .bind(now_ms())
-            .bind(account_id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+            .bind(account_id);
+        if self.versioned(query).await? == 0 {
             return Err(StoreError::NotFound("key"));
         }
         Ok(())
@@ -350,7 +362,7 @@ impl SqliteStore {
                     k.previous_hash, k.previous_expires_ms, k.spend_limit_nanos, k.allowed_regions, k.rpm, k.tpm, k.max_concurrent,
                     a.status AS account_status, a.allowed_regions AS account_regions, a.rpm AS account_rpm, a.tpm AS account_tpm
              FROM api_keys k LEFT JOIN accounts a ON a.id = k.account_id
-             WHERE k.version > ? ORDER BY k.version",
+             WHERE k.version > $1 ORDER BY k.version",
         )
         .bind(version)
         .fetch_all(&self.pool)
