@@ -20,7 +20,6 @@ use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::StoreError;
-use crate::time::now_ms;
 
 // Written once for both stores and compiled against each backend's types.
 #[allow(clippy::duplicate_mod)]
@@ -38,12 +37,19 @@ mod keys;
 mod migrations;
 // Written once for both stores and compiled against each backend's types.
 #[allow(clippy::duplicate_mod)]
+#[path = "shared/migrations_applied.rs"]
+mod migrations_applied;
+// Written once for both stores and compiled against each backend's types.
+#[allow(clippy::duplicate_mod)]
 #[path = "shared/providers.rs"]
 mod providers;
 mod rights;
 mod usage;
 
 /// This backend's types, for the modules written once for both (`store/shared/`).
+type DbConn = PgConnection;
+/// Whether `schema_migrations` has its checksum column yet (1 or 0).
+const CHECKSUM_COLUMN_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'schema_migrations' AND column_name = 'checksum'";
 type DbRow = sqlx::postgres::PgRow;
 type ThisStore = PgStore;
 
@@ -167,10 +173,11 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         xact_lock(&mut tx, MIGRATION_LOCK).await?;
         sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL, checksum TEXT)",
         )
         .execute(&mut *tx)
         .await?;
+        migrations_applied::verify(&mut tx, MIGRATIONS).await?;
         let current: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                 .fetch_one(&mut *tx)
@@ -181,11 +188,7 @@ impl PgStore {
                 continue;
             }
             sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
-                .bind(version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            migrations_applied::record(&mut tx, version, sql).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -8,7 +8,6 @@ use sqlx::sqlite::{
 };
 
 use super::StoreError;
-use crate::time::now_ms;
 
 // Written once for both stores and compiled against each backend's types.
 #[allow(clippy::duplicate_mod)]
@@ -26,12 +25,20 @@ mod keys;
 mod migrations;
 // Written once for both stores and compiled against each backend's types.
 #[allow(clippy::duplicate_mod)]
+#[path = "shared/migrations_applied.rs"]
+mod migrations_applied;
+// Written once for both stores and compiled against each backend's types.
+#[allow(clippy::duplicate_mod)]
 #[path = "shared/providers.rs"]
 mod providers;
 mod rights;
 mod usage;
 
 /// This backend's types, for the modules written once for both (`store/shared/`).
+type DbConn = sqlx::SqliteConnection;
+/// Whether `schema_migrations` has its checksum column yet (1 or 0).
+const CHECKSUM_COLUMN_EXISTS: &str =
+    "SELECT COUNT(*) FROM pragma_table_info('schema_migrations') WHERE name = 'checksum'";
 type DbRow = sqlx::sqlite::SqliteRow;
 type ThisStore = SqliteStore;
 
@@ -141,12 +148,13 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL, checksum TEXT)")
             .execute(&mut *conn)
             .await?;
         // BEGIN IMMEDIATE serialises concurrent starters (a server and a CLI at once).
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = async {
+            migrations_applied::verify(&mut conn, MIGRATIONS).await?;
             let current: i64 =
                 sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                     .fetch_one(&mut *conn)
@@ -157,13 +165,9 @@ impl SqliteStore {
                     continue;
                 }
                 sqlx::raw_sql(*sql).execute(&mut *conn).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)")
-                    .bind(version)
-                    .bind(now_ms())
-                    .execute(&mut *conn)
-                    .await?;
+                migrations_applied::record(&mut conn, version, sql).await?;
             }
-            Ok::<_, sqlx::Error>(())
+            Ok::<_, StoreError>(())
         }
         .await;
         match result {
@@ -173,7 +177,7 @@ impl SqliteStore {
             }
             Err(e) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -184,5 +188,38 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A migration edited after a database applied it is refused at start, naming it; a
+    /// database from before checksums gets them recorded and starts.
+    #[tokio::test]
+    async fn an_edited_shipped_migration_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        sqlx::query("UPDATE schema_migrations SET checksum = NULL")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+        let store = SqliteStore::open(&url).await.unwrap();
+        let missing: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE checksum IS NULL")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(missing, 0, "recorded on first start");
+        sqlx::query("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+        let err = SqliteStore::open(&url).await.err().unwrap();
+        assert!(err.to_string().contains("migration 3"), "{err}");
     }
 }
