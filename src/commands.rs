@@ -584,7 +584,15 @@ pub async fn run_admin(
                 json,
             } => {
                 let a = store.account_by_name(&account).await?;
-                let e = admin::post_to_ledger(store, &cli, &a.id, "credit", &usd, &memo).await?;
+                let e = admin::post_to_ledger(
+                    store,
+                    &cli,
+                    &a.id,
+                    instagen::billing::ledger::LedgerKind::Credit,
+                    &usd,
+                    &memo,
+                )
+                .await?;
                 show(json, &e, |e| {
                     format!("credited {usd} USD to {account} (ledger entry {})", e.seq)
                 })?;
@@ -596,8 +604,15 @@ pub async fn run_admin(
                 json,
             } => {
                 let a = store.account_by_name(&account).await?;
-                let e =
-                    admin::post_to_ledger(store, &cli, &a.id, "adjustment", &usd, &memo).await?;
+                let e = admin::post_to_ledger(
+                    store,
+                    &cli,
+                    &a.id,
+                    instagen::billing::ledger::LedgerKind::Adjustment,
+                    &usd,
+                    &memo,
+                )
+                .await?;
                 show(json, &e, |e| {
                     format!("adjusted {account} by {usd} USD (ledger entry {})", e.seq)
                 })?;

@@ -405,7 +405,7 @@ impl Store {
     pub async fn append_ledger(
         &self,
         billing_id: &str,
-        kind: &str,
+        kind: crate::billing::ledger::LedgerKind,
         amount_nanos: i64,
         memo: &str,
     ) -> Result<LedgerEntry, StoreError> {

@@ -97,12 +97,14 @@ pub async fn billing_view(
     })
 }
 
+use crate::billing::ledger::LedgerKind;
+
 /// Adds a `credit` (positive `usd`) or an `adjustment` (any non-zero `usd`) to the ledger.
 pub async fn post_to_ledger(
     store: &Store,
     actor: &Actor,
     account_id: &str,
-    kind: &str,
+    kind: LedgerKind,
     usd: &str,
     memo: &str,
 ) -> Result<crate::billing::ledger::LedgerEntry, StoreError> {
@@ -110,10 +112,11 @@ pub async fn post_to_ledger(
         .map_err(|e| invalid("usd", e))?
         .nanos();
     match kind {
-        "credit" if amount > 0 => {}
-        "adjustment" if amount != 0 => {}
-        "credit" => return Err(invalid("usd", "a credit must be positive")),
-        _ => return Err(invalid("usd", "an adjustment must not be zero")),
+        LedgerKind::Credit if amount > 0 => {}
+        LedgerKind::Adjustment if amount != 0 => {}
+        LedgerKind::Credit => return Err(invalid("usd", "a credit must be positive")),
+        LedgerKind::Adjustment => return Err(invalid("usd", "an adjustment must not be zero")),
+        LedgerKind::Usage => return Err(invalid("kind", "usage is posted from metering only")),
     }
     if memo.chars().count() > 256 || memo.chars().any(char::is_control) {
         return Err(invalid("memo", "at most 256 printable characters"));

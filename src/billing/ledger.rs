@@ -7,14 +7,51 @@ use sha2::{Digest, Sha256};
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// What a ledger entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    /// Prepaid money added (positive).
+    Credit,
+    /// A period's metered usage posted (negative).
+    Usage,
+    /// An operator's correction (either sign).
+    Adjustment,
+}
+
+impl LedgerKind {
+    /// The stored and hashed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Credit => "credit",
+            LedgerKind::Usage => "usage",
+            LedgerKind::Adjustment => "adjustment",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "credit" => Some(LedgerKind::Credit),
+            "usage" => Some(LedgerKind::Usage),
+            "adjustment" => Some(LedgerKind::Adjustment),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerEntry {
     pub seq: i64,
     pub ts_ms: i64,
     /// Opaque per-account billing id (never the account id, name or email).
     pub billing_id: String,
-    /// `credit`, `usage` or `adjustment`.
-    pub kind: String,
+    pub kind: LedgerKind,
     /// Signed nano-USD: credits positive, usage charges negative.
     pub amount_nanos: i64,
     pub period_start_ms: Option<i64>,
@@ -33,7 +70,7 @@ pub fn entry_hash(e: &LedgerEntry) -> String {
         &e.seq.to_string(),
         &e.ts_ms.to_string(),
         &e.billing_id,
-        &e.kind,
+        e.kind.as_str(),
         &e.amount_nanos.to_string(),
         &opt(e.period_start_ms),
         &opt(e.period_end_ms),
@@ -49,8 +86,7 @@ pub fn entry_hash(e: &LedgerEntry) -> String {
 pub struct Draft<'a> {
     pub ts_ms: i64,
     pub billing_id: &'a str,
-    /// `credit`, `usage` or `adjustment`.
-    pub kind: &'a str,
+    pub kind: LedgerKind,
     pub amount_nanos: i64,
     pub period: Option<(i64, i64)>,
     pub memo: &'a str,
@@ -68,7 +104,7 @@ pub fn next(tip: Option<(i64, String)>, draft: Draft<'_>) -> LedgerEntry {
         seq,
         ts_ms: draft.ts_ms,
         billing_id: draft.billing_id.to_owned(),
-        kind: draft.kind.to_owned(),
+        kind: draft.kind,
         amount_nanos: draft.amount_nanos,
         period_start_ms: draft.period.map(|p| p.0),
         period_end_ms: draft.period.map(|p| p.1),
@@ -186,7 +222,11 @@ mod tests {
                 Draft {
                     ts_ms: 1_000 + i as i64,
                     billing_id: "b1",
-                    kind: if amount > 0 { "credit" } else { "usage" },
+                    kind: if amount > 0 {
+                        LedgerKind::Credit
+                    } else {
+                        LedgerKind::Usage
+                    },
                     amount_nanos: amount,
                     period: (amount < 0).then_some((0, 10)),
                     memo: "",
@@ -206,7 +246,7 @@ mod tests {
                     seq,
                     ts_ms: seq * 10,
                     billing_id: "bill_x".into(),
-                    kind: "credit".into(),
+                    kind: LedgerKind::Credit,
                     amount_nanos: seq * 1000,
                     period_start_ms: None,
                     period_end_ms: None,

@@ -1,5 +1,6 @@
 //! Prepaid balances, the hash-chained ledger, and budgets that concurrency cannot bypass.
 
+use instagen::billing::ledger::LedgerKind;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -369,7 +370,7 @@ async fn request_costs_rollups_and_ledger_debits_always_agree() {
         .await
         .unwrap()
         .iter()
-        .filter(|e| e.billing_id == account.billing_id && e.kind == "usage")
+        .filter(|e| e.billing_id == account.billing_id && e.kind == LedgerKind::Usage)
         .map(|e| e.amount_nanos)
         .sum();
     assert_eq!(-debits, expected, "ledger debits");
@@ -416,7 +417,10 @@ async fn posting_sums_each_account_and_bills_records_of_erased_accounts_to_erase
     assert_eq!(app.store.post_usage().await.unwrap(), 2);
     let account = app.store.account(&app.account_id).await.unwrap();
     let entries = app.store.ledger(None, 0).await.unwrap();
-    let usage: Vec<_> = entries.iter().filter(|e| e.kind == "usage").collect();
+    let usage: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind == LedgerKind::Usage)
+        .collect();
     assert_eq!(usage.len(), 2, "{usage:?}");
     let of = |billing_id: &str| {
         usage
@@ -472,7 +476,7 @@ async fn unposted_usage_is_summed_once_per_record_and_survives_erasure_under_the
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == "usage")
+        .filter(|e| e.kind == LedgerKind::Usage)
         .map(|e| (e.billing_id, e.amount_nanos, e.memo))
         .collect();
     assert_eq!(

@@ -319,7 +319,7 @@ async fn seed_busy_account(app: &TestApp) {
         &app.store,
         &Actor::cli(),
         &app.account_id,
-        "credit",
+        instagen::billing::ledger::LedgerKind::Credit,
         "50.00",
         "prepaid credit, invoice 2026-11",
     )

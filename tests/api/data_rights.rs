@@ -1,6 +1,7 @@
 //! The user's data rights: export everything, delete the account (personal data erased,
 //! ledger and daily aggregates kept pseudonymised), and retention of per-request records.
 
+use instagen::billing::ledger::LedgerKind;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -150,7 +151,8 @@ async fn deleting_an_account_erases_personal_data_and_keeps_a_pseudonymous_ledge
         .filter(|e| e.billing_id == tombstone)
         .collect();
     assert!(
-        mine.iter().any(|e| e.kind == "credit") && mine.iter().any(|e| e.kind == "usage"),
+        mine.iter().any(|e| e.kind == LedgerKind::Credit)
+            && mine.iter().any(|e| e.kind == LedgerKind::Usage),
         "{mine:?}"
     );
     let daily = app
@@ -356,9 +358,9 @@ async fn erasure_cuts_open_streams_and_tombstones_what_lands_after_it() {
     app.store.post_usage().await.unwrap();
     let ledger = app.store.ledger(None, 0).await.unwrap();
     assert!(
-        ledger
-            .iter()
-            .any(|e| e.billing_id == tombstone && e.kind == "usage" && e.amount_nanos == -5_000),
+        ledger.iter().any(|e| e.billing_id == tombstone
+            && e.kind == LedgerKind::Usage
+            && e.amount_nanos == -5_000),
         "{ledger:?}"
     );
     assert!(

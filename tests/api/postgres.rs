@@ -5,6 +5,7 @@
 //! tests record a skip with the reason. (The whole suite runs on PostgreSQL too, with
 //! `INSTAGEN_TEST_POSTGRES` set; see `helpers.rs`.)
 
+use instagen::billing::ledger::LedgerKind;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -182,7 +183,12 @@ async fn the_gateway_runs_end_to_end_on_postgresql() {
     // Billing: a credit, then posting (by the server's timer) debits exactly the usage.
     let account = app.store.account(&app.account_id).await.unwrap();
     app.store
-        .append_ledger(&account.billing_id, "credit", 1_000_000_000, "pg top-up")
+        .append_ledger(
+            &account.billing_id,
+            LedgerKind::Credit,
+            1_000_000_000,
+            "pg top-up",
+        )
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -192,7 +198,7 @@ async fn the_gateway_runs_end_to_end_on_postgresql() {
             .billing_snapshot(&account.billing_id, &app.account_id, 10)
             .await
             .unwrap();
-        if unposted == 0 && entries.iter().any(|e| e.kind == "usage") {
+        if unposted == 0 && entries.iter().any(|e| e.kind == LedgerKind::Usage) {
             assert_eq!(total, 1_000_000_000 - cost);
             break;
         }
@@ -487,7 +493,7 @@ async fn posting_while_batches_commit_neither_skips_nor_double_posts() {
     assert!(instagen::billing::ledger::verify(&ledger).is_ok());
     let debited: i64 = ledger
         .iter()
-        .filter(|e| e.kind == "usage")
+        .filter(|e| e.kind == LedgerKind::Usage)
         .map(|e| -e.amount_nanos)
         .sum();
     assert_eq!(debited, expected, "every record posted once");

@@ -1,5 +1,6 @@
 //! Balance, ledger, credits and adjustments of an account.
 
+use crate::billing::ledger::LedgerKind;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -34,7 +35,7 @@ async fn post(
     state: &AppState,
     p: &Principal,
     account: &str,
-    kind: &str,
+    kind: LedgerKind,
     body: &[u8],
 ) -> Result<Response, MgmtError> {
     p.require_operator()?;
@@ -50,7 +51,7 @@ pub async fn credit(
     Path(account): Path<String>,
     body: super::error::Body,
 ) -> Result<Response, MgmtError> {
-    post(&state, &p, &account, "credit", &body).await
+    post(&state, &p, &account, LedgerKind::Credit, &body).await
 }
 
 pub async fn adjust(
@@ -59,5 +60,5 @@ pub async fn adjust(
     Path(account): Path<String>,
     body: super::error::Body,
 ) -> Result<Response, MgmtError> {
-    post(&state, &p, &account, "adjustment", &body).await
+    post(&state, &p, &account, LedgerKind::Adjustment, &body).await
 }

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
-use crate::billing::ledger::LedgerEntry;
+use crate::billing::ledger::{LedgerEntry, LedgerKind};
 use crate::store::StoreError;
 use crate::time::now_ms;
 
@@ -15,7 +15,12 @@ fn entry_of(row: &SqliteRow) -> Result<LedgerEntry, sqlx::Error> {
         seq: row.try_get("seq")?,
         ts_ms: row.try_get("ts_ms")?,
         billing_id: row.try_get("billing_id")?,
-        kind: row.try_get("kind")?,
+        kind: {
+            let kind: String = row.try_get("kind")?;
+            LedgerKind::parse(&kind).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown ledger kind `{kind}`").into())
+            })?
+        },
         amount_nanos: row.try_get("amount_nanos")?,
         period_start_ms: row.try_get("period_start_ms")?,
         period_end_ms: row.try_get("period_end_ms")?,
@@ -28,7 +33,7 @@ fn entry_of(row: &SqliteRow) -> Result<LedgerEntry, sqlx::Error> {
 async fn append(
     conn: &mut sqlx::SqliteConnection,
     billing_id: &str,
-    kind: &str,
+    kind: LedgerKind,
     amount_nanos: i64,
     period: Option<(i64, i64)>,
     memo: &str,
@@ -53,7 +58,7 @@ async fn append(
         .bind(e.seq)
         .bind(e.ts_ms)
         .bind(&e.billing_id)
-        .bind(&e.kind)
+        .bind(e.kind.as_str())
         .bind(e.amount_nanos)
         .bind(e.period_start_ms)
         .bind(e.period_end_ms)
@@ -88,7 +93,7 @@ impl SqliteStore {
     pub async fn append_ledger(
         &self,
         billing_id: &str,
-        kind: &str,
+        kind: LedgerKind,
         amount_nanos: i64,
         memo: &str,
     ) -> Result<LedgerEntry, StoreError> {
@@ -157,7 +162,7 @@ impl SqliteStore {
                 append(
                     c,
                     &billing_id,
-                    "usage",
+                    LedgerKind::Usage,
                     -cost,
                     Some((since, now)),
                     &format!("{n} requests"),
