@@ -175,7 +175,11 @@ impl Store {
         dispatch!(self, s => s.set_account_limits(id, rpm, tpm).await)
     }
 
-    pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+    pub async fn set_account_status(
+        &self,
+        id: &str,
+        status: AccountStatus,
+    ) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_account_status(id, status).await)
     }
 

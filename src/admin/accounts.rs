@@ -4,7 +4,7 @@ use super::{Actor, audit, invalid};
 use super::{billing_view, check_email, check_name};
 use crate::config::Secret;
 use crate::keys::{KeyHasher, random_id};
-use crate::store::{Account, Invitation, Membership, Role, Store, StoreError, User};
+use crate::store::{Account, AccountStatus, Invitation, Membership, Role, Store, StoreError, User};
 use crate::time::now_ms;
 
 /// Hashes a password with Argon2id (default parameters) off the async runtime.
@@ -131,7 +131,14 @@ pub async fn set_account_status(
     suspended: bool,
 ) -> Result<(), StoreError> {
     store
-        .set_account_status(id, if suspended { "suspended" } else { "active" })
+        .set_account_status(
+            id,
+            if suspended {
+                AccountStatus::Suspended
+            } else {
+                AccountStatus::Active
+            },
+        )
         .await?;
     let action = if suspended {
         "account.suspend"
@@ -331,7 +338,9 @@ pub async fn delete_account(
     }
     // Phase 1: stop new requests. Suspension bumps the keys' versions, so every instance's
     // key cache refuses them within a second; then the writer flushes what was in flight.
-    store.set_account_status(account_id, "suspended").await?;
+    store
+        .set_account_status(account_id, AccountStatus::Suspended)
+        .await?;
     tokio::time::sleep(ERASE_SETTLE).await;
     // Phase 2: every recorded charge reaches the ledger, then the data goes.
     store.post_usage().await?;

@@ -60,12 +60,65 @@ impl Role {
     }
 }
 
+/// An account's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    Active,
+    /// Its keys stop authenticating; its data stays.
+    Suspended,
+    /// Erased: only the tombstone row is left (never listed).
+    Deleted,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Suspended => "suspended",
+            AccountStatus::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(AccountStatus::Active),
+            "suspended" => Some(AccountStatus::Suspended),
+            "deleted" => Some(AccountStatus::Deleted),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AccountStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A management token's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStatus {
+    Active,
+    Revoked,
+}
+
+impl TokenStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(TokenStatus::Active),
+            "revoked" => Some(TokenStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Account {
     pub id: String,
     pub name: String,
-    /// `active` or `suspended` (a suspended account's keys stop authenticating).
-    pub status: String,
+    pub status: AccountStatus,
     pub created_ms: i64,
     /// The opaque id the ledger uses for this account.
     pub billing_id: String,
@@ -323,7 +376,7 @@ pub struct TokenInfo {
     pub name: String,
     pub created_ms: i64,
     pub last_used_ms: Option<i64>,
-    pub status: String,
+    pub status: TokenStatus,
     /// The user whose access the token derives from (none for tokens an operator's CLI or
     /// the admin token made): it works only while that user keeps a role in the account,
     /// never above it, and is revoked when they are removed or demoted below it.

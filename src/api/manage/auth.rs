@@ -239,7 +239,7 @@ async fn bearer_principal(state: &AppState, token: &str) -> Result<Who, MgmtErro
             Err(StoreError::NotFound(_)) => return Err(invalid()),
             Err(e) => return Err(e.into()),
         };
-        let ok = info.status == "active"
+        let ok = info.status == crate::store::TokenStatus::Active
             && info
                 .hash
                 .is_some_and(|h| state.keys.hasher().verify(&parsed, &h));

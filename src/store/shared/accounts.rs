@@ -9,7 +9,8 @@ use super::{DbRow, ThisStore, bump_account_keys, lock_account, lock_key_versions
 use crate::keys::{KeyHash, random_id};
 use crate::store::codec::{conflict, hash_of};
 use crate::store::{
-    Account, AuditEntry, Membership, Role, SecurityEvent, SessionRow, StoreError, TokenInfo, User,
+    Account, AccountStatus, AuditEntry, Membership, Role, SecurityEvent, SessionRow, StoreError,
+    TokenInfo, TokenStatus, User,
 };
 use crate::time::now_ms;
 
@@ -24,7 +25,12 @@ fn account_of(row: &DbRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        status: row.try_get("status")?,
+        status: {
+            let s: String = row.try_get("status")?;
+            AccountStatus::parse(&s).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown account status `{s}`").into())
+            })?
+        },
         created_ms: row.try_get("created_ms")?,
         billing_id: row
             .try_get::<Option<String>, _>("billing_id")?
@@ -68,7 +74,11 @@ fn token_of(row: &DbRow) -> Result<TokenInfo, sqlx::Error> {
         name: row.try_get("name")?,
         created_ms: row.try_get("created_ms")?,
         last_used_ms: row.try_get("last_used_ms")?,
-        status: row.try_get("status")?,
+        status: {
+            let s: String = row.try_get("status")?;
+            TokenStatus::parse(&s)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown token status `{s}`").into()))?
+        },
         created_by: row.try_get("created_by")?,
         hash: hash_of(row.try_get("secret_hash")?),
     })
@@ -83,7 +93,7 @@ impl ThisStore {
         let account = Account {
             id: new_id("acct")?,
             name: name.to_owned(),
-            status: "active".to_owned(),
+            status: AccountStatus::Active,
             created_ms: now_ms(),
             allowed_regions: None,
             rpm: None,
@@ -186,11 +196,15 @@ impl ThisStore {
 
     /// Suspends or reactivates an account; bumps its keys' versions so every instance
     /// re-reads them within a second.
-    pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+    pub async fn set_account_status(
+        &self,
+        id: &str,
+        status: AccountStatus,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_key_versions(&mut tx).await?;
         let done = sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
-            .bind(status)
+            .bind(status.as_str())
             .bind(id)
             .execute(&mut *tx)
             .await?;
