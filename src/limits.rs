@@ -236,7 +236,7 @@ impl Limiter {
     }
 
     /// A Redis call failed: fall back or refuse, as configured (and warn, at most every 10 s).
-    fn redis_failed(&self) -> Result<(), Refusal> {
+    fn redis_failed(&self, why: &redis::RedisError) -> Result<(), Refusal> {
         let now = now_ms();
         let last = self.last_warning_ms.load(Ordering::Relaxed);
         if now - last > 10_000
@@ -247,6 +247,7 @@ impl Limiter {
         {
             tracing::warn!(
                 mode = ?self.config.on_redis_failure,
+                error = %why,
                 "redis is unreachable; limits fall back as configured"
             );
         }
@@ -305,8 +306,8 @@ impl Limiter {
                     });
                 }
                 Ok(None) => return Err(Refusal::new(why, 1)),
-                Err(()) => {
-                    self.redis_failed()?;
+                Err(e) => {
+                    self.redis_failed(&e)?;
                 }
             }
         }
@@ -331,8 +332,8 @@ impl Limiter {
         if let Some(r) = &self.redis {
             match r.window(subject, limit, cost).await {
                 Ok((v, at)) => return Ok((v, at, true)),
-                Err(()) => {
-                    self.redis_failed()?;
+                Err(e) => {
+                    self.redis_failed(&e)?;
                 }
             }
         }
@@ -381,8 +382,8 @@ impl Limiter {
             match r.blocked_for(subject).await {
                 Ok(Some(secs)) => return Err(Refusal::new(Refused::AuthBlocked, secs)),
                 Ok(None) => return Ok(()),
-                Err(()) => {
-                    self.redis_failed()?;
+                Err(e) => {
+                    self.redis_failed(&e)?;
                 }
             }
         }
@@ -415,8 +416,8 @@ impl Limiter {
                 .await
             {
                 Ok(()) => return false,
-                Err(()) => {
-                    if self.redis_failed().is_err() {
+                Err(e) => {
+                    if self.redis_failed(&e).is_err() {
                         return false;
                     }
                 }

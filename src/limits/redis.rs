@@ -2,9 +2,9 @@
 //! atomically, with each subject's keys under one hash tag (`{k:id:rpm}`) so a cluster
 //! keeps them in one slot. Time comes from Redis itself, so instances agree on it.
 //!
-//! Every call is bounded by a short timeout; a failure is reported as `Err(())` and the
-//! limiter decides (fail open or closed). A connection lost at start is retried in the
-//! background.
+//! Every call is bounded by a short timeout; a failure is reported as a [`RedisError`]
+//! that keeps its cause, and the limiter decides (fail open or closed) and logs why. A
+//! connection lost at start is retried in the background.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +16,21 @@ use redis::cluster_async::ClusterConnection;
 use super::window::Verdict;
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why a call to Redis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("not connected to redis (still retrying in the background)")]
+    NotConnected,
+    #[error("redis did not answer within {}ms", CALL_TIMEOUT.as_millis())]
+    Timeout,
+    #[error("redis refused the call: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis answered in an unexpected shape")]
+    Shape,
+    #[error("no randomness for a lease id: {0}")]
+    Random(std::io::Error),
+}
 
 /// Check-and-add on a one-minute window of one-second buckets (a hash: second → count).
 const WINDOW: &str = r"
@@ -150,12 +165,12 @@ impl RedisLimits {
         }
     }
 
-    fn conn(&self) -> Result<Conn, ()> {
+    fn conn(&self) -> Result<Conn, RedisError> {
         self.conn
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or(())
+            .ok_or(RedisError::NotConnected)
     }
 
     /// `prefix{subject}`: one hash tag per subject.
@@ -166,7 +181,7 @@ impl RedisLimits {
     async fn invoke<T: redis::FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, ()> {
+    ) -> Result<T, RedisError> {
         let conn = self.conn()?;
         let run = async {
             match conn {
@@ -175,12 +190,12 @@ impl RedisLimits {
             }
         };
         match tokio::time::timeout(CALL_TIMEOUT, run).await {
-            Ok(Ok(v)) => Ok(v),
-            _ => Err(()),
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RedisError::Timeout),
         }
     }
 
-    async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ()> {
+    async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
         let conn = self.conn()?;
         let run = async {
             match conn {
@@ -189,18 +204,18 @@ impl RedisLimits {
             }
         };
         match tokio::time::timeout(CALL_TIMEOUT, run).await {
-            Ok(Ok(v)) => Ok(v),
-            _ => Err(()),
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RedisError::Timeout),
         }
     }
 
     /// Check-and-add; returns the verdict and the (Redis) second it was added at.
-    pub async fn window(&self, subject: &str, limit: u64, cost: u64) -> Result<(Verdict, i64), ()> {
+    pub async fn window(&self, subject: &str, limit: u64, cost: u64) -> Result<(Verdict, i64), RedisError> {
         let mut call = self.window.key(self.key(subject));
         call.arg(limit).arg(cost);
         let r: Vec<i64> = self.invoke(&call).await?;
         let [admitted, remaining, reset, now] = r[..] else {
-            return Err(());
+            return Err(RedisError::Shape);
         };
         Ok((
             Verdict {
@@ -218,12 +233,12 @@ impl RedisLimits {
             .arg(at)
             .arg(delta)
             .clone();
-        let _: Result<i64, ()> = self.command(&cmd).await;
+        let _: Result<i64, RedisError> = self.command(&cmd).await;
     }
 
     /// A lease id when one of `max` is free, `None` when all are taken.
-    pub async fn acquire(&self, subject: &str, max: u32) -> Result<Option<String>, ()> {
-        let id = crate::keys::random_id(16).map_err(|_| ())?;
+    pub async fn acquire(&self, subject: &str, max: u32) -> Result<Option<String>, RedisError> {
+        let id = crate::keys::random_id(16).map_err(RedisError::Random)?;
         let mut call = self.acquire.key(self.key(subject));
         call.arg(max).arg(self.lease_ttl_ms).arg(&id);
         let got: i64 = self.invoke(&call).await?;
@@ -232,11 +247,11 @@ impl RedisLimits {
 
     pub async fn release(&self, subject: &str, id: &str) {
         let cmd = redis::cmd("ZREM").arg(self.key(subject)).arg(id).clone();
-        let _: Result<i64, ()> = self.command(&cmd).await;
+        let _: Result<i64, RedisError> = self.command(&cmd).await;
     }
 
     /// Seconds the address stays blocked, if it is.
-    pub async fn blocked_for(&self, subject: &str) -> Result<Option<u64>, ()> {
+    pub async fn blocked_for(&self, subject: &str) -> Result<Option<u64>, RedisError> {
         let cmd = redis::cmd("PTTL")
             .arg(format!("{}:block", self.key(subject)))
             .clone();
@@ -244,7 +259,7 @@ impl RedisLimits {
         Ok((ms > 0).then(|| u64::try_from(ms).unwrap_or(1000).div_ceil(1000)))
     }
 
-    pub async fn auth_failed(&self, subject: &str, limit: u32, block_secs: u64) -> Result<(), ()> {
+    pub async fn auth_failed(&self, subject: &str, limit: u32, block_secs: u64) -> Result<(), RedisError> {
         let key = self.key(subject);
         let mut call = self.auth_failed.key(&key);
         call.key(format!("{key}:block"))
