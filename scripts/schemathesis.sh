@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the management API against its own OpenAPI document with schemathesis
 # (PyPI) for a bounded number of cases per operation, as an operator, and fails on any
-# 5xx. Usage: scripts/schemathesis.sh [path to instagen binary] [examples per operation]
+# 5xx and on any answer the document does not describe: its status code, its body's
+# schema or its content type. Usage: scripts/schemathesis.sh [path to instagen binary] [examples per operation]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/debug/instagen}
@@ -33,7 +34,7 @@ curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/accounts" -H "Authorization: Bea
   -H 'content-type: application/json' -d '{"name":"fuzz"}' >/dev/null
 
 schemathesis run "http://127.0.0.1:$PORT/api/openapi.json" \
-  --checks not_a_server_error \
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
   --max-examples "$EXAMPLES" \
   --seed 1 \
   -H "Authorization: Bearer $ADMIN"

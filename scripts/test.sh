@@ -83,7 +83,7 @@ else
   command -v pg_isready >/dev/null && why="pg_isready -h 127.0.0.1 found no server accepting connections"
   echo "== API tests on PostgreSQL: skipped ($why)"
 fi
-echo "== schemathesis against /api/openapi.json (bounded; any 5xx fails)"
+echo "== schemathesis against /api/openapi.json (bounded; a 5xx, or a status, body or content type the document does not give, fails)"
 bash scripts/schemathesis.sh target/debug/instagen 25
 fuzz=$?
 set -e

@@ -845,14 +845,15 @@ pub fn document() -> &'static Value {
                 None => json!({"description": "success, no body"}),
             };
             responses.insert(route.status.to_string(), ok);
-            if route.request.is_some() || route.path.contains("/usage") || is_paged(route.method, route.path) {
-                responses.insert("400".into(), error_response("invalid input; `field` names the culprit"));
-            }
+            // Any operation refuses a query string or body it cannot take.
+            responses.insert("400".into(), error_response("invalid input; `field` names the culprit"));
             if route.access != "public" {
                 responses.insert("401".into(), error_response("not authenticated"));
                 responses.insert("403".into(), error_response("authenticated, but the role (or CSRF token) does not allow this"));
+            } else if route.method == "post" && route.path == "/api/v1/session" {
+                responses.insert("401".into(), error_response("wrong email or password"));
             }
-            if route.path.contains('{') {
+            if route.path.contains('{') || route.path == "/api/v1/invitations/accept" {
                 responses.insert("404".into(), error_response("no such object in any account the caller belongs to"));
             }
             if route.request.is_some() || route.path.ends_with("/members/{user_id}") {
