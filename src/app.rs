@@ -205,10 +205,12 @@ async fn catch_panic(req: Request, next: Next) -> Response {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    use crate::api::openai::inference;
+    use crate::gateway::{Endpoint, Wire};
     Router::new()
         .route("/v1/models", get(api::openai::models))
         .route("/v1/models/{model}", get(api::openai::model))
-        .route("/v1/responses", post(api::openai::responses))
+        .route("/v1/responses", inference(Endpoint::Chat, Wire::Responses))
         .route(
             "/v1/responses/{response_id}",
             get(api::openai::response_not_stored).delete(api::openai::response_not_stored),
@@ -222,12 +224,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/messages/count_tokens",
             post(api::anthropic::count_tokens),
         )
-        .route("/v1/chat/completions", post(api::openai::chat_completions))
-        .route("/v1/completions", post(api::openai::completions))
-        .route("/v1/embeddings", post(api::openai::embeddings))
+        .route(
+            "/v1/chat/completions",
+            inference(Endpoint::Chat, Wire::OpenAi),
+        )
+        .route(
+            "/v1/completions",
+            inference(Endpoint::Completions, Wire::OpenAi),
+        )
+        .route(
+            "/v1/embeddings",
+            inference(Endpoint::Embeddings, Wire::OpenAi),
+        )
         .route(
             "/v1/audio/transcriptions",
-            post(api::openai::transcriptions),
+            inference(Endpoint::Transcriptions, Wire::OpenAi),
         )
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -126,87 +127,22 @@ fn anthropic_card(gateway: &crate::gateway::Gateway, id: &str) -> serde_json::Va
     card
 }
 
-/// `POST /v1/responses`: the Responses API, stateless (see `gateway/wire/responses.rs`).
-pub async fn responses(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    infer(
-        &state,
-        Endpoint::Chat,
-        Wire::Responses,
-        &ctx,
-        &headers,
-        body,
-    )
-    .await
-}
-
 /// `GET`/`DELETE /v1/responses/{id}` and the rest: nothing is stored, so nothing is found.
 pub async fn response_not_stored() -> ApiError {
     ApiError::NotStored
 }
 
-pub async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    infer(&state, Endpoint::Chat, Wire::OpenAi, &ctx, &headers, body).await
-}
-
-pub async fn completions(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    infer(
-        &state,
-        Endpoint::Completions,
-        Wire::OpenAi,
-        &ctx,
-        &headers,
-        body,
+/// The handler of an OpenAI inference route: `endpoint` spoken in `wire` (chat, completions,
+/// embeddings and transcriptions as OpenAI's; `/v1/responses` as the Responses API).
+pub fn inference(endpoint: Endpoint, wire: Wire) -> MethodRouter<Arc<AppState>> {
+    post(
+        move |State(state): State<Arc<AppState>>,
+              Extension(ctx): Extension<RequestContext>,
+              headers: HeaderMap,
+              body: Body| async move {
+            infer(&state, endpoint, wire, &ctx, &headers, body).await
+        },
     )
-    .await
-}
-
-pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    infer(
-        &state,
-        Endpoint::Embeddings,
-        Wire::OpenAi,
-        &ctx,
-        &headers,
-        body,
-    )
-    .await
-}
-
-pub async fn transcriptions(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    infer(
-        &state,
-        Endpoint::Transcriptions,
-        Wire::OpenAi,
-        &ctx,
-        &headers,
-        body,
-    )
-    .await
 }
 
 /// One inference request, in any wire format: admission, the body, the gateway, and the

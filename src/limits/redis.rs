@@ -210,7 +210,12 @@ impl RedisLimits {
     }
 
     /// Check-and-add; returns the verdict and the (Redis) second it was added at.
-    pub async fn window(&self, subject: &str, limit: u64, cost: u64) -> Result<(Verdict, i64), RedisError> {
+    pub async fn window(
+        &self,
+        subject: &str,
+        limit: u64,
+        cost: u64,
+    ) -> Result<(Verdict, i64), RedisError> {
         let mut call = self.window.key(self.key(subject));
         call.arg(limit).arg(cost);
         let r: Vec<i64> = self.invoke(&call).await?;
@@ -259,7 +264,12 @@ impl RedisLimits {
         Ok((ms > 0).then(|| u64::try_from(ms).unwrap_or(1000).div_ceil(1000)))
     }
 
-    pub async fn auth_failed(&self, subject: &str, limit: u32, block_secs: u64) -> Result<(), RedisError> {
+    pub async fn auth_failed(
+        &self,
+        subject: &str,
+        limit: u32,
+        block_secs: u64,
+    ) -> Result<(), RedisError> {
         let key = self.key(subject);
         let mut call = self.auth_failed.key(&key);
         call.key(format!("{key}:block"))

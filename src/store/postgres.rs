@@ -21,28 +21,16 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::StoreError;
 
-// Written once for both stores and compiled against each backend's types.
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/accounts.rs"]
-mod accounts;
 mod billing;
-// Written once for both stores and compiled against each backend's types.
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/invitations.rs"]
-mod invitations;
-// Written once for both stores and compiled against each backend's types.
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/keys.rs"]
-mod keys;
 mod migrations;
-// Written once for both stores and compiled against each backend's types.
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/migrations_applied.rs"]
-mod migrations_applied;
-// Written once for both stores and compiled against each backend's types.
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/providers.rs"]
-mod providers;
+shared_store_modules!(
+    accounts = "shared/accounts.rs",
+    invitations = "shared/invitations.rs",
+    keys = "shared/keys.rs",
+    ledger = "shared/ledger.rs",
+    migrations_applied = "shared/migrations_applied.rs",
+    providers = "shared/providers.rs",
+);
 mod rights;
 mod usage;
 

@@ -3,72 +3,12 @@
 //! the budget tracker.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
+use super::ledger::{append, entry_of};
 use crate::billing::ledger::{LedgerEntry, LedgerKind};
 use crate::store::StoreError;
 use crate::time::now_ms;
-
-fn entry_of(row: &SqliteRow) -> Result<LedgerEntry, sqlx::Error> {
-    Ok(LedgerEntry {
-        seq: row.try_get("seq")?,
-        ts_ms: row.try_get("ts_ms")?,
-        billing_id: row.try_get("billing_id")?,
-        kind: {
-            let kind: String = row.try_get("kind")?;
-            LedgerKind::parse(&kind).ok_or_else(|| {
-                sqlx::Error::Decode(format!("unknown ledger kind `{kind}`").into())
-            })?
-        },
-        amount_nanos: row.try_get("amount_nanos")?,
-        period_start_ms: row.try_get("period_start_ms")?,
-        period_end_ms: row.try_get("period_end_ms")?,
-        memo: row.try_get("memo")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-async fn append(
-    conn: &mut sqlx::SqliteConnection,
-    billing_id: &str,
-    kind: LedgerKind,
-    amount_nanos: i64,
-    period: Option<(i64, i64)>,
-    memo: &str,
-) -> Result<LedgerEntry, sqlx::Error> {
-    let tip = sqlx::query(crate::store::sql::LEDGER_TIP)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| Ok::<_, sqlx::Error>((row.try_get("seq")?, row.try_get("hash")?)))
-        .transpose()?;
-    let e = crate::billing::ledger::next(
-        tip,
-        crate::billing::ledger::Draft {
-            ts_ms: now_ms(),
-            billing_id,
-            kind,
-            amount_nanos,
-            period,
-            memo,
-        },
-    );
-    sqlx::query(crate::store::sql::LEDGER_INSERT)
-        .bind(e.seq)
-        .bind(e.ts_ms)
-        .bind(&e.billing_id)
-        .bind(e.kind.as_str())
-        .bind(e.amount_nanos)
-        .bind(e.period_start_ms)
-        .bind(e.period_end_ms)
-        .bind(&e.memo)
-        .bind(&e.prev_hash)
-        .bind(&e.hash)
-        .execute(&mut *conn)
-        .await?;
-    Ok(e)
-}
 
 impl SqliteStore {
     /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` (rolled back on error).
