@@ -7,7 +7,7 @@ pub mod budget;
 pub mod ledger;
 mod money;
 
-pub use money::{MAX_PRICE_NANOS_PER_MTOK, Money, Price, cost_of};
+pub use money::{MAX_PRICE_NANOS_PER_MTOK, Money, MoneyError, Price, cost_of};
 
 /// A model's prices over time: a base price and scheduled changes, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -63,17 +63,21 @@ pub fn format_rfc3339(ms: i64) -> String {
     )
 }
 
+/// A text that is neither an RFC 3339 timestamp with an offset nor a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "must be an RFC 3339 timestamp with an offset (2026-11-24T08:00:00Z) or a date (2026-11-24)"
+)]
+pub struct BadTimestamp;
+
 /// Parses `YYYY-MM-DD` (midnight UTC), or an RFC 3339 timestamp with an offset
 /// (`2026-11-24T08:00:00Z`, `…+02:00`, fractions allowed), into epoch-ms.
 ///
 /// Parsed by `jiff`: invalid calendar dates (`2026-02-31`), offsets past ±25:59 and
 /// anything else malformed are errors, never a panic or a silently shifted instant.
-pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+pub fn parse_rfc3339(text: &str) -> Result<i64, BadTimestamp> {
     let t = text.trim();
-    let bad = || {
-        "must be an RFC 3339 timestamp with an offset (2026-11-24T08:00:00Z) or a date (2026-11-24)"
-            .to_owned()
-    };
+    let bad = || BadTimestamp;
     if t.len() > 64 {
         return Err(bad());
     }

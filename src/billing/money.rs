@@ -36,7 +36,7 @@ impl Money {
     }
 
     /// Parses a decimal USD string (`"12.5"`, `"0.000000001"`); more than 9 decimals is an error.
-    pub fn parse_usd(text: &str) -> Result<Money, String> {
+    pub fn parse_usd(text: &str) -> Result<Money, MoneyError> {
         parse_decimal_nanos(text).map(Money)
     }
 }
@@ -64,15 +64,13 @@ impl Price {
         self.0
     }
 
-    pub fn parse(text: &str) -> Result<Price, String> {
+    pub fn parse(text: &str) -> Result<Price, MoneyError> {
         let n = parse_decimal_nanos(text)?;
         if n < 0 {
-            return Err(format!("price `{text}` is negative"));
+            return Err(MoneyError::NegativePrice(text.to_owned()));
         }
         if n > MAX_PRICE_NANOS_PER_MTOK {
-            return Err(format!(
-                "price `{text}` is above the cap of 10000 USD per million tokens"
-            ));
+            return Err(MoneyError::PriceAboveCap(text.to_owned()));
         }
         Ok(Price(n))
     }
@@ -97,7 +95,22 @@ impl<'de> Deserialize<'de> for Price {
     }
 }
 
-fn parse_decimal_nanos(text: &str) -> Result<i64, String> {
+/// Why a decimal amount was refused; each names the text it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("`{0}` is not a decimal number")]
+    NotDecimal(String),
+    #[error("`{0}` has more than 9 decimals (nano-dollar precision)")]
+    TooPrecise(String),
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+    #[error("price `{0}` is negative")]
+    NegativePrice(String),
+    #[error("price `{0}` is above the cap of 10000 USD per million tokens")]
+    PriceAboveCap(String),
+}
+
+fn parse_decimal_nanos(text: &str) -> Result<i64, MoneyError> {
     let t = text.trim();
     let (neg, digits) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -106,19 +119,17 @@ fn parse_decimal_nanos(text: &str) -> Result<i64, String> {
     let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
     let valid = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() && frac.is_empty() || !valid(whole) || !valid(frac) {
-        return Err(format!("`{text}` is not a decimal number"));
+        return Err(MoneyError::NotDecimal(text.to_owned()));
     }
     if frac.len() > 9 {
-        return Err(format!(
-            "`{text}` has more than 9 decimals (nano-dollar precision)"
-        ));
+        return Err(MoneyError::TooPrecise(text.to_owned()));
     }
     let whole: i64 = if whole.is_empty() {
         0
     } else {
         whole
             .parse()
-            .map_err(|_| format!("`{text}` is too large"))?
+            .map_err(|_| MoneyError::TooLarge(text.to_owned()))?
     };
     let mut frac_nanos: i64 = 0;
     for (i, b) in frac.bytes().enumerate() {
@@ -127,7 +138,7 @@ fn parse_decimal_nanos(text: &str) -> Result<i64, String> {
     let nanos = whole
         .checked_mul(NANOS_PER_USD)
         .and_then(|w| w.checked_add(frac_nanos))
-        .ok_or_else(|| format!("`{text}` is too large"))?;
+        .ok_or_else(|| MoneyError::TooLarge(text.to_owned()))?;
     Ok(if neg { -nanos } else { nanos })
 }
 
