@@ -30,6 +30,7 @@ shared_store_modules!(
     ledger = "shared/ledger.rs",
     migrations_applied = "shared/migrations_applied.rs",
     providers = "shared/providers.rs",
+    usage_queries = "shared/usage_queries.rs",
 );
 mod rights;
 mod usage;

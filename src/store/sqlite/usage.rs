@@ -1,15 +1,11 @@
-//! Usage records: batched idempotent inserts and the queries over them.
+//! Usage records on SQLite: batched idempotent inserts and the rollups they feed (the
+//! queries over them are written once, in `store/shared/usage_queries.rs`).
 
 use std::sync::{Arc, OnceLock};
 
-use sqlx::Row;
-
 use super::SqliteStore;
-use crate::store::codec::{to_i64, to_u64};
-use sqlx::sqlite::SqliteRow;
-
-use crate::billing::Money;
-use crate::store::{Granularity, GroupBy, StoreError, UsagePoint, UsageTotals};
+use crate::store::StoreError;
+use crate::store::codec::to_i64;
 use crate::usage::UsageRecord;
 
 /// Rows per multi-row INSERT (20 parameters each, well under SQLite's variable limit).
@@ -153,159 +149,6 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(inserted)
     }
-
-    pub async fn usage_records(
-        &self,
-        account_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<UsageRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM usage_records WHERE account_id = ? AND started_ms >= ? AND started_ms < ?
-             ORDER BY started_ms, request_id",
-        )
-        .bind(account_id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn usage_records_page(
-        &self,
-        account_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        after: Option<(i64, String)>,
-        limit: i64,
-    ) -> Result<Vec<UsageRecord>, StoreError> {
-        let (after_ms, after_id) = after.unwrap_or((i64::MIN, String::new()));
-        let rows = sqlx::query(
-            "SELECT * FROM usage_records WHERE account_id = ? AND started_ms >= ? AND started_ms < ?
-               AND (started_ms > ? OR (started_ms = ? AND request_id > ?))
-             ORDER BY started_ms, request_id LIMIT ?",
-        )
-        .bind(account_id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(after_ms)
-        .bind(after_ms)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn usage_rollup(
-        &self,
-        account_id: &str,
-        granularity: Granularity,
-        from_ms: i64,
-        to_ms: i64,
-        by_bucket: bool,
-        group: GroupBy,
-    ) -> Result<Vec<UsagePoint>, StoreError> {
-        let group_col = match group {
-            GroupBy::Nothing => "NULL",
-            GroupBy::Model => "model",
-            GroupBy::Key => "key_id",
-        };
-        let bucket_col = if by_bucket { "bucket_ms" } else { "NULL" };
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {bucket_col} AS b, {group_col} AS g, SUM(requests) AS requests, SUM(input_tokens) AS input_tokens,
-                    SUM(cached_input_tokens) AS cached_input_tokens, SUM(output_tokens) AS output_tokens,
-                    SUM(cost_nanos) AS cost_nanos, SUM(estimated_requests) AS estimated_requests,
-                    SUM(error_requests) AS error_requests
-             FROM usage_rollups
-             WHERE account_id = ? AND granularity = ? AND bucket_ms >= ? AND bucket_ms < ?
-             GROUP BY b, g ORDER BY b, g"
-        ));
-        let floor = from_ms.div_euclid(granularity.ms()) * granularity.ms();
-        let rows = sqlx::query(sql)
-            .bind(account_id)
-            .bind(granularity.as_str())
-            .bind(floor)
-            .bind(to_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let cost: i64 = row.try_get("cost_nanos")?;
-                Ok(UsagePoint {
-                    bucket_ms: row.try_get("b")?,
-                    group: row.try_get("g")?,
-                    requests: row.try_get("requests")?,
-                    input_tokens: row.try_get("input_tokens")?,
-                    cached_input_tokens: row.try_get("cached_input_tokens")?,
-                    output_tokens: row.try_get("output_tokens")?,
-                    cost_nanos: cost,
-                    cost_usd: Money::from_nanos(cost).to_string(),
-                    estimated_requests: row.try_get("estimated_requests")?,
-                    error_requests: row.try_get("error_requests")?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn usage_by_model(
-        &self,
-        account_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<UsageTotals>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT COALESCE(model, '') AS model, COUNT(*) AS requests,
-                    COALESCE(SUM(input_tokens), 0) AS input_tokens,
-                    COALESCE(SUM(output_tokens), 0) AS output_tokens,
-                    COALESCE(SUM(cost_nanos), 0) AS cost_nanos
-             FROM usage_records WHERE account_id = ? AND started_ms >= ? AND started_ms < ?
-             GROUP BY COALESCE(model, '') ORDER BY model",
-        )
-        .bind(account_id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UsageTotals {
-                    model: row.try_get("model")?,
-                    requests: row.try_get("requests")?,
-                    input_tokens: row.try_get("input_tokens")?,
-                    output_tokens: row.try_get("output_tokens")?,
-                    cost_nanos: row.try_get("cost_nanos")?,
-                })
-            })
-            .collect()
-    }
-}
-
-fn record_of(row: &SqliteRow) -> Result<UsageRecord, sqlx::Error> {
-    let status: i64 = row.try_get("status")?;
-    Ok(UsageRecord {
-        request_id: row.try_get("request_id")?,
-        account_id: row.try_get("account_id")?,
-        key_id: row.try_get("key_id")?,
-        endpoint: row.try_get("endpoint")?,
-        model: row.try_get("model")?,
-        provider: row.try_get("provider")?,
-        started_ms: row.try_get("started_ms")?,
-        finished_ms: row.try_get("finished_ms")?,
-        status: u16::try_from(status).unwrap_or(0),
-        error_kind: row.try_get("error_kind")?,
-        stream: row.try_get("stream")?,
-        input_tokens: to_u64(row.try_get("input_tokens")?),
-        cached_input_tokens: to_u64(row.try_get("cached_input_tokens")?),
-        output_tokens: to_u64(row.try_get("output_tokens")?),
-        estimated: row.try_get("estimated")?,
-        cost_nanos: row.try_get("cost_nanos")?,
-        latency_us: to_u64(row.try_get("latency_us")?),
-        ttft_us: row.try_get::<Option<i64>, _>("ttft_us")?.map(to_u64),
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
-        region: row.try_get("region")?,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,173 @@
+//! The queries over usage records and their rollups, written once for both stores (each
+//! includes this file with its own types); inserting records and folding them into the
+//! rollups stays per backend, where the dialects really differ.
+
+use sqlx::Row;
+
+use super::{BYTEWISE, DbRow, ThisStore};
+use crate::billing::Money;
+use crate::store::codec::to_u64;
+use crate::store::{Granularity, GroupBy, StoreError, UsagePoint, UsageTotals};
+use crate::usage::UsageRecord;
+
+impl ThisStore {
+    pub async fn usage_records(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
+             ORDER BY started_ms, request_id{BYTEWISE}"
+        ));
+        let rows = sqlx::query(sql)
+        .bind(account_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn usage_records_page(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let (after_ms, after_id) = after.unwrap_or((i64::MIN, String::new()));
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
+               AND (started_ms > $4 OR (started_ms = $4 AND request_id{BYTEWISE} > $5))
+             ORDER BY started_ms, request_id{BYTEWISE} LIMIT $6"
+        ));
+        let rows = sqlx::query(sql)
+        .bind(account_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn usage_rollup(
+        &self,
+        account_id: &str,
+        granularity: Granularity,
+        from_ms: i64,
+        to_ms: i64,
+        by_bucket: bool,
+        group: GroupBy,
+    ) -> Result<Vec<UsagePoint>, StoreError> {
+        let (model_col, key_col) = (format!("model{BYTEWISE}"), format!("key_id{BYTEWISE}"));
+        let group_col = match group {
+            GroupBy::Nothing => "CAST(NULL AS TEXT)",
+            GroupBy::Model => model_col.as_str(),
+            GroupBy::Key => key_col.as_str(),
+        };
+        let bucket_col = if by_bucket {
+            "bucket_ms"
+        } else {
+            "CAST(NULL AS BIGINT)"
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {bucket_col} AS b, {group_col} AS g, CAST(SUM(requests) AS BIGINT) AS requests,
+                    CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens,
+                    CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos,
+                    CAST(SUM(estimated_requests) AS BIGINT) AS estimated_requests, CAST(SUM(error_requests) AS BIGINT) AS error_requests
+             FROM usage_rollups
+             WHERE account_id = $1 AND granularity = $2 AND bucket_ms >= $3 AND bucket_ms < $4
+             GROUP BY b, g ORDER BY b, g"
+        ));
+        let floor = from_ms.div_euclid(granularity.ms()) * granularity.ms();
+        let rows = sqlx::query(sql)
+            .bind(account_id)
+            .bind(granularity.as_str())
+            .bind(floor)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let cost: i64 = row.try_get("cost_nanos")?;
+                Ok(UsagePoint {
+                    bucket_ms: row.try_get("b")?,
+                    group: row.try_get("g")?,
+                    requests: row.try_get("requests")?,
+                    input_tokens: row.try_get("input_tokens")?,
+                    cached_input_tokens: row.try_get("cached_input_tokens")?,
+                    output_tokens: row.try_get("output_tokens")?,
+                    cost_nanos: cost,
+                    cost_usd: Money::from_nanos(cost).to_string(),
+                    estimated_requests: row.try_get("estimated_requests")?,
+                    error_requests: row.try_get("error_requests")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn usage_by_model(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(model, ''){BYTEWISE} AS model, COUNT(*) AS requests,
+                    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
+                    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens,
+                    CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos
+             FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
+             GROUP BY 1 ORDER BY 1"
+        ));
+        let rows = sqlx::query(sql)
+        .bind(account_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageTotals {
+                    model: row.try_get("model")?,
+                    requests: row.try_get("requests")?,
+                    input_tokens: row.try_get("input_tokens")?,
+                    output_tokens: row.try_get("output_tokens")?,
+                    cost_nanos: row.try_get("cost_nanos")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn record_of(row: &DbRow) -> Result<UsageRecord, sqlx::Error> {
+    let status: i64 = row.try_get("status")?;
+    Ok(UsageRecord {
+        request_id: row.try_get("request_id")?,
+        account_id: row.try_get("account_id")?,
+        key_id: row.try_get("key_id")?,
+        endpoint: row.try_get("endpoint")?,
+        model: row.try_get("model")?,
+        provider: row.try_get("provider")?,
+        started_ms: row.try_get("started_ms")?,
+        finished_ms: row.try_get("finished_ms")?,
+        status: u16::try_from(status).unwrap_or(0),
+        error_kind: row.try_get("error_kind")?,
+        stream: row.try_get("stream")?,
+        input_tokens: to_u64(row.try_get("input_tokens")?),
+        cached_input_tokens: to_u64(row.try_get("cached_input_tokens")?),
+        output_tokens: to_u64(row.try_get("output_tokens")?),
+        estimated: row.try_get("estimated")?,
+        cost_nanos: row.try_get("cost_nanos")?,
+        latency_us: to_u64(row.try_get("latency_us")?),
+        ttft_us: row.try_get::<Option<i64>, _>("ttft_us")?.map(to_u64),
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+        region: row.try_get("region")?,
+    })
+}
