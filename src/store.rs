@@ -5,19 +5,6 @@
 //! hold a prompt or an output. SQL lives here and nowhere else.
 
 mod codec;
-
-/// The modules written once for both stores (`store/shared/`), declared in each backend
-/// and compiled against its types (`DbConn`, `DbRow`, `ThisStore` and its few dialect
-/// functions and constants).
-macro_rules! shared_store_modules {
-    ($($name:ident = $path:literal),* $(,)?) => {
-        $(
-            #[allow(clippy::duplicate_mod)]
-            #[path = $path]
-            mod $name;
-        )*
-    };
-}
 mod postgres;
 mod rows;
 mod sql;

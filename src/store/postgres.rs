@@ -23,17 +23,31 @@ use super::StoreError;
 
 mod billing;
 mod migrations;
-shared_store_modules!(
-    accounts = "shared/accounts.rs",
-    invitations = "shared/invitations.rs",
-    keys = "shared/keys.rs",
-    ledger = "shared/ledger.rs",
-    migrations_applied = "shared/migrations_applied.rs",
-    providers = "shared/providers.rs",
-    usage_queries = "shared/usage_queries.rs",
-);
+// The modules written once for both stores (`store/shared/`), compiled against this
+// backend's types: declared plainly so rustfmt and clippy see them.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/accounts.rs"]
+mod accounts;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/invitations.rs"]
+mod invitations;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/keys.rs"]
+mod keys;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/ledger.rs"]
+mod ledger;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/migrations_applied.rs"]
+mod migrations_applied;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/providers.rs"]
+mod providers;
 mod rights;
 mod usage;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/usage_queries.rs"]
+mod usage_queries;
 
 /// This backend's types, for the modules written once for both (`store/shared/`).
 type DbConn = PgConnection;

@@ -22,11 +22,11 @@ impl ThisStore {
              ORDER BY started_ms, request_id{BYTEWISE}"
         ));
         let rows = sqlx::query(sql)
-        .bind(account_id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(account_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
     }
 
@@ -45,14 +45,14 @@ impl ThisStore {
              ORDER BY started_ms, request_id{BYTEWISE} LIMIT $6"
         ));
         let rows = sqlx::query(sql)
-        .bind(account_id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(after_ms)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(account_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(after_ms)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
     }
 
@@ -127,11 +127,11 @@ impl ThisStore {
              GROUP BY 1 ORDER BY 1"
         ));
         let rows = sqlx::query(sql)
-        .bind(account_id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(account_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(UsageTotals {
