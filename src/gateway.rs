@@ -342,6 +342,11 @@ impl Gateway {
         }
     }
 
+    /// The context window of a model (or alias), when configured.
+    pub fn context_length(&self, name: &str) -> Option<u64> {
+        self.routes.get(name).and_then(|r| r.context_length)
+    }
+
     /// The `/v1/models` entry of a model: owner, context length and current prices.
     pub fn model_card(&self, id: &str) -> Option<serde_json::Value> {
         let route = self.routes.get(id)?;

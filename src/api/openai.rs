@@ -118,11 +118,8 @@ pub async fn model(
 fn anthropic_card(gateway: &crate::gateway::Gateway, id: &str) -> serde_json::Value {
     let mut card = json!({"id": id, "type": "model", "display_name": id,
                           "created_at": "1970-01-01T00:00:00Z", "lifecycle": "active"});
-    if let Some(n) = gateway
-        .model_card(id)
-        .and_then(|c| c.get("context_length").cloned())
-    {
-        card["max_input_tokens"] = n;
+    if let Some(n) = gateway.context_length(id) {
+        card["max_input_tokens"] = n.into();
     }
     card
 }

@@ -366,9 +366,10 @@ pub(crate) fn chat_body(
     Ok(Bytes::from(body))
 }
 
-/// Parses one top-level field as `T`, naming the field when it has the wrong shape.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(
-    raw: &RawValue,
+/// Parses one top-level field as `T` (borrowing from the body where `T` does), naming the
+/// field when it has the wrong shape.
+pub(crate) fn parse<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
     param: &'static str,
     what: &str,
 ) -> Result<T, BodyError> {

@@ -439,6 +439,22 @@ pub async fn sse_events(resp: reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+/// The `(event name, data as JSON)` pairs of an SSE body (Responses and Messages events).
+pub fn named_sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .filter_map(|block| {
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("")
+                .to_owned();
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name, serde_json::from_str(data).unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
 /// Asserts an OpenAI-shaped error body and returns it.
 pub async fn openai_error(resp: reqwest::Response, status: u16) -> Value {
     assert_eq!(resp.status().as_u16(), status);

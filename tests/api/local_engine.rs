@@ -645,7 +645,7 @@ async fn responses_and_messages_run_on_the_built_in_engine_with_its_own_counts()
         .text()
         .await
         .unwrap();
-    let events = crate::responses_api::sse_events(&streamed);
+    let events = named_sse_events(&streamed);
     let deltas: String = events
         .iter()
         .filter(|(n, _)| n == "response.output_text.delta")

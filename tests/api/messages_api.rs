@@ -9,7 +9,6 @@ use mock_upstream::Script;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::responses_api::sse_events;
 
 const PROVIDER_KEY: &str = "sk-ant-provider-0123456789";
 
@@ -97,7 +96,7 @@ async fn messages_in_front_of_an_openai_engine_translate_both_ways() {
     body["tools"] = json!([{"name": "look", "input_schema": {"type": "object"}}]);
     let resp = messages(&app, &body).await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let events = sse_events(&resp.text().await.unwrap());
+    let events = named_sse_events(&resp.text().await.unwrap());
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names[0], "message_start");
     assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"]);
@@ -181,7 +180,7 @@ async fn messages_to_an_anthropic_provider_pass_through_natively() {
 
     // Streamed: the provider's events pass through, the record is committed before the end.
     let resp = messages(&app, &request(true)).await;
-    let events = sse_events(&resp.text().await.unwrap());
+    let events = named_sse_events(&resp.text().await.unwrap());
     assert_eq!(events.first().unwrap().0, "message_start");
     assert_eq!(events.last().unwrap().0, "message_stop");
     assert_eq!(events[0].1["message"]["id"], "msg_mock");

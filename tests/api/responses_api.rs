@@ -8,22 +8,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// The `(event name, data)` pairs of an SSE body.
-pub fn sse_events(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .filter_map(|block| {
-            let name = block
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("")
-                .to_owned();
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((name, serde_json::from_str(data).unwrap_or(Value::Null)))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn responses_translate_to_chat_and_back_with_one_exact_record() {
     let app = TestApp::spawn().await;
@@ -87,7 +71,7 @@ async fn streamed_responses_follow_the_event_sequence_with_calls_and_usage() {
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let events = sse_events(&resp.text().await.unwrap());
+    let events = named_sse_events(&resp.text().await.unwrap());
     let kinds: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(kinds.first(), Some(&"response.created"));
     assert_eq!(kinds.last(), Some(&"response.completed"));
@@ -139,7 +123,7 @@ async fn a_cut_stream_ends_in_response_failed_and_is_billed_for_what_was_sent() 
             &json!({"model": MODEL, "input": "count", "stream": true}),
         )
         .await;
-    let events = sse_events(&resp.text().await.unwrap());
+    let events = named_sse_events(&resp.text().await.unwrap());
     let (name, last) = events.last().unwrap();
     assert_eq!(name, "response.failed");
     assert_eq!(last["response"]["status"], "failed");
@@ -245,7 +229,7 @@ async fn native_responses_providers_get_the_allow_listed_body_with_store_false()
     // Streamed: the provider's events pass through, named; the record is exact.
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
-    let events = sse_events(
+    let events = named_sse_events(
         &app.post("/v1/responses", &streamed)
             .await
             .text()
@@ -290,7 +274,7 @@ async fn responses_reach_anthropic_providers_through_chat() {
         json!([{"type": "text", "text": "Terse."}])
     );
     assert_eq!(sent.json()["max_tokens"], 20);
-    let events = sse_events(
+    let events = named_sse_events(
         &app.post(
             "/v1/responses",
             &json!({"model": MODEL, "input": "hi", "stream": true}),

@@ -18,10 +18,6 @@ use crate::gateway::BodyError;
 use crate::gateway::body::{field, fields};
 use crate::usage::TokenCounts;
 
-fn invalid(param: &'static str, message: impl Into<String>) -> BodyError {
-    BodyError::field(param, message)
-}
-
 /// A Messages request as a chat completion request.
 pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
     translate(body, false)
@@ -40,9 +36,14 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
             Ok(m) if !m.is_empty() => {
                 out.insert("model".into(), Value::String(m));
             }
-            _ => return Err(invalid("model", "model: must be a non-empty string")),
+            _ => {
+                return Err(BodyError::field(
+                    "model",
+                    "model: must be a non-empty string",
+                ));
+            }
         },
-        None => return Err(invalid("model", "model: Field required")),
+        None => return Err(BodyError::field("model", "model: Field required")),
     }
     let mut messages = Vec::new();
     if let Some(raw) = field(&f, "system") {
@@ -54,7 +55,7 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
                     match (b["type"].as_str(), b["text"].as_str()) {
                         (Some("text"), Some(t)) => texts.push(t),
                         _ => {
-                            return Err(invalid(
+                            return Err(BodyError::field(
                                 "system",
                                 format!("system.{i}: only text blocks may be given"),
                             ));
@@ -64,7 +65,7 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
                 texts.join("\n")
             }
             _ => {
-                return Err(invalid(
+                return Err(BodyError::field(
                     "system",
                     "system: must be a string or an array of text blocks",
                 ));
@@ -76,7 +77,7 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
     }
     let list: Vec<Value> = match field(&f, "messages") {
         Some(raw) => parse(raw, "messages", "an array of messages")?,
-        None => return Err(invalid("messages", "messages: Field required")),
+        None => return Err(BodyError::field("messages", "messages: Field required")),
     };
     for (i, m) in list.into_iter().enumerate() {
         message(m, i, &mut messages)?;
@@ -88,7 +89,7 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
             out.insert("max_tokens".into(), n.into());
         }
         None if counting => {}
-        None => return Err(invalid("max_tokens", "max_tokens: Field required")),
+        None => return Err(BodyError::field("max_tokens", "max_tokens: Field required")),
     }
     if let Some(raw) = field(&f, "stop_sequences") {
         let stops: Vec<String> = parse(raw, "stop_sequences", "an array of strings")?;
@@ -109,7 +110,7 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
     let mut tools = Vec::new();
     if let Some(raw) = field(&f, "tools") {
         let list: Vec<InTool<'_>> = serde_json::from_str(raw.get())
-            .map_err(|_| invalid("tools", "tools: must be an array of tools"))?;
+            .map_err(|_| BodyError::field("tools", "tools: must be an array of tools"))?;
         for (i, tool) in list.into_iter().enumerate() {
             tools.push(tool_to_chat(tool, i)?);
         }
@@ -131,7 +132,7 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
             ("none", _) => json!("none"),
             ("tool", Some(name)) => json!({"type": "function", "function": {"name": name}}),
             _ => {
-                return Err(invalid(
+                return Err(BodyError::field(
                     "tool_choice",
                     "tool_choice.type: must be `auto`, `any`, `tool` (with a `name`) or `none`",
                 ));
@@ -189,7 +190,7 @@ fn reasoning_effort(
         Some("low") => Ok(Some("low")),
         Some("medium") | None => Ok(Some("medium")),
         Some("high" | "max") => Ok(Some("high")),
-        Some(_) => Err(invalid(
+        Some(_) => Err(BodyError::field(
             "output_config",
             "output_config.effort: must be `low`, `medium`, `high` or `max`",
         )),
@@ -209,7 +210,7 @@ fn reasoning_effort(
             _ => "high",
         })),
         "adaptive" => from_effort(effort.as_deref()),
-        _ => Err(invalid(
+        _ => Err(BodyError::field(
             "thinking",
             "thinking.type: must be `enabled`, `adaptive` or `disabled`",
         )),
@@ -221,17 +222,20 @@ fn tool_to_chat(tool: InTool<'_>, i: usize) -> Result<super::ChatTool<'_>, BodyE
         None | Some("custom") => {}
         Some(kind) => {
             let kind = &kind[..kind.floor_char_boundary(40)];
-            return Err(invalid(
+            return Err(BodyError::field(
                 "tools",
                 format!("tools.{i}: the server tool `{kind}` is not available on this model"),
             ));
         }
     }
     let Some(name) = tool.name else {
-        return Err(invalid("tools", format!("tools.{i}.name: Field required")));
+        return Err(BodyError::field(
+            "tools",
+            format!("tools.{i}.name: Field required"),
+        ));
     };
     let Some(schema) = tool.input_schema.filter(|s| s.get().starts_with('{')) else {
-        return Err(invalid(
+        return Err(BodyError::field(
             "tools",
             format!("tools.{i}.input_schema: Field required"),
         ));
@@ -247,7 +251,7 @@ fn tool_to_chat(tool: InTool<'_>, i: usize) -> Result<super::ChatTool<'_>, BodyE
 /// One message as chat messages: a user turn's tool results become tool messages (first,
 /// right after the assistant's calls), an assistant's `tool_use` blocks its tool calls.
 fn message(m: Value, i: usize, out: &mut Vec<Value>) -> Result<(), BodyError> {
-    let bad = |what: &str| invalid("messages", format!("messages.{i}: {what}"));
+    let bad = |what: &str| BodyError::field("messages", format!("messages.{i}: {what}"));
     let Value::Object(mut m) = m else {
         return Err(bad("must be an object"));
     };
@@ -270,7 +274,8 @@ fn message(m: Value, i: usize, out: &mut Vec<Value>) -> Result<(), BodyError> {
     let mut calls = Vec::new();
     let mut results = Vec::new();
     for (j, block) in blocks.into_iter().enumerate() {
-        let bad = |what: &str| invalid("messages", format!("messages.{i}.content.{j}: {what}"));
+        let bad =
+            |what: &str| BodyError::field("messages", format!("messages.{i}.content.{j}: {what}"));
         let Value::Object(mut block) = block else {
             return Err(bad("must be an object"));
         };
@@ -410,17 +415,17 @@ pub fn count_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError>
 fn allow_listed(body: &[u8], upstream_model: &str, allowed: &[&str]) -> Result<Bytes, BodyError> {
     let f = fields(body)?;
     if field(&f, "messages").is_none() {
-        return Err(invalid("messages", "messages: Field required"));
+        return Err(BodyError::field("messages", "messages: Field required"));
     }
     let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 16);
     out.extend_from_slice(b"{\"model\":");
     serde_json::to_writer(&mut out, upstream_model)
-        .map_err(|_| invalid("model", "the model name could not be written"))?;
+        .map_err(|_| BodyError::field("model", "the model name could not be written"))?;
     for (key, value) in &f {
         if allowed.contains(&key.as_ref()) && value.get() != "null" {
             out.push(b',');
             serde_json::to_writer(&mut out, key.as_ref())
-                .map_err(|_| invalid("messages", "the request could not be forwarded"))?;
+                .map_err(|_| BodyError::field("messages", "the request could not be forwarded"))?;
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
         }

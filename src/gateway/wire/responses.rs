@@ -18,10 +18,6 @@ use crate::gateway::BodyError;
 use crate::gateway::body::{field, fields};
 use crate::usage::TokenCounts;
 
-fn invalid(param: &'static str, message: impl Into<String>) -> BodyError {
-    BodyError::field(param, message)
-}
-
 /// Parameters that need state kept between requests, which InstaGen never keeps.
 const STATEFUL: &[(&str, &str)] = &[
     (
@@ -44,11 +40,11 @@ fn refuse_stateful(
 ) -> Result<(), BodyError> {
     for (name, why) in STATEFUL {
         if field(f, name).is_some() {
-            return Err(invalid(name, *why));
+            return Err(BodyError::field(name, *why));
         }
     }
     if field(f, "background").is_some_and(|v| v.get() == "true") {
-        return Err(invalid(
+        return Err(BodyError::field(
             "background",
             "background responses need stored state, which InstaGen never keeps",
         ));
@@ -66,9 +62,19 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
             Ok(m) if !m.is_empty() => {
                 out.insert("model".into(), Value::String(m));
             }
-            _ => return Err(invalid("model", "`model` must be a non-empty string")),
+            _ => {
+                return Err(BodyError::field(
+                    "model",
+                    "`model` must be a non-empty string",
+                ));
+            }
         },
-        None => return Err(invalid("model", "you must provide a `model` parameter")),
+        None => {
+            return Err(BodyError::field(
+                "model",
+                "you must provide a `model` parameter",
+            ));
+        }
     }
     let mut messages = Vec::new();
     if let Some(raw) = field(&f, "instructions") {
@@ -86,18 +92,23 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
                 }
             }
             _ => {
-                return Err(invalid(
+                return Err(BodyError::field(
                     "input",
                     "`input` must be a string or an array of items",
                 ));
             }
         },
-        None => return Err(invalid("input", "you must provide an `input` parameter")),
+        None => {
+            return Err(BodyError::field(
+                "input",
+                "you must provide an `input` parameter",
+            ));
+        }
     }
     out.insert("messages".into(), Value::Array(messages));
     let mut tools = Vec::new();
     if let Some(raw) = field(&f, "tools") {
-        let list: Vec<InTool<'_>> = parse_borrowed(raw, "tools", "an array of tools")?;
+        let list: Vec<InTool<'_>> = parse(raw, "tools", "an array of tools")?;
         for (i, tool) in list.into_iter().enumerate() {
             // A namespace groups function tools (Codex's sub-agent tools): its members
             // are offered as they are.
@@ -118,11 +129,16 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
             Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
                 match o.get("name").and_then(Value::as_str) {
                     Some(name) => json!({"type": "function", "function": {"name": name}}),
-                    None => return Err(invalid("tool_choice", "`tool_choice.name` is required")),
+                    None => {
+                        return Err(BodyError::field(
+                            "tool_choice",
+                            "`tool_choice.name` is required",
+                        ));
+                    }
                 }
             }
             _ => {
-                return Err(invalid(
+                return Err(BodyError::field(
                     "tool_choice",
                     "`tool_choice` must be `auto`, `none`, `required` or a function",
                 ));
@@ -155,7 +171,7 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
                         }
                     }
                     if !schema.contains_key("name") || !schema.contains_key("schema") {
-                        return Err(invalid(
+                        return Err(BodyError::field(
                             "text",
                             "`text.format` of type `json_schema` needs `name` and `schema`",
                         ));
@@ -166,7 +182,7 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
                     );
                 }
                 Some(_) => {
-                    return Err(invalid(
+                    return Err(BodyError::field(
                         "text",
                         "`text.format.type` must be `text`, `json_object` or `json_schema`",
                     ));
@@ -200,7 +216,7 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
                 out.insert("reasoning_effort".into(), e.into());
             }
             Some(_) => {
-                return Err(invalid(
+                return Err(BodyError::field(
                     "reasoning",
                     "`reasoning.effort` must be `none`, `minimal`, `low`, `medium` or `high`",
                 ));
@@ -232,15 +248,6 @@ struct InTool<'a> {
     tools: Option<Vec<InTool<'a>>>,
 }
 
-/// Parses a field borrowing from the body, naming the field when it has the wrong shape.
-fn parse_borrowed<'a, T: Deserialize<'a>>(
-    raw: &'a RawValue,
-    param: &'static str,
-    what: &str,
-) -> Result<T, BodyError> {
-    serde_json::from_str(raw.get()).map_err(|_| invalid(param, format!("`{param}` must be {what}")))
-}
-
 fn tool_to_chat(
     tool: InTool<'_>,
     i: usize,
@@ -251,17 +258,25 @@ fn tool_to_chat(
         None if member => {}
         Some(kind) => {
             let kind = &kind[..kind.floor_char_boundary(40)];
-            return Err(invalid(
+            return Err(BodyError::field(
                 "tools",
                 format!(
                     "tools[{i}]: the hosted tool `{kind}` is not available on this model; only `function` tools are"
                 ),
             ));
         }
-        None => return Err(invalid("tools", format!("tools[{i}].type is required"))),
+        None => {
+            return Err(BodyError::field(
+                "tools",
+                format!("tools[{i}].type is required"),
+            ));
+        }
     }
     let Some(name) = tool.name else {
-        return Err(invalid("tools", format!("tools[{i}].name is required")));
+        return Err(BodyError::field(
+            "tools",
+            format!("tools[{i}].name is required"),
+        ));
     };
     Ok(super::ChatTool::new(
         name,
@@ -273,7 +288,7 @@ fn tool_to_chat(
 
 /// One `input` item as chat messages (appended to `messages`).
 fn input_item(item: Value, i: usize, messages: &mut Vec<Value>) -> Result<(), BodyError> {
-    let bad = |what: &str| invalid("input", format!("input[{i}]: {what}"));
+    let bad = |what: &str| BodyError::field("input", format!("input[{i}]: {what}"));
     let Value::Object(mut item) = item else {
         return Err(bad("an item must be an object"));
     };
@@ -373,7 +388,7 @@ fn input_item(item: Value, i: usize, messages: &mut Vec<Value>) -> Result<(), Bo
 }
 
 fn content_part(part: Value, i: usize, j: usize) -> Result<Value, BodyError> {
-    let bad = |what: &str| invalid("input", format!("input[{i}].content[{j}]: {what}"));
+    let bad = |what: &str| BodyError::field("input", format!("input[{i}].content[{j}]: {what}"));
     let Value::Object(mut part) = part else {
         return Err(bad("a content part must be an object"));
     };
@@ -432,13 +447,13 @@ pub fn native_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError
     let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 32);
     out.extend_from_slice(b"{\"model\":");
     serde_json::to_writer(&mut out, upstream_model)
-        .map_err(|_| invalid("model", "the model name could not be written"))?;
+        .map_err(|_| BodyError::field("model", "the model name could not be written"))?;
     out.extend_from_slice(b",\"store\":false");
     for (key, value) in &f {
         if ALLOWED.contains(&key.as_ref()) {
             out.push(b',');
             serde_json::to_writer(&mut out, key.as_ref())
-                .map_err(|_| invalid("input", "the request could not be forwarded"))?;
+                .map_err(|_| BodyError::field("input", "the request could not be forwarded"))?;
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
         }

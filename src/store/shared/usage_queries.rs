@@ -11,23 +11,16 @@ use crate::store::{Granularity, GroupBy, StoreError, UsagePoint, UsageTotals};
 use crate::usage::UsageRecord;
 
 impl ThisStore {
+    /// Every record of the account started in `[from_ms, to_ms)`, in order: one page as
+    /// large as it gets.
     pub async fn usage_records(
         &self,
         account_id: &str,
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<UsageRecord>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
-             ORDER BY started_ms, request_id{BYTEWISE}"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(account_id)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
+        self.usage_records_page(account_id, from_ms, to_ms, None, i64::MAX)
+            .await
     }
 
     pub async fn usage_records_page(
