@@ -43,6 +43,8 @@ mod migrations_applied;
 #[allow(clippy::duplicate_mod)]
 #[path = "shared/providers.rs"]
 mod providers;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/rights.rs"]
 mod rights;
 mod usage;
 #[allow(clippy::duplicate_mod)]
@@ -58,6 +60,12 @@ type ThisStore = PgStore;
 
 /// A fresh key version; only ever evaluated under `KEY_VERSION_LOCK` (see `keys.rs`).
 const NEXT_KEY_VERSION: &str = "nextval('api_keys_version_seq')";
+
+/// Rows read inside a write are locked until it commits.
+const FOR_UPDATE: &str = " FOR UPDATE";
+/// The insertion order of usage records, and the posting cursor over it.
+const USAGE_ORDER: &str = "seq";
+const POSTED_CURSOR: &str = "posted_seq";
 
 /// Text compared byte by byte, as SQLite compares it.
 const BYTEWISE: &str = " COLLATE \"C\"";
@@ -206,6 +214,19 @@ impl PgStore {
         let value = f(&mut tx).await?;
         tx.commit().await?;
         Ok(value)
+    }
+
+    /// Erases account `id` (see `rights.rs`). Run `post_usage` first so the ledger holds
+    /// every charge. PostgreSQL has no `secure_delete`: the dead tuples erased rows leave
+    /// are reclaimed by (auto)VACUUM, which cannot run inside a transaction.
+    pub async fn erase_account(&self, id: &str) -> Result<super::Erased, StoreError> {
+        self.in_tx(async |c| {
+            // The keys get new versions; take the lock first (see `keys.rs`).
+            xact_lock(c, KEY_VERSION_LOCK).await?;
+            rights::erase_rows(c, id).await
+        })
+        .await
+        .map_err(rights::not_found_as_account)
     }
 
     pub async fn ping(&self) -> bool {

@@ -31,6 +31,8 @@ mod migrations_applied;
 #[allow(clippy::duplicate_mod)]
 #[path = "shared/providers.rs"]
 mod providers;
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/rights.rs"]
 mod rights;
 mod usage;
 #[allow(clippy::duplicate_mod)]
@@ -47,6 +49,12 @@ type ThisStore = SqliteStore;
 
 /// A fresh key version: one writer at a time, so the next number is always the highest.
 const NEXT_KEY_VERSION: &str = "(SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys)";
+
+/// One writer at a time: reads inside a write need no row lock.
+const FOR_UPDATE: &str = "";
+/// The insertion order of usage records, and the posting cursor over it.
+const USAGE_ORDER: &str = "rowid";
+const POSTED_CURSOR: &str = "posted_rowid";
 
 /// SQLite compares text byte by byte already.
 const BYTEWISE: &str = "";
@@ -98,6 +106,23 @@ async fn bump_account_keys(
 }
 
 use migrations::MIGRATIONS;
+
+impl SqliteStore {
+    /// Erases account `id` (see `rights.rs`). Run `post_usage` first so the ledger holds
+    /// every charge.
+    pub async fn erase_account(&self, id: &str) -> Result<super::Erased, StoreError> {
+        let erased = self
+            .immediate(async |c| rights::erase_rows(c, id).await)
+            .await
+            .map_err(rights::not_found_as_account)?;
+        // Overwrite what the WAL still holds of the erased rows (secure_delete zeroes
+        // freed pages).
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(erased)
+    }
+}
 
 #[derive(Clone)]
 pub struct SqliteStore {

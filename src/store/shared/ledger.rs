@@ -1,10 +1,13 @@
-//! The ledger's rows, written once for both stores: decoding an entry, and appending one
-//! as `billing::ledger::next` chains it. Each store includes this file with its own types.
+//! The ledger, written once for both stores: decoding an entry, appending one as
+//! `billing::ledger::next` chains it, posting usage sums, balances, key spend and the
+//! billing snapshot. Each store includes this file with its own types and supplies
+//! `ledger_tx` (how appenders are kept one at a time) and `snapshot`.
 
 use sqlx::Row;
 
-use super::{DbConn, DbRow};
+use super::{BYTEWISE, DbConn, DbRow, ThisStore, snapshot};
 use crate::billing::ledger::{LedgerEntry, LedgerKind};
+use crate::store::StoreError;
 use crate::time::now_ms;
 
 pub(super) fn entry_of(row: &DbRow) -> Result<LedgerEntry, sqlx::Error> {
@@ -68,4 +71,145 @@ pub(super) async fn append(
         .execute(&mut *conn)
         .await?;
     Ok(e)
+}
+
+/// Appends one `usage` entry per billing id from the sums a posting read (columns
+/// `billing_id`, `cost`, `n`), skipping sums of zero; returns how many it appended.
+pub(super) async fn post_sums(
+    conn: &mut DbConn,
+    sums: &[DbRow],
+    since_ms: i64,
+    now_ms: i64,
+) -> Result<usize, sqlx::Error> {
+    let mut posted = 0;
+    for row in sums {
+        let cost: i64 = row.try_get("cost")?;
+        let n: i64 = row.try_get("n")?;
+        if cost == 0 {
+            continue;
+        }
+        let billing_id: String = row.try_get("billing_id")?;
+        let memo = format!("{n} requests");
+        append(
+            conn,
+            &billing_id,
+            LedgerKind::Usage,
+            -cost,
+            Some((since_ms, now_ms)),
+            &memo,
+        )
+        .await?;
+        posted += 1;
+    }
+    Ok(posted)
+}
+
+const ENTRIES_OF: &str = "SELECT * FROM ledger WHERE billing_id = $1 ORDER BY seq DESC LIMIT $2";
+
+impl ThisStore {
+    pub async fn append_ledger(
+        &self,
+        billing_id: &str,
+        kind: LedgerKind,
+        amount_nanos: i64,
+        memo: &str,
+    ) -> Result<LedgerEntry, StoreError> {
+        self.ledger_tx(async |c| append(c, billing_id, kind, amount_nanos, None, memo).await)
+            .await
+    }
+
+    /// The newest `limit` entries of one billing id, or the whole ledger in order.
+    pub async fn ledger(
+        &self,
+        billing_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows = match billing_id {
+            Some(b) => {
+                sqlx::query(ENTRIES_OF)
+                    .bind(b)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM ledger ORDER BY seq")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(entry_of).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn ledger_totals(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT billing_id, amount_nanos FROM ledger_totals ORDER BY billing_id{BYTEWISE}"
+        ));
+        Ok(sqlx::query_as(sql).fetch_all(&self.pool).await?)
+    }
+
+    /// Every account's balance: ledger total minus usage not yet posted.
+    pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT a.id,
+                    CAST(COALESCE((SELECT t.amount_nanos FROM ledger_totals t WHERE t.billing_id = a.billing_id), 0)
+                       - COALESCE((SELECT p.cost_nanos FROM usage_unposted p WHERE p.account_id = a.id), 0) AS BIGINT)
+             FROM accounts a",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// (key id, limit, spent this period) for every live key with a spend limit.
+    pub async fn key_spend(
+        &self,
+        day_start_ms: i64,
+        month_start_ms: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT k.id, k.spend_limit_nanos,
+                    CAST(CASE COALESCE(k.spend_limit_period, 'total')
+                        WHEN 'total' THEN COALESCE((SELECT cost_nanos FROM key_usage_totals t WHERE t.key_id = k.id), 0)
+                        WHEN 'day' THEN COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= $1), 0)
+                        ELSE COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= $2), 0)
+                    END AS BIGINT)
+             FROM api_keys k WHERE k.spend_limit_nanos IS NOT NULL AND k.status != 'deleted'",
+        )
+        .bind(day_start_ms)
+        .bind(month_start_ms)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// (ledger total, unposted usage, newest `limit` entries), read in one snapshot so a
+    /// posting that commits meanwhile cannot make the figures disagree.
+    pub async fn billing_snapshot(
+        &self,
+        billing_id: &str,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<(i64, i64, Vec<LedgerEntry>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        snapshot(&mut tx).await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT amount_nanos FROM ledger_totals WHERE billing_id = $1), 0)",
+        )
+        .bind(billing_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let unposted: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT cost_nanos FROM usage_unposted WHERE account_id = $1), 0)",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let rows = sqlx::query(ENTRIES_OF)
+            .bind(billing_id)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let entries = rows.iter().map(entry_of).collect::<Result<_, _>>()?;
+        Ok((total, unposted, entries))
+    }
 }

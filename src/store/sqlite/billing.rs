@@ -1,12 +1,9 @@
-//! The ledger (appended under an immediate transaction so the chain stays linear),
-//! usage posting from the per-account sums of unposted usage, balances and key spend for
-//! the budget tracker.
-
-use sqlx::Row;
+//! SQLite's side of the ledger: appenders kept one at a time by an immediate transaction,
+//! and usage posting from the per-account sums of unposted usage (the rest of the ledger
+//! is written once for both stores, in `store/shared/ledger.rs`).
 
 use super::SqliteStore;
-use super::ledger::{append, entry_of};
-use crate::billing::ledger::{LedgerEntry, LedgerKind};
+use super::ledger::post_sums;
 use crate::store::StoreError;
 use crate::time::now_ms;
 
@@ -30,37 +27,12 @@ impl SqliteStore {
         }
     }
 
-    pub async fn append_ledger(
+    /// Runs a ledger append: SQLite's one writer keeps the hash chain linear.
+    pub(super) async fn ledger_tx<T>(
         &self,
-        billing_id: &str,
-        kind: LedgerKind,
-        amount_nanos: i64,
-        memo: &str,
-    ) -> Result<LedgerEntry, StoreError> {
-        self.immediate(async |c| append(c, billing_id, kind, amount_nanos, None, memo).await)
-            .await
-    }
-
-    pub async fn ledger(
-        &self,
-        billing_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let rows = match billing_id {
-            Some(b) => {
-                sqlx::query("SELECT * FROM ledger WHERE billing_id = ? ORDER BY seq DESC LIMIT ?")
-                    .bind(b)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM ledger ORDER BY seq")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        Ok(rows.iter().map(entry_of).collect::<Result<_, _>>()?)
+        f: impl for<'c> AsyncFnOnce(&'c mut sqlx::SqliteConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        self.immediate(f).await
     }
 
     /// Posts every usage record not yet posted as one `usage` entry per account.
@@ -78,8 +50,7 @@ impl SqliteStore {
             // Usage an erasure moved to the account's tombstone is billed to it (its id is
             // the billing id); a record that lands after its account was erased (a stream
             // still running then) is billed to `erased` rather than lost.
-            // One row per account: grouping them by billing id in SQL is cheap now.
-            let rows = sqlx::query(
+            let sums = sqlx::query(
                 "SELECT COALESCE(a.billing_id, CASE WHEN a.status = 'deleted' THEN a.id END, 'erased') AS billing_id,
                         SUM(p.cost_nanos) AS cost, SUM(p.requests) AS n
                  FROM usage_unposted p LEFT JOIN accounts a ON a.id = p.account_id
@@ -87,29 +58,11 @@ impl SqliteStore {
             )
             .fetch_all(&mut *c)
             .await?;
-            if rows.is_empty() {
+            if sums.is_empty() {
                 return Ok(0);
             }
             let now = now_ms();
-            let mut posted = 0;
-            for row in &rows {
-                let cost: i64 = row.try_get("cost")?;
-                let n: i64 = row.try_get("n")?;
-                if cost == 0 {
-                    continue;
-                }
-                let billing_id: String = row.try_get("billing_id")?;
-                append(
-                    c,
-                    &billing_id,
-                    LedgerKind::Usage,
-                    -cost,
-                    Some((since, now)),
-                    &format!("{n} requests"),
-                )
-                .await?;
-                posted += 1;
-            }
+            let posted = post_sums(c, &sums, since, now).await?;
             sqlx::query("DELETE FROM usage_unposted").execute(&mut *c).await?;
             // Every record stored so far is posted now: the purge may remove them.
             sqlx::query(
@@ -123,93 +76,6 @@ impl SqliteStore {
             Ok(posted)
         })
         .await
-    }
-
-    pub async fn ledger_totals(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(
-            sqlx::query_as(
-                "SELECT billing_id, amount_nanos FROM ledger_totals ORDER BY billing_id",
-            )
-            .fetch_all(&self.pool)
-            .await?,
-        )
-    }
-
-    /// Every account's balance: ledger total minus usage not yet posted.
-    pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT a.id AS id,
-                    COALESCE((SELECT t.amount_nanos FROM ledger_totals t WHERE t.billing_id = a.billing_id), 0)
-                  - COALESCE((SELECT p.cost_nanos FROM usage_unposted p WHERE p.account_id = a.id), 0)
-                    AS balance
-             FROM accounts a",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("balance")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    /// (key id, limit, spent this period) for every live key with a spend limit.
-    pub async fn key_spend(
-        &self,
-        day_start_ms: i64,
-        month_start_ms: i64,
-    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT k.id AS id, k.spend_limit_nanos AS lim,
-                    CASE COALESCE(k.spend_limit_period, 'total')
-                        WHEN 'total' THEN COALESCE((SELECT cost_nanos FROM key_usage_totals t WHERE t.key_id = k.id), 0)
-                        WHEN 'day' THEN COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= ?), 0)
-                        ELSE COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= ?), 0)
-                    END AS spent
-             FROM api_keys k WHERE k.spend_limit_nanos IS NOT NULL AND k.status != 'deleted'",
-        )
-        .bind(day_start_ms)
-        .bind(month_start_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("lim")?, r.try_get("spent")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    /// (ledger total, unposted usage, newest `limit` entries), read in one snapshot so a
-    /// posting that runs meanwhile cannot make the figures disagree.
-    pub async fn billing_snapshot(
-        &self,
-        billing_id: &str,
-        account_id: &str,
-        limit: i64,
-    ) -> Result<(i64, i64, Vec<LedgerEntry>), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT amount_nanos FROM ledger_totals WHERE billing_id = ?), 0)",
-        )
-        .bind(billing_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let unposted: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT cost_nanos FROM usage_unposted WHERE account_id = ?), 0)",
-        )
-        .bind(account_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows =
-            sqlx::query("SELECT * FROM ledger WHERE billing_id = ? ORDER BY seq DESC LIMIT ?")
-                .bind(billing_id)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok((
-            total,
-            unposted,
-            rows.iter().map(entry_of).collect::<Result<_, _>>()?,
-        ))
     }
 }
 

@@ -1,0 +1,3 @@
+
+    ALTER TABLE usage_records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    

@@ -1,0 +1,3 @@
+
+    ALTER TABLE accounts ADD COLUMN allowed_regions TEXT;
+    

@@ -1,0 +1,4 @@
+
+    ALTER TABLE accounts ADD COLUMN rpm INTEGER;
+    ALTER TABLE accounts ADD COLUMN tpm INTEGER;
+    

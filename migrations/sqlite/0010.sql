@@ -1,0 +1,3 @@
+
+    ALTER TABLE users ADD COLUMN privacy_seen_version TEXT;
+    

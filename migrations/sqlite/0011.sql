@@ -1,0 +1,4 @@
+
+    DROP TRIGGER usage_rollup;
+    DROP TRIGGER usage_rollups_insert;
+    

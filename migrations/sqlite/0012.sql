@@ -1,0 +1,3 @@
+
+    DROP INDEX usage_key_time;
+    
