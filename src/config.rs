@@ -414,14 +414,61 @@ pub enum LocalWeights {
     F32,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+/// What kind of provider, with the settings only that kind has: an OpenAI-compatible or
+/// Anthropic API at a URL, or a model file on the built-in engine. In a config file it is
+/// one flat table tagged by `kind` (see `ProviderFile`).
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProviderKind {
     /// Any OpenAI-compatible engine or API (vLLM, SGLang, llama.cpp, Ollama, OpenAI …).
-    Openai,
+    Openai {
+        /// Base URL including the version segment, e.g. `http://127.0.0.1:8000/v1`.
+        base_url: String,
+        /// `native` when the provider serves `/v1/responses` itself.
+        responses: ResponsesApi,
+    },
     /// Anthropic's Messages API; chat completions are translated both ways.
+    Anthropic { base_url: String },
+    /// The built-in CPU engine running a GGUF model in-process.
+    Local(LocalConfig),
+}
+
+/// A model file on the built-in engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalConfig {
+    /// The GGUF model file.
+    pub path: PathBuf,
+    /// Threads that run the model; 0 means one per core.
+    pub threads: usize,
+    /// Sequences generated at once (at least 1).
+    pub max_sequences: usize,
+    /// Requests that may wait for a sequence; more get 429.
+    pub max_queue: usize,
+    /// Prompt plus output tokens (2 to `engine::MAX_CONTEXT`).
+    pub context_length: usize,
+    /// How the weights are held: as in the file, or dequantized to f32.
+    pub weights: LocalWeights,
+}
+
+impl LocalConfig {
+    /// A model file with the default engine settings.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            threads: 0,
+            max_sequences: default_max_sequences(),
+            max_queue: default_max_queue(),
+            context_length: default_context_length(),
+            weights: LocalWeights::default(),
+        }
+    }
+}
+
+/// The tag of a provider table (`kind = "openai" | "anthropic" | "local"`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum KindTag {
+    Openai,
     Anthropic,
-    /// The built-in CPU engine running a GGUF model in-process (`path`).
     Local,
 }
 
@@ -438,71 +485,336 @@ pub enum ResponsesApi {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ProviderFile", into = "ProviderFile")]
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
-    /// `openai` providers: `native` when the provider serves `/v1/responses` itself.
-    #[serde(default)]
-    pub responses: ResponsesApi,
-    /// Base URL including the version segment, e.g. `http://127.0.0.1:8000/v1` (not for `local`).
-    #[serde(default)]
-    pub base_url: String,
-    /// `local`: the GGUF model file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-    /// `local`: threads that run the model; 0 means one per core.
-    #[serde(default)]
-    pub threads: usize,
-    /// `local`: sequences generated at once.
-    #[serde(default = "default_max_sequences")]
-    pub max_sequences: usize,
-    /// `local`: requests that may wait for a sequence; more get 429.
-    #[serde(default = "default_max_queue")]
-    pub max_queue: usize,
-    /// `local`: prompt plus output tokens (at most 4096).
-    #[serde(default = "default_context_length")]
-    pub context_length: usize,
-    /// `local`: how the weights are held: as in the file, or dequantized to f32.
-    #[serde(default)]
-    pub weights: LocalWeights,
     /// Name of the env variable holding the upstream API key; the key itself is never stored.
-    #[serde(default)]
     pub api_key_env: Option<String>,
     /// A file holding the upstream API key (e.g. a mounted secret); wins over `api_key_env`.
-    #[serde(default)]
     pub api_key_file: Option<PathBuf>,
     /// The key of a provider managed through the operator API (decrypted at start, never
     /// read from a config file).
-    #[serde(skip)]
     pub api_key: Option<Secret>,
     /// `max_tokens` sent to APIs that require one (Anthropic) when the client set none.
-    #[serde(default = "default_max_tokens")]
     pub default_max_tokens: u64,
     /// A third party gets only what the request needs (see gateway minimisation).
-    #[serde(default)]
     pub third_party: bool,
     /// Jurisdiction the provider processes data in (e.g. `eu`, `us`); keys restricted to
     /// regions are never routed to a provider outside them, not even as a fallback.
-    #[serde(default)]
     pub region: Option<String>,
-    #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     /// Wait for the upstream's response headers.
-    #[serde(default = "default_ttfb_timeout")]
     pub ttfb_timeout_ms: u64,
     /// Longest silence between two stream chunks.
-    #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
     /// Whole-request limit for non-stream requests.
-    #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
     /// Active health checks: probe `health_check_path` this often (off when absent).
-    #[serde(default)]
     pub health_check_interval_ms: Option<u64>,
     /// Path below `base_url` to probe; any 2xx is healthy.
-    #[serde(default = "default_health_path")]
     pub health_check_path: String,
+}
+
+impl ProviderConfig {
+    /// A provider of `kind` with the default timeouts and no key.
+    pub fn new(name: impl Into<String>, kind: ProviderKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            api_key_env: None,
+            api_key_file: None,
+            api_key: None,
+            default_max_tokens: default_max_tokens(),
+            third_party: false,
+            region: None,
+            connect_timeout_ms: default_connect_timeout(),
+            ttfb_timeout_ms: default_ttfb_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            request_timeout_ms: default_request_timeout(),
+            health_check_interval_ms: None,
+            health_check_path: default_health_path(),
+        }
+    }
+
+    /// The settings of a provider managed through the operator API, as stored. Rows from
+    /// before providers were tagged by kind also hold the built-in engine's settings at
+    /// their defaults (and `responses` on Anthropic ones): those are dropped, not refused.
+    pub fn stored_settings(
+        json: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let mut map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json).map_err(|e| e.to_string())?;
+        if map.get("kind").and_then(|k| k.as_str()) != Some("local") {
+            for field in LOCAL_ONLY {
+                map.remove(field);
+            }
+        }
+        if map.get("kind").and_then(|k| k.as_str()) == Some("anthropic") {
+            map.remove("responses");
+        }
+        Ok(map)
+    }
+
+    /// A stored provider's settings as a provider (see `stored_settings`).
+    pub fn from_stored(json: &str) -> Result<Self, String> {
+        let map = Self::stored_settings(json)?;
+        let file: ProviderFile =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+        Self::try_from(file).map_err(|e| e.to_string())
+    }
+
+    /// The API's base URL (none for the built-in engine).
+    pub fn base_url(&self) -> Option<&str> {
+        match &self.kind {
+            ProviderKind::Openai { base_url, .. } | ProviderKind::Anthropic { base_url } => {
+                Some(base_url)
+            }
+            ProviderKind::Local(_) => None,
+        }
+    }
+}
+
+/// A provider table as written in a config file (or stored by the operator API): flat,
+/// tagged by `kind`. Turning it into a `ProviderConfig` refuses settings that do not apply
+/// to its kind, naming them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProviderFile {
+    name: String,
+    kind: KindTag,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    responses: Option<ResponsesApi>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_sequences: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_queue: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weights: Option<LocalWeights>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api_key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api_key_file: Option<PathBuf>,
+    #[serde(default = "default_max_tokens")]
+    default_max_tokens: u64,
+    #[serde(default)]
+    third_party: bool,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout_ms: u64,
+    #[serde(default = "default_ttfb_timeout")]
+    ttfb_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout_ms: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_ms: u64,
+    #[serde(default)]
+    health_check_interval_ms: Option<u64>,
+    #[serde(default = "default_health_path")]
+    health_check_path: String,
+}
+
+/// A provider setting that does not fit its kind; `field` names it.
+#[derive(Debug, thiserror::Error)]
+#[error("`{field}` {message}")]
+pub struct ProviderFieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn field_error(field: &'static str, message: impl Into<String>) -> ProviderFieldError {
+    ProviderFieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The settings only a local provider takes.
+const LOCAL_ONLY: [&str; 6] = [
+    "path",
+    "threads",
+    "max_sequences",
+    "max_queue",
+    "context_length",
+    "weights",
+];
+
+impl ProviderFile {
+    /// Whether the table is a local provider's (the built-in engine).
+    pub(crate) fn is_local(&self) -> bool {
+        self.kind == KindTag::Local
+    }
+
+    /// The settings given that only a local provider takes.
+    fn local_settings(&self) -> impl Iterator<Item = &'static str> {
+        let given = [
+            self.path.is_some(),
+            self.threads.is_some(),
+            self.max_sequences.is_some(),
+            self.max_queue.is_some(),
+            self.context_length.is_some(),
+            self.weights.is_some(),
+        ];
+        LOCAL_ONLY
+            .into_iter()
+            .zip(given)
+            .filter_map(|(name, given)| given.then_some(name))
+    }
+
+    fn http_base_url(&mut self) -> Result<String, ProviderFieldError> {
+        if let Some(field) = self.local_settings().next() {
+            return Err(field_error(
+                field,
+                "applies only to kind = \"local\" (a model file on the built-in engine)",
+            ));
+        }
+        let url = self.base_url.take().unwrap_or_default();
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url)
+        } else {
+            Err(field_error(
+                "base_url",
+                "must start with http:// or https://",
+            ))
+        }
+    }
+}
+
+impl TryFrom<ProviderFile> for ProviderConfig {
+    type Error = ProviderFieldError;
+
+    fn try_from(mut f: ProviderFile) -> Result<Self, ProviderFieldError> {
+        let kind = match f.kind {
+            KindTag::Openai => ProviderKind::Openai {
+                base_url: f.http_base_url()?,
+                responses: f.responses.unwrap_or_default(),
+            },
+            KindTag::Anthropic => {
+                if f.responses.is_some() {
+                    return Err(field_error(
+                        "responses",
+                        "applies only to kind = \"openai\"",
+                    ));
+                }
+                ProviderKind::Anthropic {
+                    base_url: f.http_base_url()?,
+                }
+            }
+            KindTag::Local => {
+                for (field, given) in [
+                    ("base_url", f.base_url.is_some()),
+                    ("responses", f.responses.is_some()),
+                ] {
+                    if given {
+                        return Err(field_error(
+                            field,
+                            "does not apply to kind = \"local\" (the model runs in-process)",
+                        ));
+                    }
+                }
+                let path = f.path.take().ok_or_else(|| {
+                    field_error(
+                        "path",
+                        "is required: the GGUF model file of a local provider",
+                    )
+                })?;
+                let local = LocalConfig {
+                    threads: f.threads.unwrap_or(0),
+                    max_sequences: f.max_sequences.unwrap_or_else(default_max_sequences),
+                    max_queue: f.max_queue.unwrap_or_else(default_max_queue),
+                    context_length: f.context_length.unwrap_or_else(default_context_length),
+                    weights: f.weights.unwrap_or_default(),
+                    path,
+                };
+                if !(2..=crate::engine::MAX_CONTEXT).contains(&local.context_length) {
+                    return Err(field_error(
+                        "context_length",
+                        format!("must be between 2 and {}", crate::engine::MAX_CONTEXT),
+                    ));
+                }
+                if local.max_sequences == 0 {
+                    return Err(field_error("max_sequences", "must be positive"));
+                }
+                ProviderKind::Local(local)
+            }
+        };
+        Ok(Self {
+            name: f.name,
+            kind,
+            api_key_env: f.api_key_env,
+            api_key_file: f.api_key_file,
+            api_key: None,
+            default_max_tokens: f.default_max_tokens,
+            third_party: f.third_party,
+            region: f.region,
+            connect_timeout_ms: f.connect_timeout_ms,
+            ttfb_timeout_ms: f.ttfb_timeout_ms,
+            idle_timeout_ms: f.idle_timeout_ms,
+            request_timeout_ms: f.request_timeout_ms,
+            health_check_interval_ms: f.health_check_interval_ms,
+            health_check_path: f.health_check_path,
+        })
+    }
+}
+
+impl From<ProviderConfig> for ProviderFile {
+    fn from(p: ProviderConfig) -> Self {
+        let mut f = ProviderFile {
+            name: p.name,
+            kind: KindTag::Openai,
+            responses: None,
+            base_url: None,
+            path: None,
+            threads: None,
+            max_sequences: None,
+            max_queue: None,
+            context_length: None,
+            weights: None,
+            api_key_env: p.api_key_env,
+            api_key_file: p.api_key_file,
+            default_max_tokens: p.default_max_tokens,
+            third_party: p.third_party,
+            region: p.region,
+            connect_timeout_ms: p.connect_timeout_ms,
+            ttfb_timeout_ms: p.ttfb_timeout_ms,
+            idle_timeout_ms: p.idle_timeout_ms,
+            request_timeout_ms: p.request_timeout_ms,
+            health_check_interval_ms: p.health_check_interval_ms,
+            health_check_path: p.health_check_path,
+        };
+        match p.kind {
+            ProviderKind::Openai {
+                base_url,
+                responses,
+            } => {
+                f.base_url = Some(base_url);
+                f.responses = Some(responses);
+            }
+            ProviderKind::Anthropic { base_url } => {
+                f.kind = KindTag::Anthropic;
+                f.base_url = Some(base_url);
+            }
+            ProviderKind::Local(l) => {
+                f.kind = KindTag::Local;
+                f.path = Some(l.path);
+                f.threads = Some(l.threads);
+                f.max_sequences = Some(l.max_sequences);
+                f.max_queue = Some(l.max_queue);
+                f.context_length = Some(l.context_length);
+                f.weights = Some(l.weights);
+            }
+        }
+        f
+    }
 }
 
 fn default_max_tokens() -> u64 {
@@ -663,32 +975,13 @@ impl Config {
         if !crate::engine::model_present(&path) {
             return EmbeddedDefault::Missing(path);
         }
-        self.providers.push(ProviderConfig {
-            name: "local".to_owned(),
-            kind: ProviderKind::Local,
-            responses: ResponsesApi::Translate,
-            base_url: String::new(),
-            path: Some(path.clone()),
-            threads: 0,
-            max_sequences: default_max_sequences(),
-            max_queue: default_max_queue(),
-            context_length: default_context_length(),
-            // The 135M reference model is small enough to hold in f32 (~0.7 GiB), which
-            // keeps it on topic and makes prefill ~9x faster than 8-bit activations.
-            weights: LocalWeights::F32,
-            api_key_env: None,
-            api_key_file: None,
-            api_key: None,
-            default_max_tokens: 512,
-            third_party: false,
-            region: None,
-            connect_timeout_ms: default_connect_timeout(),
-            ttfb_timeout_ms: default_ttfb_timeout(),
-            idle_timeout_ms: default_idle_timeout(),
-            request_timeout_ms: default_request_timeout(),
-            health_check_interval_ms: None,
-            health_check_path: default_health_path(),
-        });
+        // The 135M reference model is small enough to hold in f32 (~0.7 GiB), which keeps
+        // it on topic and makes prefill ~9x faster than 8-bit activations.
+        let mut local = LocalConfig::new(path.clone());
+        local.weights = LocalWeights::F32;
+        let mut provider = ProviderConfig::new("local", ProviderKind::Local(local));
+        provider.default_max_tokens = 512;
+        self.providers.push(provider);
         self.models.push(ModelConfig {
             id: DEFAULT_MODEL_ID.to_owned(),
             aliases: Vec::new(),
@@ -785,32 +1078,6 @@ impl Config {
             if !names.insert(p.name.as_str()) {
                 return Err(ConfigError::Invalid(format!(
                     "provider `{}` is defined twice",
-                    p.name
-                )));
-            }
-            if p.kind == ProviderKind::Local {
-                if p.path.is_none() {
-                    return Err(ConfigError::Invalid(format!(
-                        "provider `{}`: a local provider needs `path`, the GGUF model file",
-                        p.name
-                    )));
-                }
-                if !(2..=crate::engine::MAX_CONTEXT).contains(&p.context_length) {
-                    return Err(ConfigError::Invalid(format!(
-                        "provider `{}`: context_length must be between 2 and {}",
-                        p.name,
-                        crate::engine::MAX_CONTEXT
-                    )));
-                }
-                if p.max_sequences == 0 {
-                    return Err(ConfigError::Invalid(format!(
-                        "provider `{}`: max_sequences must be positive",
-                        p.name
-                    )));
-                }
-            } else if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!(
-                    "provider `{}`: base_url must start with http:// or https://",
                     p.name
                 )));
             }
@@ -942,6 +1209,84 @@ mod tests {
         }
     }
 
+    /// A provider is tagged by `kind`: a setting of another kind is refused by name, a local
+    /// provider without its file too, and what is accepted is exactly one kind's settings.
+    #[test]
+    fn provider_settings_that_do_not_fit_their_kind_are_refused_by_name() {
+        for (table, key, named) in [
+            (
+                "kind = \"openai\"\nbase_url = \"http://x/v1\"\nthreads = 2",
+                "providers[0]",
+                "`threads` applies only to kind = \"local\"",
+            ),
+            (
+                "kind = \"anthropic\"\nbase_url = \"http://x/v1\"\nresponses = \"native\"",
+                "providers[0]",
+                "`responses` applies only to kind = \"openai\"",
+            ),
+            (
+                "kind = \"local\"\nbase_url = \"http://x/v1\"\npath = \"m.gguf\"",
+                "providers[0]",
+                "`base_url` does not apply",
+            ),
+            ("kind = \"local\"", "providers[0]", "`path` is required"),
+            (
+                "kind = \"local\"\npath = \"m.gguf\"\ncontext_length = 1",
+                "providers[0]",
+                "`context_length` must be between",
+            ),
+            (
+                "kind = \"openai\"\nbase_url = \"x\"",
+                "providers[0]",
+                "`base_url` must",
+            ),
+        ] {
+            let text = format!("[[providers]]\nname = \"p\"\n{table}\n");
+            match Config::from_parts(&text, "t", &[]) {
+                Err(ConfigError::Key { key: k, message }) => {
+                    assert_eq!(k, key, "{table}");
+                    assert!(message.contains(named), "{table}: {message}");
+                }
+                other => panic!("{table}: {other:?}"),
+            }
+        }
+        let c = Config::from_parts(
+            "[[providers]]\nname = \"e\"\nkind = \"local\"\npath = \"m.gguf\"\nmax_queue = 3\n",
+            "t",
+            &[],
+        )
+        .unwrap();
+        let ProviderKind::Local(local) = &c.providers[0].kind else {
+            panic!("{:?}", c.providers[0].kind)
+        };
+        assert_eq!((local.max_queue, local.max_sequences), (3, 2));
+        assert_eq!(c.providers[0].base_url(), None);
+    }
+
+    /// Provider rows stored before the tagged kind carry the engine's settings at their
+    /// defaults; they still load, and what is stored now holds one kind's settings only.
+    #[test]
+    fn stored_provider_rows_from_before_the_tagged_kind_still_load() {
+        let old = r#"{"name":"a","kind":"anthropic","responses":"translate","base_url":"https://api.example/v1",
+            "threads":0,"max_sequences":2,"max_queue":16,"context_length":2048,"weights":"quantized",
+            "default_max_tokens":4096,"third_party":true,"region":"eu","connect_timeout_ms":5000,
+            "ttfb_timeout_ms":120000,"idle_timeout_ms":120000,"request_timeout_ms":600000,
+            "health_check_interval_ms":null,"health_check_path":"/models"}"#;
+        let p = ProviderConfig::from_stored(old).unwrap();
+        assert_eq!(
+            p.kind,
+            ProviderKind::Anthropic {
+                base_url: "https://api.example/v1".to_owned()
+            }
+        );
+        let now = serde_json::to_value(&p).unwrap();
+        for gone in LOCAL_ONLY.iter().chain(&["responses"]) {
+            assert!(now.get(gone).is_none(), "{gone}: {now}");
+        }
+        let again = ProviderConfig::from_stored(&now.to_string()).unwrap();
+        assert_eq!((again.kind, again.region), (p.kind, p.region));
+    }
+
     #[test]
     fn env_overrides_file() {
         let env = vec![(
@@ -965,7 +1310,10 @@ output_usd_per_mtok = "2"
         // accepts it; the gateway refuses to start when it is found in neither.
         let config = Config::from_parts(text, "t", &[]).unwrap();
         let err = crate::gateway::Gateway::from_config(&config).err().unwrap();
-        assert!(err.contains("unknown provider `nope`"), "{err}");
+        assert!(
+            matches!(&err, crate::gateway::SetupError::UnknownProvider { provider, .. } if provider == "nope"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -389,10 +389,13 @@ impl<'a> TextStream<'a> {
 
 /// The engine for a `local` provider: loaded on first use and shared by every gateway
 /// built while it lives (a config reload does not load the weights again).
-pub fn shared(provider: &crate::config::ProviderConfig) -> Result<Arc<Engine>, String> {
+pub fn shared(
+    provider: &crate::config::ProviderConfig,
+    local: &crate::config::LocalConfig,
+) -> Result<Arc<Engine>, String> {
     type Loaded = std::collections::HashMap<String, std::sync::Weak<Engine>>;
     static LOADED: std::sync::OnceLock<std::sync::Mutex<Loaded>> = std::sync::OnceLock::new();
-    let config = EngineConfig::from_provider(provider)?;
+    let config = EngineConfig::from_provider(provider, local);
     let key = format!("{config:?}");
     let loaded = LOADED.get_or_init(Default::default);
     let mut loaded = loaded
@@ -415,20 +418,19 @@ pub fn shared(provider: &crate::config::ProviderConfig) -> Result<Arc<Engine>, S
 }
 
 impl EngineConfig {
-    pub fn from_provider(p: &crate::config::ProviderConfig) -> Result<Self, String> {
-        let path = p
-            .path
-            .clone()
-            .ok_or_else(|| format!("provider `{}`: a local provider needs `path`", p.name))?;
-        Ok(Self {
-            path,
-            threads: p.threads,
-            max_sequences: p.max_sequences.max(1),
-            max_queue: p.max_queue,
-            context_length: p.context_length.clamp(2, MAX_CONTEXT),
+    pub fn from_provider(
+        p: &crate::config::ProviderConfig,
+        local: &crate::config::LocalConfig,
+    ) -> Self {
+        Self {
+            path: local.path.clone(),
+            threads: local.threads,
+            max_sequences: local.max_sequences.max(1),
+            max_queue: local.max_queue,
+            context_length: local.context_length.clamp(2, MAX_CONTEXT),
             default_max_tokens: usize::try_from(p.default_max_tokens).unwrap_or(usize::MAX),
-            weights: p.weights,
-        })
+            weights: local.weights,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod multipart;
 mod provider;
 mod relay;
 mod routing;
+mod setup;
 pub mod sse;
 pub mod wire;
 
@@ -24,6 +25,7 @@ use serde::Deserialize;
 pub use body::{BodyError, Inspected, Request, inspect};
 pub use provider::{Provider, UpstreamError, UpstreamErrorKind, anthropic_translation};
 pub use relay::Relay;
+pub use setup::{ProviderProblem, SetupError};
 use wire::Native;
 pub use wire::{ProtocolHeaders, Wire};
 
@@ -181,7 +183,7 @@ struct UsageOnly {
 }
 
 impl Gateway {
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub fn from_config(config: &Config) -> Result<Self, SetupError> {
         Self::build(&config.providers, &config.models)
     }
 
@@ -189,7 +191,7 @@ impl Gateway {
     pub fn build(
         provider_configs: &[crate::config::ProviderConfig],
         models: &[crate::config::ModelConfig],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let mut providers = HashMap::new();
         for p in provider_configs {
             providers.insert(p.name.clone(), Arc::new(Provider::from_config(p)?));
@@ -202,7 +204,10 @@ impl Gateway {
             let mut targets = Vec::new();
             for r in m.route_list() {
                 let provider = providers.get(&r.provider).cloned().ok_or_else(|| {
-                    format!("model `{}` names unknown provider `{}`", m.id, r.provider)
+                    SetupError::UnknownProvider {
+                        model: m.id.clone(),
+                        provider: r.provider.clone(),
+                    }
                 })?;
                 let upstream = r.upstream_model.unwrap_or_else(|| default_upstream.clone());
                 targets.push(Arc::new(routing::Target::new(
@@ -216,8 +221,12 @@ impl Gateway {
             };
             let mut changes = Vec::with_capacity(m.price_changes.len());
             for c in &m.price_changes {
-                let at = crate::time::parse_rfc3339(&c.effective_from)
-                    .map_err(|e| format!("model `{}`: {e}", m.id))?;
+                let at = crate::time::parse_rfc3339(&c.effective_from).map_err(|source| {
+                    SetupError::PriceDate {
+                        model: m.id.clone(),
+                        source,
+                    }
+                })?;
                 let p = Prices {
                     input: c.input_usd_per_mtok,
                     cached_input: c.cached_input_usd_per_mtok.unwrap_or(c.input_usd_per_mtok),
@@ -247,10 +256,10 @@ impl Gateway {
                 if let Some(route) = &route
                     && routes.insert(alias.clone(), route.clone()).is_some()
                 {
-                    return Err(format!(
-                        "model `{}`: the alias `{alias}` is already a model id or alias",
-                        m.id
-                    ));
+                    return Err(SetupError::DuplicateAlias {
+                        model: m.id.clone(),
+                        alias: alias.clone(),
+                    });
                 }
                 aliases.push((alias.clone(), m.id.clone()));
             }

@@ -178,7 +178,7 @@ pub async fn run(
             stop.clone(),
         )
         .await
-        .map_err(anyhow::Error::msg)?,
+        .context("cannot build the gateway")?,
     );
     let budgets = billing::budget::Budgets::new(config.billing.prepaid);
     sync_budgets(&store, &budgets)

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 use super::{Actor, audit, invalid};
 use crate::config::{ProviderConfig, Secret};
-use crate::gateway::Provider;
 use crate::gateway::catalog::Catalog;
+use crate::gateway::{Provider, SetupError};
 use crate::store::{Store, StoreError, StoredProvider};
 
 /// How an operator sees a provider: its settings, where it comes from, never its key.
@@ -41,7 +41,7 @@ fn view(config: &ProviderConfig, stored: Option<&StoredProvider>, catalog: &Cata
 }
 
 fn settings_of(stored: &StoredProvider) -> Result<ProviderConfig, StoreError> {
-    serde_json::from_str(&stored.settings)
+    ProviderConfig::from_stored(&stored.settings)
         .map_err(|_| StoreError::Setup(format!("stored provider `{}` is unreadable", stored.name)))
 }
 
@@ -120,19 +120,17 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 
 /// Parses and checks settings the way config does, and that an adapter can be built.
 fn parse_settings(body: Map<String, Value>) -> Result<ProviderConfig, StoreError> {
-    let config: ProviderConfig =
+    let file: crate::config::ProviderFile =
         serde_json::from_value(Value::Object(body)).map_err(|e| invalid("body", e))?;
-    check_name(&config.name)?;
-    if config.kind == crate::config::ProviderKind::Local || config.path.is_some() {
+    if file.is_local() {
         return Err(invalid(
             "kind",
             "local providers (a model file on the server) are set in the config file only",
         ));
     }
-    if !(config.base_url.starts_with("http://") || config.base_url.starts_with("https://")) {
-        return Err(invalid("base_url", "must start with http:// or https://"));
-    }
-    Provider::from_config(&config).map_err(|e| invalid("body", e))?;
+    let config = ProviderConfig::try_from(file).map_err(|e| invalid(e.field, e.message))?;
+    check_name(&config.name)?;
+    Provider::from_config(&config).map_err(|e| invalid(e.field().unwrap_or("body"), e))?;
     Ok(config)
 }
 
@@ -165,12 +163,14 @@ async fn apply(
     after: Vec<StoredProvider>,
     write: impl AsyncFnOnce() -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    catalog.check(&after).map_err(|e| invalid("body", e))?;
-    write().await?;
     catalog
-        .refresh(store, true)
-        .await
-        .map_err(StoreError::Setup)
+        .check(&after)
+        .map_err(|e| invalid(e.field().unwrap_or("body"), e))?;
+    write().await?;
+    catalog.refresh(store, true).await.map_err(|e| match e {
+        SetupError::Store(e) => e,
+        e => StoreError::Setup(e.to_string()),
+    })
 }
 
 pub async fn create_provider(
@@ -216,13 +216,12 @@ pub async fn update_provider(
     let Some(current) = after.iter_mut().find(|s| s.name == name) else {
         return Err(StoreError::NotFound("provider"));
     };
-    let Value::Object(mut settings) = serde_json::from_str::<Value>(&current.settings)
-        .map_err(|e| StoreError::Setup(e.to_string()))?
-    else {
-        return Err(StoreError::Setup(format!(
-            "stored provider `{name}` is unreadable"
-        )));
-    };
+    let mut settings = ProviderConfig::stored_settings(&current.settings)
+        .map_err(|_| StoreError::Setup(format!("stored provider `{name}` is unreadable")))?;
+    if patch.contains_key("kind") {
+        // Settings of the old kind do not carry over to a new one.
+        settings.remove("responses");
+    }
     settings.extend(patch);
     let config = parse_settings(settings)?;
     current.settings =

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Gateway;
+use super::{Gateway, ProviderProblem, SetupError};
 use crate::config::{ModelConfig, ProviderConfig};
 use crate::secrets::MasterKey;
 use crate::store::{Store, StoredProvider};
@@ -36,20 +36,18 @@ pub struct Catalog {
 pub fn open_stored(
     stored: &StoredProvider,
     master_key: Option<&MasterKey>,
-) -> Result<ProviderConfig, String> {
-    let mut config: ProviderConfig = serde_json::from_str(&stored.settings)
-        .map_err(|e| format!("stored provider `{}` is unreadable: {e}", stored.name))?;
+) -> Result<ProviderConfig, SetupError> {
+    let mut config = ProviderConfig::from_stored(&stored.settings).map_err(|message| {
+        SetupError::StoredUnreadable {
+            provider: stored.name.clone(),
+            message,
+        }
+    })?;
     if let Some(sealed) = &stored.credential {
-        let key = master_key.ok_or_else(|| {
-            format!(
-                "provider `{}` has a stored API key but no master key is configured \
-                 (server.master_key_file or INSTAGEN_MASTER_KEY)",
-                stored.name
-            )
-        })?;
+        let key = master_key.ok_or_else(|| ProviderProblem::NoMasterKey.of(&stored.name))?;
         config.api_key = Some(
             key.open(sealed, &stored.name)
-                .map_err(|e| format!("provider `{}`: {e}", stored.name))?,
+                .map_err(|e| ProviderProblem::Sealed(e.to_string()).of(&stored.name))?,
         );
     }
     Ok(config)
@@ -64,9 +62,9 @@ impl Catalog {
         store: &Store,
         tasks: TaskTracker,
         stop: CancellationToken,
-    ) -> Result<Self, String> {
-        let version = store.providers_version().await.map_err(|e| e.to_string())?;
-        let stored = store.list_providers().await.map_err(|e| e.to_string())?;
+    ) -> Result<Self, SetupError> {
+        let version = store.providers_version().await?;
+        let stored = store.list_providers().await?;
         let effective = merge(&config_providers, &stored, master_key.as_ref())?;
         let gateway = Arc::new(Gateway::build(&effective, &models)?);
         let health = stop.child_token();
@@ -114,19 +112,19 @@ impl Catalog {
     }
 
     /// Checks that `stored` (the store's providers after a change) would build a gateway.
-    pub fn check(&self, stored: &[StoredProvider]) -> Result<(), String> {
+    pub fn check(&self, stored: &[StoredProvider]) -> Result<(), SetupError> {
         let effective = merge(&self.config_providers, stored, self.master_key.as_ref())?;
         Gateway::build(&effective, &self.models).map(drop)
     }
 
     /// Rebuilds from the store if its providers changed (or always, with `force`).
-    pub async fn refresh(&self, store: &Store, force: bool) -> Result<(), String> {
+    pub async fn refresh(&self, store: &Store, force: bool) -> Result<(), SetupError> {
         let _one = self.rebuilding.lock().await;
-        let version = store.providers_version().await.map_err(|e| e.to_string())?;
+        let version = store.providers_version().await?;
         if !force && version == self.version.load(Ordering::Acquire) {
             return Ok(());
         }
-        let stored = store.list_providers().await.map_err(|e| e.to_string())?;
+        let stored = store.list_providers().await?;
         let effective = merge(&self.config_providers, &stored, self.master_key.as_ref())?;
         let gateway = Arc::new(Gateway::build(&effective, &self.models)?);
         let health = self.stop.child_token();
@@ -148,7 +146,7 @@ fn merge(
     config: &[ProviderConfig],
     stored: &[StoredProvider],
     master_key: Option<&MasterKey>,
-) -> Result<Vec<ProviderConfig>, String> {
+) -> Result<Vec<ProviderConfig>, SetupError> {
     let mut out: Vec<ProviderConfig> = config
         .iter()
         .filter(|p| !stored.iter().any(|s| s.name == p.name))

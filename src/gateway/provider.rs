@@ -72,17 +72,18 @@ pub enum Upstream {
     Local(local::LocalAnswer),
 }
 
-/// Upstream body bytes as they arrive; an error means the stream broke.
-pub type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, ()>> + Send>>;
+/// Upstream body bytes as they arrive; an error means the connection broke (the built-in
+/// engine's streams never fail).
+pub type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
 
 impl Upstream {
     /// The body as a byte stream, and the live token counts when the engine is local.
     pub fn into_stream(self) -> (ByteStream, Option<Arc<crate::engine::LiveCounts>>) {
-        use futures_util::TryStreamExt;
         match self {
             Upstream::Http(response) => {
                 use http_body_util::BodyExt;
-                let body = response.into_body().into_data_stream().map_err(|_| ());
+                let body = response.into_body().into_data_stream();
                 (Box::pin(body), None)
             }
             Upstream::Local(local::LocalAnswer::Stream { frames, live }) => {
@@ -116,14 +117,21 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
-        match config.kind {
-            ProviderKind::Openai => Ok(Provider::OpenAi(openai::OpenAiProvider::new(config)?)),
-            ProviderKind::Anthropic => Ok(Provider::Anthropic(anthropic::AnthropicProvider::new(
-                config,
-            )?)),
-            ProviderKind::Local => {
-                let engine = crate::engine::shared(config)?;
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, super::SetupError> {
+        Self::build(config).map_err(|problem| problem.of(&config.name))
+    }
+
+    fn build(config: &ProviderConfig) -> Result<Self, super::ProviderProblem> {
+        match &config.kind {
+            ProviderKind::Openai { .. } => {
+                Ok(Provider::OpenAi(openai::OpenAiProvider::new(config)?))
+            }
+            ProviderKind::Anthropic { .. } => Ok(Provider::Anthropic(
+                anthropic::AnthropicProvider::new(config)?,
+            )),
+            ProviderKind::Local(local) => {
+                let engine =
+                    crate::engine::shared(config, local).map_err(super::ProviderProblem::Engine)?;
                 Ok(Provider::Local(local::LocalProvider::new(config, engine)))
             }
         }

@@ -102,21 +102,17 @@ pub struct RedisLimits {
     auth_failed: Script,
 }
 
-async fn open(url: &str) -> Result<Conn, String> {
+async fn open(url: &str) -> Result<Conn, RedisError> {
     if let Some(rest) = url.strip_prefix("redis+cluster://") {
         let nodes: Vec<String> = rest.split(',').map(|n| format!("redis://{n}")).collect();
         let client = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(CALL_TIMEOUT)
             .response_timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let c = client
-            .get_async_connection()
-            .await
-            .map_err(|e| e.to_string())?;
+            .build()?;
+        let c = client.get_async_connection().await?;
         return Ok(Conn::Cluster(c));
     }
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let client = redis::Client::open(url)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CALL_TIMEOUT))
         .set_response_timeout(Some(CALL_TIMEOUT))
@@ -126,8 +122,7 @@ async fn open(url: &str) -> Result<Conn, String> {
         client.get_connection_manager_with_config(config),
     )
     .await
-    .map_err(|_| "timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| RedisError::Timeout)??;
     Ok(Conn::Single(c))
 }
 

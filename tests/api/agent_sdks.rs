@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use instagen::admin::Actor;
-use instagen::config::ProviderKind;
 use instagen::store::KeySpec;
 use instagen::usage::UsageRecord;
 use mock_upstream::{Recorded, Script};
@@ -369,7 +368,7 @@ async fn official_anthropic_python_sdk_works_in_front_of_an_anthropic_provider()
     let key_file = dir.path().join("anthropic.key");
     std::fs::write(&key_file, format!("{ANTHROPIC_KEY}\n")).unwrap();
     let app = TestApp::spawn_with(move |c| {
-        c.providers[0].kind = ProviderKind::Anthropic;
+        c.providers[0].kind = anthropic_kind(&c.providers[0]);
         c.providers[0].third_party = true;
         c.providers[0].api_key_file = Some(key_file);
     })

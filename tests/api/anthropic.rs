@@ -2,7 +2,7 @@
 //! with tools, streams, usage (cache reads included), the provider's credential and
 //! nothing of the client's, and failover from an overloaded Anthropic route.
 
-use instagen::config::{ProviderKind, RouteConfig};
+use instagen::config::RouteConfig;
 use mock_upstream::{MockUpstream, Script};
 use serde_json::{Value, json};
 
@@ -17,7 +17,7 @@ async fn spawn() -> TestApp {
     let key_file = dir.path().join("anthropic.key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     let app = TestApp::spawn_with(move |c| {
-        c.providers[0].kind = ProviderKind::Anthropic;
+        c.providers[0].kind = anthropic_kind(&c.providers[0]);
         c.providers[0].third_party = true;
         c.providers[0].api_key_file = Some(key_file);
     })
@@ -228,7 +228,7 @@ async fn an_overloaded_anthropic_route_fails_over_and_other_endpoints_are_refuse
     let backup = MockUpstream::start().await.unwrap();
     let base = backup.base_url();
     let app = TestApp::spawn_with(move |c| {
-        c.providers[0].kind = ProviderKind::Anthropic;
+        c.providers[0].kind = anthropic_kind(&c.providers[0]);
         c.providers.push(provider("backup", base, false));
         c.models[0].provider = None;
         c.models[0].routes = vec![

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use instagen::config::{Config, ProviderKind, ResponsesApi};
+use instagen::config::{Config, ResponsesApi};
 use mock_upstream::{Recorded, Script};
 use serde_json::Value;
 
@@ -383,8 +383,10 @@ async fn codex_cli_with_its_default_tools_works_through_a_native_responses_route
     };
     // A provider serving the Responses API itself (OpenAI) gets Codex's body allow-listed:
     // its hosted and namespaced tools go through, and its encrypted reasoning comes back.
-    let app =
-        TestApp::spawn_with(|c: &mut Config| c.providers[0].responses = ResponsesApi::Native).await;
+    let app = TestApp::spawn_with(|c: &mut Config| {
+        set_responses(&mut c.providers[0], ResponsesApi::Native)
+    })
+    .await;
     let (plain, tools) = codex_turns(&app, &bin, ("", "")).await;
 
     assert_eq!(paths(&plain), ["/v1/responses"]);
@@ -591,7 +593,7 @@ async fn claude_code_completes_plain_and_tool_turns_in_front_of_an_anthropic_pro
     let key_file = dir.path().join("anthropic.key");
     std::fs::write(&key_file, "sk-ant-test-0123456789\n").unwrap();
     let app = TestApp::spawn_with(move |c: &mut Config| {
-        c.providers[0].kind = ProviderKind::Anthropic;
+        c.providers[0].kind = anthropic_kind(&c.providers[0]);
         c.providers[0].third_party = true;
         c.providers[0].api_key_file = Some(key_file);
         c.models[0].aliases = vec![CLAUDE_ALIAS.into()];

@@ -142,9 +142,10 @@ async fn upstream_failures_map_to_502_429_504_and_pass_4xx_messages() {
 #[tokio::test]
 async fn unreachable_upstream_gets_502() {
     let port = free_port();
-    let app =
-        TestApp::spawn_with(|c| c.providers[0].base_url = format!("http://127.0.0.1:{port}/v1"))
-            .await;
+    let app = TestApp::spawn_with(|c| {
+        set_base_url(&mut c.providers[0], format!("http://127.0.0.1:{port}/v1"))
+    })
+    .await;
     let body = openai_error(app.chat(&chat_body("x")).await, 502).await;
     assert_eq!(body["error"]["code"], "upstream_unreachable");
 }

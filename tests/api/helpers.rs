@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use instagen::admin::Actor;
-use instagen::config::Config;
+use instagen::config::{Config, ProviderConfig, ProviderKind, ResponsesApi};
 use instagen::keys::KeyHasher;
 use instagen::store::KeySpec;
 use instagen::store::Store;
@@ -43,6 +43,29 @@ pub struct TestApp {
 /// A config pointing at `mock` with `dir` as data dir, as the tests use it.
 pub fn test_config(dir: &Path, mock_base: &str) -> Config {
     Config::from_parts(&config_toml(dir, mock_base, None, "info"), "test", &[]).unwrap()
+}
+
+/// The same provider speaking Anthropic's Messages API at its URL.
+pub fn anthropic_kind(p: &ProviderConfig) -> ProviderKind {
+    ProviderKind::Anthropic {
+        base_url: p.base_url().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Points an HTTP provider at another URL.
+pub fn set_base_url(p: &mut ProviderConfig, url: String) {
+    if let ProviderKind::Openai { base_url, .. } | ProviderKind::Anthropic { base_url } =
+        &mut p.kind
+    {
+        *base_url = url;
+    }
+}
+
+/// How an OpenAI-compatible provider takes `/v1/responses`.
+pub fn set_responses(p: &mut ProviderConfig, api: ResponsesApi) {
+    if let ProviderKind::Openai { responses, .. } = &mut p.kind {
+        *responses = api;
+    }
 }
 
 /// The one config template of the tests: data in `dir`, the test model served by `mock_base`,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use instagen::config::{LocalWeights, ModelConfig, ProviderConfig, ProviderKind};
+use instagen::config::{LocalConfig, LocalWeights, ModelConfig, ProviderConfig, ProviderKind};
 use instagen::engine::{ChatMessage, Vocab};
 use serde_json::{Value, json};
 
@@ -42,12 +42,12 @@ fn model_file(test: &str) -> Option<PathBuf> {
 }
 
 fn local_provider(path: PathBuf, max_sequences: usize, max_queue: usize) -> ProviderConfig {
+    let mut local = LocalConfig::new(path);
+    local.max_sequences = max_sequences;
+    local.max_queue = max_queue;
+    local.context_length = 1024;
     let mut p = crate::routing::provider("engine", String::new(), false);
-    p.kind = ProviderKind::Local;
-    p.path = Some(path);
-    p.max_sequences = max_sequences;
-    p.max_queue = max_queue;
-    p.context_length = 1024;
+    p.kind = ProviderKind::Local(local);
     p.default_max_tokens = 64;
     p.idle_timeout_ms = 60_000;
     p
@@ -66,7 +66,9 @@ async fn spawn_with_weights(
 ) -> TestApp {
     TestApp::spawn_with(move |c| {
         let mut provider = local_provider(path, max_sequences, max_queue);
-        provider.weights = weights;
+        if let ProviderKind::Local(local) = &mut provider.kind {
+            local.weights = weights;
+        }
         c.providers.push(provider);
         let mut m: ModelConfig = c.models[0].clone();
         m.id = LOCAL.to_owned();

@@ -4,7 +4,6 @@
 //! sent), Anthropic's error shapes, Anthropic-shaped model discovery with aliases, and
 //! one usage record a request labelled `messages`.
 
-use instagen::config::ProviderKind;
 use mock_upstream::Script;
 use serde_json::{Value, json};
 
@@ -18,7 +17,7 @@ async fn spawn_anthropic() -> TestApp {
     let key_file = dir.path().join("anthropic.key");
     std::fs::write(&key_file, format!("{PROVIDER_KEY}\n")).unwrap();
     let app = TestApp::spawn_with(move |c| {
-        c.providers[0].kind = ProviderKind::Anthropic;
+        c.providers[0].kind = anthropic_kind(&c.providers[0]);
         c.providers[0].third_party = true;
         c.providers[0].api_key_file = Some(key_file);
     })

@@ -198,7 +198,7 @@ async fn nothing_stateful_is_accepted_or_found() {
 #[tokio::test]
 async fn native_responses_providers_get_the_allow_listed_body_with_store_false() {
     let app = TestApp::spawn_with(|c| {
-        c.providers[0].responses = instagen::config::ResponsesApi::Native;
+        set_responses(&mut c.providers[0], instagen::config::ResponsesApi::Native);
         c.providers[0].third_party = true;
     })
     .await;
@@ -255,7 +255,7 @@ async fn native_responses_providers_get_the_allow_listed_body_with_store_false()
 #[tokio::test]
 async fn responses_reach_anthropic_providers_through_chat() {
     let app = TestApp::spawn_with(|c| {
-        c.providers[0].kind = instagen::config::ProviderKind::Anthropic;
+        c.providers[0].kind = anthropic_kind(&c.providers[0]);
     })
     .await;
     let resp = app

@@ -10,30 +10,17 @@ use serde_json::json;
 use crate::helpers::*;
 
 pub fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConfig {
-    ProviderConfig {
-        name: name.to_owned(),
-        kind: ProviderKind::Openai,
-        responses: Default::default(),
+    let kind = ProviderKind::Openai {
         base_url,
-        path: None,
-        threads: 0,
-        max_sequences: 1,
-        max_queue: 0,
-        context_length: 2_048,
-        weights: Default::default(),
-        api_key_env: None,
-        api_key_file: None,
-        api_key: None,
-        default_max_tokens: 4_096,
-        third_party,
-        region: None,
-        health_check_interval_ms: None,
-        health_check_path: "/models".to_owned(),
-        connect_timeout_ms: 1_000,
-        ttfb_timeout_ms: 5_000,
-        idle_timeout_ms: 5_000,
-        request_timeout_ms: 10_000,
-    }
+        responses: Default::default(),
+    };
+    let mut p = ProviderConfig::new(name, kind);
+    p.third_party = third_party;
+    p.connect_timeout_ms = 1_000;
+    p.ttfb_timeout_ms = 5_000;
+    p.idle_timeout_ms = 5_000;
+    p.request_timeout_ms = 10_000;
+    p
 }
 
 fn route(provider: &str, weight: u32, priority: u32) -> RouteConfig {

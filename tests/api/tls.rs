@@ -200,7 +200,7 @@ async fn an_https_upstream_with_an_untrusted_certificate_is_refused_in_the_hands
     });
 
     let app = TestApp::spawn_with(|c| {
-        c.providers[0].base_url = format!("https://127.0.0.1:{port}/v1");
+        set_base_url(&mut c.providers[0], format!("https://127.0.0.1:{port}/v1"));
     })
     .await;
     let body = openai_error(app.chat(&chat_body("x")).await, 502).await;

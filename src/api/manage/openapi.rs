@@ -655,6 +655,7 @@ fn schemas() -> Value {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
         "kind": {"enum": ["openai", "anthropic"]},
         "base_url": {"type": "string", "format": "uri", "pattern": "^https?://"},
+        "responses": {"enum": ["translate", "native"], "description": "openai providers: `native` when the provider serves /v1/responses itself"},
         "api_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "writeOnly": true,
                     "description": "sealed with AES-256-GCM under the master key; never returned"},
         "third_party": s("boolean"), "region": {"type": ["string", "null"], "maxLength": 64},
@@ -772,8 +773,9 @@ fn schemas() -> Value {
             "actor_kind": s("string"), "actor_id": opt("string"), "action": s("string"), "target_id": opt("string"),
             "client_ip": {"type": ["string", "null"], "description": "truncated to /24 (IPv4) or /48 (IPv6)"}})),
         "AuditList": paged_list_of("AuditEntry"),
-        "Provider": obj(&["name", "kind", "base_url", "source", "has_api_key"], json!({
-            "name": s("string"), "kind": {"enum": ["openai", "anthropic", "local"], "description": "local: the built-in engine (config file only; base_url is empty)"}, "base_url": s("string"),
+        "Provider": obj(&["name", "kind", "source", "has_api_key"], json!({
+            "name": s("string"), "kind": {"enum": ["openai", "anthropic", "local"], "description": "local: the built-in engine (config file only; no base_url)"},
+            "base_url": {"type": "string", "description": "openai and anthropic providers"},
             "source": {"enum": ["config", "api"]}, "has_api_key": s("boolean"), "overrides_config": s("boolean"),
             "third_party": s("boolean"), "region": opt("string"), "models": {"type": "array", "items": s("string")}})),
         "ProviderList": list_of("Provider"),

@@ -104,7 +104,7 @@ export async function routes(main) {
     clear(providers, table([
       { label: "Name", cell: (x) => h("code", {}, x.name) },
       { label: "Kind", cell: (x) => x.kind },
-      { label: "Base URL", cell: (x) => h("code", {}, x.base_url) },
+      { label: "Base URL", cell: (x) => (x.base_url ? h("code", {}, x.base_url) : "built-in engine") },
       { label: "Region", cell: (x) => x.region || "—" },
       { label: "Third party", cell: (x) => (x.third_party ? "yes — minimised requests" : "no") },
       { label: "Credential", cell: (x) => (x.has_api_key ? "set (sealed)" : "none") },

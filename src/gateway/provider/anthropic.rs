@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use super::http::{HttpCore, credential, secret_header};
 use super::{UpstreamError, UpstreamErrorKind};
 use crate::config::ProviderConfig;
+use crate::gateway::ProviderProblem;
 use crate::gateway::{BodyError, Endpoint, Inspected};
 
 /// The Messages API version we speak.
@@ -31,12 +32,12 @@ pub struct AnthropicProvider {
 }
 
 impl AnthropicProvider {
-    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderProblem> {
         let mut headers = Vec::new();
         if let Some(key) = credential(config)? {
             headers.push((
                 HeaderName::from_static("x-api-key"),
-                secret_header(&config.name, key.expose())?,
+                secret_header(key.expose())?,
             ));
         }
         Ok(Self {

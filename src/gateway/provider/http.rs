@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{UpstreamError, UpstreamErrorKind};
 use crate::config::{ProviderConfig, Secret};
+use crate::gateway::ProviderProblem;
 
 /// Upstream error bodies larger than this are not read for a client message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -49,25 +50,18 @@ pub struct HttpCore {
 
 /// The provider's API key: set by the operator API (stored encrypted), else read from
 /// the file or env variable named in config. Never logged.
-pub fn credential(config: &ProviderConfig) -> Result<Option<Secret>, String> {
+pub fn credential(config: &ProviderConfig) -> Result<Option<Secret>, ProviderProblem> {
     if let Some(key) = &config.api_key {
         return Ok(Some(key.clone()));
     }
     if let Some(path) = &config.api_key_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "provider `{}`: cannot read api_key_file {}: {e}",
-                config.name,
-                path.display()
-            )
+        let text = std::fs::read_to_string(path).map_err(|source| ProviderProblem::KeyFile {
+            path: path.clone(),
+            source,
         })?;
         let key = text.trim();
         if key.is_empty() {
-            return Err(format!(
-                "provider `{}`: api_key_file {} is empty",
-                config.name,
-                path.display()
-            ));
+            return Err(ProviderProblem::EmptyKeyFile(path.clone()));
         }
         return Ok(Some(Secret::new(key)));
     }
@@ -82,10 +76,9 @@ pub fn credential(config: &ProviderConfig) -> Result<Option<Secret>, String> {
     Ok(None)
 }
 
-/// A sensitive header value (never printed by `Debug`), or a config error naming the provider.
-pub fn secret_header(provider: &str, value: &str) -> Result<HeaderValue, String> {
-    let mut v = HeaderValue::from_str(value)
-        .map_err(|_| format!("provider `{provider}`: the API key is not a valid header value"))?;
+/// A sensitive header value (never printed by `Debug`).
+pub fn secret_header(value: &str) -> Result<HeaderValue, ProviderProblem> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| ProviderProblem::KeyHeader)?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -94,14 +87,12 @@ impl HttpCore {
     pub fn new(
         config: &ProviderConfig,
         credential: Vec<(HeaderName, HeaderValue)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ProviderProblem> {
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         tcp.set_nodelay(true);
         tcp.enforce_http(false);
-        let tls_error = |e: &dyn std::fmt::Display| {
-            format!("provider `{}`: cannot set up TLS: {e}", config.name)
-        };
+        let tls_error = |e: &dyn std::fmt::Display| ProviderProblem::Tls(e.to_string());
         let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         // The platform's roots are loaded only for an HTTPS upstream (they cost ~1.5 MiB);
@@ -151,9 +142,9 @@ impl HttpCore {
     }
 
     /// `path` below the provider's base URL: an absolute `http` or `https` URL.
-    pub fn url(config: &ProviderConfig, path: &str) -> Result<Uri, String> {
-        let base = config.base_url.trim_end_matches('/');
-        let invalid = |why: &str| format!("provider `{}`: invalid base_url: {why}", config.name);
+    pub fn url(config: &ProviderConfig, path: &str) -> Result<Uri, ProviderProblem> {
+        let base = config.base_url().unwrap_or_default().trim_end_matches('/');
+        let invalid = |why: &str| ProviderProblem::BaseUrl(why.to_owned());
         let uri: Uri = format!("{base}{path}")
             .parse()
             .map_err(|e: axum::http::uri::InvalidUri| invalid(&e.to_string()))?;

@@ -10,6 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use super::http::{HttpCore, credential, secret_header};
 use super::{Outgoing, UpstreamError};
 use crate::config::ProviderConfig;
+use crate::gateway::ProviderProblem;
 use crate::gateway::body::TRANSCRIPTION_FIELDS;
 use crate::gateway::{BodyError, Endpoint, Request};
 
@@ -23,12 +24,12 @@ pub struct OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderProblem> {
         let mut headers = Vec::new();
         if let Some(key) = credential(config)? {
             headers.push((
                 AUTHORIZATION,
-                secret_header(&config.name, &format!("Bearer {}", key.expose()))?,
+                secret_header(&format!("Bearer {}", key.expose()))?,
             ));
         }
         let urls = Box::new([
@@ -40,7 +41,13 @@ impl OpenAiProvider {
         Ok(Self {
             core: HttpCore::new(config, headers)?,
             urls,
-            responses_native: config.responses == crate::config::ResponsesApi::Native,
+            responses_native: matches!(
+                config.kind,
+                crate::config::ProviderKind::Openai {
+                    responses: crate::config::ResponsesApi::Native,
+                    ..
+                }
+            ),
             responses_url: HttpCore::url(config, "/responses")?,
         })
     }
