@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 use instagen::admin::{self, Actor};
+use instagen::billing::ledger::LedgerKind;
 use instagen::keys::KeyHasher;
 use instagen::store::{KeyLimits, KeySpec, KeyStatus, KeyUpdate, Role, Store};
 use instagen::time;
@@ -289,6 +290,24 @@ fn show<T: serde::Serialize>(
         println!("{}", text(value));
     }
     Ok(())
+}
+
+/// Posts a credit or an adjustment of `usd` to the account named `account`.
+async fn post(
+    store: &Store,
+    cli: &Actor,
+    kind: LedgerKind,
+    account: &str,
+    usd: &str,
+    memo: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let a = store.account_by_name(account).await?;
+    let e = admin::post_to_ledger(store, cli, &a.id, kind, usd, memo).await?;
+    show(json, &e, |e| match kind {
+        LedgerKind::Credit => format!("credited {usd} USD to {account} (ledger entry {})", e.seq),
+        _ => format!("adjusted {account} by {usd} USD (ledger entry {})", e.seq),
+    })
 }
 
 fn parse_time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<i64>> {
@@ -582,40 +601,23 @@ pub async fn run_admin(
                 usd,
                 memo,
                 json,
-            } => {
-                let a = store.account_by_name(&account).await?;
-                let e = admin::post_to_ledger(
-                    store,
-                    &cli,
-                    &a.id,
-                    instagen::billing::ledger::LedgerKind::Credit,
-                    &usd,
-                    &memo,
-                )
-                .await?;
-                show(json, &e, |e| {
-                    format!("credited {usd} USD to {account} (ledger entry {})", e.seq)
-                })?;
-            }
+            } => post(store, &cli, LedgerKind::Credit, &account, &usd, &memo, json).await?,
             BillingCmd::Adjust {
                 account,
                 usd,
                 memo,
                 json,
             } => {
-                let a = store.account_by_name(&account).await?;
-                let e = admin::post_to_ledger(
+                post(
                     store,
                     &cli,
-                    &a.id,
-                    instagen::billing::ledger::LedgerKind::Adjustment,
+                    LedgerKind::Adjustment,
+                    &account,
                     &usd,
                     &memo,
+                    json,
                 )
-                .await?;
-                show(json, &e, |e| {
-                    format!("adjusted {account} by {usd} USD (ledger entry {})", e.seq)
-                })?;
+                .await?
             }
             BillingCmd::Show { account, json } => {
                 let a = store.account_by_name(&account).await?;

@@ -23,39 +23,18 @@ use super::StoreError;
 
 mod billing;
 mod migrations;
-// The modules written once for both stores (`store/shared/`), compiled against this
-// backend's types: declared plainly so rustfmt and clippy see them.
+// The queries written once for both stores, compiled against this backend's types.
 #[allow(clippy::duplicate_mod)]
-#[path = "shared/accounts.rs"]
-mod accounts;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/invitations.rs"]
-mod invitations;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/keys.rs"]
-mod keys;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/ledger.rs"]
-mod ledger;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/migrations_applied.rs"]
-mod migrations_applied;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/providers.rs"]
-mod providers;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/rights.rs"]
-mod rights;
+#[path = "shared/mod.rs"]
+mod shared;
 mod usage;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/usage_queries.rs"]
-mod usage_queries;
 
 /// This backend's types, for the modules written once for both (`store/shared/`).
 type DbConn = PgConnection;
 /// Whether `schema_migrations` has its checksum column yet (1 or 0).
 const CHECKSUM_COLUMN_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'schema_migrations' AND column_name = 'checksum'";
 type DbRow = sqlx::postgres::PgRow;
+type DbQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 type ThisStore = PgStore;
 
 /// A fresh key version; only ever evaluated under `KEY_VERSION_LOCK` (see `keys.rs`).
@@ -188,7 +167,7 @@ impl PgStore {
         )
         .execute(&mut *tx)
         .await?;
-        migrations_applied::verify(&mut tx, MIGRATIONS).await?;
+        shared::migrations_applied::verify(&mut tx, MIGRATIONS).await?;
         let current: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                 .fetch_one(&mut *tx)
@@ -199,7 +178,7 @@ impl PgStore {
                 continue;
             }
             sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            migrations_applied::record(&mut tx, version, sql).await?;
+            shared::migrations_applied::record(&mut tx, version, sql).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -223,10 +202,10 @@ impl PgStore {
         self.in_tx(async |c| {
             // The keys get new versions; take the lock first (see `keys.rs`).
             xact_lock(c, KEY_VERSION_LOCK).await?;
-            rights::erase_rows(c, id).await
+            shared::rights::erase_rows(c, id).await
         })
         .await
-        .map_err(rights::not_found_as_account)
+        .map_err(shared::rights::not_found_as_account)
     }
 
     pub async fn ping(&self) -> bool {

@@ -11,33 +11,11 @@ use super::StoreError;
 
 mod billing;
 mod migrations;
-// The modules written once for both stores (`store/shared/`), compiled against this
-// backend's types: declared plainly so rustfmt and clippy see them.
+// The queries written once for both stores, compiled against this backend's types.
 #[allow(clippy::duplicate_mod)]
-#[path = "shared/accounts.rs"]
-mod accounts;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/invitations.rs"]
-mod invitations;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/keys.rs"]
-mod keys;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/ledger.rs"]
-mod ledger;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/migrations_applied.rs"]
-mod migrations_applied;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/providers.rs"]
-mod providers;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/rights.rs"]
-mod rights;
+#[path = "shared/mod.rs"]
+mod shared;
 mod usage;
-#[allow(clippy::duplicate_mod)]
-#[path = "shared/usage_queries.rs"]
-mod usage_queries;
 
 /// This backend's types, for the modules written once for both (`store/shared/`).
 type DbConn = sqlx::SqliteConnection;
@@ -45,6 +23,7 @@ type DbConn = sqlx::SqliteConnection;
 const CHECKSUM_COLUMN_EXISTS: &str =
     "SELECT COUNT(*) FROM pragma_table_info('schema_migrations') WHERE name = 'checksum'";
 type DbRow = sqlx::sqlite::SqliteRow;
+type DbQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 type ThisStore = SqliteStore;
 
 /// A fresh key version: one writer at a time, so the next number is always the highest.
@@ -112,9 +91,9 @@ impl SqliteStore {
     /// every charge.
     pub async fn erase_account(&self, id: &str) -> Result<super::Erased, StoreError> {
         let erased = self
-            .immediate(async |c| rights::erase_rows(c, id).await)
+            .immediate(async |c| shared::rights::erase_rows(c, id).await)
             .await
-            .map_err(rights::not_found_as_account)?;
+            .map_err(shared::rights::not_found_as_account)?;
         // Overwrite what the WAL still holds of the erased rows (secure_delete zeroes
         // freed pages).
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -182,7 +161,7 @@ impl SqliteStore {
         // BEGIN IMMEDIATE serialises concurrent starters (a server and a CLI at once).
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = async {
-            migrations_applied::verify(&mut conn, MIGRATIONS).await?;
+            shared::migrations_applied::verify(&mut conn, MIGRATIONS).await?;
             let current: i64 =
                 sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                     .fetch_one(&mut *conn)
@@ -193,7 +172,7 @@ impl SqliteStore {
                     continue;
                 }
                 sqlx::raw_sql(*sql).execute(&mut *conn).await?;
-                migrations_applied::record(&mut conn, version, sql).await?;
+                shared::migrations_applied::record(&mut conn, version, sql).await?;
             }
             Ok::<_, StoreError>(())
         }

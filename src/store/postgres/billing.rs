@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 
-use super::ledger::post_sums;
+use super::shared::ledger::post_sums;
 use super::{LEDGER_LOCK, PgStore, USAGE_POSTING_LOCK, xact_lock};
 use crate::store::StoreError;
 use crate::time::now_ms;

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{DbRow, ThisStore, bump_account_keys, lock_account, lock_key_versions};
+use super::{DbQuery, DbRow, ThisStore, bump_account_keys, lock_account, lock_key_versions};
 use crate::keys::{KeyHash, random_id};
 use crate::store::codec::{conflict, hash_of};
 use crate::store::{
@@ -144,71 +144,50 @@ impl ThisStore {
         Ok(rows.iter().map(account_of).collect::<Result<_, _>>()?)
     }
 
-    /// Restricts an account to provider regions (`None` lifts it); bumps its keys' versions
-    /// so every instance applies it within a second.
+    /// Restricts an account to provider regions (`None` lifts it).
     pub async fn set_account_regions(
         &self,
         id: &str,
         regions: Option<&[String]>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        lock_key_versions(&mut tx).await?;
         let text = regions.and_then(|r| serde_json::to_string(r).ok());
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE accounts SET allowed_regions = $1 WHERE id = $2 AND status != 'deleted'",
-        )
-        .bind(text)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("account"));
-        }
-        bump_account_keys(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(())
+        );
+        self.change_account(id, query.bind(text).bind(id)).await
     }
 
-    /// Sets the account's rate limits; bumps its keys' versions so every instance applies them.
+    /// Sets the account's rate limits.
     pub async fn set_account_limits(
         &self,
         id: &str,
         rpm: Option<i64>,
         tpm: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        lock_key_versions(&mut tx).await?;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE accounts SET rpm = $1, tpm = $2 WHERE id = $3 AND status != 'deleted'",
-        )
-        .bind(rpm)
-        .bind(tpm)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("account"));
-        }
-        bump_account_keys(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(())
+        );
+        self.change_account(id, query.bind(rpm).bind(tpm).bind(id))
+            .await
     }
 
-    /// Suspends or reactivates an account; bumps its keys' versions so every instance
-    /// re-reads them within a second.
+    /// Suspends or reactivates an account.
     pub async fn set_account_status(
         &self,
         id: &str,
         status: AccountStatus,
     ) -> Result<(), StoreError> {
+        let query = sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2");
+        self.change_account(id, query.bind(status.as_str()).bind(id))
+            .await
+    }
+
+    /// Runs `update` (one UPDATE of account `id`) and bumps the account's keys' versions,
+    /// so every instance's key cache applies the change within a second.
+    async fn change_account(&self, id: &str, update: DbQuery<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_key_versions(&mut tx).await?;
-        let done = sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
-            .bind(status.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
+        if update.execute(&mut *tx).await?.rows_affected() == 0 {
             return Err(StoreError::NotFound("account"));
         }
         bump_account_keys(&mut tx, id).await?;

@@ -10,7 +10,7 @@ use crate::billing::ledger::{LedgerEntry, LedgerKind};
 use crate::store::StoreError;
 use crate::time::now_ms;
 
-pub(super) fn entry_of(row: &DbRow) -> Result<LedgerEntry, sqlx::Error> {
+pub(in crate::store) fn entry_of(row: &DbRow) -> Result<LedgerEntry, sqlx::Error> {
     Ok(LedgerEntry {
         seq: row.try_get("seq")?,
         ts_ms: row.try_get("ts_ms")?,
@@ -33,7 +33,7 @@ pub(super) fn entry_of(row: &DbRow) -> Result<LedgerEntry, sqlx::Error> {
 /// Appends one entry after the last, as `ledger::next` chains it; the caller's transaction
 /// keeps appenders one at a time (SQLite: an immediate transaction; PostgreSQL:
 /// `LEDGER_LOCK`).
-pub(super) async fn append(
+pub(in crate::store) async fn append(
     conn: &mut DbConn,
     billing_id: &str,
     kind: LedgerKind,
@@ -75,7 +75,7 @@ pub(super) async fn append(
 
 /// Appends one `usage` entry per billing id from the sums a posting read (columns
 /// `billing_id`, `cost`, `n`), skipping sums of zero; returns how many it appended.
-pub(super) async fn post_sums(
+pub(in crate::store) async fn post_sums(
     conn: &mut DbConn,
     sums: &[DbRow],
     since_ms: i64,

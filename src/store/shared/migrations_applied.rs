@@ -10,7 +10,7 @@ use super::{CHECKSUM_COLUMN_EXISTS, DbConn};
 use crate::store::StoreError;
 
 /// The text's SHA-256, hex.
-pub(super) fn checksum(sql: &str) -> String {
+pub(in crate::store) fn checksum(sql: &str) -> String {
     Sha256::digest(sql.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -19,7 +19,10 @@ pub(super) fn checksum(sql: &str) -> String {
 
 /// Adds the checksum column to a table from before it, then compares every applied
 /// migration's recorded checksum with the text this build carries; records missing ones.
-pub(super) async fn verify(conn: &mut DbConn, migrations: &[&str]) -> Result<(), StoreError> {
+pub(in crate::store) async fn verify(
+    conn: &mut DbConn,
+    migrations: &[&str],
+) -> Result<(), StoreError> {
     let has_column: i64 = sqlx::query_scalar(CHECKSUM_COLUMN_EXISTS)
         .fetch_one(&mut *conn)
         .await?;
@@ -63,7 +66,11 @@ pub(super) async fn verify(conn: &mut DbConn, migrations: &[&str]) -> Result<(),
 }
 
 /// Records one migration as applied, with its checksum.
-pub(super) async fn record(conn: &mut DbConn, version: i64, sql: &str) -> Result<(), sqlx::Error> {
+pub(in crate::store) async fn record(
+    conn: &mut DbConn,
+    version: i64,
+    sql: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO schema_migrations (version, applied_ms, checksum) VALUES ($1, $2, $3)",
     )

@@ -9,7 +9,7 @@ use crate::time::now_ms;
 
 /// Erases account `id`'s personal data inside the caller's write transaction; the
 /// caller has posted its usage first, so the ledger holds every charge.
-pub(super) async fn erase_rows(c: &mut DbConn, id: &str) -> Result<Erased, sqlx::Error> {
+pub(in crate::store) async fn erase_rows(c: &mut DbConn, id: &str) -> Result<Erased, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT billing_id FROM accounts WHERE id = $1{FOR_UPDATE}"
     ));
@@ -113,7 +113,7 @@ pub(super) async fn erase_rows(c: &mut DbConn, id: &str) -> Result<Erased, sqlx:
 }
 
 /// An erasure that found no account reads as "account not found".
-pub(super) fn not_found_as_account(e: StoreError) -> StoreError {
+pub(in crate::store) fn not_found_as_account(e: StoreError) -> StoreError {
     match e {
         StoreError::Db(sqlx::Error::RowNotFound) => StoreError::NotFound("account"),
         e => e,

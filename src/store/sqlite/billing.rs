@@ -3,7 +3,7 @@
 //! is written once for both stores, in `store/shared/ledger.rs`).
 
 use super::SqliteStore;
-use super::ledger::post_sums;
+use super::shared::ledger::post_sums;
 use crate::store::StoreError;
 use crate::time::now_ms;
 
