@@ -99,14 +99,24 @@ fn limiter(c: &mut Criterion) {
 }
 
 fn cost(c: &mut Criterion) {
-    let prices = Prices {
-        input: Price::parse("0.15").expect("price"),
-        cached_input: Price::parse("0.075").expect("price"),
-        output: Price::parse("0.60").expect("price"),
+    let mut prices = Prices::flat(
+        Price::parse("0.15").expect("price"),
+        Price::parse("0.60").expect("price"),
+    );
+    prices.cached_input = Price::parse("0.075").expect("price");
+    prices.cache_write = Price::parse("0.1875").expect("price");
+    let tokens = instagen::usage::TokenCounts {
+        input: 1_234,
+        cached_input: 200,
+        cache_write_5m: 100,
+        output: 567,
+        reasoning: 300,
+        ..instagen::usage::TokenCounts::default()
     };
-    c.bench_function("cost: i128 math, rounded up once", |b| {
-        b.iter(|| prices.cost(black_box(1_234), black_box(200), black_box(567)))
-    });
+    c.bench_function(
+        "cost: every kind of token, i128 math, rounded up once",
+        |b| b.iter(|| prices.cost(black_box(&tokens))),
+    );
 }
 
 /// The Responses and Messages surfaces over plain chat: requests translated to chat,
@@ -154,9 +164,8 @@ fn wire(c: &mut Criterion) {
     .expect("json");
     let counts = TokenCounts {
         input: 120,
-        cached_input: 0,
         output: 20,
-        estimated: false,
+        ..TokenCounts::default()
     };
     let chunk = br#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}"#;
     let mut g = c.benchmark_group("wire");

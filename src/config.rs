@@ -873,6 +873,17 @@ pub struct ModelConfig {
     /// Price of prompt tokens the upstream reports as served from its cache; defaults to the input price.
     #[serde(default)]
     pub cached_input_usd_per_mtok: Option<Price>,
+    /// Price of prompt tokens written to the provider's cache for 5 minutes (Anthropic
+    /// charges 1.25× input); defaults to the input price.
+    #[serde(default)]
+    pub cache_write_usd_per_mtok: Option<Price>,
+    /// Price of prompt tokens written to the cache for an hour (Anthropic: 2× input);
+    /// defaults to the 5-minute write price.
+    #[serde(default)]
+    pub cache_write_1h_usd_per_mtok: Option<Price>,
+    /// Price of output tokens spent reasoning; defaults to the output price.
+    #[serde(default)]
+    pub reasoning_usd_per_mtok: Option<Price>,
     /// Context window in tokens, shown in `GET /v1/models` when set.
     #[serde(default)]
     pub context_length: Option<u64>,
@@ -911,6 +922,20 @@ fn default_weight() -> u32 {
 }
 
 impl ModelConfig {
+    /// The model's base prices (before any scheduled change).
+    pub fn prices(&self) -> crate::billing::Prices {
+        prices_of(
+            self.input_usd_per_mtok,
+            self.output_usd_per_mtok,
+            [
+                self.cached_input_usd_per_mtok,
+                self.cache_write_usd_per_mtok,
+                self.cache_write_1h_usd_per_mtok,
+                self.reasoning_usd_per_mtok,
+            ],
+        )
+    }
+
     /// The most tokens of one kind an upstream may report for one request of this model.
     pub fn token_bound(&self) -> u64 {
         let hard = crate::usage::MAX_TOKENS_PER_REQUEST;
@@ -946,6 +971,46 @@ pub struct PriceChange {
     pub output_usd_per_mtok: Price,
     #[serde(default)]
     pub cached_input_usd_per_mtok: Option<Price>,
+    #[serde(default)]
+    pub cache_write_usd_per_mtok: Option<Price>,
+    #[serde(default)]
+    pub cache_write_1h_usd_per_mtok: Option<Price>,
+    #[serde(default)]
+    pub reasoning_usd_per_mtok: Option<Price>,
+}
+
+impl PriceChange {
+    /// The prices this change puts in force, defaults filled in as for a model.
+    pub fn prices(&self) -> crate::billing::Prices {
+        prices_of(
+            self.input_usd_per_mtok,
+            self.output_usd_per_mtok,
+            [
+                self.cached_input_usd_per_mtok,
+                self.cache_write_usd_per_mtok,
+                self.cache_write_1h_usd_per_mtok,
+                self.reasoning_usd_per_mtok,
+            ],
+        )
+    }
+}
+
+/// A model's prices from its config: cache reads and 5-minute writes default to the input
+/// price, 1-hour writes to the 5-minute write price, reasoning to the output price.
+fn prices_of(
+    input: Price,
+    output: Price,
+    [cached, write, write_1h, reasoning]: [Option<Price>; 4],
+) -> crate::billing::Prices {
+    let cache_write = write.unwrap_or(input);
+    crate::billing::Prices {
+        input,
+        cached_input: cached.unwrap_or(input),
+        cache_write,
+        cache_write_1h: write_1h.unwrap_or(cache_write),
+        output,
+        reasoning: reasoning.unwrap_or(output),
+    }
 }
 
 /// The model the embedded default serves, and its file below `data_dir`.
@@ -991,6 +1056,9 @@ impl Config {
             input_usd_per_mtok: Price::from_nanos_per_mtok(0),
             output_usd_per_mtok: Price::from_nanos_per_mtok(0),
             cached_input_usd_per_mtok: None,
+            cache_write_usd_per_mtok: None,
+            cache_write_1h_usd_per_mtok: None,
+            reasoning_usd_per_mtok: None,
             context_length: Some(default_context_length() as u64),
             max_reported_tokens: None,
             // A 135M model answers sensibly greedy and wanders at temperature 1.

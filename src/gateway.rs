@@ -29,8 +29,8 @@ pub use setup::{ProviderProblem, SetupError};
 use wire::Native;
 pub use wire::{ProtocolHeaders, Wire};
 
+use crate::billing::PriceSchedule;
 use crate::billing::budget::Budgets;
-use crate::billing::{PriceSchedule, Prices};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::AuthedKey;
@@ -143,34 +143,56 @@ pub struct Gateway {
     aliases: Vec<(String, String)>,
 }
 
-/// The `usage` object of an OpenAI-compatible response or chunk.
+/// The `usage` object of an OpenAI-compatible response or chunk (chat, completions,
+/// embeddings, transcriptions, the Responses API), with the details each may carry.
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 pub struct UpstreamUsage {
-    /// `input_tokens` in the transcription API's token usage.
+    /// `input_tokens` in the Responses and transcription APIs.
     #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: Option<u64>,
     #[serde(default, alias = "output_tokens")]
     pub completion_tokens: Option<u64>,
-    /// `input_tokens_details` in the Responses API's usage.
     #[serde(default, alias = "input_tokens_details")]
     pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default, alias = "output_tokens_details")]
+    pub completion_tokens_details: Option<CompletionDetails>,
 }
 
+/// The parts of a prompt: cache reads (`cached_tokens`, OpenAI's), cache writes
+/// (`cache_write_tokens`, as OpenRouter reports them) and the part of those written for an
+/// hour (`cache_write_1h_tokens`, ours: what Anthropic reports as `ephemeral_1h`).
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_write_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_write_1h_tokens: Option<u64>,
+}
+
+/// The parts of an answer: the tokens spent reasoning.
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+pub struct CompletionDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
 }
 
 impl UpstreamUsage {
     pub fn counts(&self) -> TokenCounts {
+        let prompt = self.prompt_tokens_details.unwrap_or_default();
+        let write_1h = prompt.cache_write_1h_tokens.unwrap_or(0);
+        let writes = prompt.cache_write_tokens.unwrap_or(0).max(write_1h);
         TokenCounts {
             input: self.prompt_tokens.unwrap_or(0),
-            cached_input: self
-                .prompt_tokens_details
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
+            cached_input: prompt.cached_tokens.unwrap_or(0),
+            cache_write_5m: writes - write_1h,
+            cache_write_1h: write_1h,
             output: self.completion_tokens.unwrap_or(0),
+            reasoning: self
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
             estimated: false,
         }
     }
@@ -214,11 +236,7 @@ impl Gateway {
                     provider, upstream, r.weight, r.priority,
                 )));
             }
-            let base = Prices {
-                input: m.input_usd_per_mtok,
-                cached_input: m.cached_input_usd_per_mtok.unwrap_or(m.input_usd_per_mtok),
-                output: m.output_usd_per_mtok,
-            };
+            let base = m.prices();
             let mut changes = Vec::with_capacity(m.price_changes.len());
             for c in &m.price_changes {
                 let at = crate::time::parse_rfc3339(&c.effective_from).map_err(|source| {
@@ -227,12 +245,7 @@ impl Gateway {
                         source,
                     }
                 })?;
-                let p = Prices {
-                    input: c.input_usd_per_mtok,
-                    cached_input: c.cached_input_usd_per_mtok.unwrap_or(c.input_usd_per_mtok),
-                    output: c.output_usd_per_mtok,
-                };
-                changes.push((at, p));
+                changes.push((at, c.prices()));
             }
             let prices = PriceSchedule { base, changes };
             routes.insert(
@@ -550,7 +563,11 @@ impl Gateway {
         };
         // Bounded counts at capped prices always fit; over-reserving is the safe side anyway.
         let estimate = prices
-            .cost(input, 0, output)
+            .cost(&TokenCounts {
+                input,
+                output,
+                ..TokenCounts::default()
+            })
             .map_or(i64::MAX, |m| m.nanos());
         let reservation = budgets
             .reserve(
@@ -664,13 +681,13 @@ impl Gateway {
             Some(counts) => counts,
             None => TokenCounts {
                 input: tokens::estimate_input(endpoint, body),
-                cached_input: 0,
                 output: match endpoint {
                     Endpoint::Embeddings => 0,
                     Endpoint::Transcriptions => tokens::estimate_transcript(&json),
                     _ => tokens::estimate_output(&json),
                 },
                 estimated: true,
+                ..TokenCounts::default()
             },
         };
         // In the client's format: a translated answer goes back, with the billed counts.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use journal::Journal;
-pub use meter::{MAX_TOKENS_PER_REQUEST, Meter, TokenCounts};
+pub use meter::{MAX_TOKENS_PER_REQUEST, Meter, TokenCounts, TokenKinds};
 pub use quarantine::{Quarantine, Quarantined, insert_isolating};
 pub use writer::{Observers, spawn_writer};
 
@@ -47,9 +47,21 @@ pub struct UsageRecord {
     /// A fixed label such as `upstream_timeout`; never a message.
     pub error_kind: Option<String>,
     pub stream: bool,
+    /// The whole prompt, cache reads and writes included.
     pub input_tokens: u64,
+    /// Part of the prompt read from the provider's cache.
     pub cached_input_tokens: u64,
+    /// Part of the prompt written to the provider's cache for 5 minutes.
+    #[serde(default)]
+    pub cache_write_5m_tokens: u64,
+    /// Part of the prompt written to the provider's cache for an hour.
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
+    /// The whole answer, reasoning included.
     pub output_tokens: u64,
+    /// Part of the answer spent reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     /// Tokens were counted by our tokenizer because the upstream reported none.
     pub estimated: bool,
     pub cost_nanos: i64,

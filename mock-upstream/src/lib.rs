@@ -63,6 +63,14 @@ pub struct Script {
     pub reply: Vec<String>,
     /// Reported `prompt_tokens_details.cached_tokens`, when set.
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens reported as written to the cache for 5 minutes and for an hour: on
+    /// the chat route `prompt_tokens_details.cache_write_tokens` (their sum, as OpenRouter
+    /// reports it); on the Anthropic route `cache_creation_input_tokens` with its
+    /// `cache_creation.ephemeral_5m/1h_input_tokens` split.
+    pub cache_write_tokens: Option<(u64, u64)>,
+    /// Reported reasoning tokens (a part of the completion): `completion_tokens_details`
+    /// on the chat route, `output_tokens_details` on the Responses route.
+    pub reasoning_tokens: Option<u64>,
     /// Report these (prompt, completion) token counts instead of the real ones, as a
     /// broken or hostile upstream might.
     pub reported_tokens: Option<(u64, u64)>,
@@ -89,6 +97,8 @@ impl Default for Script {
             echo_body_in_error: false,
             reply: words("Hello from the mock upstream."),
             cached_tokens: None,
+            cache_write_tokens: None,
+            reasoning_tokens: None,
             reported_tokens: None,
             retry_after: None,
             raw_sse: None,
@@ -372,6 +382,12 @@ fn usage(script: &Script, prompt_tokens: u64, completion_tokens: u64) -> Value {
     });
     if let Some(cached) = script.cached_tokens {
         u["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    }
+    if let Some((five, hour)) = script.cache_write_tokens {
+        u["prompt_tokens_details"]["cache_write_tokens"] = json!(five + hour);
+    }
+    if let Some(reasoning) = script.reasoning_tokens {
+        u["completion_tokens_details"] = json!({"reasoning_tokens": reasoning});
     }
     u
 }
@@ -710,9 +726,15 @@ async fn anthropic_messages(
         .to_owned();
     let prompt = anthropic_prompt_tokens(&req);
     let cached = script.cached_tokens.unwrap_or(0).min(prompt);
+    let (five, hour) = script.cache_write_tokens.unwrap_or((0, 0));
+    let writes = (five + hour).min(prompt - cached);
+    let input = prompt - cached - writes;
     let output = script.reply.len() as u64;
-    let usage = json!({"input_tokens": prompt - cached, "output_tokens": output,
-                       "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0});
+    let prompt_usage = json!({"input_tokens": input, "cache_read_input_tokens": cached,
+                              "cache_creation_input_tokens": writes,
+                              "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": hour}});
+    let mut usage = prompt_usage.clone();
+    usage["output_tokens"] = json!(output);
     let stop_reason = if script.tool_call.is_some() {
         "tool_use"
     } else {
@@ -738,11 +760,14 @@ async fn anthropic_messages(
         .into_response();
     }
     let event = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    // As Anthropic does, the prompt's counts come first, in `message_start`.
+    let mut start_usage = prompt_usage;
+    start_usage["output_tokens"] = json!(1);
     let mut events = vec![event(
         "message_start",
         json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant",
                "model": model, "content": [], "stop_reason": null,
-               "usage": {"input_tokens": prompt - cached, "output_tokens": 1, "cache_read_input_tokens": cached}}}),
+               "usage": start_usage}}),
     )];
     // The text block follows the thinking block, when there is one.
     let mut index = 0;
@@ -882,7 +907,7 @@ async fn responses(
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": script.cached_tokens.unwrap_or(0)},
             "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": script.reasoning_tokens.unwrap_or(0)},
             "total_tokens": input_tokens.saturating_add(output_tokens),
         })
     });

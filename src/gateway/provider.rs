@@ -360,6 +360,15 @@ impl EventTranslator {
             EventTranslator::Responses(t) => t.on_event(data, out),
         }
     }
+
+    /// Counts the upstream reported before its final usage (Anthropic's `message_start`
+    /// gives the prompt's), for billing a stream that ends early.
+    pub fn reported_so_far(&self) -> Option<super::UpstreamUsage> {
+        match self {
+            EventTranslator::Anthropic(t) => t.reported_so_far(),
+            EventTranslator::Responses(_) => None,
+        }
+    }
 }
 
 /// Why an exact token count failed.

@@ -133,16 +133,33 @@ impl Relay {
             (Some(u), _) => u,
             (None, Some(live)) => TokenCounts {
                 input: live.prompt.load(Relaxed),
-                cached_input: 0,
                 output: live.output.load(Relaxed),
-                estimated: false,
+                ..TokenCounts::default()
             },
-            (None, None) => TokenCounts {
-                input: tokens::estimate_input(self.endpoint, &self.request),
-                cached_input: 0,
-                output: tokens::count(&self.text),
-                estimated: true,
-            },
+            (None, None) => {
+                let output = tokens::count(&self.text);
+                // What the upstream already reported (an Anthropic stream's prompt counts
+                // come first) is billed as reported; only the rest is our estimate.
+                let reported = self
+                    .translator
+                    .as_ref()
+                    .and_then(EventTranslator::reported_so_far)
+                    .and_then(|u| self.meter.admit_reported(u.counts(), self.token_bound));
+                match reported {
+                    Some(r) => TokenCounts {
+                        output: r.output.max(output),
+                        reasoning: 0,
+                        estimated: true,
+                        ..r
+                    },
+                    None => TokenCounts {
+                        input: tokens::estimate_input(self.endpoint, &self.request),
+                        output,
+                        estimated: true,
+                        ..TokenCounts::default()
+                    },
+                }
+            }
         }
     }
 

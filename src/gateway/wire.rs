@@ -417,6 +417,7 @@ mod round_trips {
             cached_input: cached,
             output,
             estimated: false,
+            ..TokenCounts::default()
         }
     }
 

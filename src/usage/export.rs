@@ -1,11 +1,9 @@
 //! Usage export: per-request records or daily aggregates as RFC 4180 CSV or JSON,
 //! streamed page by page (constant memory for any range). Metadata only.
 //!
-//! Columns of the per-request export, in order: `request_id, started_at, finished_at,
-//! account_id, key_id, endpoint, model, provider, status, error_kind, stream,
-//! input_tokens, cached_input_tokens, output_tokens, estimated, cost_usd, latency_ms,
-//! ttft_ms`. Daily aggregates: `date, model, requests, input_tokens, cached_input_tokens,
-//! output_tokens, cost_usd, estimated_requests, error_requests`.
+//! The columns are one table per level (`REQUEST`, `DAY`) that both formats are written
+//! from: every field we hold of a request (provider, region and attempts included), and
+//! every kind of token (cache reads, 5-minute and 1-hour cache writes, reasoning).
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -32,38 +30,107 @@ pub enum Level {
     Day,
 }
 
-pub const REQUEST_COLUMNS: &[&str] = &[
-    "request_id",
-    "started_at",
-    "finished_at",
-    "account_id",
-    "key_id",
-    "endpoint",
-    "model",
-    "provider",
-    "status",
-    "error_kind",
-    "stream",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "estimated",
-    "cost_usd",
-    "latency_ms",
-    "ttft_ms",
+/// One exported value: CSV writes it as text, JSON as its own type.
+enum Cell {
+    Text(String),
+    Opt(Option<String>),
+    Int(i128),
+    Bool(bool),
+    /// Microseconds, exported as milliseconds with three decimals.
+    Ms(Option<u64>),
+}
+
+impl Cell {
+    fn csv(&self) -> String {
+        match self {
+            Cell::Text(t) => t.clone(),
+            Cell::Opt(t) => t.clone().unwrap_or_default(),
+            Cell::Int(n) => n.to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::Ms(us) => us.map(ms3).unwrap_or_default(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cell::Text(t) => json!(t),
+            Cell::Opt(t) => json!(t),
+            Cell::Int(n) => i64::try_from(*n).map_or_else(|_| json!(n.to_string()), |n| json!(n)),
+            Cell::Bool(b) => json!(b),
+            Cell::Ms(us) => json!(us.map(|t| t as f64 / 1000.0)),
+        }
+    }
+}
+
+type Column<T> = (&'static str, fn(&T) -> Cell);
+
+/// Every field we hold of a request, in export order: the right of access covers them all.
+const REQUEST: &[Column<UsageRecord>] = &[
+    ("request_id", |r| Cell::Text(r.request_id.clone())),
+    ("started_at", |r| Cell::Text(format_rfc3339(r.started_ms))),
+    ("finished_at", |r| Cell::Text(format_rfc3339(r.finished_ms))),
+    ("account_id", |r| Cell::Text(r.account_id.clone())),
+    ("key_id", |r| Cell::Text(r.key_id.clone())),
+    ("endpoint", |r| Cell::Text(r.endpoint.clone())),
+    ("model", |r| Cell::Opt(r.model.clone())),
+    ("provider", |r| Cell::Opt(r.provider.clone())),
+    ("region", |r| Cell::Opt(r.region.clone())),
+    ("attempts", |r| Cell::Int(r.attempts.into())),
+    ("status", |r| Cell::Int(r.status.into())),
+    ("error_kind", |r| Cell::Opt(r.error_kind.clone())),
+    ("stream", |r| Cell::Bool(r.stream)),
+    ("input_tokens", |r| Cell::Int(r.input_tokens.into())),
+    ("cached_input_tokens", |r| {
+        Cell::Int(r.cached_input_tokens.into())
+    }),
+    ("cache_write_5m_tokens", |r| {
+        Cell::Int(r.cache_write_5m_tokens.into())
+    }),
+    ("cache_write_1h_tokens", |r| {
+        Cell::Int(r.cache_write_1h_tokens.into())
+    }),
+    ("output_tokens", |r| Cell::Int(r.output_tokens.into())),
+    ("reasoning_tokens", |r| Cell::Int(r.reasoning_tokens.into())),
+    ("estimated", |r| Cell::Bool(r.estimated)),
+    ("cost_usd", |r| {
+        Cell::Text(Money::from_nanos(r.cost_nanos).to_string())
+    }),
+    ("cost_nanos", |r| Cell::Int(r.cost_nanos.into())),
+    ("latency_ms", |r| Cell::Ms(Some(r.latency_us))),
+    ("ttft_ms", |r| Cell::Ms(r.ttft_us)),
 ];
 
-pub const DAY_COLUMNS: &[&str] = &[
-    "date",
-    "model",
-    "requests",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "estimated_requests",
-    "error_requests",
+/// Daily aggregates per model, in export order.
+const DAY: &[Column<UsagePoint>] = &[
+    ("date", |p| {
+        Cell::Text(format_rfc3339(p.bucket_ms.unwrap_or(0))[..10].to_owned())
+    }),
+    ("model", |p| Cell::Opt(p.group.clone())),
+    ("requests", |p| Cell::Int(p.requests.into())),
+    ("input_tokens", |p| Cell::Int(p.input_tokens.into())),
+    ("cached_input_tokens", |p| {
+        Cell::Int(p.cached_input_tokens.into())
+    }),
+    ("cache_write_5m_tokens", |p| {
+        Cell::Int(p.cache_write_5m_tokens.into())
+    }),
+    ("cache_write_1h_tokens", |p| {
+        Cell::Int(p.cache_write_1h_tokens.into())
+    }),
+    ("output_tokens", |p| Cell::Int(p.output_tokens.into())),
+    ("reasoning_tokens", |p| Cell::Int(p.reasoning_tokens.into())),
+    ("cost_usd", |p| Cell::Text(p.cost_usd.clone())),
+    ("cost_nanos", |p| Cell::Int(p.cost_nanos.into())),
+    ("estimated_requests", |p| {
+        Cell::Int(p.estimated_requests.into())
+    }),
+    ("error_requests", |p| Cell::Int(p.error_requests.into())),
 ];
+
+/// The per-request export's column names, in order.
+pub fn request_columns() -> Vec<&'static str> {
+    REQUEST.iter().map(|(name, _)| *name).collect()
+}
 
 /// RFC 4180: quote a field holding a comma, quote or line break; double inner quotes.
 fn csv_field(out: &mut String, value: &str) {
@@ -90,61 +157,32 @@ fn ms3(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 
-fn request_fields(r: &UsageRecord) -> Vec<String> {
-    vec![
-        r.request_id.clone(),
-        format_rfc3339(r.started_ms),
-        format_rfc3339(r.finished_ms),
-        r.account_id.clone(),
-        r.key_id.clone(),
-        r.endpoint.clone(),
-        r.model.clone().unwrap_or_default(),
-        r.provider.clone().unwrap_or_default(),
-        r.status.to_string(),
-        r.error_kind.clone().unwrap_or_default(),
-        r.stream.to_string(),
-        r.input_tokens.to_string(),
-        r.cached_input_tokens.to_string(),
-        r.output_tokens.to_string(),
-        r.estimated.to_string(),
-        Money::from_nanos(r.cost_nanos).to_string(),
-        ms3(r.latency_us),
-        r.ttft_us.map(ms3).unwrap_or_default(),
-    ]
+fn csv_of<T>(columns: &[Column<T>], row: &T, out: &mut String) {
+    let fields: Vec<String> = columns.iter().map(|(_, cell)| cell(row).csv()).collect();
+    csv_row(out, &fields);
 }
 
-fn request_json(r: &UsageRecord) -> serde_json::Value {
-    json!({
-        "request_id": r.request_id, "started_at": format_rfc3339(r.started_ms), "finished_at": format_rfc3339(r.finished_ms),
-        "account_id": r.account_id, "key_id": r.key_id, "endpoint": r.endpoint, "model": r.model, "provider": r.provider,
-        "status": r.status, "error_kind": r.error_kind, "stream": r.stream, "input_tokens": r.input_tokens,
-        "cached_input_tokens": r.cached_input_tokens, "output_tokens": r.output_tokens, "estimated": r.estimated,
-        "cost_usd": Money::from_nanos(r.cost_nanos).to_string(), "cost_nanos": r.cost_nanos,
-        "latency_ms": r.latency_us as f64 / 1000.0, "ttft_ms": r.ttft_us.map(|t| t as f64 / 1000.0),
-    })
+fn json_of<T>(columns: &[Column<T>], row: &T) -> serde_json::Value {
+    serde_json::Value::Object(
+        columns
+            .iter()
+            .map(|(name, cell)| ((*name).to_owned(), cell(row).json()))
+            .collect(),
+    )
 }
 
-fn day_fields(p: &UsagePoint) -> Vec<String> {
-    vec![
-        format_rfc3339(p.bucket_ms.unwrap_or(0))[..10].to_owned(),
-        p.group.clone().unwrap_or_default(),
-        p.requests.to_string(),
-        p.input_tokens.to_string(),
-        p.cached_input_tokens.to_string(),
-        p.output_tokens.to_string(),
-        p.cost_usd.clone(),
-        p.estimated_requests.to_string(),
-        p.error_requests.to_string(),
-    ]
-}
-
-fn day_json(p: &UsagePoint) -> serde_json::Value {
-    json!({
-        "date": &format_rfc3339(p.bucket_ms.unwrap_or(0))[..10], "model": p.group, "requests": p.requests,
-        "input_tokens": p.input_tokens, "cached_input_tokens": p.cached_input_tokens, "output_tokens": p.output_tokens,
-        "cost_usd": p.cost_usd, "cost_nanos": p.cost_nanos, "estimated_requests": p.estimated_requests,
-        "error_requests": p.error_requests,
-    })
+/// One row of the export (a record or a daily point) in `format`, after a comma when
+/// it is not the first JSON element.
+fn write_row<T>(columns: &[Column<T>], row: &T, format: Format, first: bool, out: &mut String) {
+    match format {
+        Format::Csv => csv_of(columns, row, out),
+        Format::Json => {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(&json_of(columns, row).to_string());
+        }
+    }
 }
 
 struct State {
@@ -190,12 +228,9 @@ pub fn export(
             match st.format {
                 Format::Csv => {
                     let cols: Vec<String> = match st.level {
-                        Level::Request => REQUEST_COLUMNS,
-                        Level::Day => DAY_COLUMNS,
-                    }
-                    .iter()
-                    .map(|c| (*c).to_owned())
-                    .collect();
+                        Level::Request => REQUEST.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                        Level::Day => DAY.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                    };
                     csv_row(&mut out, &cols);
                 }
                 Format::Json => out.push('['),
@@ -215,16 +250,8 @@ pub fn export(
                     st.after = Some((last.started_ms, last.request_id.clone()));
                 }
                 for r in &page {
-                    match st.format {
-                        Format::Csv => csv_row(&mut out, &request_fields(r)),
-                        Format::Json => {
-                            if wrote_any {
-                                out.push(',');
-                            }
-                            out.push_str(&request_json(r).to_string());
-                            wrote_any = true;
-                        }
-                    }
+                    write_row(REQUEST, r, st.format, !wrote_any, &mut out);
+                    wrote_any = true;
                 }
             }
             Level::Day => {
@@ -241,15 +268,7 @@ pub fn export(
                     .await?;
                 st.done = true;
                 for (i, p) in points.iter().enumerate() {
-                    match st.format {
-                        Format::Csv => csv_row(&mut out, &day_fields(p)),
-                        Format::Json => {
-                            if i > 0 {
-                                out.push(',');
-                            }
-                            out.push_str(&day_json(p).to_string());
-                        }
-                    }
+                    write_row(DAY, p, st.format, i == 0, &mut out);
                 }
             }
         }

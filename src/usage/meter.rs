@@ -21,20 +21,79 @@ use crate::time::now_ms;
 /// the cost of any record stays far inside `i64` nano-dollars.
 pub const MAX_TOKENS_PER_REQUEST: u64 = 1_000_000_000;
 
-/// Tokens one request used.
+/// Tokens one request used, as the upstream reported them: `input` is the whole prompt
+/// (cache reads and writes included) and `output` the whole answer (reasoning included).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenCounts {
     pub input: u64,
+    /// Part of `input` read from the provider's prompt cache.
     pub cached_input: u64,
+    /// Part of `input` written to the prompt cache for 5 minutes.
+    pub cache_write_5m: u64,
+    /// Part of `input` written to the prompt cache for an hour.
+    pub cache_write_1h: u64,
     pub output: u64,
+    /// Part of `output` spent reasoning.
+    pub reasoning: u64,
     /// Counted by us because the upstream reported no usage.
     pub estimated: bool,
+}
+
+/// A request's tokens split into disjoint kinds, each billed at its own price.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenKinds {
+    pub uncached_input: u64,
+    pub cached_input: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub plain_output: u64,
+    pub reasoning: u64,
 }
 
 impl TokenCounts {
     /// Whether every count is at most `bound`.
     pub fn within(&self, bound: u64) -> bool {
-        self.input <= bound && self.output <= bound && self.cached_input <= bound
+        [
+            self.input,
+            self.cached_input,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.output,
+            self.reasoning,
+        ]
+        .iter()
+        .all(|&n| n <= bound)
+    }
+
+    /// The disjoint kinds: each part cut to what its whole still holds (cache reads first,
+    /// then 5-minute and 1-hour writes), so the kinds always add up to input and output.
+    pub fn kinds(&self) -> TokenKinds {
+        let cached_input = self.cached_input.min(self.input);
+        let rest = self.input - cached_input;
+        let cache_write_5m = self.cache_write_5m.min(rest);
+        let rest = rest - cache_write_5m;
+        let cache_write_1h = self.cache_write_1h.min(rest);
+        let reasoning = self.reasoning.min(self.output);
+        TokenKinds {
+            uncached_input: rest - cache_write_1h,
+            cached_input,
+            cache_write_5m,
+            cache_write_1h,
+            plain_output: self.output - reasoning,
+            reasoning,
+        }
+    }
+
+    /// These counts with every part cut to its whole (as [`TokenCounts::kinds`] does).
+    pub fn consistent(&self) -> Self {
+        let k = self.kinds();
+        Self {
+            cached_input: k.cached_input,
+            cache_write_5m: k.cache_write_5m,
+            cache_write_1h: k.cache_write_1h,
+            reasoning: k.reasoning,
+            ..*self
+        }
     }
 }
 
@@ -152,26 +211,27 @@ impl Meter {
             );
             TokenCounts {
                 input: tokens.input.min(MAX_TOKENS_PER_REQUEST),
-                cached_input: tokens
-                    .cached_input
-                    .min(tokens.input)
-                    .min(MAX_TOKENS_PER_REQUEST),
                 output: tokens.output.min(MAX_TOKENS_PER_REQUEST),
                 estimated: true,
+                ..tokens
             }
         };
+        let tokens = tokens.consistent();
         let mut record = std::mem::take(&mut self.record);
         record.finished_ms = now_ms();
         record.status = status;
         record.error_kind = error_kind.map(str::to_owned);
         record.input_tokens = tokens.input;
-        record.cached_input_tokens = tokens.cached_input.min(tokens.input);
+        record.cached_input_tokens = tokens.cached_input;
+        record.cache_write_5m_tokens = tokens.cache_write_5m;
+        record.cache_write_1h_tokens = tokens.cache_write_1h;
         record.output_tokens = tokens.output;
+        record.reasoning_tokens = tokens.reasoning;
         record.estimated = tokens.estimated;
-        // Cannot overflow: counts ≤ 10^9 and prices ≤ 10^13 n$/Mtok give at most 3·10^16 n$.
+        // Cannot overflow: counts ≤ 10^9 and prices ≤ 10^13 n$/Mtok give at most 2·10^16 n$.
         record.cost_nanos = self
             .prices
-            .cost(tokens.input, tokens.cached_input, tokens.output)
+            .cost(&tokens)
             .map_or(i64::MAX, crate::billing::Money::nanos);
         record.latency_us = micros(self.started);
         if let Some(r) = self.reservation.take() {

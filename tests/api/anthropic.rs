@@ -62,7 +62,8 @@ async fn anthropic_chat_round_trips_with_the_provider_key_and_nothing_of_the_cli
     assert_eq!(
         body["usage"],
         json!({"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13,
-               "prompt_tokens_details": {"cached_tokens": 2}})
+               "prompt_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 0,
+                                         "cache_write_1h_tokens": 0}})
     );
 
     let seen = &app.mock.requests()[0];

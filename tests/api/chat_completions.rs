@@ -221,6 +221,9 @@ async fn scheduled_price_changes_apply_from_their_date() {
             input_usd_per_mtok: instagen::billing::Price::parse(input).unwrap(),
             output_usd_per_mtok: instagen::billing::Price::parse(output).unwrap(),
             cached_input_usd_per_mtok: None,
+            cache_write_usd_per_mtok: None,
+            cache_write_1h_usd_per_mtok: None,
+            reasoning_usd_per_mtok: None,
         };
         c.models[0].price_changes = vec![
             change("2020-01-01", "1.00", "2.00"),

@@ -43,5 +43,6 @@ mod session;
 mod streaming;
 mod tenant_isolation;
 mod tls;
+mod token_kinds;
 mod uploads;
 mod usage;

@@ -24,12 +24,18 @@ async fn models_and_prices_for_any_caller_with_routes_for_operators_only() {
                 input_usd_per_mtok: price("1"),
                 output_usd_per_mtok: price("2.5"),
                 cached_input_usd_per_mtok: None,
+                cache_write_usd_per_mtok: None,
+                cache_write_1h_usd_per_mtok: None,
+                reasoning_usd_per_mtok: None,
             },
             PriceChange {
                 effective_from: "2999-01-01T00:00:00Z".to_owned(),
                 input_usd_per_mtok: price("3"),
                 output_usd_per_mtok: price("4"),
                 cached_input_usd_per_mtok: Some(price("0.000000001")),
+                cache_write_usd_per_mtok: None,
+                cache_write_1h_usd_per_mtok: None,
+                reasoning_usd_per_mtok: None,
             },
         ];
         c.models.push(ModelConfig {
@@ -54,6 +60,9 @@ async fn models_and_prices_for_any_caller_with_routes_for_operators_only() {
             input_usd_per_mtok: price("0.123456789"),
             output_usd_per_mtok: price("15"),
             cached_input_usd_per_mtok: None,
+            cache_write_usd_per_mtok: None,
+            cache_write_1h_usd_per_mtok: None,
+            reasoning_usd_per_mtok: None,
             context_length: None,
             max_reported_tokens: None,
             default_params: Default::default(),

@@ -134,7 +134,10 @@ async fn exports_stream_csv_and_json_with_documented_columns() {
     );
     let csv = resp.text().await.unwrap();
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines[0], instagen::usage::export::REQUEST_COLUMNS.join(","));
+    assert_eq!(
+        lines[0],
+        instagen::usage::export::request_columns().join(",")
+    );
     assert_eq!(lines.len(), 5);
     assert!(lines.iter().any(|l| l.contains(&records[0].request_id)));
     assert!(

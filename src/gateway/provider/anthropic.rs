@@ -463,6 +463,17 @@ struct Usage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    /// The cache writes by lifetime (`ephemeral_5m_input_tokens`, `ephemeral_1h_…`).
+    #[serde(default)]
+    cache_creation: Option<CacheCreation>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+struct CacheCreation {
+    #[serde(default)]
+    ephemeral_5m_input_tokens: Option<u64>,
+    #[serde(default)]
+    ephemeral_1h_input_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -483,21 +494,39 @@ impl Usage {
             &mut self.cache_read_input_tokens,
             later.cache_read_input_tokens,
         );
+        if later.cache_creation.is_some() {
+            self.cache_creation = later.cache_creation;
+        }
     }
 
-    /// As an OpenAI `usage` object: prompt tokens include cache reads and writes, and
-    /// cache reads are reported as cached (billed at the cached-input price).
+    /// As an OpenAI `usage` object: prompt tokens include cache reads and writes; reads
+    /// are `cached_tokens`, writes `cache_write_tokens` (as OpenRouter reports them) with
+    /// the 1-hour part as `cache_write_1h_tokens` (writes without a split are 5-minute
+    /// ones, Anthropic's default). Each kind is billed at its own price.
     fn openai(&self) -> Value {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt =
-            self.input_tokens.unwrap_or(0) + cached + self.cache_creation_input_tokens.unwrap_or(0);
+        let split = self.cache_creation.unwrap_or_default();
+        let write_1h = split.ephemeral_1h_input_tokens.unwrap_or(0);
+        let writes = self
+            .cache_creation_input_tokens
+            .unwrap_or(0)
+            .max(write_1h + split.ephemeral_5m_input_tokens.unwrap_or(0));
+        let prompt = self.input_tokens.unwrap_or(0) + cached + writes;
         let completion = self.output_tokens.unwrap_or(0);
         json!({
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached},
+            "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": writes,
+                                      "cache_write_1h_tokens": write_1h},
         })
+    }
+
+    /// What the upstream has reported so far (a stream's `message_start` carries the
+    /// prompt's exact counts), when it has reported the prompt.
+    fn reported(&self) -> Option<crate::gateway::UpstreamUsage> {
+        self.input_tokens?;
+        serde_json::from_value(self.openai()).ok()
     }
 }
 
@@ -550,8 +579,10 @@ pub fn reported_usage(body: &[u8]) -> Option<crate::gateway::UpstreamUsage> {
     struct UsageOf {
         usage: Usage,
     }
-    let u = serde_json::from_slice::<UsageOf>(body).ok()?.usage;
-    serde_json::from_value(u.openai()).ok()
+    serde_json::from_slice::<UsageOf>(body)
+        .ok()?
+        .usage
+        .reported()
 }
 
 /// A Messages API answer as an OpenAI chat completion.
@@ -680,6 +711,11 @@ pub struct StreamTranslator {
 }
 
 impl StreamTranslator {
+    /// The counts the upstream has reported so far (the prompt's, from `message_start`).
+    pub fn reported_so_far(&self) -> Option<crate::gateway::UpstreamUsage> {
+        self.usage.reported()
+    }
+
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
         let c = json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -852,7 +888,8 @@ mod tests {
         assert_eq!(
             out["usage"],
             json!({"prompt_tokens": 16, "completion_tokens": 5, "total_tokens": 21,
-                   "prompt_tokens_details": {"cached_tokens": 4}})
+                   "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 2,
+                                             "cache_write_1h_tokens": 0}})
         );
     }
 

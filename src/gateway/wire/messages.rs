@@ -443,13 +443,17 @@ fn stop_reason(finish_reason: Option<&str>) -> &'static str {
     }
 }
 
-/// The `usage` of a Message from billed counts: `input_tokens` excludes cache reads.
+/// The `usage` of a Message from billed counts: `input_tokens` excludes cache reads and
+/// writes, which are reported apart (writes split by lifetime), as Anthropic does.
 fn usage(counts: TokenCounts) -> Value {
+    let k = counts.kinds();
     json!({
-        "input_tokens": counts.input.saturating_sub(counts.cached_input),
+        "input_tokens": k.uncached_input,
         "output_tokens": counts.output,
-        "cache_read_input_tokens": counts.cached_input,
-        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": k.cached_input,
+        "cache_creation_input_tokens": k.cache_write_5m + k.cache_write_1h,
+        "cache_creation": {"ephemeral_5m_input_tokens": k.cache_write_5m,
+                           "ephemeral_1h_input_tokens": k.cache_write_1h},
     })
 }
 
@@ -780,6 +784,7 @@ mod tests {
             cached_input: 4,
             output: 3,
             estimated: false,
+            ..TokenCounts::default()
         };
         let out: Value =
             serde_json::from_slice(&from_chat(chat.to_string().as_bytes(), "m", counts).unwrap())
@@ -792,7 +797,8 @@ mod tests {
         assert_eq!(
             out["usage"],
             json!({"input_tokens": 6, "output_tokens": 3,
-            "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0})
+            "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}})
         );
     }
 
@@ -815,6 +821,7 @@ mod tests {
                 cached_input: 0,
                 output: 4,
                 estimated: false,
+                ..TokenCounts::default()
             },
             &mut out,
         );

@@ -468,7 +468,7 @@ fn usage(counts: TokenCounts) -> Value {
         "input_tokens": counts.input,
         "input_tokens_details": {"cached_tokens": counts.cached_input},
         "output_tokens": counts.output,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": counts.kinds().reasoning},
         "total_tokens": counts.input.saturating_add(counts.output),
     })
 }
@@ -1149,6 +1149,7 @@ mod tests {
             cached_input: 4,
             output: 3,
             estimated: false,
+            ..TokenCounts::default()
         };
         let out: Value =
             serde_json::from_slice(&from_chat(chat.to_string().as_bytes(), "m", counts).unwrap())
@@ -1192,6 +1193,7 @@ mod tests {
                 cached_input: 0,
                 output: 4,
                 estimated: false,
+                ..TokenCounts::default()
             },
             &mut out,
         );

@@ -63,4 +63,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0014.sql"),
     // 15: names and emails sort by byte, as on SQLite, so both stores share their queries.
     include_str!("../../../migrations/postgres/0015.sql"),
+    // 16: every kind of token billed at its own price: cache writes (5-minute and 1-hour)
+    //     and reasoning, per record and in the rollups (the rollup trigger counts them).
+    include_str!("../../../migrations/postgres/0016.sql"),
 ];

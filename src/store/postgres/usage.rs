@@ -16,10 +16,12 @@ const USAGE_ROWS_PER_INSERT: usize = 1024;
 /// idempotent; the rollup triggers see only the rows actually inserted.
 const INSERT_USAGE: &str = "INSERT INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
         started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
-        output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts, region)
+        output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts, region,
+        cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens)
     SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
         $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[], $11::BOOLEAN[], $12::BIGINT[], $13::BIGINT[],
-        $14::BIGINT[], $15::BOOLEAN[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[], $20::TEXT[])
+        $14::BIGINT[], $15::BOOLEAN[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[], $20::TEXT[],
+        $21::BIGINT[], $22::BIGINT[], $23::BIGINT[])
     ON CONFLICT (request_id) DO NOTHING";
 
 impl PgStore {
@@ -60,6 +62,9 @@ impl PgStore {
                 .bind(ttft)
                 .bind(col(|r| i64::from(r.attempts)))
                 .bind(opt_text(|r| r.region.as_deref()))
+                .bind(col(|r| to_i64(r.cache_write_5m_tokens)))
+                .bind(col(|r| to_i64(r.cache_write_1h_tokens)))
+                .bind(col(|r| to_i64(r.reasoning_tokens)))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

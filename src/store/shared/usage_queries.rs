@@ -72,7 +72,10 @@ impl ThisStore {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {bucket_col} AS b, {group_col} AS g, CAST(SUM(requests) AS BIGINT) AS requests,
                     CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens,
-                    CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos,
+                    CAST(SUM(cache_write_5m_tokens) AS BIGINT) AS cache_write_5m_tokens,
+                    CAST(SUM(cache_write_1h_tokens) AS BIGINT) AS cache_write_1h_tokens,
+                    CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens,
+                    CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos,
                     CAST(SUM(estimated_requests) AS BIGINT) AS estimated_requests, CAST(SUM(error_requests) AS BIGINT) AS error_requests
              FROM usage_rollups
              WHERE account_id = $1 AND granularity = $2 AND bucket_ms >= $3 AND bucket_ms < $4
@@ -95,7 +98,10 @@ impl ThisStore {
                     requests: row.try_get("requests")?,
                     input_tokens: row.try_get("input_tokens")?,
                     cached_input_tokens: row.try_get("cached_input_tokens")?,
+                    cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
+                    cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
                     output_tokens: row.try_get("output_tokens")?,
+                    reasoning_tokens: row.try_get("reasoning_tokens")?,
                     cost_nanos: cost,
                     cost_usd: Money::from_nanos(cost).to_string(),
                     estimated_requests: row.try_get("estimated_requests")?,
@@ -155,7 +161,10 @@ fn record_of(row: &DbRow) -> Result<UsageRecord, sqlx::Error> {
         stream: row.try_get("stream")?,
         input_tokens: to_u64(row.try_get("input_tokens")?),
         cached_input_tokens: to_u64(row.try_get("cached_input_tokens")?),
+        cache_write_5m_tokens: to_u64(row.try_get("cache_write_5m_tokens")?),
+        cache_write_1h_tokens: to_u64(row.try_get("cache_write_1h_tokens")?),
         output_tokens: to_u64(row.try_get("output_tokens")?),
+        reasoning_tokens: to_u64(row.try_get("reasoning_tokens")?),
         estimated: row.try_get("estimated")?,
         cost_nanos: row.try_get("cost_nanos")?,
         latency_us: to_u64(row.try_get("latency_us")?),

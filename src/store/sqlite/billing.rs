@@ -118,6 +118,12 @@ mod tests {
              DROP TRIGGER key_usage_totals_integer_insert; DROP TRIGGER key_usage_totals_integer_update;
              DROP TRIGGER usage_rollups_integer_insert; DROP TRIGGER usage_rollups_integer_update;
              DROP TABLE invitations;
+             ALTER TABLE usage_records DROP COLUMN cache_write_5m_tokens;
+             ALTER TABLE usage_records DROP COLUMN cache_write_1h_tokens;
+             ALTER TABLE usage_records DROP COLUMN reasoning_tokens;
+             ALTER TABLE usage_rollups DROP COLUMN cache_write_5m_tokens;
+             ALTER TABLE usage_rollups DROP COLUMN cache_write_1h_tokens;
+             ALTER TABLE usage_rollups DROP COLUMN reasoning_tokens;
              DELETE FROM schema_migrations WHERE version >= 13",
         )
         .execute(&store.pool)

@@ -57,4 +57,7 @@ pub const MIGRATIONS: &[&str] = &[
     // 15: invitations: joining an account needs the invitee's consent. Only the token's
     //     keyed hash is kept; rows go when accepted, revoked or expired, and with the account.
     include_str!("../../../migrations/sqlite/0015.sql"),
+    // 16: every kind of token billed at its own price: cache writes (5-minute and 1-hour)
+    //     and reasoning, per record and in the rollups.
+    include_str!("../../../migrations/sqlite/0016.sql"),
 ];

@@ -8,7 +8,7 @@ use crate::store::StoreError;
 use crate::store::codec::to_i64;
 use crate::usage::UsageRecord;
 
-/// Rows per multi-row INSERT (20 parameters each, well under SQLite's variable limit).
+/// Rows per multi-row INSERT (23 parameters each, well under SQLite's variable limit).
 const USAGE_ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT OR IGNORE` of `rows` usage records; the SQL for each row count is built once
@@ -18,12 +18,13 @@ fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
     let cache = CACHE.get_or_init(|| {
         (0..=USAGE_ROWS_PER_INSERT)
             .map(|n| {
-                let row = format!("({})", vec!["?"; 20].join(", "));
+                let row = format!("({})", vec!["?"; 23].join(", "));
                 let values = vec![row; n].join(", ");
                 Arc::from(format!(
                     "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
                         started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
-                        output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts, region) VALUES {values}"
+                        output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts, region,
+                        cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens) VALUES {values}"
                 ))
             })
             .collect()
@@ -79,12 +80,14 @@ const ROLLUP_SQL: [&str; 4] = [
     "WITH m AS MATERIALIZED (
         SELECT account_id, key_id, COALESCE(model, '') AS model, (started_ms / 60000) * 60000 AS minute,
                COUNT(*) AS n, SUM(input_tokens) AS i, SUM(cached_input_tokens) AS ci, SUM(output_tokens) AS o,
-               SUM(cost_nanos) AS c, SUM(estimated) AS e, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS err
+               SUM(cost_nanos) AS c, SUM(estimated) AS e, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS err,
+               SUM(cache_write_5m_tokens) AS w5, SUM(cache_write_1h_tokens) AS w1, SUM(reasoning_tokens) AS r
         FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4)
     INSERT INTO usage_rollups (account_id, granularity, bucket_ms, key_id, model, requests, input_tokens,
-                               cached_input_tokens, output_tokens, cost_nanos, estimated_requests, error_requests)
+                               cached_input_tokens, output_tokens, cost_nanos, estimated_requests, error_requests,
+                               cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens)
         SELECT m.account_id, g.name, (m.minute / g.ms) * g.ms, m.key_id, m.model,
-               SUM(n), SUM(i), SUM(ci), SUM(o), SUM(c), SUM(e), SUM(err)
+               SUM(n), SUM(i), SUM(ci), SUM(o), SUM(c), SUM(e), SUM(err), SUM(w5), SUM(w1), SUM(r)
         FROM m, (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
         WHERE true GROUP BY 1, 2, 3, 4, 5
     ON CONFLICT (account_id, granularity, bucket_ms, key_id, model) DO UPDATE SET
@@ -94,7 +97,10 @@ const ROLLUP_SQL: [&str; 4] = [
         output_tokens = output_tokens + excluded.output_tokens,
         cost_nanos = cost_nanos + excluded.cost_nanos,
         estimated_requests = estimated_requests + excluded.estimated_requests,
-        error_requests = error_requests + excluded.error_requests",
+        error_requests = error_requests + excluded.error_requests,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens",
     // What the next posting will debit, per account (balances read it every second).
     "INSERT INTO usage_unposted (account_id, requests, cost_nanos)
         SELECT account_id, COUNT(*), SUM(cost_nanos)
@@ -131,7 +137,10 @@ impl SqliteStore {
                     .bind(to_i64(r.latency_us))
                     .bind(r.ttft_us.map(to_i64))
                     .bind(i64::from(r.attempts))
-                    .bind(r.region.as_deref());
+                    .bind(r.region.as_deref())
+                    .bind(to_i64(r.cache_write_5m_tokens))
+                    .bind(to_i64(r.cache_write_1h_tokens))
+                    .bind(to_i64(r.reasoning_tokens));
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
