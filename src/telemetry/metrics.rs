@@ -62,7 +62,10 @@ struct ModelSeries {
     requests: BTreeMap<(String, u16), u64>,
     input: u64,
     cached_input: u64,
+    cache_write_5m: u64,
+    cache_write_1h: u64,
     output: u64,
+    reasoning: u64,
     cost_nanos: i128,
     latency: Histogram,
     ttft: Histogram,
@@ -189,7 +192,10 @@ impl Metrics {
             .or_insert(0) += 1;
         s.input = s.input.saturating_add(r.input_tokens);
         s.cached_input = s.cached_input.saturating_add(r.cached_input_tokens);
+        s.cache_write_5m = s.cache_write_5m.saturating_add(r.cache_write_5m_tokens);
+        s.cache_write_1h = s.cache_write_1h.saturating_add(r.cache_write_1h_tokens);
         s.output = s.output.saturating_add(r.output_tokens);
+        s.reasoning = s.reasoning.saturating_add(r.reasoning_tokens);
         s.cost_nanos += i128::from(r.cost_nanos);
         s.latency.observe(r.latency_us);
         if let Some(t) = r.ttft_us {
@@ -237,7 +243,10 @@ impl Metrics {
             for (kind, n) in [
                 ("input", s.input),
                 ("cached_input", s.cached_input),
+                ("cache_write_5m", s.cache_write_5m),
+                ("cache_write_1h", s.cache_write_1h),
                 ("output", s.output),
+                ("reasoning", s.reasoning),
             ] {
                 let _ = writeln!(
                     out,
