@@ -132,10 +132,44 @@ mod tests {
             .map(|&(n, price)| i128::from(n) * i128::from(price.nanos_per_mtok()))
             .sum();
             let cost = schedule.at(served_at).cost(&t).expect("bounded counts fit");
+            // Inputs and outputs of at most 10^9 tokens at capped prices: at most 2·10^16 n$.
+            prop_assert!(cost.nanos() <= 2 * 10_i64.pow(16));
             let charged = i128::from(cost.nanos()) * 1_000_000;
             prop_assert!(charged >= exact, "rounded down");
             prop_assert!(charged - exact < 1_000_000, "over-charged by a whole nano-dollar");
         }
+    }
+
+    #[test]
+    fn each_kind_of_token_uses_its_own_price() {
+        let usd = |s| Price::parse(s).unwrap();
+        let prices = Prices {
+            input: usd("1"),
+            cached_input: usd("0.1"),
+            cache_write: usd("1.25"),
+            cache_write_1h: usd("2"),
+            output: usd("4"),
+            reasoning: usd("5"),
+        };
+        let t = TokenCounts {
+            input: 1000,
+            cached_input: 400,
+            cache_write_5m: 100,
+            cache_write_1h: 50,
+            output: 30,
+            reasoning: 10,
+            estimated: false,
+        };
+        // 450×1 + 400×0.1 + 100×1.25 + 50×2 + 20×4 + 10×5 = 845 µ$ → 845_000 n$.
+        assert_eq!(prices.cost(&t).unwrap().nanos(), 845_000);
+        // Parts past their whole are cut to it: nothing is billed twice.
+        let over = TokenCounts {
+            cached_input: 5_000,
+            reasoning: 99,
+            ..t
+        };
+        // 1000×0.1 + 0×(the rest) + 30×5 = 250 µ$.
+        assert_eq!(prices.cost(&over).unwrap().nanos(), 250_000);
     }
 
     #[test]

@@ -542,26 +542,25 @@ impl ProviderConfig {
     /// their defaults (and `responses` on Anthropic ones): those are dropped, not refused.
     pub fn stored_settings(
         json: &str,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-        let mut map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(json).map_err(|e| e.to_string())?;
-        if map.get("kind").and_then(|k| k.as_str()) != Some("local") {
+    ) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+        let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)?;
+        let kind = map.get("kind").and_then(|k| k.as_str()).map(str::to_owned);
+        if kind.as_deref() != Some("local") {
             for field in LOCAL_ONLY {
                 map.remove(field);
             }
         }
-        if map.get("kind").and_then(|k| k.as_str()) == Some("anthropic") {
+        if kind.as_deref() == Some("anthropic") {
             map.remove("responses");
         }
         Ok(map)
     }
 
     /// A stored provider's settings as a provider (see `stored_settings`).
-    pub fn from_stored(json: &str) -> Result<Self, String> {
+    pub fn from_stored(json: &str) -> Result<Self, StoredProviderError> {
         let map = Self::stored_settings(json)?;
-        let file: ProviderFile =
-            serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
-        Self::try_from(file).map_err(|e| e.to_string())
+        let file: ProviderFile = serde_json::from_value(serde_json::Value::Object(map))?;
+        Ok(Self::try_from(file)?)
     }
 
     /// The API's base URL (none for the built-in engine).
@@ -621,6 +620,15 @@ pub(crate) struct ProviderFile {
     health_check_interval_ms: Option<u64>,
     #[serde(default = "default_health_path")]
     health_check_path: String,
+}
+
+/// Why a provider row stored by the operator API cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredProviderError {
+    #[error("not provider settings: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Field(#[from] ProviderFieldError),
 }
 
 /// A provider setting that does not fit its kind; `field` names it.

@@ -37,10 +37,10 @@ pub fn open_stored(
     stored: &StoredProvider,
     master_key: Option<&MasterKey>,
 ) -> Result<ProviderConfig, SetupError> {
-    let mut config = ProviderConfig::from_stored(&stored.settings).map_err(|message| {
+    let mut config = ProviderConfig::from_stored(&stored.settings).map_err(|source| {
         SetupError::StoredUnreadable {
             provider: stored.name.clone(),
-            message,
+            source,
         }
     })?;
     if let Some(sealed) = &stored.credential {

@@ -20,8 +20,11 @@ pub enum SetupError {
         model: String,
         source: crate::time::BadTimestamp,
     },
-    #[error("stored provider `{provider}` is unreadable: {message}")]
-    StoredUnreadable { provider: String, message: String },
+    #[error("stored provider `{provider}` is unreadable: {source}")]
+    StoredUnreadable {
+        provider: String,
+        source: crate::config::StoredProviderError,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }

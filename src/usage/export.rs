@@ -127,9 +127,14 @@ const DAY: &[Column<UsagePoint>] = &[
     ("error_requests", |p| Cell::Int(p.error_requests.into())),
 ];
 
+/// The column names of a level's table, in order.
+fn names<T>(columns: &[Column<T>]) -> Vec<String> {
+    columns.iter().map(|(name, _)| (*name).to_owned()).collect()
+}
+
 /// The per-request export's column names, in order.
-pub fn request_columns() -> Vec<&'static str> {
-    REQUEST.iter().map(|(name, _)| *name).collect()
+pub fn request_columns() -> Vec<String> {
+    names(REQUEST)
 }
 
 /// RFC 4180: quote a field holding a comma, quote or line break; double inner quotes.
@@ -227,9 +232,9 @@ pub fn export(
             st.started = true;
             match st.format {
                 Format::Csv => {
-                    let cols: Vec<String> = match st.level {
-                        Level::Request => REQUEST.iter().map(|(n, _)| (*n).to_owned()).collect(),
-                        Level::Day => DAY.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                    let cols = match st.level {
+                        Level::Request => names(REQUEST),
+                        Level::Day => names(DAY),
                     };
                     csv_row(&mut out, &cols);
                 }
