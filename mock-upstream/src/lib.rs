@@ -286,6 +286,26 @@ async fn models() -> Response {
     .into_response()
 }
 
+/// A request's start, the same on every route: takes its script, waits the scripted
+/// delay, and answers a scripted error status in `wire`'s error shape.
+async fn begin(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    wire: Wire,
+) -> Result<Script, Response> {
+    let script = take_script(shared, method, uri, headers, body);
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
+    if script.status != 200 {
+        return Err(error_response(&script, body, wire));
+    }
+    Ok(script)
+}
+
 fn take_script(
     shared: &Shared,
     method: &Method,
@@ -457,13 +477,10 @@ async fn generate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let script = take_script(&shared, &method, &uri, &headers, &body);
-    if !script.delay.is_zero() {
-        tokio::time::sleep(script.delay).await;
-    }
-    if script.status != 200 {
-        return error_response(&script, &body, Wire::OpenAi);
-    }
+    let script = match begin(&shared, &method, &uri, &headers, &body, Wire::OpenAi).await {
+        Ok(script) => script,
+        Err(scripted_error) => return scripted_error,
+    };
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     };
@@ -667,13 +684,10 @@ async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let script = take_script(&shared, &method, &uri, &headers, &body);
-    if !script.delay.is_zero() {
-        tokio::time::sleep(script.delay).await;
-    }
-    if script.status != 200 {
-        return error_response(&script, &body, Wire::OpenAi);
-    }
+    let script = match begin(&shared, &method, &uri, &headers, &body, Wire::OpenAi).await {
+        Ok(script) => script,
+        Err(scripted_error) => return scripted_error,
+    };
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     };
@@ -709,13 +723,10 @@ async fn anthropic_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let script = take_script(&shared, &method, &uri, &headers, &body);
-    if !script.delay.is_zero() {
-        tokio::time::sleep(script.delay).await;
-    }
-    if script.status != 200 {
-        return error_response(&script, &body, Wire::Anthropic);
-    }
+    let script = match begin(&shared, &method, &uri, &headers, &body, Wire::Anthropic).await {
+        Ok(script) => script,
+        Err(scripted_error) => return scripted_error,
+    };
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
@@ -848,13 +859,10 @@ async fn anthropic_count_tokens(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let script = take_script(&shared, &method, &uri, &headers, &body);
-    if !script.delay.is_zero() {
-        tokio::time::sleep(script.delay).await;
-    }
-    if script.status != 200 {
-        return error_response(&script, &body, Wire::Anthropic);
-    }
+    let script = match begin(&shared, &method, &uri, &headers, &body, Wire::Anthropic).await {
+        Ok(script) => script,
+        Err(scripted_error) => return scripted_error,
+    };
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
@@ -882,13 +890,10 @@ async fn responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let script = take_script(&shared, &method, &uri, &headers, &body);
-    if !script.delay.is_zero() {
-        tokio::time::sleep(script.delay).await;
-    }
-    if script.status != 200 {
-        return error_response(&script, &body, Wire::OpenAi);
-    }
+    let script = match begin(&shared, &method, &uri, &headers, &body, Wire::OpenAi).await {
+        Ok(script) => script,
+        Err(scripted_error) => return scripted_error,
+    };
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
@@ -1058,13 +1063,10 @@ async fn transcriptions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let script = take_script(&shared, &method, &uri, &headers, &body);
-    if !script.delay.is_zero() {
-        tokio::time::sleep(script.delay).await;
-    }
-    if script.status != 200 {
-        return error_response(&script, &body, Wire::OpenAi);
-    }
+    let script = match begin(&shared, &method, &uri, &headers, &body, Wire::OpenAi).await {
+        Ok(script) => script,
+        Err(scripted_error) => return scripted_error,
+    };
     let text = script.reply.concat();
     let plain = body
         .windows(b"name=\"response_format\"\r\n\r\ntext\r\n".len())
