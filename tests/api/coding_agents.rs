@@ -30,6 +30,13 @@ const CLAUDE_ALIAS: &str = "claude-sonnet-4-5";
 /// Claude Code's launcher is a placeholder until its install script copies the native
 /// binary over it (npm may be told to run no scripts): its platform package's binary
 /// (`@anthropic-ai/claude-code-<platform>/claude`) serves then.
+/// The installed agent `name`, or `None` after reporting `test` as skipped with the reason.
+fn agent_or_skip(name: &str, test: &str) -> Option<PathBuf> {
+    agent(name)
+        .map_err(|why| crate::services::skip(test, &why))
+        .ok()
+}
+
 fn agent(name: &str) -> Result<PathBuf, String> {
     let modules = Path::new(AGENTS_DIR).join("node_modules");
     let launcher = modules.join(".bin").join(name);
@@ -323,14 +330,11 @@ async fn codex_turns(
 
 #[tokio::test]
 async fn codex_cli_completes_plain_and_tool_turns_through_the_responses_api() {
-    let bin = match agent("codex") {
-        Ok(bin) => bin,
-        Err(why) => {
-            return crate::services::skip(
-                "coding_agents::codex_cli_completes_plain_and_tool_turns_through_the_responses_api",
-                &why,
-            );
-        }
+    let Some(bin) = agent_or_skip(
+        "codex",
+        "coding_agents::codex_cli_completes_plain_and_tool_turns_through_the_responses_api",
+    ) else {
+        return;
     };
     // The default route: Responses translated to chat completions for the engine.
     let app = TestApp::spawn().await;
@@ -372,14 +376,11 @@ async fn codex_cli_completes_plain_and_tool_turns_through_the_responses_api() {
 
 #[tokio::test]
 async fn codex_cli_with_its_default_tools_works_through_a_native_responses_route() {
-    let bin = match agent("codex") {
-        Ok(bin) => bin,
-        Err(why) => {
-            return crate::services::skip(
-                "coding_agents::codex_cli_with_its_default_tools_works_through_a_native_responses_route",
-                &why,
-            );
-        }
+    let Some(bin) = agent_or_skip(
+        "codex",
+        "coding_agents::codex_cli_with_its_default_tools_works_through_a_native_responses_route",
+    ) else {
+        return;
     };
     // A provider serving the Responses API itself (OpenAI) gets Codex's body allow-listed:
     // its hosted and namespaced tools go through, and its encrypted reasoning comes back.
@@ -425,14 +426,11 @@ async fn codex_cli_with_its_default_tools_works_through_a_native_responses_route
 
 #[tokio::test]
 async fn codex_cli_sub_agent_tools_translate_for_chat_engines() {
-    let bin = match agent("codex") {
-        Ok(bin) => bin,
-        Err(why) => {
-            return crate::services::skip(
-                "coding_agents::codex_cli_sub_agent_tools_translate_for_chat_engines",
-                &why,
-            );
-        }
+    let Some(bin) = agent_or_skip(
+        "codex",
+        "coding_agents::codex_cli_sub_agent_tools_translate_for_chat_engines",
+    ) else {
+        return;
     };
     // Codex's default tool set holds `{"type":"namespace","name":"multi_agent_v1","tools":
     // [function tools]}`: function tools, grouped, which a chat engine can be offered
@@ -539,14 +537,11 @@ async fn claude_turns(
 
 #[tokio::test]
 async fn claude_code_completes_plain_and_tool_turns_through_the_messages_api() {
-    let bin = match agent("claude") {
-        Ok(bin) => bin,
-        Err(why) => {
-            return crate::services::skip(
-                "coding_agents::claude_code_completes_plain_and_tool_turns_through_the_messages_api",
-                &why,
-            );
-        }
+    let Some(bin) = agent_or_skip(
+        "claude",
+        "coding_agents::claude_code_completes_plain_and_tool_turns_through_the_messages_api",
+    ) else {
+        return;
     };
     // In front of an OpenAI-compatible engine: Messages translated to chat completions.
     let app =
@@ -580,14 +575,11 @@ async fn claude_code_completes_plain_and_tool_turns_through_the_messages_api() {
 
 #[tokio::test]
 async fn claude_code_completes_plain_and_tool_turns_in_front_of_an_anthropic_provider() {
-    let bin = match agent("claude") {
-        Ok(bin) => bin,
-        Err(why) => {
-            return crate::services::skip(
-                "coding_agents::claude_code_completes_plain_and_tool_turns_in_front_of_an_anthropic_provider",
-                &why,
-            );
-        }
+    let Some(bin) = agent_or_skip(
+        "claude",
+        "coding_agents::claude_code_completes_plain_and_tool_turns_in_front_of_an_anthropic_provider",
+    ) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("anthropic.key");
@@ -640,14 +632,11 @@ async fn claude_code_completes_plain_and_tool_turns_in_front_of_an_anthropic_pro
 
 #[tokio::test]
 async fn claude_code_mid_conversation_system_messages_are_accepted() {
-    let bin = match agent("claude") {
-        Ok(bin) => bin,
-        Err(why) => {
-            return crate::services::skip(
-                "coding_agents::claude_code_mid_conversation_system_messages_are_accepted",
-                &why,
-            );
-        }
+    let Some(bin) = agent_or_skip(
+        "claude",
+        "coding_agents::claude_code_mid_conversation_system_messages_are_accepted",
+    ) else {
+        return;
     };
     // Given a model name it does not know (the test model's own id), Claude Code assumes a
     // current model and sends its environment as a `{"role": "system"}` entry of
