@@ -364,15 +364,7 @@ async fn official_anthropic_python_sdk_works_in_front_of_an_anthropic_provider()
             "python3 package `anthropic`",
         );
     }
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("anthropic.key");
-    std::fs::write(&key_file, format!("{ANTHROPIC_KEY}\n")).unwrap();
-    let app = TestApp::spawn_with(move |c| {
-        c.providers[0].kind = anthropic_kind(&c.providers[0]);
-        c.providers[0].third_party = true;
-        c.providers[0].api_key_file = Some(key_file);
-    })
-    .await;
+    let app = TestApp::spawn_with(|c| anthropic_provider(c, ANTHROPIC_KEY)).await;
     let (basic, tools) = anthropic_phases(&app, "anthropic").await;
 
     // Passed through: the Messages API itself, with the client's protocol version, the
@@ -412,7 +404,6 @@ async fn official_anthropic_python_sdk_works_in_front_of_an_anthropic_provider()
         turns[2]["content"][0]["tool_use_id"],
         turns[1]["content"][1]["id"]
     );
-    drop(dir);
 }
 
 #[tokio::test]

@@ -13,17 +13,7 @@ const KEY: &str = "sk-ant-test-0123456789";
 
 /// The test model served by the app's mock speaking the Messages API, with a key from a file.
 async fn spawn() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("anthropic.key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let app = TestApp::spawn_with(move |c| {
-        c.providers[0].kind = anthropic_kind(&c.providers[0]);
-        c.providers[0].third_party = true;
-        c.providers[0].api_key_file = Some(key_file);
-    })
-    .await;
-    std::mem::forget(dir);
-    app
+    TestApp::spawn_with(|c| anthropic_provider(c, KEY)).await
 }
 
 #[tokio::test]

@@ -581,13 +581,8 @@ async fn claude_code_completes_plain_and_tool_turns_in_front_of_an_anthropic_pro
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("anthropic.key");
-    std::fs::write(&key_file, "sk-ant-test-0123456789\n").unwrap();
     let app = TestApp::spawn_with(move |c: &mut Config| {
-        c.providers[0].kind = anthropic_kind(&c.providers[0]);
-        c.providers[0].third_party = true;
-        c.providers[0].api_key_file = Some(key_file);
+        anthropic_provider(c, "sk-ant-test-0123456789");
         c.models[0].aliases = vec![CLAUDE_ALIAS.into()];
     })
     .await;

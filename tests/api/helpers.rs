@@ -52,6 +52,17 @@ pub fn anthropic_kind(p: &ProviderConfig) -> ProviderKind {
     }
 }
 
+/// Makes the test model's provider an Anthropic one: a third party, its key `key` in a
+/// file in the app's data directory.
+pub fn anthropic_provider(c: &mut Config, key: &str) {
+    let key_file = c.server.data_dir.join("anthropic.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let p = &mut c.providers[0];
+    p.kind = anthropic_kind(p);
+    p.third_party = true;
+    p.api_key_file = Some(key_file);
+}
+
 /// Points an HTTP provider at another URL.
 pub fn set_base_url(p: &mut ProviderConfig, url: String) {
     if let ProviderKind::Openai { base_url, .. } | ProviderKind::Anthropic { base_url } =

@@ -13,17 +13,7 @@ const PROVIDER_KEY: &str = "sk-ant-provider-0123456789";
 
 /// The test model behind an Anthropic provider (with its own key), third party.
 async fn spawn_anthropic() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("anthropic.key");
-    std::fs::write(&key_file, format!("{PROVIDER_KEY}\n")).unwrap();
-    let app = TestApp::spawn_with(move |c| {
-        c.providers[0].kind = anthropic_kind(&c.providers[0]);
-        c.providers[0].third_party = true;
-        c.providers[0].api_key_file = Some(key_file);
-    })
-    .await;
-    std::mem::forget(dir);
-    app
+    TestApp::spawn_with(|c| anthropic_provider(c, PROVIDER_KEY)).await
 }
 
 async fn messages(app: &TestApp, body: &Value) -> reqwest::Response {
