@@ -735,13 +735,15 @@ impl TryFrom<ProviderFile> for ProviderConfig {
                         "is required: the GGUF model file of a local provider",
                     )
                 })?;
+                // What the table leaves out keeps `LocalConfig::new`'s defaults.
+                let defaults = LocalConfig::new(path);
                 let local = LocalConfig {
-                    threads: f.threads.unwrap_or(0),
-                    max_sequences: f.max_sequences.unwrap_or_else(default_max_sequences),
-                    max_queue: f.max_queue.unwrap_or_else(default_max_queue),
-                    context_length: f.context_length.unwrap_or_else(default_context_length),
-                    weights: f.weights.unwrap_or_default(),
-                    path,
+                    threads: f.threads.unwrap_or(defaults.threads),
+                    max_sequences: f.max_sequences.unwrap_or(defaults.max_sequences),
+                    max_queue: f.max_queue.unwrap_or(defaults.max_queue),
+                    context_length: f.context_length.unwrap_or(defaults.context_length),
+                    weights: f.weights.unwrap_or(defaults.weights),
+                    path: defaults.path,
                 };
                 if !(2..=crate::engine::MAX_CONTEXT).contains(&local.context_length) {
                     return Err(field_error(
