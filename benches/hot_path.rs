@@ -192,7 +192,7 @@ fn wire(c: &mut Criterion) {
                         serde_json::from_slice(black_box(chunk)).expect("chunk");
                     encoder.on_chunk(&parsed, &mut out);
                 }
-                encoder.finish(counts, &mut out);
+                encoder.finish(counts, &instagen::usage::Charged::default(), &mut out);
                 out
             })
         });

@@ -7,6 +7,7 @@
 
 pub(crate) mod body;
 pub mod catalog;
+pub mod cost;
 mod minimize;
 pub mod multipart;
 mod provider;
@@ -128,9 +129,14 @@ pub struct Admitted<'a> {
 
 /// What the gateway hands back to the HTTP layer.
 pub enum Forwarded {
-    /// A complete body from the upstream, passed through unchanged; JSON unless a content
-    /// type is given (plain-text transcripts).
-    Json(Bytes, Option<axum::http::HeaderValue>),
+    /// A complete body from the upstream, passed through unchanged but for the cost in its
+    /// usage; JSON unless a content type is given (plain-text transcripts). With what the
+    /// request was billed, for the answer's cost headers.
+    Json(
+        Bytes,
+        Option<axum::http::HeaderValue>,
+        crate::usage::Charged,
+    ),
     /// An SSE stream relayed chunk by chunk.
     Stream(Box<Relay>),
 }
@@ -452,8 +458,8 @@ impl Gateway {
             }
         };
         match attempt {
-            Ok((Answer::Json(json, content_type), model)) => {
-                Ok((Forwarded::Json(json, content_type), model))
+            Ok((Answer::Json(json, content_type, charged), model)) => {
+                Ok((Forwarded::Json(json, content_type, charged), model))
             }
             Ok((Answer::Stream(parts), model)) => Ok((
                 Forwarded::Stream(Box::new(Relay::new(*parts, meter, chat, endpoint))),
@@ -697,14 +703,23 @@ impl Gateway {
                 .from_chat(json, &route.model_id, counts)
                 .ok_or_else(|| target.provider.protocol_error())?,
         };
+        let charged = meter.quote(counts);
+        let json = cost::annotate(&json, &["usage"], &charged).unwrap_or(json);
         // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
         meter.finish(200, None, counts);
-        Ok((Answer::Json(json, content_type), route.model_id.clone()))
+        Ok((
+            Answer::Json(json, content_type, charged),
+            route.model_id.clone(),
+        ))
     }
 }
 
 enum Answer {
-    Json(Bytes, Option<axum::http::HeaderValue>),
+    Json(
+        Bytes,
+        Option<axum::http::HeaderValue>,
+        crate::usage::Charged,
+    ),
     Stream(Box<StreamParts>),
 }
 

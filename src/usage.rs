@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use journal::Journal;
-pub use meter::{MAX_TOKENS_PER_REQUEST, Meter, TokenCounts, TokenKinds};
+pub use meter::{Charged, MAX_TOKENS_PER_REQUEST, Meter, TokenCounts, TokenKinds};
 pub use quarantine::{Quarantine, Quarantined, insert_isolating};
 pub use writer::{Observers, spawn_writer};
 

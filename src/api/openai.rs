@@ -221,14 +221,18 @@ pub(crate) async fn infer(
         )
         .await?;
     let mut response = match forwarded {
-        Forwarded::Json(json, content_type) => (
-            [(
-                header::CONTENT_TYPE,
-                content_type.unwrap_or(HeaderValue::from_static("application/json")),
-            )],
-            json,
-        )
-            .into_response(),
+        Forwarded::Json(json, content_type, charged) => {
+            let mut response = (
+                [(
+                    header::CONTENT_TYPE,
+                    content_type.unwrap_or(HeaderValue::from_static("application/json")),
+                )],
+                json,
+            )
+                .into_response();
+            crate::gateway::cost::set_headers(response.headers_mut(), &charged);
+            response
+        }
         Forwarded::Stream(mut relay) => {
             // The leases last as long as the stream.
             relay.hold_all(in_flight, lease);

@@ -41,7 +41,8 @@ pub struct Inspected<'a> {
     stream_options: Option<&'a RawValue>,
 }
 
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// A JSON object's fields in order, values borrowed raw.
+pub(crate) struct Fields<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> serde::Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

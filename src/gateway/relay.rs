@@ -17,10 +17,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-use super::Endpoint;
 use super::provider::EventTranslator;
 use super::sse::{DONE, SseParser, frame};
 use super::wire::{Chunk, Wire};
+use super::{Endpoint, cost};
 use crate::usage::{Meter, TokenCounts, tokens};
 
 pub struct Relay {
@@ -38,6 +38,8 @@ pub struct Relay {
     idle_timer: Pin<Box<Sleep>>,
     out: VecDeque<Bytes>,
     usage: Option<TokenCounts>,
+    /// Set when the event being handled carried the upstream's usage.
+    fresh_usage: bool,
     /// Reported counts past this are not billed (see `Route::token_bound`).
     token_bound: u64,
     /// Resolves when the key stops being usable (see `AuthedKey::revoked`).
@@ -104,6 +106,7 @@ impl Relay {
             idle_timer: Box::pin(tokio::time::sleep(idle)),
             out: VecDeque::with_capacity(4),
             usage: None,
+            fresh_usage: false,
             token_bound,
             revoked: Box::pin(revoked.cancelled_owned()),
             text: String::new(),
@@ -177,6 +180,7 @@ impl Relay {
                 if let Some(counts) = self.meter.admit_reported(u.counts(), self.token_bound) {
                     self.usage = Some(counts);
                 }
+                self.fresh_usage = true;
                 let usage_only = chunk.choices.as_ref().is_none_or(Vec::is_empty);
                 forward = self.client_wants_usage || !usage_only;
             }
@@ -222,18 +226,31 @@ impl Relay {
             self.meter.first_token();
         }
         if forward && matches!(self.client, ClientWire::Chat) {
-            self.out.push_back(frame(&data));
+            // The usage chunk shows the cost the record will carry.
+            let with_cost = match self.fresh_usage {
+                true => cost::annotate(&data, &["usage"], &self.meter.quote(self.counts())),
+                false => None,
+            };
+            self.out
+                .push_back(frame(with_cost.as_ref().unwrap_or(&data)));
         }
     }
 
-    /// An upstream event of the client's own format goes out as it came, but the closing
-    /// one waits for the record (see `complete`).
-    fn pass_native(&mut self, data: &Bytes) {
+    /// An upstream event of the client's own format goes out as it came (the one with the
+    /// final usage showing its cost), but the closing one waits for the record (see
+    /// `complete`).
+    fn pass_native(&mut self, data: &Bytes, wire: Wire) {
         if self.saw_done && !self.finished {
             self.held = Some(data.clone());
-        } else {
-            self.out.push_back(super::wire::native_event(data));
+            return;
         }
+        let with_cost = match self.fresh_usage {
+            true => cost::annotate(data, usage_path(wire), &self.meter.quote(self.counts())),
+            false => None,
+        };
+        self.out.push_back(super::wire::native_event(
+            with_cost.as_ref().unwrap_or(data),
+        ));
     }
 
     /// An error event in the client's format; `status` picks Anthropic's error type.
@@ -270,18 +287,22 @@ impl Relay {
     fn complete(&mut self) {
         if self.saw_done || self.saw_finish {
             let counts = self.counts();
+            let charged = self.meter.quote(counts);
             self.meter.finish(200, None, counts);
             match &mut self.client {
                 ClientWire::Chat => self.out.push_back(Bytes::from_static(DONE)),
                 ClientWire::Encode(encoder) => {
                     let mut events = std::mem::take(&mut self.translated);
-                    encoder.finish(counts, &mut events);
+                    encoder.finish(counts, &charged, &mut events);
                     self.out.extend(events.drain(..));
                     self.translated = events;
                 }
-                ClientWire::Native(_) => {
+                ClientWire::Native(wire) => {
                     if let Some(last) = self.held.take() {
-                        self.out.push_back(super::wire::native_event(&last));
+                        let with_cost = cost::annotate(&last, usage_path(*wire), &charged);
+                        self.out.push_back(super::wire::native_event(
+                            with_cost.as_ref().unwrap_or(&last),
+                        ));
                     }
                 }
             }
@@ -332,6 +353,15 @@ impl Relay {
     }
 }
 
+/// Where a native event of `wire` carries its usage: a Messages `message_delta`'s
+/// `usage`, a Responses `response.completed`'s `response.usage`.
+fn usage_path(wire: Wire) -> &'static [&'static str] {
+    match wire {
+        Wire::Responses => &["response", "usage"],
+        _ => &["usage"],
+    }
+}
+
 /// Everything queued for the client as one buffer (no copy when there is only one).
 fn take_all(out: &mut VecDeque<Bytes>) -> Option<Bytes> {
     match out.len() {
@@ -358,6 +388,7 @@ impl Stream for Relay {
             while !this.finished
                 && let Some(data) = this.parser.next_data()
             {
+                this.fresh_usage = false;
                 match &mut this.translator {
                     None => this.on_event(data),
                     Some(t) => {
@@ -369,8 +400,8 @@ impl Stream for Relay {
                             }
                         }
                         this.translator_out = events;
-                        if matches!(this.client, ClientWire::Native(_)) {
-                            this.pass_native(&data);
+                        if let ClientWire::Native(wire) = this.client {
+                            this.pass_native(&data, wire);
                         }
                     }
                 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{BodyError, Endpoint, UpstreamUsage};
-use crate::usage::TokenCounts;
+use crate::usage::{Charged, TokenCounts};
 
 /// The API a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,11 +173,11 @@ impl Encoder {
         }
     }
 
-    /// The closing events, with the counts the request is billed for.
-    pub fn finish(&mut self, counts: TokenCounts, out: &mut Vec<Bytes>) {
+    /// The closing events, with the counts the request is billed for and their cost.
+    pub fn finish(&mut self, counts: TokenCounts, charged: &Charged, out: &mut Vec<Bytes>) {
         match self {
-            Encoder::Responses(e) => e.finish(counts, out),
-            Encoder::Messages(e) => e.finish(counts, out),
+            Encoder::Responses(e) => e.finish(counts, charged, out),
+            Encoder::Messages(e) => e.finish(counts, charged, out),
         }
     }
 
@@ -530,7 +530,7 @@ mod round_trips {
             for c in chunks(&text, &calls) {
                 encoder.on_chunk(&serde_json::from_str(&c).unwrap(), &mut events);
             }
-            encoder.finish(counts, &mut events);
+            encoder.finish(counts, &Charged::default(), &mut events);
             let mut t = StreamTranslator::default();
             let mut back = Vec::new();
             for data in data_of(&events) {
@@ -554,7 +554,7 @@ mod round_trips {
             for c in chunks(&text, &calls) {
                 encoder.on_chunk(&serde_json::from_str(&c).unwrap(), &mut events);
             }
-            encoder.finish(counts, &mut events);
+            encoder.finish(counts, &Charged::default(), &mut events);
             let mut t = responses::UpstreamTranslator;
             let mut back = Vec::new();
             for data in data_of(&events) {

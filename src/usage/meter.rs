@@ -97,6 +97,13 @@ impl TokenCounts {
     }
 }
 
+/// What a request is billed: its cost, and whether its counts are our estimate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charged {
+    pub cost: crate::billing::Money,
+    pub estimated: bool,
+}
+
 pub struct Meter {
     slot: Option<UsageSlot>,
     /// Budget set aside for this request; settled with the exact cost in `finish`.
@@ -193,13 +200,12 @@ impl Meter {
         None
     }
 
-    /// Prices the tokens and commits the record; later calls do nothing.
+    /// The counts a record takes for `tokens`, and their price at this request's prices.
     ///
     /// Counts reaching here are bounded (the gateway replaces implausible upstream counts
     /// with our own); a count past [`MAX_TOKENS_PER_REQUEST`] is a bug, cut to the bound
     /// and marked estimated rather than let an overflowing cost into the record.
-    pub fn finish(&mut self, status: u16, error_kind: Option<&'static str>, tokens: TokenCounts) {
-        let Some(slot) = self.slot.take() else { return };
+    fn bill(&self, tokens: TokenCounts) -> (TokenCounts, Charged) {
         let tokens = if tokens.within(MAX_TOKENS_PER_REQUEST) {
             tokens
         } else {
@@ -217,6 +223,31 @@ impl Meter {
             }
         };
         let tokens = tokens.consistent();
+        // Cannot overflow: counts ≤ 10^9 and prices ≤ 10^13 n$/Mtok give at most 2·10^16 n$.
+        let cost = self
+            .prices
+            .cost(&tokens)
+            .unwrap_or(crate::billing::Money::from_nanos(i64::MAX));
+        let estimated = tokens.estimated;
+        (tokens, Charged { cost, estimated })
+    }
+
+    /// What `finish` would bill for `tokens`: the cost a client is shown before the record
+    /// is committed (a stream's usage chunk comes before its end).
+    pub fn quote(&self, tokens: TokenCounts) -> Charged {
+        self.bill(tokens).1
+    }
+
+    /// Prices the tokens and commits the record, returning what was billed; later calls
+    /// do nothing and return `None`.
+    pub fn finish(
+        &mut self,
+        status: u16,
+        error_kind: Option<&'static str>,
+        tokens: TokenCounts,
+    ) -> Option<Charged> {
+        let slot = self.slot.take()?;
+        let (tokens, charged) = self.bill(tokens);
         let mut record = std::mem::take(&mut self.record);
         record.finished_ms = now_ms();
         record.status = status;
@@ -228,11 +259,7 @@ impl Meter {
         record.output_tokens = tokens.output;
         record.reasoning_tokens = tokens.reasoning;
         record.estimated = tokens.estimated;
-        // Cannot overflow: counts ≤ 10^9 and prices ≤ 10^13 n$/Mtok give at most 2·10^16 n$.
-        record.cost_nanos = self
-            .prices
-            .cost(&tokens)
-            .map_or(i64::MAX, crate::billing::Money::nanos);
+        record.cost_nanos = charged.cost.nanos();
         record.latency_us = micros(self.started);
         if let Some(r) = self.reservation.take() {
             r.settle(record.cost_nanos);
@@ -241,6 +268,7 @@ impl Meter {
             c.settle(tokens.input + tokens.output);
         }
         slot.commit(record);
+        Some(charged)
     }
 }
 

@@ -53,7 +53,9 @@ async fn anthropic_chat_round_trips_with_the_provider_key_and_nothing_of_the_cli
         body["usage"],
         json!({"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13,
                "prompt_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 0,
-                                         "cache_write_1h_tokens": 0}})
+                                         "cache_write_1h_tokens": 0},
+               // 7 × 0.20 + 2 × 0.10 + 4 × 0.30 µ$.
+               "cost": 2.8e-6, "cost_usd": "0.000002800", "cost_estimated": false})
     );
 
     let seen = &app.mock.requests()[0];

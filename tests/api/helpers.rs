@@ -425,6 +425,23 @@ impl TestApp {
         }
     }
 
+    /// Waits until the record of request `id` (an answer's `x-request-id`) is stored.
+    pub async fn record(&self, id: &str) -> UsageRecord {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = self
+                .store
+                .usage_records(&self.account_id, 0, i64::MAX)
+                .await
+                .unwrap();
+            if let Some(r) = rows.into_iter().find(|r| r.request_id == id) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "no usage record {id}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Restarts the server on the same data dir and store (on a new port) with the test
     /// config changed by `configure`, as an operator restarts with a new config.
     pub async fn restart_with(mut self, configure: impl FnOnce(&mut Config)) -> TestApp {

@@ -11,6 +11,7 @@ mod services;
 
 mod abuse;
 mod agent_sdks;
+mod answer_cost;
 mod anthropic;
 mod billing;
 mod chat_completions;

@@ -19,7 +19,7 @@ const OUTPUT: i128 = 300_000_000;
 const REASONING: i128 = 500_000_000;
 
 /// The test model with a price for every kind of token.
-fn priced(c: &mut Config) {
+pub(crate) fn priced(c: &mut Config) {
     let price = |s: &str| Some(instagen::billing::Price::parse(s).unwrap());
     c.models[0].cache_write_usd_per_mtok = price("0.25");
     c.models[0].cache_write_1h_usd_per_mtok = price("0.40");
@@ -27,7 +27,7 @@ fn priced(c: &mut Config) {
 }
 
 /// What a record costs, each kind at its price, rounded up once.
-fn cost_by_kind(r: &UsageRecord) -> i64 {
+pub(crate) fn cost_by_kind(r: &UsageRecord) -> i64 {
     let uncached =
         r.input_tokens - r.cached_input_tokens - r.cache_write_5m_tokens - r.cache_write_1h_tokens;
     let n = i128::from(uncached) * INPUT

@@ -698,7 +698,8 @@ struct ErrorBody {
 }
 
 /// Translates a Messages API event stream into OpenAI chat completion chunks, one
-/// event at a time: `message_stop` becomes the usage chunk and `[DONE]`, an `error`
+/// event at a time: `message_delta` becomes the finish and usage chunks, `message_stop`
+/// `[DONE]`, an `error`
 /// event an in-band OpenAI error (which ends the relay).
 #[derive(Default)]
 pub struct StreamTranslator {
@@ -773,15 +774,15 @@ impl StreamTranslator {
                 if let Some(reason) = delta.stop_reason {
                     out.push(self.chunk(json!({}), Some(finish_reason(Some(&reason)))));
                 }
-            }
-            Event::MessageStop => {
+                // The final counts come here: the usage chunk goes with them (and a native
+                // client's `message_delta` shows their cost).
                 let usage = json!({
                     "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                     "model": self.model, "choices": [], "usage": self.usage.openai(),
                 });
                 out.push(Bytes::from(usage.to_string()));
-                out.push(Bytes::from_static(b"[DONE]"));
             }
+            Event::MessageStop => out.push(Bytes::from_static(b"[DONE]")),
             Event::Error { error } => {
                 let e = json!({"error": {"message": error.message, "type": "upstream_error",
                                          "param": null, "code": error.kind}});

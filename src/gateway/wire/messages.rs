@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::{Chunk, new_id, parse};
 use crate::gateway::BodyError;
 use crate::gateway::body::{field, fields};
-use crate::usage::TokenCounts;
+use crate::usage::{Charged, TokenCounts};
 
 /// A Messages request as a chat completion request.
 pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
@@ -636,15 +636,16 @@ impl Encoder {
         }
     }
 
-    pub fn finish(&mut self, counts: TokenCounts, out: &mut Vec<Bytes>) {
+    pub fn finish(&mut self, counts: TokenCounts, charged: &Charged, out: &mut Vec<Bytes>) {
         self.start(out);
         self.close(out);
-        Self::emit(
-            &json!({"type": "message_delta",
-                    "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
-                    "usage": usage(counts)}),
-            out,
-        );
+        let delta = json!({"type": "message_delta",
+                "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
+                "usage": usage(counts)})
+        .to_string();
+        let delta = crate::gateway::cost::annotate(delta.as_bytes(), &["usage"], charged)
+            .unwrap_or_else(|| Bytes::from(delta));
+        out.push(super::named_event("message_delta", &delta));
         Self::emit(&json!({"type": "message_stop"}), out);
     }
 
@@ -823,6 +824,7 @@ mod tests {
                 estimated: false,
                 ..TokenCounts::default()
             },
+            &Charged::default(),
             &mut out,
         );
         let names: Vec<String> = out

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::{Chunk, new_id, now_s, parse};
 use crate::gateway::BodyError;
 use crate::gateway::body::{field, fields};
-use crate::usage::TokenCounts;
+use crate::usage::{Charged, TokenCounts};
 
 /// Parameters that need state kept between requests, which InstaGen never keeps.
 const STATEFUL: &[(&str, &str)] = &[
@@ -927,7 +927,7 @@ impl Encoder {
         out.push(e.finish());
     }
 
-    pub fn finish(&mut self, counts: TokenCounts, out: &mut Vec<Bytes>) {
+    pub fn finish(&mut self, counts: TokenCounts, charged: &Charged, out: &mut Vec<Bytes>) {
         self.start(out);
         self.close(out);
         let mut response = self.response("completed");
@@ -938,7 +938,12 @@ impl Encoder {
         } else {
             "response.completed"
         };
-        self.emit(json!({"type": kind, "response": response}), out);
+        let mut event = json!({"type": kind, "response": response, "sequence_number": self.seq});
+        self.seq += 1;
+        let data = event.take().to_string();
+        let data = crate::gateway::cost::annotate(data.as_bytes(), &["response", "usage"], charged)
+            .unwrap_or_else(|| Bytes::from(data));
+        out.push(super::named_event(kind, &data));
     }
 
     pub fn fail(&mut self, code: &str, message: &str, out: &mut Vec<Bytes>) {
@@ -1016,8 +1021,12 @@ impl UpstreamTranslator {
                 };
                 out.push(chunk(json!({}), Some(finish)));
                 if let Some(u) = response.and_then(|r| r.usage) {
+                    let c = u.counts();
                     let usage = json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                                       "prompt_tokens_details": {"cached_tokens": u.counts().cached_input}});
+                        "prompt_tokens_details": {"cached_tokens": c.cached_input,
+                            "cache_write_tokens": c.cache_write_5m + c.cache_write_1h,
+                            "cache_write_1h_tokens": c.cache_write_1h},
+                        "completion_tokens_details": {"reasoning_tokens": c.reasoning}});
                     out.push(Bytes::from(
                         json!({"choices": [], "usage": usage}).to_string(),
                     ));
@@ -1195,6 +1204,7 @@ mod tests {
                 estimated: false,
                 ..TokenCounts::default()
             },
+            &Charged::default(),
             &mut out,
         );
         let ev = events(&out);

@@ -1,0 +1,132 @@
+//! The cost a client sees in its answer: the `x-instagen-cost-usd` header of a whole
+//! answer, and `cost`, `cost_usd` and `cost_estimated` added to the usage object it
+//! receives (a body's, or a stream's final usage chunk or event).
+//!
+//! The fields are spliced into the serialized JSON: the rest of the document goes out
+//! byte for byte, and the amount is written from integer nano-dollars, never a float.
+//! `cost` is a JSON number (as OpenRouter's `usage.cost`) and `cost_usd` the same amount
+//! as a string, for clients whose JSON numbers are floats.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::body::Fields;
+use crate::usage::Charged;
+
+pub static COST_HEADER: HeaderName = HeaderName::from_static("x-instagen-cost-usd");
+pub static ESTIMATED_HEADER: HeaderName = HeaderName::from_static("x-instagen-cost-estimated");
+
+/// The keys this module writes; an upstream's own (say OpenRouter's `cost`, what it
+/// charged us) are dropped so the client sees one amount, ours.
+const KEYS: [&str; 3] = ["cost", "cost_usd", "cost_estimated"];
+
+/// The cost headers of a whole answer.
+pub fn set_headers(headers: &mut HeaderMap, charged: &Charged) {
+    if let Ok(v) = HeaderValue::from_str(&charged.cost.to_string()) {
+        headers.insert(COST_HEADER.clone(), v);
+    }
+    headers.insert(
+        ESTIMATED_HEADER.clone(),
+        HeaderValue::from_static(if charged.estimated { "true" } else { "false" }),
+    );
+}
+
+/// `doc` with the cost fields in the object at `path` (`["usage"]`, `["response", "usage"]`);
+/// `None` when `doc` has no object there, and the caller sends `doc` as it is.
+pub fn annotate(doc: &[u8], path: &[&str], charged: &Charged) -> Option<Bytes> {
+    let (start, end) = object_span(doc, path)?;
+    let object = &doc[start..end];
+    let Fields(fields) = serde_json::from_slice::<Fields<'_>>(object).ok()?;
+    let amount = charged.cost.to_string();
+    let mut out = BytesMut::with_capacity(doc.len() + amount.len() * 2 + 64);
+    out.put_slice(&doc[..start]);
+    out.put_u8(b'{');
+    for (key, value) in fields.iter().filter(|(k, _)| !KEYS.contains(&k.as_ref())) {
+        // Keys are written back escaped; values exactly as they came.
+        let key = serde_json::to_string(key.as_ref()).ok()?;
+        out.put_slice(key.as_bytes());
+        out.put_u8(b':');
+        out.put_slice(value.get().as_bytes());
+        out.put_u8(b',');
+    }
+    out.put_slice(b"\"cost\":");
+    out.put_slice(amount.as_bytes());
+    out.put_slice(b",\"cost_usd\":\"");
+    out.put_slice(amount.as_bytes());
+    out.put_slice(b"\",\"cost_estimated\":");
+    out.put_slice(if charged.estimated { b"true" } else { b"false" });
+    out.put_u8(b'}');
+    out.put_slice(&doc[end..]);
+    Some(out.freeze())
+}
+
+/// Where the object at `path` lies in `doc`, as a byte range; the last field of a name
+/// wins, as in the JSON parsers clients use.
+fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
+    let (mut start, mut end) = (0, doc.len());
+    for name in path {
+        let here = &doc[start..end];
+        let Fields(fields) = serde_json::from_slice::<Fields<'_>>(here).ok()?;
+        let raw = fields.iter().rev().find(|(k, _)| k == name)?.1.get();
+        // A borrowed raw value is a slice of the document it was read from.
+        let offset = (raw.as_ptr() as usize).checked_sub(here.as_ptr() as usize)?;
+        if offset + raw.len() > here.len() {
+            return None;
+        }
+        start += offset;
+        end = start + raw.len();
+    }
+    doc[start..end].starts_with(b"{").then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::Money;
+
+    fn charged(nanos: i64, estimated: bool) -> Charged {
+        Charged {
+            cost: Money::from_nanos(nanos),
+            estimated,
+        }
+    }
+
+    #[test]
+    fn the_cost_joins_the_usage_object_and_nothing_else_changes() {
+        let doc = br#"{"id":"x","usage":{"prompt_tokens":3, "completion_tokens":2},"z":[1]}"#;
+        let out = annotate(doc, &["usage"], &charged(1_234_500, false)).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":2,"cost":0.001234500,"cost_usd":"0.001234500","cost_estimated":false},"z":[1]}"#
+        );
+    }
+
+    #[test]
+    fn a_nested_usage_is_found_and_an_upstreams_own_cost_is_replaced() {
+        let doc = br#"{"type":"response.completed","response":{"usage":{"cost":9.5,"input_tokens":1}},"usage":{}}"#;
+        let out = annotate(doc, &["response", "usage"], &charged(7, true)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["response"]["usage"]["cost_usd"], "0.000000007");
+        assert_eq!(v["response"]["usage"]["cost"].to_string(), "7e-9");
+        assert_eq!(v["response"]["usage"]["cost_estimated"], true);
+        assert_eq!(v["response"]["usage"]["input_tokens"], 1);
+        assert_eq!(v["usage"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn a_document_without_usage_is_left_alone() {
+        for doc in [
+            &br#"{"usage":null}"#[..],
+            br#"{"a":1}"#,
+            b"not json",
+            br#"[1]"#,
+        ] {
+            assert!(annotate(doc, &["usage"], &charged(1, false)).is_none());
+        }
+        let out = annotate(br#"{"usage":{}}"#, &["usage"], &charged(0, false)).unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"usage":{"cost":0.000000000,"cost_usd":"0.000000000","cost_estimated":false}}"#
+        );
+    }
+}
