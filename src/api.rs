@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod manage;
 pub mod openai;
+pub mod standing;
 
 use std::sync::Arc;
 

@@ -219,6 +219,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/responses/{response_id}/{action}",
             get(api::openai::response_not_stored).post(api::openai::response_not_stored),
         )
+        .route("/v1/key", get(api::standing::key))
+        .route(
+            "/v1/generations/{request_id}",
+            get(api::standing::generation),
+        )
         .route("/v1/messages", post(api::anthropic::messages))
         .route(
             "/v1/messages/count_tokens",

@@ -46,6 +46,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// `GET /v1/responses/{id}` and the like: InstaGen stores no responses.
     NotStored,
+    /// `GET /v1/generations/{id}`: no record of that request in the key's account (yet).
+    GenerationNotFound(String),
     Internal,
 }
 
@@ -240,6 +242,12 @@ impl ApiError {
                 "invalid_request_error",
                 Some("not_found"),
             ),
+            E::GenerationNotFound(_) => s(
+                StatusCode::NOT_FOUND,
+                "generation_not_found",
+                "invalid_request_error",
+                Some("not_found"),
+            ),
             E::MethodNotAllowed => s(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -316,6 +324,11 @@ impl ApiError {
             ApiError::RouteNotFound => "unknown API route".to_owned(),
             ApiError::MethodNotAllowed => "method not allowed for this route".to_owned(),
             ApiError::NotStored => "InstaGen stores no responses or conversations (no content is kept): send the whole conversation as `input` with each request".to_owned(),
+            ApiError::GenerationNotFound(id) => format!(
+                "no request `{}` of this key's account is on record; a record is written within \
+                 a second or two of its answer",
+                echo(id)
+            ),
             ApiError::Internal => "internal error".to_owned(),
         }
     }

@@ -444,38 +444,10 @@ impl Limiter {
         key: &AuthedKey,
         tokens: u64,
     ) -> Result<Admission, Refusal> {
-        let l = &key.limits;
         let mut headers = RateHeaders::default();
         let mut reserved: Vec<(String, i64, bool)> = Vec::new();
         let mut requests: Vec<(String, i64, bool)> = Vec::new();
-        let checks = [
-            (l.key_rpm, "k", &key.key_id, "rpm", 1, Refused::KeyRequests),
-            (
-                l.account_rpm,
-                "a",
-                &key.account_id,
-                "rpm",
-                1,
-                Refused::AccountRequests,
-            ),
-            (
-                l.key_tpm,
-                "k",
-                &key.key_id,
-                "tpm",
-                tokens,
-                Refused::KeyTokens,
-            ),
-            (
-                l.account_tpm,
-                "a",
-                &key.account_id,
-                "tpm",
-                tokens,
-                Refused::AccountTokens,
-            ),
-        ];
-        for (limit, scope, id, what, cost, why) in checks {
+        for (limit, scope, id, what, cost, why) in checks(key, tokens) {
             let Some(limit) = limit else { continue };
             let subject = format!("{scope}:{id}:{what}");
             let (v, at, remote) = match self.window(&subject, limit, cost).await {
@@ -508,7 +480,7 @@ impl Limiter {
                 reserved.push((subject, at, remote));
             }
         }
-        let lease = match l.max_concurrent {
+        let lease = match key.limits.max_concurrent {
             Some(max) => match self
                 .lease(
                     format!("k:{}:conc", key.key_id),
@@ -538,6 +510,28 @@ impl Limiter {
         })
     }
 
+    /// What is left of the key's and its account's per-minute limits, the tightest of
+    /// each kind, without using any of it (`GET /v1/key`).
+    pub async fn remaining(&self, key: &AuthedKey) -> RateHeaders {
+        let mut headers = RateHeaders::default();
+        for (limit, scope, id, what, _, _) in checks(key, 0) {
+            let Some(limit) = limit else { continue };
+            let Ok((v, _, _)) = self.window(&format!("{scope}:{id}:{what}"), limit, 0).await else {
+                continue;
+            };
+            let q = Quota {
+                limit,
+                remaining: v.remaining,
+                reset_s: v.reset_s,
+            };
+            match what {
+                "rpm" => RateHeaders::note(&mut headers.requests, q),
+                _ => RateHeaders::note(&mut headers.tokens, q),
+            }
+        }
+        headers
+    }
+
     /// Gives back what a refused request had already taken from other windows.
     async fn refund(
         &self,
@@ -559,6 +553,49 @@ impl Limiter {
             }
         }
     }
+}
+
+/// One per-minute window a request is checked against: (limit, scope, id, `rpm`/`tpm`,
+/// cost, why a refusal).
+type Check<'a> = (
+    Option<u64>,
+    &'static str,
+    &'a str,
+    &'static str,
+    u64,
+    Refused,
+);
+
+/// The per-minute windows a request of `key` costing `tokens` is checked against.
+fn checks(key: &AuthedKey, tokens: u64) -> [Check<'_>; 4] {
+    let l = &key.limits;
+    [
+        (l.key_rpm, "k", &key.key_id, "rpm", 1, Refused::KeyRequests),
+        (
+            l.account_rpm,
+            "a",
+            &key.account_id,
+            "rpm",
+            1,
+            Refused::AccountRequests,
+        ),
+        (
+            l.key_tpm,
+            "k",
+            &key.key_id,
+            "tpm",
+            tokens,
+            Refused::KeyTokens,
+        ),
+        (
+            l.account_tpm,
+            "a",
+            &key.account_id,
+            "tpm",
+            tokens,
+            Refused::AccountTokens,
+        ),
+    ]
 }
 
 /// The limits that apply to one key (its own and its account's); `None` is unlimited.

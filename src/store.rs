@@ -516,6 +516,23 @@ impl Store {
     ) -> Result<Vec<UsagePoint>, StoreError> {
         dispatch!(self, s => s.usage_rollup(account_id, granularity, from_ms, to_ms, by_bucket, group).await)
     }
+    /// The record of request `request_id` if it is `account_id`'s (and written yet).
+    pub async fn usage_record(
+        &self,
+        account_id: &str,
+        request_id: &str,
+    ) -> Result<Option<UsageRecord>, StoreError> {
+        dispatch!(self, s => s.usage_record(account_id, request_id).await)
+    }
+    /// A key's usage since the start of `day_ms`'s day and of `month_ms`'s month.
+    pub async fn key_usage_day_and_month(
+        &self,
+        key_id: &str,
+        day_ms: i64,
+        month_ms: i64,
+    ) -> Result<(UsageStats, UsageStats), StoreError> {
+        dispatch!(self, s => s.key_usage_day_and_month(key_id, day_ms, month_ms).await)
+    }
     /// One page of per-request records after `after` (started_ms, request_id), oldest first.
     pub async fn usage_records_page(
         &self,

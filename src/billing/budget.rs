@@ -185,6 +185,23 @@ impl Budgets {
         true
     }
 
+    /// Whether accounts pay from a prepaid balance.
+    pub fn prepaid(&self) -> bool {
+        self.prepaid
+    }
+
+    /// What the key has spent in its limit's period as this instance sees it (stored,
+    /// settled but not yet stored, in flight); `None` for a key without a limit.
+    pub fn key_spent(&self, key: &str) -> Option<i64> {
+        let inner = self.lock();
+        inner.keys.get(key).map(|k| {
+            k.spent
+                .stored
+                .saturating_add(k.spent.unflushed)
+                .saturating_add(k.spent.reserved)
+        })
+    }
+
     /// Balance available to new requests (tests, API).
     pub fn available(&self, account: &str) -> i64 {
         let inner = self.lock();

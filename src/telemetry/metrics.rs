@@ -101,6 +101,8 @@ pub const ROUTE_LABELS: &[&str] = &[
     "/v1/responses/{response_id}",
     "/v1/messages",
     "/v1/messages/count_tokens",
+    "/v1/key",
+    "/v1/generations/{request_id}",
     "/healthz",
     "/readyz",
     "/metrics",

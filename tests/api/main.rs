@@ -41,6 +41,7 @@ mod responses_api;
 mod routing;
 mod scale_out;
 mod session;
+mod standing;
 mod streaming;
 mod tenant_isolation;
 mod tls;

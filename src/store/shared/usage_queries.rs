@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use super::{BYTEWISE, DbRow, ThisStore};
 use crate::billing::Money;
-use crate::store::codec::to_u64;
-use crate::store::{Granularity, GroupBy, StoreError, UsagePoint, UsageTotals};
+use crate::store::codec::{stats, to_u64};
+use crate::store::{Granularity, GroupBy, StoreError, UsagePoint, UsageStats, UsageTotals};
 use crate::usage::UsageRecord;
 
 impl ThisStore {
@@ -21,6 +21,52 @@ impl ThisStore {
     ) -> Result<Vec<UsageRecord>, StoreError> {
         self.usage_records_page(account_id, from_ms, to_ms, None, i64::MAX)
             .await
+    }
+
+    /// The record of request `request_id` if it is `account_id`'s (and written yet).
+    pub async fn usage_record(
+        &self,
+        account_id: &str,
+        request_id: &str,
+    ) -> Result<Option<UsageRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM usage_records WHERE request_id = $1 AND account_id = $2")
+                .bind(request_id)
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(record_of).transpose()?)
+    }
+
+    /// A key's requests, tokens and cost since `day_ms` and since `month_ms` (hour-aligned,
+    /// the month's start no later than the day's).
+    pub async fn key_usage_day_and_month(
+        &self,
+        key_id: &str,
+        day_ms: i64,
+        month_ms: i64,
+    ) -> Result<(UsageStats, UsageStats), StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN hour_ms >= $2 THEN requests END), 0) AS BIGINT) AS rd,
+                    CAST(COALESCE(SUM(CASE WHEN hour_ms >= $2 THEN input_tokens END), 0) AS BIGINT) AS id,
+                    CAST(COALESCE(SUM(CASE WHEN hour_ms >= $2 THEN output_tokens END), 0) AS BIGINT) AS od,
+                    CAST(COALESCE(SUM(CASE WHEN hour_ms >= $2 THEN cost_nanos END), 0) AS BIGINT) AS cd,
+                    CAST(COALESCE(SUM(requests), 0) AS BIGINT) AS rm,
+                    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS im,
+                    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS om,
+                    CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cm
+             FROM key_usage_hourly WHERE key_id = $1 AND hour_ms >= $3",
+        )
+        .bind(key_id)
+        .bind(day_ms)
+        .bind(month_ms.min(day_ms))
+        .fetch_one(&self.pool)
+        .await?;
+        let g = |c: &str| row.try_get::<i64, _>(c);
+        Ok((
+            stats(g("rd")?, g("id")?, g("od")?, g("cd")?),
+            stats(g("rm")?, g("im")?, g("om")?, g("cm")?),
+        ))
     }
 
     pub async fn usage_records_page(
