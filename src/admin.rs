@@ -10,6 +10,7 @@ use crate::store::{AuditEntry, Store, StoreError};
 use crate::time::now_ms;
 
 mod accounts;
+mod alerts;
 mod billing;
 mod keys;
 mod models;
@@ -20,6 +21,10 @@ pub use accounts::{
     CreatedInvitation, INVITATION_TTL_MS, accept_invitation, account_snapshot, add_member,
     create_account, create_user, delete_account, hash_password, invite, login, remove_member,
     set_account_limits, set_account_regions, set_account_status,
+};
+pub use alerts::{
+    AlertSpec, AlertView, MAX_ALERT_RULES, alert_deliveries, create_alert, delete_alert,
+    list_alerts,
 };
 pub use billing::{
     BillingView, ModelUsage, UsageSummary, billing_view, post_to_ledger, usage_summary,

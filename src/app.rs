@@ -59,6 +59,8 @@ pub struct AppState {
     /// `/metrics` is served on its own (internal) listener instead of to operators here.
     pub metrics_public: bool,
     pub usage_queue_capacity: usize,
+    /// Alert rules' webhook secrets and the delivery machinery.
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// The trusted proxy header naming the client IP (`limits.client_ip_header`).
     pub client_ip_header: Option<HeaderName>,
 }

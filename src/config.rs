@@ -69,6 +69,8 @@ pub struct Config {
     pub billing: BillingConfig,
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
+    pub email: EmailConfig,
+    pub alerts: AlertsConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -291,6 +293,80 @@ impl Default for AccountsConfig {
 
 /// InstaGen's own privacy policy, served when the operator configures no text.
 pub const DEFAULT_PRIVACY_POLICY: &str = include_str!("privacy_policy.md");
+
+/// `[email]`: outgoing mail over SMTP (alerts, privacy-policy notices). Off until
+/// `smtp_host` is set; emails queued meanwhile wait for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    pub smtp_host: Option<String>,
+    /// 587 (STARTTLS) unless set.
+    pub smtp_port: Option<u16>,
+    /// `starttls` (the default), `tls` (implicit TLS, usually port 465) or `none` (plain
+    /// SMTP: a relay on this machine or a test sink only).
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (never the password itself in the config).
+    pub password_file: Option<PathBuf>,
+    /// The sender, e.g. `InstaGen <alerts@example.com>`.
+    pub from: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_host: None,
+            smtp_port: None,
+            security: SmtpSecurity::Starttls,
+            username: None,
+            password_file: None,
+            from: "InstaGen <noreply@localhost>".to_owned(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// `[alerts]`: how often thresholds are checked and how deliveries are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How often every rule is checked against the store's figures.
+    pub check_interval_ms: u64,
+    /// How often due deliveries are sent.
+    pub deliver_interval_ms: u64,
+    /// Attempts before a delivery is given up (marked failed).
+    pub max_attempts: u32,
+    /// The wait before the first retry; it doubles with each attempt, up to an hour.
+    pub retry_base_ms: u64,
+    /// How long a webhook receiver has to answer.
+    pub webhook_timeout_ms: u64,
+    /// Let webhooks reach private, loopback and link-local addresses (tests, a private
+    /// network); off, such a URL fails its delivery rather than probe the inside.
+    pub allow_private_webhooks: bool,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: 30_000,
+            deliver_interval_ms: 2_000,
+            max_attempts: 8,
+            retry_base_ms: 10_000,
+            webhook_timeout_ms: 10_000,
+            allow_private_webhooks: false,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -32,6 +32,7 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod billing;
@@ -160,6 +161,10 @@ pub async fn run(
         None
     };
 
+    let alerts = Arc::new(
+        alerts::Alerts::new(&config, store.clone(), hasher.clone())
+            .context("cannot set up [email]")?,
+    );
     let keys = Arc::new(KeyCache::new(hasher));
     keys.refresh(&store)
         .await
@@ -298,6 +303,38 @@ pub async fn run(
             },
         );
     }
+    {
+        // A new privacy-policy version is told to every user once, at the first start with it.
+        let alerts = alerts.clone();
+        match alerts.notice_privacy().await {
+            Ok(n) if n > 0 => tracing::info!(users = n, "queued privacy-policy change notices"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot queue privacy-policy notices; will retry at next start")
+            }
+        }
+        let every = Duration::from_millis(alerts.config().check_interval_ms.max(100));
+        periodic(&tasks, &stop, every, every, move || {
+            let alerts = alerts.clone();
+            async move {
+                if let Err(e) = alerts.check().await {
+                    tracing::warn!(error = %e, "checking alerts failed; will retry");
+                }
+            }
+        });
+    }
+    {
+        let alerts = alerts.clone();
+        let every = Duration::from_millis(alerts.config().deliver_interval_ms.max(50));
+        periodic(&tasks, &stop, every, every, move || {
+            let alerts = alerts.clone();
+            async move {
+                if let Err(e) = alerts.deliver().await {
+                    tracing::warn!(error = %e, "delivering alerts failed; will retry");
+                }
+            }
+        });
+    }
     if config.usage.warm_tokenizer {
         tasks.spawn_blocking(usage::tokens::warm);
     }
@@ -344,6 +381,7 @@ pub async fn run(
         metrics,
         metrics_public: config.server.metrics_listen.is_some(),
         usage_queue_capacity: config.usage.queue_capacity,
+        alerts,
     });
     if let Some(addr) = config.server.metrics_listen {
         let listener = TcpListener::bind(addr)

@@ -516,6 +516,66 @@ impl Store {
     ) -> Result<Vec<UsagePoint>, StoreError> {
         dispatch!(self, s => s.usage_rollup(account_id, granularity, from_ms, to_ms, by_bucket, group).await)
     }
+    pub async fn create_alert_rule(&self, rule: &AlertRule) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_alert_rule(rule).await)
+    }
+    /// An account's alert rules (every account's with `None`), oldest first.
+    pub async fn alert_rules(
+        &self,
+        account_id: Option<&str>,
+    ) -> Result<Vec<AlertRule>, StoreError> {
+        dispatch!(self, s => s.alert_rules(account_id).await)
+    }
+    pub async fn delete_alert_rule(&self, account_id: &str, id: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_alert_rule(account_id, id).await)
+    }
+    /// Fires `rule_id` in `period` with its deliveries, once across instances.
+    pub async fn fire_alert(
+        &self,
+        rule_id: &str,
+        period: &str,
+        deliveries: &[Delivery],
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.fire_alert(rule_id, period, deliveries).await)
+    }
+    pub async fn rearm_alert(&self, rule_id: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.rearm_alert(rule_id).await)
+    }
+    pub async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        dispatch!(self, s => s.due_deliveries(now_ms, limit).await)
+    }
+    pub async fn claim_delivery(&self, d: &Delivery, until_ms: i64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.claim_delivery(d, until_ms).await)
+    }
+    pub async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_attempt(d).await)
+    }
+    pub async fn deliveries(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        dispatch!(self, s => s.deliveries(account_id, limit).await)
+    }
+    pub async fn owner_emails(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self, s => s.owner_emails(account_id).await)
+    }
+    /// Tells every existing user of policy `version`, once (see the stores).
+    pub async fn notice_privacy_version(
+        &self,
+        version: &str,
+        now_ms: i64,
+        notice: impl Fn(&str, &str) -> Delivery,
+    ) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.notice_privacy_version(version, now_ms, notice).await)
+    }
     /// The record of request `request_id` if it is `account_id`'s (and written yet).
     pub async fn usage_record(
         &self,

@@ -7,6 +7,7 @@
 //! it — so no route can be served undocumented.
 
 mod accounts;
+mod alerts;
 mod auth;
 mod billing;
 mod error;

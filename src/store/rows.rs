@@ -441,3 +441,134 @@ pub struct Erased {
     pub tokens: u64,
     pub security_events: u64,
 }
+
+/// What an alert rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A key's spend in its limit's period reached `threshold` percent of the limit.
+    KeySpend,
+    /// The account's prepaid balance fell below `threshold` nano-USD.
+    BalanceBelow,
+    /// The account spent more than `threshold` nano-USD in one UTC day.
+    DailySpend,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::KeySpend => "key_spend",
+            AlertKind::BalanceBelow => "balance_below",
+            AlertKind::DailySpend => "daily_spend",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AlertKind::KeySpend,
+            AlertKind::BalanceBelow,
+            AlertKind::DailySpend,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// An account's alert: what it watches, its threshold, and where it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRule {
+    pub id: String,
+    pub account_id: String,
+    pub kind: AlertKind,
+    /// The key watched (`key_spend` only).
+    pub key_id: Option<String>,
+    /// Percent of the key's limit (`key_spend`), else nano-USD.
+    pub threshold: i64,
+    pub webhook_url: Option<String>,
+    /// Email the account's owners too.
+    pub email: bool,
+    /// The period (a UTC day, a month, `total`, or `below` for a balance) it last fired
+    /// in; it fires once per period.
+    pub fired: Option<String>,
+    pub created_ms: i64,
+}
+
+/// How a notification travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Webhook,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Email => "email",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "webhook" => Some(Channel::Webhook),
+            "email" => Some(Channel::Email),
+            _ => None,
+        }
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Not yet delivered; tried again at `next_attempt_ms`.
+    Pending,
+    Delivered,
+    /// Given up after the last attempt.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One notification (a webhook call or an email) and how its delivery went. The payload
+/// is metadata only (event, rule, key id, amounts): never content.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub rule_id: Option<String>,
+    pub account_id: Option<String>,
+    #[serde(skip)]
+    pub user_id: Option<String>,
+    pub channel: Channel,
+    /// The webhook's URL or the email address.
+    pub target: String,
+    pub event: String,
+    #[serde(skip)]
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    /// The receiver's HTTP status (webhooks) or SMTP reply code (email) of the last attempt.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub delivered_ms: Option<i64>,
+}

@@ -7,10 +7,12 @@
 
 mod browser;
 mod helpers;
+mod receivers;
 mod services;
 
 mod abuse;
 mod agent_sdks;
+mod alerts;
 mod answer_cost;
 mod anthropic;
 mod billing;

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{accounts, billing, keys, models, privacy, providers, session, tokens, usage};
+use super::{accounts, alerts, billing, keys, models, privacy, providers, session, tokens, usage};
 use crate::app::AppState;
 
 use axum::response::{IntoResponse, Response};
@@ -557,6 +557,46 @@ pub const ROUTES: &[RouteDoc] = &[
         || get(billing::show),
     ),
     r(
+        "get",
+        "/api/v1/accounts/{account}/alerts",
+        "The account's alerts: thresholds (a key's spend as a percentage of its limit, a balance below, a day's spend above) and where each is sent",
+        "owner",
+        None,
+        200,
+        Some("AlertList"),
+        || get(alerts::list),
+    ),
+    r(
+        "post",
+        "/api/v1/accounts/{account}/alerts",
+        "Create an alert: crossing its threshold sends a signed webhook and/or emails the owners, once per period; the answer carries the webhook signing secret, shown only here",
+        "owner",
+        Some("AlertSpec"),
+        201,
+        Some("Alert"),
+        || post(alerts::create),
+    ),
+    r(
+        "delete",
+        "/api/v1/accounts/{account}/alerts/{alert}",
+        "Delete an alert",
+        "owner",
+        None,
+        204,
+        None,
+        || delete(alerts::delete),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/alert-deliveries",
+        "The delivery log: each webhook call and email, its status, attempts, last receiver status and error (newest 200)",
+        "owner",
+        None,
+        200,
+        Some("DeliveryList"),
+        || get(alerts::deliveries),
+    ),
+    r(
         "post",
         "/api/v1/accounts/{account}/billing/credits",
         "Credit the account's prepaid balance (operators)",
@@ -725,6 +765,25 @@ fn schemas() -> Value {
         "Deleted": obj(&["deleted", "erased"], json!({"deleted": s("boolean"), "erased": obj(&["tombstone_id"], json!({
             "tombstone_id": s("string"), "keys": s("integer"), "users": s("integer"), "usage_records": s("integer"),
             "tokens": s("integer"), "security_events": s("integer")}))})),
+        "AlertSpec": {"type": "object", "additionalProperties": false, "required": ["kind"], "properties": {
+            "kind": {"enum": ["key_spend", "balance_below", "daily_spend"]},
+            "key_id": {"type": "string", "description": "key_spend: the key watched (it must have a spend limit)"},
+            "threshold_percent": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "key_spend: percent of the key's spend limit"},
+            "threshold_usd": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,9})?$", "description": "balance_below, daily_spend: decimal USD"},
+            "webhook_url": {"type": "string", "maxLength": 2048, "description": "http(s) URL the signed webhook is POSTed to"},
+            "email": {"type": "boolean", "description": "email the account's owners too"}}},
+        "Alert": obj(&["id", "account_id", "kind", "email", "created_ms"], json!({
+            "id": s("string"), "account_id": s("string"), "kind": {"enum": ["key_spend", "balance_below", "daily_spend"]},
+            "key_id": opt("string"), "threshold_percent": opt("integer"), "threshold_usd": opt("string"),
+            "webhook_url": opt("string"), "email": s("boolean"), "fired": opt("string"), "created_ms": s("integer"),
+            "webhook_secret": {"type": "string", "description": "whsec_…: verifies `x-instagen-signature`; only in the creation answer"}})),
+        "AlertList": list_of("Alert"),
+        "Delivery": obj(&["id", "channel", "target", "event", "status", "attempts", "created_ms"], json!({
+            "id": s("string"), "rule_id": opt("string"), "account_id": opt("string"), "channel": {"enum": ["webhook", "email"]},
+            "target": s("string"), "event": s("string"), "status": {"enum": ["pending", "delivered", "failed"]},
+            "attempts": s("integer"), "next_attempt_ms": s("integer"), "last_status": opt("integer"), "last_error": opt("string"),
+            "created_ms": s("integer"), "delivered_ms": opt("integer")})),
+        "DeliveryList": list_of("Delivery"),
         "Posting": {"type": "object", "additionalProperties": false, "required": ["usd"], "properties": {
             "usd": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?$", "description": "decimal USD"},
             "memo": {"type": "string", "maxLength": 256}}},

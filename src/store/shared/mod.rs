@@ -8,6 +8,7 @@
 use super::*;
 
 pub(super) mod accounts;
+pub(super) mod alerts;
 pub(super) mod invitations;
 pub(super) mod keys;
 pub(super) mod ledger;

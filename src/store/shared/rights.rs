@@ -46,6 +46,7 @@ pub(in crate::store) async fn erase_rows(c: &mut DbConn, id: &str) -> Result<Era
         for sql in [
             "DELETE FROM sessions WHERE user_id = $1",
             "DELETE FROM mgmt_tokens WHERE created_by = $1",
+            "DELETE FROM alert_deliveries WHERE user_id = $1",
         ] {
             sqlx::query(sql).bind(user).execute(&mut *c).await?;
         }
@@ -57,6 +58,8 @@ pub(in crate::store) async fn erase_rows(c: &mut DbConn, id: &str) -> Result<Era
     }
     e.tokens = by_account(c, "DELETE FROM mgmt_tokens WHERE account_id = $1").await?;
     by_account(c, "DELETE FROM invitations WHERE account_id = $1").await?;
+    by_account(c, "DELETE FROM alert_rules WHERE account_id = $1").await?;
+    by_account(c, "DELETE FROM alert_deliveries WHERE account_id = $1").await?;
     e.security_events = by_account(c, "DELETE FROM security_events WHERE account_id = $1").await?;
     by_account(
         c,

@@ -124,6 +124,7 @@ mod tests {
              ALTER TABLE usage_rollups DROP COLUMN cache_write_5m_tokens;
              ALTER TABLE usage_rollups DROP COLUMN cache_write_1h_tokens;
              ALTER TABLE usage_rollups DROP COLUMN reasoning_tokens;
+             DROP TABLE alert_rules; DROP TABLE alert_deliveries; DROP TABLE privacy_notices;
              DELETE FROM schema_migrations WHERE version >= 13",
         )
         .execute(&store.pool)

@@ -60,4 +60,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 16: every kind of token billed at its own price: cache writes (5-minute and 1-hour)
     //     and reasoning, per record and in the rollups.
     include_str!("../../../migrations/sqlite/0016.sql"),
+    // 17: alerts: an account's thresholds (what fired in which period, so each crossing
+    //     alerts once across instances), the delivery log of webhooks and emails (metadata
+    //     only, retried with backoff), and the privacy-policy versions users were told of.
+    include_str!("../../../migrations/sqlite/0017.sql"),
 ];
