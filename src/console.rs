@@ -48,6 +48,7 @@ const ASSETS: &[Asset] = &[
     asset!("keys.js", JS),
     asset!("billing.js", JS),
     asset!("security.js", JS),
+    asset!("alerts.js", JS),
     asset!("account.js", JS),
     asset!("operator.js", JS),
     asset!("privacy.js", JS),

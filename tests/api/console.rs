@@ -326,6 +326,44 @@ async fn seed_busy_account(app: &TestApp) {
     .await
     .unwrap();
     app.store.post_usage().await.unwrap();
+    // An alert that fired, and its webhook waiting for a retry.
+    let alert = admin::create_alert(
+        &app.store,
+        &Actor::cli(),
+        &app.account_id,
+        serde_json::from_value(
+            serde_json::json!({"kind": "balance_below", "threshold_usd": "5",
+            "webhook_url": "https://hooks.example.com/instagen", "email": false}),
+        )
+        .unwrap(),
+        |_| "whsec_test".to_owned(),
+    )
+    .await
+    .unwrap();
+    let delivery = instagen::store::Delivery {
+        id: "dlv_seed".into(),
+        rule_id: Some(alert.id.clone()),
+        account_id: Some(app.account_id.clone()),
+        user_id: None,
+        channel: instagen::store::Channel::Webhook,
+        target: "https://hooks.example.com/instagen".into(),
+        event: "alert.balance_below".into(),
+        payload: "{}".into(),
+        status: instagen::store::DeliveryStatus::Pending,
+        attempts: 0,
+        // Far ahead: the delivery loop leaves it be.
+        next_attempt_ms: now + 86_400_000,
+        last_status: None,
+        last_error: None,
+        created_ms: now,
+        delivered_ms: None,
+    };
+    assert!(
+        app.store
+            .fire_alert(&alert.id, "below", &[delivery])
+            .await
+            .unwrap()
+    );
 }
 
 /// Visits `hash`, waits for `ready`, checks no page error shows, and saves a screenshot.
@@ -397,7 +435,20 @@ async fn console_pages_render_a_busy_account_for_owners_and_operators_at_desktop
         ledger.contains("credit") && ledger.contains("usage"),
         "{ledger}"
     );
+    let cost = b.text_of("#spend-by-model").await;
+    assert!(
+        cost.contains("Cache writes") && cost.contains("Reasoning"),
+        "{cost}"
+    );
     visit(&b, &app, "security", "#audit-log", "security").await;
+    visit(&b, &app, "alerts", "#deliveries-table", "alerts").await;
+    let rules = b.text_of("#alerts-table").await;
+    assert!(rules.contains("$5.000000000"), "{rules}");
+    let log = b.text_of("#deliveries-table").await;
+    assert!(
+        log.contains("alert.balance_below") && log.contains("hooks.example.com"),
+        "{log}"
+    );
     visit(&b, &app, "account", "#members", "account").await;
     visit(
         &b,

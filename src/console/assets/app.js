@@ -6,6 +6,7 @@ import * as dashboard from "./dashboard.js";
 import * as keys from "./keys.js";
 import * as billing from "./billing.js";
 import * as security from "./security.js";
+import * as alerts from "./alerts.js";
 import * as account from "./account.js";
 import * as operator from "./operator.js";
 import * as privacy from "./privacy.js";
@@ -14,6 +15,7 @@ const PAGES = [
   { path: "dashboard", title: "Dashboard", render: dashboard.render, scoped: true },
   { path: "keys", title: "Access keys", render: keys.render, scoped: true },
   { path: "billing", title: "Billing", render: billing.render, scoped: true },
+  { path: "alerts", title: "Alerts", render: alerts.render, scoped: true },
   { path: "security", title: "Security", render: security.render, scoped: true },
   { path: "account", title: "Account", render: account.render, scoped: true },
   { path: "ops/accounts", title: "All accounts", render: operator.accounts, operator: true },

@@ -29,7 +29,10 @@ export async function render(main, ctx) {
       { label: "Model", cell: (p) => h("code", {}, p.group) },
       { label: "Requests", num: true, cell: (p) => fmtInt(p.requests) },
       { label: "Input tokens", num: true, cell: (p) => fmtInt(p.input_tokens) },
+      { label: "Cache reads", num: true, cell: (p) => fmtInt(p.cached_input_tokens) },
+      { label: "Cache writes", num: true, cell: (p) => h("span", { title: `${fmtInt(p.cache_write_5m_tokens)} for 5 minutes, ${fmtInt(p.cache_write_1h_tokens)} for an hour` }, fmtInt(p.cache_write_5m_tokens + p.cache_write_1h_tokens)) },
       { label: "Output tokens", num: true, cell: (p) => fmtInt(p.output_tokens) },
+      { label: "Reasoning", num: true, cell: (p) => fmtInt(p.reasoning_tokens) },
       { label: "Cost", num: true, cell: (p) => h("span", { title: `$${p.cost_usd}` }, fmtUsd(p.cost_usd)) },
     ], month.groups, "No spend this month.", { id: "spend-by-model" })),
     section("Ledger", table([

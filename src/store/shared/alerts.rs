@@ -58,7 +58,7 @@ async fn insert_delivery(c: &mut super::DbConn, d: &Delivery) -> Result<(), sqlx
     sqlx::query(
         "INSERT INTO alert_deliveries (id, rule_id, account_id, user_id, channel, target, event,
              payload, status, attempts, next_attempt_ms, created_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10)",
     )
     .bind(&d.id)
     .bind(&d.rule_id)
@@ -68,6 +68,7 @@ async fn insert_delivery(c: &mut super::DbConn, d: &Delivery) -> Result<(), sqlx
     .bind(&d.target)
     .bind(&d.event)
     .bind(&d.payload)
+    .bind(d.next_attempt_ms)
     .bind(d.created_ms)
     .execute(&mut *c)
     .await?;
