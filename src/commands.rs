@@ -741,14 +741,39 @@ pub async fn run_admin(
             let a = store.account_by_name(&args.account).await?;
             let s = admin::usage_summary(store, &a.id, from, to).await?;
             show(args.json, &s, |s| {
+                let kinds = |input, cached, w5, w1, output, reasoning, cost: &str| {
+                    format!(
+                        "input_tokens {input} (cache reads {cached}, cache writes 5m {w5} 1h {w1})  \
+                         output_tokens {output} (reasoning {reasoning})  cost_usd {cost}"
+                    )
+                };
                 let mut out = vec![format!(
-                    "requests {}  input_tokens {}  output_tokens {}  cost_usd {}",
-                    s.requests, s.input_tokens, s.output_tokens, s.cost_usd
+                    "requests {}  {}",
+                    s.requests,
+                    kinds(
+                        s.input_tokens,
+                        s.cached_input_tokens,
+                        s.cache_write_5m_tokens,
+                        s.cache_write_1h_tokens,
+                        s.output_tokens,
+                        s.reasoning_tokens,
+                        &s.cost_usd
+                    )
                 )];
                 for m in &s.models {
                     out.push(format!(
-                        "  {}: requests {}  input_tokens {}  output_tokens {}  cost_usd {}",
-                        m.model, m.requests, m.input_tokens, m.output_tokens, m.cost_usd
+                        "  {}: requests {}  {}",
+                        m.model,
+                        m.requests,
+                        kinds(
+                            m.input_tokens,
+                            m.cached_input_tokens,
+                            m.cache_write_5m_tokens,
+                            m.cache_write_1h_tokens,
+                            m.output_tokens,
+                            m.reasoning_tokens,
+                            &m.cost_usd
+                        )
                     ));
                 }
                 out.join("\n")

@@ -11,7 +11,11 @@ use crate::store::{Store, StoreError};
 pub struct UsageSummary {
     pub requests: i64,
     pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
     pub output_tokens: i64,
+    pub reasoning_tokens: i64,
     pub cost_usd: String,
     pub models: Vec<ModelUsage>,
 }
@@ -21,7 +25,11 @@ pub struct ModelUsage {
     pub model: String,
     pub requests: i64,
     pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
     pub output_tokens: i64,
+    pub reasoning_tokens: i64,
     pub cost_usd: String,
 }
 
@@ -36,7 +44,11 @@ pub async fn usage_summary(
     let mut summary = UsageSummary {
         requests: 0,
         input_tokens: 0,
+        cached_input_tokens: 0,
+        cache_write_5m_tokens: 0,
+        cache_write_1h_tokens: 0,
         output_tokens: 0,
+        reasoning_tokens: 0,
         cost_usd: String::new(),
         models: Vec::with_capacity(rows.len()),
     };
@@ -44,6 +56,10 @@ pub async fn usage_summary(
         summary.requests += r.requests;
         summary.input_tokens += r.input_tokens;
         summary.output_tokens += r.output_tokens;
+        summary.cached_input_tokens += r.cached_input_tokens;
+        summary.cache_write_5m_tokens += r.cache_write_5m_tokens;
+        summary.cache_write_1h_tokens += r.cache_write_1h_tokens;
+        summary.reasoning_tokens += r.reasoning_tokens;
         let cost = Money::from_nanos(r.cost_nanos);
         total = total
             .checked_add(cost)
@@ -56,7 +72,11 @@ pub async fn usage_summary(
             },
             requests: r.requests,
             input_tokens: r.input_tokens,
+            cached_input_tokens: r.cached_input_tokens,
+            cache_write_5m_tokens: r.cache_write_5m_tokens,
+            cache_write_1h_tokens: r.cache_write_1h_tokens,
             output_tokens: r.output_tokens,
+            reasoning_tokens: r.reasoning_tokens,
             cost_usd: cost.to_string(),
         });
     }

@@ -270,7 +270,11 @@ pub struct UsageTotals {
     pub model: String,
     pub requests: i64,
     pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
     pub output_tokens: i64,
+    pub reasoning_tokens: i64,
     pub cost_nanos: i64,
 }
 

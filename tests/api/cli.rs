@@ -140,6 +140,17 @@ async fn cli_manages_accounts_and_keys_that_a_running_server_sees_within_a_secon
                 "nine decimals: {cost}"
             );
             assert_eq!(s["models"][0]["model"], MODEL);
+            assert!(s["models"][0]["reasoning_tokens"].is_i64(), "{s}");
+            // The table names every kind of token too.
+            let (code, out, _) =
+                instagen_beside(&config, &["usage", "summary", "--account", "beta"]).await;
+            assert_eq!(code, 0);
+            assert!(
+                out.contains("cache reads")
+                    && out.contains("cache writes 5m")
+                    && out.contains("reasoning"),
+                "{out}"
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

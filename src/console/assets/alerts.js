@@ -2,7 +2,7 @@
 // runs out, and the delivery log of every webhook call and email.
 
 import { get, getAll, post, del, acct } from "./api.js";
-import { h, clear, section, table, badge, fmtTime, field, dialog, secretPanel, toast, loading, errorBox } from "./ui.js";
+import { h, clear, section, table, badge, fmtTime, fmtUsd, field, dialog, secretPanel, toast, loading, errorBox } from "./ui.js";
 
 const KINDS = {
   key_spend: "A key's spend reaches a share of its limit",
@@ -12,7 +12,16 @@ const KINDS = {
 
 function threshold(r) {
   if (r.kind === "key_spend") return `${r.threshold_percent}% of key ${r.key_id}'s limit`;
-  return `$${r.threshold_usd}`;
+  return fmtUsd(r.threshold_usd);
+}
+
+// The period an alert last fired in, for people.
+function fired(f) {
+  if (!f) return "—";
+  if (f === "below") return "yes, until topped up";
+  if (f === "total") return "yes (all time)";
+  const [period, at] = f.split(":");
+  return `${period === "day" ? "on" : "in"} ${at ? at.slice(0, period === "day" ? 10 : 7) : f}`;
 }
 
 export async function render(main, ctx) {
@@ -33,7 +42,7 @@ export async function render(main, ctx) {
       clear(rules, table([
         { label: "When", cell: (r) => h("span", {}, KINDS[r.kind], ": ", h("strong", {}, threshold(r))) },
         { label: "Sends to", cell: (r) => [r.webhook_url ? h("code", {}, r.webhook_url) : null, r.email ? badge("email owners") : null] },
-        { label: "Last fired", cell: (r) => r.fired || "—" },
+        { label: "Last fired", cell: (r) => fired(r.fired) },
         { label: "Actions", cell: (r) => h("button", { type: "button", class: "btn btn-small btn-danger-quiet", dataset: { action: "delete", alert: r.id }, onclick: () => deleteAlert(id, r, refresh) }, "Delete") },
       ], list.data, "No alerts yet. Create one to hear about spend before it runs out.", { id: "alerts-table" }, (r) => ({ "data-alert-id": r.id })));
       clear(log, table([

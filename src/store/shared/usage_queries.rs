@@ -167,6 +167,10 @@ impl ThisStore {
             "SELECT COALESCE(model, ''){BYTEWISE} AS model, COUNT(*) AS requests,
                     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
                     CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens,
+                    CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens,
+                    CAST(COALESCE(SUM(cache_write_5m_tokens), 0) AS BIGINT) AS cache_write_5m_tokens,
+                    CAST(COALESCE(SUM(cache_write_1h_tokens), 0) AS BIGINT) AS cache_write_1h_tokens,
+                    CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
                     CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos
              FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
              GROUP BY 1 ORDER BY 1"
@@ -183,7 +187,11 @@ impl ThisStore {
                     model: row.try_get("model")?,
                     requests: row.try_get("requests")?,
                     input_tokens: row.try_get("input_tokens")?,
+                    cached_input_tokens: row.try_get("cached_input_tokens")?,
+                    cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
+                    cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
                     output_tokens: row.try_get("output_tokens")?,
+                    reasoning_tokens: row.try_get("reasoning_tokens")?,
                     cost_nanos: row.try_get("cost_nanos")?,
                 })
             })
