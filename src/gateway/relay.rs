@@ -40,6 +40,11 @@ pub struct Relay {
     usage: Option<TokenCounts>,
     /// Set when the event being handled carried the upstream's usage.
     fresh_usage: bool,
+    /// A chat client that asked for usage got the upstream's usage chunk.
+    usage_sent: bool,
+    /// The stream's `id`, `model` and `created`, for a usage chunk of our own when the
+    /// upstream sends none (kept only when the client asked for usage).
+    head: Option<(String, String, u64)>,
     /// Reported counts past this are not billed (see `Route::token_bound`).
     token_bound: u64,
     /// Resolves when the key stops being usable (see `AuthedKey::revoked`).
@@ -107,6 +112,8 @@ impl Relay {
             out: VecDeque::with_capacity(4),
             usage: None,
             fresh_usage: false,
+            usage_sent: false,
+            head: None,
             token_bound,
             revoked: Box::pin(revoked.cancelled_owned()),
             text: String::new(),
@@ -174,6 +181,13 @@ impl Relay {
         let mut forward = true;
         let mut content = false;
         if let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&data) {
+            if self.head.is_none() && self.client_wants_usage {
+                self.head = Some((
+                    chunk.id.as_deref().unwrap_or("").to_owned(),
+                    chunk.model.as_deref().unwrap_or("").to_owned(),
+                    chunk.created.unwrap_or(0),
+                ));
+            }
             if let Some(u) = chunk.usage
                 && u.prompt_tokens.is_some()
             {
@@ -231,6 +245,7 @@ impl Relay {
                 true => cost::annotate(&data, &["usage"], &self.meter.quote(self.counts())),
                 false => None,
             };
+            self.usage_sent |= self.fresh_usage;
             self.out
                 .push_back(frame(with_cost.as_ref().unwrap_or(&data)));
         }
@@ -290,7 +305,13 @@ impl Relay {
             let charged = self.meter.quote(counts);
             self.meter.finish(200, None, counts);
             match &mut self.client {
-                ClientWire::Chat => self.out.push_back(Bytes::from_static(DONE)),
+                ClientWire::Chat => {
+                    if self.client_wants_usage && !self.usage_sent {
+                        let chunk = self.own_usage_chunk(counts, &charged);
+                        self.out.push_back(frame(&chunk));
+                    }
+                    self.out.push_back(Bytes::from_static(DONE));
+                }
                 ClientWire::Encode(encoder) => {
                     let mut events = std::mem::take(&mut self.translated);
                     encoder.finish(counts, &charged, &mut events);
@@ -310,6 +331,23 @@ impl Relay {
         } else {
             self.fail("upstream_stream_interrupted");
         }
+    }
+
+    /// The usage chunk a client asked for when the upstream sent none: our counts, their
+    /// cost, labelled estimated.
+    fn own_usage_chunk(&self, counts: TokenCounts, charged: &crate::usage::Charged) -> Bytes {
+        let (id, model, created) = self.head.clone().unwrap_or_default();
+        let object = match self.endpoint {
+            Endpoint::Completions => "text_completion",
+            _ => "chat.completion.chunk",
+        };
+        let doc = serde_json::json!({
+            "id": id, "object": object, "created": created, "model": model, "choices": [],
+            "usage": {"prompt_tokens": counts.input, "completion_tokens": counts.output,
+                      "total_tokens": counts.input + counts.output},
+        })
+        .to_string();
+        cost::annotate(doc.as_bytes(), &["usage"], charged).unwrap_or_else(|| Bytes::from(doc))
     }
 
     /// Ends the stream with an SSE error event after recording what was used.

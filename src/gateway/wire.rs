@@ -110,6 +110,12 @@ pub struct Native<'a> {
 #[derive(Deserialize)]
 pub struct Chunk<'a> {
     #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub created: Option<u64>,
+    #[serde(borrow, default)]
     pub choices: Option<Vec<ChoiceDelta<'a>>>,
     #[serde(default)]
     pub usage: Option<UpstreamUsage>,

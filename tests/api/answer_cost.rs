@@ -169,6 +169,10 @@ async fn an_estimated_cost_is_labelled_as_one() {
         app.mock.push(no_usage());
         assert!(shows_its_cost(&app, "/v1/messages", body).await);
     }
+    // A chat stream whose upstream sends no usage still ends with the usage chunk the
+    // client asked for: our count and its cost, labelled estimated.
+    app.mock.push(no_usage());
+    assert!(shows_its_cost(&app, "/v1/chat/completions", chat_streamed_with_usage()).await);
     // An OpenAI answer passed through without usage: the headers say it.
     app.mock.push(no_usage());
     let resp = app.chat(&chat()).await;
