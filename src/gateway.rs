@@ -576,12 +576,13 @@ impl Gateway {
             })
             .map_or(i64::MAX, |m| m.nanos());
         let reservation = budgets
-            .reserve(
+            .reserve_shared(
                 &key.account_id,
                 &key.key_id,
                 key.spend_limit_nanos,
                 estimate,
             )
+            .await
             .map_err(ApiError::Quota)?;
         meter.reserve(reservation);
         // Jurisdiction: a region-restricted key is never routed outside its regions.

@@ -347,6 +347,13 @@ pub async fn run(
         None => None,
     };
     let limiter = limits::Limiter::new(config.limits.clone()).await;
+    if let Some(redis) = limiter.shared_redis() {
+        // Budgets hold across every instance sharing this Redis.
+        let run = budgets
+            .share(redis, stop.clone())
+            .context("cannot name this instance for the shared budgets")?;
+        tasks.spawn(run);
+    }
     {
         let limiter = limiter.clone();
         periodic(

@@ -12,7 +12,7 @@
 //! Tokens per minute are reserved from an estimate when a request is admitted and
 //! corrected to the actual count when its usage is known. Nothing here sees content.
 
-mod redis;
+pub mod redis;
 pub mod window;
 
 use std::collections::HashMap;
@@ -197,7 +197,7 @@ pub struct Limiter {
     /// Local failed-authentication windows and blocks (until, ms).
     /// Subjects (`ip:…:auth`, `login:…`) blocked after repeated failures, until epoch-ms.
     blocked: Mutex<HashMap<String, i64>>,
-    redis: Option<redis::RedisLimits>,
+    redis: Option<Arc<redis::RedisLimits>>,
     last_warning_ms: AtomicI64,
 }
 
@@ -206,9 +206,9 @@ impl Limiter {
     /// is down at start).
     pub async fn new(config: LimitsConfig) -> Arc<Self> {
         let redis = match &config.redis_url {
-            Some(url) => Some(
+            Some(url) => Some(Arc::new(
                 redis::RedisLimits::connect(url, &config.redis_prefix, config.lease_ttl_secs).await,
-            ),
+            )),
             None => None,
         };
         Arc::new(Self {
@@ -219,6 +219,11 @@ impl Limiter {
             redis,
             last_warning_ms: AtomicI64::new(0),
         })
+    }
+
+    /// The Redis connection every instance shares, when configured (budgets use it too).
+    pub fn shared_redis(&self) -> Option<Arc<redis::RedisLimits>> {
+        self.redis.clone()
     }
 
     pub fn config(&self) -> &LimitsConfig {

@@ -11,11 +11,26 @@
 //! cost whose records the writer has not committed yet (the writer moves it into
 //! `stored` as it commits, bumping `generation` so a sync read that raced a commit is
 //! discarded); `reserved` is in flight.
+//!
+//! Across instances (with `limits.redis_url`), each reservation is also made in Redis,
+//! atomically against what every instance has pending there (see `limits::redis`): an
+//! instance's field holds its reservations, its settled costs, and each flushed cost for
+//! [`FLUSH_DELAY`] more — until every instance's store figures (synced each second) have
+//! it. So N instances together overrun a budget by at most one reservation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::limits::redis::{BUDGET_STALE_MS, BudgetCheck, RedisLimits};
 use crate::usage::UsageRecord;
+
+/// How long a flushed cost stays pending in Redis: longer than every instance takes to
+/// read it from the store (the sync runs each second).
+pub const FLUSH_DELAY: Duration = Duration::from_millis(2_500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetError {
@@ -49,6 +64,25 @@ struct Inner {
 pub struct Budgets {
     prepaid: bool,
     inner: Mutex<Inner>,
+    shared: OnceLock<Shared>,
+}
+
+/// The Redis side of the budgets: this instance's name there, and the queue of changes
+/// to its fields (applied in order by [`Budgets::run_shared`]).
+struct Shared {
+    redis: Arc<RedisLimits>,
+    instance: String,
+    tx: mpsc::Sender<Delta>,
+    /// Settled costs on each hash not flushed yet (what a flush may take back).
+    settled: Mutex<HashMap<String, i64>>,
+    last_warning_ms: std::sync::atomic::AtomicI64,
+}
+
+/// A change to this instance's field of one budget hash, now or when `due`.
+struct Delta {
+    hash: String,
+    amount: i64,
+    due: Option<Instant>,
 }
 
 /// What the store says, read by the sync task.
@@ -64,7 +98,93 @@ impl Budgets {
         Arc::new(Self {
             prepaid,
             inner: Mutex::new(Inner::default()),
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Shares the budgets with every instance through `redis`; the returned future applies
+    /// this instance's changes there and keeps its fields alive, until `stop`.
+    pub fn share(
+        self: &Arc<Self>,
+        redis: Arc<RedisLimits>,
+        stop: CancellationToken,
+    ) -> Result<impl Future<Output = ()> + use<>, std::io::Error> {
+        let (tx, rx) = mpsc::channel(65_536);
+        let instance = crate::keys::random_id(16)?;
+        let _ = self.shared.set(Shared {
+            redis: redis.clone(),
+            instance: instance.clone(),
+            tx,
+            settled: Mutex::new(HashMap::new()),
+            last_warning_ms: std::sync::atomic::AtomicI64::new(0),
+        });
+        Ok(run_shared(redis, instance, rx, stop))
+    }
+
+    /// Reserves as [`Budgets::reserve`] does, then — shared — against what every instance
+    /// has pending. Without an answer from Redis this instance's own check stands.
+    pub async fn reserve_shared(
+        self: &Arc<Self>,
+        account: &str,
+        key: &str,
+        key_limit: Option<i64>,
+        estimate: i64,
+    ) -> Result<Reservation, BudgetError> {
+        let mut reservation = self.reserve(account, key, key_limit, estimate)?;
+        let Some(shared) = self.shared.get() else {
+            return Ok(reservation);
+        };
+        let (balance, key_figures) = {
+            let inner = self.lock();
+            (
+                self.prepaid
+                    .then(|| inner.accounts.get(account).map_or(0, |a| a.stored)),
+                inner.keys.get(key).map(|k| (k.limit, k.spent.stored)),
+            )
+        };
+        if balance.is_none() && key_figures.is_none() {
+            return Ok(reservation);
+        }
+        let check = BudgetCheck {
+            account,
+            key,
+            instance: &shared.instance,
+            estimate: estimate.max(0),
+            balance,
+            key_limit: key_figures,
+        };
+        match shared.redis.budget_reserve(&check).await {
+            Ok(0) => {
+                let mut hashes = Vec::with_capacity(2);
+                if balance.is_some() {
+                    hashes.push(shared.redis.budget_hash(account, None));
+                }
+                if key_figures.is_some() {
+                    hashes.push(shared.redis.budget_hash(account, Some(key)));
+                }
+                // Registers the fields for heartbeats while the request runs.
+                for hash in &hashes {
+                    shared.send(hash.clone(), 0, None);
+                }
+                reservation.shared = hashes;
+                Ok(reservation)
+            }
+            Ok(1) => Err(BudgetError::BalanceExhausted),
+            Ok(_) => Err(BudgetError::KeyLimitReached),
+            Err(e) => {
+                let now = crate::time::now_ms();
+                let last = shared
+                    .last_warning_ms
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if now - last > 10_000 {
+                    shared
+                        .last_warning_ms
+                        .store(now, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error = %e, "redis is unreachable; budgets hold per instance until it answers");
+                }
+                Ok(reservation)
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -130,11 +250,32 @@ impl Budgets {
             key: key.to_owned(),
             amount: estimate,
             done: false,
+            shared: Vec::new(),
         })
     }
 
     /// The writer committed these records: their cost is now in the store.
     pub fn flushed(&self, records: &[UsageRecord]) {
+        if let Some(shared) = self.shared.get() {
+            // Every instance reads the store within a second: then the cost leaves Redis.
+            let due = Instant::now() + FLUSH_DELAY;
+            let mut settled = shared.settled.lock().unwrap_or_else(|p| p.into_inner());
+            for r in records.iter().filter(|r| r.cost_nanos > 0) {
+                for hash in [
+                    shared.redis.budget_hash(&r.account_id, None),
+                    shared.redis.budget_hash(&r.account_id, Some(&r.key_id)),
+                ] {
+                    if let Some(left) = settled.get_mut(&hash) {
+                        let take = r.cost_nanos.min(*left);
+                        *left -= take;
+                        if *left == 0 {
+                            settled.remove(&hash);
+                        }
+                        shared.send(hash, -take, Some(due));
+                    }
+                }
+            }
+        }
         let mut inner = self.lock();
         inner.generation += 1;
         for r in records.iter().filter(|r| r.cost_nanos != 0) {
@@ -229,6 +370,71 @@ impl Budgets {
     }
 }
 
+impl Shared {
+    fn send(&self, hash: String, amount: i64, due: Option<Instant>) {
+        if self.tx.try_send(Delta { hash, amount, due }).is_err() {
+            tracing::warn!("the shared budget queue is full; a change to Redis is dropped");
+        }
+    }
+}
+
+/// Applies this instance's changes to its Redis budget fields in order (flushed costs when
+/// due) and says every few seconds that it is alive for each field it holds.
+async fn run_shared(
+    redis: Arc<RedisLimits>,
+    instance: String,
+    mut rx: mpsc::Receiver<Delta>,
+    stop: CancellationToken,
+) {
+    let mut delayed: VecDeque<Delta> = VecDeque::new();
+    let mut held: HashMap<String, i64> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let beat_every = Duration::from_millis(u64::try_from(BUDGET_STALE_MS / 6).unwrap_or(5_000));
+    let mut last_beat = Instant::now();
+    let apply = async |d: &Delta, held: &mut HashMap<String, i64>| match redis
+        .budget_adjust(&d.hash, &instance, d.amount)
+        .await
+    {
+        Ok(0) => {
+            held.remove(&d.hash);
+        }
+        Ok(v) => {
+            held.insert(d.hash.clone(), v);
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot move a shared budget field"),
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            d = rx.recv() => match d {
+                None => break,
+                Some(d) if d.due.is_some() => delayed.push_back(d),
+                Some(d) => {
+                    apply(&d, &mut held).await;
+                    // A new field: registered (a zero move leaves no field behind).
+                    if d.amount == 0 { held.insert(d.hash, 1); }
+                }
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                while delayed.front().is_some_and(|d| d.due.is_some_and(|t| t <= now)) {
+                    if let Some(d) = delayed.pop_front() {
+                        apply(&d, &mut held).await;
+                    }
+                }
+                if last_beat.elapsed() >= beat_every {
+                    last_beat = now;
+                    let hashes: Vec<String> = held.keys().cloned().collect();
+                    for hash in hashes {
+                        let beat = Delta { hash, amount: 0, due: None };
+                        apply(&beat, &mut held).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Money set aside for one request; settled with the exact cost, or released on drop.
 pub struct Reservation {
     budgets: Arc<Budgets>,
@@ -236,6 +442,8 @@ pub struct Reservation {
     key: String,
     amount: i64,
     done: bool,
+    /// The Redis budget hashes this reservation is in (shared budgets).
+    shared: Vec<String>,
 }
 
 impl Reservation {
@@ -244,6 +452,24 @@ impl Reservation {
         self.done = true;
         self.budgets
             .release(&self.account, &self.key, self.amount, Some(cost_nanos));
+        self.unshare(Some(cost_nanos));
+    }
+
+    /// Moves the shared fields from the reservation to the cost (or to nothing).
+    fn unshare(&mut self, cost: Option<i64>) {
+        let Some(shared) = self.budgets.shared.get() else {
+            return;
+        };
+        let cost = cost.unwrap_or(0).max(0);
+        if cost > 0 {
+            let mut settled = shared.settled.lock().unwrap_or_else(|p| p.into_inner());
+            for hash in &self.shared {
+                *settled.entry(hash.clone()).or_default() += cost;
+            }
+        }
+        for hash in self.shared.drain(..) {
+            shared.send(hash, cost - self.amount, None);
+        }
     }
 
     pub fn amount(&self) -> i64 {
@@ -256,6 +482,7 @@ impl Drop for Reservation {
         if !self.done {
             self.budgets
                 .release(&self.account, &self.key, self.amount, None);
+            self.unshare(None);
         }
     }
 }

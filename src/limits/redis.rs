@@ -80,6 +80,63 @@ return 1
 ";
 
 /// Counts a failed authentication; at the limit, blocks the address for a while.
+// Budgets shared by every instance: a hash per account (and one per limited key, in the
+// account's slot) whose field per instance holds what it has in flight, settled but not
+// yet everywhere in the store's figures; `<instance>:t` says when it last spoke. Fields
+// of an instance silent for ARGV[3] ms are dropped (it died with its reservations).
+// KEYS[1] account hash, KEYS[2] key hash; ARGV: instance, estimate, stale ms, check the
+// account (0/1), its balance in the store, check the key (0/1), its limit, its stored spend.
+// Returns 0 (reserved), 1 (balance exhausted) or 2 (key limit reached).
+const BUDGET_RESERVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local stale = tonumber(ARGV[3])
+local function pending(k)
+  local h = redis.call('HGETALL', k)
+  local seen, amounts, sum, dead = {}, {}, 0, {}
+  for i = 1, #h, 2 do
+    local f = h[i]
+    if string.sub(f, -2) == ':t' then seen[string.sub(f, 1, -3)] = tonumber(h[i + 1])
+    else amounts[f] = tonumber(h[i + 1]) end
+  end
+  for f, v in pairs(amounts) do
+    if now - (seen[f] or 0) > stale then dead[#dead + 1] = f; dead[#dead + 1] = f .. ':t'
+    else sum = sum + v end
+  end
+  if #dead > 0 then redis.call('HDEL', k, unpack(dead)) end
+  return sum
+end
+local est = tonumber(ARGV[2])
+if ARGV[4] == '1' then
+  local avail = tonumber(ARGV[5]) - pending(KEYS[1])
+  if avail <= 0 or avail < est then return 1 end
+end
+if ARGV[6] == '1' then
+  local spent = tonumber(ARGV[8]) + pending(KEYS[2])
+  if spent >= tonumber(ARGV[7]) or spent + est > tonumber(ARGV[7]) then return 2 end
+end
+if ARGV[4] == '1' then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], est)
+  redis.call('HSET', KEYS[1], ARGV[1] .. ':t', now)
+end
+if ARGV[6] == '1' then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], est)
+  redis.call('HSET', KEYS[2], ARGV[1] .. ':t', now)
+end
+return 0
+";
+
+// Moves this instance's field of one budget hash by ARGV[2] (0: only says it is alive);
+// a field back at zero goes.
+const BUDGET_ADJUST: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if v == 0 then redis.call('HDEL', KEYS[1], ARGV[1], ARGV[1] .. ':t')
+else redis.call('HSET', KEYS[1], ARGV[1] .. ':t', now) end
+return v
+";
+
 const AUTH_FAILED: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], 60) end
@@ -100,7 +157,24 @@ pub struct RedisLimits {
     window: Script,
     acquire: Script,
     auth_failed: Script,
+    budget_reserve: Script,
+    budget_adjust: Script,
 }
+
+/// One budget check made in Redis: the figures this instance read from the store.
+pub struct BudgetCheck<'a> {
+    pub account: &'a str,
+    pub key: &'a str,
+    pub instance: &'a str,
+    pub estimate: i64,
+    /// The account's balance, when it is checked (prepaid billing).
+    pub balance: Option<i64>,
+    /// The key's limit and its stored spend in the period, when it has a limit.
+    pub key_limit: Option<(i64, i64)>,
+}
+
+/// How long an instance may stay silent before its budget fields are dropped.
+pub const BUDGET_STALE_MS: i64 = 30_000;
 
 async fn open(url: &str) -> Result<Conn, RedisError> {
     if let Some(rest) = url.strip_prefix("redis+cluster://") {
@@ -157,6 +231,8 @@ impl RedisLimits {
             window: Script::new(WINDOW),
             acquire: Script::new(ACQUIRE),
             auth_failed: Script::new(AUTH_FAILED),
+            budget_reserve: Script::new(BUDGET_RESERVE),
+            budget_adjust: Script::new(BUDGET_ADJUST),
         }
     }
 
@@ -234,6 +310,43 @@ impl RedisLimits {
             .arg(delta)
             .clone();
         let _: Result<i64, RedisError> = self.command(&cmd).await;
+    }
+
+    /// The hash of an account's budget (`key`: of one of its keys), in the account's slot.
+    pub fn budget_hash(&self, account: &str, key: Option<&str>) -> String {
+        match key {
+            None => format!("{}{{budget:{account}}}", self.prefix),
+            Some(k) => format!("{}{{budget:{account}}}:key:{k}", self.prefix),
+        }
+    }
+
+    /// Reserves `estimate` against what every instance has pending: 0 reserved, 1 the
+    /// balance cannot cover it, 2 the key's limit is reached.
+    pub async fn budget_reserve(&self, c: &BudgetCheck<'_>) -> Result<i64, RedisError> {
+        let mut call = self.budget_reserve.key(self.budget_hash(c.account, None));
+        call.key(self.budget_hash(c.account, Some(c.key)));
+        let (limit, spent) = c.key_limit.unwrap_or((0, 0));
+        call.arg(c.instance)
+            .arg(c.estimate)
+            .arg(BUDGET_STALE_MS)
+            .arg(u8::from(c.balance.is_some()))
+            .arg(c.balance.unwrap_or(0))
+            .arg(u8::from(c.key_limit.is_some()))
+            .arg(limit)
+            .arg(spent);
+        self.invoke(&call).await
+    }
+
+    /// Moves this instance's pending amount in one budget hash (0: a heartbeat).
+    pub async fn budget_adjust(
+        &self,
+        hash: &str,
+        instance: &str,
+        delta: i64,
+    ) -> Result<i64, RedisError> {
+        let mut call = self.budget_adjust.key(hash);
+        call.arg(instance).arg(delta);
+        self.invoke(&call).await
     }
 
     /// A lease id when one of `max` is free, `None` when all are taken.

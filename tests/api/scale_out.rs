@@ -430,3 +430,90 @@ async fn an_unreachable_store_fails_fast_then_recovers_without_losing_a_record()
     drop(app);
     drop_database(&direct).await;
 }
+
+#[tokio::test]
+async fn a_spend_limit_holds_across_three_instances_to_within_one_reservation() {
+    if !redis_up().await {
+        return skip(
+            "scale_out::a_spend_limit_holds_across_three_instances_to_within_one_reservation",
+            "Redis is not reachable at 127.0.0.1:6379",
+        );
+    }
+    let mut body = chat_body("How much is one plus one?");
+    body["max_tokens"] = json!(20);
+    // Each request reports exactly what the gateway reserves for it: cost = reservation.
+    let bytes = serde_json::to_vec(&body).unwrap().len() as u64;
+    let (prompt, output) = (bytes / 3 + 16, 20);
+    let reservation = test_cost(prompt, 0, output);
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_default(Script {
+        // Slow enough that every request is in flight at once.
+        delay: Duration::from_millis(700),
+        reported_tokens: Some((prompt, output)),
+        ..Script::default()
+    });
+    let root = tempfile::tempdir().unwrap();
+    let prefix = redis_prefix();
+    let configs = instance_configs(root.path(), &mock.base_url(), &prefix, 3);
+    let (account, _key, store) = provision(&configs[0]).await;
+    let mut servers = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        servers.push(ServerProcess::start(c, &root.path().join(format!("server-{i}.log"))).await);
+    }
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let client = reqwest::Client::new();
+    // A lifetime limit of ten requests' worth.
+    let limit = 10 * reservation;
+    let resp: Value = client
+        .post(format!("{}/api/v1/accounts/{account}/keys", bases[0]))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "capped", "limits": {
+            "spend_limit_usd": instagen::billing::Money::from_nanos(limit).to_string()}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (key_id, key) = (
+        resp["key"]["id"].as_str().unwrap().to_owned(),
+        Arc::new(resp["secret"].as_str().unwrap().to_owned()),
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // Sixty at once, twenty on each instance: each alone would admit ten.
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..60 {
+        let (client, base, key, body) = (
+            client.clone(),
+            bases[n % 3].clone(),
+            key.clone(),
+            body.clone(),
+        );
+        set.spawn(async move { post(&client, &base, &key, &body).await });
+    }
+    let statuses = set.join_all().await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert!(admitted >= 1, "{statuses:?}");
+    assert_eq!(
+        admitted + statuses.iter().filter(|s| **s == 429).count(),
+        60,
+        "the rest are refused for the spend limit: {statuses:?}"
+    );
+    for s in servers {
+        s.terminate();
+    }
+    let spent: i64 = store
+        .usage_records(&account, 0, i64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.key_id == key_id)
+        .map(|r| r.cost_nanos)
+        .sum();
+    assert!(
+        spent <= limit + reservation,
+        "spent {spent} n$ of a {limit} n$ limit: more than one reservation ({reservation} n$) over, \
+         {admitted} admitted"
+    );
+}
