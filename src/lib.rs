@@ -6,7 +6,8 @@
 //! - [`serve`]: the accept loop — HTTP/1.1 and HTTP/2, header and body timeouts.
 //! - [`tls`]: HTTPS with rustls; the certificate reloads on SIGHUP.
 //! - [`api`]: HTTP only — `/v1` (OpenAI's routes, the Responses API, Anthropic's
-//!   Messages API), the management API and its route table, health probes.
+//!   Messages API, a key's own requests and standing), the management API and its route
+//!   table, health probes.
 //! - [`error`]: `ApiError`, the one mapping from error to status and shape.
 //! - [`keys`]: access-key format, keyed hashing, in-memory authentication, security events.
 //! - [`limits`]: per-IP, per-key and per-account limits, in memory or Redis.
@@ -15,9 +16,12 @@
 //! - [`engine`]: the built-in CPU engine (GGUF models, its tokenizer).
 //! - [`usage`]: usage records, the per-request meter, journal, batch writer, token
 //!   counting, quarantine, exports.
-//! - [`billing`]: money (integer nano-USD), prices, budgets, the hash-chained ledger.
+//! - [`billing`]: money (integer nano-USD), prices, budgets (shared through Redis across
+//!   instances), the hash-chained ledger.
 //! - [`store`]: persistence behind one enum — SQLite or PostgreSQL.
-//! - [`admin`]: account, key, usage and billing operations shared by the API and the CLI.
+//! - [`admin`]: account, key, usage, billing and alert operations shared by the API and the CLI.
+//! - [`alerts`]: spend thresholds checked against the store, signed webhooks and SMTP email
+//!   with retries and a delivery log, privacy-policy change notices.
 //! - [`console`]: the web console at `/console`, its assets compiled in.
 //! - [`secrets`]: provider credentials sealed at rest (AES-256-GCM under a master key).
 //! - [`telemetry`]: what may be logged, and the metrics.
