@@ -107,7 +107,14 @@ impl Alerts {
         let mut fired = 0;
         for rule in &rules {
             let crossed = match rule.kind {
-                AlertKind::KeySpend => self.key_spend(rule, &key_spend, day, month).await?,
+                AlertKind::KeySpend => match self.key_spend(rule, &key_spend, day, month).await {
+                    Ok(c) => c,
+                    // One rule's trouble (its key deleted meanwhile) stops no other.
+                    Err(e) => {
+                        tracing::warn!(rule = %rule.id, error = %e, "cannot check an alert");
+                        continue;
+                    }
+                },
                 AlertKind::BalanceBelow => {
                     let balance = balances.get(&rule.account_id).copied().unwrap_or(0);
                     if balance >= rule.threshold {
@@ -290,7 +297,11 @@ impl Alerts {
     pub async fn deliver(&self) -> Result<usize, AlertError> {
         let now = now_ms();
         let mut attempted = 0;
-        for mut d in self.store.due_deliveries(now, 50).await? {
+        for mut d in self
+            .store
+            .due_deliveries(now, 50, self.mailer.is_some())
+            .await?
+        {
             if d.channel == Channel::Email && self.mailer.is_none() {
                 continue;
             }

@@ -502,14 +502,20 @@ async fn sync_budgets(
     store: &Store,
     budgets: &billing::budget::Budgets,
 ) -> Result<(), store::StoreError> {
-    let generation = budgets.generation();
-    let now = time::now_ms();
-    let day = now - now.rem_euclid(86_400_000);
-    let month = time::month_start_ms(now);
-    let snapshot = billing::budget::Snapshot {
-        balances: store.balances().await?,
-        key_spend: store.key_spend(day, month).await?,
-    };
-    budgets.apply(snapshot, generation);
+    // A commit racing the read discards the snapshot; try again at once, a few times, so
+    // the figures stay fresh under a busy writer.
+    for _ in 0..4 {
+        let generation = budgets.generation();
+        let now = time::now_ms();
+        let day = now - now.rem_euclid(86_400_000);
+        let month = time::month_start_ms(now);
+        let snapshot = billing::budget::Snapshot {
+            balances: store.balances().await?,
+            key_spend: store.key_spend(day, month).await?,
+        };
+        if budgets.apply(snapshot, generation) {
+            break;
+        }
+    }
     Ok(())
 }

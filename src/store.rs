@@ -545,8 +545,9 @@ impl Store {
         &self,
         now_ms: i64,
         limit: i64,
+        with_email: bool,
     ) -> Result<Vec<Delivery>, StoreError> {
-        dispatch!(self, s => s.due_deliveries(now_ms, limit).await)
+        dispatch!(self, s => s.due_deliveries(now_ms, limit, with_email).await)
     }
     pub async fn claim_delivery(&self, d: &Delivery, until_ms: i64) -> Result<bool, StoreError> {
         dispatch!(self, s => s.claim_delivery(d, until_ms).await)

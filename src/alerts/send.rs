@@ -21,7 +21,51 @@ use sha2::Sha256;
 
 use crate::config::{AlertsConfig, EmailConfig, SmtpSecurity};
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector<OutsideOnly>>, Full<Bytes>>;
+
+/// Resolves webhook hosts to outside addresses only (unless private ones are allowed), so
+/// the address that was checked is the one connected to: no DNS-rebinding way inside.
+#[derive(Clone)]
+struct OutsideOnly {
+    allow_private: bool,
+}
+
+type Resolving = std::pin::Pin<
+    Box<
+        dyn Future<Output = Result<std::vec::IntoIter<std::net::SocketAddr>, std::io::Error>>
+            + Send,
+    >,
+>;
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for OutsideOnly {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Resolving;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let allow = self.allow_private;
+        Box::pin(async move {
+            let kept: Vec<_> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| allow || !is_internal(a.ip()))
+                .collect();
+            if kept.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the webhook host resolves only to private or loopback addresses",
+                ));
+            }
+            Ok(kept.into_iter())
+        })
+    }
+}
 
 /// Why an attempt failed: the receiver's status (if it answered) and a short reason.
 #[derive(Debug, thiserror::Error)]
@@ -65,16 +109,28 @@ fn is_internal(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal(IpAddr::V4(v4)),
-            None => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (v6.segments()[0] & 0xfe00) == 0xfc00
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                is_internal(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                )))
+            };
+            if v6.is_loopback() || v6.is_unspecified() {
+                return true;
             }
-        },
+            match s {
+                // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d).
+                [0, 0, 0, 0, 0, 0xffff | 0, hi, lo] => embedded(hi, lo),
+                // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address too.
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => embedded(hi, lo),
+                [0x2002, hi, lo, ..] => embedded(hi, lo),
+                _ => v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80,
+            }
+        }
     }
 }
 
@@ -103,7 +159,9 @@ impl Webhooks {
                 let builder = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_provider_and_platform_verifier(provider)
                     .ok()?;
-                let mut tcp = HttpConnector::new();
+                let mut tcp = HttpConnector::new_with_resolver(OutsideOnly {
+                    allow_private: self.allow_private,
+                });
                 tcp.set_connect_timeout(Some(self.timeout));
                 tcp.enforce_http(false);
                 let connector = builder.https_or_http().enable_http1().wrap_connector(tcp);
@@ -274,6 +332,9 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:1::",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }

@@ -29,8 +29,9 @@ use crate::limits::redis::{BUDGET_STALE_MS, BudgetCheck, RedisLimits};
 use crate::usage::UsageRecord;
 
 /// How long a flushed cost stays pending in Redis: longer than every instance takes to
-/// read it from the store (the sync runs each second).
-pub const FLUSH_DELAY: Duration = Duration::from_millis(2_500);
+/// read it from the store (the sync runs each second, and retries at once when a commit
+/// raced it).
+pub const FLUSH_DELAY: Duration = Duration::from_millis(5_000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetError {
@@ -59,6 +60,8 @@ struct Inner {
     /// Key id → spend limit and spend in the current period (`stored` is spent).
     keys: HashMap<String, KeyLimit>,
     generation: u64,
+    /// When a store snapshot was last applied.
+    applied: Option<Instant>,
 }
 
 pub struct Budgets {
@@ -73,7 +76,11 @@ struct Shared {
     redis: Arc<RedisLimits>,
     instance: String,
     tx: mpsc::Sender<Delta>,
-    /// Settled costs on each hash not flushed yet (what a flush may take back).
+    /// What this instance truly has pending in each hash: its shared reservations,
+    /// settled costs not yet written, and written costs not yet due to leave. The
+    /// heartbeat writes it outright, so a change lost on the way heals within seconds.
+    truth: Mutex<HashMap<String, i64>>,
+    /// Settled costs on each hash not written yet (what a written record takes back).
     settled: Mutex<HashMap<String, i64>>,
     last_warning_ms: std::sync::atomic::AtomicI64,
 }
@@ -115,10 +122,11 @@ impl Budgets {
             redis: redis.clone(),
             instance: instance.clone(),
             tx,
+            truth: Mutex::new(HashMap::new()),
             settled: Mutex::new(HashMap::new()),
             last_warning_ms: std::sync::atomic::AtomicI64::new(0),
         });
-        Ok(run_shared(redis, instance, rx, stop))
+        Ok(run_shared(self.clone(), redis, instance, rx, stop))
     }
 
     /// Reserves as [`Budgets::reserve`] does, then — shared — against what every instance
@@ -153,35 +161,45 @@ impl Budgets {
             balance,
             key_limit: key_figures,
         };
+        let mut hashes = Vec::with_capacity(2);
+        if balance.is_some() {
+            hashes.push(shared.redis.budget_hash(account, None));
+        }
+        if key_figures.is_some() {
+            hashes.push(shared.redis.budget_hash(account, Some(key)));
+        }
+        // Counted in the truth before the script runs: a heartbeat written meanwhile then
+        // errs on the side of more pending, never less.
+        for hash in &hashes {
+            shared.move_truth(hash, estimate.max(0));
+        }
+        let undo = |shared: &Shared| {
+            for hash in &hashes {
+                shared.move_truth(hash, -estimate.max(0));
+            }
+        };
+        if !self.fresh() {
+            shared.warn("the store's figures are older than the shared budgets' flush delay");
+        }
         match shared.redis.budget_reserve(&check).await {
             Ok(0) => {
-                let mut hashes = Vec::with_capacity(2);
-                if balance.is_some() {
-                    hashes.push(shared.redis.budget_hash(account, None));
-                }
-                if key_figures.is_some() {
-                    hashes.push(shared.redis.budget_hash(account, Some(key)));
-                }
-                // Registers the fields for heartbeats while the request runs.
-                for hash in &hashes {
-                    shared.send(hash.clone(), 0, None);
-                }
                 reservation.shared = hashes;
                 Ok(reservation)
             }
-            Ok(1) => Err(BudgetError::BalanceExhausted),
-            Ok(_) => Err(BudgetError::KeyLimitReached),
+            Ok(1) => {
+                undo(shared);
+                Err(BudgetError::BalanceExhausted)
+            }
+            Ok(_) => {
+                undo(shared);
+                Err(BudgetError::KeyLimitReached)
+            }
             Err(e) => {
-                let now = crate::time::now_ms();
-                let last = shared
-                    .last_warning_ms
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                if now - last > 10_000 {
-                    shared
-                        .last_warning_ms
-                        .store(now, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(error = %e, "redis is unreachable; budgets hold per instance until it answers");
-                }
+                // The script may have run: the heartbeat writes the truth (without it) over it.
+                undo(shared);
+                shared.warn(&format!(
+                    "redis is unreachable ({e}); budgets hold per instance until it answers"
+                ));
                 Ok(reservation)
             }
         }
@@ -256,26 +274,8 @@ impl Budgets {
 
     /// The writer committed these records: their cost is now in the store.
     pub fn flushed(&self, records: &[UsageRecord]) {
-        if let Some(shared) = self.shared.get() {
-            // Every instance reads the store within a second: then the cost leaves Redis.
-            let due = Instant::now() + FLUSH_DELAY;
-            let mut settled = shared.settled.lock().unwrap_or_else(|p| p.into_inner());
-            for r in records.iter().filter(|r| r.cost_nanos > 0) {
-                for hash in [
-                    shared.redis.budget_hash(&r.account_id, None),
-                    shared.redis.budget_hash(&r.account_id, Some(&r.key_id)),
-                ] {
-                    if let Some(left) = settled.get_mut(&hash) {
-                        let take = r.cost_nanos.min(*left);
-                        *left -= take;
-                        if *left == 0 {
-                            settled.remove(&hash);
-                        }
-                        shared.send(hash, -take, Some(due));
-                    }
-                }
-            }
-        }
+        // Every instance reads the store within a second: then the cost leaves Redis.
+        self.unsettle(records, Some(Instant::now() + FLUSH_DELAY));
         let mut inner = self.lock();
         inner.generation += 1;
         for r in records.iter().filter(|r| r.cost_nanos != 0) {
@@ -290,6 +290,52 @@ impl Budgets {
         }
     }
 
+    /// The store refused these records (they went to the quarantine): their cost leaves
+    /// the figures, since no store total will ever hold it.
+    pub fn refused(&self, records: &[UsageRecord]) {
+        self.unsettle(records, None);
+        let mut inner = self.lock();
+        for r in records.iter().filter(|r| r.cost_nanos != 0) {
+            if let Some(a) = inner.accounts.get_mut(&r.account_id) {
+                a.unflushed = a.unflushed.saturating_sub(r.cost_nanos).max(0);
+            }
+            if let Some(k) = inner.keys.get_mut(&r.key_id) {
+                k.spent.unflushed = k.spent.unflushed.saturating_sub(r.cost_nanos).max(0);
+            }
+        }
+    }
+
+    /// Takes written (or refused) records' settled costs back out of Redis, at `due`.
+    fn unsettle(&self, records: &[UsageRecord], due: Option<Instant>) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let mut settled = shared.settled.lock().unwrap_or_else(|p| p.into_inner());
+        for r in records.iter().filter(|r| r.cost_nanos > 0) {
+            for hash in [
+                shared.redis.budget_hash(&r.account_id, None),
+                shared.redis.budget_hash(&r.account_id, Some(&r.key_id)),
+            ] {
+                if let Some(left) = settled.get_mut(&hash) {
+                    let take = r.cost_nanos.min(*left);
+                    *left -= take;
+                    if *left == 0 {
+                        settled.remove(&hash);
+                    }
+                    shared.send(hash, -take, due);
+                }
+            }
+        }
+    }
+
+    /// Whether the store's figures were applied within [`FLUSH_DELAY`] (else another
+    /// instance's written costs may have left Redis before this one saw them).
+    fn fresh(&self) -> bool {
+        self.lock()
+            .applied
+            .is_some_and(|t| t.elapsed() < FLUSH_DELAY)
+    }
+
     /// The current generation, read before a sync queries the store.
     pub fn generation(&self) -> u64 {
         self.lock().generation
@@ -302,6 +348,7 @@ impl Budgets {
         if inner.generation != generation {
             return false;
         }
+        inner.applied = Some(Instant::now());
         for (account, balance) in snapshot.balances {
             inner.accounts.entry(account).or_default().stored = balance;
         }
@@ -371,63 +418,98 @@ impl Budgets {
 }
 
 impl Shared {
+    /// Queues a change of this instance's field; the truth moves now, or when it is due.
     fn send(&self, hash: String, amount: i64, due: Option<Instant>) {
-        if self.tx.try_send(Delta { hash, amount, due }).is_err() {
-            tracing::warn!("the shared budget queue is full; a change to Redis is dropped");
+        if due.is_none() {
+            self.move_truth(&hash, amount);
         }
+        if self.tx.try_send(Delta { hash, amount, due }).is_err() {
+            // The heartbeat writes the truth outright: Redis catches up within seconds.
+            tracing::debug!("the shared budget queue is full; the heartbeat will catch up");
+        }
+    }
+
+    /// A warning, at most every ten seconds.
+    fn warn(&self, message: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = crate::time::now_ms();
+        if now - self.last_warning_ms.load(Relaxed) > 10_000 {
+            self.last_warning_ms.store(now, Relaxed);
+            tracing::warn!("{message}");
+        }
+    }
+
+    fn move_truth(&self, hash: &str, amount: i64) {
+        let mut truth = self.truth.lock().unwrap_or_else(|p| p.into_inner());
+        let v = truth.entry(hash.to_owned()).or_default();
+        *v = v.saturating_add(amount);
     }
 }
 
-/// Applies this instance's changes to its Redis budget fields in order (flushed costs when
-/// due) and says every few seconds that it is alive for each field it holds.
+/// Applies this instance's changes to its Redis budget fields (several queued changes
+/// to one field as one call; written costs when due) and, every few seconds, writes each
+/// field's true value outright, which also says the instance is alive.
 async fn run_shared(
+    budgets: Arc<Budgets>,
     redis: Arc<RedisLimits>,
     instance: String,
     mut rx: mpsc::Receiver<Delta>,
     stop: CancellationToken,
 ) {
     let mut delayed: VecDeque<Delta> = VecDeque::new();
-    let mut held: HashMap<String, i64> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let beat_every = Duration::from_millis(u64::try_from(BUDGET_STALE_MS / 6).unwrap_or(5_000));
     let mut last_beat = Instant::now();
-    let apply = async |d: &Delta, held: &mut HashMap<String, i64>| match redis
-        .budget_adjust(&d.hash, &instance, d.amount)
-        .await
-    {
-        Ok(0) => {
-            held.remove(&d.hash);
+    let adjust = async |moves: HashMap<String, i64>| {
+        for (hash, amount) in moves.into_iter().filter(|(_, a)| *a != 0) {
+            if let Err(e) = redis.budget_adjust(&hash, &instance, amount).await {
+                tracing::debug!(error = %e, "cannot move a shared budget field; the heartbeat will");
+            }
         }
-        Ok(v) => {
-            held.insert(d.hash.clone(), v);
-        }
-        Err(e) => tracing::debug!(error = %e, "cannot move a shared budget field"),
     };
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            d = rx.recv() => match d {
-                None => break,
-                Some(d) if d.due.is_some() => delayed.push_back(d),
-                Some(d) => {
-                    apply(&d, &mut held).await;
-                    // A new field: registered (a zero move leaves no field behind).
-                    if d.amount == 0 { held.insert(d.hash, 1); }
+            d = rx.recv() => {
+                let Some(d) = d else { break };
+                let mut moves: HashMap<String, i64> = HashMap::new();
+                let mut take = |d: Delta| match d.due {
+                    Some(_) => delayed.push_back(d),
+                    None => *moves.entry(d.hash).or_default() += d.amount,
+                };
+                take(d);
+                while let Ok(d) = rx.try_recv() {
+                    take(d);
                 }
+                adjust(moves).await;
             },
             _ = tick.tick() => {
                 let now = Instant::now();
+                let mut moves: HashMap<String, i64> = HashMap::new();
                 while delayed.front().is_some_and(|d| d.due.is_some_and(|t| t <= now)) {
                     if let Some(d) = delayed.pop_front() {
-                        apply(&d, &mut held).await;
+                        if let Some(shared) = budgets.shared.get() {
+                            shared.move_truth(&d.hash, d.amount);
+                        }
+                        *moves.entry(d.hash).or_default() += d.amount;
                     }
                 }
+                adjust(moves).await;
                 if last_beat.elapsed() >= beat_every {
                     last_beat = now;
-                    let hashes: Vec<String> = held.keys().cloned().collect();
-                    for hash in hashes {
-                        let beat = Delta { hash, amount: 0, due: None };
-                        apply(&beat, &mut held).await;
+                    let truth: Vec<(String, i64)> = match budgets.shared.get() {
+                        Some(shared) => {
+                            let mut t = shared.truth.lock().unwrap_or_else(|p| p.into_inner());
+                            let all = t.iter().map(|(h, v)| (h.clone(), *v)).collect();
+                            t.retain(|_, v| *v != 0);
+                            all
+                        }
+                        None => Vec::new(),
+                    };
+                    for (hash, value) in truth {
+                        if let Err(e) = redis.budget_set(&hash, &instance, value).await {
+                            tracing::debug!(error = %e, "cannot write a shared budget field");
+                        }
                     }
                 }
             }
@@ -464,7 +546,8 @@ impl Reservation {
         if cost > 0 {
             let mut settled = shared.settled.lock().unwrap_or_else(|p| p.into_inner());
             for hash in &self.shared {
-                *settled.entry(hash.clone()).or_default() += cost;
+                let v = settled.entry(hash.clone()).or_default();
+                *v = v.saturating_add(cost);
             }
         }
         for hash in self.shared.drain(..) {

@@ -182,10 +182,17 @@ impl Relay {
         let mut content = false;
         if let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&data) {
             if self.head.is_none() && self.client_wants_usage {
+                let text = |v: Option<&serde_json::value::RawValue>| {
+                    v.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+                        .unwrap_or_default()
+                };
                 self.head = Some((
-                    chunk.id.as_deref().unwrap_or("").to_owned(),
-                    chunk.model.as_deref().unwrap_or("").to_owned(),
-                    chunk.created.unwrap_or(0),
+                    text(chunk.id),
+                    text(chunk.model),
+                    chunk
+                        .created
+                        .and_then(|r| r.get().parse::<u64>().ok())
+                        .unwrap_or(0),
                 ));
             }
             if let Some(u) = chunk.usage

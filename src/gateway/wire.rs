@@ -109,12 +109,13 @@ pub struct Native<'a> {
 /// One Chat Completions stream chunk, borrowed from the event: the internal stream event.
 #[derive(Deserialize)]
 pub struct Chunk<'a> {
+    /// Kept raw (any JSON an upstream sends there parses): only our own usage chunk reads them.
     #[serde(borrow, default)]
-    pub id: Option<Cow<'a, str>>,
+    pub id: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    pub model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub created: Option<u64>,
+    pub model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub created: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub choices: Option<Vec<ChoiceDelta<'a>>>,
     #[serde(default)]

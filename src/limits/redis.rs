@@ -126,15 +126,24 @@ end
 return 0
 ";
 
-// Moves this instance's field of one budget hash by ARGV[2] (0: only says it is alive);
-// a field back at zero goes.
+// Moves this instance's field of one budget hash by ARGV[2]; a field back at zero (or
+// below: it was dropped as stale meanwhile, and the heartbeat rewrites it) goes.
 const BUDGET_ADJUST: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if v == 0 then redis.call('HDEL', KEYS[1], ARGV[1], ARGV[1] .. ':t')
+if v <= 0 then redis.call('HDEL', KEYS[1], ARGV[1], ARGV[1] .. ':t')
 else redis.call('HSET', KEYS[1], ARGV[1] .. ':t', now) end
 return v
+";
+
+// Writes this instance's field of one budget hash outright (the heartbeat; 0 removes it).
+const BUDGET_SET: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[2]) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1], ARGV[1] .. ':t'); return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[1] .. ':t', now)
+return 1
 ";
 
 const AUTH_FAILED: &str = r"
@@ -159,6 +168,7 @@ pub struct RedisLimits {
     auth_failed: Script,
     budget_reserve: Script,
     budget_adjust: Script,
+    budget_set: Script,
 }
 
 /// One budget check made in Redis: the figures this instance read from the store.
@@ -233,6 +243,7 @@ impl RedisLimits {
             auth_failed: Script::new(AUTH_FAILED),
             budget_reserve: Script::new(BUDGET_RESERVE),
             budget_adjust: Script::new(BUDGET_ADJUST),
+            budget_set: Script::new(BUDGET_SET),
         }
     }
 
@@ -346,6 +357,18 @@ impl RedisLimits {
     ) -> Result<i64, RedisError> {
         let mut call = self.budget_adjust.key(hash);
         call.arg(instance).arg(delta);
+        self.invoke(&call).await
+    }
+
+    /// Writes this instance's pending amount in one budget hash outright.
+    pub async fn budget_set(
+        &self,
+        hash: &str,
+        instance: &str,
+        value: i64,
+    ) -> Result<i64, RedisError> {
+        let mut call = self.budget_set.key(hash);
+        call.arg(instance).arg(value);
         self.invoke(&call).await
     }
 

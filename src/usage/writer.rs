@@ -147,6 +147,14 @@ impl Committer {
                     };
                     if let Some(b) = budgets {
                         b.flushed(&stored);
+                        if !written.refused.is_empty() {
+                            let refused: Vec<UsageRecord> = written
+                                .refused
+                                .iter()
+                                .filter_map(|(i, _)| batch.get(*i).cloned())
+                                .collect();
+                            b.refused(&refused);
+                        }
                     }
                     if let Some(m) = &self.metrics {
                         for r in stored.iter() {

@@ -398,10 +398,19 @@ async fn an_unreachable_store_fails_fast_then_recovers_without_losing_a_record()
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Unready: /v1 fails fast with a clear, retryable 503.
-    let started = Instant::now();
-    let resp = app.chat(&chat_body("refused")).await;
-    assert!(started.elapsed() < Duration::from_millis(500), "fail fast");
+    // Unready: /v1 fails fast with a clear, retryable 503 (once the key refresh has seen
+    // the store gone too: two misses, ~0.5 s, which a loaded machine may stretch).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (resp, took) = loop {
+        let started = Instant::now();
+        let resp = app.chat(&chat_body("refused")).await;
+        if resp.status() == 503 || Instant::now() > deadline {
+            break (resp, started.elapsed());
+        }
+        served += usize::from(resp.status() == 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(took < Duration::from_millis(500), "fail fast");
     assert_eq!(resp.headers()["retry-after"], "1");
     let err = openai_error(resp, 503).await;
     assert_eq!(err["error"]["code"], "store_unavailable");

@@ -66,7 +66,7 @@ async function createAlert(account, refresh) {
   const kind = h("select", { name: "kind", id: "alert-kind" }, Object.entries(KINDS).map(([v, t]) => h("option", { value: v }, t)));
   const key = h("select", { name: "key_id", id: "alert-key" }, keys.map((k) => h("option", { value: k.id }, `${k.name} (limit $${k.limits.spend_limit_usd} per ${k.limits.spend_limit_period || "total"})`)));
   const amount = h("input", { name: "threshold", id: "alert-threshold", inputmode: "decimal", value: "80", required: true });
-  const url = h("input", { name: "webhook_url", id: "alert-webhook", type: "url", placeholder: "https://example.com/hooks/instagen" });
+  const url = h("input", { name: "webhook_url", id: "alert-webhook", type: "url", placeholder: "https address of your receiver" });
   const email = h("input", { type: "checkbox", name: "email", id: "alert-email", checked: true });
   const keyField = field("Key", key, keys.length ? null : "No key of this account has a spend limit.");
   const amountField = field("Threshold", amount, "Percent of the key's limit");

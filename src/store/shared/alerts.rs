@@ -156,18 +156,22 @@ impl ThisStore {
         Ok(())
     }
 
-    /// Up to `limit` pending deliveries whose time has come.
+    /// Up to `limit` pending deliveries whose time has come; emails only `with_email`
+    /// (an instance without an SMTP server leaves them to one with).
     pub async fn due_deliveries(
         &self,
         now_ms: i64,
         limit: i64,
+        with_email: bool,
     ) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM alert_deliveries WHERE status = 'pending' AND next_attempt_ms <= $1
+               AND (channel = 'webhook' OR $3)
              ORDER BY next_attempt_ms LIMIT $2",
         )
         .bind(now_ms)
         .bind(limit)
+        .bind(with_email)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(delivery_of).collect()
@@ -248,10 +252,8 @@ impl ThisStore {
         now_ms: i64,
         notice: impl Fn(&str, &str) -> Delivery,
     ) -> Result<usize, StoreError> {
+        // The write comes first: on SQLite a read-then-write transaction can fail to upgrade.
         let mut tx = self.pool.begin().await?;
-        let earlier: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM privacy_notices")
-            .fetch_one(&mut *tx)
-            .await?;
         let inserted = sqlx::query(
             "INSERT INTO privacy_notices (version, noticed_ms) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
         )
@@ -260,7 +262,11 @@ impl ThisStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if inserted == 0 || earlier == 0 {
+        let versions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM privacy_notices")
+            .fetch_one(&mut *tx)
+            .await?;
+        // The first version ever recorded is nobody's news.
+        if inserted == 0 || versions <= 1 {
             tx.commit().await?;
             return Ok(0);
         }
