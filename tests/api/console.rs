@@ -314,6 +314,21 @@ async fn seed_busy_account(app: &TestApp) {
             });
         }
     }
+    // Requests refused before any model served them (an unknown model, say).
+    for i in 0..3 {
+        records.push(instagen::usage::UsageRecord {
+            request_id: format!("req_seed_refused_{i}"),
+            account_id: app.account_id.clone(),
+            key_id: keys[1].clone(),
+            endpoint: "chat.completions".into(),
+            model: None,
+            started_ms: now - (i + 1) * hour,
+            finished_ms: now - (i + 1) * hour + 2,
+            status: 404,
+            error_kind: Some("model_not_found".into()),
+            ..Default::default()
+        });
+    }
     app.store.insert_usage(&records).await.unwrap();
     admin::post_to_ledger(
         &app.store,
@@ -410,6 +425,7 @@ async fn console_pages_render_a_busy_account_for_owners_and_operators_at_desktop
         models.contains("qwen3-235b") && models.contains("llama-3.1-8b"),
         "{models}"
     );
+    assert!(models.contains("refused before routing"), "{models}");
     let keys = b.text_of("#by-key").await;
     assert!(
         keys.contains("backend-prod") && keys.contains("notebook"),

@@ -1,7 +1,7 @@
 // Billing: balance, this month's spend by model, and the ledger (credits, usage, adjustments).
 
 import { get, acct } from "./api.js";
-import { h, clear, card, section, table, fmtInt, fmtUsd, fmtTime, nanosToUsd, badge } from "./ui.js";
+import { h, clear, card, section, table, fmtInt, fmtUsd, fmtTime, nanosToUsd, badge, modelCell } from "./ui.js";
 
 export async function render(main, ctx) {
   const id = ctx.accountId;
@@ -26,7 +26,7 @@ export async function render(main, ctx) {
       card("Not yet posted", fmtUsd(bill.unposted_usage_usd), "usage since the last posting", { title: `$${bill.unposted_usage_usd}` }),
       card(`Spend in ${monthName}`, fmtUsd(month.totals.cost_usd), `${fmtInt(month.totals.requests)} requests`, { id: "card-month", title: `$${month.totals.cost_usd}` })),
     section(`Spend by model, ${monthName}`, table([
-      { label: "Model", cell: (p) => h("code", {}, p.group) },
+      { label: "Model", cell: modelCell },
       { label: "Requests", num: true, cell: (p) => fmtInt(p.requests) },
       { label: "Input tokens", num: true, cell: (p) => fmtInt(p.input_tokens) },
       { label: "Cache reads", num: true, cell: (p) => fmtInt(p.cached_input_tokens) },

@@ -1,7 +1,7 @@
 // Dashboard: totals, a chart over time and breakdowns by model and key, for a chosen period.
 
 import { get, getAll, acct } from "./api.js";
-import { h, clear, card, section, table, fmtInt, fmtUsd, segmented, loading, errorBox, field } from "./ui.js";
+import { h, clear, card, section, table, fmtInt, fmtUsd, segmented, loading, errorBox, field, modelCell } from "./ui.js";
 import { barChart } from "./chart.js";
 
 const BUCKET_MS = { minute: 60000, hour: 3600000, day: 86400000 };
@@ -151,7 +151,7 @@ function draw(results, all, models, keys, keyList) {
   clear(results,
     cards,
     h("section", { class: "panel" }, chartHead, chartBox),
-    section("By model", table(cols("Model", (p) => h("code", {}, p.group)), models, "No usage.", { id: "by-model" })),
+    section("By model", table(cols("Model", modelCell), models, "No usage.", { id: "by-model" })),
     section("By key", table(cols("Key", keyCell), keys, "No usage.", { id: "by-key" })));
   drawChart();
   let width = chartBox.clientWidth;

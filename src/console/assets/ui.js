@@ -84,6 +84,13 @@ export function card(label, value, sub, props = {}) {
     sub ? h("div", { class: "card-sub" }, sub) : null);
 }
 
+// A model column's cell: requests refused before any model served them (no route, not
+// allowed, limited) have no model, and say so.
+export function modelCell(p) {
+  if (!p.group) return h("span", { class: "muted", title: "refused before routing: unknown or disallowed model, region, limits or budget" }, "refused before routing");
+  return h("code", {}, p.group);
+}
+
 export function section(title, ...children) {
   return h("section", { class: "panel" }, title ? h("h2", {}, title) : null, ...children);
 }

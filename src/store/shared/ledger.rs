@@ -89,7 +89,10 @@ pub(in crate::store) async fn post_sums(
             continue;
         }
         let billing_id: String = row.try_get("billing_id")?;
-        let memo = format!("{n} requests");
+        let memo = match n {
+            1 => "1 request".to_owned(),
+            n => format!("{n} requests"),
+        };
         append(
             conn,
             &billing_id,
