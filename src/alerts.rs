@@ -18,7 +18,7 @@ use crate::store::{
     AlertKind, AlertRule, Channel, Delivery, DeliveryStatus, Granularity, GroupBy, Store,
     StoreError,
 };
-use crate::time::{format_rfc3339, month_start_ms, now_ms};
+use crate::time::{day_start_ms, format_rfc3339, month_start_ms, now_ms};
 
 const DAY_MS: i64 = 86_400_000;
 /// How long one attempt holds its delivery before another instance may take it.
@@ -52,9 +52,7 @@ pub struct Alerts {
 /// A rule's webhook signing secret, derived from the server secret and the rule's id:
 /// nothing to store, shown to the owner when the rule is made.
 pub fn webhook_secret(hasher: &KeyHasher, rule_id: &str) -> String {
-    let mac = hasher.hash("webhook-signing", rule_id);
-    let hex: String = mac.0.iter().map(|b| format!("{b:02x}")).collect();
-    format!("whsec_{hex}")
+    format!("whsec_{}", hasher.derive("webhook-signing", rule_id))
 }
 
 impl Alerts {
@@ -87,7 +85,7 @@ impl Alerts {
             return Ok(0);
         }
         let now = now_ms();
-        let day = now - now.rem_euclid(DAY_MS);
+        let day = day_start_ms(now);
         let month = month_start_ms(now);
         let wants = |k: AlertKind| rules.iter().any(|r| r.kind == k);
         let key_spend: HashMap<String, (i64, i64)> = match wants(AlertKind::KeySpend) {
@@ -222,21 +220,10 @@ impl Alerts {
         .to_string();
         let delivery = |channel, target: &str, user_id: Option<String>| -> Result<_, AlertError> {
             Ok(Delivery {
-                id: new_id("dlv_")?,
                 rule_id: Some(rule.id.clone()),
                 account_id: Some(rule.account_id.clone()),
                 user_id,
-                channel,
-                target: target.to_owned(),
-                event: event.clone(),
-                payload: payload.clone(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_ms: now,
-                last_status: None,
-                last_error: None,
-                created_ms: now,
-                delivered_ms: None,
+                ..Delivery::queued(new_id("dlv_")?, channel, target, &event, &payload, now)
             })
         };
         let mut out = Vec::new();
@@ -273,22 +260,16 @@ impl Alerts {
         Ok(self
             .store
             .notice_privacy_version(version, now, |user, email| Delivery {
-                // One notice per user and version: the instant and the user make it unique.
-                id: format!("dlv_p{now}_{user}"),
-                rule_id: None,
-                account_id: None,
                 user_id: Some(user.to_owned()),
-                channel: Channel::Email,
-                target: email.to_owned(),
-                event: "privacy.policy_changed".to_owned(),
-                payload: payload.clone(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_ms: now,
-                last_status: None,
-                last_error: None,
-                created_ms: now,
-                delivered_ms: None,
+                // One notice per user and version: the instant and the user make it unique.
+                ..Delivery::queued(
+                    format!("dlv_p{now}_{user}"),
+                    Channel::Email,
+                    email,
+                    "privacy.policy_changed",
+                    &payload,
+                    now,
+                )
             })
             .await?)
     }

@@ -507,7 +507,7 @@ async fn sync_budgets(
     for _ in 0..4 {
         let generation = budgets.generation();
         let now = time::now_ms();
-        let day = now - now.rem_euclid(86_400_000);
+        let day = time::day_start_ms(now);
         let month = time::month_start_ms(now);
         let snapshot = billing::budget::Snapshot {
             balances: store.balances().await?,

@@ -43,6 +43,11 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     )
 }
 
+/// The first instant (UTC) of the day containing `ms`.
+pub fn day_start_ms(ms: i64) -> i64 {
+    ms - ms.rem_euclid(86_400_000)
+}
+
 /// The first instant (UTC) of the month containing `ms`.
 pub fn month_start_ms(ms: i64) -> i64 {
     let (y, m, _) = civil_from_days(ms.div_euclid(86_400_000));

@@ -18,7 +18,7 @@ use crate::billing::Money;
 use crate::error::ApiError;
 use crate::limits::Quota;
 use crate::store::UsageStats;
-use crate::time::{format_rfc3339, month_start_ms, now_ms};
+use crate::time::{day_start_ms, format_rfc3339, month_start_ms, now_ms};
 use crate::usage::UsageRecord;
 
 /// An amount as an exact JSON number (nine decimals), written from nano-dollars.
@@ -199,7 +199,7 @@ pub async fn key(
         .await
         .map_err(|_| ApiError::StoreUnavailable)?;
     let now = now_ms();
-    let day = now - now.rem_euclid(86_400_000);
+    let day = day_start_ms(now);
     let (today, this_month) = state
         .store
         .key_usage_day_and_month(&key.key_id, day, month_start_ms(now))

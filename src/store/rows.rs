@@ -576,3 +576,33 @@ pub struct Delivery {
     pub created_ms: i64,
     pub delivered_ms: Option<i64>,
 }
+
+impl Delivery {
+    /// A delivery queued at `now`, due at once, of nobody's rule, account or user yet.
+    pub fn queued(
+        id: String,
+        channel: Channel,
+        target: &str,
+        event: &str,
+        payload: &str,
+        now: i64,
+    ) -> Self {
+        Self {
+            id,
+            rule_id: None,
+            account_id: None,
+            user_id: None,
+            channel,
+            target: target.to_owned(),
+            event: event.to_owned(),
+            payload: payload.to_owned(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_ms: now,
+            last_status: None,
+            last_error: None,
+            created_ms: now,
+            delivered_ms: None,
+        }
+    }
+}

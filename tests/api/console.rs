@@ -356,22 +356,18 @@ async fn seed_busy_account(app: &TestApp) {
     .await
     .unwrap();
     let delivery = instagen::store::Delivery {
-        id: "dlv_seed".into(),
         rule_id: Some(alert.id.clone()),
         account_id: Some(app.account_id.clone()),
-        user_id: None,
-        channel: instagen::store::Channel::Webhook,
-        target: "https://hooks.example.com/instagen".into(),
-        event: "alert.balance_below".into(),
-        payload: "{}".into(),
-        status: instagen::store::DeliveryStatus::Pending,
-        attempts: 0,
         // Far ahead: the delivery loop leaves it be.
         next_attempt_ms: now + 86_400_000,
-        last_status: None,
-        last_error: None,
-        created_ms: now,
-        delivered_ms: None,
+        ..instagen::store::Delivery::queued(
+            "dlv_seed".into(),
+            instagen::store::Channel::Webhook,
+            "https://hooks.example.com/instagen",
+            "alert.balance_below",
+            "{}",
+            now,
+        )
     };
     assert!(
         app.store
