@@ -36,6 +36,11 @@ fi
 if command -v npm >/dev/null && [ ! -f tests/sdk/node/node_modules/openai/package.json ]; then
   npm ci --prefix tests/sdk/node --no-audit --no-fund --loglevel=error
 fi
+# axe-core audits the console's accessibility in tests/api/console.rs.
+if command -v npm >/dev/null && [ ! -f tests/console/node_modules/axe-core/axe.min.js ]; then
+  npm ci --prefix tests/console --no-audit --no-fund --loglevel=error ||
+    echo "warning: could not install axe-core; the console tests will fail under CI"
+fi
 # The real coding agents (Codex CLI, Claude Code) drive the server in
 # tests/api/coding_agents.rs; ~800 MiB of native binaries, so bounded in time.
 if command -v npm >/dev/null && [ ! -f tests/agents/node_modules/@openai/codex/package.json ]; then

@@ -585,6 +585,25 @@ impl Store {
     ) -> Result<Option<UsageRecord>, StoreError> {
         dispatch!(self, s => s.usage_record(account_id, request_id).await)
     }
+    /// The account's records (one key's with `key_id`), newest first, before `before`.
+    pub async fn recent_usage_records(
+        &self,
+        account_id: &str,
+        key_id: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        dispatch!(self, s => s.recent_usage_records(account_id, key_id, before, limit).await)
+    }
+    /// Usage per endpoint in `[from_ms, to_ms)`, from the per-request records.
+    pub async fn usage_by_endpoint(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsagePoint>, StoreError> {
+        dispatch!(self, s => s.usage_by_endpoint(account_id, from_ms, to_ms).await)
+    }
     /// A key's usage since the start of `day_ms`'s day and of `month_ms`'s month.
     pub async fn key_usage_day_and_month(
         &self,

@@ -17,6 +17,7 @@ mod openapi;
 mod page;
 mod privacy;
 mod providers;
+mod requests;
 mod session;
 mod tokens;
 mod usage;

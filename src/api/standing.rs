@@ -33,8 +33,10 @@ struct Data<T> {
     data: T,
 }
 
+/// The metadata record of one request, as `/v1/generations/{id}` and the management API's
+/// request log give it.
 #[derive(Serialize)]
-struct Generation<'a> {
+pub(crate) struct Generation<'a> {
     id: &'a str,
     key_id: &'a str,
     endpoint: &'a str,
@@ -185,6 +187,41 @@ impl From<Quota> for Remaining {
     }
 }
 
+/// A key's spend today and this month (UTC), and in its spend limit's period.
+pub(crate) struct KeySpend {
+    pub today: UsageStats,
+    pub this_month: UsageStats,
+    /// Spent in the limit's period (`day`, `month`, else all time), with what this
+    /// instance has settled but not yet written and what is in flight.
+    pub in_period_nanos: i64,
+    /// Where that period starts (epoch ms; 0 for all time).
+    pub period_start_ms: i64,
+}
+
+pub(crate) async fn key_spend(
+    state: &AppState,
+    info: &crate::store::KeyInfo,
+) -> Result<KeySpend, crate::store::StoreError> {
+    let now = now_ms();
+    let (day, month) = (day_start_ms(now), month_start_ms(now));
+    let (today, this_month) = state
+        .store
+        .key_usage_day_and_month(&info.id, day, month)
+        .await?;
+    let (stored, period_start_ms) = match info.limits.spend_limit_period.as_deref() {
+        Some("day") => (today.cost_nanos, day),
+        Some("month") => (this_month.cost_nanos, month),
+        _ => (info.usage.all_time.cost_nanos, 0),
+    };
+    let in_period_nanos = state.budgets.key_spent(&info.id).unwrap_or(stored);
+    Ok(KeySpend {
+        today,
+        this_month,
+        in_period_nanos,
+        period_start_ms,
+    })
+}
+
 /// `GET /v1/key`: the asking key's own standing. Usage days and months are UTC.
 pub async fn key(
     State(state): State<Arc<AppState>>,
@@ -198,24 +235,18 @@ pub async fn key(
         .key(&key.account_id, &key.key_id)
         .await
         .map_err(|_| ApiError::StoreUnavailable)?;
-    let now = now_ms();
-    let day = day_start_ms(now);
-    let (today, this_month) = state
-        .store
-        .key_usage_day_and_month(&key.key_id, day, month_start_ms(now))
+    let KeySpend {
+        today,
+        this_month,
+        in_period_nanos,
+        ..
+    } = key_spend(&state, &info)
         .await
         .map_err(|_| ApiError::StoreUnavailable)?;
     let period = info.limits.spend_limit_period.clone();
-    let remaining = key.spend_limit_nanos.map(|limit| {
-        let stored = match period.as_deref() {
-            Some("day") => today.cost_nanos,
-            Some("month") => this_month.cost_nanos,
-            _ => info.usage.all_time.cost_nanos,
-        };
-        // This instance's view adds what is settled but unwritten and what is in flight.
-        let spent = state.budgets.key_spent(&key.key_id).unwrap_or(stored);
-        limit.saturating_sub(spent).max(0)
-    });
+    let remaining = key
+        .spend_limit_nanos
+        .map(|limit| limit.saturating_sub(in_period_nanos).max(0));
     let rates = state.limits.remaining(&key).await;
     let q = key.limits;
     let standing = Standing {

@@ -87,6 +87,7 @@ impl Browser {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let resp: Value = http
             .post(format!("{base}/session"))
@@ -227,6 +228,70 @@ impl Browser {
     pub async fn run(&self, script: &str, args: Value) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": args}))
             .await
+    }
+
+    /// The browser log's errors since the last call (JavaScript errors, CSP violations,
+    /// failed loads), as `source: message` lines.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let entries = self.post("/se/log", json!({"type": "browser"})).await;
+        let entries = entries
+            .as_array()
+            .unwrap_or_else(|| panic!("chromedriver gave no browser log: {entries}"));
+        entries
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["source"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    }
+
+    /// Fails on any error in the browser log except a failed load in `expected` (each a
+    /// `path status` pair, e.g. `/api/v1/session 401` for the signed-out probe).
+    pub async fn assert_clean_console(&self, at: &str, expected: &[(&str, u16)]) {
+        let errors: Vec<String> = self
+            .console_errors()
+            .await
+            .into_iter()
+            .filter(|e| {
+                !expected.iter().any(|(path, status)| {
+                    e.starts_with("network: ")
+                        && e.contains(&format!("{path} "))
+                        && e.contains(&format!("status of {status} "))
+                })
+            })
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{at}: the browser logged errors:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    /// Runs axe-core (`source`, the text of `axe.min.js`) on the page against WCAG 2.1 A
+    /// and AA; returns each violation as `rule (impact): help — targets`.
+    pub async fn accessibility_violations(&self, source: &str) -> Vec<String> {
+        self.run(&format!("{source}\n;return true;"), json!([]))
+            .await;
+        let result = self
+            .run_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                   .then(r => done(r.violations.map(v => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 5).map(n => n.target.join(' ')).join(', ')}`)),
+                         e => done(['axe failed: ' + e]));",
+                json!([]),
+            )
+            .await;
+        result
+            .as_array()
+            .unwrap_or_else(|| panic!("axe gave no result: {result}"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Saves a PNG of the viewport to `target/console-screenshots/<name>.png`.

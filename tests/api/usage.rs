@@ -308,3 +308,223 @@ async fn million_record_analytics_benchmark() {
         hourly_t
     );
 }
+
+/// The console's request log and endpoint breakdown: every request's metadata, newest
+/// first and paged, one key's alone, one by its id; never anyone else's.
+#[tokio::test]
+async fn request_log_and_endpoint_breakdown_give_each_request_s_metadata_to_its_account() {
+    let app = TestApp::spawn().await;
+    for _ in 0..2 {
+        assert_eq!(app.chat(&chat_body("one two three")).await.status(), 200);
+    }
+    let resp = app
+        .client
+        .post(app.url("/v1/responses"))
+        .bearer_auth(&app.key)
+        .json(&json!({"model": MODEL, "input": "four five"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let records = app.records(3).await;
+    let cost: i64 = records.iter().map(|r| r.cost_nanos).sum();
+
+    // By endpoint: the two chat completions and the Responses call, adding up to the total.
+    let (status, a) = api(
+        &app,
+        Method::GET,
+        &analytics_path(&app, "range=24h&group_by=endpoint"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{a}");
+    let groups = a["groups"].as_array().unwrap();
+    let of = |e: &str| groups.iter().find(|g| g["group"] == e).cloned();
+    assert_eq!(of("chat.completions").unwrap()["requests"], 2, "{a}");
+    assert_eq!(of("responses").unwrap()["requests"], 1, "{a}");
+    let sum: i64 = groups
+        .iter()
+        .map(|g| g["cost_nanos"].as_i64().unwrap())
+        .sum();
+    assert_eq!(sum, cost);
+    assert_eq!(a["totals"]["cost_nanos"], cost);
+
+    // The log, two at a time, newest first: every request once.
+    let base = format!("/api/v1/accounts/{}/requests", app.account_id);
+    let (status, first) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?limit=2"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?limit=2&cursor={cursor}"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let seen: Vec<Value> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["data"].as_array().unwrap())
+        .cloned()
+        .collect();
+    assert_eq!(seen.len(), 3, "{first} {second}");
+    let started: Vec<i64> = seen
+        .iter()
+        .map(|g| g["started_ms"].as_i64().unwrap())
+        .collect();
+    assert!(started.windows(2).all(|w| w[0] >= w[1]), "{started:?}");
+    for r in &records {
+        let g = seen
+            .iter()
+            .find(|g| g["id"] == r.request_id.as_str())
+            .unwrap_or_else(|| panic!("{} is not in the log", r.request_id));
+        assert_eq!(g["tokens"]["input"].as_u64(), Some(r.input_tokens));
+        assert_eq!(
+            g["cost_usd"],
+            instagen::billing::Money::from_nanos(r.cost_nanos).to_string()
+        );
+        assert!(g.get("messages").is_none() && g.get("input").is_none());
+    }
+
+    // One key's log; another key's is empty.
+    let (_, mine) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?key_id={}", app.key_id),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 3);
+    let (_, other) = api(
+        &app,
+        Method::GET,
+        &format!("{base}?key_id=no-such-key"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(other["data"], json!([]));
+
+    // One record by its request id; an unknown id, or one asked of another account, is 404.
+    let id = &records[0].request_id;
+    let (status, one) = api(
+        &app,
+        Method::GET,
+        &format!("{base}/{id}"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], id.as_str());
+    assert_eq!(one["key_id"], app.key_id.as_str());
+    let (status, _) = api(
+        &app,
+        Method::GET,
+        &format!("{base}/req_nope"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, other) = api(
+        &app,
+        Method::POST,
+        "/api/v1/accounts",
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "elsewhere"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{other}");
+    let elsewhere = other["account"]["id"]
+        .as_str()
+        .or(other["id"].as_str())
+        .unwrap();
+    let (status, _) = api(
+        &app,
+        Method::GET,
+        &format!("/api/v1/accounts/{elsewhere}/requests/{id}"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "a record is found only under its own account");
+
+    for (bad, field) in [
+        ("limit=0", "limit"),
+        ("cursor=nonsense", "cursor"),
+        ("key_id=", "key_id"),
+    ] {
+        let (status, err) = api(
+            &app,
+            Method::GET,
+            &format!("{base}?{bad}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {err}");
+        assert_eq!(err["error"]["field"], field, "{bad}: {err}");
+    }
+}
+
+/// A key's page shows its spend against its spend limit in the limit's period.
+#[tokio::test]
+async fn a_key_read_alone_carries_its_spend_against_its_spend_limit() {
+    let app = TestApp::spawn().await;
+    let path = format!("/api/v1/accounts/{}/keys/{}", app.account_id, app.key_id);
+    let (status, patched) = api(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(ADMIN_TOKEN),
+        Some(&json!({"limits": {"spend_limit_usd": "1", "spend_limit_period": "day"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(app.chat(&chat_body("one two three")).await.status(), 200);
+    let cost = app.records(1).await[0].cost_nanos;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let key = loop {
+        let (status, key) = api(&app, Method::GET, &path, Some(ADMIN_TOKEN), None).await;
+        assert_eq!(status, 200, "{key}");
+        if key["spend"]["today"]["requests"] == 1 {
+            break key;
+        }
+        assert!(std::time::Instant::now() < deadline, "{key}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let usd = |n: i64| instagen::billing::Money::from_nanos(n).to_string();
+    let spend = &key["spend"];
+    assert_eq!(spend["period"], "day");
+    assert_eq!(spend["limit_usd"], "1.000000000");
+    assert_eq!(spend["spent_in_period_usd"], usd(cost));
+    assert_eq!(spend["remaining_usd"], usd(1_000_000_000 - cost));
+    assert_eq!(spend["this_month"]["cost_nanos"], cost);
+    assert_eq!(
+        spend["period_start_ms"],
+        instagen::time::day_start_ms(instagen::time::now_ms())
+    );
+    // Lists stay lean: the spend comes with a single key only.
+    let (_, list) = api(
+        &app,
+        Method::GET,
+        &format!("/api/v1/accounts/{}/keys", app.account_id),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert!(list["data"][0].get("spend").is_none(), "{list}");
+}

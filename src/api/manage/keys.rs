@@ -5,13 +5,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use super::auth::{Need, Principal};
 use super::error::{MgmtError, parse};
 use crate::admin;
 use crate::app::AppState;
+use crate::billing::Money;
 use crate::store::{KeyLimits, KeySpec, KeyStatus, KeyUpdate};
 
 #[derive(Deserialize)]
@@ -119,7 +120,53 @@ pub async fn get(
     Path((account, id)): Path<(String, String)>,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Read).await?;
-    Ok(axum::Json(state.store.key(&account, &id).await?).into_response())
+    let key = state.store.key(&account, &id).await?;
+    let spend = crate::api::standing::key_spend(&state, &key).await?;
+    let limit = key
+        .limits
+        .spend_limit_usd
+        .as_deref()
+        .and_then(|l| Money::parse_usd(l).ok());
+    let usd = |n: i64| Money::from_nanos(n).to_string();
+    let view = KeyView {
+        spend: Spend {
+            period: key
+                .limits
+                .spend_limit_period
+                .as_deref()
+                .filter(|_| limit.is_some())
+                .unwrap_or("total"),
+            period_start_ms: spend.period_start_ms,
+            spent_in_period_usd: usd(spend.in_period_nanos),
+            limit_usd: limit.map(|l| usd(l.nanos())),
+            remaining_usd: limit
+                .map(|l| usd(l.nanos().saturating_sub(spend.in_period_nanos).max(0))),
+            today: spend.today,
+            this_month: spend.this_month,
+        },
+        key: &key,
+    };
+    Ok(axum::Json(view).into_response())
+}
+
+/// One key with its spend: today, this month, and in its spend limit's period.
+#[derive(Serialize)]
+struct KeyView<'a> {
+    #[serde(flatten)]
+    key: &'a crate::store::KeyInfo,
+    spend: Spend<'a>,
+}
+
+#[derive(Serialize)]
+struct Spend<'a> {
+    today: crate::store::UsageStats,
+    this_month: crate::store::UsageStats,
+    /// `day`, `month` or `total` (also without a limit).
+    period: &'a str,
+    period_start_ms: i64,
+    spent_in_period_usd: String,
+    limit_usd: Option<String>,
+    remaining_usd: Option<String>,
 }
 
 /// Distinguishes "absent" (leave as is) from `null` (clear) for optional fields.

@@ -6,7 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{accounts, alerts, billing, keys, models, privacy, providers, session, tokens, usage};
+use super::{
+    accounts, alerts, billing, keys, models, privacy, providers, requests, session, tokens, usage,
+};
 use crate::app::AppState;
 
 use axum::response::{IntoResponse, Response};
@@ -528,6 +530,26 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "get",
+        "/api/v1/accounts/{account}/requests",
+        "The request log, newest first: each request's metadata (endpoint, model, status, timings, each token kind, cost), never content; `key_id` narrows it to one key",
+        "viewer",
+        None,
+        200,
+        Some("GenerationList"),
+        || get(requests::list),
+    ),
+    r(
+        "get",
+        "/api/v1/accounts/{account}/requests/{request_id}",
+        "One request's metadata record, by the x-request-id of its answer",
+        "viewer",
+        None,
+        200,
+        Some("Generation"),
+        || get(requests::get),
+    ),
+    r(
+        "get",
         "/api/v1/accounts/{account}/usage",
         "Usage analytics: totals, a time series and groups (by model or key) over a range",
         "viewer",
@@ -659,6 +681,7 @@ fn is_paged(method: &str, path: &str) -> bool {
             "/audit",
             "/security-events",
             "/invitations",
+            "/requests",
         ]
         .iter()
         .any(|end| path.ends_with(end))
@@ -808,12 +831,28 @@ fn schemas() -> Value {
             "series": {"type": "array", "items": {"$ref": "#/components/schemas/UsagePoint"}},
             "groups": {"type": "array", "items": {"$ref": "#/components/schemas/UsagePoint"}}})),
         "UsageStats": stats,
+        "Generation": obj(&["id", "key_id", "endpoint", "status", "created_at", "started_ms", "finished_ms", "tokens", "estimated", "cost_usd"], json!({
+            "id": {"type": "string", "description": "the x-request-id of the answer"}, "key_id": s("string"), "endpoint": s("string"),
+            "model": opt("string"), "provider": opt("string"), "region": opt("string"), "stream": s("boolean"),
+            "status": s("integer"), "error": {"type": ["string", "null"], "description": "the error kind of a failed request"},
+            "created_at": s("string"), "started_ms": s("integer"), "finished_ms": s("integer"), "latency_us": s("integer"),
+            "time_to_first_token_us": opt("integer"), "attempts": s("integer"),
+            "tokens": obj(&["input", "cached_input", "cache_write_5m", "cache_write_1h", "output", "reasoning"], json!({
+                "input": s("integer"), "cached_input": s("integer"), "cache_write_5m": s("integer"),
+                "cache_write_1h": s("integer"), "output": s("integer"), "reasoning": s("integer")})),
+            "estimated": s("boolean"), "cost": {"type": ["number", "null"], "description": "exact USD as a JSON number"},
+            "cost_usd": {"type": "string", "description": "exact USD, nine decimals"}})),
+        "GenerationList": paged_list_of("Generation"),
         "Key": obj(&["id", "account_id", "name", "status", "prefix", "usage"], json!({
             "id": s("string"), "account_id": s("string"), "name": s("string"), "description": s("string"),
             "status": {"enum": ["active", "disabled", "deleted"]}, "prefix": s("string"),
             "created_ms": s("integer"), "updated_ms": s("integer"), "expires_ms": opt("integer"),
             "allowed_models": models, "allowed_regions": models, "limits": {"$ref": "#/components/schemas/KeyLimits"},
             "previous_secret_valid_until_ms": opt("integer"),
+            "spend": {"type": "object", "description": "single-key reads only: spend today, this month (UTC) and in the spend limit's period",
+                "properties": {"today": {"$ref": "#/components/schemas/UsageStats"}, "this_month": {"$ref": "#/components/schemas/UsageStats"},
+                    "period": {"enum": ["day", "month", "total"]}, "period_start_ms": s("integer"), "spent_in_period_usd": s("string"),
+                    "limit_usd": opt("string"), "remaining_usd": opt("string")}},
             "usage": obj(&["last_24h", "last_30d", "all_time"], json!({"last_used_ms": opt("integer"),
                 "last_24h": {"$ref": "#/components/schemas/UsageStats"}, "last_30d": {"$ref": "#/components/schemas/UsageStats"},
                 "all_time": {"$ref": "#/components/schemas/UsageStats"}}))})),
@@ -886,12 +925,15 @@ pub fn document() -> &'static Value {
             if route.method == "get" && route.path.ends_with("/keys") {
                 params.push(json!({"name": "include_deleted", "in": "query", "required": false, "schema": {"type": "boolean"}}));
             }
+            if route.path.ends_with("/requests") {
+                params.push(json!({"name": "key_id", "in": "query", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}));
+            }
             if is_paged(route.method, route.path) {
                 params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}));
                 params.push(json!({"name": "cursor", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 512}, "description": "next_cursor of the previous page"}));
             }
             if route.path.ends_with("/usage") {
-                for (q, e) in [("range", json!(["24h", "7d", "30d"])), ("bucket", json!(["minute", "hour", "day"])), ("group_by", json!(["model", "key"]))] {
+                for (q, e) in [("range", json!(["24h", "7d", "30d"])), ("bucket", json!(["minute", "hour", "day"])), ("group_by", json!(["model", "key", "endpoint"]))] {
                     params.push(json!({"name": q, "in": "query", "required": false, "schema": {"type": "string", "enum": e}}));
                 }
             }

@@ -77,7 +77,15 @@ struct Analytics {
     from: i64,
     to: i64,
     granularity: Granularity,
-    group: GroupBy,
+    group: Breakdown,
+}
+
+/// How an analytics query splits its figures: by a rollup column, or by endpoint (read
+/// from the per-request records, so only within `usage.retention_days`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Breakdown {
+    Rollup(GroupBy),
+    Endpoint,
 }
 
 fn analytics_params(q: &UsageQuery) -> Result<Analytics, MgmtError> {
@@ -103,13 +111,14 @@ fn analytics_params(q: &UsageQuery) -> Result<Analytics, MgmtError> {
         ));
     }
     let group = match q.group_by.as_deref() {
-        None => GroupBy::Nothing,
-        Some("model") => GroupBy::Model,
-        Some("key") => GroupBy::Key,
+        None => Breakdown::Rollup(GroupBy::Nothing),
+        Some("model") => Breakdown::Rollup(GroupBy::Model),
+        Some("key") => Breakdown::Rollup(GroupBy::Key),
+        Some("endpoint") => Breakdown::Endpoint,
         Some(_) => {
             return Err(MgmtError::invalid(
                 "group_by",
-                "group_by: must be model or key",
+                "group_by: must be model, key or endpoint",
             ));
         }
     };
@@ -161,15 +170,26 @@ pub async fn analytics(
     let totals = store
         .usage_rollup(&account, granularity, from, to, false, GroupBy::Nothing)
         .await?;
+    // A series split by endpoint would need the records bucket by bucket: endpoint
+    // breakdowns come as totals, beside the unsplit series.
+    let series_group = match group {
+        Breakdown::Rollup(g) => g,
+        Breakdown::Endpoint => GroupBy::Nothing,
+    };
     let series = store
-        .usage_rollup(&account, granularity, from, to, true, group)
+        .usage_rollup(&account, granularity, from, to, true, series_group)
         .await?;
-    let groups = if group == GroupBy::Nothing {
-        Vec::new()
-    } else {
-        store
-            .usage_rollup(&account, granularity, from, to, false, group)
-            .await?
+    let groups = match group {
+        Breakdown::Rollup(GroupBy::Nothing) => Vec::new(),
+        Breakdown::Rollup(g) => {
+            store
+                .usage_rollup(&account, granularity, from, to, false, g)
+                .await?
+        }
+        Breakdown::Endpoint => {
+            let floor = from.div_euclid(granularity.ms()) * granularity.ms();
+            store.usage_by_endpoint(&account, floor, to).await?
+        }
     };
     let totals = totals.into_iter().next().unwrap_or_default();
     Ok(axum::Json(json!({

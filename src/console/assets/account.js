@@ -1,7 +1,7 @@
 // Account: members and roles, management tokens, data export and account deletion.
 
 import { get, getAll, post, del, acct } from "./api.js";
-import { h, clear, section, table, badge, fmtDate, fmtAgo, field, dialog, secretPanel, toast } from "./ui.js";
+import { h, clear, section, table, badge, fmtDate, fmtAgo, field, dialog, secretPanel, toast, plural } from "./ui.js";
 
 export async function render(main, ctx) {
   const id = ctx.accountId;
@@ -103,6 +103,10 @@ async function addMember(id, refresh) {
 }
 
 async function tokens(id, owner, box) {
+  if (!owner) {
+    clear(box, h("p", { class: "empty" }, "Only owners manage tokens."));
+    return;
+  }
   let list;
   try {
     list = (await getAll(acct(id, "/tokens"))).data;
@@ -172,7 +176,7 @@ async function deleteAccount(a, ctx) {
   const result = await pending;
   if (!result) return;
   localStorage.removeItem("ig.account");
-  const note = `Account “${a.name}” deleted: ${result.erased.keys} keys and ${result.erased.usage_records} usage records erased; billing records kept anonymised (${result.erased.tombstone_id}).`;
+  const note = `Account “${a.name}” deleted: ${plural(result.erased.keys, "key")} and ${plural(result.erased.usage_records, "usage record")} erased; billing records kept anonymised (${result.erased.tombstone_id}).`;
   toast(note);
   ctx.reload(note);
 }

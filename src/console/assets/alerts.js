@@ -10,8 +10,12 @@ const KINDS = {
   daily_spend: "A day's spend goes over",
 };
 
-function threshold(r) {
-  if (r.kind === "key_spend") return `${r.threshold_percent}% of key ${r.key_id}'s limit`;
+// The threshold in words, naming the key (its id on hover) of a key-spend alert.
+function threshold(r, names) {
+  if (r.kind === "key_spend") {
+    const name = names.get(r.key_id);
+    return h("span", { title: `key ${r.key_id}` }, `${r.threshold_percent}% of ${name ? `“${name}”` : `key ${r.key_id}`}'s limit`);
+  }
   return fmtUsd(r.threshold_usd);
 }
 
@@ -38,12 +42,17 @@ export async function render(main, ctx) {
   clear(main, head, section("Alerts", rules), section("Deliveries", log));
   const refresh = async () => {
     try {
-      const [list, deliveries] = await Promise.all([get(acct(id, "/alerts")), get(acct(id, "/alert-deliveries"))]);
+      const [list, deliveries, keys] = await Promise.all([
+        get(acct(id, "/alerts")),
+        get(acct(id, "/alert-deliveries")),
+        getAll(acct(id, "/keys?include_deleted=true")).catch(() => ({ data: [] })),
+      ]);
+      const names = new Map(keys.data.map((k) => [k.id, k.name]));
       clear(rules, table([
-        { label: "When", cell: (r) => h("span", {}, KINDS[r.kind], ": ", h("strong", {}, threshold(r))) },
+        { label: "When", cell: (r) => h("span", {}, KINDS[r.kind], ": ", h("strong", {}, threshold(r, names))) },
         { label: "Sends to", cell: (r) => [r.webhook_url ? h("code", {}, r.webhook_url) : null, r.email ? badge("email owners") : null] },
         { label: "Last fired", cell: (r) => fired(r.fired) },
-        { label: "Actions", cell: (r) => h("button", { type: "button", class: "btn btn-small btn-danger-quiet", dataset: { action: "delete", alert: r.id }, onclick: () => deleteAlert(id, r, refresh) }, "Delete") },
+        { label: "Actions", cell: (r) => h("button", { type: "button", class: "btn btn-small btn-danger-quiet", dataset: { action: "delete", alert: r.id }, "aria-label": `Delete the alert: ${KINDS[r.kind]}`, onclick: () => deleteAlert(id, r, refresh) }, "Delete") },
       ], list.data, "No alerts yet. Create one to hear about spend before it runs out.", { id: "alerts-table" }, (r) => ({ "data-alert-id": r.id })));
       clear(log, table([
         { label: "Created", cell: (d) => fmtTime(d.created_ms) },

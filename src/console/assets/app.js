@@ -4,6 +4,7 @@ import { api, get, post, setCsrf, whenSignedOut, ApiError } from "./api.js";
 import { h, clear, field, errorBox, loading, toast } from "./ui.js";
 import * as dashboard from "./dashboard.js";
 import * as keys from "./keys.js";
+import * as keyPage from "./keypage.js";
 import * as billing from "./billing.js";
 import * as security from "./security.js";
 import * as alerts from "./alerts.js";
@@ -14,6 +15,7 @@ import * as privacy from "./privacy.js";
 const PAGES = [
   { path: "dashboard", title: "Dashboard", render: dashboard.render, scoped: true },
   { path: "keys", title: "Access keys", render: keys.render, scoped: true },
+  { path: "keys/", title: "Access key", render: keyPage.render, scoped: true, param: true, under: "keys" },
   { path: "billing", title: "Billing", render: billing.render, scoped: true },
   { path: "alerts", title: "Alerts", render: alerts.render, scoped: true },
   { path: "security", title: "Security", render: security.render, scoped: true },
@@ -114,7 +116,7 @@ function showLogin(message) {
     err,
     submit);
   root.removeAttribute("aria-busy");
-  clear(root, h("main", { class: "login", id: "main" },
+  clear(root, h("main", { class: "login", id: "main", tabindex: "-1" },
     h("div", { class: "login-card" },
       h("div", { class: "brand brand-large" }, h("img", { src: "icon.svg", alt: "", width: 36, height: 36 }), "InstaGen"),
       h("h1", {}, "Log in to your console"),
@@ -128,7 +130,7 @@ function showLogin(message) {
 }
 
 async function showPublicPrivacy() {
-  const main = h("main", { class: "content narrow", id: "main" });
+  const main = h("main", { class: "content narrow", id: "main", tabindex: "-1" });
   clear(root, main);
   await privacy.render(main, ctx);
   main.prepend(h("p", {}, h("a", { href: "#/login", onclick: (e) => { e.preventDefault(); showLogin(); } }, "← Back to log in")));
@@ -136,7 +138,7 @@ async function showPublicPrivacy() {
 
 function nav(current) {
   const item = (p) => h("a", { href: `#/${p.path}`, class: p.path === current ? "nav-item active" : "nav-item", "aria-current": p.path === current ? "page" : null }, p.title);
-  const scoped = PAGES.filter((p) => p.scoped && ctx.accountId);
+  const scoped = PAGES.filter((p) => p.scoped && !p.param && ctx.accountId);
   const ops = ctx.session.operator ? PAGES.filter((p) => p.operator) : [];
   return h("nav", { class: "nav", "aria-label": "Main" },
     scoped.map(item),
@@ -152,10 +154,10 @@ function header() {
       ctx.accounts.map((a) => h("option", { value: a.id, selected: a.id === ctx.accountId ? "selected" : null }, a.name)))
     : h("span", { class: "account-name" }, ctx.accounts[0] ? ctx.accounts[0].name : "");
   return h("header", { class: "topbar" },
-    h("a", { class: "brand", href: "#/dashboard" }, h("img", { src: "icon.svg", alt: "", width: 28, height: 28 }), h("span", {}, "InstaGen")),
+    h("a", { class: "brand", href: "#/dashboard", "aria-label": "InstaGen: dashboard" }, h("img", { src: "icon.svg", alt: "", width: 28, height: 28 }), h("span", {}, "InstaGen")),
     h("div", { class: "topbar-right" },
       ctx.accountId ? picker : null,
-      h("span", { class: "who", title: ctx.session.user.email }, ctx.session.user.email),
+      h("span", { class: "who", id: "who", title: `Signed in as ${ctx.session.user.email}` }, ctx.session.user.email),
       h("button", { type: "button", class: "btn btn-small", id: "logout", onclick: logout }, "Log out")));
 }
 
@@ -223,7 +225,7 @@ function showJoin() {
     field("Choose a password", password, "10 or more characters."),
     err,
     submit);
-  clear(root, h("main", { class: "login", id: "main" },
+  clear(root, h("main", { class: "login", id: "main", tabindex: "-1" },
     h("div", { class: "login-card" },
       h("div", { class: "brand brand-large" }, h("img", { src: "icon.svg", alt: "", width: 36, height: 36 }), "InstaGen"),
       h("h1", {}, "Join with an invitation"),
@@ -232,33 +234,47 @@ function showJoin() {
   code.focus();
 }
 
-function privacyNotice() {
+// The notice of a policy the user has not acknowledged: a first visit is asked to read it,
+// a returning user is told it changed. The privacy page itself carries no notice.
+function privacyNotice(page) {
   const p = ctx.privacy;
-  if (!p || ctx.session.privacy_seen_version === p.version) return null;
-  const note = h("div", { class: "notice", id: "privacy-notice", role: "region", "aria-label": "Privacy policy update" },
-    h("p", {}, h("strong", {}, "Our privacy policy has changed "), `(version ${p.version}). Please read what we collect and what we never keep.`),
+  if (!p || page.path === "privacy" || ctx.session.privacy_seen_version === p.version) return null;
+  const first = !ctx.session.privacy_seen_version;
+  const note = h("div", { class: "notice", id: "privacy-notice", role: "region", "aria-label": first ? "Our privacy policy" : "Privacy policy update" },
+    h("p", {},
+      h("strong", {}, first ? "Please read our privacy policy " : "Our privacy policy has changed "),
+      `(version ${p.version}): what we collect, and the prompts and outputs we never keep.`),
     h("div", { class: "notice-actions" },
       h("a", { href: "#/privacy", class: "btn btn-small" }, "Read the policy"),
       h("button", {
         type: "button", class: "btn btn-small btn-primary", id: "privacy-ack", onclick: async () => {
-          try {
-            await post("/api/v1/me/privacy", { version: p.version });
-            ctx.session.privacy_seen_version = p.version;
-            note.remove();
-          } catch (e) {
-            toast(e.message, "error");
-          }
+          if (await acknowledgePrivacy()) note.remove();
         },
       }, "Got it")));
   return note;
 }
+
+// Records that the user has read the current policy; false (and a toast) when that failed.
+async function acknowledgePrivacy() {
+  try {
+    await post("/api/v1/me/privacy", { version: ctx.privacy.version });
+    ctx.session.privacy_seen_version = ctx.privacy.version;
+    return true;
+  } catch (e) {
+    toast(e.message, "error");
+    return false;
+  }
+}
+ctx.acknowledgePrivacy = acknowledgePrivacy;
 
 async function route() {
   if (!ctx.session) return;
   if (ctx.cleanup) ctx.cleanup();
   ctx.cleanup = null;
   const path = (location.hash || "").replace(/^#\/?/, "").split("?")[0] || "dashboard";
-  let page = PAGES.find((p) => p.path === path);
+  // A page with a parameter (`keys/<id>`) matches by its prefix and gets the rest.
+  let page = PAGES.find((p) => (p.param ? path.startsWith(p.path) && path.length > p.path.length : p.path === path));
+  ctx.param = page && page.param ? decodeURIComponent(path.slice(page.path.length)) : null;
   if (!page || (page.operator && !ctx.session.operator) || (page.scoped && !ctx.accountId)) {
     page = ctx.accountId ? PAGES[0] : PAGES.find((p) => p.path === (ctx.session.operator ? "ops/accounts" : "privacy"));
   }
@@ -266,7 +282,7 @@ async function route() {
   const main = h("main", { class: "content", id: "main", tabindex: "-1" }, loading());
   root.removeAttribute("aria-busy");
   root.className = "shell";
-  clear(root, header(), h("div", { class: "body" }, nav(page.path), h("div", { class: "main-col" }, privacyNotice(), ...invitationNotices(), main)));
+  clear(root, header(), h("div", { class: "body" }, nav(page.under || page.path), h("div", { class: "main-col" }, privacyNotice(page), ...invitationNotices(), main)));
   try {
     const cleanup = await page.render(main, ctx);
     if (typeof cleanup === "function") ctx.cleanup = cleanup;
@@ -274,6 +290,16 @@ async function route() {
     if (!(e instanceof ApiError && e.status === 401)) clear(main, h("h1", {}, page.title), errorBox(e));
   }
   main.focus({ preventScroll: true });
+}
+
+// The skip link moves focus to the page's content without touching the hash (the router's).
+const skip = document.querySelector(".skip");
+if (skip) {
+  skip.addEventListener("click", (e) => {
+    e.preventDefault();
+    const main = document.getElementById("main");
+    if (main) main.focus();
+  });
 }
 
 window.addEventListener("hashchange", () => {

@@ -1,7 +1,7 @@
 // Billing: balance, this month's spend by model, and the ledger (credits, usage, adjustments).
 
 import { get, acct } from "./api.js";
-import { h, clear, card, section, table, fmtInt, fmtUsd, fmtTime, nanosToUsd, badge, modelCell } from "./ui.js";
+import { h, clear, card, section, table, fmtInt, fmtUsd, fmtTime, nanosToUsd, badge, modelCell, plural } from "./ui.js";
 
 export async function render(main, ctx) {
   const id = ctx.accountId;
@@ -22,9 +22,9 @@ export async function render(main, ctx) {
   clear(main,
     h("div", { class: "page-head" }, h("h1", {}, "Billing"), h("p", { class: "lede" }, "Every amount is exact to the nano-dollar; the ledger is append-only and hash-chained.")),
     h("div", { class: "cards" },
-      card("Balance", fmtUsd(bill.balance_usd), balance < 0 ? "owed" : "available credit", { id: "card-balance", title: `$${bill.balance_usd}`, class: balance < 0 ? "card card-warn" : "card" }),
-      card("Not yet posted", fmtUsd(bill.unposted_usage_usd), "usage since the last posting", { title: `$${bill.unposted_usage_usd}` }),
-      card(`Spend in ${monthName}`, fmtUsd(month.totals.cost_usd), `${fmtInt(month.totals.requests)} requests`, { id: "card-month", title: `$${month.totals.cost_usd}` })),
+      card("Balance", fmtUsd(bill.balance_usd), balance < 0 ? "owed" : "available credit", { id: "card-balance", money: true, warn: balance < 0 }),
+      card("Not yet posted", fmtUsd(bill.unposted_usage_usd), "usage since the last posting", { money: true }),
+      card(`Spend in ${monthName}`, fmtUsd(month.totals.cost_usd), plural(month.totals.requests, "request"), { id: "card-month", money: true })),
     section(`Spend by model, ${monthName}`, table([
       { label: "Model", cell: modelCell },
       { label: "Requests", num: true, cell: (p) => fmtInt(p.requests) },

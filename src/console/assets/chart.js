@@ -17,14 +17,16 @@ function niceMax(v) {
   return 10 * p;
 }
 
-// `points`: [{label, values: [number per series]}]; `series`: [{name, cls}];
-// `fmt`: y-axis/tooltip formatter.
-export function barChart(container, { points, series, fmt, title }) {
+// `points`: [{label, short, major, values: [number per series], tips: [exact text per
+// series]}]; `series`: [{name, cls}]; `axis`: the y-axis tick formatter (ticks are round
+// numbers; each bar's tooltip carries its exact figures). Major points (a day's start)
+// always get an x label; the others where there is room.
+export function barChart(container, { points, series, axis, title }) {
   const width = Math.max(280, container.clientWidth || 800);
   const height = 240;
   const totals = points.map((p) => p.values.reduce((a, b) => a + b, 0));
   const max = niceMax(Math.max(0, ...totals));
-  const ticks = [0, 1, 2, 3, 4].map((i) => fmt((max * i) / 4));
+  const ticks = [0, 1, 2, 3, 4].map((i) => axis((max * i) / 4));
   // Room for the widest y label (11px text is about 6.5px a character).
   const pad = { l: Math.max(40, 12 + 6.5 * Math.max(...ticks.map((t) => t.length))), r: 12, t: 12, b: 28 };
   const innerW = width - pad.l - pad.r;
@@ -38,8 +40,10 @@ export function barChart(container, { points, series, fmt, title }) {
   }
   const n = Math.max(points.length, 1);
   const slot = innerW / n;
-  const bar = Math.max(1, Math.min(40, slot * 0.7));
-  const labelEvery = Math.ceil(n / Math.max(1, Math.floor(innerW / 70)));
+  const bar = Math.max(1, Math.min(48, slot * 0.7));
+  const every = Math.ceil(n / Math.max(1, Math.floor(innerW / 64)));
+  const majors = points.map((p, i) => (p.major ? i : -1)).filter((i) => i >= 0);
+  const labelled = (i) => points[i].major || (i % every === 0 && majors.every((m) => Math.abs(m - i) >= every));
   points.forEach((p, i) => {
     const x = pad.l + i * slot + (slot - bar) / 2;
     let y = pad.t + innerH;
@@ -50,13 +54,13 @@ export function barChart(container, { points, series, fmt, title }) {
       y -= hgt;
       g.append(s("rect", { x, y, width: bar, height: hgt, class: series[k].cls, rx: Math.min(3, bar / 4) }));
     });
-    const tip = series.map((se, k) => `${se.name}: ${fmt(p.values[k])}`).join("\n");
+    const tip = series.map((se, k) => `${se.name}: ${p.tips[k]}`).join("\n");
     g.append(s("title", {}, `${p.label}\n${tip}`));
     // A full-height transparent target so thin bars still show their tooltip.
     g.append(s("rect", { x: pad.l + i * slot, y: pad.t, width: slot, height: innerH, class: "hit" }));
     svg.append(g);
-    if (i % labelEvery === 0) {
-      svg.append(s("text", { x: pad.l + i * slot + slot / 2, y: height - 8, class: "axis", "text-anchor": "middle" }, p.short || p.label));
+    if (labelled(i)) {
+      svg.append(s("text", { x: pad.l + i * slot + slot / 2, y: height - 8, class: p.major ? "axis major" : "axis", "text-anchor": "middle" }, p.short || p.label));
     }
   });
   container.replaceChildren(svg);

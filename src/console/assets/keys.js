@@ -1,11 +1,12 @@
 // Access keys: list with 30-day usage; create, edit, disable/enable, rotate and delete.
 
 import { get, getAll, post, patch, del, acct } from "./api.js";
-import { h, clear, table, badge, fmtInt, fmtUsd, fmtAgo, field, dialog, secretPanel, toast, loading, errorBox } from "./ui.js";
+import { h, clear, table, badge, fmtInt, fmtUsd, fmtAgo, fmtDate, field, dialog, secretPanel, toast, loading, errorBox, section } from "./ui.js";
+import { connectTools } from "./connect.js";
 
 let modelsCache = null;
 
-async function models() {
+export async function models() {
   if (!modelsCache) {
     modelsCache = get("/api/v1/models").then((r) => r.data.map((m) => m.id)).catch(() => []);
   }
@@ -21,7 +22,8 @@ export async function render(main, ctx) {
     h("div", { class: "page-head" },
       h("div", {}, h("h1", {}, "Access keys"), h("p", { class: "lede" }, "Keys call the OpenAI-compatible API at ", h("code", {}, `${location.origin}/v1`), ". We keep only a keyed hash of each secret.")),
       create),
-    h("section", { class: "panel" }, list));
+    h("section", { class: "panel" }, list),
+    section("Connect your tools", h("p", { class: "muted" }, "Use any key with the tools you already have. A new key's own setup is shown when you create it."), connectTools(null, (await models())[0])));
   const refresh = async () => {
     try {
       const keys = (await getAll(acct(id, "/keys"))).data;
@@ -41,13 +43,13 @@ function keyTable(account, keys, canWrite, refresh) {
   const columns = [
     {
       label: "Key", cell: (k) => h("div", {},
-        h("div", { class: "key-name" }, k.name, " ", h("code", { class: "prefix muted small", title: "the key's public prefix" }, `${k.prefix}…`)),
+        h("div", { class: "key-name" }, h("a", { href: `#/keys/${encodeURIComponent(k.id)}`, title: `Usage, limits and recent requests of ${k.name}` }, k.name), " ", h("code", { class: "prefix muted small", title: "the key's public prefix" }, `${k.prefix}…`)),
         k.description ? h("div", { class: "muted small" }, k.description) : null),
     },
     { label: "Status", cell: status },
+    { label: "Limits and access", cell: restrictions, cls: "col-limits" },
     { label: "Last used", cell: (k) => h("span", { class: "nowrap", title: k.usage.last_used_ms ? new Date(k.usage.last_used_ms).toISOString() : "" }, fmtAgo(k.usage.last_used_ms)) },
-    { label: "Requests, 30 days", num: true, cell: (k) => fmtInt(k.usage.last_30d.requests) },
-    { label: "Tokens, 30 days", num: true, cell: (k) => fmtInt(k.usage.last_30d.input_tokens + k.usage.last_30d.output_tokens) },
+    { label: "Requests, 30 days", num: true, cell: (k) => h("span", { title: `${fmtInt(k.usage.last_30d.input_tokens + k.usage.last_30d.output_tokens)} tokens` }, fmtInt(k.usage.last_30d.requests)) },
     { label: "Cost, 30 days", num: true, cell: (k) => h("span", { title: `$${k.usage.last_30d.cost_usd}` }, fmtUsd(k.usage.last_30d.cost_usd)) },
   ];
   if (canWrite) {
@@ -67,6 +69,27 @@ function keyTable(account, keys, canWrite, refresh) {
   return table(columns, keys, "No keys yet. Create one to start calling the API.", { id: "keys-table", "aria-label": "Access keys" }, (k) => ({ "data-key-id": k.id, "data-status": k.status }));
 }
 
+// What a key may do, in a few words: its rate and spend limits, models, regions, expiry.
+export function restrictions(k) {
+  const lim = k.limits || {};
+  const rate = [
+    lim.rpm ? `${fmtInt(lim.rpm)} req/min` : null,
+    lim.tpm ? `${fmtInt(lim.tpm)} tokens/min` : null,
+    lim.max_concurrent ? `${fmtInt(lim.max_concurrent)} at once` : null,
+  ].filter(Boolean);
+  const period = { day: "per day", month: "per month", total: "in total" }[lim.spend_limit_period || "total"];
+  const expired = k.expires_ms && k.expires_ms < Date.now();
+  const lines = [
+    rate.length ? rate.join(" · ") : null,
+    lim.spend_limit_usd ? `spend ≤ ${fmtUsd(lim.spend_limit_usd)} ${period}` : null,
+    k.allowed_models && k.allowed_models.length ? `models: ${k.allowed_models.join(", ")}` : null,
+    k.allowed_regions && k.allowed_regions.length ? `regions: ${k.allowed_regions.join(", ")}` : null,
+    k.expires_ms ? `${expired ? "expired" : "expires"} ${fmtDate(k.expires_ms)}` : null,
+  ].filter(Boolean);
+  if (!lines.length) return h("span", { class: "muted" }, "no limits · every model");
+  return h("ul", { class: "plain small" }, lines.map((l) => h("li", {}, l)));
+}
+
 async function setEnabled(account, k, enabled, refresh) {
   try {
     await post(acct(account, `/keys/${encodeURIComponent(k.id)}/${enabled ? "enable" : "disable"}`));
@@ -75,6 +98,12 @@ async function setEnabled(account, k, enabled, refresh) {
   } catch (e) {
     toast(e.message, "error");
   }
+}
+
+// A comma-separated list, or null (no restriction) when empty.
+function listOrNull(text) {
+  const items = text.split(",").map((s) => s.trim()).filter(Boolean);
+  return items.length ? items : null;
 }
 
 // The key form's fields, pre-filled from `k` when editing; `read()` gives the request body.
@@ -97,11 +126,9 @@ async function keyForm(k) {
   } else {
     const input = h("input", { name: "models", value: [...allowed].join(", "), placeholder: "all models" });
     modelBox = field("Allowed models", input, "Comma-separated model ids; empty means every model.");
-    readModels = () => {
-      const picked = input.value.split(",").map((s) => s.trim()).filter(Boolean);
-      return picked.length ? picked : null;
-    };
+    readModels = () => listOrNull(input.value);
   }
+  const regions = h("input", { name: "regions", value: ((k && k.allowed_regions) || []).join(", "), placeholder: "any region", autocomplete: "off" });
   const expires = h("input", { type: "date", name: "expires", value: k && k.expires_ms ? new Date(k.expires_ms).toISOString().slice(0, 10) : "" });
   const num = (n, v) => h("input", { type: "number", name: n, min: 1, step: 1, inputmode: "numeric", value: v ?? "", placeholder: "no limit" });
   const rpm = num("rpm", lim.rpm);
@@ -113,6 +140,7 @@ async function keyForm(k) {
     field("Name", name, "Shown in usage and exports, e.g. “backend-prod”."),
     field("Description", description),
     modelBox,
+    field("Allowed regions", regions, "Comma-separated provider regions (e.g. eu); empty means any."),
     field("Expires on", expires, "Optional; the key stops working at 00:00 UTC that day."),
     h("fieldset", { class: "field" }, h("legend", {}, "Limits"),
       h("div", { class: "grid-3" },
@@ -127,6 +155,7 @@ async function keyForm(k) {
     name: name.value.trim(),
     description: description.value.trim(),
     allowed_models: readModels(),
+    allowed_regions: listOrNull(regions.value),
     expires_ms: expires.value ? Date.parse(`${expires.value}T00:00:00Z`) : null,
     limits: {
       rpm: int(rpm),
@@ -150,11 +179,16 @@ async function createKey(account, refresh) {
   });
   if (!created) return;
   await refresh();
+  const model = (created.key.allowed_models || [])[0] || (await models())[0];
   await dialog({
     title: `Key “${created.key.name}” created`,
-    body: secretPanel(created.secret, "Use it as the API key of any OpenAI SDK, with the base URL above."),
+    body: h("div", {},
+      secretPanel(created.secret, "Use it as the API key of any OpenAI or Anthropic SDK, with the base URL below."),
+      h("h3", {}, "Connect your tools"),
+      connectTools(created.secret, model)),
     submit: "I have copied it",
     cancel: null,
+    wide: true,
   });
 }
 

@@ -26,5 +26,16 @@ export async function render(main, ctx) {
     h("div", { class: "page-head" },
       h("h1", {}, "Privacy policy"),
       h("p", { class: "lede" }, `Version ${p.version}`, p.contact ? h("span", {}, " · Questions: ", h("a", { href: `mailto:${p.contact}` }, p.contact)) : null)),
-    h("section", { class: "panel" }, doc));
+    h("section", { class: "panel" }, doc, acknowledge(p, ctx)));
+}
+
+// A signed-in reader who has not yet acknowledged this version does so here.
+function acknowledge(p, ctx) {
+  if (!ctx.session || !ctx.acknowledgePrivacy || ctx.session.privacy_seen_version === p.version) return null;
+  const done = h("button", {
+    type: "button", class: "btn btn-primary", id: "privacy-ack-page", onclick: async () => {
+      if (await ctx.acknowledgePrivacy()) done.replaceWith(h("p", { class: "muted", role: "status" }, "Thank you: you have read this version."));
+    },
+  }, "I have read it");
+  return h("div", { class: "button-row" }, done);
 }

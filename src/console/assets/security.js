@@ -1,6 +1,7 @@
-// Security: failed authentications with this account's keys, and the audit log of changes.
+// Security: failed authentications with this account's keys, and the audit log of changes,
+// naming keys, people and tokens (the raw id on hover).
 
-import { get, acct } from "./api.js";
+import { get, getAll, acct } from "./api.js";
 import { h, clear, section, table, fmtInt, fmtTime, badge } from "./ui.js";
 
 export async function render(main, ctx) {
@@ -10,20 +11,44 @@ export async function render(main, ctx) {
     clear(main, head, section(null, h("p", { class: "empty" }, "Only owners of this account can see its security log.")));
     return;
   }
-  const [events, audit] = await Promise.all([get(acct(id, "/security-events")), get(acct(id, "/audit"))]);
+  const none = { data: [] };
+  const [events, audit, keys, members, tokens] = await Promise.all([
+    get(acct(id, "/security-events")),
+    get(acct(id, "/audit")),
+    getAll(acct(id, "/keys?include_deleted=true")).catch(() => none),
+    getAll(acct(id, "/members")).catch(() => none),
+    getAll(acct(id, "/tokens")).catch(() => none),
+  ]);
+  const names = new Map();
+  for (const k of keys.data) names.set(k.id, `key “${k.name}”${k.status === "deleted" ? " (deleted)" : ""}`);
+  for (const m of members.data) names.set(m.user_id, m.email);
+  for (const t of tokens.data) names.set(t.id, `token “${t.name}”`);
+  if (ctx.session.user) names.set(ctx.session.user.id, ctx.session.user.email);
+  names.set(id, "this account");
+  // A name with its id on hover; an id no longer known (a removed member) stays an id.
+  const named = (raw, kind) => {
+    if (!raw) return "—";
+    const name = names.get(raw);
+    return name ? h("span", { title: `${kind ? `${kind} ` : ""}${raw}` }, name) : h("code", { title: kind || "" }, raw);
+  };
+  const actor = (e) => {
+    if (!e.actor_id) return e.actor_kind;
+    if (e.actor_kind === "user" || e.actor_kind === "token") return named(e.actor_id, e.actor_kind);
+    return h("span", {}, `${e.actor_kind} `, named(e.actor_id));
+  };
   clear(main, head,
     section("Refused requests (last 30 days)", table([
       { label: "Hour", cell: (e) => fmtTime(e.bucket_ms) },
       { label: "What", cell: (e) => badge(e.kind.replaceAll("_", " "), "warn") },
-      { label: "Key", cell: (e) => (e.key_id ? h("code", {}, e.key_id) : "—") },
+      { label: "Key", cell: (e) => named(e.key_id, "key") },
       { label: "From", cell: (e) => e.client_ip || "—" },
       { label: "Count", num: true, cell: (e) => fmtInt(e.count) },
     ], events.data, "No refused requests. Disabled, expired or wrong keys would show up here.", { id: "security-events" })),
     section("Audit log", table([
       { label: "When", cell: (e) => fmtTime(e.ts_ms) },
-      { label: "Who", cell: (e) => (e.actor_id ? h("span", {}, `${e.actor_kind} `, h("code", {}, e.actor_id)) : e.actor_kind) },
+      { label: "Who", cell: actor },
       { label: "Action", cell: (e) => h("code", {}, e.action) },
-      { label: "Target", cell: (e) => (e.target_id ? h("code", {}, e.target_id) : "—") },
+      { label: "Target", cell: (e) => named(e.target_id) },
       { label: "From", cell: (e) => e.client_ip || "—" },
     ], audit.data, "Nothing changed yet.", { id: "audit-log" })));
 }

@@ -33,19 +33,29 @@ export function clear(el, ...children) {
 const int = new Intl.NumberFormat("en-US");
 export const fmtInt = (n) => int.format(Number(n || 0));
 
-// USD for people: cents for large sums, four places for small ones, and the exact
-// (trailing-zero-trimmed) value below a cent so a fraction of a cent never reads as $0.00.
+// "1 request", "2 requests": a count with its noun in the right number.
+export const plural = (n, one, many = `${one}s`) => `${fmtInt(n)} ${Number(n) === 1 ? one : many}`;
+
+// USD as the API writes it, exact to the nano-dollar: whole cents show two places
+// ("$5.00"), anything finer all nine ("$99.999498210"), with thousands separators. The
+// value is a decimal string and never goes through floating point.
 export function fmtUsd(value) {
-  const s = String(value ?? "0");
-  const n = Number(s);
-  if (!Number.isFinite(n) || n === 0) return "$0.00";
-  const sign = n < 0 ? "−" : "";
-  const a = Math.abs(n);
-  if (a >= 100) return `${sign}$${a.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
-  if (a >= 0.01) return `${sign}$${a.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 4 })}`;
-  let exact = s.replace(/^-/, "");
-  if (exact.includes(".")) exact = exact.replace(/0+$/, "").replace(/\.$/, "");
-  return `${sign}$${exact}`;
+  let s = String(value ?? "0").trim();
+  const neg = s.startsWith("-");
+  if (neg) s = s.slice(1);
+  const [w, f = ""] = s.split(".");
+  if (!/^\d*$/.test(w) || !/^\d*$/.test(f)) return `$${s}`;
+  const whole = (w.replace(/^0+(?=\d)/, "") || "0").replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const frac = f.padEnd(9, "0").slice(0, 9);
+  const zero = whole === "0" && /^0+$/.test(frac);
+  const shown = /^\d{2}0{7}$/.test(frac) ? frac.slice(0, 2) : frac;
+  return `${neg && !zero ? "−" : ""}$${whole}.${shown}`;
+}
+
+// A rounded USD amount for chart axes, whose ticks are labelled as approximate.
+export function fmtUsdAxis(n) {
+  if (!n) return "$0";
+  return `$${n.toLocaleString("en-US", { maximumSignificantDigits: 3 })}`;
 }
 
 // Exact USD (nine decimals) from integer nano-dollars, without floating point.
@@ -69,7 +79,7 @@ export function fmtAgo(ms) {
   if (s < 45) return "just now";
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  if (s < 30 * 86400) return `${Math.round(s / 86400)} days ago`;
+  if (s < 30 * 86400) return `${plural(Math.round(s / 86400), "day")} ago`;
   return fmtDate(ms);
 }
 
@@ -77,8 +87,10 @@ export function badge(text, kind) {
   return h("span", { class: `badge badge-${kind || text}` }, text);
 }
 
-export function card(label, value, sub, props = {}) {
-  return h("div", { class: "card", ...props },
+// A figure with its label; `money: true` sets an exact amount in a size that keeps its nine
+// decimals on one line; `warn: true` marks it as needing attention.
+export function card(label, value, sub, { money = false, warn = false, ...props } = {}) {
+  return h("div", { class: ["card", money ? "card-money" : "", warn ? "card-warn" : ""].join(" ").trim(), ...props },
     h("div", { class: "card-label" }, label),
     h("div", { class: "card-value" }, value),
     sub ? h("div", { class: "card-sub" }, sub) : null);
@@ -91,18 +103,32 @@ export function modelCell(p) {
   return h("code", {}, p.group);
 }
 
+// What each endpoint label of the usage records means to a person.
+const ENDPOINTS = {
+  "chat.completions": "Chat completions",
+  completions: "Completions",
+  embeddings: "Embeddings",
+  responses: "Responses",
+  messages: "Messages (Anthropic)",
+  "audio.transcriptions": "Transcriptions",
+};
+
+export const endpointName = (label) => ENDPOINTS[label] || label || "—";
+
 export function section(title, ...children) {
   return h("section", { class: "panel" }, title ? h("h2", {}, title) : null, ...children);
 }
 
-// A table; `columns` are {label, cell(row) → node|string, num?}. `empty` shows when no rows.
+const cellClass = (c) => [c.num ? "num" : null, c.cls || null].filter(Boolean).join(" ") || null;
+
+// A table; `columns` are {label, cell(row) → node|string, num?, cls?}. `empty` shows when no rows.
 // `rowProps(row)` gives each <tr> its attributes.
 export function table(columns, rows, empty, props = {}, rowProps = () => ({})) {
   if (!rows.length) return h("p", { class: "empty", id: props.id ? `${props.id}-empty` : null }, empty || "Nothing here yet.");
   return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": props["aria-label"] || null },
     h("table", props,
-      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
-      h("tbody", {}, rows.map((r) => h("tr", rowProps(r), columns.map((c) => h("td", { class: c.num ? "num" : null, "data-label": c.label }, c.cell(r))))))));
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: cellClass(c) }, c.label)))),
+      h("tbody", {}, rows.map((r) => h("tr", rowProps(r), columns.map((c) => h("td", { class: cellClass(c), "data-label": c.label }, c.cell(r))))))));
 }
 
 export function loading(text = "Loading…") {

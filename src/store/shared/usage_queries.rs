@@ -69,6 +69,70 @@ impl ThisStore {
         ))
     }
 
+    /// The account's records, newest first, of one key when `key_id` is given, before the
+    /// (started_ms, request_id) `before`; at most `limit`.
+    pub async fn recent_usage_records(
+        &self,
+        account_id: &str,
+        key_id: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let (before_ms, before_id) = before.unwrap_or((i64::MAX, ""));
+        let key_filter = if key_id.is_some() {
+            "key_id = $6"
+        } else {
+            "$6 = ''"
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM usage_records WHERE account_id = $1 AND {key_filter}
+               AND (started_ms < $2 OR (started_ms = $2 AND ($3 = '' OR request_id{BYTEWISE} < $4)))
+             ORDER BY started_ms DESC, request_id{BYTEWISE} DESC LIMIT $5"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(account_id)
+            .bind(before_ms)
+            .bind(before_id)
+            .bind(before_id)
+            .bind(limit)
+            .bind(key_id.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
+    }
+
+    /// Requests, tokens of each kind and cost per endpoint in `[from_ms, to_ms)`, from the
+    /// per-request records (kept `usage.retention_days`), so older periods count only what
+    /// is kept.
+    pub async fn usage_by_endpoint(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsagePoint>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT endpoint{BYTEWISE} AS g, COUNT(*) AS requests,
+                    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
+                    CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens,
+                    CAST(COALESCE(SUM(cache_write_5m_tokens), 0) AS BIGINT) AS cache_write_5m_tokens,
+                    CAST(COALESCE(SUM(cache_write_1h_tokens), 0) AS BIGINT) AS cache_write_1h_tokens,
+                    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens,
+                    CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
+                    CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos,
+                    CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT) AS estimated_requests,
+                    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS error_requests
+             FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
+             GROUP BY 1 ORDER BY 1"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(account_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| point_of(row, None)).collect()
+    }
+
     pub async fn usage_records_page(
         &self,
         account_id: &str,
@@ -136,24 +200,7 @@ impl ThisStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|row| {
-                let cost: i64 = row.try_get("cost_nanos")?;
-                Ok(UsagePoint {
-                    bucket_ms: row.try_get("b")?,
-                    group: row.try_get("g")?,
-                    requests: row.try_get("requests")?,
-                    input_tokens: row.try_get("input_tokens")?,
-                    cached_input_tokens: row.try_get("cached_input_tokens")?,
-                    cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
-                    cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
-                    output_tokens: row.try_get("output_tokens")?,
-                    reasoning_tokens: row.try_get("reasoning_tokens")?,
-                    cost_nanos: cost,
-                    cost_usd: Money::from_nanos(cost).to_string(),
-                    estimated_requests: row.try_get("estimated_requests")?,
-                    error_requests: row.try_get("error_requests")?,
-                })
-            })
+            .map(|row| point_of(row, row.try_get("b")?))
             .collect()
     }
 
@@ -197,6 +244,26 @@ impl ThisStore {
             })
             .collect()
     }
+}
+
+/// A row of aggregates (group in `g`) as a usage point of `bucket_ms`.
+fn point_of(row: &DbRow, bucket_ms: Option<i64>) -> Result<UsagePoint, StoreError> {
+    let cost: i64 = row.try_get("cost_nanos")?;
+    Ok(UsagePoint {
+        bucket_ms,
+        group: row.try_get("g")?,
+        requests: row.try_get("requests")?,
+        input_tokens: row.try_get("input_tokens")?,
+        cached_input_tokens: row.try_get("cached_input_tokens")?,
+        cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
+        cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        reasoning_tokens: row.try_get("reasoning_tokens")?,
+        cost_nanos: cost,
+        cost_usd: Money::from_nanos(cost).to_string(),
+        estimated_requests: row.try_get("estimated_requests")?,
+        error_requests: row.try_get("error_requests")?,
+    })
 }
 
 fn record_of(row: &DbRow) -> Result<UsageRecord, sqlx::Error> {
