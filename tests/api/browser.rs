@@ -12,6 +12,11 @@ use serde_json::{Value, json};
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// WebDriver key codes.
+pub const TAB: &str = "\u{E004}";
+pub const ENTER: &str = "\u{E007}";
+pub const ESCAPE: &str = "\u{E00C}";
+pub const ARROW_RIGHT: &str = "\u{E014}";
 
 /// Why the browser tests cannot run here, if they cannot.
 pub fn unavailable() -> Option<String> {
@@ -228,6 +233,45 @@ impl Browser {
     pub async fn run(&self, script: &str, args: Value) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": args}))
             .await
+    }
+
+    /// Presses and releases `key` (a WebDriver key code such as `\u{E004}` for Tab) on
+    /// whatever has the focus, as a keyboard would.
+    pub async fn press(&self, key: &str) {
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]}]}),
+        )
+        .await;
+    }
+
+    /// Presses Tab until the focused element matches `css` (at most `max` times); whether
+    /// it got there.
+    pub async fn tab_to(&self, css: &str, max: usize) -> bool {
+        for _ in 0..max {
+            self.press(TAB).await;
+            let there = self
+                .run(
+                    "return document.activeElement.matches(arguments[0])",
+                    json!([css]),
+                )
+                .await;
+            if there == Value::Bool(true) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether the focused element shows a focus ring (an outline that is not `none`).
+    pub async fn focus_visible(&self) -> bool {
+        self.run(
+            "const s = getComputedStyle(document.activeElement); return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0",
+            json!([]),
+        )
+        .await
+            == Value::Bool(true)
     }
 
     /// The browser log's errors since the last call (JavaScript errors, CSP violations,

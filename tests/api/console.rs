@@ -627,6 +627,34 @@ async fn console_pages_render_a_busy_account_for_owners_and_operators_at_desktop
     let (bars, labels) = chart(&b).await;
     assert_eq!(bars, 30, "{labels:?}");
     b.screenshot("dashboard-30d").await;
+    // A custom range of ten whole days, by the day.
+    let day = |ago: i64| {
+        instagen::time::format_rfc3339(instagen::time::now_ms() - ago * 86_400_000)[..10].to_owned()
+    };
+    b.click(".segmented button[data-value='custom']").await;
+    b.find("#range-from").await;
+    b.run(
+        "document.querySelector('#range-from').value = arguments[0];
+         document.querySelector('#range-to').value = arguments[1];
+         document.querySelector('.custom-range button[type=submit]').click();",
+        json!([day(9), day(0)]),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        b.gone(".loading").await;
+        if chart(&b).await.0 == 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            chart(&b).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    audit(&b, "dashboard custom range", &[]).await;
+    b.screenshot("dashboard-custom").await;
 
     // Keys show their limits; the create dialog keeps its buttons in view at 1280×800.
     visit(&b, &app, "keys", "#keys-table", "keys-busy").await;
@@ -901,5 +929,87 @@ async fn console_invites_a_member_who_joins_with_the_code_by_consent() {
     .await;
     assert_eq!(status, 200);
     assert!(members.to_string().contains("newcomer@example.com"));
+    b.quit().await;
+}
+
+/// What a mouse does on the keys page a keyboard does too: skip to the content, reach
+/// "Create key", fill and submit the dialog, switch the snippet tabs with the arrow keys,
+/// close with Escape — with a visible focus ring on each control on the way.
+#[tokio::test]
+async fn console_is_operable_by_keyboard_alone_with_a_visible_focus() {
+    use crate::browser::{ARROW_RIGHT, ENTER, ESCAPE, TAB};
+    if let Some(why) = browser::unavailable() {
+        skip("console_keyboard_in_chromium", &why);
+        return;
+    }
+    let app = TestApp::spawn().await;
+    owner(&app, false).await;
+    let b = Browser::start(1280, 800).await;
+    b.goto(&app.url("/console/")).await;
+    b.type_into("#login-form input[name=email]", EMAIL).await;
+    b.type_into("#login-form input[name=password]", PASSWORD)
+        .await;
+    b.press(ENTER).await;
+    b.find("#card-requests").await;
+    b.click("#privacy-ack").await;
+    b.goto(&app.url("/console/#/keys")).await;
+    b.find("#keys-table").await;
+    b.gone(".loading").await;
+
+    // A page moves the focus to its content. The skip link (first in the Tab order) does the
+    // same on Enter, without changing the route.
+    let focused = b.run("return document.activeElement.id", json!([])).await;
+    assert_eq!(focused, "main");
+    let first = b
+        .run(
+            "return document.querySelector('a[href], button, input, select, textarea').className",
+            json!([]),
+        )
+        .await;
+    assert_eq!(first, "skip");
+    b.run("document.querySelector('.skip').focus()", json!([]))
+        .await;
+    b.press(ENTER).await;
+    let at = b
+        .run(
+            "return [document.activeElement.id, location.hash]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(at, json!(["main", "#/keys"]));
+
+    // Create a key without the mouse.
+    assert!(
+        b.tab_to("#create-key", 40).await,
+        "Create key is out of the Tab order"
+    );
+    assert!(b.focus_visible().await, "Create key shows no focus");
+    b.press(ENTER).await;
+    b.find("dialog input[name=name]").await;
+    let focused = b.run("return document.activeElement.name", json!([])).await;
+    assert_eq!(
+        focused, "name",
+        "the dialog puts the focus in its first field"
+    );
+    b.type_into("dialog input[name=name]", "keyboard-key").await;
+    b.press(ENTER).await;
+    b.find("#new-secret").await;
+
+    // The snippet tabs: Tab reaches the selected one, the arrow keys move along.
+    assert!(b.tab_to("dialog .tab[aria-selected=true]", 20).await);
+    assert!(b.focus_visible().await, "the snippet tab shows no focus");
+    b.press(ARROW_RIGHT).await;
+    let tab = b
+        .run(
+            "return [document.activeElement.dataset.tool, document.querySelector('dialog .tab-panel[data-tool=python]').hidden]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(tab, json!(["python", false]));
+    audit(&b, "keyboard dialog", &[SIGNED_OUT_PROBE]).await;
+    b.press(ESCAPE).await;
+    b.gone("dialog").await;
+    b.wait_text("#keys-table", |t| t.contains("keyboard-key"))
+        .await;
     b.quit().await;
 }

@@ -140,8 +140,8 @@ function draw(results, all, groups, keyList) {
   const cards = h("div", { class: "cards" },
     card("Requests", fmtInt(t.requests), t.error_requests ? `${fmtInt(t.error_requests)} failed` : "all succeeded", { id: "card-requests" }),
     card("Cost", fmtUsd(t.cost_usd), t.estimated_requests ? `${fmtInt(t.estimated_requests)} estimated` : "exact, as billed", { id: "card-cost", money: true }),
-    card("Input tokens", fmtInt(t.input_tokens), "prompt tokens, cache reads included", { id: "card-input" }),
-    card("Output tokens", fmtInt(t.output_tokens), "completion tokens, reasoning included", { id: "card-output" }),
+    card("Input tokens", fmtInt(t.input_tokens), "cache reads included", { id: "card-input" }),
+    card("Output tokens", fmtInt(t.output_tokens), "reasoning included", { id: "card-output" }),
     card("Cache reads", fmtInt(t.cached_input_tokens), "input tokens served from cache", { id: "card-cache-reads" }),
     card("Cache writes", fmtInt(writes(t)), `${fmtInt(t.cache_write_5m_tokens)} for 5 min, ${fmtInt(t.cache_write_1h_tokens)} for 1 h`, { id: "card-cache-writes" }),
     card("Reasoning", fmtInt(t.reasoning_tokens), "output tokens spent thinking", { id: "card-reasoning" }));
