@@ -937,7 +937,7 @@ async fn console_invites_a_member_who_joins_with_the_code_by_consent() {
 /// close with Escape — with a visible focus ring on each control on the way.
 #[tokio::test]
 async fn console_is_operable_by_keyboard_alone_with_a_visible_focus() {
-    use crate::browser::{ARROW_RIGHT, ENTER, ESCAPE, TAB};
+    use crate::browser::{ARROW_RIGHT, ENTER, ESCAPE};
     if let Some(why) = browser::unavailable() {
         skip("console_keyboard_in_chromium", &why);
         return;
