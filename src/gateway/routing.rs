@@ -145,6 +145,18 @@ impl Target {
             });
     }
 
+    /// A route passed over for being slow is not measured again, so its estimate would
+    /// stand forever after one slow spike: each loss shrinks it by an eighth, until the
+    /// route is picked again and measured afresh. A route that really is slow goes back
+    /// to losing after one sample; a spike is forgotten after about eight losses.
+    fn forget_latency(&self) {
+        let _ = self
+            .latency_ewma_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some((old - old / 8).max(1))
+            });
+    }
+
     pub fn succeeded(&self) {
         self.failures.store(0, Ordering::Relaxed);
         self.ejections.store(0, Ordering::Relaxed);
@@ -266,9 +278,11 @@ pub fn pick(
     );
     if la > 0 && lb > 0 {
         if la > 2 * lb && la - lb > LATENCY_MARGIN_US {
+            targets[a].forget_latency();
             return Some(b);
         }
         if lb > 2 * la && lb - la > LATENCY_MARGIN_US {
+            targets[b].forget_latency();
             return Some(a);
         }
     }
@@ -327,6 +341,26 @@ mod tests {
                 .unwrap();
         let provider = Arc::new(Provider::from_config(&config).unwrap());
         Arc::new(Target::new(provider, "m".into(), 1, 0))
+    }
+
+    #[test]
+    fn a_route_passed_over_for_one_slow_spike_is_measured_again_and_wins_back_its_share() {
+        let (slow, fast) = (target(), target());
+        slow.observe_latency(40_000);
+        fast.observe_latency(2_000);
+        let targets = [slow.clone(), fast.clone()];
+        let mut lost = 0;
+        while pick(&targets, &[], |_| true) == Some(1) {
+            lost += 1;
+            assert!(lost < 32, "the slow route is never tried again");
+        }
+        assert!(lost >= 4, "a slow route still loses for a while ({lost})");
+        // Measured afresh at its usual speed, it stays in the rotation.
+        slow.observe_latency(2_000);
+        let picked = (0..200)
+            .filter(|_| pick(&targets, &[], |_| true) == Some(0))
+            .count();
+        assert!((60..=140).contains(&picked), "{picked} of 200");
     }
 
     #[test]
