@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Load bench: mock-upstream alone, then InstaGen in front of it (auth, metering, journal and
-# usage writes all on), non-streaming and streaming, at concurrency 1/64/256.
-# Prints RPS, p50/p99 latency, InstaGen CPU µs per request and RSS (idle and peak).
+# Load bench: mock-upstream alone, the floor (a bare hyper reverse proxy: `mock-upstream
+# --proxy-to`) and InstaGen (auth, limits, metering, journal and usage writes all on) in
+# front of the same mock, in one run; non-streaming and streaming chat at concurrency
+# 1/64/256, then the Responses and Messages endpoints translated to the chat mock. Prints
+# RPS, p50/p99 latency, CPU µs per request and RSS, and each InstaGen figure as a ratio to
+# the floor's: ratios are the goals (docs/performance.md), since the machine's own speed
+# varies from day to day. With 2+ cores, wrk runs on core 0 and the servers share the rest.
 # Needs `wrk` (Debian: apt-get install wrk). Traffic stays on 127.0.0.1.
 #
 # Usage: scripts/loadbench.sh [seconds per run, default 10]
@@ -19,8 +23,18 @@ else
 fi
 WORK=$(mktemp -d)
 MOCK_PORT=$((20000 + RANDOM % 5000))
-GW_PORT=$((MOCK_PORT + 1))
+FLOOR_PORT=$((MOCK_PORT + 1))
+GW_PORT=$((MOCK_PORT + 2))
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+# Client and servers on separate cores where there are two or more.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  LOAD="taskset -c 0"
+  SERVE="taskset -c 1-$(($(nproc) - 1))"
+else
+  LOAD=""
+  SERVE=""
+fi
 
 cat > "$WORK/instagen.toml" <<TOML
 [server]
@@ -42,59 +56,92 @@ input_usd_per_mtok = "0.20"
 output_usd_per_mtok = "0.30"
 TOML
 
-MOCK_THREADS=1 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
+MOCK_THREADS=1 $SERVE $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
+$SERVE $BIN/mock-upstream --listen 127.0.0.1:$FLOOR_PORT --proxy-to 127.0.0.1:$MOCK_PORT >/dev/null &
+FLOOR_PID=$!
 $BIN/instagen --config "$WORK/instagen.toml" accounts create bench >/dev/null
 KEY=$($BIN/instagen --config "$WORK/instagen.toml" keys create --account bench --name load --json | sed 's/.*"secret":"\([^"]*\)".*/\1/')
-$BIN/instagen --config "$WORK/instagen.toml" serve &
+$SERVE $BIN/instagen --config "$WORK/instagen.toml" serve &
 GW_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PORT/healthz" >/dev/null && break; sleep 0.1; done
 sleep 1
-IDLE_RSS=$(awk '/VmRSS/{print $2}' /proc/$GW_PID/status)
+rss() { awk '/VmRSS/{print $2}' /proc/$1/status; }
+IDLE_RSS=$(rss $GW_PID)
+FLOOR_IDLE_RSS=$(rss $FLOOR_PID)
 
-cat > "$WORK/plain.lua" <<'LUA'
+# One request script per mode: its path and body (the floor and the mock get the chat body).
+lua() { # name path body
+  cat > "$WORK/$1.lua" <<LUA
 wrk.method = "POST"
+wrk.path = "$2"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
-wrk.body = '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
+wrk.headers["anthropic-version"] = "2023-06-01"
+wrk.body = '$3'
 LUA
-sed 's/"messages"/"stream":true,"messages"/' "$WORK/plain.lua" > "$WORK/stream.lua"
+}
+lua plain /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
+lua stream /v1/chat/completions '{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in five words"}]}'
+lua responses /v1/responses '{"model":"bench","input":"Say hello in five words"}'
+lua messages /v1/messages '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 HZ=$(getconf CLK_TCK)
+# wrk's latency ("812.00us", "1.20ms", "2.01s") in µs.
+us() { awk -v v="$1" 'BEGIN{ n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1e6; else print "n/a" }'; }
 
-# run TARGET_PORT MODE CONC -> prints "rps p50 p99 requests"
+# run PORT MODE CONC [PID] -> "rps p50_us p99_us cpu_us_per_req non2xx"
 run() {
-  local port=$1 mode=$2 conc=$3 threads=2
+  local port=$1 mode=$2 conc=$3 pid=${4:-} threads=2
   [ "$conc" -eq 1 ] && threads=1
-  KEY=$KEY wrk -t$threads -c$conc -d${DURATION}s --latency -s "$WORK/$mode.lua" \
-    "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/out" 2>&1 || true
-  local rps p50 p99 reqs errs
+  local before=0 after=0
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  KEY=$KEY $LOAD wrk -t$threads -c$conc -d${DURATION}s --latency -s "$WORK/$mode.lua" \
+    "http://127.0.0.1:$port" > "$WORK/out" 2>&1 || true
+  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+  local rps p50 p99 reqs errs cpu
   rps=$(awk '/Requests\/sec/{print $2}' "$WORK/out")
-  p50=$(awk '$1=="50%"{print $2}' "$WORK/out")
-  p99=$(awk '$1=="99%"{print $2}' "$WORK/out")
+  p50=$(us "$(awk '$1=="50%"{print $2}' "$WORK/out")")
+  p99=$(us "$(awk '$1=="99%"{print $2}' "$WORK/out")")
   reqs=$(awk '/requests in/{print $1}' "$WORK/out")
   errs=$(awk '/Non-2xx/{print $4}' "$WORK/out")
-  echo "$rps $p50 $p99 $reqs ${errs:-0}"
+  cpu=$(awk -v a="$after" -v b="$before" -v hz="$HZ" -v n="${reqs:-0}" 'BEGIN{ if (n>0 && a>b) printf "%.1f", (a-b)/hz*1e6/n; else print "n/a" }')
+  echo "${rps:-0} ${p50:-n/a} ${p99:-n/a} $cpu ${errs:-0}"
 }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0 && a != "n/a") printf "%.2f", a/b; else print "n/a" }'; }
 
-printf "\nmachine: %s cores, %s; %ss per run; wrk, mock-upstream and InstaGen share the machine\n" \
-  "$(nproc)" "$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs)" "$DURATION"
-printf "InstaGen idle RSS: %s KiB\n\n" "$IDLE_RSS"
-printf "%-7s %-5s | %-28s | %-28s | %-12s %-10s\n" mode conc "mock alone: rps p50 p99" "InstaGen: rps p50 p99" "CPU µs/req" "peak RSS"
+printf "\nmachine: %s cores, %s; %ss per run; wrk %s, servers %s\n" \
+  "$(nproc)" "$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs)" "$DURATION" \
+  "${LOAD:-unpinned}" "${SERVE:-unpinned}"
+printf "idle RSS: InstaGen %s KiB, floor %s KiB\n\n" "$IDLE_RSS" "$FLOOR_IDLE_RSS"
+printf "%-7s %-4s | %-8s %-7s | %-8s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-6s\n" \
+  mode conc "mock rps" p50µs "floor rps" p50µs p99µs cpuµs "IG rps" p50µs p99µs cpuµs "rps×" "cpu×" "p99×" "+p50µs floor/IG"
+declare -A CHAT_CPU
 for mode in plain stream; do
   for conc in 1 64 256; do
-    read -r m_rps m_p50 m_p99 _ _ < <(run $MOCK_PORT $mode $conc)
-    before=$(cpu_ticks $GW_PID)
-    read -r g_rps g_p50 g_p99 g_reqs g_errs < <(run $GW_PORT $mode $conc)
-    after=$(cpu_ticks $GW_PID)
-    cpu_us=$(awk -v a=$after -v b=$before -v hz=$HZ -v n=$g_reqs 'BEGIN{ if (n>0) printf "%.1f", (a-b)/hz*1e6/n; else print "n/a" }')
-    peak=$(awk '/VmHWM/{print $2}' /proc/$GW_PID/status)
-    printf "%-7s %-5s | %-9s %-8s %-9s | %-9s %-8s %-9s | %-12s %-10s %s\n" $mode $conc \
-      "$m_rps" "$m_p50" "$m_p99" "$g_rps" "$g_p50" "$g_p99" "$cpu_us" "${peak}KiB" \
+    read -r m_rps m_p50 _ _ _ < <(run $MOCK_PORT $mode $conc)
+    read -r f_rps f_p50 f_p99 f_cpu _ < <(run $FLOOR_PORT $mode $conc $FLOOR_PID)
+    read -r g_rps g_p50 g_p99 g_cpu g_errs < <(run $GW_PORT $mode $conc $GW_PID)
+    [ "$mode" = plain ] && CHAT_CPU[$conc]=$g_cpu
+    # Latency each proxy adds to the mock's p50 (what a client feels at one connection).
+    plus() { awk -v g="$1" -v m="$m_p50" 'BEGIN{ if (g != "n/a" && m != "n/a") printf "%.0f", g - m; else print "n/a" }'; }
+    added="$(plus "$f_p50")/$(plus "$g_p50")"
+    printf "%-7s %-4s | %-8s %-7s | %-9s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-6s %s\n" \
+      $mode $conc "$m_rps" "$m_p50" "$f_rps" "$f_p50" "$f_p99" "$f_cpu" "$g_rps" "$g_p50" "$g_p99" "$g_cpu" \
+      "$(ratio "$g_rps" "$f_rps")" "$(ratio "$g_cpu" "$f_cpu")" "$(ratio "$g_p99" "$f_p99")" "$added" \
       "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
   done
 done
 
+printf "\nTranslated to the chat mock, InstaGen only, c=64: CPU µs per request and its ratio to chat's\n"
+for mode in responses messages; do
+  read -r g_rps g_p50 g_p99 g_cpu g_errs < <(run $GW_PORT $mode 64 $GW_PID)
+  printf "%-10s rps %-9s p50 %-7sµs p99 %-8sµs cpu %-6sµs  ×chat %s %s\n" $mode "$g_rps" "$g_p50" "$g_p99" "$g_cpu" \
+    "$(ratio "$g_cpu" "${CHAT_CPU[64]}")" "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
+done
+printf "\npeak RSS: InstaGen %s KiB, floor %s KiB\n" \
+  "$(awk '/VmHWM/{print $2}' /proc/$GW_PID/status)" "$(awk '/VmHWM/{print $2}' /proc/$FLOOR_PID/status)"
+
 sleep 1
 STORED=$($BIN/instagen --config "$WORK/instagen.toml" usage summary --account bench --json | grep -o '"requests":[0-9]*' | head -1 | cut -d: -f2)
-printf "\nusage records stored: %s\n" "$STORED"
+printf "usage records stored: %s\n" "$STORED"

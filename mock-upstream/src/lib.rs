@@ -23,6 +23,8 @@
 //! ([`MockUpstream::set_default`]) applies. Nothing here belongs to the product.
 #![allow(clippy::disallowed_methods)] // a test fixture, not the product: its tasks and exits need no tracking
 
+pub mod floor;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;

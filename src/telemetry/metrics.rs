@@ -58,8 +58,8 @@ impl Histogram {
 
 #[derive(Default)]
 struct ModelSeries {
-    /// (endpoint, status) → requests.
-    requests: BTreeMap<(String, u16), u64>,
+    /// endpoint → status → requests.
+    requests: BTreeMap<String, BTreeMap<u16, u64>>,
     input: u64,
     cached_input: u64,
     cache_write_5m: u64,
@@ -186,22 +186,38 @@ pub struct Gauges {
 impl Metrics {
     /// One finished request (from its usage record).
     pub fn observe(&self, r: &UsageRecord) {
-        let model = r.model.clone().unwrap_or_else(|| "none".to_owned());
+        self.observe_all(std::slice::from_ref(r));
+    }
+
+    /// A batch of finished requests, as the usage writer stores them: one lock for the
+    /// batch, and a model or endpoint seen before costs no allocation.
+    pub fn observe_all(&self, records: &[UsageRecord]) {
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        let s = models.entry(model).or_default();
-        *s.requests
-            .entry((r.endpoint.clone(), r.status))
-            .or_insert(0) += 1;
-        s.input = s.input.saturating_add(r.input_tokens);
-        s.cached_input = s.cached_input.saturating_add(r.cached_input_tokens);
-        s.cache_write_5m = s.cache_write_5m.saturating_add(r.cache_write_5m_tokens);
-        s.cache_write_1h = s.cache_write_1h.saturating_add(r.cache_write_1h_tokens);
-        s.output = s.output.saturating_add(r.output_tokens);
-        s.reasoning = s.reasoning.saturating_add(r.reasoning_tokens);
-        s.cost_nanos += i128::from(r.cost_nanos);
-        s.latency.observe(r.latency_us);
-        if let Some(t) = r.ttft_us {
-            s.ttft.observe(t);
+        for r in records {
+            let model = r.model.as_deref().unwrap_or("none");
+            if !models.contains_key(model) {
+                models.insert(model.to_owned(), ModelSeries::default());
+            }
+            let Some(s) = models.get_mut(model) else {
+                continue;
+            };
+            if !s.requests.contains_key(r.endpoint.as_str()) {
+                s.requests.insert(r.endpoint.clone(), BTreeMap::new());
+            }
+            if let Some(by_status) = s.requests.get_mut(r.endpoint.as_str()) {
+                *by_status.entry(r.status).or_insert(0) += 1;
+            }
+            s.input = s.input.saturating_add(r.input_tokens);
+            s.cached_input = s.cached_input.saturating_add(r.cached_input_tokens);
+            s.cache_write_5m = s.cache_write_5m.saturating_add(r.cache_write_5m_tokens);
+            s.cache_write_1h = s.cache_write_1h.saturating_add(r.cache_write_1h_tokens);
+            s.output = s.output.saturating_add(r.output_tokens);
+            s.reasoning = s.reasoning.saturating_add(r.reasoning_tokens);
+            s.cost_nanos += i128::from(r.cost_nanos);
+            s.latency.observe(r.latency_us);
+            if let Some(t) = r.ttft_us {
+                s.ttft.observe(t);
+            }
         }
     }
 
@@ -230,7 +246,11 @@ impl Metrics {
         let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         out.push_str("# HELP instagen_requests_total Requests that passed authentication, by model, endpoint and status.\n# TYPE instagen_requests_total counter\n");
         for (model, s) in models.iter() {
-            for ((endpoint, status), n) in &s.requests {
+            for ((endpoint, status), n) in s
+                .requests
+                .iter()
+                .flat_map(|(e, by)| by.iter().map(move |(st, n)| ((e, st), n)))
+            {
                 let _ = writeln!(
                     out,
                     "instagen_requests_total{{model=\"{}\",endpoint=\"{}\",status=\"{status}\"}} {n}",

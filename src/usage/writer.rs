@@ -157,9 +157,7 @@ impl Committer {
                         }
                     }
                     if let Some(m) = &self.metrics {
-                        for r in stored.iter() {
-                            m.observe(r);
-                        }
+                        m.observe_all(&stored);
                     }
                     if let Some(j) = journal {
                         j.committed(last_seq);
