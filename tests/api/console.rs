@@ -703,11 +703,11 @@ async fn console_pages_render_a_busy_account_for_owners_and_operators_at_desktop
     audit(&b, "key page", &[]).await;
     b.screenshot("key-page").await;
     b.click("#key-requests button[data-request]").await;
-    let record = b.text_of("#request-facts").await;
-    assert!(
-        record.contains("req_seed_") && record.contains("Cache reads"),
-        "{record}"
-    );
+    // The record is fetched when the row is opened: wait for it.
+    let record = b
+        .wait_text("#request-facts", |t| t.contains("req_seed_"))
+        .await;
+    assert!(record.contains("Cache reads"), "{record}");
     audit(&b, "request details", &[]).await;
     b.screenshot("key-request-details").await;
     b.click("dialog button[type=submit]").await;
