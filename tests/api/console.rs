@@ -743,6 +743,10 @@ async fn console_pages_render_a_busy_account_for_owners_and_operators_at_desktop
     visit(&b, &app, "security", "#audit-log", "security").await;
     let audit_log = b.text_of("#audit-log").await;
     assert!(audit_log.contains("key “backend-prod”"), "{audit_log}");
+    assert!(
+        audit_log.contains("alert “balance below”") && audit_log.contains("ledger entry #1"),
+        "{audit_log}"
+    );
     assert!(!audit_log.contains(&app.key_id), "{audit_log}");
     visit(&b, &app, "alerts", "#deliveries-table", "alerts").await;
     let rules = b.text_of("#alerts-table").await;

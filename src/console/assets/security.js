@@ -12,17 +12,19 @@ export async function render(main, ctx) {
     return;
   }
   const none = { data: [] };
-  const [events, audit, keys, members, tokens] = await Promise.all([
+  const [events, audit, keys, members, tokens, alerts] = await Promise.all([
     get(acct(id, "/security-events")),
     get(acct(id, "/audit")),
     getAll(acct(id, "/keys?include_deleted=true")).catch(() => none),
     getAll(acct(id, "/members")).catch(() => none),
     getAll(acct(id, "/tokens")).catch(() => none),
+    get(acct(id, "/alerts")).catch(() => none),
   ]);
   const names = new Map();
   for (const k of keys.data) names.set(k.id, `key “${k.name}”${k.status === "deleted" ? " (deleted)" : ""}`);
   for (const m of members.data) names.set(m.user_id, m.email);
   for (const t of tokens.data) names.set(t.id, `token “${t.name}”`);
+  for (const a of alerts.data) names.set(a.id, `alert “${a.kind.replaceAll("_", " ")}”`);
   if (ctx.session.user) names.set(ctx.session.user.id, ctx.session.user.email);
   names.set(id, "this account");
   // A name with its id on hover; an id no longer known (a removed member) stays an id.
@@ -48,7 +50,7 @@ export async function render(main, ctx) {
       { label: "When", cell: (e) => fmtTime(e.ts_ms) },
       { label: "Who", cell: actor },
       { label: "Action", cell: (e) => h("code", {}, e.action) },
-      { label: "Target", cell: (e) => named(e.target_id) },
+      { label: "Target", cell: (e) => (e.action.startsWith("billing.") && /^\d+$/.test(e.target_id || "") ? h("span", { title: "ledger entry" }, `ledger entry #${e.target_id}`) : named(e.target_id)) },
       { label: "From", cell: (e) => e.client_ip || "—" },
     ], audit.data, "Nothing changed yet.", { id: "audit-log" })));
 }
