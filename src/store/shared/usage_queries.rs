@@ -110,8 +110,21 @@ impl ThisStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<UsagePoint>, StoreError> {
+        self.records_grouped(account_id, from_ms, to_ms, "endpoint")
+            .await
+    }
+
+    /// Every kind of figure of the account's records in `[from_ms, to_ms)`, one point per
+    /// value of `group` (a column expression of this file's, never input), in its order.
+    async fn records_grouped(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        group: &'static str,
+    ) -> Result<Vec<UsagePoint>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT endpoint{BYTEWISE} AS g, COUNT(*) AS requests,
+            "SELECT {group}{BYTEWISE} AS g, COUNT(*) AS requests,
                     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
                     CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens,
                     CAST(COALESCE(SUM(cache_write_5m_tokens), 0) AS BIGINT) AS cache_write_5m_tokens,
@@ -210,39 +223,23 @@ impl ThisStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<UsageTotals>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT COALESCE(model, ''){BYTEWISE} AS model, COUNT(*) AS requests,
-                    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
-                    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens,
-                    CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens,
-                    CAST(COALESCE(SUM(cache_write_5m_tokens), 0) AS BIGINT) AS cache_write_5m_tokens,
-                    CAST(COALESCE(SUM(cache_write_1h_tokens), 0) AS BIGINT) AS cache_write_1h_tokens,
-                    CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
-                    CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos
-             FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
-             GROUP BY 1 ORDER BY 1"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(account_id)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_all(&self.pool)
+        let points = self
+            .records_grouped(account_id, from_ms, to_ms, "COALESCE(model, '')")
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UsageTotals {
-                    model: row.try_get("model")?,
-                    requests: row.try_get("requests")?,
-                    input_tokens: row.try_get("input_tokens")?,
-                    cached_input_tokens: row.try_get("cached_input_tokens")?,
-                    cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
-                    cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
-                    output_tokens: row.try_get("output_tokens")?,
-                    reasoning_tokens: row.try_get("reasoning_tokens")?,
-                    cost_nanos: row.try_get("cost_nanos")?,
-                })
+        Ok(points
+            .into_iter()
+            .map(|p| UsageTotals {
+                model: p.group.unwrap_or_default(),
+                requests: p.requests,
+                input_tokens: p.input_tokens,
+                cached_input_tokens: p.cached_input_tokens,
+                cache_write_5m_tokens: p.cache_write_5m_tokens,
+                cache_write_1h_tokens: p.cache_write_1h_tokens,
+                output_tokens: p.output_tokens,
+                reasoning_tokens: p.reasoning_tokens,
+                cost_nanos: p.cost_nanos,
             })
-            .collect()
+            .collect())
     }
 }
 
