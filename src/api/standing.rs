@@ -37,7 +37,7 @@ struct Data<T> {
 /// request log give it.
 #[derive(Serialize)]
 pub(crate) struct Generation<'a> {
-    id: &'a str,
+    pub(crate) id: &'a str,
     key_id: &'a str,
     endpoint: &'a str,
     model: Option<&'a str>,
@@ -47,7 +47,7 @@ pub(crate) struct Generation<'a> {
     status: u16,
     error: Option<&'a str>,
     created_at: String,
-    started_ms: i64,
+    pub(crate) started_ms: i64,
     finished_ms: i64,
     latency_us: u64,
     time_to_first_token_us: Option<u64>,

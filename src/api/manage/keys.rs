@@ -34,14 +34,8 @@ pub async fn list(
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Read).await?;
-    let axum::extract::Query(q) = query.map_err(|e| {
-        let text = e.body_text();
-        let field = ["limit", "cursor"]
-            .into_iter()
-            .find(|f| text.contains(f))
-            .unwrap_or("include_deleted");
-        MgmtError::invalid(field, format!("{field}: {text}"))
-    })?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| super::page::query_error(&e, "include_deleted"))?;
     let paging = super::page::PageQuery {
         limit: q.limit,
         cursor: q.cursor,

@@ -39,6 +39,17 @@ impl PageQuery {
     }
 }
 
+/// A list's query string refused: the 400 names `limit` or `cursor` when the complaint is
+/// about one of them, else `other` (the list's own filter).
+pub fn query_error(e: &QueryRejection, other: &str) -> MgmtError {
+    let text = e.body_text();
+    let field = ["limit", "cursor"]
+        .into_iter()
+        .find(|f| text.contains(f))
+        .unwrap_or(other);
+    MgmtError::invalid(field, format!("{field}: {text}"))
+}
+
 /// One page of `items`, ordered by `key` (which must be unique per item).
 pub fn page<T: Serialize>(
     items: Vec<T>,

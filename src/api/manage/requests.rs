@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::auth::{Need, Principal};
 use super::error::MgmtError;
-use super::page::PageQuery;
+use super::page::{PageQuery, by_creation, page_of};
 use crate::api::standing::Generation;
 use crate::app::AppState;
 
@@ -26,12 +26,6 @@ pub struct LogQuery {
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Page<'a> {
-    data: Vec<Generation<'a>>,
-    next_cursor: Option<String>,
-}
-
 /// `GET …/requests[?key_id=]`: the newest records first, a page at a time; the cursor is
 /// the last record's start time and id.
 pub async fn list(
@@ -41,14 +35,7 @@ pub async fn list(
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, MgmtError> {
     p.authorize(&state, &account, Need::Read).await?;
-    let Query(q) = query.map_err(|e| {
-        let text = e.body_text();
-        let field = ["limit", "cursor"]
-            .into_iter()
-            .find(|f| text.contains(f))
-            .unwrap_or("key_id");
-        MgmtError::invalid(field, format!("{field}: {text}"))
-    })?;
+    let Query(q) = query.map_err(|e| super::page::query_error(&e, "key_id"))?;
     if q.key_id
         .as_ref()
         .is_some_and(|k| k.is_empty() || k.len() > 128)
@@ -69,12 +56,8 @@ pub async fn list(
             i64::try_from(limit + 1).unwrap_or(i64::MAX),
         )
         .await?;
-    let next_cursor = (records.len() > limit)
-        .then(|| records.get(limit - 1))
-        .flatten()
-        .map(|r| super::page::by_creation(r.started_ms, &r.request_id));
-    let data = records.iter().take(limit).map(Generation::from).collect();
-    Ok(axum::Json(Page { data, next_cursor }).into_response())
+    let page: Vec<Generation> = records.iter().map(Generation::from).collect();
+    Ok(page_of(page, limit, |g| by_creation(g.started_ms, g.id)))
 }
 
 /// `GET …/requests/{request_id}`: one record (the `x-request-id` of an answer).

@@ -167,6 +167,8 @@ pub async fn analytics(
         group,
     } = analytics_params(&q)?;
     let store = &state.store;
+    // The first bucket's start: the rollups count whole buckets.
+    let floor = from.div_euclid(granularity.ms()) * granularity.ms();
     let totals = store
         .usage_rollup(&account, granularity, from, to, false, GroupBy::Nothing)
         .await?;
@@ -186,15 +188,12 @@ pub async fn analytics(
                 .usage_rollup(&account, granularity, from, to, false, g)
                 .await?
         }
-        Breakdown::Endpoint => {
-            let floor = from.div_euclid(granularity.ms()) * granularity.ms();
-            store.usage_by_endpoint(&account, floor, to).await?
-        }
+        Breakdown::Endpoint => store.usage_by_endpoint(&account, floor, to).await?,
     };
     let totals = totals.into_iter().next().unwrap_or_default();
     Ok(axum::Json(json!({
         "account_id": account,
-        "from_ms": from.div_euclid(granularity.ms()) * granularity.ms(),
+        "from_ms": floor,
         "to_ms": to,
         "bucket": granularity.as_str(),
         "group_by": q.group_by,
