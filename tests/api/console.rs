@@ -84,6 +84,15 @@ async fn audit(b: &Browser, at: &str, expected: &[(&str, u16)]) {
     }
 }
 
+/// Logs the console's user in from the login page and waits for the dashboard.
+async fn log_in(b: &Browser) {
+    b.type_into("#login-form input[name=email]", EMAIL).await;
+    b.type_into("#login-form input[name=password]", PASSWORD)
+        .await;
+    b.click("#login-form button[type=submit]").await;
+    b.find("#card-requests").await;
+}
+
 /// Makes the console's user (an operator when `operator`) the owner of the test account.
 async fn owner(app: &TestApp, operator: bool) {
     admin::create_user(&app.store, &Actor::cli(), EMAIL, PASSWORD, operator)
@@ -179,11 +188,7 @@ async fn console_flow_login_key_request_dashboard_export_disable_delete_in_chrom
 
     // Log in; a first visit shows the privacy notice until acknowledged.
     b.goto(&app.url("/console/")).await;
-    b.type_into("#login-form input[name=email]", EMAIL).await;
-    b.type_into("#login-form input[name=password]", PASSWORD)
-        .await;
-    b.click("#login-form button[type=submit]").await;
-    b.find("#card-requests").await;
+    log_in(&b).await;
     // A first visit is asked to read the policy; nothing "has changed" for a newcomer.
     let notice = b.text_of("#privacy-notice").await;
     assert!(
@@ -547,11 +552,7 @@ async fn console_pages_render_a_busy_account_for_owners_and_operators_at_desktop
     b.find("#login-form").await;
     audit(&b, "login", &[SIGNED_OUT_PROBE]).await;
     b.screenshot("login").await;
-    b.type_into("#login-form input[name=email]", EMAIL).await;
-    b.type_into("#login-form input[name=password]", PASSWORD)
-        .await;
-    b.click("#login-form button[type=submit]").await;
-    b.find("#card-requests").await;
+    log_in(&b).await;
 
     // The privacy page carries no notice over the policy; reading it there acknowledges it.
     b.find("#privacy-notice").await;
@@ -892,11 +893,7 @@ async fn console_invites_a_member_who_joins_with_the_code_by_consent() {
     owner(&app, false).await;
     let b = Browser::start(1280, 800).await;
     b.goto(&app.url("/console/")).await;
-    b.type_into("#login-form input[name=email]", EMAIL).await;
-    b.type_into("#login-form input[name=password]", PASSWORD)
-        .await;
-    b.click("#login-form button[type=submit]").await;
-    b.find("#card-requests").await;
+    log_in(&b).await;
     b.goto(&app.url("/console/#/account")).await;
     b.find("#members").await;
     // The sole owner is not offered for removal.
