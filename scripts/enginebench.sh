@@ -1,42 +1,42 @@
 #!/usr/bin/env bash
 # Decode speed of the built-in engine through the whole InstaGen path (key, limits,
-# metering): starts `instagen serve` in a scratch directory with the reference model on a
-# `local` provider, streams RUNS greedy chat answers of up to TOKENS tokens, and prints
-# time to first token and decode tokens/s (tokens after the first over the time after it).
+# metering), side by side with llama.cpp's server on the same file: starts `instagen serve`
+# in a scratch directory with the reference model on a `local` provider, then (unless
+# REFERENCE=none) llama-cpp-python's OpenAI-compatible server, one after the other, and
+# streams RUNS greedy chat answers of up to TOKENS tokens from each with the same client
+# and prompt. Prints time to first token and decode tokens/s (tokens after the first over
+# the time after it), and InstaGen's figures as ratios to llama.cpp's.
 # Usage: scripts/enginebench.sh [RUNS] [TOKENS]; BIN=path/to/instagen (default
-# target/release/instagen); WEIGHTS=quantized|f32 (default quantized); the model is looked
-# up in ./instagen-data/models/.
+# target/release/instagen); WEIGHTS=quantized|f32 (default quantized); THREADS (default
+# 2, both engines); the model is looked up in ./instagen-data/models/ (scripts/fetch-model.sh).
+# The reference, llama-cpp-python[server] from PyPI, is built once into target/bench-venv
+# (a C++ build of llama.cpp: ~10 minutes on 2 cores), portable as our release build is:
+# GGML_NATIVE=OFF, which compiles ggml for AVX2/FMA/F16C rather than this machine's CPU.
 set -euo pipefail
 runs="${1:-5}"
 tokens="${2:-128}"
+threads="${THREADS:-2}"
 bin="$(realpath "${BIN:-target/release/instagen}")"
 model="$(realpath ./instagen-data/models/SmolLM2-135M-Instruct.Q4_1.gguf)"
+reference="${REFERENCE:-llama.cpp}"
+venv="$(realpath -m target/bench-venv)"
+llama_version="0.3.36"
+if [ "$reference" != none ] && ! "$venv/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
+  echo "building the reference: llama-cpp-python[server]==$llama_version into $venv …"
+  python3 -m venv "$venv"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet "llama-cpp-python[server]==$llama_version"
+fi
 work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+server=
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 cd "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > instagen.toml <<TOML
-[server]
-listen = "127.0.0.1:$port"
-[log]
-level = "warn"
-[[providers]]
-name = "cpu"
-kind = "local"
-path = "$model"
-weights = "${WEIGHTS:-quantized}"
-[[models]]
-id = "smollm2-135m-instruct"
-provider = "cpu"
-input_usd_per_mtok = "0"
-output_usd_per_mtok = "0"
-TOML
-"$bin" accounts create bench >/dev/null
-key=$("$bin" keys create --account bench --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-"$bin" serve & server=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-echo "== built-in engine: $(nproc) cores, ${WEIGHTS:-quantized} weights, $runs runs of up to $tokens tokens, greedy"
-python3 - "$port" "$key" "$runs" "$tokens" <<'PY'
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1$2" >/dev/null && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
+
+# The client: the same request to either server; prints one line per run and a last
+# "RESULT ttft_ms rate" line.
+client() {
+  python3 - "$1" "$2" "$runs" "$tokens" <<'PY'
 import json, sys, time, urllib.request, statistics
 port, key, runs, tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 body = {"model": "smollm2-135m-instruct", "stream": True, "temperature": 0, "max_tokens": tokens,
@@ -44,11 +44,15 @@ body = {"model": "smollm2-135m-instruct", "stream": True, "temperature": 0, "max
         "messages": [{"role": "system", "content": "You are a helpful assistant."},
                      {"role": "user", "content": "Write a long story about a lighthouse keeper."}]}
 ttfts, rates = [], []
-for i in range(runs):
+# Run 0 warms up and is not counted. Each run's prompt starts differently, so neither
+# server can reuse an earlier prompt's KV cache (llama.cpp's server keeps the last prompt's;
+# InstaGen keeps nothing between requests): every TTFT is a whole prefill.
+for i in range(runs + 1):
+    body["messages"][0]["content"] = f"({i}) You are a helpful assistant."
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions",
         data=json.dumps(body).encode(), headers={"Authorization": f"Bearer {key}",
         "Content-Type": "application/json"})
-    start = time.perf_counter(); first = last = None; usage = None
+    start = time.perf_counter(); first = last = None; usage = None; chunks = 0
     with urllib.request.urlopen(req) as resp:
         for line in resp:
             line = line.strip()
@@ -62,12 +66,59 @@ for i in range(runs):
                     now = time.perf_counter()
                     first = first or now
                     last = now
-    n = usage["completion_tokens"]
-    ttfts.append((first - start) * 1000)
+                    chunks += 1
+    # llama.cpp's server sends no usage in streams: one content chunk is one token there.
+    n = usage["completion_tokens"] if usage else chunks
+    ttft = (first - start) * 1000
     rate = (n - 1) / (last - first) if last > first else float("nan")
+    if i == 0:
+        continue
+    ttfts.append(ttft)
     rates.append(rate)
-    print(f"run {i+1}: prompt {usage['prompt_tokens']} tokens, {n} generated, "
-          f"TTFT {ttfts[-1]:.0f} ms, decode {rate:.1f} tokens/s")
-print(f"median: TTFT {statistics.median(ttfts):.0f} ms, decode {statistics.median(rates):.1f} tokens/s")
+    print(f"  run {i}: {n} tokens, TTFT {ttft:.0f} ms, decode {rate:.1f} tokens/s")
+print(f"RESULT {statistics.median(ttfts):.1f} {statistics.median(rates):.2f}")
 PY
-echo "InstaGen's RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$server/status) peak, $(awk '/VmRSS/{print $2" "$3}' /proc/$server/status) now"
+}
+
+port=$(free_port)
+cat > instagen.toml <<TOML
+[server]
+listen = "127.0.0.1:$port"
+[log]
+level = "warn"
+[[providers]]
+name = "cpu"
+kind = "local"
+path = "$model"
+threads = $threads
+weights = "${WEIGHTS:-quantized}"
+[[models]]
+id = "smollm2-135m-instruct"
+provider = "cpu"
+input_usd_per_mtok = "0"
+output_usd_per_mtok = "0"
+TOML
+"$bin" accounts create bench >/dev/null
+key=$("$bin" keys create --account bench --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+"$bin" serve & server=$!
+wait_up "$port" /healthz
+echo "== $(nproc) cores, $threads threads, SmolLM2-135M Q4_1, $runs runs of up to $tokens tokens, greedy, streamed"
+echo "InstaGen (${WEIGHTS:-quantized} weights):"
+ours=$(client "$port" "$key" | tee /dev/stderr | awk '/^RESULT/{print $2, $3}')
+echo "  InstaGen's RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$server/status) peak, $(awk '/VmRSS/{print $2" "$3}' /proc/$server/status) now"
+kill "$server"; wait "$server" 2>/dev/null || true; server=
+set -- $ours
+echo "InstaGen: TTFT $1 ms, decode $2 tokens/s (medians)"
+[ "$reference" = none ] && exit 0
+
+port=$(free_port)
+"$venv/bin/python" -m llama_cpp.server --model "$model" --model_alias smollm2-135m-instruct \
+  --n_threads "$threads" --n_threads_batch "$threads" --n_ctx 2048 --host 127.0.0.1 --port "$port" \
+  >"$work/llama.log" 2>&1 & server=$!
+wait_up "$port" /v1/models
+echo "llama.cpp (llama-cpp-python $llama_version server):"
+theirs=$(client "$port" none | tee /dev/stderr | awk '/^RESULT/{print $2, $3}')
+echo "  llama.cpp's RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$server/status) peak"
+set -- $ours $theirs
+echo "llama.cpp: TTFT $3 ms, decode $4 tokens/s (medians)"
+python3 -c "import sys; o_t,o_r,t_t,t_r=map(float,sys.argv[1:]); print(f'InstaGen / llama.cpp: TTFT {o_t/t_t:.2f}x (goal <= 1.25x), decode rate {o_r/t_r:.2f}x (goal >= 0.8x)')" "$@"

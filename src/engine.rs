@@ -7,7 +7,7 @@
 //! stop string, `max_tokens`, the context length, or when the caller goes away. Prompts
 //! and outputs live only in this request's memory.
 
-mod dequantize;
+mod convert;
 mod vocab;
 
 use std::fmt;
@@ -153,16 +153,13 @@ impl Engine {
             ));
         }
         let vocab = Vocab::from_gguf(&content).map_err(|e| format!("{}: {e}", path.display()))?;
-        let weights = match config.weights {
-            crate::config::LocalWeights::Quantized => {
-                ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-            }
-            crate::config::LocalWeights::F32 => {
-                let mut reader = dequantize::Dequantizing::new(&mut file, &mut content);
-                ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
-            }
-        }
-        .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        let plan: convert::Plan = match config.weights {
+            crate::config::LocalWeights::Quantized => convert::to_fast_blocks,
+            crate::config::LocalWeights::F32 => convert::to_f32,
+        };
+        let mut reader = convert::Converting::new(&mut file, &mut content, plan);
+        let weights = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+            .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         let threads = if config.threads == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
         } else {
