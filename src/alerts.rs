@@ -15,7 +15,7 @@ use crate::billing::Money;
 use crate::config::{AlertsConfig, Config};
 use crate::keys::{KeyHasher, random_id};
 use crate::store::{
-    AlertKind, AlertRule, Channel, Delivery, DeliveryStatus, Granularity, GroupBy, Store,
+    AlertKind, AlertRule, Channel, Delivery, DeliveryStatus, Granularity, GroupBy, Scope, Store,
     StoreError,
 };
 use crate::time::{day_start_ms, format_rfc3339, month_start_ms, now_ms};
@@ -91,7 +91,7 @@ impl Alerts {
         let key_spend: HashMap<String, (i64, i64)> = match wants(AlertKind::KeySpend) {
             true => self
                 .store
-                .key_spend(day, month)
+                .key_spend(day, month, Scope::Alerted)
                 .await?
                 .into_iter()
                 .map(|(key, limit, spent)| (key, (limit, spent)))
@@ -99,7 +99,12 @@ impl Alerts {
             false => HashMap::new(),
         };
         let balances: HashMap<String, i64> = match wants(AlertKind::BalanceBelow) {
-            true => self.store.balances().await?.into_iter().collect(),
+            true => self
+                .store
+                .balances(Scope::Alerted)
+                .await?
+                .into_iter()
+                .collect(),
             false => HashMap::new(),
         };
         let mut fired = 0;

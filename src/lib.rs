@@ -190,7 +190,7 @@ pub async fn run(
         .context("cannot build the gateway")?,
     );
     let budgets = billing::budget::Budgets::new(config.billing.prepaid);
-    sync_budgets(&store, &budgets)
+    billing::budget::sync_from_store(&store, &budgets)
         .await
         .context("cannot load balances")?;
     let (tx, rx) = mpsc::channel(config.usage.queue_capacity);
@@ -261,7 +261,7 @@ pub async fn run(
             move || {
                 let (budgets, store) = (budgets.clone(), store.clone());
                 async move {
-                    if let Err(e) = sync_budgets(&store, &budgets).await {
+                    if let Err(e) = billing::budget::sync_from_store(&store, &budgets).await {
                         tracing::warn!(error = %e, "budget sync failed; keeping the last figures");
                     }
                 }
@@ -495,27 +495,4 @@ fn spawn_cert_reloader(
     {
         let _ = (tasks, stop, cert);
     }
-}
-
-/// Reloads balances and key spend from the store into the budget tracker.
-async fn sync_budgets(
-    store: &Store,
-    budgets: &billing::budget::Budgets,
-) -> Result<(), store::StoreError> {
-    // A commit racing the read discards the snapshot; try again at once, a few times, so
-    // the figures stay fresh under a busy writer.
-    for _ in 0..4 {
-        let generation = budgets.generation();
-        let now = time::now_ms();
-        let day = time::day_start_ms(now);
-        let month = time::month_start_ms(now);
-        let snapshot = billing::budget::Snapshot {
-            balances: store.balances().await?,
-            key_spend: store.key_spend(day, month).await?,
-        };
-        if budgets.apply(snapshot, generation) {
-            break;
-        }
-    }
-    Ok(())
 }

@@ -401,8 +401,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_key_status(account_id, id, status).await)
     }
-    pub async fn keys_changed_since(&self, version: i64) -> Result<Vec<KeyRow>, StoreError> {
-        dispatch!(self, s => s.keys_changed_since(version).await)
+    /// Up to `limit` keys whose version is above `version`, oldest change first (versions
+    /// are unique, so a caller pages on with the last one it got).
+    pub async fn keys_changed_since(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<KeyRow>, StoreError> {
+        dispatch!(self, s => s.keys_changed_since(version, limit).await)
     }
 
     // Billing.
@@ -430,15 +436,22 @@ impl Store {
     pub async fn post_usage(&self) -> Result<usize, StoreError> {
         dispatch!(self, s => s.post_usage().await)
     }
-    pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        dispatch!(self, s => s.balances().await)
+    /// The store's clock (Unix ms) and newest key version, for the next [`Since`].
+    pub async fn change_marks(&self) -> Result<(i64, i64), StoreError> {
+        dispatch!(self, s => s.change_marks().await)
     }
+    /// Balances of the accounts `scope` names.
+    pub async fn balances(&self, scope: Scope) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, s => s.balances(scope).await)
+    }
+    /// (key, limit, spent this period) of the limited keys `scope` names.
     pub async fn key_spend(
         &self,
         day_start_ms: i64,
         month_start_ms: i64,
+        scope: Scope,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        dispatch!(self, s => s.key_spend(day_start_ms, month_start_ms).await)
+        dispatch!(self, s => s.key_spend(day_start_ms, month_start_ms, scope).await)
     }
     /// (ledger total, unposted usage, newest `limit` entries) from one consistent snapshot.
     pub async fn billing_snapshot(

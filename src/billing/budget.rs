@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::redis::{BUDGET_STALE_MS, BudgetCheck, RedisLimits};
+use crate::store::Scope;
 use crate::usage::UsageRecord;
 
 /// How long a flushed cost stays pending in Redis: longer than every instance takes to
@@ -62,7 +63,27 @@ struct Inner {
     generation: u64,
     /// When a store snapshot was last applied.
     applied: Option<Instant>,
+    /// Where the last applied sync read the store from, for the next one.
+    mark: Option<SyncMark>,
 }
+
+/// The store's clock and key version as the last applied sync read them, its UTC day,
+/// and when it last read everything.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncMark {
+    clock_ms: i64,
+    key_version: i64,
+    day_start_ms: i64,
+    full_at: Instant,
+}
+
+/// How far before the previous sync a partial one looks: a batch stamped up to this long
+/// before it committed is still seen (and anything slower by the next full sync).
+const STAMP_MARGIN_MS: i64 = 10_000;
+
+/// How often a sync reads every account and key rather than what moved (and at every new
+/// UTC day, when daily limits start again).
+const FULL_SYNC_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Budgets {
     prepaid: bool,
@@ -98,6 +119,8 @@ pub struct Snapshot {
     pub balances: Vec<(String, i64)>,
     /// (key id, limit, spent in the current period).
     pub key_spend: Vec<(String, i64, i64)>,
+    /// Only what moved since the last sync: merged into the figures, not replacing them.
+    pub partial: bool,
 }
 
 impl Budgets {
@@ -341,16 +364,35 @@ impl Budgets {
         self.lock().generation
     }
 
+    /// Where the last applied sync read the store from.
+    fn mark(&self) -> Option<SyncMark> {
+        self.lock().mark
+    }
+
     /// Applies a snapshot read while `generation` was current; ignored if the writer
     /// committed in between (the next sync will be consistent).
-    pub fn apply(&self, snapshot: Snapshot, generation: u64) -> bool {
+    pub fn apply(&self, snapshot: Snapshot, generation: u64, mark: Option<SyncMark>) -> bool {
         let mut inner = self.lock();
         if inner.generation != generation {
             return false;
         }
         inner.applied = Some(Instant::now());
+        if mark.is_some() {
+            inner.mark = mark;
+        }
         for (account, balance) in snapshot.balances {
             inner.accounts.entry(account).or_default().stored = balance;
+        }
+        if snapshot.partial {
+            for (key, limit, spent) in snapshot.key_spend {
+                let k = inner.keys.entry(key).or_insert_with(|| KeyLimit {
+                    limit,
+                    spent: Figures::default(),
+                });
+                k.limit = limit;
+                k.spent.stored = spent;
+            }
+            return true;
         }
         let mut keys = HashMap::with_capacity(snapshot.key_spend.len());
         for (key, limit, spent) in snapshot.key_spend {
@@ -570,6 +612,55 @@ impl Drop for Reservation {
     }
 }
 
+/// Reloads balances and key spend from the store into the budget tracker: everything at
+/// the first sync, at least every [`FULL_SYNC_EVERY`] and at each new UTC day; otherwise
+/// only the accounts and keys whose figures moved (stamped since shortly before the last
+/// sync) or that were edited, so an idle tenant costs nothing. Returns whether it read
+/// everything.
+pub async fn sync_from_store(
+    store: &crate::store::Store,
+    budgets: &Budgets,
+) -> Result<bool, crate::store::StoreError> {
+    let mut full = false;
+    // A commit racing the read discards the snapshot; try again at once, a few times, so
+    // the figures stay fresh under a busy writer.
+    for _ in 0..4 {
+        let generation = budgets.generation();
+        let previous = budgets.mark();
+        let now = crate::time::now_ms();
+        let day = crate::time::day_start_ms(now);
+        let month = crate::time::month_start_ms(now);
+        // Read before the figures: whatever commits after them is stamped later.
+        let (clock_ms, key_version) = store.change_marks().await?;
+        let since = previous
+            .filter(|m| m.day_start_ms == day && m.full_at.elapsed() < FULL_SYNC_EVERY)
+            .map(|m| crate::store::Since {
+                since_ms: m.clock_ms.saturating_sub(STAMP_MARGIN_MS),
+                key_version: m.key_version,
+            });
+        full = since.is_none();
+        let scope = since.map_or(Scope::All, Scope::Moved);
+        let snapshot = Snapshot {
+            balances: store.balances(scope).await?,
+            key_spend: store.key_spend(day, month, scope).await?,
+            partial: !full,
+        };
+        let mark = SyncMark {
+            clock_ms,
+            key_version,
+            day_start_ms: day,
+            full_at: match previous {
+                Some(p) if !full => p.full_at,
+                _ => Instant::now(),
+            },
+        };
+        if budgets.apply(snapshot, generation, Some(mark)) {
+            break;
+        }
+    }
+    Ok(full)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,8 +673,10 @@ mod tests {
             Snapshot {
                 balances: vec![("a".into(), balance)],
                 key_spend: vec![],
+                partial: false,
             },
             g,
+            None,
         );
         b
     }
@@ -619,8 +712,10 @@ mod tests {
             Snapshot {
                 balances: vec![],
                 key_spend: vec![("k".into(), 500, 300)],
+                partial: false,
             },
             g,
+            None,
         );
         assert_eq!(
             b.reserve("a", "k", Some(500), 300).err(),
@@ -647,11 +742,46 @@ mod tests {
         assert!(!b.apply(
             Snapshot {
                 balances: vec![("a".into(), 5)],
-                key_spend: vec![]
+                key_spend: vec![],
+                partial: false,
             },
-            g
+            g,
+            None,
         ));
         assert_eq!(b.available("a"), 1_000);
+    }
+
+    #[test]
+    fn a_partial_sync_updates_what_moved_and_keeps_the_rest() {
+        let b = Budgets::new(true);
+        let snapshot =
+            |balances: Vec<(&str, i64)>, keys: Vec<(&str, i64, i64)>, partial| Snapshot {
+                balances: balances.into_iter().map(|(a, n)| (a.into(), n)).collect(),
+                key_spend: keys.into_iter().map(|(k, l, n)| (k.into(), l, n)).collect(),
+                partial,
+            };
+        let g = b.generation();
+        let full = snapshot(
+            vec![("a", 1_000), ("b", 2_000)],
+            vec![("ka", 500, 100), ("kb", 500, 200)],
+            false,
+        );
+        assert!(b.apply(full, g, None));
+        let g = b.generation();
+        assert!(b.apply(
+            snapshot(vec![("a", 900)], vec![("ka", 500, 400)], true),
+            g,
+            None
+        ));
+        assert_eq!((b.available("a"), b.available("b")), (900, 2_000));
+        assert_eq!(
+            (b.key_spent("ka"), b.key_spent("kb")),
+            (Some(400), Some(200))
+        );
+        // A full sync drops keys that no longer have a limit.
+        let g = b.generation();
+        assert!(b.apply(snapshot(vec![], vec![("ka", 500, 400)], false), g, None));
+        assert_eq!(b.key_spent("kb"), None);
     }
 
     proptest! {

@@ -14,6 +14,9 @@ use std::sync::{Arc, RwLock};
 use super::{KeyError, KeyHash, KeyHasher, ParsedKey, TOKEN_PREFIX};
 use crate::store::{KeyRow, KeyStatus, Store, StoreError};
 
+/// Rows read per query by [`KeyCache::refresh`].
+const REFRESH_PAGE: i64 = 1_000;
+
 /// An authenticated key, as the rest of the request sees it.
 #[derive(Debug)]
 pub struct AuthedKey {
@@ -165,15 +168,23 @@ impl KeyCache {
         Ok(entry.authed.clone())
     }
 
-    /// Applies changed rows from the store; returns how many changed.
+    /// Applies changed rows from the store; returns how many changed. Reads them a page
+    /// at a time, so loading a large key table at start never holds every row at once
+    /// (the allocator would keep that peak as resident memory).
     pub async fn refresh(&self, store: &Store) -> Result<usize, StoreError> {
-        let since = self.version.load(Ordering::Acquire);
-        let rows = store.keys_changed_since(since).await?;
-        let n = rows.len();
-        if n > 0 {
-            self.apply(rows);
+        let mut n = 0;
+        loop {
+            let since = self.version.load(Ordering::Acquire);
+            let rows = store.keys_changed_since(since, REFRESH_PAGE).await?;
+            let got = rows.len();
+            n += got;
+            if got > 0 {
+                self.apply(rows);
+            }
+            if got < REFRESH_PAGE as usize {
+                return Ok(n);
+            }
         }
-        Ok(n)
     }
 
     fn apply(&self, rows: Vec<KeyRow>) {

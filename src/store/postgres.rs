@@ -37,6 +37,10 @@ type DbRow = sqlx::postgres::PgRow;
 type DbQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 type ThisStore = PgStore;
 
+/// The database server's clock in Unix milliseconds (what `changed_ms` columns are
+/// stamped with, so every instance compares against one clock).
+const CLOCK_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+
 /// A fresh key version; only ever evaluated under `KEY_VERSION_LOCK` (see `keys.rs`).
 const NEXT_KEY_VERSION: &str = "nextval('api_keys_version_seq')";
 

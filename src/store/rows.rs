@@ -606,3 +606,22 @@ impl Delivery {
         }
     }
 }
+
+/// Which accounts' balances and keys' spend a read covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every account and limited key (a full budget sync).
+    All,
+    /// Those whose figures moved or that were edited since (a budget sync's usual read).
+    Moved(Since),
+    /// Those an alert rule watches (the alert check).
+    Alerted,
+}
+
+/// Where a budget sync's partial read starts: figures stamped at or after `since_ms` (the
+/// store's clock, Unix ms) and keys edited after `key_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    pub since_ms: i64,
+    pub key_version: i64,
+}

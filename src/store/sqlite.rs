@@ -26,6 +26,9 @@ type DbRow = sqlx::sqlite::SqliteRow;
 type DbQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 type ThisStore = SqliteStore;
 
+/// The store's clock in Unix milliseconds (what `changed_ms` columns are stamped with).
+const CLOCK_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
 /// A fresh key version: one writer at a time, so the next number is always the highest.
 const NEXT_KEY_VERSION: &str = "(SELECT COALESCE(MAX(version), 0) + 1 FROM api_keys)";
 

@@ -1,6 +1,7 @@
 //! Prepaid balances, the hash-chained ledger, and budgets that concurrency cannot bypass.
 
 use instagen::billing::ledger::LedgerKind;
+use instagen::store::Scope;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -271,6 +272,98 @@ async fn a_key_spend_limit_stops_the_key_with_429_insufficient_quota() {
     assert!(spent <= 50_000 + reservation(&body, 5), "spent {spent}");
 }
 
+/// The budget sync reads only what moved: spend that another instance wrote (straight into
+/// the store, past this server's writer) and a top-up made elsewhere still reach this
+/// server within seconds, and a sync after them names only the account and key they touched.
+#[tokio::test]
+async fn spend_and_credits_from_elsewhere_reach_the_budgets_through_the_changed_rows_alone() {
+    let app = TestApp::spawn_with(prepaid).await;
+    let (status, created) = api(
+        &app,
+        Method::POST,
+        &format!("/api/v1/accounts/{}/keys", app.account_id),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "capped", "limits": {"spend_limit_usd": "1"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (secret, key_id) = (
+        created["secret"].as_str().unwrap().to_owned(),
+        created["key"]["id"].as_str().unwrap().to_owned(),
+    );
+    let other =
+        instagen::admin::create_account(&app.store, &instagen::admin::Actor::cli(), "other")
+            .await
+            .unwrap();
+    // The server has synced everything once; from here on its syncs are partial.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (clock_ms, key_version) = app.store.change_marks().await.unwrap();
+    let since = Scope::Moved(instagen::store::Since {
+        since_ms: clock_ms,
+        key_version,
+    });
+    assert!(
+        app.store.balances(since).await.unwrap().is_empty(),
+        "nothing moved yet"
+    );
+
+    // A top-up made through another process: this server starts serving the key.
+    credit(&app, "5").await;
+    wait_available(&app).await;
+    let chat_with = async |key: &str| {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&chat_body("hi"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(chat_with(&secret).await, 200);
+    // Another instance records $1 on the capped key: this server stops it.
+    let record = instagen::usage::UsageRecord {
+        request_id: "req_elsewhere_1".into(),
+        account_id: app.account_id.clone(),
+        key_id: key_id.clone(),
+        endpoint: "chat.completions".into(),
+        model: Some(MODEL.into()),
+        started_ms: instagen::time::now_ms(),
+        finished_ms: instagen::time::now_ms(),
+        status: 200,
+        cost_nanos: 1_000_000_000,
+        ..Default::default()
+    };
+    app.store.insert_usage(&[record]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while chat_with(&secret).await != 429 {
+        assert!(
+            Instant::now() < deadline,
+            "the spend from elsewhere never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What moved since the mark is this account (credit, usage) and this key alone.
+    let moved: Vec<String> = app
+        .store
+        .balances(since)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(moved, vec![app.account_id.clone()]);
+    assert!(!moved.contains(&other.id));
+    let now = instagen::time::now_ms();
+    let day = instagen::time::day_start_ms(now);
+    let month = instagen::time::month_start_ms(now);
+    let keys = app.store.key_spend(day, month, since).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].0, key_id);
+    assert!(keys[0].2 >= 1_000_000_000);
+}
+
 /// The total cost of served (200) requests, once all `served` of them are recorded.
 async fn served_cost(app: &TestApp, served: usize, key: Option<&str>) -> i64 {
     for _ in 0..200 {
@@ -463,7 +556,7 @@ async fn unposted_usage_is_summed_once_per_record_and_survives_erasure_under_the
             .map(|(_, b)| b)
     };
     assert_eq!(
-        balance(app.store.balances().await.unwrap()),
+        balance(app.store.balances(Scope::All).await.unwrap()),
         Some(total - 700)
     );
     let erased = app.store.erase_account(&app.account_id).await.unwrap();

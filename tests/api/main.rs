@@ -41,6 +41,7 @@ mod python_sdk;
 mod quarantine;
 mod responses_api;
 mod routing;
+mod scale;
 mod scale_out;
 mod session;
 mod standing;

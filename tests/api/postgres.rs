@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use instagen::store::{
-    Granularity, GroupBy, KeyStatus, KeyUpdate, Store, StoreError, StoredProvider,
+    Granularity, GroupBy, KeyStatus, KeyUpdate, Scope, Store, StoreError, StoredProvider,
 };
 use instagen::usage::UsageRecord;
 use reqwest::Method;
@@ -215,7 +215,13 @@ async fn the_gateway_runs_end_to_end_on_postgresql() {
     );
     let ledger = app.store.ledger(None, 0).await.unwrap();
     assert!(instagen::billing::ledger::verify(&ledger).is_ok());
-    let balances: HashMap<_, _> = app.store.balances().await.unwrap().into_iter().collect();
+    let balances: HashMap<_, _> = app
+        .store
+        .balances(Scope::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(balances[&app.account_id], 1_000_000_000 - cost);
 
     // Disabling a key takes effect within a second; an account limit bumps versions too.
@@ -358,7 +364,7 @@ async fn concurrent_starters_migrate_once_and_key_versions_are_never_missed() {
             let mut seen: HashMap<String, i64> = HashMap::new();
             loop {
                 let done = stop.load(std::sync::atomic::Ordering::Acquire);
-                let rows = store.keys_changed_since(since).await.unwrap();
+                let rows = store.keys_changed_since(since, i64::MAX).await.unwrap();
                 for row in rows {
                     assert!(row.version > since, "versions only go up");
                     since = since.max(row.version);
@@ -412,7 +418,7 @@ async fn concurrent_starters_migrate_once_and_key_versions_are_never_missed() {
     stop.store(true, std::sync::atomic::Ordering::Release);
     let seen = poller.await.unwrap();
 
-    let now = stores[0].keys_changed_since(0).await.unwrap();
+    let now = stores[0].keys_changed_since(0, i64::MAX).await.unwrap();
     let mut versions: Vec<i64> = now.iter().map(|r| r.version).collect();
     versions.dedup();
     assert_eq!(versions.len(), ids.len(), "every key has its own version");

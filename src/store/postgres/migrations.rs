@@ -70,4 +70,9 @@ pub const MIGRATIONS: &[&str] = &[
     //     alerts once across instances), the delivery log of webhooks and emails (metadata
     //     only, retried with backoff), and the privacy-policy versions users were told of.
     include_str!("../../../migrations/postgres/0017.sql"),
+    // 18: when each key's usage total and each billing id's ledger total last changed
+    //     (stamped by the rollup and ledger triggers, on the database clock), so the budget
+    //     sync re-reads only the accounts and keys whose figures moved, not the whole
+    //     tenant base every second.
+    include_str!("../../../migrations/postgres/0018.sql"),
 ];

@@ -5,9 +5,9 @@
 
 use sqlx::Row;
 
-use super::{BYTEWISE, DbConn, DbRow, ThisStore, snapshot};
+use super::{BYTEWISE, CLOCK_MS, DbConn, DbRow, ThisStore, snapshot};
 use crate::billing::ledger::{LedgerEntry, LedgerKind};
-use crate::store::StoreError;
+use crate::store::{Scope, StoreError};
 use crate::time::now_ms;
 
 pub(in crate::store) fn entry_of(row: &DbRow) -> Result<LedgerEntry, sqlx::Error> {
@@ -151,37 +151,84 @@ impl ThisStore {
         Ok(sqlx::query_as(sql).fetch_all(&self.pool).await?)
     }
 
-    /// Every account's balance: ledger total minus usage not yet posted.
-    pub async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
+    /// The store's clock and its newest key version: read before a budget sync's
+    /// queries, they say where the next sync's `Scope::Moved` starts.
+    pub async fn change_marks(&self) -> Result<(i64, i64), StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {CLOCK_MS}, COALESCE((SELECT MAX(version) FROM api_keys), 0)"
+        ));
+        Ok(sqlx::query_as(sql).fetch_one(&self.pool).await?)
+    }
+
+    /// Each account's balance: ledger total minus usage not yet posted, for the accounts
+    /// `scope` names.
+    pub async fn balances(&self, scope: Scope) -> Result<Vec<(String, i64)>, StoreError> {
+        // A narrower scope drives the query from its own (indexed) ids, never a scan of
+        // every account: `CROSS JOIN` keeps SQLite's loops in the written order (its
+        // planner would otherwise scan `a`); PostgreSQL plans it as any inner join.
+        let source = match scope {
+            Scope::All => "accounts a",
+            Scope::Moved(_) => {
+                "(SELECT id FROM accounts
+                  WHERE billing_id IN (SELECT billing_id FROM ledger_totals WHERE changed_ms >= $1)
+                  UNION
+                  SELECT account_id FROM api_keys
+                  WHERE id IN (SELECT key_id FROM key_usage_totals WHERE changed_ms >= $1)) c
+                 CROSS JOIN accounts a WHERE a.id = c.id"
+            }
+            Scope::Alerted => {
+                "(SELECT DISTINCT account_id AS id FROM alert_rules) c
+                 CROSS JOIN accounts a WHERE a.id = c.id"
+            }
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
             "SELECT a.id,
                     CAST(COALESCE((SELECT t.amount_nanos FROM ledger_totals t WHERE t.billing_id = a.billing_id), 0)
                        - COALESCE((SELECT p.cost_nanos FROM usage_unposted p WHERE p.account_id = a.id), 0) AS BIGINT)
-             FROM accounts a",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+             FROM {source}"
+        ));
+        let mut query = sqlx::query_as(sql);
+        if let Scope::Moved(s) = scope {
+            query = query.bind(s.since_ms);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
-    /// (key id, limit, spent this period) for every live key with a spend limit.
+    /// (key id, limit, spent this period) for the live keys with a spend limit that `scope`
+    /// names (`Moved`: their usage moved or they were edited).
     pub async fn key_spend(
         &self,
         day_start_ms: i64,
         month_start_ms: i64,
+        scope: Scope,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        Ok(sqlx::query_as(
+        // Driven from the scope's ids, as `balances` is.
+        let source = match scope {
+            Scope::All => "api_keys k WHERE",
+            Scope::Moved(_) => {
+                "(SELECT id FROM api_keys WHERE version > $4
+                  UNION SELECT key_id FROM key_usage_totals WHERE changed_ms >= $3) c
+                 CROSS JOIN api_keys k WHERE k.id = c.id AND"
+            }
+            Scope::Alerted => {
+                "(SELECT DISTINCT key_id AS id FROM alert_rules WHERE key_id IS NOT NULL) c
+                 CROSS JOIN api_keys k WHERE k.id = c.id AND"
+            }
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
             "SELECT k.id, k.spend_limit_nanos,
                     CAST(CASE COALESCE(k.spend_limit_period, 'total')
                         WHEN 'total' THEN COALESCE((SELECT cost_nanos FROM key_usage_totals t WHERE t.key_id = k.id), 0)
                         WHEN 'day' THEN COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= $1), 0)
                         ELSE COALESCE((SELECT SUM(cost_nanos) FROM key_usage_hourly h WHERE h.key_id = k.id AND h.hour_ms >= $2), 0)
                     END AS BIGINT)
-             FROM api_keys k WHERE k.spend_limit_nanos IS NOT NULL AND k.status != 'deleted'",
-        )
-        .bind(day_start_ms)
-        .bind(month_start_ms)
-        .fetch_all(&self.pool)
-        .await?)
+             FROM {source} k.spend_limit_nanos IS NOT NULL AND k.status != 'deleted'"
+        ));
+        let mut query = sqlx::query_as(sql).bind(day_start_ms).bind(month_start_ms);
+        if let Scope::Moved(s) = scope {
+            query = query.bind(s.since_ms).bind(s.key_version);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// (ledger total, unposted usage, newest `limit` entries), read in one snapshot so a

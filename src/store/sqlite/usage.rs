@@ -65,15 +65,18 @@ const ROLLUP_SQL: [&str; 4] = [
         input_tokens = input_tokens + excluded.input_tokens,
         output_tokens = output_tokens + excluded.output_tokens,
         cost_nanos = cost_nanos + excluded.cost_nanos",
-    "INSERT INTO key_usage_totals (key_id, requests, input_tokens, output_tokens, cost_nanos, last_used_ms)
-        SELECT key_id, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos), MAX(started_ms)
+    // `changed_ms` is `CLOCK_MS`: when the budget sync should read this key again.
+    "INSERT INTO key_usage_totals (key_id, requests, input_tokens, output_tokens, cost_nanos, last_used_ms, changed_ms)
+        SELECT key_id, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos), MAX(started_ms),
+               CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
         FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1
     ON CONFLICT (key_id) DO UPDATE SET
         requests = requests + excluded.requests,
         input_tokens = input_tokens + excluded.input_tokens,
         output_tokens = output_tokens + excluded.output_tokens,
         cost_nanos = cost_nanos + excluded.cost_nanos,
-        last_used_ms = MAX(last_used_ms, excluded.last_used_ms)",
+        last_used_ms = MAX(last_used_ms, excluded.last_used_ms),
+        changed_ms = excluded.changed_ms",
     // Aggregated to the minute first (a batch is a handful of groups), then each minute
     // group is counted into its minute, hour and day: sorting the batch's rows once rather
     // than three times over makes this ~5x cheaper for a batch of 1000.
