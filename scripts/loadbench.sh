@@ -3,9 +3,9 @@
 # --proxy-to`) and InstaGen (auth, limits, metering, journal and usage writes all on) in
 # front of the same mock, in one run; non-streaming and streaming chat at concurrency
 # 1/64/256, then the Responses and Messages endpoints translated to the chat mock. Prints
-# RPS, p50/p99 latency, CPU µs per request and RSS, and each InstaGen figure as a ratio to
-# the floor's: ratios are the goals (docs/performance.md), since the machine's own speed
-# varies from day to day. With 2+ cores, wrk runs on core 0 and the servers share the rest.
+# RPS, p50/p99 latency, CPU µs per request, RSS and TTFT at c=1 (scripts/ttft.py), and
+# each InstaGen figure as a ratio to the floor's: ratios are the goals (docs/performance.md),
+# since the machine's own speed varies from day to day. With 2+ cores, wrk runs on core 0 and the servers share the rest.
 # Needs `wrk` (Debian: apt-get install wrk). Traffic stays on 127.0.0.1.
 #
 # Usage: scripts/loadbench.sh [seconds per run, default 10]
@@ -132,6 +132,15 @@ for mode in plain stream; do
       "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
   done
 done
+
+# Time to first token at c=1: what each proxy adds to the mock's own first content event.
+ttft() { $LOAD python3 scripts/ttft.py "127.0.0.1:$1" 2000 "${2:-}" | awk '{print $3}'; }
+T_MOCK=$(ttft $MOCK_PORT)
+T_FLOOR=$(ttft $FLOOR_PORT)
+T_GW=$(ttft $GW_PORT "$KEY")
+added() { awk -v a="$1" -v m="$T_MOCK" 'BEGIN{ printf "%.0f", a - m }'; }
+printf "\nTTFT p50 at c=1 (scripts/ttft.py, 2000 streamed requests): mock %sµs, floor %sµs (+%sµs), InstaGen %sµs (+%sµs); added ×floor %s\n" \
+  "$T_MOCK" "$T_FLOOR" "$(added "$T_FLOOR")" "$T_GW" "$(added "$T_GW")" "$(ratio "$(added "$T_GW")" "$(added "$T_FLOOR")")"
 
 printf "\nTranslated to the chat mock, InstaGen only, c=64: CPU µs per request and its ratio to chat's\n"
 for mode in responses messages; do
