@@ -266,15 +266,16 @@ pub async fn store_contents(dir: &Path) -> Option<Vec<u8>> {
 }
 
 /// Runs one SQL statement directly against the store at `url` (SQLite or PostgreSQL).
-pub async fn exec_sql(url: &str, sql: &'static str) {
+pub async fn exec_sql(url: &str, sql: &str) {
     use sqlx::Connection;
+    let sql = || sqlx::AssertSqlSafe(sql.to_owned());
     if url.starts_with("sqlite:") {
         let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(sql).execute(&mut c).await.unwrap();
+        sqlx::query(sql()).execute(&mut c).await.unwrap();
         c.close().await.unwrap();
     } else {
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(sql).execute(&mut c).await.unwrap();
+        sqlx::query(sql()).execute(&mut c).await.unwrap();
         c.close().await.unwrap();
     }
 }

@@ -78,30 +78,8 @@ async fn seed(url: &str, accounts: u64, keys: u64) {
          FROM seq",
         seq(keys)
     );
-    if postgres {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(accounts_sql))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(keys_sql))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        sqlx::query("ANALYZE").execute(&mut c).await.unwrap();
-    } else {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(accounts_sql))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(keys_sql))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        sqlx::query("ANALYZE").execute(&mut c).await.unwrap();
+    for sql in [accounts_sql.as_str(), keys_sql.as_str(), "ANALYZE"] {
+        exec_sql(url, sql).await;
     }
 }
 
