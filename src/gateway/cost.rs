@@ -7,6 +7,8 @@
 //! `cost` is a JSON number (as OpenRouter's `usage.cost`) and `cost_usd` the same amount
 //! as a string, for clients whose JSON numbers are floats.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -42,9 +44,16 @@ pub fn annotate(doc: &[u8], path: &[&str], charged: &Charged) -> Option<Bytes> {
     out.put_slice(&doc[..start]);
     out.put_u8(b'{');
     for (key, value) in fields.iter().filter(|(k, _)| !KEYS.contains(&k.as_ref())) {
-        // Keys are written back escaped; values exactly as they came.
-        let key = serde_json::to_string(key.as_ref()).ok()?;
-        out.put_slice(key.as_bytes());
+        // A borrowed key had no escape, so its text is its JSON; an owned one is escaped
+        // again. Values go out exactly as they came.
+        match key {
+            Cow::Borrowed(k) => {
+                out.put_u8(b'"');
+                out.put_slice(k.as_bytes());
+                out.put_u8(b'"');
+            }
+            Cow::Owned(k) => out.put_slice(serde_json::to_string(k).ok()?.as_bytes()),
+        }
         out.put_u8(b':');
         out.put_slice(value.get().as_bytes());
         out.put_u8(b',');
@@ -111,6 +120,17 @@ mod tests {
         assert_eq!(v["response"]["usage"]["cost_estimated"], true);
         assert_eq!(v["response"]["usage"]["input_tokens"], 1);
         assert_eq!(v["usage"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn usage_keys_with_escapes_are_written_back_as_valid_json() {
+        let doc = br#"{"usage":{"a\"b":1,"caf\u00e9":2,"plain":3}}"#;
+        let out = annotate(doc, &["usage"], &charged(5, false)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["usage"]["a\"b"], 1);
+        assert_eq!(v["usage"]["café"], 2);
+        assert_eq!(v["usage"]["plain"], 3);
+        assert_eq!(v["usage"]["cost_usd"], "0.000000005");
     }
 
     #[test]
