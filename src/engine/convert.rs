@@ -88,23 +88,25 @@ impl<'a, R: Read + Seek> Converting<'a, R> {
     fn materialise(&mut self, index: usize) -> std::io::Result<&[u8]> {
         if self.current.as_ref().is_none_or(|(i, _)| *i != index) {
             self.current = None;
-            let (_, _, info, target) = &self.tensors[index];
-            let tensor = info
-                .read(self.file, self.data_offset, &Device::Cpu)
-                .map_err(std::io::Error::other)?;
+            let (_, len, info, target) = &self.tensors[index];
             let bytes = match target {
-                None => tensor.data().map(|d| d.into_owned()),
-                Some(GgmlDType::F32) => tensor
-                    .dequantize(&Device::Cpu)
-                    .and_then(|t| t.flatten_all())
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .map(|values| values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-                Some(dtype) => tensor
-                    .dequantize(&Device::Cpu)
+                // Kept as it is: the file's bytes, read straight through.
+                None => {
+                    let len = usize::try_from(*len).map_err(std::io::Error::other)?;
+                    let mut bytes = vec![0; len];
+                    self.file
+                        .seek(SeekFrom::Start(self.data_offset + info.offset))?;
+                    self.file.read_exact(&mut bytes)?;
+                    bytes
+                }
+                // F32 included: a "quantization" to f32 is the plain values.
+                Some(dtype) => info
+                    .read(self.file, self.data_offset, &Device::Cpu)
+                    .and_then(|t| t.dequantize(&Device::Cpu))
                     .and_then(|t| QTensor::quantize(&t, *dtype))
-                    .and_then(|q| q.data().map(|d| d.into_owned())),
-            }
-            .map_err(std::io::Error::other)?;
+                    .and_then(|q| q.data().map(|d| d.into_owned()))
+                    .map_err(std::io::Error::other)?,
+            };
             self.current = Some((index, bytes));
         }
         Ok(self.current.as_ref().map_or(&[][..], |(_, b)| b.as_slice()))
