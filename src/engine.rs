@@ -8,6 +8,8 @@
 //! and outputs live only in this request's memory.
 
 mod convert;
+mod llama;
+mod q8;
 mod vocab;
 
 use std::fmt;
@@ -18,13 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use vocab::{ChatMessage, Vocab};
 
 /// The longest context the quantized llama implementation supports.
-pub const MAX_CONTEXT: usize = candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+pub const MAX_CONTEXT: usize = llama::MAX_SEQ_LEN;
 
 /// How the engine is set up (from a `kind = "local"` provider).
 #[derive(Debug, Clone)]
@@ -118,7 +119,7 @@ impl From<candle_core::Error> for EngineError {
 pub struct Busy;
 
 pub struct Engine {
-    weights: ModelWeights,
+    weights: llama::Llama,
     pub vocab: Vocab,
     pool: rayon::ThreadPool,
     slots: Arc<Semaphore>,
@@ -158,7 +159,7 @@ impl Engine {
             crate::config::LocalWeights::F32 => convert::to_f32,
         };
         let mut reader = convert::Converting::new(&mut file, &mut content, plan);
-        let weights = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+        let weights = llama::Llama::from_gguf(&content, &mut reader)
             .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         let threads = if config.threads == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
@@ -253,8 +254,8 @@ impl Engine {
         if max_new == 0 {
             return Ok(FinishReason::Length);
         }
-        // The weights are shared; the clone owns only this sequence's KV cache.
-        let mut model = self.weights.clone();
+        // The weights are shared; this sequence owns only its KV cache.
+        let mut sequence = llama::Sequence::default();
         let sampling = if sampler.temperature <= 0.0 {
             Sampling::ArgMax
         } else if sampler.top_p < 1.0 {
@@ -271,7 +272,7 @@ impl Engine {
         let mut text = TextStream::new(stops);
         let mut generated: Vec<u32> = Vec::with_capacity(max_new.min(4096));
         let input = Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?;
-        let logits = model.forward(&input, 0)?.squeeze(0)?;
+        let logits = self.weights.forward(&mut sequence, &input, 0)?;
         let mut next = logits_processor.sample(&logits)?;
         let mut position = prompt.len();
         loop {
@@ -297,7 +298,7 @@ impl Engine {
                 return Ok(FinishReason::Length);
             }
             let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-            let logits = model.forward(&input, position)?.squeeze(0)?;
+            let logits = self.weights.forward(&mut sequence, &input, position)?;
             position += 1;
             next = logits_processor.sample(&logits)?;
         }
