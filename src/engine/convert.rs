@@ -30,6 +30,16 @@ pub fn to_fast_blocks(dtype: GgmlDType) -> Option<GgmlDType> {
     matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1).then_some(GgmlDType::Q8_0)
 }
 
+/// `weights = "quantized"` where `instagen-kernels` runs (AVX2): its own kernel multiplies
+/// Q4_1, so those blocks stay as the file has them (fewer bytes to read a token).
+pub fn to_fast_blocks_keeping_q4_1(dtype: GgmlDType) -> Option<GgmlDType> {
+    if dtype == GgmlDType::Q4_1 {
+        None
+    } else {
+        to_fast_blocks(dtype)
+    }
+}
+
 pub struct Converting<'a, R> {
     file: &'a mut R,
     /// Where the original file's tensor data starts.
@@ -221,6 +231,13 @@ mod tests {
         assert_eq!(want_a.dtype(), GgmlDType::Q4_1);
         assert_eq!(a.dtype(), GgmlDType::Q8_0);
         assert_eq!(a.shape(), want_a.shape());
+        // Where our own kernel multiplies Q4_1, it stays as it is.
+        let mut file = Cursor::new(test_file().2);
+        let mut kept = gguf_file::Content::read(&mut file).unwrap();
+        let mut keeping = Converting::new(&mut file, &mut kept, to_fast_blocks_keeping_q4_1);
+        let kept_a = kept.tensor(&mut keeping, "a", &Device::Cpu).unwrap();
+        assert_eq!(kept_a.dtype(), GgmlDType::Q4_1);
+        assert_eq!(kept_a.data().unwrap(), want_a.data().unwrap());
         let (got, want) = (values(&a), values(&want_a));
         for (row, (g, w)) in got.chunks(32).zip(want.chunks(32)).enumerate() {
             let step = w.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;

@@ -1,25 +1,27 @@
-//! Matrix products of the engine's linear layers: prompts on Q8_0 weights through the
-//! tiled kernel of `instagen-kernels`, everything else through candle.
+//! Matrix products of the engine's linear layers: Q8_0 prompts and Q4_1 at any size
+//! through the tiled kernels of `instagen-kernels`, everything else through candle.
 //!
 //! candle multiplies a quantized matrix by a batch of rows one dot product at a time: for
 //! each row and each column it loads the weight block again, converts both blocks' f16
 //! scales again and sums the lanes again. For a prompt (many rows) the tiled kernel does
-//! what llama.cpp's does instead, with the same bits as a result. A single row (a decode
-//! step), a CPU without AVX2 and any other block type stay on candle's own kernels.
+//! what llama.cpp's does instead, with the same bits as a result. A single Q8_0 row (a decode
+//! step), a CPU without AVX2 and any other block type stay on candle's own kernels. candle
+//! multiplies Q4_1 with scalar code only, so Q4_1 goes through the kernel even for one row:
+//! decoding then reads 4-bit weights, where memory bandwidth is what limits it.
 
 use std::sync::{Arc, OnceLock};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
-use instagen_kernels::{self as kernels, Block, QK, V3};
+use instagen_kernels::{self as kernels, Format, QK, V3};
 
 type Result<T> = candle_core::Result<T>;
 
 /// Output columns of one parallel task.
 const CHUNK: usize = 32;
 
-/// A weight matrix of a linear layer: candle's product for one row or other block types,
-/// the tiled one for prompts on Q8_0 weights.
+/// A weight matrix of a linear layer: the tiled kernel for Q8_0 prompts and for Q4_1 at
+/// any size, candle's product otherwise.
 #[derive(Clone)]
 pub struct Linear {
     candle: QMatMul,
@@ -40,7 +42,9 @@ impl Linear {
     pub fn new(weights: QTensor) -> Result<Self> {
         let weights = Arc::new(weights);
         let tiled = match (weights.dtype(), weights.shape().dims2(), V3::try_new()) {
-            (GgmlDType::Q8_0, Ok((n, k)), Some(simd)) if k.is_multiple_of(QK) && n > 0 => {
+            (GgmlDType::Q8_0 | GgmlDType::Q4_1, Ok((n, k)), Some(simd))
+                if k.is_multiple_of(QK) && n > 0 =>
+            {
                 Some(Tiled {
                     weights: weights.clone(),
                     n,
@@ -58,7 +62,13 @@ impl Linear {
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match &self.tiled {
-            Some(tiled) if xs.elem_count() > tiled.k => xs.contiguous()?.apply_op1_no_bwd(tiled),
+            // One row of Q8_0 (a decode step) is as fast on candle's kernel; candle has no
+            // SIMD kernel for Q4_1 at all.
+            Some(tiled)
+                if xs.elem_count() > tiled.k || tiled.weights.dtype() == GgmlDType::Q4_1 =>
+            {
+                xs.contiguous()?.apply_op1_no_bwd(tiled)
+            }
             _ => self.candle.forward(xs),
         }
     }
@@ -66,15 +76,15 @@ impl Linear {
 
 impl CustomOp1 for Tiled {
     fn name(&self) -> &'static str {
-        "q8_0-tiled-matmul"
+        "tiled-quantized-matmul"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let CpuStorage::F32(xs) = storage else {
-            candle_core::bail!("the tiled Q8_0 product takes f32 rows");
+            candle_core::bail!("the tiled product takes f32 rows");
         };
         let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the tiled Q8_0 product takes contiguous rows");
+            candle_core::bail!("the tiled product takes contiguous rows");
         };
         let mut dims = layout.shape().dims().to_vec();
         match dims.last_mut() {
@@ -82,46 +92,55 @@ impl CustomOp1 for Tiled {
             _ => candle_core::bail!("rows of {:?} do not match {} inputs", dims, self.k),
         }
         let data = self.weights.data()?;
-        let Some(weights) = kernels::blocks(&data) else {
-            candle_core::bail!("Q8_0 weights of {} bytes are not whole blocks", data.len());
+        let xs = &xs[start..end];
+        let out = match self.weights.dtype() {
+            GgmlDType::Q8_0 => self.matmul(xs, &data, kernels::columns_q8_0)?,
+            _ => self.matmul(xs, &data, kernels::columns_q4_1)?,
         };
-        if weights.len() != self.n * (self.k / QK) {
-            candle_core::bail!("Q8_0 weights hold {} blocks", weights.len());
-        }
-        let out = matmul(self.simd, &xs[start..end], self.k, weights, self.n)?;
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 }
 
-/// `xs` (m × k, row-major) times the transpose of `weights` (n rows of k/32 blocks):
-/// m × n, row-major. Chunks of columns are spread over candle's own worker pool, the one
-/// its other kernels use, so no second pool spins against it for the same cores.
-fn matmul(simd: V3, xs: &[f32], k: usize, weights: &[Block], n: usize) -> Result<Vec<f32>> {
-    let m = xs.len() / k;
-    let kb = k / QK;
-    let rows = kernels::quantize(xs);
-    let chunks: Vec<OnceLock<Vec<f32>>> = (0..n.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect();
-    candle_core::utils::barrier_pool().execute_chunked(chunks.len(), |range| {
-        for c in range {
-            let weights = &weights[c * CHUNK * kb..n.min((c + 1) * CHUNK) * kb];
-            let mut out = vec![0f32; m * (weights.len() / kb)];
-            kernels::columns(simd, &rows, m, kb, weights, &mut out);
-            let _ = chunks[c].set(out);
-        }
-    });
-    let mut dst = vec![0f32; m * n];
-    for (c, out) in chunks.iter().enumerate() {
-        let Some(out) = out.get() else {
-            candle_core::bail!("a chunk of the tiled Q8_0 product was not computed");
+impl Tiled {
+    /// `xs` (m × k, row-major) times the transpose of the weights (n rows of k/32 blocks):
+    /// m × n, row-major. Chunks of columns are spread over candle's own worker pool, the
+    /// one its other kernels use, so no second pool spins against it for the same cores.
+    fn matmul<F: Format>(&self, xs: &[f32], data: &[u8], columns: Columns<F>) -> Result<Vec<f32>> {
+        let (n, k, simd) = (self.n, self.k, self.simd);
+        let kb = k / QK;
+        let weights = match kernels::blocks::<F>(data) {
+            Some(weights) if weights.len() == n * kb => weights,
+            _ => candle_core::bail!("{} bytes are not {n} × {kb} weight blocks", data.len()),
         };
-        let width = out.len() / m;
-        for (r, row) in out.chunks_exact(width).enumerate() {
-            let at = r * n + c * CHUNK;
-            dst[at..at + width].copy_from_slice(row);
+        let m = xs.len() / k;
+        let rows = kernels::quantize(xs);
+        let chunks: Vec<OnceLock<Vec<f32>>> =
+            (0..n.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect();
+        candle_core::utils::barrier_pool().execute_chunked(chunks.len(), |range| {
+            for c in range {
+                let weights = &weights[c * CHUNK * kb..n.min((c + 1) * CHUNK) * kb];
+                let mut out = vec![0f32; m * (weights.len() / kb)];
+                columns(simd, &rows, m, kb, weights, &mut out);
+                let _ = chunks[c].set(out);
+            }
+        });
+        let mut dst = vec![0f32; m * n];
+        for (c, out) in chunks.iter().enumerate() {
+            let Some(out) = out.get() else {
+                candle_core::bail!("a chunk of the tiled product was not computed");
+            };
+            let width = out.len() / m;
+            for (r, row) in out.chunks_exact(width).enumerate() {
+                let at = r * n + c * CHUNK;
+                dst[at..at + width].copy_from_slice(row);
+            }
         }
+        Ok(dst)
     }
-    Ok(dst)
 }
+
+/// One of the kernels' entry points for a block type.
+type Columns<F> = fn(V3, &kernels::Rows, usize, usize, &[F], &mut [f32]);
 
 #[cfg(test)]
 mod tests {
@@ -158,6 +177,42 @@ mod tests {
             let theirs: Vec<f32> = theirs.flatten_all().unwrap().to_vec1().unwrap();
             // The same quantized products, accumulated and summed in the same order.
             assert_eq!(ours, theirs, "({m},{k},{n})");
+        }
+    }
+
+    #[test]
+    fn q4_1_products_match_candles_at_every_size_including_one_row() {
+        if V3::try_new().is_none() {
+            eprintln!("skipped: this CPU has no AVX2, where candle's kernels are used");
+            return;
+        }
+        for (m, k, n) in [(1, 64, 37), (1, 576, 70), (7, 64, 37), (9, 576, 70)] {
+            let w = Tensor::from_vec(values(n * k, 7), (n, k), &Device::Cpu).unwrap();
+            let w = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+            let x = Tensor::from_vec(values(m * k, 11), (1, m, k), &Device::Cpu).unwrap();
+            let linear = Linear::new(w).unwrap();
+            let ours: Vec<f32> = linear
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let theirs: Vec<f32> = linear
+                .candle
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(ours.len(), m * n);
+            // candle rounds each block's row sum to f16 (as llama.cpp does); the kernel
+            // keeps it in f32. Nothing else differs.
+            let range = theirs.iter().fold(0f32, |a, b| a.max(b.abs()));
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert!((a - b).abs() <= 2e-3 * range, "{a} vs {b} ({m},{k},{n})");
+            }
         }
     }
 
