@@ -9,14 +9,22 @@
 //! multiplies Q4_1 with scalar code only, so Q4_1 goes through the kernel even for one row:
 //! decoding then reads 4-bit weights, where memory bandwidth is what limits it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(target_arch = "x86_64")]
+use std::sync::OnceLock;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+#[cfg(target_arch = "x86_64")]
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::{QMatMul, QTensor};
+#[cfg(target_arch = "x86_64")]
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use candle_core::{Module, Tensor};
+#[cfg(target_arch = "x86_64")]
 use instagen_kernels::{self as kernels, Format, QK, V3};
 
 type Result<T> = candle_core::Result<T>;
 
+#[cfg(target_arch = "x86_64")]
 /// Output columns of one parallel task.
 const CHUNK: usize = 32;
 
@@ -25,9 +33,11 @@ const CHUNK: usize = 32;
 #[derive(Clone)]
 pub struct Linear {
     candle: QMatMul,
+    #[cfg(target_arch = "x86_64")]
     tiled: Option<Tiled>,
 }
 
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone)]
 struct Tiled {
     weights: Arc<QTensor>,
@@ -41,6 +51,7 @@ struct Tiled {
 impl Linear {
     pub fn new(weights: QTensor) -> Result<Self> {
         let weights = Arc::new(weights);
+        #[cfg(target_arch = "x86_64")]
         let tiled = match (weights.dtype(), weights.shape().dims2(), V3::try_new()) {
             (GgmlDType::Q8_0 | GgmlDType::Q4_1, Ok((n, k)), Some(simd))
                 if k.is_multiple_of(QK) && n > 0 =>
@@ -56,24 +67,28 @@ impl Linear {
         };
         Ok(Self {
             candle: QMatMul::from_arc(weights)?,
+            #[cfg(target_arch = "x86_64")]
             tiled,
         })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        #[cfg(target_arch = "x86_64")]
         match &self.tiled {
             // One row of Q8_0 (a decode step) is as fast on candle's kernel; candle has no
             // SIMD kernel for Q4_1 at all.
             Some(tiled)
                 if xs.elem_count() > tiled.k || tiled.weights.dtype() == GgmlDType::Q4_1 =>
             {
-                xs.contiguous()?.apply_op1_no_bwd(tiled)
+                return xs.contiguous()?.apply_op1_no_bwd(tiled);
             }
-            _ => self.candle.forward(xs),
+            _ => {}
         }
+        self.candle.forward(xs)
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 impl CustomOp1 for Tiled {
     fn name(&self) -> &'static str {
         "tiled-quantized-matmul"
@@ -101,6 +116,7 @@ impl CustomOp1 for Tiled {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 impl Tiled {
     /// `xs` (m × k, row-major) times the transpose of the weights (n rows of k/32 blocks):
     /// m × n, row-major. Chunks of columns are spread over candle's own worker pool, the
@@ -139,10 +155,11 @@ impl Tiled {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// One of the kernels' entry points for a block type.
 type Columns<F> = fn(V3, &kernels::Rows, usize, usize, &[F], &mut [f32]);
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
     use candle_core::Device;
