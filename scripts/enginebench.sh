@@ -104,7 +104,7 @@ key=$("$bin" keys create --account bench --name bench --json | python3 -c 'impor
 wait_up "$port" /healthz
 echo "== $(nproc) cores, $threads threads, SmolLM2-135M Q4_1, $runs runs of up to $tokens tokens, greedy, streamed"
 echo "InstaGen (${WEIGHTS:-quantized} weights):"
-ours=$(client "$port" "$key" | tee /dev/stderr | awk '/^RESULT/{print $2, $3}')
+ours=$(client "$port" "$key" | tee >(cat >&2) | awk '/^RESULT/{print $2, $3}')
 echo "  InstaGen's RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$server/status) peak, $(awk '/VmRSS/{print $2" "$3}' /proc/$server/status) now"
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 set -- $ours
@@ -117,7 +117,7 @@ port=$(free_port)
   >"$work/llama.log" 2>&1 & server=$!
 wait_up "$port" /v1/models
 echo "llama.cpp (llama-cpp-python $llama_version server):"
-theirs=$(client "$port" none | tee /dev/stderr | awk '/^RESULT/{print $2, $3}')
+theirs=$(client "$port" none | tee >(cat >&2) | awk '/^RESULT/{print $2, $3}')
 echo "  llama.cpp's RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$server/status) peak"
 set -- $ours $theirs
 echo "llama.cpp: TTFT $3 ms, decode $4 tokens/s (medians)"
