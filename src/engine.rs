@@ -155,6 +155,9 @@ impl Engine {
         }
         let vocab = Vocab::from_gguf(&content).map_err(|e| format!("{}: {e}", path.display()))?;
         let plan: convert::Plan = match config.weights {
+            crate::config::LocalWeights::Quantized if instagen_kernels::available() => {
+                convert::to_fast_blocks_keeping_q4_1
+            }
             crate::config::LocalWeights::Quantized => convert::to_fast_blocks,
             crate::config::LocalWeights::F32 => convert::to_f32,
         };
