@@ -26,8 +26,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::redis::{BUDGET_STALE_MS, BudgetCheck, RedisLimits};
-use crate::store::Scope;
 use crate::usage::UsageRecord;
+
+mod sync;
+pub use sync::{SyncMark, sync_from_store};
 
 /// How long a flushed cost stays pending in Redis: longer than every instance takes to
 /// read it from the store (the sync runs each second, and retries at once when a commit
@@ -66,24 +68,6 @@ struct Inner {
     /// Where the last applied sync read the store from, for the next one.
     mark: Option<SyncMark>,
 }
-
-/// The store's clock and key version as the last applied sync read them, its UTC day,
-/// and when it last read everything.
-#[derive(Debug, Clone, Copy)]
-pub struct SyncMark {
-    clock_ms: i64,
-    key_version: i64,
-    day_start_ms: i64,
-    full_at: Instant,
-}
-
-/// How far before the previous sync a partial one looks: a batch stamped up to this long
-/// before it committed is still seen (and anything slower by the next full sync).
-const STAMP_MARGIN_MS: i64 = 10_000;
-
-/// How often a sync reads every account and key rather than what moved (and at every new
-/// UTC day, when daily limits start again).
-const FULL_SYNC_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Budgets {
     prepaid: bool,
@@ -610,55 +594,6 @@ impl Drop for Reservation {
             self.unshare(None);
         }
     }
-}
-
-/// Reloads balances and key spend from the store into the budget tracker: everything at
-/// the first sync, at least every [`FULL_SYNC_EVERY`] and at each new UTC day; otherwise
-/// only the accounts and keys whose figures moved (stamped since shortly before the last
-/// sync) or that were edited, so an idle tenant costs nothing. Returns whether it read
-/// everything.
-pub async fn sync_from_store(
-    store: &crate::store::Store,
-    budgets: &Budgets,
-) -> Result<bool, crate::store::StoreError> {
-    let mut full = false;
-    // A commit racing the read discards the snapshot; try again at once, a few times, so
-    // the figures stay fresh under a busy writer.
-    for _ in 0..4 {
-        let generation = budgets.generation();
-        let previous = budgets.mark();
-        let now = crate::time::now_ms();
-        let day = crate::time::day_start_ms(now);
-        let month = crate::time::month_start_ms(now);
-        // Read before the figures: whatever commits after them is stamped later.
-        let (clock_ms, key_version) = store.change_marks().await?;
-        let since = previous
-            .filter(|m| m.day_start_ms == day && m.full_at.elapsed() < FULL_SYNC_EVERY)
-            .map(|m| crate::store::Since {
-                since_ms: m.clock_ms.saturating_sub(STAMP_MARGIN_MS),
-                key_version: m.key_version,
-            });
-        full = since.is_none();
-        let scope = since.map_or(Scope::All, Scope::Moved);
-        let snapshot = Snapshot {
-            balances: store.balances(scope).await?,
-            key_spend: store.key_spend(day, month, scope).await?,
-            partial: !full,
-        };
-        let mark = SyncMark {
-            clock_ms,
-            key_version,
-            day_start_ms: day,
-            full_at: match previous {
-                Some(p) if !full => p.full_at,
-                _ => Instant::now(),
-            },
-        };
-        if budgets.apply(snapshot, generation, Some(mark)) {
-            break;
-        }
-    }
-    Ok(full)
 }
 
 #[cfg(test)]
