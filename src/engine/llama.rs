@@ -5,8 +5,6 @@
 //! multiplies prompts in register tiles, and the weights are apart from the per-sequence
 //! state, so a request borrows the model instead of cloning it.
 
-use std::collections::HashMap;
-
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::Embedding;
@@ -43,12 +41,10 @@ pub struct Llama {
     neg_inf: Tensor,
 }
 
-/// One sequence's state: keys and values of every layer so far, and causal masks by
-/// shape. Dropped with the request.
+/// One sequence's state: keys and values of every layer so far. Dropped with the request.
 #[derive(Default)]
 pub struct Sequence {
     kv: Vec<Option<(Tensor, Tensor)>>,
-    masks: HashMap<(usize, usize), Tensor>,
 }
 
 impl Llama {
@@ -145,20 +141,16 @@ impl Llama {
         position: usize,
     ) -> Result<Tensor> {
         let (_, len) = tokens.dims2()?;
+        // A sequence feeds more than one token only for its prompt: the mask is built
+        // once, and decode steps need none.
         let mask = if len == 1 {
             None
         } else {
-            let kv_len = position + len;
-            let mask = match sequence.masks.get(&(len, kv_len)) {
-                Some(mask) => mask.clone(),
-                None => {
-                    let mask =
-                        candle_transformers::utils::build_causal_mask(len, position, &Device::Cpu)?;
-                    sequence.masks.insert((len, kv_len), mask.clone());
-                    mask
-                }
-            };
-            Some(mask)
+            Some(candle_transformers::utils::build_causal_mask(
+                len,
+                position,
+                &Device::Cpu,
+            )?)
         };
         sequence.kv.resize(self.layers.len(), None);
         let mut x = self.embeddings.forward(tokens)?;

@@ -159,7 +159,8 @@ impl Tiled {
 /// One of the kernels' entry points for a block type.
 type Columns<F> = fn(V3, &kernels::Rows, usize, usize, &[F], &mut [f32]);
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
+#[cfg(target_arch = "x86_64")]
 mod tests {
     use super::*;
     use candle_core::Device;
@@ -172,6 +173,15 @@ mod tests {
                 (x % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    /// The tiled (or routed) product and candle's own, on the same input, flattened.
+    fn both(linear: &Linear, x: &Tensor) -> (Vec<f32>, Vec<f32>) {
+        let flat = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        (
+            flat(linear.forward(x).unwrap()),
+            flat(linear.candle.forward(x).unwrap()),
+        )
     }
 
     #[test]
@@ -187,11 +197,8 @@ mod tests {
             let x = Tensor::from_vec(values(m * k, 11), (1, m, k), &Device::Cpu).unwrap();
             let linear = Linear::new(w).unwrap();
             assert!(linear.tiled.is_some());
-            let ours = linear.forward(&x).unwrap();
-            let theirs = linear.candle.forward(&x).unwrap();
-            assert_eq!(ours.dims(), &[1, m, n]);
-            let ours: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
-            let theirs: Vec<f32> = theirs.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(linear.forward(&x).unwrap().dims(), &[1, m, n]);
+            let (ours, theirs) = both(&linear, &x);
             // The same quantized products, accumulated and summed in the same order.
             assert_eq!(ours, theirs, "({m},{k},{n})");
         }
@@ -208,21 +215,7 @@ mod tests {
             let w = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
             let x = Tensor::from_vec(values(m * k, 11), (1, m, k), &Device::Cpu).unwrap();
             let linear = Linear::new(w).unwrap();
-            let ours: Vec<f32> = linear
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let theirs: Vec<f32> = linear
-                .candle
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let (ours, theirs) = both(&linear, &x);
             assert_eq!(ours.len(), m * n);
             // candle rounds each block's row sum to f16 (as llama.cpp does); the kernel
             // keeps it in f32. Nothing else differs.
@@ -238,21 +231,7 @@ mod tests {
         let w = Tensor::from_vec(values(64, 3), (2, 32), &Device::Cpu).unwrap();
         let linear = Linear::new(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
         let x = Tensor::from_vec(values(32, 5), (1, 1, 32), &Device::Cpu).unwrap();
-        let ours: Vec<f32> = linear
-            .forward(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let theirs: Vec<f32> = linear
-            .candle
-            .forward(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let (ours, theirs) = both(&linear, &x);
         assert_eq!(ours, theirs);
     }
 }
