@@ -4,7 +4,9 @@
 //! 1. `request_context` — assigns the request id and start instant, adds `x-request-id`
 //!    and `Cache-Control: no-store` to every response, and logs the outcome (status and
 //!    error kind only: never a body, a header value or a raw path).
-//! 2. `catch_panic` — a handler's panic becomes a 500 in the API's shape.
+//! 2. `catch_panic` — a handler's panic becomes a 500 in the API's shape (called by
+//!    `request_context` itself: one middleware layer costs a boxed future and a service
+//!    clone per request).
 //! 3. the route handler — `/v1/*` authenticate (in-memory), reserve a usage slot, read
 //!    the body (size-limited), then call the gateway.
 //!
@@ -147,7 +149,7 @@ async fn request_context(
             .into_response()
         }
     } else {
-        next.run(req).await
+        catch_panic(req, next).await
     };
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.id) {
@@ -255,7 +257,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state.clone())
-        .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn_with_state(state, request_context))
 }
 
