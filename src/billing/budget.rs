@@ -229,27 +229,29 @@ impl Budgets {
         let mut inner = self.lock();
         // The cap as authentication knows it applies from the first request, before the
         // next sync brings the period's spend.
-        match key_limit {
-            Some(limit) => {
-                inner
-                    .keys
-                    .entry(key.to_owned())
-                    .or_insert_with(|| KeyLimit {
+        // Ids are copied only the first time they are seen: this runs on every request.
+        match (key_limit, inner.keys.get_mut(key)) {
+            (Some(limit), Some(k)) => k.limit = limit,
+            (Some(limit), None) => {
+                inner.keys.insert(
+                    key.to_owned(),
+                    KeyLimit {
                         limit,
                         spent: Figures::default(),
-                    })
-                    .limit = limit;
+                    },
+                );
             }
-            None => {
+            (None, Some(_)) => {
                 inner.keys.remove(key);
             }
+            (None, None) => {}
         }
         if self.prepaid {
-            let a = inner.accounts.entry(account.to_owned()).or_default();
-            let available = a
-                .stored
-                .saturating_sub(a.unflushed)
-                .saturating_sub(a.reserved);
+            let available = inner.accounts.get(account).map_or(0, |a| {
+                a.stored
+                    .saturating_sub(a.unflushed)
+                    .saturating_sub(a.reserved)
+            });
             if available <= 0 || available < estimate {
                 return Err(BudgetError::BalanceExhausted);
             }
@@ -264,8 +266,18 @@ impl Budgets {
                 return Err(BudgetError::KeyLimitReached);
             }
         }
-        let account_figures = inner.accounts.entry(account.to_owned()).or_default();
-        account_figures.reserved = account_figures.reserved.saturating_add(estimate);
+        match inner.accounts.get_mut(account) {
+            Some(a) => a.reserved = a.reserved.saturating_add(estimate),
+            None => {
+                inner.accounts.insert(
+                    account.to_owned(),
+                    Figures {
+                        reserved: estimate,
+                        ..Figures::default()
+                    },
+                );
+            }
+        }
         if let Some(k) = inner.keys.get_mut(key) {
             k.spent.reserved = k.spent.reserved.saturating_add(estimate);
         }
