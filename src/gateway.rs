@@ -204,12 +204,6 @@ impl UpstreamUsage {
     }
 }
 
-#[derive(Deserialize)]
-struct UsageOnly {
-    #[serde(default)]
-    usage: Option<UpstreamUsage>,
-}
-
 impl Gateway {
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
         Self::build(&config.providers, &config.models)
@@ -675,11 +669,15 @@ impl Gateway {
         };
         let json = target.provider.read_body(response, native_used).await?;
         drop(in_flight);
+        // One pass finds `usage`; the cost is spliced in at the same place below.
+        let usage_span = cost::value_span(&json, &["usage"]);
         let usage = match (native_used, wire) {
             (true, Wire::Messages) => provider::anthropic_translation::reported_usage(&json),
-            _ => serde_json::from_slice::<UsageOnly>(&json)
-                .ok()
-                .and_then(|u| u.usage),
+            _ => usage_span.and_then(|(start, end)| {
+                serde_json::from_slice::<Option<UpstreamUsage>>(&json[start..end])
+                    .ok()
+                    .flatten()
+            }),
         };
         let reported = usage
             .filter(|u| u.prompt_tokens.is_some())
@@ -698,14 +696,25 @@ impl Gateway {
             },
         };
         // In the client's format: a translated answer goes back, with the billed counts.
-        let json = match native_used {
-            true => json,
-            false => wire
-                .from_chat(json, &route.model_id, counts)
-                .ok_or_else(|| target.provider.protocol_error())?,
+        // (A translation is a new document: its usage is found afresh. OpenAI's wire is
+        // chat's own, so a chat answer goes back as it came.)
+        let (json, object) = match native_used || matches!(wire, Wire::OpenAi) {
+            true => {
+                let object = usage_span.filter(|&(start, _)| json[start..].starts_with(b"{"));
+                (json, object)
+            }
+            false => {
+                let (json, object) = wire
+                    .from_chat(json, &route.model_id, counts)
+                    .ok_or_else(|| target.provider.protocol_error())?;
+                let object = object.or_else(|| cost::object_span(&json, &["usage"]));
+                (json, object)
+            }
         };
         let charged = meter.quote(counts);
-        let json = cost::annotate(&json, &["usage"], &charged).unwrap_or(json);
+        let json = object
+            .and_then(|span| cost::annotate_at(&json, span, &charged))
+            .unwrap_or(json);
         // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
         meter.finish(200, None, counts);
         Ok((

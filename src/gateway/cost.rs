@@ -12,7 +12,10 @@ use std::borrow::Cow;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::body::Fields;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::body::{Fields, Text};
 use crate::usage::Charged;
 
 pub static COST_HEADER: HeaderName = HeaderName::from_static("x-instagen-cost-usd");
@@ -36,8 +39,12 @@ pub fn set_headers(headers: &mut HeaderMap, charged: &Charged) {
 /// `doc` with the cost fields in the object at `path` (`["usage"]`, `["response", "usage"]`);
 /// `None` when `doc` has no object there, and the caller sends `doc` as it is.
 pub fn annotate(doc: &[u8], path: &[&str], charged: &Charged) -> Option<Bytes> {
-    let (start, end) = object_span(doc, path)?;
-    let object = &doc[start..end];
+    annotate_at(doc, object_span(doc, path)?, charged)
+}
+
+/// `doc` with the cost fields in its object at `span` (found by `object_span`).
+pub fn annotate_at(doc: &[u8], (start, end): (usize, usize), charged: &Charged) -> Option<Bytes> {
+    let object = doc.get(start..end)?;
     let Fields(fields) = serde_json::from_slice::<Fields<'_>>(object).ok()?;
     let amount = charged.cost.to_string();
     let mut out = BytesMut::with_capacity(doc.len() + amount.len() * 2 + 64);
@@ -70,13 +77,19 @@ pub fn annotate(doc: &[u8], path: &[&str], charged: &Charged) -> Option<Bytes> {
 }
 
 /// Where the object at `path` lies in `doc`, as a byte range; the last field of a name
-/// wins, as in the JSON parsers clients use.
-fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
+/// wins, as in the JSON parsers clients use. One pass over each level, allocating nothing
+/// for the fields it skips.
+pub fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
+    let (start, end) = value_span(doc, path)?;
+    doc[start..end].starts_with(b"{").then_some((start, end))
+}
+
+/// Where the value at `path` lies in `doc` (any JSON value), as a byte range.
+pub fn value_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
     let (mut start, mut end) = (0, doc.len());
     for name in path {
         let here = &doc[start..end];
-        let Fields(fields) = serde_json::from_slice::<Fields<'_>>(here).ok()?;
-        let raw = fields.iter().rev().find(|(k, _)| k == name)?.1.get();
+        let raw = last_field(here, name)?.get();
         // A borrowed raw value is a slice of the document it was read from.
         let offset = (raw.as_ptr() as usize).checked_sub(here.as_ptr() as usize)?;
         if offset + raw.len() > here.len() {
@@ -85,7 +98,40 @@ fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
         start += offset;
         end = start + raw.len();
     }
-    doc[start..end].starts_with(b"{").then_some((start, end))
+    Some((start, end))
+}
+
+/// The last field called `name` of the JSON object `doc`; `None` when `doc` is not an
+/// object or has no such field.
+fn last_field<'a>(doc: &'a [u8], name: &str) -> Option<&'a RawValue> {
+    struct Find<'n>(&'n str);
+    impl<'de> DeserializeSeed<'de> for Find<'_> {
+        type Value = Option<&'de RawValue>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                if key == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(doc);
+    let found = Find(name).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    found
 }
 
 #[cfg(test)]

@@ -72,11 +72,12 @@ impl Wire {
         serde_json::to_vec(&out).ok().map(Bytes::from)
     }
 
-    /// A chat completion answer in this format; `None` when the answer is not a chat
-    /// completion (the upstream broke its protocol).
-    pub fn from_chat(self, chat: Bytes, model: &str, counts: TokenCounts) -> Option<Bytes> {
+    /// A chat completion answer in this format, with where its `usage` object lies when
+    /// the translation wrote one; `None` when the answer is not a chat completion (the
+    /// upstream broke its protocol).
+    pub fn from_chat(self, chat: Bytes, model: &str, counts: TokenCounts) -> Option<Translated> {
         match self {
-            Wire::OpenAi => Some(chat),
+            Wire::OpenAi => Some((chat, None)),
             Wire::Responses => responses::from_chat(&chat, model, counts),
             Wire::Messages => messages::from_chat(&chat, model, counts),
         }
@@ -261,6 +262,30 @@ pub fn native_event(data: &[u8]) -> Bytes {
 /// A fresh id with the format's prefix (`resp_`, `msg_`, `fc_` …): a random per-process
 /// part and a counter, unique across restarts. Nothing can be fetched by it (nothing is
 /// stored), so it needs no secrecy, and costs no system call.
+/// A translated answer and the byte range of its `usage` object, if it has one.
+pub type Translated = (Bytes, Option<(usize, usize)>);
+
+/// `head` (a struct, serialized as an object) with `usage` written as its last field, and
+/// where that object lies: the cost is spliced in there without another parse.
+pub(crate) fn with_usage<T: serde::Serialize, U: serde::Serialize>(
+    head: &T,
+    usage: &U,
+) -> Option<Translated> {
+    let mut out = serde_json::to_vec(head).ok()?;
+    if out.pop() != Some(b'}') {
+        return None;
+    }
+    out.extend_from_slice(match out.len() {
+        1 => b"\"usage\":".as_slice(),
+        _ => b",\"usage\":",
+    });
+    let start = out.len();
+    serde_json::to_writer(&mut out, usage).ok()?;
+    let end = out.len();
+    out.push(b'}');
+    Some((Bytes::from(out), Some((start, end))))
+}
+
 pub(crate) fn new_id(prefix: &str) -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -515,7 +540,12 @@ mod round_trips {
                     "function": {"name": n, "arguments": json!({"a": a}).to_string()}})).collect::<Vec<_>>()});
             let chat = json!({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]});
             let counts = counts(usage);
-            let answer = Wire::Messages.from_chat(Bytes::from(chat.to_string()), "m", counts).unwrap();
+            let (answer, usage_at) = Wire::Messages.from_chat(Bytes::from(chat.to_string()), "m", counts).unwrap();
+            // The range it gives is the usage object itself.
+            let (start, end) = usage_at.unwrap();
+            let usage_out: Value = serde_json::from_slice(&answer[start..end]).unwrap();
+            let whole: Value = serde_json::from_slice(&answer).unwrap();
+            prop_assert_eq!(&usage_out, &whole["usage"]);
             let back: Value = serde_json::from_slice(&translate_response(&answer).unwrap()).unwrap();
             let m = &back["choices"][0]["message"];
             prop_assert_eq!(m["content"].as_str().unwrap_or(""), text.concat());

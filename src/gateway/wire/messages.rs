@@ -445,55 +445,108 @@ fn stop_reason(finish_reason: Option<&str>) -> &'static str {
 
 /// The `usage` of a Message from billed counts: `input_tokens` excludes cache reads and
 /// writes, which are reported apart (writes split by lifetime), as Anthropic does.
-fn usage(counts: TokenCounts) -> Value {
+fn usage(counts: TokenCounts) -> UsageOut {
     let k = counts.kinds();
-    json!({
-        "input_tokens": k.uncached_input,
-        "output_tokens": counts.output,
-        "cache_read_input_tokens": k.cached_input,
-        "cache_creation_input_tokens": k.cache_write_5m + k.cache_write_1h,
-        "cache_creation": {"ephemeral_5m_input_tokens": k.cache_write_5m,
-                           "ephemeral_1h_input_tokens": k.cache_write_1h},
-    })
+    UsageOut {
+        input_tokens: k.uncached_input,
+        cache_creation_input_tokens: k.cache_write_5m + k.cache_write_1h,
+        cache_read_input_tokens: k.cached_input,
+        cache_creation: CacheCreation {
+            ephemeral_5m_input_tokens: k.cache_write_5m,
+            ephemeral_1h_input_tokens: k.cache_write_1h,
+        },
+        output_tokens: counts.output,
+    }
+}
+
+#[derive(serde::Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation: CacheCreation,
+    output_tokens: u64,
+}
+
+#[derive(serde::Serialize)]
+struct CacheCreation {
+    ephemeral_5m_input_tokens: u64,
+    ephemeral_1h_input_tokens: u64,
+}
+
+/// A Message as `from_chat` writes it: typed and borrowing the chat answer, so an answer
+/// costs no JSON tree (the streamed path builds the same shape as values).
+#[derive(serde::Serialize)]
+struct MessageOut<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<Block<'a>>,
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+    // `usage` follows, written by `with_usage`.
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Thinking {
+        thinking: &'a str,
+        signature: &'static str,
+    },
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: Cow<'a, str>,
+        name: &'a str,
+        /// The call's arguments as the model wrote them when they are a JSON object.
+        input: &'a RawValue,
+    },
 }
 
 /// A chat completion as a Message, with the counts the request was billed for.
-pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<Bytes> {
+pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<super::Translated> {
     let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
     let choice = answer.choices.into_iter().next()?;
-    let m = choice.message;
-    let mut content = Vec::new();
-    if let Some(r) = m.reasoning_content.filter(|r| !r.is_empty()) {
-        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    let m = &choice.message;
+    let mut content = Vec::with_capacity(2 + m.tool_calls.len());
+    if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
+        content.push(Block::Thinking {
+            thinking: r,
+            signature: "",
+        });
     }
-    if let Some(t) = m.content.filter(|t| !t.is_empty()) {
-        content.push(json!({"type": "text", "text": t}));
+    if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
+        content.push(Block::Text { text });
     }
-    for call in m.tool_calls {
-        let input: Value = serde_json::from_str(&call.function.arguments)
+    let empty: &RawValue = serde_json::from_str("{}").ok()?;
+    for call in &m.tool_calls {
+        let input = serde_json::from_str::<&RawValue>(&call.function.arguments)
             .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
-        let id = if call.id.is_empty() {
-            new_id("toolu_")
-        } else {
-            call.id
-        };
-        content.push(
-            json!({"type": "tool_use", "id": id, "name": call.function.name, "input": input}),
-        );
+            .filter(|v| v.get().starts_with('{'))
+            .unwrap_or(empty);
+        content.push(Block::ToolUse {
+            id: match call.id.as_str() {
+                "" => Cow::Owned(new_id("toolu_")),
+                id => Cow::Borrowed(id),
+            },
+            name: &call.function.name,
+            input,
+        });
     }
-    let message = json!({
-        "id": new_id("msg_"),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason(choice.finish_reason.as_deref()),
-        "stop_sequence": null,
-        "usage": usage(counts),
-    });
-    serde_json::to_vec(&message).ok().map(Bytes::from)
+    let message = MessageOut {
+        id: new_id("msg_"),
+        kind: "message",
+        role: "assistant",
+        model,
+        content,
+        stop_reason: stop_reason(choice.finish_reason.as_deref()),
+        stop_sequence: None,
+    };
+    super::with_usage(&message, &usage(counts))
 }
 
 /// The content block being streamed.
@@ -787,9 +840,12 @@ mod tests {
             estimated: false,
             ..TokenCounts::default()
         };
-        let out: Value =
-            serde_json::from_slice(&from_chat(chat.to_string().as_bytes(), "m", counts).unwrap())
-                .unwrap();
+        let out: Value = serde_json::from_slice(
+            &from_chat(chat.to_string().as_bytes(), "m", counts)
+                .unwrap()
+                .0,
+        )
+        .unwrap();
         assert_eq!(out["type"], "message");
         assert_eq!(out["stop_reason"], "tool_use");
         assert_eq!(out["content"][0]["type"], "thinking");

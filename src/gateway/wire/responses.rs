@@ -530,7 +530,7 @@ struct ResponseOut<'a> {
     tool_choice: &'static str,
     tools: [(); 0],
     store: bool,
-    usage: UsageOut,
+    // `usage` follows, written by `with_usage`.
 }
 
 #[derive(serde::Serialize)]
@@ -590,7 +590,7 @@ struct ReasoningOut {
 }
 
 /// A chat completion as a Responses object, with the counts the request was billed for.
-pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<Bytes> {
+pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<super::Translated> {
     let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
     let choice = answer.choices.into_iter().next()?;
     let m = &choice.message;
@@ -650,19 +650,19 @@ pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<Bytes>
         tool_choice: "auto",
         tools: [],
         store: false,
-        usage: UsageOut {
-            input_tokens: counts.input,
-            input_tokens_details: CachedOut {
-                cached_tokens: counts.cached_input,
-            },
-            output_tokens: counts.output,
-            output_tokens_details: ReasoningOut {
-                reasoning_tokens: 0,
-            },
-            total_tokens: counts.input.saturating_add(counts.output),
-        },
     };
-    serde_json::to_vec(&response).ok().map(Bytes::from)
+    let usage = UsageOut {
+        input_tokens: counts.input,
+        input_tokens_details: CachedOut {
+            cached_tokens: counts.cached_input,
+        },
+        output_tokens: counts.output,
+        output_tokens_details: ReasoningOut {
+            reasoning_tokens: 0,
+        },
+        total_tokens: counts.input.saturating_add(counts.output),
+    };
+    super::with_usage(&response, &usage)
 }
 
 /// The output item being streamed.
@@ -1160,9 +1160,11 @@ mod tests {
             estimated: false,
             ..TokenCounts::default()
         };
-        let out: Value =
-            serde_json::from_slice(&from_chat(chat.to_string().as_bytes(), "m", counts).unwrap())
-                .unwrap();
+        let (bytes, usage_at) = from_chat(chat.to_string().as_bytes(), "m", counts).unwrap();
+        let out: Value = serde_json::from_slice(&bytes).unwrap();
+        let (start, end) = usage_at.unwrap();
+        let usage: Value = serde_json::from_slice(&bytes[start..end]).unwrap();
+        assert_eq!(usage, out["usage"], "the range given is the usage object");
         assert_eq!(out["object"], "response");
         assert_eq!(out["status"], "completed");
         assert_eq!(out["output"][0]["content"][0]["text"], "Let me check.");
