@@ -89,7 +89,20 @@ fn next_request_id() -> Arc<str> {
         crate::keys::random_id(12).unwrap_or_else(|_| format!("{:012x}", crate::time::now_ms()))
     });
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    Arc::from(format!("req_{prefix}{n:010x}"))
+    Arc::from(request_id(prefix, n))
+}
+
+/// `req_{prefix}{n:010x}`, written without the formatting machinery (every request).
+fn request_id(prefix: &str, n: u64) -> String {
+    let mut id = String::with_capacity(4 + prefix.len() + 16);
+    id.push_str("req_");
+    id.push_str(prefix);
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(10);
+    for shift in (0..digits).rev() {
+        let nibble = (n >> (shift * 4)) & 0xf;
+        id.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+    }
+    id
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -271,6 +284,14 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 #[allow(clippy::disallowed_methods)] // a test's tasks end with its runtime
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_the_prefix_and_a_zero_padded_hex_counter() {
+        for n in [0, 1, 0xabc, 0xff_ffff_ffff, 0x100_0000_0000, u64::MAX] {
+            assert_eq!(request_id("p1", n), format!("req_p1{n:010x}"));
+        }
+        assert_ne!(next_request_id(), next_request_id());
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_in_its_apis_shape() {
