@@ -176,10 +176,10 @@ fn wire(c: &mut Criterion) {
         g.bench_function(format!("{name}: request to chat"), |b| {
             b.iter(|| wire.to_chat(black_box(body)).expect("valid"))
         });
-        let answer = bytes::Bytes::from(answer.clone());
+        let charged = instagen::usage::Charged::default();
         g.bench_function(format!("{name}: answer from chat"), |b| {
             b.iter(|| {
-                wire.from_chat(black_box(answer.clone()), "m", counts)
+                wire.from_chat(black_box(&answer), "m", counts, &charged)
                     .expect("valid")
             })
         });

@@ -695,26 +695,19 @@ impl Gateway {
                 ..TokenCounts::default()
             },
         };
-        // In the client's format: a translated answer goes back, with the billed counts.
-        // (A translation is a new document: its usage is found afresh. OpenAI's wire is
-        // chat's own, so a chat answer goes back as it came.)
-        let (json, object) = match native_used || matches!(wire, Wire::OpenAi) {
-            true => {
-                let object = usage_span.filter(|&(start, _)| json[start..].starts_with(b"{"));
-                (json, object)
-            }
-            false => {
-                let (json, object) = wire
-                    .from_chat(json, &route.model_id, counts)
-                    .ok_or_else(|| target.provider.protocol_error())?;
-                let object = object.or_else(|| cost::object_span(&json, &["usage"]));
-                (json, object)
-            }
-        };
+        // In the client's format: a translated answer goes back, with the billed counts
+        // and their cost; OpenAI's wire is chat's own, so a chat answer (or a native one)
+        // goes back as it came, the cost spliced in where `usage` was found.
         let charged = meter.quote(counts);
-        let json = object
-            .and_then(|span| cost::annotate_at(&json, span, &charged))
-            .unwrap_or(json);
+        let json = match native_used || matches!(wire, Wire::OpenAi) {
+            true => usage_span
+                .filter(|&(start, _)| json[start..].starts_with(b"{"))
+                .and_then(|span| cost::annotate_at(&json, span, &charged))
+                .unwrap_or(json),
+            false => wire
+                .from_chat(&json, &route.model_id, counts, &charged)
+                .ok_or_else(|| target.provider.protocol_error())?,
+        };
         // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
         meter.finish(200, None, counts);
         Ok((

@@ -46,8 +46,7 @@ pub fn annotate(doc: &[u8], path: &[&str], charged: &Charged) -> Option<Bytes> {
 pub fn annotate_at(doc: &[u8], (start, end): (usize, usize), charged: &Charged) -> Option<Bytes> {
     let object = doc.get(start..end)?;
     let Fields(fields) = serde_json::from_slice::<Fields<'_>>(object).ok()?;
-    let amount = charged.cost.to_string();
-    let mut out = BytesMut::with_capacity(doc.len() + amount.len() * 2 + 64);
+    let mut out = BytesMut::with_capacity(doc.len() + 96);
     out.put_slice(&doc[..start]);
     out.put_u8(b'{');
     for (key, value) in fields.iter().filter(|(k, _)| !KEYS.contains(&k.as_ref())) {
@@ -65,15 +64,22 @@ pub fn annotate_at(doc: &[u8], (start, end): (usize, usize), charged: &Charged) 
         out.put_slice(value.get().as_bytes());
         out.put_u8(b',');
     }
+    put_fields(&mut out, charged);
+    out.put_u8(b'}');
+    out.put_slice(&doc[end..]);
+    Some(out.freeze())
+}
+
+/// The cost fields, `"cost":…,"cost_usd":"…","cost_estimated":…`, as the last members
+/// of a usage object being written (translations write them this way, with no splice).
+pub fn put_fields(out: &mut impl BufMut, charged: &Charged) {
+    let amount = charged.cost.to_string();
     out.put_slice(b"\"cost\":");
     out.put_slice(amount.as_bytes());
     out.put_slice(b",\"cost_usd\":\"");
     out.put_slice(amount.as_bytes());
     out.put_slice(b"\",\"cost_estimated\":");
     out.put_slice(if charged.estimated { b"true" } else { b"false" });
-    out.put_u8(b'}');
-    out.put_slice(&doc[end..]);
-    Some(out.freeze())
 }
 
 /// Where the object at `path` lies in `doc`, as a byte range; the last field of a name

@@ -72,14 +72,20 @@ impl Wire {
         serde_json::to_vec(&out).ok().map(Bytes::from)
     }
 
-    /// A chat completion answer in this format, with where its `usage` object lies when
-    /// the translation wrote one; `None` when the answer is not a chat completion (the
-    /// upstream broke its protocol).
-    pub fn from_chat(self, chat: Bytes, model: &str, counts: TokenCounts) -> Option<Translated> {
+    /// A chat completion answer translated to this format, its usage (the billed counts)
+    /// carrying the cost; `None` when the answer is not a chat completion (the upstream
+    /// broke its protocol) or for OpenAI's wire, which is chat's own.
+    pub fn from_chat(
+        self,
+        chat: &[u8],
+        model: &str,
+        counts: TokenCounts,
+        charged: &Charged,
+    ) -> Option<Bytes> {
         match self {
-            Wire::OpenAi => Some((chat, None)),
-            Wire::Responses => responses::from_chat(&chat, model, counts),
-            Wire::Messages => messages::from_chat(&chat, model, counts),
+            Wire::OpenAi => None,
+            Wire::Responses => responses::from_chat(chat, model, counts, charged),
+            Wire::Messages => messages::from_chat(chat, model, counts, charged),
         }
     }
 
@@ -262,28 +268,31 @@ pub fn native_event(data: &[u8]) -> Bytes {
 /// A fresh id with the format's prefix (`resp_`, `msg_`, `fc_` …): a random per-process
 /// part and a counter, unique across restarts. Nothing can be fetched by it (nothing is
 /// stored), so it needs no secrecy, and costs no system call.
-/// A translated answer and the byte range of its `usage` object, if it has one.
-pub type Translated = (Bytes, Option<(usize, usize)>);
-
-/// `head` (a struct, serialized as an object) with `usage` written as its last field, and
-/// where that object lies: the cost is spliced in there without another parse.
+/// `head` (a struct, serialized as an object) with `usage` written as its last field and
+/// the cost fields (`cost::put_fields`) as that object's last members.
 pub(crate) fn with_usage<T: serde::Serialize, U: serde::Serialize>(
     head: &T,
     usage: &U,
-) -> Option<Translated> {
+    charged: &Charged,
+) -> Option<Bytes> {
     let mut out = serde_json::to_vec(head).ok()?;
     if out.pop() != Some(b'}') {
         return None;
     }
-    out.extend_from_slice(match out.len() {
-        1 => b"\"usage\":".as_slice(),
-        _ => b",\"usage\":",
-    });
-    let start = out.len();
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"usage\":");
     serde_json::to_writer(&mut out, usage).ok()?;
-    let end = out.len();
-    out.push(b'}');
-    Some((Bytes::from(out), Some((start, end))))
+    if out.pop() != Some(b'}') {
+        return None;
+    }
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
+    super::cost::put_fields(&mut out, charged);
+    out.extend_from_slice(b"}}");
+    Some(Bytes::from(out))
 }
 
 pub(crate) fn new_id(prefix: &str) -> String {
@@ -540,12 +549,10 @@ mod round_trips {
                     "function": {"name": n, "arguments": json!({"a": a}).to_string()}})).collect::<Vec<_>>()});
             let chat = json!({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]});
             let counts = counts(usage);
-            let (answer, usage_at) = Wire::Messages.from_chat(Bytes::from(chat.to_string()), "m", counts).unwrap();
-            // The range it gives is the usage object itself.
-            let (start, end) = usage_at.unwrap();
-            let usage_out: Value = serde_json::from_slice(&answer[start..end]).unwrap();
+            let charged = Charged { cost: crate::billing::Money::from_nanos(1_500), estimated: false };
+            let answer = Wire::Messages.from_chat(chat.to_string().as_bytes(), "m", counts, &charged).unwrap();
             let whole: Value = serde_json::from_slice(&answer).unwrap();
-            prop_assert_eq!(&usage_out, &whole["usage"]);
+            prop_assert_eq!(&whole["usage"]["cost_usd"], "0.000001500");
             let back: Value = serde_json::from_slice(&translate_response(&answer).unwrap()).unwrap();
             let m = &back["choices"][0]["message"];
             prop_assert_eq!(m["content"].as_str().unwrap_or(""), text.concat());

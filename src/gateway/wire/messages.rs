@@ -486,7 +486,7 @@ struct MessageOut<'a> {
     content: Vec<Block<'a>>,
     stop_reason: &'static str,
     stop_sequence: Option<()>,
-    // `usage` follows, written by `with_usage`.
+    // `usage` follows, with the cost, written by `with_usage`.
 }
 
 #[derive(serde::Serialize)]
@@ -508,7 +508,12 @@ enum Block<'a> {
 }
 
 /// A chat completion as a Message, with the counts the request was billed for.
-pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<super::Translated> {
+pub fn from_chat(
+    chat: &[u8],
+    model: &str,
+    counts: TokenCounts,
+    charged: &Charged,
+) -> Option<Bytes> {
     let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
     let choice = answer.choices.into_iter().next()?;
     let m = &choice.message;
@@ -546,7 +551,7 @@ pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<super:
         stop_reason: stop_reason(choice.finish_reason.as_deref()),
         stop_sequence: None,
     };
-    super::with_usage(&message, &usage(counts))
+    super::with_usage(&message, &usage(counts), charged)
 }
 
 /// The content block being streamed.
@@ -840,10 +845,12 @@ mod tests {
             estimated: false,
             ..TokenCounts::default()
         };
+        let charged = Charged {
+            cost: crate::billing::Money::from_nanos(42),
+            estimated: true,
+        };
         let out: Value = serde_json::from_slice(
-            &from_chat(chat.to_string().as_bytes(), "m", counts)
-                .unwrap()
-                .0,
+            &from_chat(chat.to_string().as_bytes(), "m", counts, &charged).unwrap(),
         )
         .unwrap();
         assert_eq!(out["type"], "message");
@@ -855,7 +862,8 @@ mod tests {
             out["usage"],
             json!({"input_tokens": 6, "output_tokens": 3,
             "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0,
-            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}})
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "cost": 0.000000042, "cost_usd": "0.000000042", "cost_estimated": true})
         );
     }
 

@@ -530,7 +530,7 @@ struct ResponseOut<'a> {
     tool_choice: &'static str,
     tools: [(); 0],
     store: bool,
-    // `usage` follows, written by `with_usage`.
+    // `usage` follows, with the cost, written by `with_usage`.
 }
 
 #[derive(serde::Serialize)]
@@ -590,7 +590,12 @@ struct ReasoningOut {
 }
 
 /// A chat completion as a Responses object, with the counts the request was billed for.
-pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<super::Translated> {
+pub fn from_chat(
+    chat: &[u8],
+    model: &str,
+    counts: TokenCounts,
+    charged: &Charged,
+) -> Option<Bytes> {
     let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
     let choice = answer.choices.into_iter().next()?;
     let m = &choice.message;
@@ -662,7 +667,7 @@ pub fn from_chat(chat: &[u8], model: &str, counts: TokenCounts) -> Option<super:
         },
         total_tokens: counts.input.saturating_add(counts.output),
     };
-    super::with_usage(&response, &usage)
+    super::with_usage(&response, &usage, charged)
 }
 
 /// The output item being streamed.
@@ -1160,11 +1165,14 @@ mod tests {
             estimated: false,
             ..TokenCounts::default()
         };
-        let (bytes, usage_at) = from_chat(chat.to_string().as_bytes(), "m", counts).unwrap();
+        let charged = Charged {
+            cost: crate::billing::Money::from_nanos(1_234_000),
+            estimated: false,
+        };
+        let bytes = from_chat(chat.to_string().as_bytes(), "m", counts, &charged).unwrap();
         let out: Value = serde_json::from_slice(&bytes).unwrap();
-        let (start, end) = usage_at.unwrap();
-        let usage: Value = serde_json::from_slice(&bytes[start..end]).unwrap();
-        assert_eq!(usage, out["usage"], "the range given is the usage object");
+        assert_eq!(out["usage"]["cost_usd"], "0.001234000");
+        assert_eq!(out["usage"]["cost_estimated"], false);
         assert_eq!(out["object"], "response");
         assert_eq!(out["status"], "completed");
         assert_eq!(out["output"][0]["content"][0]["text"], "Let me check.");
