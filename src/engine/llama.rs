@@ -291,6 +291,25 @@ mod tests {
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
+    /// Ours and candle's logits for `ids` at `pos`, each on its own cache.
+    fn both(
+        ours: &Llama,
+        sequence: &mut Sequence,
+        theirs: &mut ModelWeights,
+        ids: &[u32],
+        pos: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let mine = values(&ours.forward(sequence, &tokens(ids), pos).unwrap());
+        let reference = values(
+            &theirs
+                .forward(&tokens(ids), pos)
+                .unwrap()
+                .squeeze(0)
+                .unwrap(),
+        );
+        (mine, reference)
+    }
+
     /// The largest difference between two sets of logits, and the reference's range.
     fn difference(ours: &[f32], reference: &[f32]) -> (f32, f32) {
         let range = reference.iter().fold(0f32, |a, b| a.max(b.abs()));
@@ -331,14 +350,7 @@ mod tests {
         let prompt: Vec<u32> = (0..24u32).map(|i| 100 + i * 37).collect();
         // The whole prompt at once: our tiled kernel against candle's per-row one.
         let mut sequence = Sequence::default();
-        let whole = values(&ours.forward(&mut sequence, &tokens(&prompt), 0).unwrap());
-        let reference = values(
-            &theirs
-                .forward(&tokens(&prompt), 0)
-                .unwrap()
-                .squeeze(0)
-                .unwrap(),
-        );
+        let (whole, reference) = both(&ours, &mut sequence, &mut theirs, &prompt, 0);
         let exact = !candle_uses_vnni();
         let (diff, range) = difference(&whole, &reference);
         assert!(
@@ -351,14 +363,12 @@ mod tests {
             !exact
         );
         // A decoding step on the cache each prompt left: candle's kernel on both sides.
-        let next = tokens(&[prompt[0]]);
-        let ours_next = values(&ours.forward(&mut sequence, &next, prompt.len()).unwrap());
-        let theirs_next = values(
-            &theirs
-                .forward(&next, prompt.len())
-                .unwrap()
-                .squeeze(0)
-                .unwrap(),
+        let (ours_next, theirs_next) = both(
+            &ours,
+            &mut sequence,
+            &mut theirs,
+            &prompt[..1],
+            prompt.len(),
         );
         let (next_diff, next_range) = difference(&ours_next, &theirs_next);
         assert!(
@@ -388,14 +398,7 @@ mod tests {
         let (ours, mut theirs) = load(&path, convert::to_fast_blocks_keeping_q4_1);
         let prompt: Vec<u32> = (0..24u32).map(|i| 100 + i * 37).collect();
         let mut sequence = Sequence::default();
-        let whole = values(&ours.forward(&mut sequence, &tokens(&prompt), 0).unwrap());
-        let reference = values(
-            &theirs
-                .forward(&tokens(&prompt), 0)
-                .unwrap()
-                .squeeze(0)
-                .unwrap(),
-        );
+        let (whole, reference) = both(&ours, &mut sequence, &mut theirs, &prompt, 0);
         // Row sums in f32 instead of f16 move logits through 30 layers by a few percent of
         // their range at most (a wrong nibble order or minimum moves them by all of it).
         let (diff, range) = difference(&whole, &reference);
