@@ -85,7 +85,7 @@ pub fn put_fields(out: &mut impl BufMut, charged: &Charged) {
 /// Where the object at `path` lies in `doc`, as a byte range; the last field of a name
 /// wins, as in the JSON parsers clients use. One pass over each level, allocating nothing
 /// for the fields it skips.
-pub fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
+fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
     let (start, end) = value_span(doc, path)?;
     doc[start..end].starts_with(b"{").then_some((start, end))
 }

@@ -265,9 +265,6 @@ pub fn native_event(data: &[u8]) -> Bytes {
     }
 }
 
-/// A fresh id with the format's prefix (`resp_`, `msg_`, `fc_` …): a random per-process
-/// part and a counter, unique across restarts. Nothing can be fetched by it (nothing is
-/// stored), so it needs no secrecy, and costs no system call.
 /// `head` (a struct, serialized as an object) with `usage` written as its last field and
 /// the cost fields (`cost::put_fields`) as that object's last members.
 pub(crate) fn with_usage<T: serde::Serialize, U: serde::Serialize>(
@@ -295,6 +292,9 @@ pub(crate) fn with_usage<T: serde::Serialize, U: serde::Serialize>(
     Some(Bytes::from(out))
 }
 
+/// A fresh id with the format's prefix (`resp_`, `msg_`, `fc_` …): a random per-process
+/// part and a counter, unique across restarts. Nothing can be fetched by it (nothing is
+/// stored), so it needs no secrecy, and costs no system call.
 pub(crate) fn new_id(prefix: &str) -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
