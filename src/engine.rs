@@ -258,7 +258,7 @@ impl Engine {
             return Ok(FinishReason::Length);
         }
         // The weights are shared; this sequence owns only its KV cache.
-        let mut sequence = llama::Sequence::default();
+        let mut sequence = llama::Sequence::with_capacity(prompt.len().saturating_add(max_new));
         let sampling = if sampler.temperature <= 0.0 {
             Sampling::ArgMax
         } else if sampler.top_p < 1.0 {

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 #[cfg(target_arch = "x86_64")]
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 #[cfg(target_arch = "x86_64")]
 use candle_core::quantized::GgmlDType;
@@ -130,6 +130,22 @@ impl Tiled {
         };
         let m = xs.len() / k;
         let rows = kernels::quantize(xs);
+        if m == 1 {
+            // One row (a decode step): each chunk's columns are a run of the output row,
+            // written in place.
+            let mut dst = vec![0f32; n];
+            let outs: Vec<Mutex<&mut [f32]>> = dst.chunks_mut(CHUNK).map(Mutex::new).collect();
+            candle_core::utils::barrier_pool().execute_chunked(outs.len(), |range| {
+                for c in range {
+                    let weights = &weights[c * CHUNK * kb..n.min((c + 1) * CHUNK) * kb];
+                    if let Some(Ok(mut out)) = outs.get(c).map(Mutex::lock) {
+                        columns(simd, &rows, 1, kb, weights, &mut out);
+                    }
+                }
+            });
+            drop(outs);
+            return Ok(dst);
+        }
         let chunks: Vec<OnceLock<Vec<f32>>> =
             (0..n.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect();
         candle_core::utils::barrier_pool().execute_chunked(chunks.len(), |range| {
