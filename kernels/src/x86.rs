@@ -109,32 +109,69 @@ pub struct Rows {
     s: Vec<f32>,
 }
 
-/// The same rounding as candle's and llama.cpp's `quantize_row_q8_0`.
-pub fn quantize(xs: &[f32]) -> Rows {
-    let blocks = xs.len() / QK;
-    let mut rows = Rows {
-        qs: Vec::with_capacity(blocks),
-        d: Vec::with_capacity(blocks),
-        s: Vec::with_capacity(blocks),
-    };
-    for block in xs.chunks_exact(QK) {
-        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut qs = [0u8; QK];
-        let mut sum = 0i32;
-        for (q, &x) in qs.iter_mut().zip(block) {
-            // `as` saturates; |x · id| ≤ 127.
-            let v = (x * id).round() as i8;
-            sum += i32::from(v);
-            *q = v as u8;
+/// The same rounding as candle's and llama.cpp's `quantize_row_q8_0`, compiled for AVX2
+/// (outside it, each value's rounding is a call into libm).
+pub fn quantize(simd: V3, xs: &[f32]) -> Rows {
+    simd.vectorize(Quantize { xs })
+}
+
+struct Quantize<'a> {
+    xs: &'a [f32],
+}
+
+impl pulp::NullaryFnOnce for Quantize<'_> {
+    type Output = Rows;
+
+    #[inline(always)]
+    fn call(self) -> Rows {
+        let blocks = self.xs.len() / QK;
+        let mut rows = Rows {
+            qs: Vec::with_capacity(blocks),
+            d: Vec::with_capacity(blocks),
+            s: Vec::with_capacity(blocks),
+        };
+        for block in self.xs.chunks_exact(QK) {
+            let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut qs = [0u8; QK];
+            let mut sum = 0i32;
+            for (q, &x) in qs.iter_mut().zip(block) {
+                // `as` saturates; |x · id| ≤ 127.
+                let v = (x * id).round() as i8;
+                sum += i32::from(v);
+                *q = v as u8;
+            }
+            let d = round_to_f16(d);
+            rows.qs.push(qs);
+            rows.d.push(d);
+            rows.s.push(d * sum as f32);
         }
-        let d = half::f16::from_f32(d).to_f32();
-        rows.qs.push(qs);
-        rows.d.push(d);
-        rows.s.push(d * sum as f32);
+        rows
     }
-    rows
+}
+
+/// `half::f16::from_f32(x).to_f32()` inline: the nearest f16 (ties to even), as f32.
+#[inline(always)]
+fn round_to_f16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let sign = bits & 0x8000_0000;
+    let abs = bits & 0x7fff_ffff;
+    if abs >= 0x7f80_0000 {
+        // Infinities and NaNs.
+        x
+    } else if abs >= 0x477f_f000 {
+        // From 65520 up: past f16's largest finite value.
+        f32::from_bits(sign | 0x7f80_0000)
+    } else if abs >= 0x3880_0000 {
+        // f16's normal range: ten bits of mantissa, the last 13 of f32's rounded off.
+        let odd = (abs >> 13) & 1;
+        f32::from_bits(sign | ((abs + 0x0fff + odd) & !0x1fff))
+    } else {
+        // Subnormal in f16: a multiple of 2⁻²⁴ (both scalings are exact).
+        let units = (f32::from_bits(abs) * 16_777_216.0).round_ties_even();
+        f32::from_bits(sign | (units * (1.0 / 16_777_216.0)).to_bits())
+    }
 }
 
 /// All `m` rows of `rows` (`kb` blocks each) times the Q8_0 columns `weights`: `out` is
@@ -315,6 +352,31 @@ impl<F: Format> Tiles<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounding_to_f16_is_halfs_for_every_kind_of_value() {
+        // Every 61st bit pattern (all exponents, both signs, NaNs) and every value near
+        // f16's edges: the subnormal range, the normal boundary and overflow.
+        let edges = [
+            0x3880_0000u32,
+            0x3380_0000,
+            0x477f_e000,
+            0x477f_f000,
+            0x3300_0000,
+        ];
+        let near = edges.iter().flat_map(|&e| {
+            (e - 0x4000..e + 0x4000).chain((e - 0x4000..e + 0x4000).map(|b| b | 0x8000_0000))
+        });
+        for bits in (0..=u32::MAX).step_by(61).chain(near) {
+            let x = f32::from_bits(bits);
+            let want = half::f16::from_f32(x).to_f32();
+            let got = round_to_f16(x);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{bits:#x}: {got} against {want}"
+            );
+        }
+    }
 
     #[test]
     fn f16_scales_convert_exactly_as_half_does() {

@@ -129,7 +129,7 @@ impl Tiled {
             _ => candle_core::bail!("{} bytes are not {n} × {kb} weight blocks", data.len()),
         };
         let m = xs.len() / k;
-        let rows = kernels::quantize(xs);
+        let rows = kernels::quantize(simd, xs);
         if m == 1 {
             // One row (a decode step): each chunk's columns are a run of the output row,
             // written in place.
