@@ -10,9 +10,14 @@
 //! `vec_dot_q8_0_q8_0` step for step, so the results are its bits. The intrinsics are
 //! pulp's safe, run-time-checked ones: no `unsafe` here. Only x86-64 has them so far;
 //! elsewhere [`available`] is false and candle's kernels (NEON included) are used.
+//!
+//! A decode step's attention ([`attend`]) runs on every architecture.
 
+mod attend;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub use attend::{Head, attend};
 #[cfg(target_arch = "x86_64")]
 pub use x86::*;
 

@@ -10,6 +10,8 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::Embedding;
 use candle_transformers::quantized_nn::RmsNorm;
 
+use std::sync::Mutex;
+
 use super::q8::Linear;
 
 /// The longest context: the rotary tables are computed this far.
@@ -50,8 +52,6 @@ pub struct Sequence {
     layers: Vec<Cache>,
     /// Positions to make room for at the first step (the prompt plus the answer's limit).
     capacity: usize,
-    /// A decode step's attention scores, reused by every layer and head.
-    scores: Vec<f32>,
 }
 
 /// One layer's keys and values after rotation, position-major (`[position][kv head]
@@ -266,7 +266,7 @@ impl Llama {
     /// Attention for one new position (a decode step) on plain values: its key and value
     /// are appended to the cache, and each query head reads its key/value head's rows in
     /// place. The same arithmetic as [`Self::attention`] (candle's rotation, scaled dot
-    /// products, softmax), summed in another order.
+    /// products, softmax), summed in another order, the query heads spread over the pool.
     fn attention_step(
         &self,
         layer: &Layer,
@@ -296,8 +296,7 @@ impl Llama {
             rotate(head, cos, sin);
         }
         let capacity = sequence.capacity.max(position + 1) * row;
-        let Sequence { layers, scores, .. } = sequence;
-        let Some(cache) = layers.get_mut(index) else {
+        let Some(cache) = sequence.layers.get_mut(index) else {
             candle_core::bail!("no cache for layer {index}");
         };
         if cache.k.len() != position * row || cache.v.len() != position * row {
@@ -310,22 +309,26 @@ impl Llama {
         let scale = (hd as f32).sqrt();
         let repeat = self.n_head / self.n_kv_head;
         let mut y = vec![0f32; self.n_head * hd];
-        for (h, (q, y)) in q.chunks_exact(hd).zip(y.chunks_exact_mut(hd)).enumerate() {
-            let at = (h / repeat) * hd;
-            scores.clear();
-            scores.extend(
-                cache
-                    .k
-                    .chunks_exact(row)
-                    .map(|keys| dot(q, &keys[at..at + hd]) / scale),
-            );
-            softmax(scores);
-            for (w, values) in scores.iter().zip(cache.v.chunks_exact(row)) {
-                for (y, v) in y.iter_mut().zip(&values[at..at + hd]) {
-                    *y += w * v;
+        // Query heads in parallel, on the pool that runs the matrix products.
+        let outs: Vec<Mutex<&mut [f32]>> = y.chunks_exact_mut(hd).map(Mutex::new).collect();
+        let cache = &*cache;
+        candle_core::utils::barrier_pool().execute_chunked(self.n_head, |heads| {
+            let mut scores = Vec::with_capacity(position + 1);
+            for h in heads {
+                let head = instagen_kernels::Head {
+                    keys: &cache.k,
+                    values: &cache.v,
+                    stride: row,
+                    offset: (h / repeat) * hd,
+                };
+                if let (Some(q), Some(Ok(mut out))) =
+                    (q.get(h * hd..(h + 1) * hd), outs.get(h).map(Mutex::lock))
+                {
+                    instagen_kernels::attend(q, head, scale, &mut scores, &mut out);
                 }
             }
-        }
+        });
+        drop(outs);
         let width = y.len();
         layer
             .wo
@@ -347,37 +350,6 @@ fn rotate(head: &mut [f32], cos: &[f32], sin: &[f32]) {
         let (a, b) = (pair[0], pair[1]);
         pair[0] = a * cos - b * sin;
         pair[1] = a * sin + b * cos;
-    }
-}
-
-/// A dot product in eight lanes, which the compiler keeps in vector registers.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in a8.zip(b8) {
-        for ((lane, a), b) in lanes.iter_mut().zip(a).zip(b) {
-            *lane += a * b;
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// candle's `softmax_last_dim` on one row, in place.
-fn softmax(xs: &mut [f32]) {
-    let max = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let mut sum = 0f32;
-    for x in xs.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    for x in xs.iter_mut() {
-        *x /= sum;
     }
 }
 
