@@ -97,11 +97,7 @@ fn request_id(prefix: &str, n: u64) -> String {
     let mut id = String::with_capacity(4 + prefix.len() + 16);
     id.push_str("req_");
     id.push_str(prefix);
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(10);
-    for shift in (0..digits).rev() {
-        let nibble = (n >> (shift * 4)) & 0xf;
-        id.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
-    }
+    crate::keys::push_hex(&mut id, n, 10);
     id
 }
 

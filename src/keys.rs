@@ -14,7 +14,7 @@ pub use cache::{AuthFailure, AuthedKey, KeyCache};
 pub use events::{SecurityEvents, spawn_flusher, truncate_ip};
 pub use format::{
     KEY_PREFIX, KeyHash, KeyHasher, NewKey, ParsedKey, TOKEN_PREFIX, load_or_create_secret,
-    random_id,
+    push_hex, random_id,
 };
 
 /// Why a presented key was refused. Every variant is a 401 to the client.

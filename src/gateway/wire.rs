@@ -304,7 +304,11 @@ pub(crate) fn new_id(prefix: &str) -> String {
         crate::keys::random_id(12).unwrap_or_else(|_| format!("{:012x}", crate::time::now_ms()))
     });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{process}{n:012x}")
+    let mut id = String::with_capacity(prefix.len() + process.len() + 16);
+    id.push_str(prefix);
+    id.push_str(process);
+    crate::keys::push_hex(&mut id, n, 12);
+    id
 }
 
 pub(crate) fn now_s() -> u64 {

@@ -39,6 +39,17 @@ pub fn random_id(len: usize) -> std::io::Result<String> {
     random_string(len, ID_ALPHABET)
 }
 
+/// Appends `n` in lowercase hex, zero-padded to at least `digits` digits: what
+/// `format!("{n:0digits$x}")` writes, without formatting machinery (request and answer
+/// ids are written on every request).
+pub fn push_hex(out: &mut String, n: u64, digits: u32) {
+    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(digits);
+    for shift in (0..digits).rev() {
+        let nibble = n.checked_shr(shift * 4).unwrap_or(0) & 0xf;
+        out.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+    }
+}
+
 /// A freshly generated key: the plaintext, shown once, and what gets stored.
 pub struct NewKey {
     pub id: String,
@@ -197,6 +208,17 @@ pub fn load_or_create_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_ids_are_what_format_writes() {
+        for n in [0, 1, 0xabc, 0xff_ffff_ffff, 0x1_0000_0000_0000, u64::MAX] {
+            for digits in [1, 10, 12] {
+                let mut out = String::from("x_");
+                push_hex(&mut out, n, digits);
+                assert_eq!(out, format!("x_{n:0width$x}", width = digits as usize));
+            }
+        }
+    }
 
     #[test]
     fn generated_keys_parse_and_verify() {
