@@ -353,6 +353,59 @@ impl<F: Format> Tiles<'_, F> {
 mod tests {
     use super::*;
 
+    /// A deterministic spread of values, some large, some near zero.
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Blocks of `n` columns of `kb` blocks each, from arbitrary bytes with sane scales.
+    fn blocks_of<F: Format>(n: usize, kb: usize, scale: [u8; 2]) -> Vec<F> {
+        let size = std::mem::size_of::<F>();
+        let bytes: Vec<u8> = (0..n * kb * size)
+            .map(|i| match i % size {
+                0 => scale[0],
+                1 => scale[1],
+                // Q4_1's minimum: the same small f16.
+                2 if !F::SIGNED => scale[0],
+                3 if !F::SIGNED => scale[1] | 0x80,
+                _ => (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3],
+            })
+            .collect();
+        bytemuck::cast_slice(&bytes).to_vec()
+    }
+
+    /// A decode step's row gives the bits the same row gets inside a tile of rows.
+    fn one_row_matches_the_tile<F: Format>(columns: Columns1<F>) {
+        let Some(simd) = V3::try_new() else {
+            return;
+        };
+        let (kb, n) = (5, 11);
+        // 0x2c00 is 1/16 as f16.
+        let weights = blocks_of::<F>(n, kb, [0x00, 0x2c]);
+        let x = values(kb * QK, 3);
+        let mut alone = vec![0f32; n];
+        columns(simd, &quantize(simd, &x), 1, kb, &weights, &mut alone);
+        let twice: Vec<f32> = x.iter().chain(&x).copied().collect();
+        let mut tiled = vec![0f32; 2 * n];
+        columns(simd, &quantize(simd, &twice), 2, kb, &weights, &mut tiled);
+        assert_eq!(alone, tiled[..n]);
+        assert_eq!(alone, tiled[n..]);
+        assert!(alone.iter().any(|v| *v != 0.0));
+    }
+
+    type Columns1<F> = fn(V3, &Rows, usize, usize, &[F], &mut [f32]);
+
+    #[test]
+    fn a_single_row_gives_the_bits_of_a_row_in_a_tile() {
+        one_row_matches_the_tile::<Q8_0>(columns_q8_0);
+        one_row_matches_the_tile::<Q4_1>(columns_q4_1);
+    }
+
     #[test]
     fn rounding_to_f16_is_halfs_for_every_kind_of_value() {
         // Every 61st bit pattern (all exponents, both signs, NaNs) and every value near
