@@ -26,3 +26,15 @@ pub use x86::*;
 pub fn available() -> bool {
     false
 }
+
+/// A deterministic spread of values, some large, some near zero: test inputs shared by
+/// this crate's tests and the engine's.
+#[doc(hidden)]
+pub fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+            (x % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}

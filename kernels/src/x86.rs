@@ -352,16 +352,7 @@ impl<F: Format> Tiles<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A deterministic spread of values, some large, some near zero.
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
-                (x % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::test_values as values;
 
     /// Blocks of `n` columns of `kb` blocks each, from arbitrary bytes with sane scales.
     fn blocks_of<F: Format>(n: usize, kb: usize, scale: [u8; 2]) -> Vec<F> {

@@ -470,6 +470,11 @@ mod tests {
         false
     }
 
+    /// The tests' prompt: 24 token ids spread over the vocabulary.
+    fn prompt() -> Vec<u32> {
+        (0..24u32).map(|i| 100 + i * 37).collect()
+    }
+
     /// The index of the largest logit.
     fn argmax(logits: &[f32]) -> u32 {
         let best = logits
@@ -495,7 +500,7 @@ mod tests {
             return;
         };
         let (ours, mut theirs) = load(&path, convert::to_fast_blocks);
-        let prompt: Vec<u32> = (0..24u32).map(|i| 100 + i * 37).collect();
+        let prompt = prompt();
         // The whole prompt at once: our tiled kernel against candle's per-row one.
         let mut sequence = Sequence::default();
         let (whole, reference) = both(&ours, &mut sequence, &mut theirs, &prompt, 0);
@@ -540,7 +545,7 @@ mod tests {
             return;
         };
         let (ours, mut theirs) = load(&path, convert::to_f32);
-        let prompt: Vec<u32> = (0..24u32).map(|i| 100 + i * 37).collect();
+        let prompt = prompt();
         let mut sequence = Sequence::with_capacity(prompt.len() + 4);
         let (whole, reference) = both(&ours, &mut sequence, &mut theirs, &prompt, 0);
         assert_eq!(whole, reference, "the prompt runs candle's own computation");
@@ -573,7 +578,7 @@ mod tests {
             return;
         }
         let (ours, mut theirs) = load(&path, convert::to_fast_blocks_keeping_q4_1);
-        let prompt: Vec<u32> = (0..24u32).map(|i| 100 + i * 37).collect();
+        let prompt = prompt();
         let mut sequence = Sequence::default();
         let (whole, reference) = both(&ours, &mut sequence, &mut theirs, &prompt, 0);
         // Row sums in f32 instead of f16 move logits through 30 layers by a few percent of

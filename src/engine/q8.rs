@@ -180,16 +180,7 @@ type Columns<F> = fn(V3, &kernels::Rows, usize, usize, &[F], &mut [f32]);
 mod tests {
     use super::*;
     use candle_core::Device;
-
-    /// A deterministic spread of values, some large, some near zero.
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
-                (x % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use instagen_kernels::test_values as values;
 
     /// The tiled (or routed) product and candle's own, on the same input, flattened.
     fn both(linear: &Linear, x: &Tensor) -> (Vec<f32>, Vec<f32>) {
