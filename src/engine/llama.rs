@@ -8,7 +8,6 @@
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::Embedding;
-use candle_transformers::quantized_nn::RmsNorm;
 
 use std::sync::Mutex;
 
@@ -22,18 +21,49 @@ struct Layer {
     wk: Linear,
     wv: Linear,
     wo: Linear,
-    attention_norm: RmsNorm,
+    attention_norm: Norm,
     gate: Linear,
     down: Linear,
     up: Linear,
-    ffn_norm: RmsNorm,
+    ffn_norm: Norm,
+}
+
+/// An RMS norm's weights, as a tensor for prompts (candle's `rms_norm`) and as plain
+/// values for decode steps, which repeat candle's arithmetic on them.
+struct Norm {
+    weight: Tensor,
+    values: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn new(weight: candle_core::quantized::QTensor, eps: f64) -> Result<Self> {
+        let weight = weight.dequantize(&Device::Cpu)?;
+        let values = weight.flatten_all()?.to_vec1()?;
+        Ok(Self {
+            weight,
+            values,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+    }
+
+    /// candle's `rms_norm` on one row: the same sum, root and products, in the same order.
+    fn row(&self, x: &[f32]) -> Vec<f32> {
+        let sum2: f32 = x.iter().map(|v| v * v).sum();
+        let m = (sum2 / x.len() as f32 + self.eps).sqrt();
+        x.iter().zip(&self.values).map(|(v, a)| v / m * a).collect()
+    }
 }
 
 /// The weights, loaded once and shared by every sequence.
 pub struct Llama {
     embeddings: Embedding,
     layers: Vec<Layer>,
-    norm: RmsNorm,
+    norm: Norm,
     output: Linear,
     n_head: usize,
     n_kv_head: usize,
@@ -113,7 +143,7 @@ impl Llama {
 
         let embeddings_q = tensor(reader, "token_embd.weight")?;
         let embeddings = Embedding::new(embeddings_q.dequantize(device)?, embedding_length);
-        let norm = RmsNorm::from_qtensor(tensor(reader, "output_norm.weight")?, eps)?;
+        let norm = Norm::new(tensor(reader, "output_norm.weight")?, eps)?;
         // Files with tied embeddings have no output matrix of their own.
         let output = match tensor(reader, "output.weight") {
             Ok(output) => output,
@@ -140,11 +170,11 @@ impl Llama {
                 wk,
                 wv,
                 wo,
-                attention_norm: RmsNorm::from_qtensor(attention_norm, eps)?,
+                attention_norm: Norm::new(attention_norm, eps)?,
                 gate,
                 down,
                 up,
-                ffn_norm: RmsNorm::from_qtensor(ffn_norm, eps)?,
+                ffn_norm: Norm::new(ffn_norm, eps)?,
             });
         }
         Ok(Self {
@@ -172,28 +202,22 @@ impl Llama {
         position: usize,
     ) -> Result<Tensor> {
         let (_, len) = tokens.dims2()?;
-        // A sequence feeds more than one token only for its prompt: the mask is built
-        // once, and decode steps need none.
-        let mask = if len == 1 {
-            None
-        } else {
-            Some(candle_transformers::utils::build_causal_mask(
-                len,
-                position,
-                &Device::Cpu,
-            )?)
-        };
         sequence
             .layers
             .resize_with(self.layers.len(), Cache::default);
+        if len == 1 {
+            let Some(&token) = tokens.flatten_all()?.to_vec1::<u32>()?.first() else {
+                candle_core::bail!("a decode step takes one token");
+            };
+            return self.step(sequence, token, position);
+        }
+        // A sequence feeds more than one token only for its prompt: the mask is built
+        // once, and decode steps need none.
+        let mask = candle_transformers::utils::build_causal_mask(len, position, &Device::Cpu)?;
         let mut x = self.embeddings.forward(tokens)?;
         for (index, layer) in self.layers.iter().enumerate() {
             let h = layer.attention_norm.forward(&x)?;
-            let attn = if len == 1 {
-                self.attention_step(layer, sequence, index, &h, position)?
-            } else {
-                self.attention(layer, sequence, index, &h, mask.as_ref(), position)?
-            };
+            let attn = self.attention(layer, sequence, index, &h, &mask, position)?;
             let x_mid = (attn + &x)?;
             let h = layer.ffn_norm.forward(&x_mid)?;
             let gate = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
@@ -204,6 +228,34 @@ impl Llama {
         self.output.forward(&x.i((.., len - 1, ..))?)?.squeeze(0)
     }
 
+    /// One new position (a decode step) on plain values: the computation of [`Self::forward`]
+    /// with candle's arithmetic, without a tensor operation (and its allocations) per norm,
+    /// sum and activation; only the output matrix's product goes through candle.
+    fn step(&self, sequence: &mut Sequence, token: u32, position: usize) -> Result<Tensor> {
+        let mut x = self
+            .embeddings
+            .embeddings()
+            .i(token as usize)?
+            .to_vec1::<f32>()?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let h = layer.attention_norm.row(&x);
+            let attn = self.attention_step(layer, sequence, index, &h, position)?;
+            add(&mut x, &attn)?;
+            let h = layer.ffn_norm.row(&x);
+            let mut gate = layer.gate.row(&h)?;
+            let up = layer.up.row(&h)?;
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+            add(&mut x, &layer.down.row(&gate)?)?;
+        }
+        let x = self.norm.row(&x);
+        let width = x.len();
+        self.output
+            .forward(&Tensor::from_vec(x, (1, width), &Device::Cpu)?)?
+            .squeeze(0)
+    }
+
     /// Attention over several new positions (a prompt), with candle's tensors: the
     /// computation of candle's llama. Their keys and values join the cache.
     fn attention(
@@ -212,7 +264,7 @@ impl Llama {
         sequence: &mut Sequence,
         index: usize,
         x: &Tensor,
-        mask: Option<&Tensor>,
+        mask: &Tensor,
         position: usize,
     ) -> Result<Tensor> {
         let (b, len, width) = x.dims3()?;
@@ -250,13 +302,8 @@ impl Llama {
         let k = candle_transformers::utils::repeat_kv(k, repeat)?;
         let v = candle_transformers::utils::repeat_kv(v, repeat)?;
         let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
-        let scores = match mask {
-            None => scores,
-            Some(mask) => {
-                let mask = mask.broadcast_as(scores.shape())?;
-                mask.where_cond(&self.neg_inf.broadcast_as(scores.shape())?, &scores)?
-            }
-        };
+        let mask = mask.broadcast_as(scores.shape())?;
+        let scores = mask.where_cond(&self.neg_inf.broadcast_as(scores.shape())?, &scores)?;
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = weights.matmul(&v.contiguous()?)?;
         let y = y.transpose(1, 2)?.reshape((b, len, width))?;
@@ -272,15 +319,14 @@ impl Llama {
         layer: &Layer,
         sequence: &mut Sequence,
         index: usize,
-        x: &Tensor,
+        x: &[f32],
         position: usize,
-    ) -> Result<Tensor> {
+    ) -> Result<Vec<f32>> {
         let hd = self.head_dim;
         let row = self.n_kv_head * hd;
-        let values = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let mut q = values(layer.wq.forward(x)?)?;
-        let mut k = values(layer.wk.forward(x)?)?;
-        let v = values(layer.wv.forward(x)?)?;
+        let mut q = layer.wq.row(x)?;
+        let mut k = layer.wk.row(x)?;
+        let v = layer.wv.row(x)?;
         if q.len() != self.n_head * hd || k.len() != row || v.len() != row {
             candle_core::bail!("a decode step takes one position");
         }
@@ -329,10 +375,7 @@ impl Llama {
             }
         });
         drop(outs);
-        let width = y.len();
-        layer
-            .wo
-            .forward(&Tensor::from_vec(y, (1, 1, width), &Device::Cpu)?)
+        layer.wo.row(&y)
     }
 
     /// Rotary position embedding, pairs interleaved as llama's are.
@@ -342,6 +385,17 @@ impl Llama {
         let sin = self.sin.narrow(0, position, len)?;
         candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
     }
+}
+
+/// A residual sum in place: `x + y`, as candle adds (each pair of values once).
+fn add(x: &mut [f32], y: &[f32]) -> Result<()> {
+    if x.len() != y.len() {
+        candle_core::bail!("{} values cannot be added to {}", y.len(), x.len());
+    }
+    for (x, y) in x.iter_mut().zip(y) {
+        *x += y;
+    }
+    Ok(())
 }
 
 /// candle's `rope_i` on one head: interleaved pairs turned by each angle.

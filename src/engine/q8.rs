@@ -74,17 +74,31 @@ impl Linear {
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         #[cfg(target_arch = "x86_64")]
-        match &self.tiled {
-            // One row of Q8_0 (a decode step) is as fast on candle's kernel; candle has no
-            // SIMD kernel for Q4_1 at all.
-            Some(tiled)
-                if xs.elem_count() > tiled.k || tiled.weights.dtype() == GgmlDType::Q4_1 =>
-            {
-                return xs.contiguous()?.apply_op1_no_bwd(tiled);
-            }
-            _ => {}
+        if let Some(tiled) = self.tiled(xs.elem_count()) {
+            return xs.contiguous()?.apply_op1_no_bwd(tiled);
         }
         self.candle.forward(xs)
+    }
+
+    /// One row (a decode step) as plain values: the product [`Self::forward`] computes,
+    /// without a tensor around it where the tiled kernel runs.
+    pub fn row(&self, x: &[f32]) -> Result<Vec<f32>> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(tiled) = self.tiled(x.len()) {
+            return tiled.product(x);
+        }
+        let x = Tensor::from_slice(x, (1, x.len()), &candle_core::Device::Cpu)?;
+        self.candle.forward(&x)?.flatten_all()?.to_vec1()
+    }
+
+    /// The tiled kernel, where it multiplies `values` inputs (one row or more): one row of
+    /// Q8_0 (a decode step) is as fast on candle's kernel; candle has no SIMD kernel for
+    /// Q4_1 at all.
+    #[cfg(target_arch = "x86_64")]
+    fn tiled(&self, values: usize) -> Option<&Tiled> {
+        self.tiled
+            .as_ref()
+            .filter(|t| values > t.k || t.weights.dtype() == GgmlDType::Q4_1)
     }
 }
 
@@ -106,18 +120,26 @@ impl CustomOp1 for Tiled {
             Some(last) if *last == self.k => *last = self.n,
             _ => candle_core::bail!("rows of {:?} do not match {} inputs", dims, self.k),
         }
-        let data = self.weights.data()?;
-        let xs = &xs[start..end];
-        let out = match self.weights.dtype() {
-            GgmlDType::Q8_0 => self.matmul(xs, &data, kernels::columns_q8_0)?,
-            _ => self.matmul(xs, &data, kernels::columns_q4_1)?,
-        };
+        let out = self.product(&xs[start..end])?;
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Tiled {
+    /// `xs` (rows of k values) times the transpose of the weights, with the kernel of
+    /// their block type.
+    fn product(&self, xs: &[f32]) -> Result<Vec<f32>> {
+        if xs.is_empty() || !xs.len().is_multiple_of(self.k) {
+            candle_core::bail!("{} values are not rows of {}", xs.len(), self.k);
+        }
+        let data = self.weights.data()?;
+        match self.weights.dtype() {
+            GgmlDType::Q8_0 => self.matmul(xs, &data, kernels::columns_q8_0),
+            _ => self.matmul(xs, &data, kernels::columns_q4_1),
+        }
+    }
+
     /// `xs` (m × k, row-major) times the transpose of the weights (n rows of k/32 blocks):
     /// m × n, row-major. Chunks of columns are spread over candle's own worker pool, the
     /// one its other kernels use, so no second pool spins against it for the same cores.
