@@ -9,9 +9,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::Embedding;
 
-use std::sync::Mutex;
-
-use super::q8::Linear;
+use super::q8::{Linear, Slot};
 
 /// The longest context: the rotary tables are computed this far.
 pub const MAX_SEQ_LEN: usize = 4096;
@@ -356,7 +354,7 @@ impl Llama {
         let repeat = self.n_head / self.n_kv_head;
         let mut y = vec![0f32; self.n_head * hd];
         // Query heads in parallel, on the pool that runs the matrix products.
-        let outs: Vec<Mutex<&mut [f32]>> = y.chunks_exact_mut(hd).map(Mutex::new).collect();
+        let outs: Vec<Slot> = y.chunks_exact_mut(hd).map(Slot::new).collect();
         let cache = &*cache;
         candle_core::utils::barrier_pool().execute_chunked(self.n_head, |heads| {
             let mut scores = Vec::with_capacity(position + 1);
@@ -368,7 +366,7 @@ impl Llama {
                     offset: (h / repeat) * hd,
                 };
                 if let (Some(q), Some(Ok(mut out))) =
-                    (q.get(h * hd..(h + 1) * hd), outs.get(h).map(Mutex::lock))
+                    (q.get(h * hd..(h + 1) * hd), outs.get(h).map(Slot::lock))
                 {
                     instagen_kernels::attend(q, head, scale, &mut scores, &mut out);
                 }

@@ -10,8 +10,9 @@
 //! decoding then reads 4-bit weights, where memory bandwidth is what limits it.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 #[cfg(target_arch = "x86_64")]
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
 use candle_core::quantized::GgmlDType;
@@ -156,11 +157,11 @@ impl Tiled {
             // One row (a decode step): each chunk's columns are a run of the output row,
             // written in place.
             let mut dst = vec![0f32; n];
-            let outs: Vec<Mutex<&mut [f32]>> = dst.chunks_mut(CHUNK).map(Mutex::new).collect();
+            let outs: Vec<Slot> = dst.chunks_mut(CHUNK).map(Slot::new).collect();
             candle_core::utils::barrier_pool().execute_chunked(outs.len(), |range| {
                 for c in range {
                     let weights = &weights[c * CHUNK * kb..n.min((c + 1) * CHUNK) * kb];
-                    if let Some(Ok(mut out)) = outs.get(c).map(Mutex::lock) {
+                    if let Some(Ok(mut out)) = outs.get(c).map(Slot::lock) {
                         columns(simd, &rows, 1, kb, weights, &mut out);
                     }
                 }
@@ -190,6 +191,23 @@ impl Tiled {
             }
         }
         Ok(dst)
+    }
+}
+
+/// One run of an output row (a chunk of columns, a query head's values), for the pool
+/// thread that takes it: each on cache lines of its own, since the pool's threads take
+/// neighbouring runs, and locks packed side by side would pass one line between the cores
+/// at every run.
+#[repr(align(128))]
+pub(super) struct Slot<'a>(Mutex<&'a mut [f32]>);
+
+impl<'a> Slot<'a> {
+    pub(super) fn new(out: &'a mut [f32]) -> Self {
+        Self(Mutex::new(out))
+    }
+
+    pub(super) fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, &'a mut [f32]>> {
+        self.0.lock()
     }
 }
 
