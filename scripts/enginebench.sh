@@ -5,7 +5,11 @@
 # REFERENCE=none) llama-cpp-python's OpenAI-compatible server, one after the other, and
 # streams RUNS greedy chat answers of up to TOKENS tokens from each with the same client
 # and prompt. Prints time to first token and decode tokens/s (tokens after the first over
-# the time after it), and InstaGen's figures as ratios to llama.cpp's.
+# the time after it), and InstaGen's figures as ratios to llama.cpp's. Then the same
+# prompts once more through llama-cpp-python's library in-process (no HTTP server, no
+# tokens streamed over a socket): llama.cpp's engine alone, a stricter reference, since
+# its server's rate is bimodal on 2 cores (its Python HTTP loop competes with the compute
+# threads).
 # Usage: scripts/enginebench.sh [RUNS] [TOKENS]; BIN=path/to/instagen (default
 # target/release/instagen); WEIGHTS=quantized|f32 (default quantized); THREADS (default
 # 2, both engines); the model is looked up in ./instagen-data/models/ (scripts/fetch-model.sh).
@@ -119,6 +123,29 @@ wait_up "$port" /v1/models
 echo "llama.cpp (llama-cpp-python $llama_version server):"
 theirs=$(client "$port" none | tee >(cat >&2) | awk '/^RESULT/{print $2, $3}')
 echo "  llama.cpp's RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$server/status) peak"
-set -- $ours $theirs
-echo "llama.cpp: TTFT $3 ms, decode $4 tokens/s (medians)"
-python3 -c "import sys; o_t,o_r,t_t,t_r=map(float,sys.argv[1:]); print(f'InstaGen / llama.cpp: TTFT {o_t/t_t:.2f}x (goal <= 1.25x), decode rate {o_r/t_r:.2f}x (goal >= 0.8x)')" "$@"
+kill "$server"; wait "$server" 2>/dev/null || true; server=
+echo "llama.cpp's library in-process (no server):"
+library=$("$venv/bin/python" - "$model" "$threads" "$runs" "$tokens" <<'PY' | tee >(cat >&2) | awk '/^RESULT/{print $2, $3}'
+import statistics, sys, time
+from llama_cpp import Llama
+model, threads, runs, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=2048, verbose=False)
+ttfts, rates = [], []
+for i in range(runs + 1):
+    messages = [{"role": "system", "content": f"({i}) You are a helpful assistant."},
+                {"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+    start = time.perf_counter(); first = last = None; n = 0
+    for chunk in llm.create_chat_completion(messages=messages, max_tokens=tokens, temperature=0, stream=True):
+        if chunk["choices"][0]["delta"].get("content"):
+            now = time.perf_counter(); first = first or now; last = now; n += 1
+    if i == 0:
+        continue
+    ttfts.append((first - start) * 1000)
+    rates.append((n - 1) / (last - first))
+    print(f"  run {i}: {n} tokens, TTFT {ttfts[-1]:.0f} ms, decode {rates[-1]:.1f} tokens/s")
+print(f"RESULT {statistics.median(ttfts):.1f} {statistics.median(rates):.2f}")
+PY
+)
+set -- $ours $theirs $library
+echo "llama.cpp: TTFT $3 ms, decode $4 tokens/s (medians); in-process: TTFT $5 ms, decode $6 tokens/s"
+python3 -c "import sys; o_t,o_r,t_t,t_r,l_t,l_r=map(float,sys.argv[1:]); print(f'InstaGen / llama.cpp server: TTFT {o_t/t_t:.2f}x (goal <= 1.25x), decode rate {o_r/t_r:.2f}x (goal >= 0.8x)'); print(f'InstaGen / llama.cpp in-process: TTFT {o_t/l_t:.2f}x, decode rate {o_r/l_r:.2f}x')" "$@"
