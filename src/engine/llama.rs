@@ -209,8 +209,7 @@ impl Llama {
             };
             return self.step(sequence, token, position);
         }
-        // A sequence feeds more than one token only for its prompt: the mask is built
-        // once, and decode steps need none.
+        // More than one token is a prompt: its mask is built once for every layer.
         let mask = candle_transformers::utils::build_causal_mask(len, position, &Device::Cpu)?;
         let mut x = self.embeddings.forward(tokens)?;
         for (index, layer) in self.layers.iter().enumerate() {
@@ -228,7 +227,8 @@ impl Llama {
 
     /// One new position (a decode step) on plain values: the computation of [`Self::forward`]
     /// with candle's arithmetic, without a tensor operation (and its allocations) per norm,
-    /// sum and activation; only the output matrix's product goes through candle.
+    /// sum and activation; only products without a kernel of ours (the output matrix's
+    /// among them) go through candle.
     fn step(&self, sequence: &mut Sequence, token: u32, position: usize) -> Result<Tensor> {
         let mut x = self
             .embeddings
