@@ -8,7 +8,7 @@
 
 #[cfg(target_arch = "x86_64")]
 fn main() {
-    use instagen_kernels::{Q4_1, QK, V3, blocks, columns_q4_1, quantize, test_values};
+    use instagen_kernels::{Q4_1, QK, V3, columns_q4_1, quantize, test_blocks, test_values};
     use std::time::Instant;
 
     let Some(simd) = V3::try_new() else {
@@ -27,26 +27,11 @@ fn main() {
     ];
     let layers = 30;
     let block_bytes = std::mem::size_of::<Q4_1>();
-    let matrices: Vec<(usize, usize, Vec<u8>)> = (0..layers)
+    // Scales and minimums of 1/16 and -1/16 (0x2c00 as f16).
+    let matrices: Vec<(usize, usize, Vec<Q4_1>)> = (0..layers)
         .flat_map(|_| shapes)
         .enumerate()
-        .map(|(i, (n, k))| {
-            let bytes = (0..n * k / QK * block_bytes)
-                .map(|j| match j % block_bytes {
-                    // Scale and minimum: small f16s (1/16 and -1/16).
-                    1 => 0x2c,
-                    3 => 0xac,
-                    0 | 2 => 0,
-                    _ => {
-                        ((j as u32)
-                            .wrapping_mul(2_654_435_761)
-                            .wrapping_add(i as u32)
-                            >> 24) as u8
-                    }
-                })
-                .collect();
-            (n, k, bytes)
-        })
+        .map(|(i, (n, k))| (n, k, test_blocks::<Q4_1>(n, k / QK, [0x00, 0x2c], i as u32)))
         .collect();
     let weights: usize = matrices.iter().map(|(n, k, _)| n * k).sum();
     let x = test_values(1536, 5);
@@ -54,13 +39,10 @@ fn main() {
     // One step: every product, each one's columns split over `threads` (each thread takes
     // its share of every matrix in turn, with no barrier between products: the kernel's
     // throughput, not a pool's).
-    let step = |threads: usize, set: &[(usize, usize, &[u8])]| {
+    let step = |threads: usize, set: &[(usize, usize, &[Q4_1])]| {
         let share = |t: usize| {
-            for &(n, k, bytes) in set {
+            for &(n, k, w) in set {
                 let kb = k / QK;
-                let Some(w) = blocks::<Q4_1>(bytes) else {
-                    return;
-                };
                 let rows = quantize(simd, &x[..k]);
                 let per = n.div_ceil(threads).next_multiple_of(32);
                 let (from, to) = (t * per, n.min((t + 1) * per));
@@ -81,7 +63,7 @@ fn main() {
             share(0);
         });
     };
-    let measure = |name: &str, threads: usize, set: &[(usize, usize, &[u8])], values: usize| {
+    let measure = |name: &str, threads: usize, set: &[(usize, usize, &[Q4_1])], values: usize| {
         step(threads, set);
         let mut best = f64::MAX;
         for _ in 0..7 {
@@ -97,7 +79,7 @@ fn main() {
         );
     };
     // The same 576 × 1536 matrix again and again: it stays in cache.
-    let all: Vec<(usize, usize, &[u8])> = matrices
+    let all: Vec<(usize, usize, &[Q4_1])> = matrices
         .iter()
         .map(|(n, k, b)| (*n, *k, b.as_slice()))
         .collect();

@@ -349,26 +349,30 @@ impl<F: Format> Tiles<'_, F> {
     }
 }
 
+/// Blocks of `n` columns of `kb` blocks each, from arbitrary bytes (varied by `seed`)
+/// with sane scales: `scale` (an f16) for each block, and for Q4_1 its negative as the
+/// minimum. Test and bench inputs, shared by this crate's tests and its decode bench.
+#[doc(hidden)]
+pub fn test_blocks<F: Format>(n: usize, kb: usize, scale: [u8; 2], seed: u32) -> Vec<F> {
+    let size = std::mem::size_of::<F>();
+    let bytes: Vec<u8> = (0..n * kb * size)
+        .map(|i| match i % size {
+            0 => scale[0],
+            1 => scale[1],
+            2 if !F::SIGNED => scale[0],
+            3 if !F::SIGNED => scale[1] | 0x80,
+            _ => ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8,
+        })
+        .collect();
+    bytemuck::try_cast_slice(&bytes)
+        .map(<[F]>::to_vec)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_values as values;
-
-    /// Blocks of `n` columns of `kb` blocks each, from arbitrary bytes with sane scales.
-    fn blocks_of<F: Format>(n: usize, kb: usize, scale: [u8; 2]) -> Vec<F> {
-        let size = std::mem::size_of::<F>();
-        let bytes: Vec<u8> = (0..n * kb * size)
-            .map(|i| match i % size {
-                0 => scale[0],
-                1 => scale[1],
-                // Q4_1's minimum: the same small f16.
-                2 if !F::SIGNED => scale[0],
-                3 if !F::SIGNED => scale[1] | 0x80,
-                _ => (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3],
-            })
-            .collect();
-        bytemuck::cast_slice(&bytes).to_vec()
-    }
 
     /// A decode step's row gives the bits the same row gets inside a tile of rows.
     fn one_row_matches_the_tile<F: Format>(columns: Columns1<F>) {
@@ -377,7 +381,7 @@ mod tests {
         };
         let (kb, n) = (5, 11);
         // 0x2c00 is 1/16 as f16.
-        let weights = blocks_of::<F>(n, kb, [0x00, 0x2c]);
+        let weights = test_blocks::<F>(n, kb, [0x00, 0x2c], 0);
         let x = values(kb * QK, 3);
         let mut alone = vec![0f32; n];
         columns(simd, &quantize(simd, &x), 1, kb, &weights, &mut alone);
