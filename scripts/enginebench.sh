@@ -37,22 +37,27 @@ cd "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1$2" >/dev/null && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
 
+# The prompt every engine gets (run i's system message starts with "(i) "), read by both
+# clients below.
+export BENCH_SYSTEM="You are a helpful assistant."
+export BENCH_USER="Write a long story about a lighthouse keeper."
+
 # The client: the same request to either server; prints one line per run and a last
 # "RESULT ttft_ms rate" line.
 client() {
   python3 - "$1" "$2" "$runs" "$tokens" <<'PY'
-import json, sys, time, urllib.request, statistics
+import json, os, sys, time, urllib.request, statistics
 port, key, runs, tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 body = {"model": "smollm2-135m-instruct", "stream": True, "temperature": 0, "max_tokens": tokens,
         "stream_options": {"include_usage": True},
-        "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                     {"role": "user", "content": "Write a long story about a lighthouse keeper."}]}
+        "messages": [{"role": "system", "content": os.environ["BENCH_SYSTEM"]},
+                     {"role": "user", "content": os.environ["BENCH_USER"]}]}
 ttfts, rates = [], []
 # Run 0 warms up and is not counted. Each run's prompt starts differently, so neither
 # server can reuse an earlier prompt's KV cache (llama.cpp's server keeps the last prompt's;
 # InstaGen keeps nothing between requests): every TTFT is a whole prefill.
 for i in range(runs + 1):
-    body["messages"][0]["content"] = f"({i}) You are a helpful assistant."
+    body["messages"][0]["content"] = f"({i}) {os.environ['BENCH_SYSTEM']}"
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions",
         data=json.dumps(body).encode(), headers={"Authorization": f"Bearer {key}",
         "Content-Type": "application/json"})
@@ -126,14 +131,14 @@ echo "  llama.cpp's RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$server/status) pe
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 echo "llama.cpp's library in-process (no server):"
 library=$("$venv/bin/python" - "$model" "$threads" "$runs" "$tokens" <<'PY' | tee >(cat >&2) | awk '/^RESULT/{print $2, $3}'
-import statistics, sys, time
+import os, statistics, sys, time
 from llama_cpp import Llama
 model, threads, runs, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=2048, verbose=False)
 ttfts, rates = [], []
 for i in range(runs + 1):
-    messages = [{"role": "system", "content": f"({i}) You are a helpful assistant."},
-                {"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+    messages = [{"role": "system", "content": f"({i}) {os.environ['BENCH_SYSTEM']}"},
+                {"role": "user", "content": os.environ["BENCH_USER"]}]
     start = time.perf_counter(); first = last = None; n = 0
     for chunk in llm.create_chat_completion(messages=messages, max_tokens=tokens, temperature=0, stream=True):
         if chunk["choices"][0]["delta"].get("content"):
