@@ -430,6 +430,31 @@ async fn seed_busy_account(app: &TestApp) {
             });
         }
     }
+    // A request of each model in this calendar month, however early in it the test runs:
+    // the billing page shows the month's spend by model (in its first hour, the week's
+    // curve above lies wholly in the month before).
+    let this_month = (now - 60_000).max(instagen::time::month_start_ms(now));
+    for (i, (model, ..)) in models.iter().enumerate() {
+        records.push(instagen::usage::UsageRecord {
+            request_id: format!("req_seed_month_{i}"),
+            account_id: app.account_id.clone(),
+            key_id: keys[1 + i].clone(),
+            endpoint: "chat.completions".into(),
+            model: Some((*model).into()),
+            started_ms: this_month,
+            finished_ms: this_month + 900,
+            status: 200,
+            input_tokens: 1_000,
+            cached_input_tokens: 250,
+            cache_write_5m_tokens: 120,
+            output_tokens: 400,
+            reasoning_tokens: 200,
+            cost_nanos: 250_000,
+            latency_us: 850_000,
+            attempts: 1,
+            ..Default::default()
+        });
+    }
     // Requests refused before any model served them (an unknown model, say).
     for i in 0..3 {
         records.push(instagen::usage::UsageRecord {
