@@ -392,23 +392,183 @@ impl<'a> ChatTool<'a> {
     }
 }
 
-/// The chat request: `out`, plus `tools` written from their borrowed definitions.
-pub(crate) fn chat_body(
-    out: &serde_json::Map<String, serde_json::Value>,
-    tools: &[ChatTool<'_>],
-) -> Result<Bytes, BodyError> {
-    let fail = |_| BodyError::field("messages", "the request could not be translated");
-    let mut body = serde_json::to_vec(out).map_err(fail)?;
-    if !tools.is_empty() {
-        body.pop(); // the closing brace
-        if body.len() > 1 {
-            body.push(b',');
+/// A chat completion request as the translations write it: typed, borrowing the client's
+/// text and tool schemas, so a translated request is written once with no JSON tree.
+/// `M` is the message type: [`ChatMsg`], or a JSON value where a translation builds one.
+#[derive(serde::Serialize)]
+pub(crate) struct ChatRequest<'a, M> {
+    pub model: Cow<'a, str>,
+    pub messages: Vec<M>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Numbers as the client wrote them (checked to be numbers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ChatTool<'a>>,
+}
+
+impl<'a, M: serde::Serialize> ChatRequest<'a, M> {
+    pub(crate) fn new(model: Cow<'a, str>) -> Self {
+        Self {
+            model,
+            messages: Vec::new(),
+            max_tokens: None,
+            stop: Vec::new(),
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            response_format: None,
+            tool_choice: None,
+            parallel_tool_calls: None,
+            reasoning_effort: None,
+            stream: None,
+            tools: Vec::new(),
         }
-        body.extend_from_slice(b"\"tools\":");
-        serde_json::to_writer(&mut body, tools).map_err(fail)?;
-        body.push(b'}');
     }
-    Ok(Bytes::from(body))
+
+    /// The request's JSON body.
+    pub(crate) fn body(&self) -> Result<Bytes, BodyError> {
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .map_err(|_| BodyError::field("messages", "the request could not be translated"))
+    }
+}
+
+/// `raw` when it is a JSON number: sampling parameters pass through as written.
+pub(crate) fn number<'a>(
+    raw: &'a RawValue,
+    param: &'static str,
+) -> Result<&'a RawValue, BodyError> {
+    parse::<serde_json::Number>(raw, param, "a number").map(|_| raw)
+}
+
+/// One chat message as a translation writes it, borrowing the client's text.
+#[derive(serde::Serialize)]
+pub(crate) struct ChatMsg<'a> {
+    pub role: &'static str,
+    pub content: ChatContent<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ChatCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<Cow<'a, str>>,
+}
+
+impl<'a> ChatMsg<'a> {
+    pub(crate) fn new(role: &'static str, content: ChatContent<'a>) -> Self {
+        Self {
+            role,
+            content,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A chat message's `content`: none (an assistant turn of tool calls alone), text, or
+/// parts.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum ChatContent<'a> {
+    None,
+    Text(Cow<'a, str>),
+    Parts(Vec<ChatPart<'a>>),
+}
+
+impl<'a> ChatContent<'a> {
+    /// Text parts alone are joined into a string (every engine takes one); anything else
+    /// stays a list of parts.
+    pub(crate) fn from_parts(parts: Vec<ChatPart<'a>>) -> Self {
+        if !parts.iter().all(|p| matches!(p, ChatPart::Text { .. })) {
+            return Self::Parts(parts);
+        }
+        let texts = parts.into_iter().filter_map(|p| match p {
+            ChatPart::Text { text } => Some(text),
+            ChatPart::ImageUrl { .. } => None,
+        });
+        Self::Text(joined(texts))
+    }
+}
+
+/// A chat content part.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ChatPart<'a> {
+    Text { text: Cow<'a, str> },
+    ImageUrl { image_url: ChatImage<'a> },
+}
+
+#[derive(serde::Serialize)]
+pub(crate) struct ChatImage<'a> {
+    pub url: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Cow<'a, str>>,
+}
+
+/// An assistant's tool call, as a chat request carries it.
+#[derive(serde::Serialize)]
+pub(crate) struct ChatCall<'a> {
+    pub id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: ChatCallFunction<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ChatCallFunction<'a> {
+    name: Cow<'a, str>,
+    arguments: Cow<'a, str>,
+}
+
+impl<'a> ChatCall<'a> {
+    pub(crate) fn new(id: Cow<'a, str>, name: Cow<'a, str>, arguments: Cow<'a, str>) -> Self {
+        Self {
+            id,
+            kind: "function",
+            function: ChatCallFunction { name, arguments },
+        }
+    }
+}
+
+/// Texts joined by newlines; one text is passed on as it is.
+pub(crate) fn joined<'a>(texts: impl IntoIterator<Item = Cow<'a, str>>) -> Cow<'a, str> {
+    let mut texts = texts.into_iter();
+    let Some(first) = texts.next() else {
+        return Cow::Borrowed("");
+    };
+    let Some(second) = texts.next() else {
+        return first;
+    };
+    let mut all = String::with_capacity(first.len() + second.len() + 1);
+    all.push_str(&first);
+    for t in std::iter::once(second).chain(texts) {
+        all.push('\n');
+        all.push_str(&t);
+    }
+    Cow::Owned(all)
+}
+
+/// `raw` when it is a JSON string, borrowed unless it holds an escape.
+pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<super::body::Text<'_>>(raw.get())
+        .ok()
+        .map(|t| t.0)
 }
 
 /// Parses one top-level field as `T` (borrowing from the body where `T` does), naming the
@@ -420,17 +580,6 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(
 ) -> Result<T, BodyError> {
     serde_json::from_str(raw.get())
         .map_err(|_| BodyError::field(param, format!("`{param}` must be {what}")))
-}
-
-/// Chat `content` from parts: text parts alone are joined into a string (every engine
-/// takes one), anything else stays a list of parts.
-pub(crate) fn chat_content(parts: Vec<serde_json::Value>) -> serde_json::Value {
-    use serde_json::Value;
-    if parts.iter().all(|p| p["type"] == "text") {
-        let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-        return Value::String(texts.join("\n"));
-    }
-    Value::Array(parts)
 }
 
 #[cfg(test)]

@@ -11,9 +11,12 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Chunk, new_id, parse};
+use super::{
+    ChatCall, ChatContent, ChatImage, ChatMsg, ChatPart, ChatRequest, Chunk, joined, new_id,
+    number, parse, string,
+};
 use crate::gateway::BodyError;
 use crate::gateway::body::{field, fields};
 use crate::usage::{Charged, TokenCounts};
@@ -30,12 +33,9 @@ pub fn count_to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
 
 fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
     let f = fields(body)?;
-    let mut out = Map::new();
-    match field(&f, "model") {
-        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
-            Ok(m) if !m.is_empty() => {
-                out.insert("model".into(), Value::String(m));
-            }
+    let model = match field(&f, "model") {
+        Some(raw) => match string(raw) {
+            Some(m) if !m.is_empty() => m,
             _ => {
                 return Err(BodyError::field(
                     "model",
@@ -44,17 +44,25 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
             }
         },
         None => return Err(BodyError::field("model", "model: Field required")),
-    }
-    let mut messages = Vec::new();
+    };
+    let mut out = ChatRequest::new(model);
     if let Some(raw) = field(&f, "system") {
-        let text = match parse::<Value>(raw, "system", "a string or an array of text blocks")? {
-            Value::String(s) => s,
-            Value::Array(blocks) => {
+        let text = match string(raw) {
+            Some(s) => s,
+            None => {
+                let not_text = || {
+                    BodyError::field(
+                        "system",
+                        "system: must be a string or an array of text blocks",
+                    )
+                };
+                let blocks: Vec<&RawValue> =
+                    serde_json::from_str(raw.get()).map_err(|_| not_text())?;
                 let mut texts = Vec::with_capacity(blocks.len());
-                for (i, b) in blocks.iter().enumerate() {
-                    match (b["type"].as_str(), b["text"].as_str()) {
-                        (Some("text"), Some(t)) => texts.push(t),
-                        _ => {
+                for (i, b) in blocks.into_iter().enumerate() {
+                    match text_block(b) {
+                        Some(t) => texts.push(t),
+                        None => {
                             return Err(BodyError::field(
                                 "system",
                                 format!("system.{i}: only text blocks may be given"),
@@ -62,57 +70,45 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
                         }
                     }
                 }
-                texts.join("\n")
-            }
-            _ => {
-                return Err(BodyError::field(
-                    "system",
-                    "system: must be a string or an array of text blocks",
-                ));
+                joined(texts)
             }
         };
         if !text.is_empty() {
-            messages.push(json!({"role": "system", "content": text}));
+            out.messages
+                .push(ChatMsg::new("system", ChatContent::Text(text)));
         }
     }
-    let list: Vec<Value> = match field(&f, "messages") {
+    let list: Vec<&RawValue> = match field(&f, "messages") {
         Some(raw) => parse(raw, "messages", "an array of messages")?,
         None => return Err(BodyError::field("messages", "messages: Field required")),
     };
+    out.messages.reserve(list.len());
     for (i, m) in list.into_iter().enumerate() {
-        message(m, i, &mut messages)?;
+        message(m, i, &mut out.messages)?;
     }
-    out.insert("messages".into(), Value::Array(messages));
     match field(&f, "max_tokens") {
-        Some(raw) => {
-            let n: u64 = parse(raw, "max_tokens", "a positive integer")?;
-            out.insert("max_tokens".into(), n.into());
-        }
+        Some(raw) => out.max_tokens = Some(parse(raw, "max_tokens", "a positive integer")?),
         None if counting => {}
         None => return Err(BodyError::field("max_tokens", "max_tokens: Field required")),
     }
     if let Some(raw) = field(&f, "stop_sequences") {
-        let stops: Vec<String> = parse(raw, "stop_sequences", "an array of strings")?;
-        if !stops.is_empty() {
-            out.insert("stop".into(), stops.into());
-        }
+        out.stop = parse(raw, "stop_sequences", "an array of strings")?;
     }
-    for (name, param) in [
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("top_k", "top_k"),
-    ] {
-        if let Some(raw) = field(&f, name) {
-            let n: serde_json::Number = parse(raw, param, "a number")?;
-            out.insert(name.into(), Value::Number(n));
-        }
+    if let Some(raw) = field(&f, "temperature") {
+        out.temperature = Some(number(raw, "temperature")?);
     }
-    let mut tools = Vec::new();
+    if let Some(raw) = field(&f, "top_p") {
+        out.top_p = Some(number(raw, "top_p")?);
+    }
+    if let Some(raw) = field(&f, "top_k") {
+        out.top_k = Some(number(raw, "top_k")?);
+    }
     if let Some(raw) = field(&f, "tools") {
         let list: Vec<InTool<'_>> = serde_json::from_str(raw.get())
             .map_err(|_| BodyError::field("tools", "tools: must be an array of tools"))?;
+        out.tools.reserve(list.len());
         for (i, tool) in list.into_iter().enumerate() {
-            tools.push(tool_to_chat(tool, i)?);
+            out.tools.push(tool_to_chat(tool, i)?);
         }
     }
     if let Some(raw) = field(&f, "tool_choice") {
@@ -138,19 +134,32 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
                 ));
             }
         };
-        out.insert("tool_choice".into(), choice);
+        out.tool_choice = Some(choice);
         if c.disable_parallel_tool_use == Some(true) {
-            out.insert("parallel_tool_calls".into(), Value::Bool(false));
+            out.parallel_tool_calls = Some(false);
         }
     }
-    if let Some(effort) = reasoning_effort(&f)? {
-        out.insert("reasoning_effort".into(), effort.into());
-    }
+    out.reasoning_effort = reasoning_effort(&f)?;
     if let Some(raw) = field(&f, "stream") {
-        let b: bool = parse(raw, "stream", "a boolean")?;
-        out.insert("stream".into(), Value::Bool(b));
+        out.stream = Some(parse(raw, "stream", "a boolean")?);
     }
-    super::chat_body(&out, &tools)
+    out.body()
+}
+
+/// The text of a `{"type": "text", "text": …}` block; `None` for anything else.
+fn text_block(raw: &RawValue) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Block<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        text: Option<&'a RawValue>,
+    }
+    let b: Block<'_> = serde_json::from_str(raw.get()).ok()?;
+    if b.kind.and_then(string).as_deref() != Some("text") {
+        return None;
+    }
+    b.text.and_then(string)
 }
 
 /// A tool as the client sent it, borrowed (its schema is never parsed).
@@ -248,81 +257,111 @@ fn tool_to_chat(tool: InTool<'_>, i: usize) -> Result<super::ChatTool<'_>, BodyE
     ))
 }
 
+/// A message or content block of the request, each field kept raw until it is read.
+#[derive(Deserialize)]
+struct InBlock<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    role: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_use_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+/// A field of a block, `None` when absent or `null` (as an absent top-level field).
+fn given(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
 /// One message as chat messages: a user turn's tool results become tool messages (first,
 /// right after the assistant's calls), an assistant's `tool_use` blocks its tool calls.
-fn message(m: Value, i: usize, out: &mut Vec<Value>) -> Result<(), BodyError> {
+fn message<'a>(m: &'a RawValue, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<(), BodyError> {
     let bad = |what: &str| BodyError::field("messages", format!("messages.{i}: {what}"));
-    let Value::Object(mut m) = m else {
-        return Err(bad("must be an object"));
-    };
-    let role = match m.get("role").and_then(Value::as_str) {
+    let m: InBlock<'a> = serde_json::from_str(m.get()).map_err(|_| bad("must be an object"))?;
+    let role = match given(m.role).and_then(string).as_deref() {
         Some("user") => "user",
         Some("assistant") => "assistant",
         // Claude Code sends system text mid-conversation too.
         Some("system") => "system",
         _ => return Err(bad("role: must be `user`, `assistant` or `system`")),
     };
-    let blocks = match m.remove("content") {
-        Some(Value::String(s)) => {
-            out.push(json!({"role": role, "content": s}));
-            return Ok(());
-        }
-        Some(Value::Array(blocks)) => blocks,
-        _ => return Err(bad("content: must be a string or an array of blocks")),
-    };
+    let content =
+        given(m.content).ok_or_else(|| bad("content: must be a string or an array of blocks"))?;
+    if let Some(text) = string(content) {
+        out.push(ChatMsg::new(role, ChatContent::Text(text)));
+        return Ok(());
+    }
+    let blocks: Vec<&'a RawValue> = serde_json::from_str(content.get())
+        .map_err(|_| bad("content: must be a string or an array of blocks"))?;
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     let mut results = Vec::new();
     for (j, block) in blocks.into_iter().enumerate() {
         let bad =
             |what: &str| BodyError::field("messages", format!("messages.{i}.content.{j}: {what}"));
-        let Value::Object(mut block) = block else {
-            return Err(bad("must be an object"));
-        };
-        let kind = block
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        match (role, kind.as_str()) {
-            (_, "text") => match block.remove("text") {
-                Some(Value::String(t)) => parts.push(json!({"type": "text", "text": t})),
-                _ => return Err(bad("text: must be a string")),
+        let block: InBlock<'a> =
+            serde_json::from_str(block.get()).map_err(|_| bad("must be an object"))?;
+        let kind = given(block.kind).and_then(string).unwrap_or_default();
+        match (role, &*kind) {
+            (_, "text") => match given(block.text).and_then(string) {
+                Some(text) => parts.push(ChatPart::Text { text }),
+                None => return Err(bad("text: must be a string")),
             },
             ("user", "image") => parts.push(
-                image_part(block.remove("source"))
+                given(block.source)
+                    .and_then(image_part)
                     .ok_or_else(|| bad("source: must be a base64 image or an image URL"))?,
             ),
             ("user", "tool_result") => {
-                let Some(Value::String(id)) = block.remove("tool_use_id") else {
+                let Some(id) = given(block.tool_use_id).and_then(string) else {
                     return Err(bad("tool_use_id: Field required"));
                 };
-                let text = match block.remove("content") {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(s)) => s,
-                    Some(Value::Array(inner)) => {
-                        let mut texts = Vec::new();
-                        for b in &inner {
-                            match (b["type"].as_str(), b["text"].as_str()) {
-                                (Some("text"), Some(t)) => texts.push(t),
-                                _ => return Err(bad("a tool result may hold only text here")),
+                let text = match given(block.content) {
+                    None => Cow::Borrowed(""),
+                    Some(raw) => match string(raw) {
+                        Some(s) => s,
+                        None => {
+                            let inner: Vec<&'a RawValue> = serde_json::from_str(raw.get())
+                                .map_err(|_| bad("content: must be a string or blocks"))?;
+                            let mut texts = Vec::with_capacity(inner.len());
+                            for b in inner {
+                                match text_block(b) {
+                                    Some(t) => texts.push(t),
+                                    None => {
+                                        return Err(bad("a tool result may hold only text here"));
+                                    }
+                                }
                             }
+                            joined(texts)
                         }
-                        texts.join("\n")
-                    }
-                    Some(_) => return Err(bad("content: must be a string or blocks")),
+                    },
                 };
-                results.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+                let mut msg = ChatMsg::new("tool", ChatContent::Text(text));
+                msg.tool_call_id = Some(id);
+                results.push(msg);
             }
             ("assistant", "tool_use") => {
-                let (Some(Value::String(id)), Some(Value::String(name))) =
-                    (block.remove("id"), block.remove("name"))
-                else {
+                let (Some(id), Some(name)) = (
+                    given(block.id).and_then(string),
+                    given(block.name).and_then(string),
+                ) else {
                     return Err(bad("a tool_use block needs `id` and `name`"));
                 };
-                let input = block.remove("input").unwrap_or_else(|| json!({}));
-                calls.push(json!({"id": id, "type": "function",
-                                  "function": {"name": name, "arguments": input.to_string()}}));
+                // The input goes on as the client wrote it.
+                let input = block.input.map_or("{}", RawValue::get);
+                calls.push(ChatCall::new(id, name, Cow::Borrowed(input)));
             }
             // Signed thinking is for the model that wrote it; an engine does not read it.
             (_, "thinking" | "redacted_thinking") => {}
@@ -334,50 +373,69 @@ fn message(m: Value, i: usize, out: &mut Vec<Value>) -> Result<(), BodyError> {
             }
         }
     }
-    if role == "system" {
-        let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-        if text.len() != parts.len() || !results.is_empty() {
-            return Err(bad("a system message may hold only text"));
+    let texts = |parts: Vec<ChatPart<'a>>| {
+        parts.into_iter().filter_map(|p| match p {
+            ChatPart::Text { text } => Some(text),
+            ChatPart::ImageUrl { .. } => None,
+        })
+    };
+    match role {
+        "system" => {
+            if !results.is_empty() {
+                return Err(bad("a system message may hold only text"));
+            }
+            out.push(ChatMsg::new(
+                "system",
+                ChatContent::Text(joined(texts(parts))),
+            ));
         }
-        out.push(json!({"role": "system", "content": text.join("\n")}));
-        return Ok(());
-    }
-    if role == "assistant" {
-        let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-        let content = if text.is_empty() {
-            Value::Null
-        } else {
-            Value::String(text.join("\n"))
-        };
-        let mut msg = json!({"role": "assistant", "content": content});
-        if !calls.is_empty() {
-            msg["tool_calls"] = Value::Array(calls);
+        "assistant" => {
+            let content = if parts.is_empty() {
+                ChatContent::None
+            } else {
+                ChatContent::Text(joined(texts(parts)))
+            };
+            if !matches!(content, ChatContent::None) || !calls.is_empty() {
+                let mut msg = ChatMsg::new("assistant", content);
+                msg.tool_calls = calls;
+                out.push(msg);
+            }
         }
-        if !msg["content"].is_null() || msg.get("tool_calls").is_some() {
-            out.push(msg);
+        _ => {
+            out.extend(results);
+            if !parts.is_empty() {
+                out.push(ChatMsg::new("user", ChatContent::from_parts(parts)));
+            }
         }
-        return Ok(());
-    }
-    out.extend(results);
-    if !parts.is_empty() {
-        out.push(json!({"role": "user", "content": super::chat_content(parts)}));
     }
     Ok(())
 }
 
 /// An image `source` as a chat image part (a data URL for base64 images).
-fn image_part(source: Option<Value>) -> Option<Value> {
-    let source = source?;
-    let url = match source.get("type")?.as_str()? {
-        "base64" => format!(
+fn image_part(source: &RawValue) -> Option<ChatPart<'_>> {
+    #[derive(Deserialize)]
+    struct Source<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow, default)]
+        media_type: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        data: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        url: Option<Cow<'a, str>>,
+    }
+    let source: Source<'_> = serde_json::from_str(source.get()).ok()?;
+    let url = match &*source.kind {
+        "base64" => Cow::Owned(format!(
             "data:{};base64,{}",
-            source.get("media_type")?.as_str()?,
-            source.get("data")?.as_str()?
-        ),
-        "url" => source.get("url")?.as_str()?.to_owned(),
+            source.media_type?, source.data?
+        )),
+        "url" => source.url?,
         _ => return None,
     };
-    Some(json!({"type": "image_url", "image_url": {"url": url}}))
+    Some(ChatPart::ImageUrl {
+        image_url: ChatImage { url, detail: None },
+    })
 }
 
 /// The top-level fields an Anthropic provider receives of a Messages request: what a

@@ -13,7 +13,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::{Chunk, new_id, now_s, parse};
+use super::{
+    ChatCall, ChatContent, ChatImage, ChatMsg, ChatPart, ChatRequest, Chunk, joined, new_id, now_s,
+    number, parse, string,
+};
 use crate::gateway::BodyError;
 use crate::gateway::body::{field, fields};
 use crate::usage::{Charged, TokenCounts};
@@ -56,12 +59,9 @@ fn refuse_stateful(
 pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
     let f = fields(body)?;
     refuse_stateful(&f)?;
-    let mut out = Map::new();
-    match field(&f, "model") {
-        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
-            Ok(m) if !m.is_empty() => {
-                out.insert("model".into(), Value::String(m));
-            }
+    let model = match field(&f, "model") {
+        Some(raw) => match string(raw) {
+            Some(m) if !m.is_empty() => m,
             _ => {
                 return Err(BodyError::field(
                     "model",
@@ -75,27 +75,27 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
                 "you must provide a `model` parameter",
             ));
         }
-    }
-    let mut messages = Vec::new();
+    };
+    let mut out = ChatRequest::new(model);
     if let Some(raw) = field(&f, "instructions") {
-        let text: String = parse(raw, "instructions", "a string")?;
+        let text = string(raw)
+            .ok_or_else(|| BodyError::field("instructions", "`instructions` must be a string"))?;
         if !text.is_empty() {
-            messages.push(json!({"role": "system", "content": text}));
+            out.messages
+                .push(ChatMsg::new("system", ChatContent::Text(text)));
         }
     }
     match field(&f, "input") {
-        Some(raw) => match parse::<Value>(raw, "input", "a string or an array of items")? {
-            Value::String(s) => messages.push(json!({"role": "user", "content": s})),
-            Value::Array(items) => {
+        Some(raw) => match string(raw) {
+            Some(s) => out
+                .messages
+                .push(ChatMsg::new("user", ChatContent::Text(s))),
+            None => {
+                let items: Vec<&RawValue> = parse(raw, "input", "a string or an array of items")?;
+                out.messages.reserve(items.len());
                 for (i, item) in items.into_iter().enumerate() {
-                    input_item(item, i, &mut messages)?;
+                    input_item(item, i, &mut out.messages)?;
                 }
-            }
-            _ => {
-                return Err(BodyError::field(
-                    "input",
-                    "`input` must be a string or an array of items",
-                ));
             }
         },
         None => {
@@ -105,20 +105,19 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
             ));
         }
     }
-    out.insert("messages".into(), Value::Array(messages));
-    let mut tools = Vec::new();
     if let Some(raw) = field(&f, "tools") {
         let list: Vec<InTool<'_>> = parse(raw, "tools", "an array of tools")?;
+        out.tools.reserve(list.len());
         for (i, tool) in list.into_iter().enumerate() {
             // A namespace groups function tools (Codex's sub-agent tools): its members
             // are offered as they are.
             if tool.kind.as_deref() == Some("namespace") {
                 for member in tool.tools.into_iter().flatten() {
-                    tools.push(tool_to_chat(member, i, true)?);
+                    out.tools.push(tool_to_chat(member, i, true)?);
                 }
                 continue;
             }
-            tools.push(tool_to_chat(tool, i, false)?);
+            out.tools.push(tool_to_chat(tool, i, false)?);
         }
     }
     if let Some(raw) = field(&f, "tool_choice") {
@@ -144,11 +143,10 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
                 ));
             }
         };
-        out.insert("tool_choice".into(), choice);
+        out.tool_choice = Some(choice);
     }
     if let Some(raw) = field(&f, "parallel_tool_calls") {
-        let b: bool = parse(raw, "parallel_tool_calls", "a boolean")?;
-        out.insert("parallel_tool_calls".into(), Value::Bool(b));
+        out.parallel_tool_calls = Some(parse(raw, "parallel_tool_calls", "a boolean")?);
     }
     if let Some(raw) = field(&f, "text") {
         #[derive(Deserialize)]
@@ -161,7 +159,7 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
             match format.get("type").and_then(Value::as_str) {
                 Some("text") | None => {}
                 Some("json_object") => {
-                    out.insert("response_format".into(), json!({"type": "json_object"}));
+                    out.response_format = Some(json!({"type": "json_object"}));
                 }
                 Some("json_schema") => {
                     let mut schema = Map::new();
@@ -176,10 +174,8 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
                             "`text.format` of type `json_schema` needs `name` and `schema`",
                         ));
                     }
-                    out.insert(
-                        "response_format".into(),
-                        json!({"type": "json_schema", "json_schema": schema}),
-                    );
+                    out.response_format =
+                        Some(json!({"type": "json_schema", "json_schema": schema}));
                 }
                 Some(_) => {
                     return Err(BodyError::field(
@@ -191,14 +187,13 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
         }
     }
     if let Some(raw) = field(&f, "max_output_tokens") {
-        let n: u64 = parse(raw, "max_output_tokens", "a positive integer")?;
-        out.insert("max_tokens".into(), n.into());
+        out.max_tokens = Some(parse(raw, "max_output_tokens", "a positive integer")?);
     }
-    for (name, param) in [("temperature", "temperature"), ("top_p", "top_p")] {
-        if let Some(raw) = field(&f, name) {
-            let n: serde_json::Number = parse(raw, param, "a number")?;
-            out.insert(name.into(), Value::Number(n));
-        }
+    if let Some(raw) = field(&f, "temperature") {
+        out.temperature = Some(number(raw, "temperature")?);
+    }
+    if let Some(raw) = field(&f, "top_p") {
+        out.top_p = Some(number(raw, "top_p")?);
     }
     if let Some(raw) = field(&f, "reasoning") {
         #[derive(Deserialize)]
@@ -209,12 +204,9 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
         let r: Reasoning = parse(raw, "reasoning", "an object")?;
         match r.effort.as_deref() {
             None | Some("none") => {}
-            Some("minimal" | "low") => {
-                out.insert("reasoning_effort".into(), "low".into());
-            }
-            Some(e @ ("medium" | "high")) => {
-                out.insert("reasoning_effort".into(), e.into());
-            }
+            Some("minimal" | "low") => out.reasoning_effort = Some("low"),
+            Some("medium") => out.reasoning_effort = Some("medium"),
+            Some("high") => out.reasoning_effort = Some("high"),
             Some(_) => {
                 return Err(BodyError::field(
                     "reasoning",
@@ -224,10 +216,9 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
         }
     }
     if let Some(raw) = field(&f, "stream") {
-        let b: bool = parse(raw, "stream", "a boolean")?;
-        out.insert("stream".into(), Value::Bool(b));
+        out.stream = Some(parse(raw, "stream", "a boolean")?);
     }
-    super::chat_body(&out, &tools)
+    out.body()
 }
 
 /// A Responses tool as the client sent it, borrowed (its schema is never parsed).
@@ -286,88 +277,127 @@ fn tool_to_chat(
     ))
 }
 
+/// An `input` item or content part, each field kept raw until it is read.
+#[derive(Deserialize)]
+struct InItem<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    role: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    call_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    image_url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    detail: Option<&'a RawValue>,
+}
+
+/// A string field of an item or part: `None` when absent, `null` or not a string.
+fn text_of(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    raw.filter(|r| r.get() != "null").and_then(string)
+}
+
 /// One `input` item as chat messages (appended to `messages`).
-fn input_item(item: Value, i: usize, messages: &mut Vec<Value>) -> Result<(), BodyError> {
+fn input_item<'a>(
+    item: &'a RawValue,
+    i: usize,
+    messages: &mut Vec<ChatMsg<'a>>,
+) -> Result<(), BodyError> {
     let bad = |what: &str| BodyError::field("input", format!("input[{i}]: {what}"));
-    let Value::Object(mut item) = item else {
-        return Err(bad("an item must be an object"));
-    };
-    let kind = match item.get("type").and_then(Value::as_str) {
-        Some(k) => k.to_owned(),
-        None if item.contains_key("role") => "message".to_owned(),
+    let item: InItem<'a> =
+        serde_json::from_str(item.get()).map_err(|_| bad("an item must be an object"))?;
+    let kind = match text_of(item.kind) {
+        Some(k) => k,
+        None if item.role.is_some() => Cow::Borrowed("message"),
         None => return Err(bad("`type` is required")),
     };
-    match kind.as_str() {
+    match &*kind {
         "message" => {
-            let role = match item.get("role").and_then(Value::as_str) {
+            let role = match text_of(item.role).as_deref() {
                 Some("system" | "developer") => "system",
                 Some("user") => "user",
                 Some("assistant") => "assistant",
                 _ => return Err(bad("`role` must be user, assistant, system or developer")),
             };
-            let content = match item.remove("content") {
-                Some(Value::String(s)) => Value::String(s),
-                Some(Value::Array(parts)) => {
+            let not_content = || bad("`content` must be a string or an array of parts");
+            let raw = item
+                .content
+                .filter(|r| r.get() != "null")
+                .ok_or_else(not_content)?;
+            let content = match string(raw) {
+                Some(s) => ChatContent::Text(s),
+                None => {
+                    let parts: Vec<&'a RawValue> =
+                        serde_json::from_str(raw.get()).map_err(|_| not_content())?;
                     let mut out = Vec::with_capacity(parts.len());
                     for (j, part) in parts.into_iter().enumerate() {
                         out.push(content_part(part, i, j)?);
                     }
-                    super::chat_content(out)
+                    ChatContent::from_parts(out)
                 }
-                _ => return Err(bad("`content` must be a string or an array of parts")),
             };
-            if role != "user" && !content.is_string() {
+            if role != "user" && !matches!(content, ChatContent::Text(_)) {
                 return Err(bad("only a user message may hold images"));
             }
-            messages.push(json!({"role": role, "content": content}));
+            messages.push(ChatMsg::new(role, content));
         }
         "function_call" => {
-            let (Some(Value::String(call_id)), Some(Value::String(name))) =
-                (item.remove("call_id"), item.remove("name"))
-            else {
+            let (Some(call_id), Some(name)) = (text_of(item.call_id), text_of(item.name)) else {
                 return Err(bad("a `function_call` needs `call_id` and `name`"));
             };
-            let arguments = match item.remove("arguments") {
-                Some(Value::String(a)) => a,
-                _ => "{}".to_owned(),
-            };
-            let call = json!({"id": call_id, "type": "function",
-                              "function": {"name": name, "arguments": arguments}});
+            let arguments = text_of(item.arguments).unwrap_or(Cow::Borrowed("{}"));
+            let call = ChatCall::new(call_id, name, arguments);
             // Calls of one turn follow their assistant text: they join that message.
             match messages.last_mut() {
-                Some(last) if last["role"] == "assistant" => match last.get_mut("tool_calls") {
-                    Some(Value::Array(calls)) => calls.push(call),
-                    _ => last["tool_calls"] = Value::Array(vec![call]),
-                },
-                _ => messages
-                    .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+                Some(last) if last.role == "assistant" => last.tool_calls.push(call),
+                _ => {
+                    let mut msg = ChatMsg::new("assistant", ChatContent::None);
+                    msg.tool_calls.push(call);
+                    messages.push(msg);
+                }
             }
         }
         "function_call_output" => {
-            let Some(Value::String(call_id)) = item.remove("call_id") else {
+            let Some(call_id) = text_of(item.call_id) else {
                 return Err(bad("a `function_call_output` needs `call_id`"));
             };
-            let output = match item.remove("output") {
-                Some(Value::String(s)) => s,
-                Some(Value::Array(parts)) => {
-                    let mut text = Vec::new();
+            let not_output = || bad("`output` must be a string or an array of parts");
+            let raw = item
+                .output
+                .filter(|r| r.get() != "null")
+                .ok_or_else(not_output)?;
+            let output = match string(raw) {
+                Some(s) => s,
+                None => {
+                    let parts: Vec<&'a RawValue> =
+                        serde_json::from_str(raw.get()).map_err(|_| not_output())?;
+                    let mut texts = Vec::with_capacity(parts.len());
                     for (j, part) in parts.into_iter().enumerate() {
                         match content_part(part, i, j)? {
-                            Value::Object(p)
-                                if p.get("type").and_then(Value::as_str) == Some("text") =>
-                            {
-                                if let Some(Value::String(t)) = p.get("text") {
-                                    text.push(t.clone());
-                                }
+                            ChatPart::Text { text } => texts.push(text),
+                            ChatPart::ImageUrl { .. } => {
+                                return Err(bad("a function output may hold only text"));
                             }
-                            _ => return Err(bad("a function output may hold only text")),
                         }
                     }
-                    text.join("\n")
+                    joined(texts)
                 }
-                _ => return Err(bad("`output` must be a string or an array of parts")),
             };
-            messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
+            let mut msg = ChatMsg::new("tool", ChatContent::Text(output));
+            msg.tool_call_id = Some(call_id);
+            messages.push(msg);
         }
         // Reasoning a client sends back is for the model that wrote it; a translated
         // route's engine does not read it.
@@ -387,29 +417,27 @@ fn input_item(item: Value, i: usize, messages: &mut Vec<Value>) -> Result<(), Bo
     Ok(())
 }
 
-fn content_part(part: Value, i: usize, j: usize) -> Result<Value, BodyError> {
+fn content_part(part: &RawValue, i: usize, j: usize) -> Result<ChatPart<'_>, BodyError> {
     let bad = |what: &str| BodyError::field("input", format!("input[{i}].content[{j}]: {what}"));
-    let Value::Object(mut part) = part else {
-        return Err(bad("a content part must be an object"));
-    };
-    match part.get("type").and_then(Value::as_str) {
-        Some("input_text" | "output_text" | "text") => match part.remove("text") {
-            Some(Value::String(t)) => Ok(json!({"type": "text", "text": t})),
-            _ => Err(bad("`text` must be a string")),
+    let part: InItem<'_> =
+        serde_json::from_str(part.get()).map_err(|_| bad("a content part must be an object"))?;
+    match text_of(part.kind).as_deref() {
+        Some("input_text" | "output_text" | "text") => match text_of(part.text) {
+            Some(text) => Ok(ChatPart::Text { text }),
+            None => Err(bad("`text` must be a string")),
         },
-        Some("refusal") => match part.remove("refusal") {
-            Some(Value::String(t)) => Ok(json!({"type": "text", "text": t})),
-            _ => Err(bad("`refusal` must be a string")),
+        Some("refusal") => match text_of(part.refusal) {
+            Some(text) => Ok(ChatPart::Text { text }),
+            None => Err(bad("`refusal` must be a string")),
         },
-        Some("input_image") => match part.remove("image_url") {
-            Some(Value::String(url)) => {
-                let mut image = json!({"url": url});
-                if let Some(d @ Value::String(_)) = part.remove("detail") {
-                    image["detail"] = d;
-                }
-                Ok(json!({"type": "image_url", "image_url": image}))
-            }
-            _ => Err(bad(
+        Some("input_image") => match text_of(part.image_url) {
+            Some(url) => Ok(ChatPart::ImageUrl {
+                image_url: ChatImage {
+                    url,
+                    detail: text_of(part.detail),
+                },
+            }),
+            None => Err(bad(
                 "an image must be given as `image_url` (InstaGen stores no files)",
             )),
         },
