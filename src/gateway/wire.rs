@@ -566,6 +566,10 @@ pub(crate) fn joined<'a>(texts: impl IntoIterator<Item = Cow<'a, str>>) -> Cow<'
 
 /// `raw` when it is a JSON string, borrowed unless it holds an escape.
 pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    // Anything else is known by its first byte, without building serde's error.
+    if !raw.get().starts_with('"') {
+        return None;
+    }
     serde_json::from_str::<super::body::Text<'_>>(raw.get())
         .ok()
         .map(|t| t.0)

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Instruction bench: InstaGen and the floor (`mock-upstream --proxy-to`) each run under
+# callgrind while wrk sends plain chat, then (InstaGen only) Messages and Responses
+# translated to the chat mock. Prints instructions per request for each thread group, so a
+# change to the request path is measured in counts that do not depend on the VM's speed
+# (callgrind repeats to ~1 %). Threads that ran SQLite (the store's writer) are shown apart:
+# at this load its batches are small, so its share per request is far above a loaded server's.
+# Needs valgrind and wrk (Debian: apt-get install valgrind wrk). Traffic stays on 127.0.0.1.
+#
+# Usage: BIN_DIR=target/release scripts/instrbench.sh [seconds per mode, default 15]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-15}
+for tool in wrk valgrind callgrind_control callgrind_annotate; do
+  command -v $tool >/dev/null || { echo "$tool is required (apt-get install valgrind wrk)"; exit 1; }
+done
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$BIN_DIR
+else
+  cargo build --release -q -p instagen -p mock-upstream
+  BIN=${CARGO_TARGET_DIR:-target}/release
+fi
+WORK=$(mktemp -d)
+MOCK_PORT=$((25000 + RANDOM % 5000))
+FLOOR_PORT=$((MOCK_PORT + 1))
+GW_PORT=$((MOCK_PORT + 2))
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+
+cat > "$WORK/instagen.toml" <<TOML
+[server]
+listen = "127.0.0.1:$GW_PORT"
+data_dir = "$WORK/data"
+[store]
+url = "sqlite://$WORK/data/instagen.db"
+[log]
+level = "warn"
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+[[models]]
+id = "bench"
+provider = "mock"
+upstream_model = "mock-model"
+input_usd_per_mtok = "0.20"
+output_usd_per_mtok = "0.30"
+TOML
+
+lua() { # name path body
+  cat > "$WORK/$1.lua" <<LUA
+wrk.method = "POST"
+wrk.path = "$2"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
+wrk.headers["anthropic-version"] = "2023-06-01"
+wrk.body = '$3'
+LUA
+}
+lua chat /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
+lua responses /v1/responses '{"model":"bench","input":"Say hello in five words"}'
+lua messages /v1/messages '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
+
+MOCK_THREADS=1 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
+$BIN/instagen --config "$WORK/instagen.toml" accounts create bench >/dev/null
+KEY=$($BIN/instagen --config "$WORK/instagen.toml" keys create --account bench --name load --json | sed 's/.*"secret":"\([^"]*\)".*/\1/')
+export KEY
+
+# start NAME PORT CMD... (sets PID): the server under callgrind, one output file a thread, counting
+# only once zeroed (callgrind_control -z) after a warm-up.
+start() {
+  local name=$1 port=$2
+  shift 2
+  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --callgrind-out-file="$WORK/$name.%p" "$@" \
+    >"$WORK/$name.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && return 0
+    sleep 0.1
+  done
+  echo "$name did not start"; cat "$WORK/$name.log"; exit 1
+}
+
+# measure NAME PORT PID MODE : "instructions per request" per thread group.
+measure() {
+  local name=$1 port=$2 pid=$3 mode=$4
+  wrk -t1 -c4 -d3s -s "$WORK/$mode.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
+  sleep 1
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  wrk -t1 -c4 -d${DURATION}s -s "$WORK/$mode.lua" "http://127.0.0.1:$port" >"$WORK/wrk.out" 2>&1 || true
+  sleep 1
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  sleep 1
+  local reqs writer=0 rest=0 ir file
+  reqs=$(awk '/requests in/{print $1}' "$WORK/wrk.out")
+  for file in "$WORK/$name.$pid"*; do
+    ir=$(awk '/^summary:/{print $2}' "$file")
+    [ -z "$ir" ] && continue
+    # Threads that ran SQLite are the store's (its writer, on the blocking pool).
+    if grep -q '^fn=.*sqlite3VdbeExec' "$file"; then
+      writer=$((writer + ir))
+    else
+      rest=$((rest + ir))
+    fi
+  done
+  # Each mode's dumps kept apart (KEEP=1 leaves them for callgrind_annotate).
+  mkdir -p "$WORK/dumps/$name-$mode"
+  mv "$WORK/$name.$pid"* "$WORK/dumps/$name-$mode/"
+  awk -v n="$reqs" -v w="$writer" -v r="$rest" -v name="$name" -v mode="$mode" 'BEGIN{
+    printf "%-8s %-10s %7d requests  %8.1f k instructions a request (+ store threads %.1f k)\n",
+      name, mode, n, r / n / 1000, w / n / 1000 }'
+}
+
+start floor $FLOOR_PORT $BIN/mock-upstream --listen 127.0.0.1:$FLOOR_PORT --proxy-to 127.0.0.1:$MOCK_PORT
+measure floor $FLOOR_PORT $PID chat
+kill $PID
+
+start instagen $GW_PORT $BIN/instagen --config "$WORK/instagen.toml" serve
+for mode in ${MODES:-chat messages responses}; do
+  measure instagen $GW_PORT $PID $mode
+done
