@@ -73,7 +73,8 @@ pub fn annotate_at(doc: &[u8], (start, end): (usize, usize), charged: &Charged) 
 /// The cost fields, `"cost":…,"cost_usd":"…","cost_estimated":…`, as the last members
 /// of a usage object being written (translations write them this way, with no splice).
 pub fn put_fields(out: &mut impl BufMut, charged: &Charged) {
-    let amount = charged.cost.to_string();
+    let text = charged.cost.text();
+    let amount = text.as_str();
     out.put_slice(b"\"cost\":");
     out.put_slice(amount.as_bytes());
     out.put_slice(b",\"cost_usd\":\"");
