@@ -263,13 +263,18 @@ pub(crate) async fn infer(
 
 /// Anthropic's protocol headers as the client sent them, for an Anthropic upstream.
 pub(crate) fn protocol_headers(headers: &HeaderMap) -> crate::gateway::ProtocolHeaders {
-    ["anthropic-version", "anthropic-beta"]
-        .into_iter()
+    // Names built once, not parsed from text on every request.
+    const NAMES: [header::HeaderName; 2] = [
+        header::HeaderName::from_static("anthropic-version"),
+        header::HeaderName::from_static("anthropic-beta"),
+    ];
+    NAMES
+        .iter()
         .flat_map(|name| {
             headers
                 .get_all(name)
                 .iter()
-                .map(move |v| (header::HeaderName::from_static(name), v.clone()))
+                .map(move |v| (name.clone(), v.clone()))
         })
         .collect()
 }

@@ -215,19 +215,16 @@ pub fn named_event(name: &str, data: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// One named SSE event whose JSON is written in place, for the stream encoders' deltas:
-/// no JSON tree and no second copy for the frame.
-pub(crate) struct EventBuf(BytesMut);
+/// JSON written in place: literal keys and punctuation as they are, strings escaped as
+/// serde_json escapes them, numbers by `itoa`; no JSON tree and no per-key escaping.
+pub(crate) struct JsonBuf(BytesMut);
 
-impl EventBuf {
-    pub(crate) fn new(name: &str, hint: usize) -> Self {
-        let mut b = BytesMut::with_capacity(name.len() + hint + 24);
-        b.put_slice(b"event: ");
-        b.put_slice(name.as_bytes());
-        b.put_slice(b"\ndata: ");
-        Self(b)
+impl JsonBuf {
+    pub(crate) fn new(hint: usize) -> Self {
+        Self(BytesMut::with_capacity(hint))
     }
 
+    /// Bytes written as they are (keys, punctuation, JSON already valid).
     pub(crate) fn raw(&mut self, s: &str) -> &mut Self {
         self.0.put_slice(s.as_bytes());
         self
@@ -241,14 +238,48 @@ impl EventBuf {
     }
 
     pub(crate) fn number(&mut self, n: u64) -> &mut Self {
-        use std::fmt::Write;
-        let _ = write!(self.0, "{n}");
+        self.0.put_slice(itoa::Buffer::new().format(n).as_bytes());
+        self
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut BytesMut {
+        &mut self.0
+    }
+
+    pub(crate) fn finish(self) -> Bytes {
+        self.0.freeze()
+    }
+}
+
+/// One named SSE event whose JSON is written in place, for the stream encoders' deltas:
+/// no JSON tree and no second copy for the frame.
+pub(crate) struct EventBuf(JsonBuf);
+
+impl EventBuf {
+    pub(crate) fn new(name: &str, hint: usize) -> Self {
+        let mut b = JsonBuf::new(name.len() + hint + 24);
+        b.raw("event: ").raw(name).raw("\ndata: ");
+        Self(b)
+    }
+
+    pub(crate) fn raw(&mut self, s: &str) -> &mut Self {
+        self.0.raw(s);
+        self
+    }
+
+    pub(crate) fn string(&mut self, s: &str) -> &mut Self {
+        self.0.string(s);
+        self
+    }
+
+    pub(crate) fn number(&mut self, n: u64) -> &mut Self {
+        self.0.number(n);
         self
     }
 
     pub(crate) fn finish(mut self) -> Bytes {
-        self.0.put_slice(b"\n\n");
-        self.0.freeze()
+        self.0.raw("\n\n");
+        self.0.finish()
     }
 }
 
@@ -263,33 +294,6 @@ pub fn native_event(data: &[u8]) -> Bytes {
         Ok(t) => named_event(&t.kind, data),
         Err(_) => super::sse::frame(data),
     }
-}
-
-/// `head` (a struct, serialized as an object) with `usage` written as its last field and
-/// the cost fields (`cost::put_fields`) as that object's last members.
-pub(crate) fn with_usage<T: serde::Serialize, U: serde::Serialize>(
-    head: &T,
-    usage: &U,
-    charged: &Charged,
-) -> Option<Bytes> {
-    let mut out = serde_json::to_vec(head).ok()?;
-    if out.pop() != Some(b'}') {
-        return None;
-    }
-    if out.len() > 1 {
-        out.push(b',');
-    }
-    out.extend_from_slice(b"\"usage\":");
-    serde_json::to_writer(&mut out, usage).ok()?;
-    if out.pop() != Some(b'}') {
-        return None;
-    }
-    if out.last() != Some(&b'{') {
-        out.push(b',');
-    }
-    super::cost::put_fields(&mut out, charged);
-    out.extend_from_slice(b"}}");
-    Some(Bytes::from(out))
 }
 
 /// A fresh id with the format's prefix (`resp_`, `msg_`, `fc_` …): a random per-process
@@ -315,43 +319,46 @@ pub(crate) fn now_s() -> u64 {
     u64::try_from(crate::time::now_ms() / 1_000).unwrap_or(0)
 }
 
-/// A chat completion answer, as the translations read it.
+/// A chat completion answer, as the translations read it: its text borrowed from the
+/// answer unless it holds an escape.
 #[derive(Deserialize)]
-pub(crate) struct ChatAnswer {
-    #[serde(default)]
-    pub choices: Vec<ChatChoice>,
+pub(crate) struct ChatAnswer<'a> {
+    #[serde(borrow, default)]
+    pub choices: Vec<ChatChoice<'a>>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct ChatChoice {
-    #[serde(default)]
-    pub message: ChatMessage,
-    #[serde(default)]
-    pub finish_reason: Option<String>,
+pub(crate) struct ChatChoice<'a> {
+    #[serde(borrow, default)]
+    pub message: ChatMessage<'a>,
+    #[serde(borrow, default)]
+    pub finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct ChatMessage {
-    #[serde(default)]
-    pub content: Option<String>,
-    #[serde(default, alias = "reasoning")]
-    pub reasoning_content: Option<String>,
-    #[serde(default)]
-    pub tool_calls: Vec<ChatToolCall>,
+pub(crate) struct ChatMessage<'a> {
+    #[serde(borrow, default)]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(borrow, default, alias = "reasoning")]
+    pub reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub tool_calls: Vec<ChatToolCall<'a>>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct ChatToolCall {
-    #[serde(default)]
-    pub id: String,
-    pub function: ChatFunction,
+pub(crate) struct ChatToolCall<'a> {
+    #[serde(borrow, default)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub function: ChatFunction<'a>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct ChatFunction {
-    pub name: String,
-    #[serde(default)]
-    pub arguments: String,
+pub(crate) struct ChatFunction<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub arguments: Cow<'a, str>,
 }
 
 /// A chat tool definition borrowing the client's schema, which is passed on unparsed.
@@ -566,9 +573,14 @@ pub(crate) fn joined<'a>(texts: impl IntoIterator<Item = Cow<'a, str>>) -> Cow<'
 
 /// `raw` when it is a JSON string, borrowed unless it holds an escape.
 pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
     // Anything else is known by its first byte, without building serde's error.
-    if !raw.get().starts_with('"') {
+    if !text.starts_with('"') {
         return None;
+    }
+    // A raw value is valid JSON, so a string without an escape is its text in quotes.
+    if text.len() >= 2 && !text.contains('\\') {
+        return Some(Cow::Borrowed(&text[1..text.len() - 1]));
     }
     serde_json::from_str::<super::body::Text<'_>>(raw.get())
         .ok()
@@ -596,6 +608,19 @@ mod round_trips {
 
     use super::*;
     use crate::gateway::provider::anthropic_translation::{StreamTranslator, translate_response};
+
+    #[test]
+    fn strings_borrow_unless_escaped_and_anything_else_is_none() {
+        let raw = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
+        let plain = raw(r#""héllo world""#);
+        assert!(matches!(string(&plain), Some(Cow::Borrowed("héllo world"))));
+        assert!(matches!(string(&raw(r#""""#)), Some(Cow::Borrowed(""))));
+        let escaped = raw(r#""a\"b\n\u00e9""#);
+        assert_eq!(string(&escaped).as_deref(), Some("a\"b\né"));
+        for other in ["1", "null", "true", "[\"a\"]", "{\"a\":\"b\"}"] {
+            assert_eq!(string(&raw(other)), None, "{other}");
+        }
+    }
 
     /// One generated turn: text pieces, tool calls `(name, argument)`, usage counts.
     type Turn = (Vec<String>, Vec<(String, String)>, (u64, u64, u64));

@@ -532,37 +532,79 @@ struct CacheCreation {
     ephemeral_1h_input_tokens: u64,
 }
 
-/// A Message as `from_chat` writes it: typed and borrowing the chat answer, so an answer
-/// costs no JSON tree (the streamed path builds the same shape as values).
-#[derive(serde::Serialize)]
-struct MessageOut<'a> {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    role: &'static str,
-    model: &'a str,
-    content: Vec<Block<'a>>,
-    stop_reason: &'static str,
-    stop_sequence: Option<()>,
-    // `usage` follows, with the cost, written by `with_usage`.
-}
-
-#[derive(serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A content block of a Message answer, borrowing the chat answer.
 enum Block<'a> {
-    Thinking {
-        thinking: &'a str,
-        signature: &'static str,
-    },
-    Text {
-        text: &'a str,
-    },
+    Thinking(&'a str),
+    Text(&'a str),
     ToolUse {
         id: Cow<'a, str>,
         name: &'a str,
         /// The call's arguments as the model wrote them when they are a JSON object.
-        input: &'a RawValue,
+        input: &'a str,
     },
+}
+
+/// A Message answer written in place (`JsonBuf`: no JSON tree, keys written as they are),
+/// its usage carrying the billed counts and their cost.
+fn write_message(
+    model: &str,
+    content: &[Block<'_>],
+    stop_reason: &str,
+    counts: TokenCounts,
+    charged: &Charged,
+) -> Bytes {
+    let text: usize = content
+        .iter()
+        .map(|b| match b {
+            Block::Thinking(t) | Block::Text(t) => t.len(),
+            Block::ToolUse { input, .. } => input.len() + 64,
+        })
+        .sum();
+    let mut j = super::JsonBuf::new(text + model.len() + 512);
+    j.raw("{\"id\":")
+        .string(&new_id("msg_"))
+        .raw(",\"type\":\"message\",\"role\":\"assistant\",\"model\":")
+        .string(model)
+        .raw(",\"content\":[");
+    for (i, block) in content.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        match block {
+            Block::Thinking(t) => j
+                .raw("{\"type\":\"thinking\",\"thinking\":")
+                .string(t)
+                .raw(",\"signature\":\"\"}"),
+            Block::Text(t) => j.raw("{\"type\":\"text\",\"text\":").string(t).raw("}"),
+            Block::ToolUse { id, name, input } => j
+                .raw("{\"type\":\"tool_use\",\"id\":")
+                .string(id)
+                .raw(",\"name\":")
+                .string(name)
+                .raw(",\"input\":")
+                .raw(input)
+                .raw("}"),
+        };
+    }
+    let u = usage(counts);
+    j.raw("],\"stop_reason\":")
+        .string(stop_reason)
+        .raw(",\"stop_sequence\":null,\"usage\":{\"input_tokens\":")
+        .number(u.input_tokens)
+        .raw(",\"cache_creation_input_tokens\":")
+        .number(u.cache_creation_input_tokens)
+        .raw(",\"cache_read_input_tokens\":")
+        .number(u.cache_read_input_tokens)
+        .raw(",\"cache_creation\":{\"ephemeral_5m_input_tokens\":")
+        .number(u.cache_creation.ephemeral_5m_input_tokens)
+        .raw(",\"ephemeral_1h_input_tokens\":")
+        .number(u.cache_creation.ephemeral_1h_input_tokens)
+        .raw("},\"output_tokens\":")
+        .number(u.output_tokens)
+        .raw(",");
+    crate::gateway::cost::put_fields(j.bytes_mut(), charged);
+    j.raw("}}");
+    j.finish()
 }
 
 /// A chat completion as a Message, with the counts the request was billed for.
@@ -577,22 +619,18 @@ pub fn from_chat(
     let m = &choice.message;
     let mut content = Vec::with_capacity(2 + m.tool_calls.len());
     if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-        content.push(Block::Thinking {
-            thinking: r,
-            signature: "",
-        });
+        content.push(Block::Thinking(r));
     }
     if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
-        content.push(Block::Text { text });
+        content.push(Block::Text(text));
     }
-    let empty: &RawValue = serde_json::from_str("{}").ok()?;
     for call in &m.tool_calls {
         let input = serde_json::from_str::<&RawValue>(&call.function.arguments)
             .ok()
             .filter(|v| v.get().starts_with('{'))
-            .unwrap_or(empty);
+            .map_or("{}", RawValue::get);
         content.push(Block::ToolUse {
-            id: match call.id.as_str() {
+            id: match &*call.id {
                 "" => Cow::Owned(new_id("toolu_")),
                 id => Cow::Borrowed(id),
             },
@@ -600,16 +638,13 @@ pub fn from_chat(
             input,
         });
     }
-    let message = MessageOut {
-        id: new_id("msg_"),
-        kind: "message",
-        role: "assistant",
+    Some(write_message(
         model,
-        content,
-        stop_reason: stop_reason(choice.finish_reason.as_deref()),
-        stop_sequence: None,
-    };
-    super::with_usage(&message, &usage(counts), charged)
+        &content,
+        stop_reason(choice.finish_reason.as_deref()),
+        counts,
+        charged,
+    ))
 }
 
 /// The content block being streamed.
@@ -894,7 +929,7 @@ mod tests {
 
     #[test]
     fn answers_become_messages_with_tool_use_and_billed_usage() {
-        let chat = json!({"choices": [{"finish_reason": "tool_calls", "message": {"content": "Checking.",
+        let chat = json!({"choices": [{"finish_reason": "tool_calls", "message": {"content": "Checking \"a\"\n\u{1}é.",
             "reasoning_content": "think", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}}]});
         let counts = TokenCounts {
             input: 10,
@@ -911,11 +946,20 @@ mod tests {
             &from_chat(chat.to_string().as_bytes(), "m", counts, &charged).unwrap(),
         )
         .unwrap();
-        assert_eq!(out["type"], "message");
-        assert_eq!(out["stop_reason"], "tool_use");
-        assert_eq!(out["content"][0]["type"], "thinking");
-        assert_eq!(out["content"][1]["text"], "Checking.");
-        assert_eq!(out["content"][2]["input"], json!({"a": 1}));
+        // The whole Message, written in place: every field, text escaped, input as written.
+        let id = out["id"].as_str().unwrap();
+        assert!(id.starts_with("msg_"), "{id}");
+        let mut rest = out.clone();
+        rest.as_object_mut().unwrap().remove("id");
+        rest.as_object_mut().unwrap().remove("usage");
+        assert_eq!(
+            rest,
+            json!({"type": "message", "role": "assistant", "model": "m",
+                "content": [{"type": "thinking", "thinking": "think", "signature": ""},
+                            {"type": "text", "text": "Checking \"a\"\n\u{1}é."},
+                            {"type": "tool_use", "id": "c1", "name": "f", "input": {"a": 1}}],
+                "stop_reason": "tool_use", "stop_sequence": null})
+        );
         assert_eq!(
             out["usage"],
             json!({"input_tokens": 6, "output_tokens": 3,

@@ -542,79 +542,15 @@ fn set_status(response: &mut Value, finish_reason: Option<&str>) {
     }
 }
 
-/// A Responses object as `from_chat` writes it: typed and borrowing the chat answer, so
-/// an answer costs no JSON tree (the streamed path builds the same shape as values).
-#[derive(serde::Serialize)]
-struct ResponseOut<'a> {
-    id: String,
-    object: &'static str,
-    created_at: u64,
-    status: &'static str,
-    error: Option<()>,
-    incomplete_details: Option<Incomplete>,
-    model: &'a str,
-    output: Vec<Item<'a>>,
-    parallel_tool_calls: bool,
-    tool_choice: &'static str,
-    tools: [(); 0],
-    store: bool,
-    // `usage` follows, with the cost, written by `with_usage`.
-}
-
-#[derive(serde::Serialize)]
-struct Incomplete {
-    reason: &'static str,
-}
-
-#[derive(serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// An output item of a Responses answer, borrowing the chat answer.
 enum Item<'a> {
-    Reasoning {
-        id: String,
-        summary: [(); 0],
-        content: [Part<'a>; 1],
-    },
-    Message {
-        id: String,
-        status: &'static str,
-        role: &'static str,
-        content: [Part<'a>; 1],
-    },
+    Reasoning(&'a str),
+    Message(&'a str),
     FunctionCall {
-        id: String,
         call_id: Cow<'a, str>,
         name: &'a str,
         arguments: &'a str,
-        status: &'static str,
     },
-}
-
-#[derive(serde::Serialize)]
-struct Part<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    annotations: Option<[(); 0]>,
-}
-
-#[derive(serde::Serialize)]
-struct UsageOut {
-    input_tokens: u64,
-    input_tokens_details: CachedOut,
-    output_tokens: u64,
-    output_tokens_details: ReasoningOut,
-    total_tokens: u64,
-}
-
-#[derive(serde::Serialize)]
-struct CachedOut {
-    cached_tokens: u64,
-}
-
-#[derive(serde::Serialize)]
-struct ReasoningOut {
-    reasoning_tokens: u64,
 }
 
 /// A chat completion as a Responses object, with the counts the request was billed for.
@@ -627,75 +563,101 @@ pub fn from_chat(
     let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
     let choice = answer.choices.into_iter().next()?;
     let m = &choice.message;
-    let mut output = Vec::with_capacity(1 + m.tool_calls.len());
+    let mut output = Vec::with_capacity(2 + m.tool_calls.len());
     if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-        output.push(Item::Reasoning {
-            id: new_id("rs_"),
-            summary: [],
-            content: [Part {
-                kind: "reasoning_text",
-                text: r,
-                annotations: None,
-            }],
-        });
+        output.push(Item::Reasoning(r));
     }
     if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
-        output.push(Item::Message {
-            id: new_id("msg_"),
-            status: "completed",
-            role: "assistant",
-            content: [Part {
-                kind: "output_text",
-                text,
-                annotations: Some([]),
-            }],
-        });
+        output.push(Item::Message(text));
     }
     for call in &m.tool_calls {
         output.push(Item::FunctionCall {
-            id: new_id("fc_"),
-            call_id: match call.id.as_str() {
+            call_id: match &*call.id {
                 "" => Cow::Owned(new_id("call_")),
                 id => Cow::Borrowed(id),
             },
             name: &call.function.name,
             arguments: &call.function.arguments,
-            status: "completed",
         });
     }
     let incomplete = choice.finish_reason.as_deref() == Some("length");
-    let response = ResponseOut {
-        id: new_id("resp_"),
-        object: "response",
-        created_at: now_s(),
-        status: if incomplete {
-            "incomplete"
-        } else {
-            "completed"
-        },
-        error: None,
-        incomplete_details: incomplete.then_some(Incomplete {
-            reason: "max_output_tokens",
-        }),
-        model,
-        output,
-        parallel_tool_calls: true,
-        tool_choice: "auto",
-        tools: [],
-        store: false,
-    };
-    let usage = UsageOut {
-        input_tokens: counts.input,
-        input_tokens_details: CachedOut {
-            cached_tokens: counts.cached_input,
-        },
-        output_tokens: counts.output,
-        output_tokens_details: ReasoningOut {
-            reasoning_tokens: 0,
-        },
-        total_tokens: counts.input.saturating_add(counts.output),
-    };
-    super::with_usage(&response, &usage, charged)
+    Some(write_response(model, &output, incomplete, counts, charged))
+}
+
+/// A Responses object written in place (`JsonBuf`: no JSON tree, keys written as they
+/// are), its usage carrying the billed counts and their cost.
+fn write_response(
+    model: &str,
+    output: &[Item<'_>],
+    incomplete: bool,
+    counts: TokenCounts,
+    charged: &Charged,
+) -> Bytes {
+    let text: usize = output
+        .iter()
+        .map(|item| match item {
+            Item::Reasoning(t) | Item::Message(t) => t.len() + 128,
+            Item::FunctionCall { arguments, .. } => arguments.len() + 160,
+        })
+        .sum();
+    let mut j = super::JsonBuf::new(text + model.len() + 512);
+    j.raw("{\"id\":")
+        .string(&new_id("resp_"))
+        .raw(",\"object\":\"response\",\"created_at\":")
+        .number(now_s());
+    if incomplete {
+        j.raw(",\"status\":\"incomplete\",\"error\":null,\"incomplete_details\":{\"reason\":\"max_output_tokens\"}");
+    } else {
+        j.raw(",\"status\":\"completed\",\"error\":null,\"incomplete_details\":null");
+    }
+    j.raw(",\"model\":").string(model).raw(",\"output\":[");
+    for (i, item) in output.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        match item {
+            Item::Reasoning(t) => j
+                .raw("{\"type\":\"reasoning\",\"id\":")
+                .string(&new_id("rs_"))
+                .raw(",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":")
+                .string(t)
+                .raw("}]}"),
+            Item::Message(t) => j
+                .raw("{\"type\":\"message\",\"id\":")
+                .string(&new_id("msg_"))
+                .raw(",\"status\":\"completed\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":")
+                .string(t)
+                .raw(",\"annotations\":[]}]}"),
+            Item::FunctionCall {
+                call_id,
+                name,
+                arguments,
+            } => j
+                .raw("{\"type\":\"function_call\",\"id\":")
+                .string(&new_id("fc_"))
+                .raw(",\"call_id\":")
+                .string(call_id)
+                .raw(",\"name\":")
+                .string(name)
+                .raw(",\"arguments\":")
+                .string(arguments)
+                .raw(",\"status\":\"completed\"}"),
+        };
+    }
+    j.raw("],\"parallel_tool_calls\":true,\"tool_choice\":\"auto\",\"tools\":[],\"store\":false,\"usage\":{\"input_tokens\":")
+        .number(counts.input)
+        .raw(",\"input_tokens_details\":{\"cached_tokens\":")
+        .number(counts.cached_input)
+        .raw("},\"output_tokens\":")
+        .number(counts.output)
+        .raw(",\"output_tokens_details\":{\"reasoning_tokens\":")
+        .number(counts.kinds().reasoning)
+        .raw("},\"total_tokens\":")
+        .number(counts.input.saturating_add(counts.output))
+        .raw(",");
+    crate::gateway::cost::put_fields(j.bytes_mut(), charged);
+    j.raw("}}");
+    j.finish()
 }
 
 /// The output item being streamed.
@@ -1209,6 +1171,55 @@ mod tests {
         assert_eq!(out["usage"]["input_tokens"], 10);
         assert_eq!(out["usage"]["input_tokens_details"]["cached_tokens"], 4);
         assert_eq!(out["usage"]["total_tokens"], 13);
+    }
+
+    #[test]
+    fn answers_are_written_whole_with_escaped_text_and_a_cut_one_is_incomplete() {
+        let chat = json!({"choices": [{"finish_reason": "length", "message": {
+            "content": "say \"hi\"\n\u{1}é", "reasoning_content": "hm",
+            "tool_calls": [{"function": {"name": "f", "arguments": "{\"a\":\"b\"}"}}]}}]});
+        let counts = TokenCounts {
+            input: 7,
+            output: 5,
+            ..TokenCounts::default()
+        };
+        let bytes = from_chat(
+            chat.to_string().as_bytes(),
+            "m",
+            counts,
+            &Charged::default(),
+        )
+        .unwrap();
+        let mut out: Value = serde_json::from_slice(&bytes).unwrap();
+        // Ids are fresh; everything else is fixed.
+        let ids = [
+            out["id"].take(),
+            out["output"][0]["id"].take(),
+            out["output"][1]["id"].take(),
+            out["output"][2]["id"].take(),
+            out["output"][2]["call_id"].take(),
+        ];
+        for (id, prefix) in ids.iter().zip(["resp_", "rs_", "msg_", "fc_", "call_"]) {
+            assert!(id.as_str().unwrap().starts_with(prefix), "{id}");
+        }
+        assert!(out["created_at"].take().as_u64().unwrap() > 1_700_000_000);
+        assert_eq!(
+            out,
+            json!({"id": null, "object": "response", "created_at": null, "status": "incomplete",
+                "error": null, "incomplete_details": {"reason": "max_output_tokens"}, "model": "m",
+                "output": [
+                    {"type": "reasoning", "id": null, "summary": [],
+                     "content": [{"type": "reasoning_text", "text": "hm"}]},
+                    {"type": "message", "id": null, "status": "completed", "role": "assistant",
+                     "content": [{"type": "output_text", "text": "say \"hi\"\n\u{1}é", "annotations": []}]},
+                    {"type": "function_call", "id": null, "call_id": null, "name": "f",
+                     "arguments": "{\"a\":\"b\"}", "status": "completed"}],
+                "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "store": false,
+                "usage": {"input_tokens": 7, "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": 12, "cost": 0.0, "cost_usd": "0.000000000",
+                    "cost_estimated": false}})
+        );
     }
 
     fn events(out: &[Bytes]) -> Vec<Value> {
