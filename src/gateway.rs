@@ -669,11 +669,22 @@ impl Gateway {
         };
         let json = target.provider.read_body(response, native_used).await?;
         drop(in_flight);
-        // One pass finds `usage`; the cost is spliced in at the same place below.
-        let usage_span = cost::value_span(&json, &["usage"]);
-        let usage = match (native_used, wire) {
-            (true, Wire::Messages) => provider::anthropic_translation::reported_usage(&json),
-            _ => usage_span.and_then(|(start, end)| {
+        // A translated answer is read once, its usage with it. Otherwise one pass finds
+        // `usage`, and the cost is spliced in at the same place below.
+        let translated = match native_used || matches!(wire, Wire::OpenAi) {
+            true => None,
+            false => Some(
+                wire::ChatAnswer::parse(&json).ok_or_else(|| target.provider.protocol_error())?,
+            ),
+        };
+        let usage_span = match translated {
+            Some(_) => None,
+            None => cost::value_span(&json, &["usage"]),
+        };
+        let usage = match (&translated, native_used, wire) {
+            (Some(answer), ..) => answer.usage(),
+            (None, true, Wire::Messages) => provider::anthropic_translation::reported_usage(&json),
+            (None, ..) => usage_span.and_then(|(start, end)| {
                 serde_json::from_slice::<Option<UpstreamUsage>>(&json[start..end])
                     .ok()
                     .flatten()
@@ -699,13 +710,13 @@ impl Gateway {
         // and their cost; OpenAI's wire is chat's own, so a chat answer (or a native one)
         // goes back as it came, the cost spliced in where `usage` was found.
         let charged = meter.quote(counts);
-        let json = match native_used || matches!(wire, Wire::OpenAi) {
-            true => usage_span
+        let json = match translated {
+            None => usage_span
                 .filter(|&(start, _)| json[start..].starts_with(b"{"))
                 .and_then(|span| cost::annotate_at(&json, span, &charged))
                 .unwrap_or(json),
-            false => wire
-                .from_chat(&json, &route.model_id, counts, &charged)
+            Some(answer) => wire
+                .answer(answer, &route.model_id, counts, &charged)
                 .ok_or_else(|| target.provider.protocol_error())?,
         };
         // Recorded (and journaled) before the body goes out: the client's last byte follows the record.

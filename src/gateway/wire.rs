@@ -82,10 +82,21 @@ impl Wire {
         counts: TokenCounts,
         charged: &Charged,
     ) -> Option<Bytes> {
+        self.answer(ChatAnswer::parse(chat)?, model, counts, charged)
+    }
+
+    /// `from_chat` of an answer already read (the gateway reads its usage from it too).
+    pub(crate) fn answer(
+        self,
+        answer: ChatAnswer<'_>,
+        model: &str,
+        counts: TokenCounts,
+        charged: &Charged,
+    ) -> Option<Bytes> {
         match self {
             Wire::OpenAi => None,
-            Wire::Responses => responses::from_chat(chat, model, counts, charged),
-            Wire::Messages => messages::from_chat(chat, model, counts, charged),
+            Wire::Responses => responses::answer(answer, model, counts, charged),
+            Wire::Messages => messages::answer(answer, model, counts, charged),
         }
     }
 
@@ -325,6 +336,25 @@ pub(crate) fn now_s() -> u64 {
 pub(crate) struct ChatAnswer<'a> {
     #[serde(borrow, default)]
     pub choices: Vec<ChatChoice<'a>>,
+    /// Kept raw: an answer whose usage does not parse is still an answer (its counts are
+    /// then estimated).
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+}
+
+impl<'a> ChatAnswer<'a> {
+    /// Reads a chat completion answer; `None` when it is not one. Its text is checked to be
+    /// UTF-8 once, not string by string.
+    pub(crate) fn parse(json: &'a [u8]) -> Option<Self> {
+        serde_json::from_str(std::str::from_utf8(json).ok()?).ok()
+    }
+
+    /// The usage the upstream reported, when it reported one that parses.
+    pub(crate) fn usage(&self) -> Option<UpstreamUsage> {
+        serde_json::from_str::<Option<UpstreamUsage>>(self.usage?.get())
+            .ok()
+            .flatten()
+    }
 }
 
 #[derive(Deserialize)]

@@ -614,7 +614,16 @@ pub fn from_chat(
     counts: TokenCounts,
     charged: &Charged,
 ) -> Option<Bytes> {
-    let answer: super::ChatAnswer = serde_json::from_slice(chat).ok()?;
+    answer(super::ChatAnswer::parse(chat)?, model, counts, charged)
+}
+
+/// A parsed chat completion as this format's answer (`from_chat`, read once by the gateway).
+pub(crate) fn answer(
+    answer: super::ChatAnswer<'_>,
+    model: &str,
+    counts: TokenCounts,
+    charged: &Charged,
+) -> Option<Bytes> {
     let choice = answer.choices.into_iter().next()?;
     let m = &choice.message;
     let mut content = Vec::with_capacity(2 + m.tool_calls.len());
