@@ -650,6 +650,14 @@ mod round_trips {
         for other in ["1", "null", "true", "[\"a\"]", "{\"a\":\"b\"}"] {
             assert_eq!(string(&raw(other)), None, "{other}");
         }
+        // The translations read optional raw fields as absent when `null`.
+        #[derive(Deserialize)]
+        struct Field<'a> {
+            #[serde(borrow, default)]
+            a: Option<&'a RawValue>,
+        }
+        let null: Field<'_> = serde_json::from_str(r#"{"a": null}"#).unwrap();
+        assert!(null.a.is_none());
     }
 
     /// One generated turn: text pieces, tool calls `(name, argument)`, usage counts.

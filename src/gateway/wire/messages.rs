@@ -280,25 +280,21 @@ struct InBlock<'a> {
     input: Option<&'a RawValue>,
 }
 
-/// A field of a block, `None` when absent or `null` (as an absent top-level field).
-fn given(raw: Option<&RawValue>) -> Option<&RawValue> {
-    raw.filter(|r| r.get() != "null")
-}
-
 /// One message as chat messages: a user turn's tool results become tool messages (first,
 /// right after the assistant's calls), an assistant's `tool_use` blocks its tool calls.
 fn message<'a>(m: &'a RawValue, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<(), BodyError> {
     let bad = |what: &str| BodyError::field("messages", format!("messages.{i}: {what}"));
     let m: InBlock<'a> = serde_json::from_str(m.get()).map_err(|_| bad("must be an object"))?;
-    let role = match given(m.role).and_then(string).as_deref() {
+    let role = match m.role.and_then(string).as_deref() {
         Some("user") => "user",
         Some("assistant") => "assistant",
         // Claude Code sends system text mid-conversation too.
         Some("system") => "system",
         _ => return Err(bad("role: must be `user`, `assistant` or `system`")),
     };
-    let content =
-        given(m.content).ok_or_else(|| bad("content: must be a string or an array of blocks"))?;
+    let content = m
+        .content
+        .ok_or_else(|| bad("content: must be a string or an array of blocks"))?;
     if let Some(text) = string(content) {
         out.push(ChatMsg::new(role, ChatContent::Text(text)));
         return Ok(());
@@ -313,22 +309,23 @@ fn message<'a>(m: &'a RawValue, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<
             |what: &str| BodyError::field("messages", format!("messages.{i}.content.{j}: {what}"));
         let block: InBlock<'a> =
             serde_json::from_str(block.get()).map_err(|_| bad("must be an object"))?;
-        let kind = given(block.kind).and_then(string).unwrap_or_default();
+        let kind = block.kind.and_then(string).unwrap_or_default();
         match (role, &*kind) {
-            (_, "text") => match given(block.text).and_then(string) {
+            (_, "text") => match block.text.and_then(string) {
                 Some(text) => parts.push(ChatPart::Text { text }),
                 None => return Err(bad("text: must be a string")),
             },
             ("user", "image") => parts.push(
-                given(block.source)
+                block
+                    .source
                     .and_then(image_part)
                     .ok_or_else(|| bad("source: must be a base64 image or an image URL"))?,
             ),
             ("user", "tool_result") => {
-                let Some(id) = given(block.tool_use_id).and_then(string) else {
+                let Some(id) = block.tool_use_id.and_then(string) else {
                     return Err(bad("tool_use_id: Field required"));
                 };
-                let text = match given(block.content) {
+                let text = match block.content {
                     None => Cow::Borrowed(""),
                     Some(raw) => match string(raw) {
                         Some(s) => s,
@@ -353,10 +350,9 @@ fn message<'a>(m: &'a RawValue, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<
                 results.push(msg);
             }
             ("assistant", "tool_use") => {
-                let (Some(id), Some(name)) = (
-                    given(block.id).and_then(string),
-                    given(block.name).and_then(string),
-                ) else {
+                let (Some(id), Some(name)) =
+                    (block.id.and_then(string), block.name.and_then(string))
+                else {
                     return Err(bad("a tool_use block needs `id` and `name`"));
                 };
                 // The input goes on as the client wrote it.
@@ -607,17 +603,8 @@ fn write_message(
     j.finish()
 }
 
-/// A chat completion as a Message, with the counts the request was billed for.
-pub fn from_chat(
-    chat: &[u8],
-    model: &str,
-    counts: TokenCounts,
-    charged: &Charged,
-) -> Option<Bytes> {
-    answer(super::ChatAnswer::parse(chat)?, model, counts, charged)
-}
-
-/// A parsed chat completion as this format's answer (`from_chat`, read once by the gateway).
+/// A chat completion, read once by the gateway, as a Message, with the counts the
+/// request was billed for (`Wire::from_chat` reads one from its bytes).
 pub(crate) fn answer(
     answer: super::ChatAnswer<'_>,
     model: &str,
@@ -952,7 +939,9 @@ mod tests {
             estimated: true,
         };
         let out: Value = serde_json::from_slice(
-            &from_chat(chat.to_string().as_bytes(), "m", counts, &charged).unwrap(),
+            &super::super::Wire::Messages
+                .from_chat(chat.to_string().as_bytes(), "m", counts, &charged)
+                .unwrap(),
         )
         .unwrap();
         // The whole Message, written in place: every field, text escaped, input as written.

@@ -304,11 +304,6 @@ struct InItem<'a> {
     detail: Option<&'a RawValue>,
 }
 
-/// A string field of an item or part: `None` when absent, `null` or not a string.
-fn text_of(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    raw.filter(|r| r.get() != "null").and_then(string)
-}
-
 /// One `input` item as chat messages (appended to `messages`).
 fn input_item<'a>(
     item: &'a RawValue,
@@ -318,24 +313,21 @@ fn input_item<'a>(
     let bad = |what: &str| BodyError::field("input", format!("input[{i}]: {what}"));
     let item: InItem<'a> =
         serde_json::from_str(item.get()).map_err(|_| bad("an item must be an object"))?;
-    let kind = match text_of(item.kind) {
+    let kind = match item.kind.and_then(string) {
         Some(k) => k,
         None if item.role.is_some() => Cow::Borrowed("message"),
         None => return Err(bad("`type` is required")),
     };
     match &*kind {
         "message" => {
-            let role = match text_of(item.role).as_deref() {
+            let role = match item.role.and_then(string).as_deref() {
                 Some("system" | "developer") => "system",
                 Some("user") => "user",
                 Some("assistant") => "assistant",
                 _ => return Err(bad("`role` must be user, assistant, system or developer")),
             };
             let not_content = || bad("`content` must be a string or an array of parts");
-            let raw = item
-                .content
-                .filter(|r| r.get() != "null")
-                .ok_or_else(not_content)?;
+            let raw = item.content.ok_or_else(not_content)?;
             let content = match string(raw) {
                 Some(s) => ChatContent::Text(s),
                 None => {
@@ -354,10 +346,15 @@ fn input_item<'a>(
             messages.push(ChatMsg::new(role, content));
         }
         "function_call" => {
-            let (Some(call_id), Some(name)) = (text_of(item.call_id), text_of(item.name)) else {
+            let (Some(call_id), Some(name)) =
+                (item.call_id.and_then(string), item.name.and_then(string))
+            else {
                 return Err(bad("a `function_call` needs `call_id` and `name`"));
             };
-            let arguments = text_of(item.arguments).unwrap_or(Cow::Borrowed("{}"));
+            let arguments = item
+                .arguments
+                .and_then(string)
+                .unwrap_or(Cow::Borrowed("{}"));
             let call = ChatCall::new(call_id, name, arguments);
             // Calls of one turn follow their assistant text: they join that message.
             match messages.last_mut() {
@@ -370,14 +367,11 @@ fn input_item<'a>(
             }
         }
         "function_call_output" => {
-            let Some(call_id) = text_of(item.call_id) else {
+            let Some(call_id) = item.call_id.and_then(string) else {
                 return Err(bad("a `function_call_output` needs `call_id`"));
             };
             let not_output = || bad("`output` must be a string or an array of parts");
-            let raw = item
-                .output
-                .filter(|r| r.get() != "null")
-                .ok_or_else(not_output)?;
+            let raw = item.output.ok_or_else(not_output)?;
             let output = match string(raw) {
                 Some(s) => s,
                 None => {
@@ -421,20 +415,20 @@ fn content_part(part: &RawValue, i: usize, j: usize) -> Result<ChatPart<'_>, Bod
     let bad = |what: &str| BodyError::field("input", format!("input[{i}].content[{j}]: {what}"));
     let part: InItem<'_> =
         serde_json::from_str(part.get()).map_err(|_| bad("a content part must be an object"))?;
-    match text_of(part.kind).as_deref() {
-        Some("input_text" | "output_text" | "text") => match text_of(part.text) {
+    match part.kind.and_then(string).as_deref() {
+        Some("input_text" | "output_text" | "text") => match part.text.and_then(string) {
             Some(text) => Ok(ChatPart::Text { text }),
             None => Err(bad("`text` must be a string")),
         },
-        Some("refusal") => match text_of(part.refusal) {
+        Some("refusal") => match part.refusal.and_then(string) {
             Some(text) => Ok(ChatPart::Text { text }),
             None => Err(bad("`refusal` must be a string")),
         },
-        Some("input_image") => match text_of(part.image_url) {
+        Some("input_image") => match part.image_url.and_then(string) {
             Some(url) => Ok(ChatPart::ImageUrl {
                 image_url: ChatImage {
                     url,
-                    detail: text_of(part.detail),
+                    detail: part.detail.and_then(string),
                 },
             }),
             None => Err(bad(
@@ -553,17 +547,8 @@ enum Item<'a> {
     },
 }
 
-/// A chat completion as a Responses object, with the counts the request was billed for.
-pub fn from_chat(
-    chat: &[u8],
-    model: &str,
-    counts: TokenCounts,
-    charged: &Charged,
-) -> Option<Bytes> {
-    answer(super::ChatAnswer::parse(chat)?, model, counts, charged)
-}
-
-/// A parsed chat completion as this format's answer (`from_chat`, read once by the gateway).
+/// A chat completion, read once by the gateway, as a Responses object, with the counts the
+/// request was billed for (`Wire::from_chat` reads one from its bytes).
 pub(crate) fn answer(
     answer: super::ChatAnswer<'_>,
     model: &str,
@@ -1168,7 +1153,9 @@ mod tests {
             cost: crate::billing::Money::from_nanos(1_234_000),
             estimated: false,
         };
-        let bytes = from_chat(chat.to_string().as_bytes(), "m", counts, &charged).unwrap();
+        let bytes = super::super::Wire::Responses
+            .from_chat(chat.to_string().as_bytes(), "m", counts, &charged)
+            .unwrap();
         let out: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(out["usage"]["cost_usd"], "0.001234000");
         assert_eq!(out["usage"]["cost_estimated"], false);
@@ -1192,13 +1179,14 @@ mod tests {
             output: 5,
             ..TokenCounts::default()
         };
-        let bytes = from_chat(
-            chat.to_string().as_bytes(),
-            "m",
-            counts,
-            &Charged::default(),
-        )
-        .unwrap();
+        let bytes = super::super::Wire::Responses
+            .from_chat(
+                chat.to_string().as_bytes(),
+                "m",
+                counts,
+                &Charged::default(),
+            )
+            .unwrap();
         let mut out: Value = serde_json::from_slice(&bytes).unwrap();
         // Ids are fresh; everything else is fixed.
         let ids = [
