@@ -8,46 +8,19 @@ cd "$(dirname "$0")/.."
 REQUESTS=${1:-64}
 BODY_MIB=${2:-8}
 KEYS=${3:-1000}
-if [ -n "${BIN_DIR:-}" ]; then
-  BIN=$BIN_DIR
-else
-  cargo build --release -q -p instagen -p mock-upstream
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
+. scripts/bench-lib.sh
+bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((30000 + RANDOM % 5000))
 GW_PORT=$((MOCK_PORT + 1))
 ADMIN="burst-admin-token-burst-admin-token-0123456789"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-cat > "$WORK/instagen.toml" <<TOML
-[server]
-listen = "127.0.0.1:$GW_PORT"
-data_dir = "$WORK/data"
-[store]
-url = "sqlite://$WORK/data/instagen.db"
-[log]
-level = "warn"
-[accounts]
-admin_token = "$ADMIN"
-max_keys_per_account = $((KEYS + 10))
-[[providers]]
-name = "mock"
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-[[models]]
-id = "bench"
-provider = "mock"
-upstream_model = "mock-model"
-input_usd_per_mtok = "0.20"
-output_usd_per_mtok = "0.30"
-TOML
+bench_config "$WORK/instagen.toml" $GW_PORT $MOCK_PORT "$WORK" "$ADMIN"
 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
-$BIN/instagen --config "$WORK/instagen.toml" accounts create burst >/dev/null
-KEY=$($BIN/instagen --config "$WORK/instagen.toml" keys create --account burst --name burst --json |
-  python3 -c 'import sys, json; print(json.load(sys.stdin)["secret"])')
+KEY=$(bench_key "$WORK/instagen.toml" burst)
 $BIN/instagen --config "$WORK/instagen.toml" serve 2>"$WORK/serve.log" &
 GW=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PORT/healthz" >/dev/null && break; sleep 0.1; done
+bench_wait $GW_PORT
 rss() { awk '/VmRSS/ {print $2}' /proc/$GW/status; }
 parts() { awk '/RssAnon/ {a=$2} /RssFile/ {f=$2} END {printf "anonymous %d KiB, file %d KiB", a, f}' /proc/$GW/status; }
 sleep 5

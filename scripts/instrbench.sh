@@ -14,55 +14,23 @@ DURATION=${1:-15}
 for tool in wrk valgrind callgrind_control callgrind_annotate; do
   command -v $tool >/dev/null || { echo "$tool is required (apt-get install valgrind wrk)"; exit 1; }
 done
-if [ -n "${BIN_DIR:-}" ]; then
-  BIN=$BIN_DIR
-else
-  cargo build --release -q -p instagen -p mock-upstream
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
+. scripts/bench-lib.sh
+bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((25000 + RANDOM % 5000))
 FLOOR_PORT=$((MOCK_PORT + 1))
 GW_PORT=$((MOCK_PORT + 2))
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 
-cat > "$WORK/instagen.toml" <<TOML
-[server]
-listen = "127.0.0.1:$GW_PORT"
-data_dir = "$WORK/data"
-[store]
-url = "sqlite://$WORK/data/instagen.db"
-[log]
-level = "warn"
-[[providers]]
-name = "mock"
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-[[models]]
-id = "bench"
-provider = "mock"
-upstream_model = "mock-model"
-input_usd_per_mtok = "0.20"
-output_usd_per_mtok = "0.30"
-TOML
+bench_config "$WORK/instagen.toml" $GW_PORT $MOCK_PORT "$WORK"
 
-lua() { # name path body
-  cat > "$WORK/$1.lua" <<LUA
-wrk.method = "POST"
-wrk.path = "$2"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
-wrk.headers["anthropic-version"] = "2023-06-01"
-wrk.body = '$3'
-LUA
-}
+lua() { bench_lua "$WORK" "$@"; }
 lua chat /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
 lua responses /v1/responses '{"model":"bench","input":"Say hello in five words"}'
 lua messages /v1/messages '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
 
 MOCK_THREADS=1 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
-$BIN/instagen --config "$WORK/instagen.toml" accounts create bench >/dev/null
-KEY=$($BIN/instagen --config "$WORK/instagen.toml" keys create --account bench --name load --json | sed 's/.*"secret":"\([^"]*\)".*/\1/')
+KEY=$(bench_key "$WORK/instagen.toml" bench)
 export KEY
 
 # start NAME PORT CMD... (sets PID): the server under callgrind, one output file a thread, counting
@@ -73,10 +41,7 @@ start() {
   valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --callgrind-out-file="$WORK/$name.%p" "$@" \
     >"$WORK/$name.log" 2>&1 &
   PID=$!
-  for _ in $(seq 600); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && return 0
-    sleep 0.1
-  done
+  bench_wait "$port" 600 && return 0
   echo "$name did not start"; cat "$WORK/$name.log"; exit 1
 }
 

@@ -14,13 +14,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 
-# BIN_DIR=… runs prebuilt binaries (e.g. an older build, for a before/after comparison).
-if [ -n "${BIN_DIR:-}" ]; then
-  BIN=$BIN_DIR
-else
-  cargo build --release -q -p instagen -p mock-upstream
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
+. scripts/bench-lib.sh
+bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((20000 + RANDOM % 5000))
 FLOOR_PORT=$((MOCK_PORT + 1))
@@ -36,50 +31,22 @@ else
   SERVE=""
 fi
 
-cat > "$WORK/instagen.toml" <<TOML
-[server]
-listen = "127.0.0.1:$GW_PORT"
-data_dir = "$WORK/data"
-[store]
-url = "sqlite://$WORK/data/instagen.db"
-[log]
-level = "warn"
-[[providers]]
-name = "mock"
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-[[models]]
-id = "bench"
-provider = "mock"
-upstream_model = "mock-model"
-input_usd_per_mtok = "0.20"
-output_usd_per_mtok = "0.30"
-TOML
+bench_config "$WORK/instagen.toml" $GW_PORT $MOCK_PORT "$WORK"
 
 MOCK_THREADS=1 $SERVE $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
 $SERVE $BIN/mock-upstream --listen 127.0.0.1:$FLOOR_PORT --proxy-to 127.0.0.1:$MOCK_PORT >/dev/null &
 FLOOR_PID=$!
-$BIN/instagen --config "$WORK/instagen.toml" accounts create bench >/dev/null
-KEY=$($BIN/instagen --config "$WORK/instagen.toml" keys create --account bench --name load --json | sed 's/.*"secret":"\([^"]*\)".*/\1/')
+KEY=$(bench_key "$WORK/instagen.toml" bench)
 $SERVE $BIN/instagen --config "$WORK/instagen.toml" serve &
 GW_PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PORT/healthz" >/dev/null && break; sleep 0.1; done
+bench_wait $GW_PORT
 sleep 1
 rss() { awk '/VmRSS/{print $2}' /proc/$1/status; }
 IDLE_RSS=$(rss $GW_PID)
 FLOOR_IDLE_RSS=$(rss $FLOOR_PID)
 
 # One request script per mode: its path and body (the floor and the mock get the chat body).
-lua() { # name path body
-  cat > "$WORK/$1.lua" <<LUA
-wrk.method = "POST"
-wrk.path = "$2"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
-wrk.headers["anthropic-version"] = "2023-06-01"
-wrk.body = '$3'
-LUA
-}
+lua() { bench_lua "$WORK" "$@"; }
 lua plain /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
 lua stream /v1/chat/completions '{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in five words"}]}'
 lua responses /v1/responses '{"model":"bench","input":"Say hello in five words"}'

@@ -8,46 +8,19 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-600}
 CONNS=${2:-32}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
-# BIN_DIR=… runs prebuilt binaries (e.g. an older build, for a before/after comparison).
-if [ -n "${BIN_DIR:-}" ]; then
-  BIN=$BIN_DIR
-else
-  cargo build --release -q -p instagen -p mock-upstream
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
+. scripts/bench-lib.sh
+bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((25000 + RANDOM % 5000))
 GW_PORT=$((MOCK_PORT + 1))
 ADMIN="soak-admin-token-soak-admin-token-0123456789"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-cat > "$WORK/instagen.toml" <<TOML
-[server]
-listen = "127.0.0.1:$GW_PORT"
-data_dir = "$WORK/data"
-[store]
-url = "sqlite://$WORK/data/instagen.db"
-[log]
-level = "warn"
-[accounts]
-admin_token = "$ADMIN"
-[[providers]]
-name = "mock"
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-[[models]]
-id = "bench"
-provider = "mock"
-upstream_model = "mock-model"
-input_usd_per_mtok = "0.20"
-output_usd_per_mtok = "0.30"
-TOML
+bench_config "$WORK/instagen.toml" $GW_PORT $MOCK_PORT "$WORK" "$ADMIN"
 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT --chunk-delay-ms 2 >/dev/null &
-$BIN/instagen --config "$WORK/instagen.toml" accounts create soak >/dev/null
-KEY=$($BIN/instagen --config "$WORK/instagen.toml" keys create --account soak --name soak --json |
-  python3 -c 'import sys, json; print(json.load(sys.stdin)["secret"])')
+KEY=$(bench_key "$WORK/instagen.toml" soak)
 $BIN/instagen --config "$WORK/instagen.toml" serve 2>"$WORK/serve.log" &
 GW=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PORT/healthz" >/dev/null && break; sleep 0.1; done
+bench_wait $GW_PORT
 # Half plain, half streaming requests.
 cat > "$WORK/mix.lua" <<'LUA'
 local n = 0
@@ -83,6 +56,7 @@ cat "$WORK/wrk.txt" | grep -E "Requests/sec|Latency|requests in"
 # Also reported: the second half alone (from the sample nearest half-time), which shows
 # whether growth has stopped once the store's page caches are full.
 awk -v half=$((DURATION / 2)) 'NR==2 {b=$2; fb=$3; tb=$4; ab=$5} !m && $1 >= half {m=$2} {l=$2; fl=$3; tl=$4; al=$5} END {
+  if (!b) { print "soak: too short to judge (two samples, 60 s or more, are needed)"; exit 1 }
   growth = (l - b) * 100.0 / b;
   printf "RSS after warm-up %d KiB, at end %d KiB (%+.1f%%); anonymous %d -> %d KiB; fds %d -> %d; tasks %d -> %d\n", b, l, growth, ab, al, fb, fl, tb, tl;
   if (m) printf "second half: RSS %d -> %d KiB (%+.1f%%)\n", m, l, (l - m) * 100.0 / m;
