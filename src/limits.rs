@@ -364,7 +364,7 @@ impl Limiter {
         if max == 0 {
             return Ok(None);
         }
-        self.lease(format!("ip:{ip}:inflight"), max, Refused::IpInFlight)
+        self.lease(ip_subject(ip, ":inflight"), max, Refused::IpInFlight)
             .await
             .map(Some)
     }
@@ -382,13 +382,13 @@ impl Limiter {
         {
             return Ok(());
         }
-        self.check_subject(&format!("ip:{ip}:auth")).await
+        self.check_subject(&ip_subject(ip, ":auth")).await
     }
 
     /// Counts a failed authentication from `ip`; too many in a minute block it.
     pub async fn auth_failed(&self, ip: Option<IpAddr>) {
         let Some(ip) = ip else { return };
-        if self.failed(&format!("ip:{ip}:auth")).await {
+        if self.failed(&ip_subject(ip, ":auth")).await {
             tracing::warn!(client_ip = %ip, "address blocked after repeated failed authentications");
         }
     }
@@ -636,6 +636,30 @@ impl KeyQuotas {
     }
 }
 
+/// `ip:<address><suffix>`, the subject an address's counters go by: every request names
+/// its address's in-flight lease, so an IPv4 address is written without `fmt` (as
+/// `Display` writes it: dotted decimal).
+fn ip_subject(ip: IpAddr, suffix: &str) -> String {
+    let mut s = String::with_capacity(48 + suffix.len());
+    s.push_str("ip:");
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(itoa::Buffer::new().format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(s, "{v6}");
+        }
+    }
+    s.push_str(suffix);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,5 +749,21 @@ mod tests {
         );
         drop(a);
         assert!(limiter.enter(ip).await.is_ok());
+    }
+
+    #[test]
+    fn an_address_subject_reads_as_display_writes_the_address() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_subject(ip, ":inflight"), format!("ip:{ip}:inflight"));
+        }
     }
 }
