@@ -185,6 +185,12 @@ pub struct CompletionDetails {
 }
 
 impl UpstreamUsage {
+    /// A `usage` value as an upstream wrote it; `None` when it is `null` or does not
+    /// parse (the counts are then estimated).
+    pub fn read(json: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Option<Self>>(json).ok().flatten()
+    }
+
     pub fn counts(&self) -> TokenCounts {
         let prompt = self.prompt_tokens_details.unwrap_or_default();
         let write_1h = prompt.cache_write_1h_tokens.unwrap_or(0);
@@ -684,11 +690,9 @@ impl Gateway {
         let usage = match (&translated, native_used, wire) {
             (Some(answer), ..) => answer.usage(),
             (None, true, Wire::Messages) => provider::anthropic_translation::reported_usage(&json),
-            (None, ..) => usage_span.and_then(|(start, end)| {
-                serde_json::from_slice::<Option<UpstreamUsage>>(&json[start..end])
-                    .ok()
-                    .flatten()
-            }),
+            (None, ..) => {
+                usage_span.and_then(|(start, end)| UpstreamUsage::read(&json[start..end]))
+            }
         };
         let reported = usage
             .filter(|u| u.prompt_tokens.is_some())

@@ -351,9 +351,7 @@ impl<'a> ChatAnswer<'a> {
 
     /// The usage the upstream reported, when it reported one that parses.
     pub(crate) fn usage(&self) -> Option<UpstreamUsage> {
-        serde_json::from_str::<Option<UpstreamUsage>>(self.usage?.get())
-            .ok()
-            .flatten()
+        UpstreamUsage::read(self.usage?.get().as_bytes())
     }
 }
 
