@@ -429,11 +429,10 @@ impl<'a> ChatTool<'a> {
 
 /// A chat completion request as the translations write it: typed, borrowing the client's
 /// text and tool schemas, so a translated request is written once with no JSON tree.
-/// `M` is the message type: [`ChatMsg`], or a JSON value where a translation builds one.
 #[derive(serde::Serialize)]
-pub(crate) struct ChatRequest<'a, M> {
+pub(crate) struct ChatRequest<'a> {
     pub model: Cow<'a, str>,
-    pub messages: Vec<M>,
+    pub messages: Vec<ChatMsg<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -459,7 +458,7 @@ pub(crate) struct ChatRequest<'a, M> {
     pub tools: Vec<ChatTool<'a>>,
 }
 
-impl<'a, M: serde::Serialize> ChatRequest<'a, M> {
+impl<'a> ChatRequest<'a> {
     pub(crate) fn new(model: Cow<'a, str>) -> Self {
         Self {
             model,
