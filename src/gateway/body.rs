@@ -73,6 +73,22 @@ impl<'de> serde::Deserialize<'de> for Text<'de> {
     }
 }
 
+/// `raw` when it is a JSON string, borrowed unless it holds an escape.
+pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    // Anything else is known by its first byte, without building serde's error.
+    if !text.starts_with('"') {
+        return None;
+    }
+    // A raw value is valid JSON, so a string without an escape is its text in quotes.
+    if text.len() >= 2 && !text.contains('\\') {
+        return Some(Cow::Borrowed(&text[1..text.len() - 1]));
+    }
+    serde_json::from_str::<Text<'_>>(raw.get())
+        .ok()
+        .map(|t| t.0)
+}
+
 impl<'de> serde::Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -230,8 +246,8 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
 
     let model = match get("model") {
-        Some(raw) => match serde_json::from_str::<Text<'_>>(raw.get()) {
-            Ok(Text(m)) if !m.is_empty() => m,
+        Some(raw) => match string(raw) {
+            Some(m) if !m.is_empty() => m,
             _ => {
                 return Err(BodyError::field(
                     "model",
@@ -479,6 +495,27 @@ fn write_json_str(out: &mut crate::bodybuf::BodyBuf, s: &str) {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn strings_borrow_unless_escaped_and_anything_else_is_none() {
+        let raw = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
+        let plain = raw(r#""héllo world""#);
+        assert!(matches!(string(&plain), Some(Cow::Borrowed("héllo world"))));
+        assert!(matches!(string(&raw(r#""""#)), Some(Cow::Borrowed(""))));
+        let escaped = raw(r#""a\"b\n\u00e9""#);
+        assert_eq!(string(&escaped).as_deref(), Some("a\"b\né"));
+        for other in ["1", "null", "true", "[\"a\"]", "{\"a\":\"b\"}"] {
+            assert_eq!(string(&raw(other)), None, "{other}");
+        }
+        // The translations read optional raw fields as absent when `null`.
+        #[derive(serde::Deserialize)]
+        struct Field<'a> {
+            #[serde(borrow, default)]
+            a: Option<&'a RawValue>,
+        }
+        let null: Field<'_> = serde_json::from_str(r#"{"a": null}"#).unwrap();
+        assert!(null.a.is_none());
+    }
 
     fn rewrite(body: &str, stream: bool) -> Value {
         let i = inspect(Endpoint::Chat, body.as_bytes()).unwrap();

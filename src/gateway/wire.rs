@@ -17,6 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+pub(crate) use super::body::string;
 use super::{BodyError, Endpoint, UpstreamUsage};
 use crate::usage::{Charged, TokenCounts};
 
@@ -598,22 +599,6 @@ pub(crate) fn joined<'a>(texts: impl IntoIterator<Item = Cow<'a, str>>) -> Cow<'
     Cow::Owned(all)
 }
 
-/// `raw` when it is a JSON string, borrowed unless it holds an escape.
-pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
-    // Anything else is known by its first byte, without building serde's error.
-    if !text.starts_with('"') {
-        return None;
-    }
-    // A raw value is valid JSON, so a string without an escape is its text in quotes.
-    if text.len() >= 2 && !text.contains('\\') {
-        return Some(Cow::Borrowed(&text[1..text.len() - 1]));
-    }
-    serde_json::from_str::<super::body::Text<'_>>(raw.get())
-        .ok()
-        .map(|t| t.0)
-}
-
 /// Parses one top-level field as `T` (borrowing from the body where `T` does), naming the
 /// field when it has the wrong shape.
 pub(crate) fn parse<'a, T: Deserialize<'a>>(
@@ -635,27 +620,6 @@ mod round_trips {
 
     use super::*;
     use crate::gateway::provider::anthropic_translation::{StreamTranslator, translate_response};
-
-    #[test]
-    fn strings_borrow_unless_escaped_and_anything_else_is_none() {
-        let raw = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
-        let plain = raw(r#""héllo world""#);
-        assert!(matches!(string(&plain), Some(Cow::Borrowed("héllo world"))));
-        assert!(matches!(string(&raw(r#""""#)), Some(Cow::Borrowed(""))));
-        let escaped = raw(r#""a\"b\n\u00e9""#);
-        assert_eq!(string(&escaped).as_deref(), Some("a\"b\né"));
-        for other in ["1", "null", "true", "[\"a\"]", "{\"a\":\"b\"}"] {
-            assert_eq!(string(&raw(other)), None, "{other}");
-        }
-        // The translations read optional raw fields as absent when `null`.
-        #[derive(Deserialize)]
-        struct Field<'a> {
-            #[serde(borrow, default)]
-            a: Option<&'a RawValue>,
-        }
-        let null: Field<'_> = serde_json::from_str(r#"{"a": null}"#).unwrap();
-        assert!(null.a.is_none());
-    }
 
     /// One generated turn: text pieces, tool calls `(name, argument)`, usage counts.
     type Turn = (Vec<String>, Vec<(String, String)>, (u64, u64, u64));
