@@ -533,11 +533,7 @@ impl<'a> ChatContent<'a> {
         if !parts.iter().all(|p| matches!(p, ChatPart::Text { .. })) {
             return Self::Parts(parts);
         }
-        let texts = parts.into_iter().filter_map(|p| match p {
-            ChatPart::Text { text } => Some(text),
-            ChatPart::ImageUrl { .. } => None,
-        });
-        Self::Text(joined(texts))
+        Self::Text(joined(parts.into_iter().filter_map(ChatPart::into_text)))
     }
 }
 
@@ -547,6 +543,16 @@ impl<'a> ChatContent<'a> {
 pub(crate) enum ChatPart<'a> {
     Text { text: Cow<'a, str> },
     ImageUrl { image_url: ChatImage<'a> },
+}
+
+impl<'a> ChatPart<'a> {
+    /// A text part's text; `None` for an image.
+    pub(crate) fn into_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            ChatPart::Text { text } => Some(text),
+            ChatPart::ImageUrl { .. } => None,
+        }
+    }
 }
 
 #[derive(serde::Serialize)]

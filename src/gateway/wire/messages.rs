@@ -47,32 +47,16 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
     };
     let mut out = ChatRequest::new(model);
     if let Some(raw) = field(&f, "system") {
-        let text = match string(raw) {
-            Some(s) => s,
-            None => {
-                let not_text = || {
-                    BodyError::field(
-                        "system",
-                        "system: must be a string or an array of text blocks",
-                    )
-                };
-                let blocks: Vec<&RawValue> =
-                    serde_json::from_str(raw.get()).map_err(|_| not_text())?;
-                let mut texts = Vec::with_capacity(blocks.len());
-                for (i, b) in blocks.into_iter().enumerate() {
-                    match text_block(b) {
-                        Some(t) => texts.push(t),
-                        None => {
-                            return Err(BodyError::field(
-                                "system",
-                                format!("system.{i}: only text blocks may be given"),
-                            ));
-                        }
-                    }
-                }
-                joined(texts)
-            }
-        };
+        let text = text_or_blocks(raw).map_err(|e| match e {
+            NotText::Shape => BodyError::field(
+                "system",
+                "system: must be a string or an array of text blocks",
+            ),
+            NotText::Block(i) => BodyError::field(
+                "system",
+                format!("system.{i}: only text blocks may be given"),
+            ),
+        })?;
         if !text.is_empty() {
             out.messages
                 .push(ChatMsg::new("system", ChatContent::Text(text)));
@@ -144,6 +128,26 @@ fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
         out.stream = Some(parse(raw, "stream", "a boolean")?);
     }
     out.body()
+}
+
+/// Why `text_or_blocks` found no text: not a string or an array, or the array's block `i`
+/// is not a text block.
+enum NotText {
+    Shape,
+    Block(usize),
+}
+
+/// A string, or an array of text blocks joined by newlines (`system`, a tool result).
+fn text_or_blocks(raw: &RawValue) -> Result<Cow<'_, str>, NotText> {
+    if let Some(text) = string(raw) {
+        return Ok(text);
+    }
+    let blocks: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| NotText::Shape)?;
+    let mut texts = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.into_iter().enumerate() {
+        texts.push(text_block(b).ok_or(NotText::Block(i))?);
+    }
+    Ok(joined(texts))
 }
 
 /// The text of a `{"type": "text", "text": …}` block; `None` for anything else.
@@ -327,23 +331,10 @@ fn message<'a>(m: &'a RawValue, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<
                 };
                 let text = match block.content {
                     None => Cow::Borrowed(""),
-                    Some(raw) => match string(raw) {
-                        Some(s) => s,
-                        None => {
-                            let inner: Vec<&'a RawValue> = serde_json::from_str(raw.get())
-                                .map_err(|_| bad("content: must be a string or blocks"))?;
-                            let mut texts = Vec::with_capacity(inner.len());
-                            for b in inner {
-                                match text_block(b) {
-                                    Some(t) => texts.push(t),
-                                    None => {
-                                        return Err(bad("a tool result may hold only text here"));
-                                    }
-                                }
-                            }
-                            joined(texts)
-                        }
-                    },
+                    Some(raw) => text_or_blocks(raw).map_err(|e| match e {
+                        NotText::Shape => bad("content: must be a string or blocks"),
+                        NotText::Block(_) => bad("a tool result may hold only text here"),
+                    })?,
                 };
                 let mut msg = ChatMsg::new("tool", ChatContent::Text(text));
                 msg.tool_call_id = Some(id);
@@ -369,12 +360,7 @@ fn message<'a>(m: &'a RawValue, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<
             }
         }
     }
-    let texts = |parts: Vec<ChatPart<'a>>| {
-        parts.into_iter().filter_map(|p| match p {
-            ChatPart::Text { text } => Some(text),
-            ChatPart::ImageUrl { .. } => None,
-        })
-    };
+    let texts = |parts: Vec<ChatPart<'a>>| parts.into_iter().filter_map(ChatPart::into_text);
     match role {
         "system" => {
             if !results.is_empty() {
@@ -906,6 +892,53 @@ mod tests {
             assert_eq!(err.param, Some(param), "{body}");
             assert!(!err.message.contains("SECRET"));
         }
+    }
+
+    #[test]
+    fn system_and_tool_results_take_a_string_or_text_blocks_only() {
+        let user = |content: Value| {
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": content}]}]})
+        };
+        for (body, param, message) in [
+            (
+                json!({"model": "m", "max_tokens": 1, "messages": [], "system": 5}),
+                "system",
+                "system: must be a string or an array of text blocks",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 1, "messages": [],
+                       "system": [{"type": "text", "text": "a"}, {"type": "image"}]}),
+                "system",
+                "system.1: only text blocks may be given",
+            ),
+            (
+                user(json!(5)),
+                "messages",
+                "messages.0.content.0: content: must be a string or blocks",
+            ),
+            (
+                user(json!([{"type": "image"}])),
+                "messages",
+                "messages.0.content.0: a tool result may hold only text here",
+            ),
+        ] {
+            let err = to_chat(body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(
+                (err.param, err.message.as_str()),
+                (Some(param), message),
+                "{body}"
+            );
+        }
+        // Blocks are joined by newlines, whichever holds them.
+        let body = json!({"model": "m", "max_tokens": 1,
+            "system": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                "content": [{"type": "text", "text": "c"}, {"type": "text", "text": "d"}]}]}]});
+        let chat: Value =
+            serde_json::from_slice(&to_chat(body.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(chat["messages"][0]["content"], "a\nb");
+        assert_eq!(chat["messages"][1]["content"], "c\nd");
     }
 
     #[test]
