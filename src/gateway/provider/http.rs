@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use axum::http::header::{
+    ACCEPT, CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
 use axum::http::{Method, Request, Uri};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -46,6 +48,10 @@ pub struct HttpCore {
     pub region: Option<String>,
     /// Active health check: what to probe and how often.
     probe: Option<(Uri, Duration)>,
+    /// The `Host` header of a plain-HTTP upstream, built once: hyper-util would format it
+    /// for every request. (Over TLS, HTTP/2 may be chosen, which sends `:authority`
+    /// instead, so hyper-util keeps deciding there.)
+    host: Option<HeaderValue>,
 }
 
 /// The provider's API key: set by the operator API (stored encrypted), else read from
@@ -76,6 +82,20 @@ pub fn credential(config: &ProviderConfig) -> Result<Option<Secret>, ProviderPro
     Ok(None)
 }
 
+/// The `Host` header HTTP/1.1 sends to `uri`: its host, with the port unless it is the
+/// scheme's default (hyper-util's rule, which it applies when none is set).
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match uri.port_u16() {
+        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
 /// A sensitive header value (never printed by `Debug`).
 pub fn secret_header(value: &str) -> Result<HeaderValue, ProviderProblem> {
     let mut v = HeaderValue::from_str(value).map_err(|_| ProviderProblem::KeyHeader)?;
@@ -97,7 +117,8 @@ impl HttpCore {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         // The platform's roots are loaded only for an HTTPS upstream (they cost ~1.5 MiB);
         // a plain-HTTP provider never connects elsewhere, since redirects are not followed.
-        let https = Self::url(config, "")?.scheme_str() == Some("https");
+        let base = Self::url(config, "")?;
+        let https = base.scheme_str() == Some("https");
         let builder = if https {
             builder
                 .with_provider_and_platform_verifier(provider)
@@ -138,6 +159,10 @@ impl HttpCore {
             third_party: config.third_party,
             region: config.region.clone(),
             probe,
+            host: match https {
+                true => None,
+                false => host_header(&base),
+            },
         })
     }
 
@@ -186,7 +211,10 @@ impl HttpCore {
         *request.method_mut() = method;
         *request.uri_mut() = url.clone();
         let headers = request.headers_mut();
-        headers.reserve(3 + self.credential.len() + extra.len());
+        headers.reserve(4 + self.credential.len() + extra.len());
+        if let Some(host) = &self.host {
+            headers.insert(HOST, host.clone());
+        }
         headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
         for (n, v) in self.credential.iter().chain(extra) {
             headers.insert(n, v.clone());
@@ -298,4 +326,24 @@ fn upstream_message(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Outer>(body)
         .ok()
         .map(|o| o.error.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_header_carries_the_port_only_when_it_is_not_the_schemes_default() {
+        let host = |url: &str| host_header(&url.parse().unwrap()).unwrap();
+        assert_eq!(host("http://engine:8000/v1"), "engine:8000");
+        assert_eq!(host("http://engine:80/v1"), "engine");
+        assert_eq!(host("http://engine/v1"), "engine");
+        assert_eq!(host("http://127.0.0.1:9/v1"), "127.0.0.1:9");
+        assert_eq!(host("http://[::1]:8000/v1"), "[::1]:8000");
+        assert_eq!(host("https://api.example.com:443/v1"), "api.example.com");
+        assert_eq!(
+            host("https://api.example.com:8443/v1"),
+            "api.example.com:8443"
+        );
+    }
 }
