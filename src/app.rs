@@ -1,12 +1,12 @@
-//! Application state, the router, and the middleware order.
+//! Application state, the router, and what wraps every request.
 //!
-//! Middleware, outermost first (the order a request meets them):
-//! 1. `request_context` — assigns the request id and start instant, adds `x-request-id`
-//!    and `Cache-Control: no-store` to every response, and logs the outcome (status and
-//!    error kind only: never a body, a header value or a raw path).
-//! 2. `catch_panic` — a handler's panic becomes a 500 in the API's shape (called by
-//!    `request_context` itself: one middleware layer costs a boxed future and a service
-//!    clone per request).
+//! A request meets, in order:
+//! 1. `App::handle` — assigns the request id and start instant, refuses an oversized head,
+//!    adds `x-request-id` and `Cache-Control: no-store` to every response, counts it by
+//!    route label and logs the outcome (status and error kind only: never a body, a header
+//!    value or a raw path). It wraps the router rather than each route: a route layer
+//!    costs a boxed future and a service clone per request.
+//! 2. `catch_panic` — a handler's panic becomes a 500 in the API's shape.
 //! 3. the route handler — `/v1/*` authenticate (in-memory), reserve a usage slot, read
 //!    the body (size-limited), then call the gateway.
 //!
@@ -19,9 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::FutureExt;
@@ -67,9 +66,13 @@ pub struct AppState {
     pub client_ip_header: Option<HeaderName>,
 }
 
-/// The configured model that served a request, for its log line (set by the handler).
+/// Who a request was answered for, for its log line (set by the handler once the key
+/// authenticated): the key and, for inference, the configured model that served it.
 #[derive(Clone)]
-pub struct ModelLabel(pub Arc<str>);
+pub struct Served {
+    pub key: Arc<crate::keys::AuthedKey>,
+    pub model: Option<Arc<str>>,
+}
 
 /// Per-request identity and clock, set by the outermost middleware.
 #[derive(Clone)]
@@ -123,104 +126,133 @@ fn client_ip(req: &Request, trusted_header: Option<&HeaderName>) -> Option<IpAdd
         .map(|c| c.0.ip())
 }
 
-async fn request_context(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let ctx = RequestContext {
-        id: next_request_id(),
-        started: Instant::now(),
-        client_ip: client_ip(&req, state.client_ip_header.as_ref()),
-    };
-    let route = crate::telemetry::metrics::route_label(
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-    );
-    req.extensions_mut().insert(ctx.clone());
-    let head_bytes = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
-        + req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    let mut response = if head_bytes > state.max_header_bytes {
-        let limit = state.max_header_bytes;
-        if req.uri().path().starts_with("/v1/") {
-            crate::error::ApiError::HeadersTooLarge { limit }.into_response()
+/// The application: the router, and around every request its context. The context is
+/// applied around the router, not as a layer on each route (a route layer costs a boxed
+/// future and a service clone per request); the route's label comes from the path
+/// (`route_label`), as the matched route would give it.
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// One request, answered: assigns the request id and start instant, refuses an
+    /// oversized head, catches a handler's panic, adds `x-request-id` and
+    /// `Cache-Control: no-store` to the response, counts it and logs the outcome (status
+    /// and error kind only: never a body, a header value or a raw path).
+    pub async fn handle(mut self, mut req: Request) -> Response {
+        let state = &self.state;
+        let ctx = RequestContext {
+            id: next_request_id(),
+            started: Instant::now(),
+            client_ip: client_ip(&req, state.client_ip_header.as_ref()),
+        };
+        let route = crate::telemetry::metrics::route_label(req.uri().path());
+        let head_bytes = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+            + req
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        let mut response = if head_bytes > state.max_header_bytes {
+            let limit = state.max_header_bytes;
+            if req.uri().path().starts_with("/v1/") {
+                crate::error::ApiError::HeadersTooLarge { limit }.into_response()
+            } else {
+                crate::api::manage::MgmtError::new(
+                    axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    format!("the request's headers exceed the limit of {limit} bytes"),
+                )
+                .into_response()
+            }
         } else {
-            crate::api::manage::MgmtError::new(
-                axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
-                format!("the request's headers exceed the limit of {limit} bytes"),
-            )
-            .into_response()
+            let shape = ErrorShape::of(req.uri().path());
+            req.extensions_mut().insert(ctx.clone());
+            let router = &mut self.router;
+            catch_panic(shape, async move {
+                match tower_service::Service::call(router, req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            })
+            .await
+        };
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+            headers.insert(X_REQUEST_ID.clone(), v);
         }
-    } else {
-        catch_panic(req, next).await
-    };
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&ctx.id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let status = response.status().as_u16();
+        state.metrics.http(route, status);
+        if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
+            state.metrics.limited(kind);
+        }
+        let latency_us = ctx.started.elapsed().as_micros() as u64;
+        let route = route.as_str();
+        // Ids only: who asked (set by the handler once the key authenticated).
+        let served = response.extensions().get::<Served>().cloned();
+        let who = served.as_ref().map(|s| &*s.key);
+        let model = served.as_ref().and_then(|s| s.model.as_deref());
+        match response.extensions().get::<ErrorKind>() {
+            Some(ErrorKind(kind)) if status >= 500 => {
+                tracing::warn!(request_id = %ctx.id, route, status, account_id = who.map(|k| &*k.account_id), key_id = who.map(|k| &*k.key_id), model, error_kind = kind, latency_us, "request failed");
+            }
+            Some(ErrorKind(kind)) => {
+                tracing::info!(request_id = %ctx.id, route, status, account_id = who.map(|k| &*k.account_id), key_id = who.map(|k| &*k.key_id), model, error_kind = kind, latency_us, "request refused");
+            }
+            None => {
+                tracing::debug!(request_id = %ctx.id, route, status, account_id = who.map(|k| &*k.account_id), key_id = who.map(|k| &*k.key_id), model, latency_us, "request answered")
+            }
+        }
+        response
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let status = response.status().as_u16();
-    state.metrics.http(route, status);
-    if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
-        state.metrics.limited(kind);
-    }
-    let latency_us = ctx.started.elapsed().as_micros() as u64;
-    // Ids only: who asked (set by the handler once the key authenticated).
-    let who = response
-        .extensions()
-        .get::<Arc<crate::keys::AuthedKey>>()
-        .cloned();
-    let who = who.as_deref();
-    let model = response.extensions().get::<ModelLabel>().map(|m| &*m.0);
-    match response.extensions().get::<ErrorKind>() {
-        Some(ErrorKind(kind)) if status >= 500 => {
-            tracing::warn!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), model, error_kind = kind, latency_us, "request failed");
-        }
-        Some(ErrorKind(kind)) => {
-            tracing::info!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), model, error_kind = kind, latency_us, "request refused");
-        }
-        None => {
-            tracing::debug!(request_id = %ctx.id, route, status, account_id = who.map(|k| k.account_id.as_str()), key_id = who.map(|k| k.key_id.as_str()), model, latency_us, "request answered")
+}
+
+/// The error shape a path's clients read: Anthropic's, OpenAI's or the management API's.
+#[derive(Clone, Copy)]
+enum ErrorShape {
+    Anthropic,
+    OpenAi,
+    Management,
+}
+
+impl ErrorShape {
+    fn of(path: &str) -> Self {
+        if path.starts_with("/v1/messages") {
+            Self::Anthropic
+        } else if path.starts_with("/v1/") {
+            Self::OpenAi
+        } else {
+            Self::Management
         }
     }
-    response
 }
 
 /// A panic in a handler is a bug, never a dropped connection: the client gets a 500 in its
-/// API's shape (`request_context`, outside this layer, adds the request id and logs it),
-/// and the log says a handler panicked. The panic hook never logs the message, which
-/// could quote a request.
-async fn catch_panic(req: Request, next: Next) -> Response {
-    let openai = req.uri().path().starts_with("/v1/");
-    let anthropic = req.uri().path().starts_with("/v1/messages");
-    match std::panic::AssertUnwindSafe(next.run(req))
-        .catch_unwind()
-        .await
-    {
+/// API's shape (`App::handle` adds the request id and logs it), and the log says a handler
+/// panicked. The panic hook never logs the message, which could quote a request.
+async fn catch_panic(shape: ErrorShape, handler: impl Future<Output = Response>) -> Response {
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
         Ok(response) => response,
         Err(_) => {
             tracing::error!("handler panicked; answered 500");
-            if anthropic {
-                crate::error::AnthropicError(crate::error::ApiError::Internal).into_response()
-            } else if openai {
-                crate::error::ApiError::Internal.into_response()
-            } else {
-                crate::api::manage::internal_error()
+            match shape {
+                ErrorShape::Anthropic => {
+                    crate::error::AnthropicError(crate::error::ApiError::Internal).into_response()
+                }
+                ErrorShape::OpenAi => crate::error::ApiError::Internal.into_response(),
+                ErrorShape::Management => crate::api::manage::internal_error(),
             }
         }
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>) -> App {
     use crate::api::openai::inference;
     use crate::gateway::{Endpoint, Wire};
-    Router::new()
+    let router = Router::new()
         .route("/v1/models", get(api::openai::models))
         .route("/v1/models/{model}", get(api::openai::model))
         .route("/v1/responses", inference(Endpoint::Chat, Wire::Responses))
@@ -265,8 +297,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::console::router())
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(state, request_context))
+        .with_state(state.clone());
+    App { router, state }
 }
 
 /// The router of the separate metrics listener (`server.metrics_listen`): `/metrics` only.
@@ -280,6 +312,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 #[allow(clippy::disallowed_methods)] // a test's tasks end with its runtime
 mod tests {
     use super::*;
+    use axum::middleware::{self, Next};
 
     #[test]
     fn request_ids_are_the_prefix_and_a_zero_padded_hex_counter() {
@@ -297,7 +330,9 @@ mod tests {
         let app = Router::new()
             .route("/v1/chat/completions", get(boom))
             .route("/api/v1/x", get(boom))
-            .layer(middleware::from_fn(catch_panic));
+            .layer(middleware::from_fn(|req: Request, next: Next| {
+                catch_panic(ErrorShape::of(req.uri().path()), next.run(req))
+            }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use crate::app::App;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,7 +20,6 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower_service::Service;
 
 /// Connection-level settings and protections.
 #[derive(Clone)]
@@ -39,7 +38,7 @@ pub struct ConnLimits {
 /// connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: App,
     limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -81,7 +80,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (builder, router, watcher) = (builder.clone(), router.clone(), graceful.watcher());
+        let (builder, app, watcher) = (builder.clone(), app.clone(), graceful.watcher());
         let (active, pace) = (active.clone(), limits.body_pace);
         let (tls, handshake_timeout) = (limits.tls.clone(), limits.header_read_timeout);
         // A connection is tracked by `active` and the graceful-shutdown watcher it holds;
@@ -89,12 +88,12 @@ pub async fn serve(
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(&builder, stream, router, addr, watcher, active, pace).await,
+                None => serve_conn(&builder, stream, app, addr, watcher, active, pace).await,
                 Some(acceptor) => {
                     // The handshake is bounded like the headers are.
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            serve_conn(&builder, tls, router, addr, watcher, active, pace).await;
+                            serve_conn(&builder, tls, app, addr, watcher, active, pace).await;
                         }
                         _ => tracing::debug!("TLS handshake failed or timed out"),
                     }
@@ -182,7 +181,7 @@ impl http_body::Body for Tracked {
 async fn serve_conn<I>(
     builder: &Builder<TokioExecutor>,
     io: I,
-    router: Router,
+    app: App,
     addr: std::net::SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
     active: Arc<Active>,
@@ -190,16 +189,15 @@ async fn serve_conn<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // The router for this connection, with the peer address as `ConnectInfo`.
+    // The app for this connection, with the peer address as `ConnectInfo`.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
-        let mut router = router.clone();
+        let app = app.clone();
         let guard = active.enter();
         async move {
-            let response = router
-                .call(req.map(|body| axum::body::Body::new(PacedBody::new(body, pace))))
-                .await
-                .unwrap_or_else(|never| match never {});
+            let response = app
+                .handle(req.map(|body| axum::body::Body::new(PacedBody::new(body, pace))))
+                .await;
             Ok::<_, Infallible>(response.map(|inner| Tracked {
                 inner,
                 _active: guard,

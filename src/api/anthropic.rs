@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::openai::{authenticate, check_json_depth, infer, limited, protocol_headers, read_body};
-use crate::app::{AppState, RequestContext};
+use crate::app::{AppState, RequestContext, Served};
 use crate::error::{AnthropicError, ApiError};
 use crate::gateway::{Endpoint, Wire};
 
@@ -21,11 +21,9 @@ use crate::gateway::{Endpoint, Wire};
 /// one, passed through to Anthropic providers.
 pub async fn messages(
     State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<Response, AnthropicError> {
-    infer(&state, Endpoint::Chat, Wire::Messages, &ctx, &headers, body)
+    infer(&state, Endpoint::Chat, Wire::Messages, req)
         .await
         .map_err(AnthropicError)
 }
@@ -62,6 +60,8 @@ pub async fn count_tokens(
     response
         .headers_mut()
         .insert(HeaderName::from_static("x-instagen-token-count"), label);
-    response.extensions_mut().insert(key);
+    response
+        .extensions_mut()
+        .insert(Served { key, model: None });
     Ok(response)
 }

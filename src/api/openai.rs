@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::app::{AppState, ModelLabel, RequestContext};
+use crate::app::{AppState, RequestContext, Served};
 use crate::error::ApiError;
 use crate::gateway::{Endpoint, Forwarded, Wire};
 use crate::keys::{AuthedKey, KeyError};
@@ -133,25 +133,28 @@ pub async fn response_not_stored() -> ApiError {
 /// embeddings and transcriptions as OpenAI's; `/v1/responses` as the Responses API).
 pub fn inference(endpoint: Endpoint, wire: Wire) -> MethodRouter<Arc<AppState>> {
     post(
-        move |State(state): State<Arc<AppState>>,
-              Extension(ctx): Extension<RequestContext>,
-              headers: HeaderMap,
-              body: Body| async move {
-            infer(&state, endpoint, wire, &ctx, &headers, body).await
+        move |State(state): State<Arc<AppState>>, req: axum::extract::Request| async move {
+            infer(&state, endpoint, wire, req).await
         },
     )
 }
 
 /// One inference request, in any wire format: admission, the body, the gateway, and the
-/// answer's framing.
+/// answer's framing. Takes the request whole: its headers are read in place, not copied
+/// out by an extractor.
 pub(crate) async fn infer(
     state: &AppState,
     endpoint: Endpoint,
     wire: Wire,
-    ctx: &RequestContext,
-    headers: &HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    // Set by the outermost middleware on every request.
+    let ctx = parts
+        .extensions
+        .get::<RequestContext>()
+        .ok_or(ApiError::Internal)?;
+    let headers = &parts.headers;
     if !state.store_up.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(ApiError::StoreUnavailable);
     }
@@ -256,8 +259,10 @@ pub(crate) async fn infer(
     if let Some(rate) = rate {
         crate::error::rate_headers(response.headers_mut(), &rate);
     }
-    response.extensions_mut().insert(key);
-    response.extensions_mut().insert(ModelLabel(model));
+    response.extensions_mut().insert(Served {
+        key,
+        model: Some(model),
+    });
     Ok(response)
 }
 

@@ -111,20 +111,53 @@ pub const ROUTE_LABELS: &[&str] = &[
     "unmatched",
 ];
 
-/// The label of a request's matched route (see [`ROUTE_LABELS`]).
-pub fn route_label(matched: Option<&str>) -> &'static str {
-    let label = match matched {
-        Some(p) if p.starts_with("/v1/responses/") => "/v1/responses/{response_id}",
-        Some(p) if p.starts_with("/api/") => "/api",
-        Some(p) if p == "/" || p.starts_with("/console") => "/console",
-        Some(p) => p,
-        None => "unmatched",
+/// A route label: an index into [`ROUTE_LABELS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteLabel(usize);
+
+impl RouteLabel {
+    pub fn as_str(self) -> &'static str {
+        ROUTE_LABELS.get(self.0).copied().unwrap_or("unmatched")
+    }
+}
+
+/// The route label of a request path (see [`ROUTE_LABELS`]). A label's `{…}` segment
+/// matches any one non-empty segment; everything under `/api/` is `/api`, the console's
+/// pages are `/console`, and a stored-response id's sub-routes
+/// (`/v1/responses/{response_id}/{action}`) count as its route.
+pub fn route_label(path: &str) -> RouteLabel {
+    let label = if path.starts_with("/api/") {
+        "/api"
+    } else if path == "/" || path.starts_with("/console") {
+        "/console"
+    } else if let Some(rest) = path.strip_prefix("/v1/responses/")
+        && rest.split('/').count() <= 2
+        && rest.split('/').all(|s| !s.is_empty())
+    {
+        "/v1/responses/{response_id}"
+    } else {
+        path
     };
-    ROUTE_LABELS
+    let found = ROUTE_LABELS
         .iter()
-        .find(|l| **l == label)
-        .copied()
-        .unwrap_or("unmatched")
+        .position(|pattern| segments_match(pattern, label));
+    RouteLabel(found.unwrap_or(ROUTE_LABELS.len() - 1))
+}
+
+/// Whether `path` fits `pattern`, whose `{…}` segments match one non-empty segment each.
+fn segments_match(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('{') {
+        return pattern == path;
+    }
+    let (mut want, mut have) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return true,
+            (Some(w), Some(h)) if w.starts_with('{') && !h.is_empty() => {}
+            (Some(w), Some(h)) if w == h => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Distinct statuses counted per route; more than this many is not a real server.
@@ -222,9 +255,9 @@ impl Metrics {
     }
 
     /// One HTTP response, by route label (a fixed set) and status.
-    pub fn http(&self, route: &'static str, status: u16) {
-        if let Some(i) = ROUTE_LABELS.iter().position(|l| *l == route) {
-            self.http[i].add(status);
+    pub fn http(&self, route: RouteLabel, status: u16) {
+        if let Some(row) = self.http.get(route.0) {
+            row.add(status);
         }
     }
 
@@ -421,7 +454,7 @@ mod tests {
         };
         m.observe(&r);
         m.observe(&r);
-        m.http("/v1/chat/completions", 200);
+        m.http(route_label("/v1/chat/completions"), 200);
         m.limited("key_rpm_limit");
         let text = m.render(&Gauges {
             usage_queue_depth: 3,
@@ -460,7 +493,7 @@ mod tests {
                 let m = m.clone();
                 std::thread::spawn(move || {
                     for i in 0..1000u16 {
-                        m.http(route_label(Some("/v1/messages")), 200 + (i + t) % 5);
+                        m.http(route_label("/v1/messages"), 200 + (i + t) % 5);
                     }
                 })
             })
@@ -475,7 +508,42 @@ mod tests {
         let counts: Vec<(u16, u64)> = row.counts().collect();
         assert_eq!(counts.len(), 5);
         assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 4000);
-        assert_eq!(route_label(Some("/api/v1/accounts/{account}")), "/api");
-        assert_eq!(route_label(Some("/made/up")), "unmatched");
+    }
+
+    #[test]
+    fn a_path_is_labelled_by_the_route_it_fits_and_a_made_up_one_is_unmatched() {
+        let label = |path| route_label(path).as_str();
+        for exact in [
+            "/v1/chat/completions",
+            "/v1/messages/count_tokens",
+            "/healthz",
+            "/metrics",
+        ] {
+            assert_eq!(label(exact), exact);
+        }
+        assert_eq!(label("/v1/models/gpt-4o"), "/v1/models/{model}");
+        assert_eq!(
+            label("/v1/generations/req_1"),
+            "/v1/generations/{request_id}"
+        );
+        assert_eq!(label("/v1/responses/resp_1"), "/v1/responses/{response_id}");
+        assert_eq!(
+            label("/v1/responses/resp_1/cancel"),
+            "/v1/responses/{response_id}"
+        );
+        assert_eq!(label("/api/v1/accounts/acc_1"), "/api");
+        assert_eq!(label("/"), "/console");
+        assert_eq!(label("/console/keys"), "/console");
+        for made_up in [
+            "/made/up",
+            "/v1/models/",
+            "/v1/models/a/b",
+            "/v1/responses/",
+            "/v1/responses/a/b/c",
+            "/v1/chat/completions/",
+            "",
+        ] {
+            assert_eq!(label(made_up), "unmatched", "{made_up}");
+        }
     }
 }
