@@ -552,7 +552,7 @@ impl Gateway {
         };
         let stream = request.stream() && matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
         let prices = route.prices.at(crate::time::now_ms());
-        meter.route(&route.model_id, "", prices, stream);
+        meter.route(&route.model_id, None, prices, stream);
         // Reserve an upper estimate before any upstream call; settled to the exact cost.
         let output = match endpoint {
             Endpoint::Embeddings => 0,
@@ -603,7 +603,12 @@ impl Gateway {
                 route.retries.deposit();
             }
             let target = route.targets[i].clone();
-            meter.route(&route.model_id, target.provider.name(), prices, stream);
+            meter.route(
+                &route.model_id,
+                Some(target.provider.shared_name()),
+                prices,
+                stream,
+            );
             meter.set_region(target.provider.region());
             meter.set_attempts(tried.len());
             let served = native.as_ref().filter(|n| target.provider.serves(n.wire));

@@ -10,6 +10,8 @@ mod rows;
 mod sql;
 mod sqlite;
 
+use std::sync::Arc;
+
 use crate::billing::ledger::LedgerEntry;
 use crate::keys::KeyHash;
 use crate::usage::UsageRecord;
@@ -482,7 +484,7 @@ impl Store {
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
         let mut seen: Vec<(&str, &str)> = Vec::new();
         for r in records {
-            if !seen.iter().any(|(a, _)| *a == r.account_id) {
+            if !seen.iter().any(|(a, _)| *a == &*r.account_id) {
                 seen.push((&r.account_id, &r.key_id));
             }
         }
@@ -499,8 +501,8 @@ impl Store {
             .iter()
             .map(|r| {
                 let mut r = r.clone();
-                if let Some((_, t)) = moved.iter().find(|(a, _)| *a == r.account_id) {
-                    r.account_id.clone_from(t);
+                if let Some((_, t)) = moved.iter().find(|(a, _)| **a == *r.account_id) {
+                    r.account_id = Arc::from(t.as_str());
                 }
                 r
             })

@@ -30,16 +30,18 @@ pub use writer::{Observers, spawn_writer};
 /// One request's metadata as stored. Field names are the export's column names.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UsageRecord {
-    pub request_id: String,
-    pub account_id: String,
-    pub key_id: String,
+    /// Shared with the request, the key and the route (`Arc<str>`): a record copies no id
+    /// on its way to the store.
+    pub request_id: Arc<str>,
+    pub account_id: Arc<str>,
+    pub key_id: Arc<str>,
     /// `chat.completions`, `completions`, `embeddings`, `audio.transcriptions`, `responses`
     /// or `messages`.
     pub endpoint: String,
     /// The configured model id; `None` when the request named no configured model.
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     /// The configured provider name that served it.
-    pub provider: Option<String>,
+    pub provider: Option<Arc<str>>,
     pub started_ms: i64,
     pub finished_ms: i64,
     /// HTTP status the client received (499: the client went away first).

@@ -178,11 +178,11 @@ impl Budgets {
         let mut inner = self.lock();
         inner.generation += 1;
         for r in records.iter().filter(|r| r.cost_nanos != 0) {
-            if let Some(a) = inner.accounts.get_mut(&r.account_id) {
+            if let Some(a) = inner.accounts.get_mut(&*r.account_id) {
                 a.unflushed = a.unflushed.saturating_sub(r.cost_nanos).max(0);
                 a.stored = a.stored.saturating_sub(r.cost_nanos);
             }
-            if let Some(k) = inner.keys.get_mut(&r.key_id) {
+            if let Some(k) = inner.keys.get_mut(&*r.key_id) {
                 k.spent.unflushed = k.spent.unflushed.saturating_sub(r.cost_nanos).max(0);
                 k.spent.stored = k.spent.stored.saturating_add(r.cost_nanos);
             }
@@ -195,10 +195,10 @@ impl Budgets {
         self.unsettle(records, None);
         let mut inner = self.lock();
         for r in records.iter().filter(|r| r.cost_nanos != 0) {
-            if let Some(a) = inner.accounts.get_mut(&r.account_id) {
+            if let Some(a) = inner.accounts.get_mut(&*r.account_id) {
                 a.unflushed = a.unflushed.saturating_sub(r.cost_nanos).max(0);
             }
-            if let Some(k) = inner.keys.get_mut(&r.key_id) {
+            if let Some(k) = inner.keys.get_mut(&*r.key_id) {
                 k.spent.unflushed = k.spent.unflushed.saturating_sub(r.cost_nanos).max(0);
             }
         }

@@ -146,6 +146,11 @@ impl Provider {
     }
 
     pub fn name(&self) -> &str {
+        self.shared_name()
+    }
+
+    /// The name as the usage record holds it (shared, not copied).
+    pub fn shared_name(&self) -> &Arc<str> {
         match self {
             Provider::OpenAi(p) => &p.core.name,
             Provider::Anthropic(p) => &p.core.name,

@@ -20,8 +20,9 @@ const REFRESH_PAGE: i64 = 1_000;
 /// An authenticated key, as the rest of the request sees it.
 #[derive(Debug)]
 pub struct AuthedKey {
-    pub key_id: String,
-    pub account_id: String,
+    /// Shared: every usage record of the key carries them without a copy.
+    pub key_id: Arc<str>,
+    pub account_id: Arc<str>,
     /// Model ids this key may use; `None` means all.
     pub allowed_models: Option<Vec<String>>,
     /// Spend cap for the key's period (nano-USD), enforced by the budget tracker.
@@ -142,8 +143,8 @@ impl KeyCache {
             .ok_or(AuthFailure::anonymous(KeyError::Unknown))?;
         let fail = |error| AuthFailure {
             error,
-            key_id: Some(entry.authed.key_id.clone()),
-            account_id: Some(entry.authed.account_id.clone()),
+            key_id: Some(entry.authed.key_id.to_string()),
+            account_id: Some(entry.authed.account_id.to_string()),
         };
         if entry.status == KeyStatus::Deleted {
             return Err(fail(KeyError::Revoked));
@@ -204,8 +205,8 @@ impl KeyCache {
                 revoked.cancel();
             }
             let authed = Arc::new(AuthedKey {
-                key_id: row.id.clone(),
-                account_id: row.account_id,
+                key_id: Arc::from(row.id.as_str()),
+                account_id: Arc::from(row.account_id),
                 allowed_models: row.allowed_models,
                 spend_limit_nanos: row.spend_limit_nanos,
                 allowed_regions: effective_regions(row.allowed_regions, row.account_regions),

@@ -66,14 +66,18 @@ type Column<T> = (&'static str, fn(&T) -> Cell);
 
 /// Every field we hold of a request, in export order: the right of access covers them all.
 const REQUEST: &[Column<UsageRecord>] = &[
-    ("request_id", |r| Cell::Text(r.request_id.clone())),
+    ("request_id", |r| Cell::Text(r.request_id.to_string())),
     ("started_at", |r| Cell::Text(format_rfc3339(r.started_ms))),
     ("finished_at", |r| Cell::Text(format_rfc3339(r.finished_ms))),
-    ("account_id", |r| Cell::Text(r.account_id.clone())),
-    ("key_id", |r| Cell::Text(r.key_id.clone())),
+    ("account_id", |r| Cell::Text(r.account_id.to_string())),
+    ("key_id", |r| Cell::Text(r.key_id.to_string())),
     ("endpoint", |r| Cell::Text(r.endpoint.clone())),
-    ("model", |r| Cell::Opt(r.model.clone())),
-    ("provider", |r| Cell::Opt(r.provider.clone())),
+    ("model", |r| {
+        Cell::Opt(r.model.as_deref().map(str::to_owned))
+    }),
+    ("provider", |r| {
+        Cell::Opt(r.provider.as_deref().map(str::to_owned))
+    }),
     ("region", |r| Cell::Opt(r.region.clone())),
     ("attempts", |r| Cell::Int(r.attempts.into())),
     ("status", |r| Cell::Int(r.status.into())),
@@ -252,7 +256,7 @@ pub fn export(
                     st.done = true;
                 }
                 if let Some(last) = page.last() {
-                    st.after = Some((last.started_ms, last.request_id.clone()));
+                    st.after = Some((last.started_ms, last.request_id.to_string()));
                 }
                 for r in &page {
                     write_row(REQUEST, r, st.format, !wrote_any, &mut out);

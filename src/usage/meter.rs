@@ -4,6 +4,7 @@
 //! stream relay at the end of a stream, or by `Drop` when the client goes away first —
 //! so every admitted request yields exactly one record.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -118,7 +119,7 @@ pub struct Meter {
 impl Meter {
     pub fn new(
         slot: UsageSlot,
-        request_id: &str,
+        request_id: &Arc<str>,
         key: &AuthedKey,
         endpoint: &'static str,
         started: Instant,
@@ -129,7 +130,7 @@ impl Meter {
             reservation: None,
             charge: None,
             record: UsageRecord {
-                request_id: request_id.to_owned(),
+                request_id: request_id.clone(),
                 account_id: key.account_id.clone(),
                 key_id: key.key_id.clone(),
                 endpoint: endpoint.to_owned(),
@@ -141,10 +142,18 @@ impl Meter {
         }
     }
 
-    /// Names the configured model and provider that will serve the request.
-    pub fn route(&mut self, model: &str, provider: &str, prices: Prices, stream: bool) {
-        self.record.model = Some(model.to_owned());
-        self.record.provider = Some(provider.to_owned());
+    /// Names the configured model and provider that will serve the request (the provider
+    /// is empty until a route is picked).
+    pub fn route(
+        &mut self,
+        model: &Arc<str>,
+        provider: Option<&Arc<str>>,
+        prices: Prices,
+        stream: bool,
+    ) {
+        static UNPICKED: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+        self.record.model = Some(model.clone());
+        self.record.provider = Some(provider.unwrap_or(&UNPICKED).clone());
         self.record.stream = stream;
         self.prices = prices;
     }

@@ -43,14 +43,14 @@ pub struct Quarantined {
 /// Why `record` cannot be stored as it is, before any SQL runs.
 pub fn invalid(record: &UsageRecord) -> Option<&'static str> {
     let texts = [
-        Some(&record.request_id),
-        Some(&record.account_id),
-        Some(&record.key_id),
-        Some(&record.endpoint),
-        record.model.as_ref(),
-        record.provider.as_ref(),
-        record.error_kind.as_ref(),
-        record.region.as_ref(),
+        Some(&*record.request_id),
+        Some(&*record.account_id),
+        Some(&*record.key_id),
+        Some(record.endpoint.as_str()),
+        record.model.as_deref(),
+        record.provider.as_deref(),
+        record.error_kind.as_deref(),
+        record.region.as_deref(),
     ];
     if record.request_id.is_empty() || record.account_id.is_empty() {
         Some("missing request or account id")

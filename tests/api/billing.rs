@@ -325,8 +325,8 @@ async fn spend_and_credits_from_elsewhere_reach_the_budgets_through_the_changed_
     // Another instance records $1 on the capped key: this server stops it.
     let record = instagen::usage::UsageRecord {
         request_id: "req_elsewhere_1".into(),
-        account_id: app.account_id.clone(),
-        key_id: key_id.clone(),
+        account_id: app.account_id.clone().into(),
+        key_id: key_id.clone().into(),
         endpoint: "chat.completions".into(),
         model: Some(MODEL.into()),
         started_ms: instagen::time::now_ms(),
@@ -370,7 +370,7 @@ async fn served_cost(app: &TestApp, served: usize, key: Option<&str>) -> i64 {
         let records = app.records(1).await;
         let ok: Vec<_> = records
             .iter()
-            .filter(|r| r.status == 200 && key.is_none_or(|k| r.key_id == k))
+            .filter(|r| r.status == 200 && key.is_none_or(|k| *r.key_id == *k))
             .collect();
         if ok.len() >= served {
             return ok.iter().map(|r| r.cost_nanos).sum();
@@ -398,9 +398,9 @@ async fn request_costs_rollups_and_ledger_debits_always_agree() {
         let n = (next() % 50) as usize + 1;
         let batch: Vec<instagen::usage::UsageRecord> = (0..n)
             .map(|i| instagen::usage::UsageRecord {
-                request_id: format!("req_prop_{round}_{i}"),
-                account_id: app.account_id.clone(),
-                key_id: app.key_id.clone(),
+                request_id: format!("req_prop_{round}_{i}").into(),
+                account_id: app.account_id.clone().into(),
+                key_id: app.key_id.clone().into(),
                 endpoint: "chat.completions".into(),
                 model: Some(MODEL.into()),
                 started_ms: now - (next() % 86_400_000) as i64,
@@ -479,9 +479,9 @@ fn charge(
 ) -> instagen::usage::UsageRecord {
     let now = instagen::time::now_ms();
     instagen::usage::UsageRecord {
-        request_id: request_id.to_owned(),
-        account_id: account.to_owned(),
-        key_id: app.key_id.clone(),
+        request_id: request_id.to_owned().into(),
+        account_id: account.to_owned().into(),
+        key_id: app.key_id.clone().into(),
         endpoint: "chat.completions".into(),
         started_ms: now,
         finished_ms: now,

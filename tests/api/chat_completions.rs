@@ -25,8 +25,8 @@ async fn chat_is_forwarded_with_the_upstream_model_and_metered_exactly() {
 
     let records = app.records(1).await;
     let r = &records[0];
-    assert_eq!(r.request_id, request_id);
-    assert_eq!(r.key_id, app.key_id);
+    assert_eq!(*r.request_id, *request_id);
+    assert_eq!(*r.key_id, *app.key_id);
     assert_eq!(r.model.as_deref(), Some(MODEL));
     assert_eq!(r.provider.as_deref(), Some("mock"));
     assert_eq!((r.status, r.stream, r.estimated), (200, false, false));

@@ -403,9 +403,9 @@ async fn seed_busy_account(app: &TestApp) {
             // Prices in micro-USD per Mtok are nano-USD per token.
             let cost = (input * input_price + output * output_price) as i64;
             records.push(instagen::usage::UsageRecord {
-                request_id: format!("req_seed_{n:07}"),
-                account_id: app.account_id.clone(),
-                key_id: keys[1 + (n % 5).min(2) as usize].clone(),
+                request_id: format!("req_seed_{n:07}").into(),
+                account_id: app.account_id.clone().into(),
+                key_id: keys[1 + (n % 5).min(2) as usize].clone().into(),
                 endpoint: [
                     "chat.completions",
                     "chat.completions",
@@ -436,9 +436,9 @@ async fn seed_busy_account(app: &TestApp) {
     let this_month = (now - 60_000).max(instagen::time::month_start_ms(now));
     for (i, (model, ..)) in models.iter().enumerate() {
         records.push(instagen::usage::UsageRecord {
-            request_id: format!("req_seed_month_{i}"),
-            account_id: app.account_id.clone(),
-            key_id: keys[1 + i].clone(),
+            request_id: format!("req_seed_month_{i}").into(),
+            account_id: app.account_id.clone().into(),
+            key_id: keys[1 + i].clone().into(),
             endpoint: "chat.completions".into(),
             model: Some((*model).into()),
             started_ms: this_month,
@@ -458,9 +458,9 @@ async fn seed_busy_account(app: &TestApp) {
     // Requests refused before any model served them (an unknown model, say).
     for i in 0..3 {
         records.push(instagen::usage::UsageRecord {
-            request_id: format!("req_seed_refused_{i}"),
-            account_id: app.account_id.clone(),
-            key_id: keys[1].clone(),
+            request_id: format!("req_seed_refused_{i}").into(),
+            account_id: app.account_id.clone().into(),
+            key_id: keys[1].clone().into(),
             endpoint: "chat.completions".into(),
             model: None,
             started_ms: now - (i + 1) * hour,

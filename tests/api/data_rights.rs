@@ -212,9 +212,9 @@ async fn retention_purges_old_records_but_keeps_rollups_and_the_ledger() {
     let now = instagen::time::now_ms();
     let old: Vec<instagen::usage::UsageRecord> = (0..50)
         .map(|i| instagen::usage::UsageRecord {
-            request_id: format!("req_old_{i}"),
-            account_id: app.account_id.clone(),
-            key_id: app.key_id.clone(),
+            request_id: format!("req_old_{i}").into(),
+            account_id: app.account_id.clone().into(),
+            key_id: app.key_id.clone().into(),
             endpoint: "chat.completions".into(),
             model: Some(MODEL.into()),
             started_ms: now - 40 * 86_400_000,
@@ -333,8 +333,8 @@ async fn erasure_cuts_open_streams_and_tombstones_what_lands_after_it() {
     let now = instagen::time::now_ms();
     let late = instagen::usage::UsageRecord {
         request_id: "late-1".into(),
-        account_id: account.clone(),
-        key_id: app.key_id.clone(),
+        account_id: account.clone().into(),
+        key_id: app.key_id.clone().into(),
         endpoint: "chat.completions".into(),
         model: Some(MODEL.into()),
         started_ms: now,

@@ -38,7 +38,7 @@ async fn stored_ids(store: &instagen::store::Store, account: &str) -> Vec<String
         .await
         .unwrap()
         .into_iter()
-        .map(|r| r.request_id)
+        .map(|r| r.request_id.to_string())
         .collect()
 }
 

@@ -89,7 +89,7 @@ async fn resets_cuts_and_aborts_under_load_leave_one_record_each_and_no_stuck_co
     let records_again = app.records(N).await;
     assert_eq!(records.len(), N);
     assert_eq!(records_again.len(), N, "no late duplicates");
-    let mut ids: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    let mut ids: Vec<&str> = records.iter().map(|r| &*r.request_id).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), N);

@@ -435,7 +435,7 @@ impl TestApp {
                 .usage_records(&self.account_id, 0, i64::MAX)
                 .await
                 .unwrap();
-            if let Some(r) = rows.into_iter().find(|r| r.request_id == id) {
+            if let Some(r) = rows.into_iter().find(|r| *r.request_id == *id) {
                 return r;
             }
             assert!(Instant::now() < deadline, "no usage record {id}");

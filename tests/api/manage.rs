@@ -180,7 +180,7 @@ async fn a_new_user_runs_the_whole_key_lifecycle_through_the_api_alone() {
         .usage_records(&account, 0, i64::MAX)
         .await
         .unwrap();
-    assert!(records.iter().filter(|r| r.key_id == id).count() >= 4);
+    assert!(records.iter().filter(|r| *r.key_id == *id).count() >= 4);
     let (_, all) = as_user(
         &app,
         &owner,

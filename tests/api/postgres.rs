@@ -143,7 +143,7 @@ async fn the_gateway_runs_end_to_end_on_postgresql() {
             &app.account_id,
             0,
             i64::MAX,
-            Some((last.started_ms, last.request_id.clone())),
+            Some((last.started_ms, last.request_id.to_string())),
             10,
         )
         .await
@@ -446,11 +446,11 @@ async fn posting_while_batches_commit_neither_skips_nor_double_posts() {
     let b = Store::open(&url).await.unwrap();
     let account = a.create_account("posting").await.unwrap();
     let record = |i: usize| UsageRecord {
-        request_id: format!("req_{i:05}"),
-        account_id: account.id.clone(),
-        key_id: "key_x".to_owned(),
+        request_id: format!("req_{i:05}").into(),
+        account_id: account.id.clone().into(),
+        key_id: "key_x".to_owned().into(),
         endpoint: "chat.completions".to_owned(),
-        model: Some(MODEL.to_owned()),
+        model: Some(MODEL.into()),
         started_ms: instagen::time::now_ms(),
         finished_ms: instagen::time::now_ms(),
         status: 200,

@@ -86,12 +86,12 @@ async fn poisoned_usage_never_blocks_metering() {
     let key = app.key_id.clone();
     let now = instagen::time::now_ms();
     let record = |id: &str| UsageRecord {
-        request_id: id.to_owned(),
-        account_id: account.clone(),
-        key_id: key.clone(),
+        request_id: id.to_owned().into(),
+        account_id: account.clone().into(),
+        key_id: key.clone().into(),
         endpoint: "chat.completions".to_owned(),
-        model: Some(MODEL.to_owned()),
-        provider: Some("mock".to_owned()),
+        model: Some(MODEL.into()),
+        provider: Some("mock".into()),
         started_ms: now,
         finished_ms: now + 5,
         status: 200,
@@ -124,7 +124,7 @@ async fn poisoned_usage_never_blocks_metering() {
         .restart_with(|_| std::fs::write(&segment, lines).unwrap())
         .await;
     let stored = app.records(3).await;
-    let ids: Vec<&str> = stored.iter().map(|r| r.request_id.as_str()).collect();
+    let ids: Vec<&str> = stored.iter().map(|r| &*r.request_id).collect();
     assert_eq!(stored.len(), 3, "{ids:?}");
     let ids: HashSet<&str> = ids.into_iter().collect();
     assert!(ids.contains("good-1") && ids.contains("good-2"));

@@ -517,7 +517,7 @@ async fn a_spend_limit_holds_across_three_instances_to_within_one_reservation() 
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.key_id == key_id)
+        .filter(|r| *r.key_id == *key_id)
         .map(|r| r.cost_nanos)
         .sum();
     assert!(

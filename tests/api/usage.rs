@@ -139,7 +139,7 @@ async fn exports_stream_csv_and_json_with_documented_columns() {
         instagen::usage::export::request_columns().join(",")
     );
     assert_eq!(lines.len(), 5);
-    assert!(lines.iter().any(|l| l.contains(&records[0].request_id)));
+    assert!(lines.iter().any(|l| l.contains(&*records[0].request_id)));
     assert!(
         lines.iter().any(|l| l.contains(",true,")),
         "estimated flag exported"
@@ -193,9 +193,9 @@ async fn json_export_spans_many_pages_and_stays_valid() {
     let now = instagen::time::now_ms();
     let records: Vec<instagen::usage::UsageRecord> = (0..2_345)
         .map(|i| instagen::usage::UsageRecord {
-            request_id: format!("req_page_{i:06}"),
-            account_id: app.account_id.clone(),
-            key_id: app.key_id.clone(),
+            request_id: format!("req_page_{i:06}").into(),
+            account_id: app.account_id.clone().into(),
+            key_id: app.key_id.clone().into(),
             endpoint: "chat.completions".into(),
             model: Some(MODEL.into()),
             started_ms: now - 1000 + (i % 7),
@@ -254,9 +254,9 @@ async fn million_record_analytics_benchmark() {
             .map(|i| {
                 let n = batch * 10_000 + i;
                 instagen::usage::UsageRecord {
-                    request_id: format!("req_bench_{n:08}"),
-                    account_id: app.account_id.clone(),
-                    key_id: app.key_id.clone(),
+                    request_id: format!("req_bench_{n:08}").into(),
+                    account_id: app.account_id.clone().into(),
+                    key_id: app.key_id.clone().into(),
                     endpoint: "chat.completions".into(),
                     model: Some(models[n as usize % 3].into()),
                     started_ms: now - span + (n as i64 * span / 1_000_000),
@@ -387,7 +387,7 @@ async fn request_log_and_endpoint_breakdown_give_each_request_s_metadata_to_its_
     for r in &records {
         let g = seen
             .iter()
-            .find(|g| g["id"] == r.request_id.as_str())
+            .find(|g| g["id"] == *r.request_id)
             .unwrap_or_else(|| panic!("{} is not in the log", r.request_id));
         assert_eq!(g["tokens"]["input"].as_u64(), Some(r.input_tokens));
         assert_eq!(
@@ -428,7 +428,7 @@ async fn request_log_and_endpoint_breakdown_give_each_request_s_metadata_to_its_
     )
     .await;
     assert_eq!(status, 200, "{one}");
-    assert_eq!(one["id"], id.as_str());
+    assert_eq!(one["id"], id.as_ref() as &str);
     assert_eq!(one["key_id"], app.key_id.as_str());
     let (status, _) = api(
         &app,

@@ -85,9 +85,9 @@ mod tests {
 
     fn record(id: &str, account: &str, cost: i64) -> crate::usage::UsageRecord {
         crate::usage::UsageRecord {
-            request_id: id.to_owned(),
-            account_id: account.to_owned(),
-            key_id: "key_1".to_owned(),
+            request_id: id.into(),
+            account_id: account.into(),
+            key_id: "key_1".into(),
             endpoint: "chat.completions".to_owned(),
             status: 200,
             cost_nanos: cost,

@@ -120,13 +120,14 @@ impl SqliteStore {
         for chunk in pow2_chunks(records) {
             let mut query = sqlx::query(insert_usage_sql(chunk.len()));
             for r in chunk {
+                // Shared strings go in by reference count; a borrowed one would be copied.
                 query = query
-                    .bind(&r.request_id)
-                    .bind(&r.account_id)
-                    .bind(&r.key_id)
+                    .bind(r.request_id.clone())
+                    .bind(r.account_id.clone())
+                    .bind(r.key_id.clone())
                     .bind(&r.endpoint)
-                    .bind(r.model.as_deref())
-                    .bind(r.provider.as_deref())
+                    .bind(r.model.clone())
+                    .bind(r.provider.clone())
                     .bind(r.started_ms)
                     .bind(r.finished_ms)
                     .bind(i64::from(r.status))
