@@ -117,6 +117,33 @@ fn cost(c: &mut Criterion) {
         "cost: every kind of token, i128 math, rounded up once",
         |b| b.iter(|| prices.cost(black_box(&tokens))),
     );
+    // Every whole chat answer: find `usage`, then splice the cost into it.
+    let charged = instagen::usage::Charged {
+        cost: instagen::billing::Money::from_nanos(1_234_567),
+        estimated: false,
+    };
+    let short = br#"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"Hello from the mock upstream.","role":"assistant"}}],"created":1,"id":"chatcmpl-mock","model":"bench","object":"chat.completion","usage":{"completion_tokens":5,"prompt_tokens":5,"total_tokens":10}}"#;
+    let long = serde_json::to_vec(&serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null, "message": {
+            "role": "assistant", "content": "The borrow checker \"proves\" references valid. ".repeat(40)}}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 400, "total_tokens": 520,
+                  "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}},
+        "system_fingerprint": "fp"
+    }))
+    .expect("json");
+    for (name, doc) in [("short", &short[..]), ("2 KiB", &long[..])] {
+        c.bench_function(
+            &format!("cost: find usage + splice ({name} chat answer)"),
+            |b| {
+                b.iter(|| {
+                    let span =
+                        instagen::gateway::cost::value_span(black_box(doc), &["usage"]).unwrap();
+                    instagen::gateway::cost::annotate_at(doc, span, &charged).unwrap()
+                })
+            },
+        );
+    }
 }
 
 /// The Responses and Messages surfaces over plain chat: requests translated to chat,

@@ -7,15 +7,10 @@
 //! `cost` is a JSON number (as OpenRouter's `usage.cost`) and `cost_usd` the same amount
 //! as a string, for clients whose JSON numbers are floats.
 
-use std::borrow::Cow;
-
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::{BufMut, Bytes, BytesMut};
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
-use super::body::{Fields, Text};
+use super::scan;
 use crate::usage::Charged;
 
 pub static COST_HEADER: HeaderName = HeaderName::from_static("x-instagen-cost-usd");
@@ -42,28 +37,21 @@ pub fn annotate(doc: &[u8], path: &[&str], charged: &Charged) -> Option<Bytes> {
     annotate_at(doc, object_span(doc, path)?, charged)
 }
 
-/// `doc` with the cost fields in its object at `span` (found by `object_span`).
+/// `doc` with the cost fields in its object at `span` (found by `object_span`). The
+/// object's members go out as they came, but for whitespace between them and the cost
+/// keys this module writes.
 pub fn annotate_at(doc: &[u8], (start, end): (usize, usize), charged: &Charged) -> Option<Bytes> {
-    let object = doc.get(start..end)?;
-    let Fields(fields) = serde_json::from_slice::<Fields<'_>>(object).ok()?;
     let mut out = BytesMut::with_capacity(doc.len() + 96);
-    out.put_slice(&doc[..start]);
+    out.put_slice(doc.get(..start)?);
     out.put_u8(b'{');
-    for (key, value) in fields.iter().filter(|(k, _)| !KEYS.contains(&k.as_ref())) {
-        // A borrowed key had no escape, so its text is its JSON; an owned one is escaped
-        // again. Values go out exactly as they came.
-        match key {
-            Cow::Borrowed(k) => {
-                out.put_u8(b'"');
-                out.put_slice(k.as_bytes());
-                out.put_u8(b'"');
-            }
-            Cow::Owned(k) => out.put_slice(serde_json::to_string(k).ok()?.as_bytes()),
+    scan::members(doc, (start, end), |key, (from, to)| {
+        if !scan::key_in(key, &KEYS) {
+            out.put_slice(key);
+            out.put_u8(b':');
+            out.put_slice(&doc[from..to]);
+            out.put_u8(b',');
         }
-        out.put_u8(b':');
-        out.put_slice(value.get().as_bytes());
-        out.put_u8(b',');
-    }
+    })?;
     put_fields(&mut out, charged);
     out.put_u8(b'}');
     out.put_slice(&doc[end..]);
@@ -91,54 +79,20 @@ fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
     doc[start..end].starts_with(b"{").then_some((start, end))
 }
 
-/// Where the value at `path` lies in `doc` (any JSON value), as a byte range.
+/// Where the value at `path` lies in `doc` (any JSON value), as a byte range; `doc` and
+/// each object on the way must be one JSON object (see `scan`).
 pub fn value_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
-    let (mut start, mut end) = (0, doc.len());
+    let mut span = (0, doc.len());
     for name in path {
-        let here = &doc[start..end];
-        let raw = last_field(here, name)?.get();
-        // A borrowed raw value is a slice of the document it was read from.
-        let offset = (raw.as_ptr() as usize).checked_sub(here.as_ptr() as usize)?;
-        if offset + raw.len() > here.len() {
-            return None;
-        }
-        start += offset;
-        end = start + raw.len();
-    }
-    Some((start, end))
-}
-
-/// The last field called `name` of the JSON object `doc`; `None` when `doc` is not an
-/// object or has no such field.
-fn last_field<'a>(doc: &'a [u8], name: &str) -> Option<&'a RawValue> {
-    struct Find<'n>(&'n str);
-    impl<'de> DeserializeSeed<'de> for Find<'_> {
-        type Value = Option<&'de RawValue>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Find<'_> {
-        type Value = Option<&'de RawValue>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                if key == self.0 {
-                    found = Some(map.next_value::<&'de RawValue>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
+        let mut found = None;
+        scan::members(doc, span, |key, value| {
+            if scan::key_is(key, name) {
+                found = Some(value);
             }
-            Ok(found)
-        }
+        })?;
+        span = found?;
     }
-    let mut de = serde_json::Deserializer::from_slice(doc);
-    let found = Find(name).deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    found
+    Some(span)
 }
 
 #[cfg(test)]
@@ -184,6 +138,27 @@ mod tests {
         assert_eq!(v["usage"]["café"], 2);
         assert_eq!(v["usage"]["plain"], 3);
         assert_eq!(v["usage"]["cost_usd"], "0.000000005");
+    }
+
+    #[test]
+    fn the_last_usage_of_a_document_is_the_one_found() {
+        let doc = br#"{"usage":{"a":1}, "x":"\"usage\":{}", "usage" : {"b":2} }"#;
+        let (start, end) = value_span(doc, &["usage"]).unwrap();
+        assert_eq!(&doc[start..end], br#"{"b":2}"#);
+        let out = annotate(doc, &["usage"], &charged(3, false)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["usage"]["b"], 2);
+        assert_eq!(v["usage"]["cost_usd"], "0.000000003");
+    }
+
+    #[test]
+    fn an_escaped_cost_key_of_the_upstream_is_dropped_too() {
+        let doc = br#"{"usage":{"co\u0073t":9,"n":1}}"#;
+        let out = annotate(doc, &["usage"], &charged(3, false)).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"usage":{"n":1,"cost":0.000000003,"cost_usd":"0.000000003","cost_estimated":false}}"#
+        );
     }
 
     #[test]
