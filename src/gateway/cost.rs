@@ -22,7 +22,7 @@ const KEYS: [&str; 3] = ["cost", "cost_usd", "cost_estimated"];
 
 /// The cost headers of a whole answer.
 pub fn set_headers(headers: &mut HeaderMap, charged: &Charged) {
-    if let Ok(v) = HeaderValue::from_str(&charged.cost.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(charged.cost.text().as_str()) {
         headers.insert(COST_HEADER.clone(), v);
     }
     headers.insert(
