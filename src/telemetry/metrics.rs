@@ -138,9 +138,12 @@ pub fn route_label(path: &str) -> RouteLabel {
     } else {
         path
     };
-    let found = ROUTE_LABELS
-        .iter()
-        .position(|pattern| segments_match(pattern, label));
+    // Exact routes first (the inference routes are), then the patterns segment by segment.
+    let found = ROUTE_LABELS.iter().position(|l| *l == label).or_else(|| {
+        ROUTE_LABELS
+            .iter()
+            .position(|pattern| segments_match(pattern, label))
+    });
     RouteLabel(found.unwrap_or(ROUTE_LABELS.len() - 1))
 }
 
