@@ -192,9 +192,9 @@ impl App {
         let latency_us = ctx.started.elapsed().as_micros() as u64;
         let route = route.as_str();
         // Ids only: who asked (set by the handler once the key authenticated).
-        let served = response.extensions().get::<Served>().cloned();
-        let who = served.as_ref().map(|s| &*s.key);
-        let model = served.as_ref().and_then(|s| s.model.as_deref());
+        let served = response.extensions().get::<Served>();
+        let who = served.map(|s| &*s.key);
+        let model = served.and_then(|s| s.model.as_deref());
         match response.extensions().get::<ErrorKind>() {
             Some(ErrorKind(kind)) if status >= 500 => {
                 tracing::warn!(request_id = %ctx.id, route, status, account_id = who.map(|k| &*k.account_id), key_id = who.map(|k| &*k.key_id), model, error_kind = kind, latency_us, "request failed");

@@ -488,10 +488,11 @@ impl Store {
                 seen.push((&r.account_id, &r.key_id));
             }
         }
-        let mut moved: Vec<(String, String)> = Vec::new();
+        // Each tombstone is made shared once; the records moved to it clone the reference.
+        let mut moved: Vec<(&str, Arc<str>)> = Vec::new();
         for (account, key) in seen {
             if let Some(tombstone) = dispatch!(self, s => s.tombstone_of(account, key).await)? {
-                moved.push((account.to_owned(), tombstone));
+                moved.push((account, Arc::from(tombstone)));
             }
         }
         if moved.is_empty() {
@@ -501,8 +502,8 @@ impl Store {
             .iter()
             .map(|r| {
                 let mut r = r.clone();
-                if let Some((_, t)) = moved.iter().find(|(a, _)| **a == *r.account_id) {
-                    r.account_id = Arc::from(t.as_str());
+                if let Some((_, t)) = moved.iter().find(|(a, _)| *a == &*r.account_id) {
+                    r.account_id = t.clone();
                 }
                 r
             })

@@ -75,8 +75,7 @@ fn space(s: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Just past the string that opens at `s[i]` (a `"`), skipping escaped characters. Short
-/// strings (keys, labels) are stepped through; a long one is searched with `memchr`.
+/// Just past the string that opens at `s[i]` (a `"`), skipping escaped characters.
 fn string_end(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {

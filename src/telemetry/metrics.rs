@@ -142,16 +142,13 @@ pub fn route_label(path: &str) -> RouteLabel {
     let found = ROUTE_LABELS.iter().position(|l| *l == label).or_else(|| {
         ROUTE_LABELS
             .iter()
-            .position(|pattern| segments_match(pattern, label))
+            .position(|pattern| pattern.contains('{') && segments_match(pattern, label))
     });
     RouteLabel(found.unwrap_or(ROUTE_LABELS.len() - 1))
 }
 
 /// Whether `path` fits `pattern`, whose `{…}` segments match one non-empty segment each.
 fn segments_match(pattern: &str, path: &str) -> bool {
-    if !pattern.contains('{') {
-        return pattern == path;
-    }
     let (mut want, mut have) = (pattern.split('/'), path.split('/'));
     loop {
         match (want.next(), have.next()) {
