@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Instruction bench: InstaGen and the floor (`mock-upstream --proxy-to`) each run under
-# callgrind while wrk sends plain chat, then (InstaGen only) Messages and Responses
-# translated to the chat mock. Prints instructions per request for each thread group, so a
+# callgrind while wrk sends plain chat (or streamed chat, mode `stream`), then (InstaGen
+# only) Messages and Responses translated to the chat mock. Prints instructions per request for each thread group, so a
 # change to the request path is measured in counts that do not depend on the VM's speed
 # (callgrind repeats to ~1 %). Threads that ran SQLite (the store's writer) are shown apart:
 # at this load its batches are small, so its share per request is far above a loaded server's.
 # Needs valgrind and wrk (Debian: apt-get install valgrind wrk). Traffic stays on 127.0.0.1.
 #
 # Usage: BIN_DIR=target/release scripts/instrbench.sh [seconds per mode, default 15]
+# MODES (default "chat messages responses"; "stream" is streamed chat) picks InstaGen's
+# loads, FLOOR_MODES (default "chat") the floor's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15}
@@ -28,6 +30,7 @@ lua() { bench_lua "$WORK" "$@"; }
 lua chat /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
 lua responses /v1/responses '{"model":"bench","input":"Say hello in five words"}'
 lua messages /v1/messages '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
+lua stream /v1/chat/completions '{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in five words"}]}'
 
 MOCK_THREADS=1 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
 KEY=$(bench_key "$WORK/instagen.toml" bench)
@@ -76,7 +79,9 @@ measure() {
 }
 
 start floor $FLOOR_PORT $BIN/mock-upstream --listen 127.0.0.1:$FLOOR_PORT --proxy-to 127.0.0.1:$MOCK_PORT
-measure floor $FLOOR_PORT $PID chat
+for mode in ${FLOOR_MODES:-chat}; do
+  measure floor $FLOOR_PORT $PID $mode
+done
 kill $PID
 
 start instagen $GW_PORT $BIN/instagen --config "$WORK/instagen.toml" serve

@@ -155,20 +155,18 @@ impl App {
                 .iter()
                 .map(|(k, v)| k.as_str().len() + v.len() + 4)
                 .sum::<usize>();
+        let shape = ErrorShape::of(req.uri().path());
         let mut response = if head_bytes > state.max_header_bytes {
             let limit = state.max_header_bytes;
-            if req.uri().path().starts_with("/v1/") {
-                crate::error::ApiError::HeadersTooLarge { limit }.into_response()
-            } else {
+            shape.answer(crate::error::ApiError::HeadersTooLarge { limit }, || {
                 crate::api::manage::MgmtError::new(
                     axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "headers_too_large",
                     format!("the request's headers exceed the limit of {limit} bytes"),
                 )
                 .into_response()
-            }
+            })
         } else {
-            let shape = ErrorShape::of(req.uri().path());
             req.extensions_mut().insert(ctx.clone());
             let router = &mut self.router;
             catch_panic(shape, async move {
@@ -228,6 +226,20 @@ impl ErrorShape {
             Self::Management
         }
     }
+
+    /// `error` answered in this shape; the management API's own error comes from
+    /// `management`, since its codes are documented apart from the inference APIs'.
+    fn answer(
+        self,
+        error: crate::error::ApiError,
+        management: impl FnOnce() -> Response,
+    ) -> Response {
+        match self {
+            Self::Anthropic => crate::error::AnthropicError(error).into_response(),
+            Self::OpenAi => error.into_response(),
+            Self::Management => management(),
+        }
+    }
 }
 
 /// A panic in a handler is a bug, never a dropped connection: the client gets a 500 in its
@@ -238,13 +250,10 @@ async fn catch_panic(shape: ErrorShape, handler: impl Future<Output = Response>)
         Ok(response) => response,
         Err(_) => {
             tracing::error!("handler panicked; answered 500");
-            match shape {
-                ErrorShape::Anthropic => {
-                    crate::error::AnthropicError(crate::error::ApiError::Internal).into_response()
-                }
-                ErrorShape::OpenAi => crate::error::ApiError::Internal.into_response(),
-                ErrorShape::Management => crate::api::manage::internal_error(),
-            }
+            shape.answer(
+                crate::error::ApiError::Internal,
+                crate::api::manage::internal_error,
+            )
         }
     }
 }

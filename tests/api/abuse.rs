@@ -58,6 +58,23 @@ async fn oversized_heads_and_names_get_bounded_errors_in_the_apis_shape() {
         .unwrap();
     let body = openai_error(resp, 431).await;
     assert_eq!(body["error"]["code"], "request_header_fields_too_large");
+    // The Messages API's clients read Anthropic's shape, even for a head refused before
+    // any route ran.
+    let resp = app
+        .client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", &app.key)
+        .header("anthropic-version", "2023-06-01")
+        .header("x-padding", &big)
+        .json(&serde_json::json!({"model": "m", "max_tokens": 8, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error", "Anthropic-shaped: {body}");
+    assert!(body["error"]["type"].is_string(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
     let resp = app
         .client
         .get(app.url("/api/v1/accounts"))
