@@ -173,14 +173,20 @@ impl Relay {
         }
     }
 
-    fn on_event(&mut self, data: Bytes) {
+    /// One chat chunk (from the upstream, or translated from its format); `framed` is the
+    /// event as received when that is exactly `frame(data)`, passed on without a copy.
+    fn on_event(&mut self, data: Bytes, framed: Option<Bytes>) {
         if &data[..] == b"[DONE]" {
             self.saw_done = true;
             return;
         }
         let mut forward = true;
         let mut content = false;
-        if let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&data) {
+        // One UTF-8 check of the event, so serde reads its strings without one each.
+        let chunk = std::str::from_utf8(&data)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Chunk<'_>>(text).ok());
+        if let Some(chunk) = chunk {
             if self.head.is_none() && self.client_wants_usage {
                 let text = |v: Option<&serde_json::value::RawValue>| {
                     v.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
@@ -253,8 +259,11 @@ impl Relay {
                 false => None,
             };
             self.usage_sent |= self.fresh_usage;
-            self.out
-                .push_back(frame(with_cost.as_ref().unwrap_or(&data)));
+            self.out.push_back(match (with_cost, framed) {
+                (Some(with_cost), _) => frame(&with_cost),
+                (None, Some(framed)) => framed,
+                (None, None) => frame(&data),
+            });
         }
     }
 
@@ -431,17 +440,18 @@ impl Stream for Relay {
             // Handle every event already received, then send them as one write: nothing
             // waits for more input, and a burst from the upstream costs one syscall.
             while !this.finished
-                && let Some(data) = this.parser.next_data()
+                && let Some(event) = this.parser.next_event()
             {
+                let data = event.data;
                 this.fresh_usage = false;
                 match &mut this.translator {
-                    None => this.on_event(data),
+                    None => this.on_event(data, event.framed),
                     Some(t) => {
                         let mut events = std::mem::take(&mut this.translator_out);
                         t.on_event(&data, &mut events);
                         for e in events.drain(..) {
                             if !this.finished {
-                                this.on_event(e);
+                                this.on_event(e, None);
                             }
                         }
                         this.translator_out = events;

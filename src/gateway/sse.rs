@@ -46,12 +46,18 @@ impl SseParser {
 
     /// The data of the next complete event that has any; `None` until more bytes arrive.
     pub fn next_data(&mut self) -> Option<Bytes> {
+        self.next_event().map(|e| e.data)
+    }
+
+    /// The next complete event that has data; `None` until more bytes arrive.
+    pub fn next_event(&mut self) -> Option<Event> {
         loop {
             let (end, sep) = self.boundary()?;
             let block = self.buf.split_to(end + sep).freeze();
             self.scanned = 0;
-            if let Some(data) = data_of(block.slice(..end)) {
-                return Some(data);
+            if let Some((data, whole)) = data_of(&block, end) {
+                let framed = (whole && sep == 2).then_some(block);
+                return Some(Event { data, framed });
             }
         }
     }
@@ -60,16 +66,13 @@ impl SseParser {
     fn boundary(&mut self) -> Option<(usize, usize)> {
         let b = &self.buf[..];
         let mut i = self.scanned;
-        while i < b.len() {
-            if b[i] == b'\n' {
-                if b.get(i + 1) == Some(&b'\n') {
-                    return Some((i, 2));
-                }
-                if b.get(i + 1) == Some(&b'\r') && b.get(i + 2) == Some(&b'\n') {
-                    return Some((i, 3));
-                }
+        while let Some(p) = b.get(i..).and_then(|rest| memchr::memchr(b'\n', rest)) {
+            let n = i + p;
+            match (b.get(n + 1), b.get(n + 2)) {
+                (Some(b'\n'), _) => return Some((n, 2)),
+                (Some(b'\r'), Some(b'\n')) => return Some((n, 3)),
+                _ => i = n + 1,
             }
-            i += 1;
         }
         // Re-scan the last two bytes next time: a separator may straddle pieces.
         self.scanned = b.len().saturating_sub(2);
@@ -77,17 +80,22 @@ impl SseParser {
     }
 }
 
-/// Joins an event's `data:` lines (one leading space stripped from each).
-fn data_of(block: Bytes) -> Option<Bytes> {
+/// One event: its data, and the event as received when it is exactly the framing `frame`
+/// would give that data (`data: <data>\n\n`), so an event passed on unchanged needs no copy.
+pub struct Event {
+    pub data: Bytes,
+    pub framed: Option<Bytes>,
+}
+
+/// Joins the `data:` lines of the event `block[..end]` (one leading space stripped from
+/// each); the flag says the event is that one `data: ` line and nothing else.
+fn data_of(block: &Bytes, end: usize) -> Option<(Bytes, bool)> {
     let mut single: Option<Bytes> = None;
     let mut joined: Option<Vec<u8>> = None;
     let mut start = 0;
-    let bytes = &block[..];
+    let bytes = &block[..end];
     while start <= bytes.len() {
-        let end = bytes[start..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(bytes.len(), |p| start + p);
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
         let mut line_end = end;
         if line_end > start && bytes[line_end - 1] == b'\r' {
             line_end -= 1;
@@ -112,7 +120,14 @@ fn data_of(block: Bytes) -> Option<Bytes> {
         }
         start = end + 1;
     }
-    joined.map(Bytes::from).or(single)
+    match joined {
+        Some(v) => Some((Bytes::from(v), false)),
+        None => {
+            let data = single?;
+            let whole = bytes.starts_with(b"data: ") && data.len() + 6 == bytes.len();
+            Some((data, whole))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +165,21 @@ mod tests {
                 vec!["{\"a\":1}", "{\"b\":2}", "l1\nl2", "[DONE]"],
                 "split at {split}"
             );
+        }
+    }
+
+    #[test]
+    fn an_event_is_passed_on_as_received_only_when_that_is_its_framing() {
+        let text = "data: {\"a\":1}\n\ndata:{\"b\":2}\n\ndata: {\"c\":3}\r\n\r\ndata: x\r\n\nevent: y\ndata: z\n\ndata: l1\ndata: l2\n\ndata:  two spaces\n\n";
+        let mut p = SseParser::new();
+        p.push(text.as_bytes()).unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| p.next_event()).collect();
+        let framed: Vec<bool> = events.iter().map(|e| e.framed.is_some()).collect();
+        assert_eq!(framed, [true, false, false, false, false, false, true]);
+        for e in &events {
+            if let Some(f) = &e.framed {
+                assert_eq!(f, &frame(&e.data));
+            }
         }
     }
 
