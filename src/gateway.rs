@@ -13,7 +13,7 @@ pub mod multipart;
 mod provider;
 mod relay;
 mod routing;
-mod scan;
+pub(crate) mod scan;
 mod setup;
 pub mod sse;
 pub mod wire;

@@ -286,32 +286,12 @@ pub(crate) fn protocol_headers(headers: &HeaderMap) -> crate::gateway::ProtocolH
 
 /// Refuses bodies nested deeper than `max` (arrays and objects), without parsing them.
 pub(crate) fn check_json_depth(body: &[u8], max: usize) -> Result<(), String> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return Err(format!(
-                        "the request body is nested deeper than {max} levels"
-                    ));
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    match crate::gateway::scan::nested_deeper(body, max) {
+        false => Ok(()),
+        true => Err(format!(
+            "the request body is nested deeper than {max} levels"
+        )),
     }
-    Ok(())
 }
 
 /// Reads the body up to `limit` bytes (413 beyond), without copying a single-chunk body.

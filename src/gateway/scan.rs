@@ -4,7 +4,8 @@
 //! Every whole answer is searched for its `usage` object, and its cost is spliced in there.
 //! serde's walk over the rest (`IgnoredAny`) cost ~5.7 k instructions for a short chat
 //! answer and a typed parse of the usage object's members ~3 k more; this scan skips
-//! strings with `memchr` and containers by counting brackets (docs/performance.md).
+//! strings with `memchr` and containers by counting brackets (docs/performance.md). Every
+//! request body's nesting is checked the same way before it is parsed (`nested_deeper`).
 //!
 //! It checks structure (strings, brackets, separators), not each token's grammar: a
 //! document it accepts may still hold a malformed number or a stray bracket inside a
@@ -65,6 +66,39 @@ pub fn key_in(raw: &[u8], names: &[&str]) -> bool {
         return names.iter().any(|name| inner == name.as_bytes());
     }
     serde_json::from_slice::<Cow<'_, str>>(raw).is_ok_and(|key| names.contains(&&*key))
+}
+
+/// Whether `body` opens more than `max` arrays and objects at once, strings skipped (a
+/// body that is not JSON is left for its parse to refuse). Every request body is checked
+/// before it is parsed; strings, most of a prompt's bytes, go by `memchr`.
+pub fn nested_deeper(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    loop {
+        while let Some(&b) = body.get(i)
+            && !STRUCTURAL[usize::from(b)]
+        {
+            i += 1;
+        }
+        match body.get(i) {
+            None => return false,
+            Some(b'"') => match string_end(body, i) {
+                Some(end) => i = end,
+                None => return false,
+            },
+            Some(b'{' | b'[') => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+                i += 1;
+            }
+            Some(_) => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+        }
+    }
 }
 
 /// The first byte at or after `i` that is not JSON whitespace.
@@ -251,7 +285,55 @@ mod tests {
         })
     }
 
+    /// The byte-by-byte depth check the scan replaced: its reference.
+    fn nested_deeper_bytewise(body: &[u8], max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &b in body {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert!(!nested_deeper(br#"{"a":"[[[[[[","b":[{}]}"#, 3));
+        assert!(nested_deeper(br#"{"a":[[1]]}"#, 2));
+        assert!(!nested_deeper(br#"{"a":"\"[[[[","b":1}"#, 1));
+        assert!(!nested_deeper(b"{\"unterminated [[[[", 1));
+        assert!(!nested_deeper(b"]]]][", 1));
+    }
+
     proptest! {
+        #[test]
+        fn the_depth_check_agrees_with_a_byte_loop(
+            body in "[\\[\\]{}\"\\\\a ]{0,40}",
+            max in 0usize..6,
+        ) {
+            prop_assert_eq!(
+                nested_deeper(body.as_bytes(), max),
+                nested_deeper_bytewise(body.as_bytes(), max)
+            );
+        }
+
         #[test]
         fn on_valid_json_the_scan_agrees_with_serde(
             members in proptest::collection::vec(("usage|cost|[a-z]{1,3}", json()), 0..8),
