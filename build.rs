@@ -26,7 +26,14 @@ fn main() {
     // A linker chosen in the flags may not be LLD.
     let own_linker = std::env::var("CARGO_ENCODED_RUSTFLAGS")
         .is_ok_and(|f| f.contains("linker") || f.contains("link-self-contained"));
-    if os == "linux" && env == "gnu" && arch == "x86_64" && release && !own_linker && order.exists()
+    let lld_by_default = rustc_minor().is_some_and(|minor| minor >= 90);
+    if os == "linux"
+        && env == "gnu"
+        && arch == "x86_64"
+        && release
+        && lld_by_default
+        && !own_linker
+        && order.exists()
     {
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
@@ -36,4 +43,20 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link/symbol-order.txt");
+}
+
+/// The minor version of the compiler building us (`1.95.0` → 95).
+fn rustc_minor() -> Option<u32> {
+    let rustc = std::env::var("RUSTC").ok()?;
+    let out = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.split_whitespace()
+        .nth(1)?
+        .split('.')
+        .nth(1)?
+        .parse()
+        .ok()
 }
