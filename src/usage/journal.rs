@@ -19,6 +19,10 @@ use super::{Sequenced, UsageRecord};
 /// Segments are sealed past this size and deleted once fully committed.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
+/// A fully committed open segment up to this size is truncated in place (cheap); a larger
+/// one is replaced by a new segment and removed off the runtime.
+const TRUNCATE_BYTES: u64 = 64 * 1024;
+
 pub struct Journal {
     dir: PathBuf,
     inner: Mutex<Inner>,
@@ -161,22 +165,46 @@ impl Journal {
     }
 
     /// Everything up to and including `seq` is in the store: drop it from the journal.
+    ///
+    /// Dropping a file frees its cached pages, about a millisecond for a full segment,
+    /// and this runs on the writer's task: so the files go after the lock is released, on a
+    /// blocking thread where there is a runtime (a crash before they go only leaves records
+    /// that replay skips by request id). An open segment with more than `TRUNCATE_BYTES`
+    /// is not truncated in place but replaced by a new one, dropped with the others.
     pub fn committed(&self, seq: u64) {
-        let mut inner = self.lock();
-        while let Some((path, last)) = inner.sealed.front() {
-            if *last > seq {
-                break;
+        let mut doomed = Vec::new();
+        {
+            let mut inner = self.lock();
+            while inner.sealed.front().is_some_and(|(_, last)| *last <= seq) {
+                doomed.extend(inner.sealed.pop_front().map(|(path, _)| path));
             }
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!(error = %e, "cannot remove a committed usage journal segment");
+            if inner.sealed.is_empty() && inner.seq <= seq && inner.bytes > 0 {
+                if inner.bytes <= TRUNCATE_BYTES {
+                    match inner.file.set_len(0) {
+                        Ok(()) => inner.bytes = 0,
+                        Err(e) => tracing::warn!(error = %e, "cannot truncate the usage journal"),
+                    }
+                } else {
+                    match self.seal(&mut inner) {
+                        Ok(()) => doomed.extend(inner.sealed.pop_back().map(|(path, _)| path)),
+                        Err(e) => tracing::warn!(error = %e, "usage journal rotation failed"),
+                    }
+                }
             }
-            inner.sealed.pop_front();
         }
-        if inner.sealed.is_empty() && inner.seq <= seq && inner.bytes > 0 {
-            match inner.file.set_len(0) {
-                Ok(()) => inner.bytes = 0,
-                Err(e) => tracing::warn!(error = %e, "cannot truncate the usage journal"),
+        if doomed.is_empty() {
+            return;
+        }
+        let remove = move || {
+            for path in doomed {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %e, "cannot remove a committed usage journal segment");
+                }
             }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 
@@ -292,6 +320,64 @@ mod tests {
         let mut out = Vec::new();
         write_line(record, &mut out);
         out
+    }
+
+    /// The journal's files and their sizes, once every removal handed off has run.
+    async fn files(dir: &Path, expected: usize) -> Vec<u64> {
+        for _ in 0..200 {
+            let sizes: Vec<u64> = std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.metadata().unwrap().len())
+                .collect();
+            if sizes.len() == expected {
+                return sizes;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the journal never came down to {expected} file(s)");
+    }
+
+    #[tokio::test]
+    async fn committed_records_leave_the_journal_small_or_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Sequenced>(100_000);
+        let append = |n: usize| {
+            let tx = tx.clone();
+            let journal = &journal;
+            async move {
+                for i in 0..n {
+                    let record = UsageRecord {
+                        request_id: format!("req_{i:020}").into(),
+                        ..UsageRecord::default()
+                    };
+                    journal.append_and_send(record, tx.clone().reserve_owned().await.unwrap());
+                }
+            }
+        };
+        // A few records: the segment is truncated in place.
+        append(3).await;
+        let seq = journal.lock().seq;
+        journal.committed(seq);
+        assert_eq!(files(dir.path(), 1).await, [0]);
+        // Past TRUNCATE_BYTES: a fresh segment, the old one removed off the runtime.
+        append(1_000).await;
+        assert!(journal.bytes() > TRUNCATE_BYTES);
+        let seq = journal.lock().seq;
+        journal.committed(seq);
+        assert_eq!(files(dir.path(), 1).await, [0]);
+        assert_eq!(journal.bytes(), 0);
+        // Records not yet committed stay, sealed segments included.
+        let sealed = usize::try_from(SEGMENT_BYTES).unwrap() / line(&UsageRecord::default()).len();
+        append(sealed + 10).await;
+        let last = journal.lock().seq;
+        journal.committed(last - 5);
+        let sizes = files(dir.path(), 1).await;
+        assert!(sizes[0] > 0, "the open segment keeps the last records");
+        journal.committed(last);
+        assert_eq!(files(dir.path(), 1).await, [0]);
+        rx.close();
     }
 
     #[test]
