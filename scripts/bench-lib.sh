@@ -1,6 +1,15 @@
 # Shared by the bench scripts (loadbench, instrbench, soak, burst); sourced, not run:
 # the binaries, InstaGen's config in front of mock-upstream, an account's key, readiness.
 
+# bench_require HINT TOOL...: exits unless every TOOL is on PATH, saying how to get it.
+bench_require() {
+  local hint=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$tool is required ($hint)"; exit 1; }
+  done
+}
+
 # Sets BIN: BIN_DIR=… runs prebuilt binaries (e.g. an older build, for a before/after
 # comparison); otherwise a release build of both.
 bench_bin() {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Instruction bench: InstaGen and the floor (`mock-upstream --proxy-to`) each run under
 # callgrind while wrk sends plain chat (or streamed chat, mode `stream`), then (InstaGen
-# only) Messages and Responses translated to the chat mock. Prints instructions per request for each thread group, so a
-# change to the request path is measured in counts that do not depend on the VM's speed
-# (callgrind repeats to ~1 %). Threads that ran SQLite (the store's writer) are shown apart:
-# at this load its batches are small, so its share per request is far above a loaded server's.
+# only) Messages and Responses translated to the chat mock. Prints instructions per request
+# for each thread group, so a change to the request path is measured in counts that do not
+# depend on the VM's speed (callgrind repeats to ~1 %). Threads that ran SQLite (the
+# store's writer) are shown apart: at this load its batches are small, so its share per
+# request is far above a loaded server's.
 # Needs valgrind and wrk (Debian: apt-get install valgrind wrk). Traffic stays on 127.0.0.1.
 #
 # Usage: BIN_DIR=target/release scripts/instrbench.sh [seconds per mode, default 15]
@@ -13,10 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15}
-for tool in wrk valgrind callgrind_control callgrind_annotate; do
-  command -v $tool >/dev/null || { echo "$tool is required (apt-get install valgrind wrk)"; exit 1; }
-done
 . scripts/bench-lib.sh
+bench_require "apt-get install valgrind wrk" wrk valgrind callgrind_control callgrind_annotate
 bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((25000 + RANDOM % 5000))

@@ -12,9 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
-command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 
 . scripts/bench-lib.sh
+bench_require "apt-get install wrk" wrk
 bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((20000 + RANDOM % 5000))

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-600}
 CONNS=${2:-32}
-command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 . scripts/bench-lib.sh
+bench_require "apt-get install wrk" wrk
 bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((25000 + RANDOM % 5000))

@@ -11,10 +11,8 @@
 # Usage: BIN_DIR=target/release scripts/symbol-order.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in valgrind callgrind_control curl python3 nm; do
-  command -v $tool >/dev/null || { echo "$tool is required"; exit 1; }
-done
 . scripts/bench-lib.sh
+bench_require "apt-get install valgrind curl python3 binutils" valgrind callgrind_control curl python3 nm
 bench_bin
 WORK=$(mktemp -d)
 MOCK_PORT=$((30000 + RANDOM % 5000))

@@ -368,9 +368,10 @@ mod tests {
         journal.committed(seq);
         assert_eq!(files(dir.path(), 1).await, [0]);
         assert_eq!(journal.bytes(), 0);
-        // Records not yet committed stay, sealed segments included.
+        // A sealed segment goes once committed; the open one keeps what is not yet.
         let sealed = usize::try_from(SEGMENT_BYTES).unwrap() / line(&UsageRecord::default()).len();
         append(sealed + 10).await;
+        assert_eq!(files(dir.path(), 2).await.len(), 2, "one segment sealed");
         let last = journal.lock().seq;
         journal.committed(last - 5);
         let sizes = files(dir.path(), 1).await;
