@@ -8,7 +8,9 @@
 //!    costs a boxed future and a service clone per request.
 //! 2. `catch_panic` — a handler's panic becomes a 500 in the API's shape.
 //! 3. the route handler — `/v1/*` authenticate (in-memory), reserve a usage slot, read
-//!    the body (size-limited), then call the gateway.
+//!    the body (size-limited), then call the gateway. The inference routes
+//!    ([`INFERENCE_ROUTES`]) are answered by `App::handle` itself; the router registers
+//!    them from the same table, for their `405` on other methods.
 //!
 //! Errors become responses in `error.rs`; nothing else writes error bodies.
 
@@ -19,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::FutureExt;
@@ -30,6 +32,7 @@ use crate::billing::budget::Budgets;
 use crate::config::{AccountsConfig, PrivacyConfig};
 use crate::error::ErrorKind;
 use crate::gateway::catalog::Catalog;
+use crate::gateway::{Endpoint, Wire};
 use crate::keys::{KeyCache, SecurityEvents};
 use crate::limits::Limiter;
 use crate::store::Store;
@@ -92,23 +95,33 @@ fn next_request_id() -> Arc<str> {
         crate::keys::random_id(12).unwrap_or_else(|_| format!("{:012x}", crate::time::now_ms()))
     });
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    Arc::from(request_id(prefix, n))
+    thread_local! {
+        // Written here and copied once into the id's own allocation.
+        static ID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    ID.with_borrow_mut(|id| {
+        id.clear();
+        write_request_id(id, prefix, n);
+        Arc::from(id.as_str())
+    })
 }
 
 /// `req_{prefix}{n:010x}`, written without the formatting machinery (every request).
-fn request_id(prefix: &str, n: u64) -> String {
-    let mut id = String::with_capacity(4 + prefix.len() + 16);
+fn write_request_id(id: &mut String, prefix: &str, n: u64) {
     id.push_str("req_");
     id.push_str(prefix);
-    crate::keys::push_hex(&mut id, n, 10);
-    id
+    crate::keys::push_hex(id, n, 10);
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The client's address: the last one in the trusted proxy header when configured (the
 /// proxy appends what it saw), else the peer's.
-fn client_ip(req: &Request, trusted_header: Option<&HeaderName>) -> Option<IpAddr> {
+fn client_ip(
+    req: &Request,
+    trusted_header: Option<&HeaderName>,
+    peer: Option<SocketAddr>,
+) -> Option<IpAddr> {
     if let Some(name) = trusted_header
         && let Some(ip) = req
             .headers()
@@ -121,9 +134,36 @@ fn client_ip(req: &Request, trusted_header: Option<&HeaderName>) -> Option<IpAdd
     {
         return Some(ip);
     }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    peer.map(|p| p.ip())
+}
+
+/// The inference routes, `POST` only: what each path serves, in which wire format. The
+/// router registers them from here (so that other methods get their `405`), and
+/// `App::handle` answers a `POST` to one of them itself: the router would box the
+/// handler's future (several KiB) and clone its service on every request.
+pub const INFERENCE_ROUTES: [(&str, Endpoint, Wire); 6] = [
+    ("/v1/chat/completions", Endpoint::Chat, Wire::OpenAi),
+    ("/v1/completions", Endpoint::Completions, Wire::OpenAi),
+    ("/v1/embeddings", Endpoint::Embeddings, Wire::OpenAi),
+    (
+        "/v1/audio/transcriptions",
+        Endpoint::Transcriptions,
+        Wire::OpenAi,
+    ),
+    ("/v1/responses", Endpoint::Chat, Wire::Responses),
+    ("/v1/messages", Endpoint::Chat, Wire::Messages),
+];
+
+/// The inference route a request goes to, if it is a `POST` to one.
+fn inference_route(req: &Request) -> Option<(Endpoint, Wire)> {
+    if req.method() != Method::POST {
+        return None;
+    }
+    let path = req.uri().path();
+    INFERENCE_ROUTES
+        .iter()
+        .find(|(p, ..)| *p == path)
+        .map(|&(_, endpoint, wire)| (endpoint, wire))
 }
 
 /// The application: the router, and around every request its context. The context is
@@ -141,12 +181,12 @@ impl App {
     /// oversized head, catches a handler's panic, adds `x-request-id` and
     /// `Cache-Control: no-store` to the response, counts it and logs the outcome (status
     /// and error kind only: never a body, a header value or a raw path).
-    pub async fn handle(mut self, mut req: Request) -> Response {
+    pub async fn handle(mut self, mut req: Request, peer: Option<SocketAddr>) -> Response {
         let state = &self.state;
         let ctx = RequestContext {
             id: next_request_id(),
             started: Instant::now(),
-            client_ip: client_ip(&req, state.client_ip_header.as_ref()),
+            client_ip: client_ip(&req, state.client_ip_header.as_ref(), peer),
         };
         let route = crate::telemetry::metrics::route_label(req.uri().path());
         let head_bytes = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
@@ -166,6 +206,11 @@ impl App {
                 )
                 .into_response()
             })
+        } else if let Some((endpoint, wire)) = inference_route(&req) {
+            // Boxed: the handler's future is several KiB, and this one is moved by value
+            // into hyper's per-connection slot on every request.
+            let answer = Box::pin(api::openai::answer(state, &ctx, endpoint, wire, req));
+            catch_panic(shape, answer).await
         } else {
             req.extensions_mut().insert(ctx.clone());
             let router = &mut self.router;
@@ -260,11 +305,9 @@ async fn catch_panic(shape: ErrorShape, handler: impl Future<Output = Response>)
 
 pub fn router(state: Arc<AppState>) -> App {
     use crate::api::openai::inference;
-    use crate::gateway::{Endpoint, Wire};
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/v1/models", get(api::openai::models))
         .route("/v1/models/{model}", get(api::openai::model))
-        .route("/v1/responses", inference(Endpoint::Chat, Wire::Responses))
         .route(
             "/v1/responses/{response_id}",
             get(api::openai::response_not_stored).delete(api::openai::response_not_stored),
@@ -278,27 +321,14 @@ pub fn router(state: Arc<AppState>) -> App {
             "/v1/generations/{request_id}",
             get(api::standing::generation),
         )
-        .route("/v1/messages", post(api::anthropic::messages))
         .route(
             "/v1/messages/count_tokens",
             post(api::anthropic::count_tokens),
-        )
-        .route(
-            "/v1/chat/completions",
-            inference(Endpoint::Chat, Wire::OpenAi),
-        )
-        .route(
-            "/v1/completions",
-            inference(Endpoint::Completions, Wire::OpenAi),
-        )
-        .route(
-            "/v1/embeddings",
-            inference(Endpoint::Embeddings, Wire::OpenAi),
-        )
-        .route(
-            "/v1/audio/transcriptions",
-            inference(Endpoint::Transcriptions, Wire::OpenAi),
-        )
+        );
+    for (path, endpoint, wire) in INFERENCE_ROUTES {
+        router = router.route(path, inference(endpoint, wire));
+    }
+    let router = router
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics_for_operators))
@@ -326,9 +356,45 @@ mod tests {
     #[test]
     fn request_ids_are_the_prefix_and_a_zero_padded_hex_counter() {
         for n in [0, 1, 0xabc, 0xff_ffff_ffff, 0x100_0000_0000, u64::MAX] {
-            assert_eq!(request_id("p1", n), format!("req_p1{n:010x}"));
+            let mut id = String::new();
+            write_request_id(&mut id, "p1", n);
+            assert_eq!(id, format!("req_p1{n:010x}"));
         }
         assert_ne!(next_request_id(), next_request_id());
+    }
+
+    #[test]
+    fn only_a_post_to_an_inference_path_is_answered_outside_the_router() {
+        let req = |method: Method, uri: &str| {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        for (path, endpoint, wire) in INFERENCE_ROUTES {
+            assert_eq!(
+                inference_route(&req(Method::POST, path)),
+                Some((endpoint, wire))
+            );
+            let with_query = format!("{path}?beta=true");
+            assert_eq!(
+                inference_route(&req(Method::POST, &with_query)),
+                Some((endpoint, wire))
+            );
+            // Other methods get the router's 405; near misses its 404.
+            assert_eq!(inference_route(&req(Method::GET, path)), None);
+            assert_eq!(
+                inference_route(&req(Method::POST, &format!("{path}/"))),
+                None
+            );
+            // Every one has its own label in the HTTP metrics.
+            assert_eq!(crate::telemetry::metrics::route_label(path).as_str(), path);
+        }
+        assert_eq!(
+            inference_route(&req(Method::POST, "/v1/messages/count_tokens")),
+            None
+        );
     }
 
     #[tokio::test]

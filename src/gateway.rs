@@ -593,13 +593,19 @@ impl Gateway {
         }
         // Failover before the first byte: a retryable failure tries another route, at most
         // MAX_ATTEMPTS in all; the record carries the route that served and the attempts.
-        let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
+        let mut tried_at = [0usize; MAX_ATTEMPTS];
+        let mut attempts = 0;
         let mut native_used;
         let (target, in_flight, response) = loop {
-            let Some(i) = routing::pick(&route.targets, &tried, in_region) else {
+            let Some(i) = routing::pick(&route.targets, &tried_at[..attempts], in_region) else {
                 return Err(ApiError::NoRoute(route.model_id.to_string()));
             };
-            tried.push(i);
+            // Never past the array: the loop goes on only while attempts < MAX_ATTEMPTS.
+            if let Some(slot) = tried_at.get_mut(attempts) {
+                *slot = i;
+                attempts += 1;
+            }
+            let tried = &tried_at[..attempts];
             if tried.len() == 1 {
                 route.retries.deposit();
             }
@@ -634,7 +640,7 @@ impl Gateway {
                 Err(e) if e.is_retryable() => {
                     target.failed(e.retry_after);
                     if tried.len() >= MAX_ATTEMPTS
-                        || routing::pick(&route.targets, &tried, in_region).is_none()
+                        || routing::pick(&route.targets, tried, in_region).is_none()
                         || !route.retries.withdraw()
                     {
                         return Err(ApiError::Upstream(e));

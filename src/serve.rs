@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -189,14 +188,16 @@ async fn serve_conn<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // The app for this connection, with the peer address as `ConnectInfo`.
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(addr));
+    // The app for this connection, told the peer's address.
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let app = app.clone();
         let guard = active.enter();
         async move {
             let response = app
-                .handle(req.map(|body| axum::body::Body::new(PacedBody::new(body, pace))))
+                .handle(
+                    req.map(|body| axum::body::Body::new(PacedBody::new(body, pace))),
+                    Some(addr),
+                )
                 .await;
             Ok::<_, Infallible>(response.map(|inner| Tracked {
                 inner,

@@ -36,8 +36,8 @@ pub struct UsageRecord {
     pub account_id: Arc<str>,
     pub key_id: Arc<str>,
     /// `chat.completions`, `completions`, `embeddings`, `audio.transcriptions`, `responses`
-    /// or `messages`.
-    pub endpoint: String,
+    /// or `messages` (shared: a record takes its label by reference count).
+    pub endpoint: Arc<str>,
     /// The configured model id; `None` when the request named no configured model.
     pub model: Option<Arc<str>>,
     /// The configured provider name that served it.

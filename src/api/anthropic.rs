@@ -1,4 +1,6 @@
-//! The Anthropic Messages surface: `POST /v1/messages` and `POST /v1/messages/count_tokens`,
+//! The Anthropic Messages surface: `POST /v1/messages/count_tokens` here, and
+//! `POST /v1/messages` (translated to chat for OpenAI-compatible engines and the built-in
+//! one, passed through to Anthropic providers) by `openai::answer` in Anthropic's shape;
 //! with Anthropic's error shapes, following Anthropic's LLM-gateway protocol (any
 //! `anthropic-version` and `anthropic-beta` accepted and forwarded to Anthropic upstreams,
 //! `?beta=true` accepted, keys by `x-api-key` or `Authorization: Bearer`).
@@ -12,21 +14,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::openai::{authenticate, check_json_depth, infer, limited, protocol_headers, read_body};
+use super::openai::{authenticate, check_json_depth, limited, protocol_headers, read_body};
 use crate::app::{AppState, RequestContext, Served};
 use crate::error::{AnthropicError, ApiError};
-use crate::gateway::{Endpoint, Wire};
-
-/// `POST /v1/messages`: translated to chat for OpenAI-compatible engines and the built-in
-/// one, passed through to Anthropic providers.
-pub async fn messages(
-    State(state): State<Arc<AppState>>,
-    req: axum::extract::Request,
-) -> Result<Response, AnthropicError> {
-    infer(&state, Endpoint::Chat, Wire::Messages, req)
-        .await
-        .map_err(AnthropicError)
-}
 
 /// `POST /v1/messages/count_tokens`: free, unrecorded; the `x-instagen-token-count`
 /// header says whether the count is the model's own (`exact`) or our `estimate`.

@@ -129,31 +129,47 @@ pub async fn response_not_stored() -> ApiError {
     ApiError::NotStored
 }
 
-/// The handler of an OpenAI inference route: `endpoint` spoken in `wire` (chat, completions,
-/// embeddings and transcriptions as OpenAI's; `/v1/responses` as the Responses API).
+/// The router's handler of an inference route (see `app::INFERENCE_ROUTES`, which
+/// `App::handle` answers itself; the router's copy serves the same).
 pub fn inference(endpoint: Endpoint, wire: Wire) -> MethodRouter<Arc<AppState>> {
     post(
         move |State(state): State<Arc<AppState>>, req: axum::extract::Request| async move {
-            infer(&state, endpoint, wire, req).await
+            // Set by `App::handle` on every request it hands to the router.
+            match req.extensions().get::<RequestContext>().cloned() {
+                Some(ctx) => answer(&state, &ctx, endpoint, wire, req).await,
+                None => ApiError::Internal.into_response(),
+            }
         },
     )
+}
+
+/// One inference request answered, an error in the shape of the API its client speaks
+/// (Anthropic's on `/v1/messages`, OpenAI's elsewhere).
+pub(crate) async fn answer(
+    state: &AppState,
+    ctx: &RequestContext,
+    endpoint: Endpoint,
+    wire: Wire,
+    req: axum::extract::Request,
+) -> Response {
+    match (infer(state, ctx, endpoint, wire, req).await, wire) {
+        (Ok(response), _) => response,
+        (Err(e), Wire::Messages) => crate::error::AnthropicError(e).into_response(),
+        (Err(e), _) => e.into_response(),
+    }
 }
 
 /// One inference request, in any wire format: admission, the body, the gateway, and the
 /// answer's framing. Takes the request whole: its headers are read in place, not copied
 /// out by an extractor.
-pub(crate) async fn infer(
+async fn infer(
     state: &AppState,
+    ctx: &RequestContext,
     endpoint: Endpoint,
     wire: Wire,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    // Set by the outermost middleware on every request.
-    let ctx = parts
-        .extensions
-        .get::<RequestContext>()
-        .ok_or(ApiError::Internal)?;
     let headers = &parts.headers;
     if !state.store_up.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(ApiError::StoreUnavailable);
@@ -259,10 +275,14 @@ pub(crate) async fn infer(
     if let Some(rate) = rate {
         crate::error::rate_headers(response.headers_mut(), &rate);
     }
-    response.extensions_mut().insert(Served {
-        key,
-        model: Some(model),
-    });
+    // Read by the request's log line in `App::handle`, which for an answer is at debug
+    // level: not set when that is off (a first extension costs three allocations).
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        response.extensions_mut().insert(Served {
+            key,
+            model: Some(model),
+        });
+    }
     Ok(response)
 }
 

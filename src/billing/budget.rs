@@ -100,11 +100,13 @@ impl Budgets {
     /// the key's spend cap as authentication knows it.
     pub fn reserve(
         self: &Arc<Self>,
-        account: &str,
-        key: &str,
+        account: &Arc<str>,
+        key: &Arc<str>,
         key_limit: Option<i64>,
         estimate: i64,
     ) -> Result<Reservation, BudgetError> {
+        let (account_id, key_id) = (account, key);
+        let (account, key): (&str, &str) = (account, key);
         let estimate = estimate.max(0);
         let mut inner = self.lock();
         // The cap as authentication knows it applies from the first request, before the
@@ -163,8 +165,8 @@ impl Budgets {
         }
         Ok(Reservation {
             budgets: self.clone(),
-            account: account.to_owned(),
-            key: key.to_owned(),
+            account: account_id.clone(),
+            key: key_id.clone(),
             amount: estimate,
             done: false,
             shared: Vec::new(),
@@ -338,8 +340,9 @@ impl Budgets {
 /// Money set aside for one request; settled with the exact cost, or released on drop.
 pub struct Reservation {
     budgets: Arc<Budgets>,
-    account: String,
-    key: String,
+    /// Shared with the authenticated key: no copy on the request path.
+    account: Arc<str>,
+    key: Arc<str>,
     amount: i64,
     done: bool,
     /// The Redis budget hashes this reservation is in (shared budgets).
@@ -411,24 +414,33 @@ mod tests {
     #[test]
     fn reservations_stop_at_the_balance() {
         let b = funded(1_000);
-        let r1 = b.reserve("a", "k", None, 600).unwrap();
+        let r1 = b
+            .reserve(&Arc::from("a"), &Arc::from("k"), None, 600)
+            .unwrap();
         assert_eq!(
-            b.reserve("a", "k", None, 600).err(),
+            b.reserve(&Arc::from("a"), &Arc::from("k"), None, 600).err(),
             Some(BudgetError::BalanceExhausted)
         );
         r1.settle(100);
         assert_eq!(b.available("a"), 900);
-        assert!(b.reserve("a", "k", None, 600).is_ok());
+        assert!(
+            b.reserve(&Arc::from("a"), &Arc::from("k"), None, 600)
+                .is_ok()
+        );
     }
 
     #[test]
     fn unknown_accounts_have_no_balance_when_prepaid() {
         let b = Budgets::new(true);
         assert_eq!(
-            b.reserve("x", "k", None, 1).err(),
+            b.reserve(&Arc::from("x"), &Arc::from("k"), None, 1).err(),
             Some(BudgetError::BalanceExhausted)
         );
-        assert!(Budgets::new(false).reserve("x", "k", None, 1).is_ok());
+        assert!(
+            Budgets::new(false)
+                .reserve(&Arc::from("x"), &Arc::from("k"), None, 1)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -445,20 +457,28 @@ mod tests {
             None,
         );
         assert_eq!(
-            b.reserve("a", "k", Some(500), 300).err(),
+            b.reserve(&Arc::from("a"), &Arc::from("k"), Some(500), 300)
+                .err(),
             Some(BudgetError::KeyLimitReached)
         );
-        assert!(b.reserve("a", "k", Some(500), 200).is_ok());
+        assert!(
+            b.reserve(&Arc::from("a"), &Arc::from("k"), Some(500), 200)
+                .is_ok()
+        );
     }
 
     #[test]
     fn a_cap_from_authentication_applies_before_any_sync() {
         let b = Budgets::new(false);
         assert_eq!(
-            b.reserve("a", "new", Some(100), 150).err(),
+            b.reserve(&Arc::from("a"), &Arc::from("new"), Some(100), 150)
+                .err(),
             Some(BudgetError::KeyLimitReached)
         );
-        assert!(b.reserve("a", "new", Some(100), 100).is_ok());
+        assert!(
+            b.reserve(&Arc::from("a"), &Arc::from("new"), Some(100), 100)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -524,7 +544,7 @@ mod tests {
             let mut spent = 0i64;
             for (estimate, action) in ops {
                 match action {
-                    0 => if let Ok(r) = b.reserve("a", "k", None, estimate) { open.push(r) },
+                    0 => if let Ok(r) = b.reserve(&Arc::from("a"), &Arc::from("k"), None, estimate) { open.push(r) },
                     _ => if let Some(r) = open.pop() {
                         let cost = r.amount() * i64::from(action) / 2;
                         spent += cost;

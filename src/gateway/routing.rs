@@ -244,29 +244,32 @@ pub fn pick(
             )
         });
     };
-    let candidates: Vec<usize> = (0..targets.len())
-        .filter(usable)
-        .filter(|i| targets[*i].priority == tier)
-        .collect();
-    if candidates.len() == 1 {
-        return Some(candidates[0]);
+    // Walked again rather than collected: most models have one route, and this runs on
+    // every request.
+    let candidates = || {
+        (0..targets.len())
+            .filter(usable)
+            .filter(move |i| targets[*i].priority == tier)
+    };
+    let first = candidates().next()?;
+    if candidates().nth(1).is_none() {
+        return Some(first);
     }
     // Two distinct routes, each drawn with probability ∝ weight (the second among the rest).
     let draw = |skip: Option<usize>| {
-        let total: u64 = candidates
-            .iter()
-            .filter(|i| Some(**i) != skip)
-            .map(|i| u64::from(targets[*i].weight))
+        let total: u64 = candidates()
+            .filter(|i| Some(*i) != skip)
+            .map(|i| u64::from(targets[i].weight))
             .sum();
         let mut r = random(total.max(1) as usize) as u64;
-        for &i in candidates.iter().filter(|i| Some(**i) != skip) {
+        for i in candidates().filter(|i| Some(*i) != skip) {
             let w = u64::from(targets[i].weight);
             if r < w {
                 return i;
             }
             r -= w;
         }
-        candidates[0]
+        first
     };
     let a = draw(None);
     let b = draw(Some(a));

@@ -234,10 +234,10 @@ impl Metrics {
             let Some(s) = models.get_mut(model) else {
                 continue;
             };
-            if !s.requests.contains_key(r.endpoint.as_str()) {
-                s.requests.insert(r.endpoint.clone(), BTreeMap::new());
+            if !s.requests.contains_key(&*r.endpoint) {
+                s.requests.insert(r.endpoint.to_string(), BTreeMap::new());
             }
-            if let Some(by_status) = s.requests.get_mut(r.endpoint.as_str()) {
+            if let Some(by_status) = s.requests.get_mut(&*r.endpoint) {
                 *by_status.entry(r.status).or_insert(0) += 1;
             }
             s.input = s.input.saturating_add(r.input_tokens);

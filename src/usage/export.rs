@@ -71,7 +71,7 @@ const REQUEST: &[Column<UsageRecord>] = &[
     ("finished_at", |r| Cell::Text(format_rfc3339(r.finished_ms))),
     ("account_id", |r| Cell::Text(r.account_id.to_string())),
     ("key_id", |r| Cell::Text(r.key_id.to_string())),
-    ("endpoint", |r| Cell::Text(r.endpoint.clone())),
+    ("endpoint", |r| Cell::Text(r.endpoint.to_string())),
     ("model", |r| {
         Cell::Opt(r.model.as_deref().map(str::to_owned))
     }),

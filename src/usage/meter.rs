@@ -116,6 +116,26 @@ pub struct Meter {
     prices: Prices,
 }
 
+/// An endpoint label as a shared string, so that a record (and the store's bind of it)
+/// copies nothing: the labels are few and fixed, and each is made once.
+fn shared_label(label: &'static str) -> Arc<str> {
+    static LABELS: std::sync::LazyLock<[Arc<str>; 6]> = std::sync::LazyLock::new(|| {
+        [
+            "chat.completions",
+            "completions",
+            "embeddings",
+            "audio.transcriptions",
+            "responses",
+            "messages",
+        ]
+        .map(Arc::from)
+    });
+    match LABELS.iter().find(|l| ***l == *label) {
+        Some(shared) => shared.clone(),
+        None => Arc::from(label),
+    }
+}
+
 impl Meter {
     pub fn new(
         slot: UsageSlot,
@@ -133,7 +153,7 @@ impl Meter {
                 request_id: request_id.clone(),
                 account_id: key.account_id.clone(),
                 key_id: key.key_id.clone(),
-                endpoint: endpoint.to_owned(),
+                endpoint: shared_label(endpoint),
                 started_ms: now_ms() - elapsed_ms,
                 ..UsageRecord::default()
             },

@@ -46,7 +46,7 @@ pub fn invalid(record: &UsageRecord) -> Option<&'static str> {
         Some(&*record.request_id),
         Some(&*record.account_id),
         Some(&*record.key_id),
-        Some(record.endpoint.as_str()),
+        Some(&*record.endpoint),
         record.model.as_deref(),
         record.provider.as_deref(),
         record.error_kind.as_deref(),

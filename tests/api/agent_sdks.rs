@@ -98,7 +98,7 @@ fn assert_phase(rows: &[UsageRecord], endpoint: &str, expected: &[Expect]) {
         .collect();
     assert_eq!(got, expected.to_vec(), "{what}");
     for r in rows {
-        assert_eq!(r.endpoint, endpoint, "{what}");
+        assert_eq!(&*r.endpoint, endpoint, "{what}");
         if r.status == 200 {
             assert_eq!(r.model.as_deref(), Some(MODEL), "{what}");
             assert!(r.input_tokens > 0 && !r.estimated, "{what}");

@@ -115,7 +115,7 @@ async fn completions_and_embeddings_are_forwarded_and_metered() {
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
 
     let records = app.records(2).await;
-    let by_endpoint = |e: &str| records.iter().find(|r| r.endpoint == e).unwrap().clone();
+    let by_endpoint = |e: &str| records.iter().find(|r| &*r.endpoint == e).unwrap().clone();
     let c = by_endpoint("completions");
     assert_eq!((c.input_tokens, c.output_tokens), (5, 5));
     let e = by_endpoint("embeddings");

@@ -217,7 +217,7 @@ async fn assert_served(app: &TestApp, n: usize, endpoint: &str) {
     assert_eq!(rows.len(), n, "one record per upstream answer: {what:#?}");
     for r in &rows {
         assert_eq!(
-            (r.endpoint.as_str(), r.status, r.stream),
+            (&*r.endpoint, r.status, r.stream),
             (endpoint, 200, true),
             "{what:#?}"
         );

@@ -686,8 +686,14 @@ async fn responses_and_messages_run_on_the_built_in_engine_with_its_own_counts()
         .as_u64()
         .unwrap();
     let records = app.records(3).await;
-    let billed = records.iter().find(|r| r.endpoint == "messages").unwrap();
+    let billed = records.iter().find(|r| &*r.endpoint == "messages").unwrap();
     assert_eq!((counted, billed.estimated), (billed.input_tokens, false));
     assert_eq!(message["usage"]["input_tokens"].as_u64(), Some(counted));
-    assert!(records.iter().filter(|r| r.endpoint == "responses").count() == 2);
+    assert!(
+        records
+            .iter()
+            .filter(|r| &*r.endpoint == "responses")
+            .count()
+            == 2
+    );
 }

@@ -66,7 +66,7 @@ async fn messages_in_front_of_an_openai_engine_translate_both_ways() {
     );
     let r = &app.records(1).await[0];
     assert_eq!(
-        (r.endpoint.as_str(), r.status, r.estimated),
+        (&*r.endpoint, r.status, r.estimated),
         ("messages", 200, false)
     );
     assert_eq!(
@@ -111,7 +111,7 @@ async fn messages_in_front_of_an_openai_engine_translate_both_ways() {
         delta["usage"]["output_tokens"].as_u64(),
         Some(streamed.output_tokens)
     );
-    assert_eq!(streamed.endpoint, "messages");
+    assert_eq!(&*streamed.endpoint, "messages");
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn messages_to_an_anthropic_provider_pass_through_natively() {
     );
     let r = &app.records(1).await[0];
     assert_eq!(
-        (r.endpoint.as_str(), r.cached_input_tokens, r.output_tokens),
+        (&*r.endpoint, r.cached_input_tokens, r.output_tokens),
         ("messages", 2, 2)
     );
     assert!(!r.estimated);
@@ -244,7 +244,7 @@ async fn errors_come_in_anthropic_shapes_with_anthropic_statuses() {
         5,
         "server tool, unknown model, no max_tokens, 429, 500"
     );
-    assert!(records.iter().all(|r| r.endpoint == "messages"));
+    assert!(records.iter().all(|r| &*r.endpoint == "messages"));
 }
 
 #[tokio::test]
@@ -438,7 +438,7 @@ async fn the_new_surfaces_share_the_keys_rate_limit_and_a_left_stream_is_billed(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert_eq!(left.endpoint, "messages");
+    assert_eq!(&*left.endpoint, "messages");
     assert_eq!(left.error_kind.as_deref(), Some("client_closed"));
     assert!(
         left.output_tokens >= 1 && left.output_tokens < 10,

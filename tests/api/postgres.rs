@@ -449,7 +449,7 @@ async fn posting_while_batches_commit_neither_skips_nor_double_posts() {
         request_id: format!("req_{i:05}").into(),
         account_id: account.id.clone().into(),
         key_id: "key_x".to_owned().into(),
-        endpoint: "chat.completions".to_owned(),
+        endpoint: "chat.completions".into(),
         model: Some(MODEL.into()),
         started_ms: instagen::time::now_ms(),
         finished_ms: instagen::time::now_ms(),

@@ -89,7 +89,7 @@ async fn poisoned_usage_never_blocks_metering() {
         request_id: id.to_owned().into(),
         account_id: account.clone().into(),
         key_id: key.clone().into(),
-        endpoint: "chat.completions".to_owned(),
+        endpoint: "chat.completions".into(),
         model: Some(MODEL.into()),
         provider: Some("mock".into()),
         started_ms: now,

@@ -43,7 +43,7 @@ async fn responses_translate_to_chat_and_back_with_one_exact_record() {
     assert_eq!(records.len(), 1);
     let r = &records[0];
     assert_eq!(
-        (r.endpoint.as_str(), r.status, r.stream),
+        (&*r.endpoint, r.status, r.stream),
         ("responses", 200, false)
     );
     assert_eq!(
@@ -99,7 +99,7 @@ async fn streamed_responses_follow_the_event_sequence_with_calls_and_usage() {
     let records = app.records(1).await;
     assert_eq!(records.len(), 1);
     assert_eq!(
-        (records[0].endpoint.as_str(), records[0].stream),
+        (&*records[0].endpoint, records[0].stream),
         ("responses", true)
     );
     assert_eq!(
@@ -191,7 +191,7 @@ async fn nothing_stateful_is_accepted_or_found() {
     assert!(
         records
             .iter()
-            .all(|r| r.endpoint == "responses" && r.status == 400)
+            .all(|r| &*r.endpoint == "responses" && r.status == 400)
     );
 }
 
@@ -247,7 +247,7 @@ async fn native_responses_providers_get_the_allow_listed_body_with_store_false()
     assert!(
         records
             .iter()
-            .all(|r| r.endpoint == "responses" && !r.estimated && r.output_tokens == 5)
+            .all(|r| &*r.endpoint == "responses" && !r.estimated && r.output_tokens == 5)
     );
     assert!(records.iter().any(|r| r.stream));
 }
@@ -289,6 +289,6 @@ async fn responses_reach_anthropic_providers_through_chat() {
     assert!(
         records
             .iter()
-            .all(|r| r.endpoint == "responses" && !r.estimated)
+            .all(|r| &*r.endpoint == "responses" && !r.estimated)
     );
 }

@@ -85,7 +85,7 @@ async fn audio_transcriptions_reach_the_provider_intact_and_are_metered() {
         "a first party gets the form as sent"
     );
     let r = &app.records(1).await[0];
-    assert_eq!(r.endpoint, "audio.transcriptions");
+    assert_eq!(&*r.endpoint, "audio.transcriptions");
     assert_eq!((r.status, r.estimated), (200, false));
     assert_eq!(r.output_tokens, 4);
     assert!(r.input_tokens >= 40, "upstream-reported audio tokens");

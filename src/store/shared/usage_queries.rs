@@ -269,7 +269,7 @@ fn record_of(row: &DbRow) -> Result<UsageRecord, sqlx::Error> {
         request_id: row.try_get("request_id")?,
         account_id: row.try_get("account_id")?,
         key_id: row.try_get("key_id")?,
-        endpoint: row.try_get("endpoint")?,
+        endpoint: row.try_get::<String, _>("endpoint")?.into(),
         model: row.try_get("model")?,
         provider: row.try_get("provider")?,
         started_ms: row.try_get("started_ms")?,

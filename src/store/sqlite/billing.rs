@@ -88,7 +88,7 @@ mod tests {
             request_id: id.into(),
             account_id: account.into(),
             key_id: "key_1".into(),
-            endpoint: "chat.completions".to_owned(),
+            endpoint: "chat.completions".into(),
             status: 200,
             cost_nanos: cost,
             ..Default::default()

@@ -125,7 +125,7 @@ impl SqliteStore {
                     .bind(r.request_id.clone())
                     .bind(r.account_id.clone())
                     .bind(r.key_id.clone())
-                    .bind(&r.endpoint)
+                    .bind(r.endpoint.clone())
                     .bind(r.model.clone())
                     .bind(r.provider.clone())
                     .bind(r.started_ms)
