@@ -275,9 +275,10 @@ async fn infer(
     if let Some(rate) = rate {
         crate::error::rate_headers(response.headers_mut(), &rate);
     }
-    // Read by the request's log line in `App::handle`, which for an answer is at debug
-    // level: not set when that is off (a first extension costs three allocations).
-    if tracing::enabled!(tracing::Level::DEBUG) {
+    // Read by the request's log line in `App::handle` (target `instagen::app`), which for
+    // an answer is at debug level: not set when that is off (a first extension costs three
+    // allocations).
+    if tracing::enabled!(target: "instagen::app", tracing::Level::DEBUG) {
         response.extensions_mut().insert(Served {
             key,
             model: Some(model),
