@@ -100,13 +100,12 @@ impl Budgets {
     /// the key's spend cap as authentication knows it.
     pub fn reserve(
         self: &Arc<Self>,
-        account: &Arc<str>,
-        key: &Arc<str>,
+        account_id: &Arc<str>,
+        key_id: &Arc<str>,
         key_limit: Option<i64>,
         estimate: i64,
     ) -> Result<Reservation, BudgetError> {
-        let (account_id, key_id) = (account, key);
-        let (account, key): (&str, &str) = (account, key);
+        let (account, key) = (&**account_id, &**key_id);
         let estimate = estimate.max(0);
         let mut inner = self.lock();
         // The cap as authentication knows it applies from the first request, before the

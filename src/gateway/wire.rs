@@ -12,6 +12,7 @@ pub mod messages;
 pub mod responses;
 
 use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
@@ -33,8 +34,29 @@ pub enum Wire {
 }
 
 impl Wire {
-    /// Label stored in usage records.
-    pub fn label(self, endpoint: Endpoint) -> &'static str {
+    /// Label stored in usage records, shared: a record takes it by reference count (a
+    /// `String` would be copied into every record, and again into the store's bind).
+    pub fn label(self, endpoint: Endpoint) -> Arc<str> {
+        type Labels = Vec<(Wire, Endpoint, Arc<str>)>;
+        static LABELS: LazyLock<Labels> = LazyLock::new(|| {
+            let endpoints = [
+                Endpoint::Chat,
+                Endpoint::Completions,
+                Endpoint::Embeddings,
+                Endpoint::Transcriptions,
+            ];
+            [Wire::OpenAi, Wire::Responses, Wire::Messages]
+                .into_iter()
+                .flat_map(|w| endpoints.map(|e| (w, e, Arc::from(w.label_text(e)))))
+                .collect()
+        });
+        match LABELS.iter().find(|(w, e, _)| *w == self && *e == endpoint) {
+            Some((.., label)) => label.clone(),
+            None => Arc::from(self.label_text(endpoint)),
+        }
+    }
+
+    fn label_text(self, endpoint: Endpoint) -> &'static str {
         match self {
             Wire::OpenAi => endpoint.label(),
             Wire::Responses => "responses",

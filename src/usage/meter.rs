@@ -116,32 +116,12 @@ pub struct Meter {
     prices: Prices,
 }
 
-/// An endpoint label as a shared string, so that a record (and the store's bind of it)
-/// copies nothing: the labels are few and fixed, and each is made once.
-fn shared_label(label: &'static str) -> Arc<str> {
-    static LABELS: std::sync::LazyLock<[Arc<str>; 6]> = std::sync::LazyLock::new(|| {
-        [
-            "chat.completions",
-            "completions",
-            "embeddings",
-            "audio.transcriptions",
-            "responses",
-            "messages",
-        ]
-        .map(Arc::from)
-    });
-    match LABELS.iter().find(|l| ***l == *label) {
-        Some(shared) => shared.clone(),
-        None => Arc::from(label),
-    }
-}
-
 impl Meter {
     pub fn new(
         slot: UsageSlot,
         request_id: &Arc<str>,
         key: &AuthedKey,
-        endpoint: &'static str,
+        endpoint: Arc<str>,
         started: Instant,
     ) -> Self {
         let elapsed_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(0);
@@ -153,7 +133,7 @@ impl Meter {
                 request_id: request_id.clone(),
                 account_id: key.account_id.clone(),
                 key_id: key.key_id.clone(),
-                endpoint: shared_label(endpoint),
+                endpoint,
                 started_ms: now_ms() - elapsed_ms,
                 ..UsageRecord::default()
             },

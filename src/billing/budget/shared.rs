@@ -58,13 +58,13 @@ impl Budgets {
     /// has pending. Without an answer from Redis this instance's own check stands.
     pub async fn reserve_shared(
         self: &Arc<Self>,
-        account: &Arc<str>,
-        key: &Arc<str>,
+        account_id: &Arc<str>,
+        key_id: &Arc<str>,
         key_limit: Option<i64>,
         estimate: i64,
     ) -> Result<Reservation, BudgetError> {
-        let mut reservation = self.reserve(account, key, key_limit, estimate)?;
-        let (account, key): (&str, &str) = (account, key);
+        let mut reservation = self.reserve(account_id, key_id, key_limit, estimate)?;
+        let (account, key) = (&**account_id, &**key_id);
         let Some(shared) = self.shared.get() else {
             return Ok(reservation);
         };
