@@ -7,7 +7,7 @@
 # Needs wrk (Debian: apt-get install wrk).
 #
 # Usage: scripts/ab.sh A_BIN_DIR B_BIN_DIR [ROUNDS=4] [SECONDS=8] [CONNECTIONS=64] [MODE=chat]
-# MODE: chat, messages (translated to the chat mock) or stream.
+# MODE: chat, responses or messages (translated to the chat mock), or stream.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -16,10 +16,7 @@ A=$1 B=$2 ROUNDS=${3:-4} SECS=${4:-8} CONNS=${5:-64} MODE=${6:-chat}
 WORK=$(mktemp -d)
 MOCK_PORT=$((32000 + RANDOM % 3000))
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-lua() { bench_lua "$WORK" "$@"; }
-lua chat /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
-lua messages /v1/messages '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
-lua stream /v1/chat/completions '{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in five words"}]}'
+bench_loads "$WORK"
 taskset -c 1 "$A/mock-upstream" --listen 127.0.0.1:$MOCK_PORT >/dev/null &
 
 # round NAME BIN_DIR PORT: one fresh server of BIN_DIR under load; prints its line.

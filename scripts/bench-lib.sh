@@ -65,6 +65,19 @@ bench_wait() {
   return 1
 }
 
+# bench_loads DIR [CHAT_NAME=chat]: the benches' wrk scripts, one a load, in DIR: chat
+# (as CHAT_NAME), responses and messages (one short prompt each) and stream (streamed chat).
+bench_loads() {
+  local prompt="Say hello in five words"
+  bench_lua "$1" "${2:-chat}" /v1/chat/completions \
+    '{"model":"bench","messages":[{"role":"user","content":"'"$prompt"'"}]}'
+  bench_lua "$1" responses /v1/responses '{"model":"bench","input":"'"$prompt"'"}'
+  bench_lua "$1" messages /v1/messages \
+    '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"'"$prompt"'"}]}'
+  bench_lua "$1" stream /v1/chat/completions \
+    '{"model":"bench","stream":true,"messages":[{"role":"user","content":"'"$prompt"'"}]}'
+}
+
 # bench_lua DIR NAME PATH BODY: a wrk script POSTing BODY to PATH with $KEY.
 bench_lua() {
   cat > "$1/$2.lua" <<LUA

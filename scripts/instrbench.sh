@@ -25,11 +25,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"'
 
 bench_config "$WORK/instagen.toml" $GW_PORT $MOCK_PORT "$WORK"
 
-lua() { bench_lua "$WORK" "$@"; }
-lua chat /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
-lua responses /v1/responses '{"model":"bench","input":"Say hello in five words"}'
-lua messages /v1/messages '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
-lua stream /v1/chat/completions '{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in five words"}]}'
+bench_loads "$WORK"
 
 MOCK_THREADS=1 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
 KEY=$(bench_key "$WORK/instagen.toml" bench)

@@ -45,12 +45,9 @@ rss() { awk '/VmRSS/{print $2}' /proc/$1/status; }
 IDLE_RSS=$(rss $GW_PID)
 FLOOR_IDLE_RSS=$(rss $FLOOR_PID)
 
-# One request script per mode: its path and body (the floor and the mock get the chat body).
-lua() { bench_lua "$WORK" "$@"; }
-lua plain /v1/chat/completions '{"model":"bench","messages":[{"role":"user","content":"Say hello in five words"}]}'
-lua stream /v1/chat/completions '{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in five words"}]}'
-lua responses /v1/responses '{"model":"bench","input":"Say hello in five words"}'
-lua messages /v1/messages '{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
+# One request script per mode (the floor and the mock get the chat body); non-streamed
+# chat is the `plain` mode here.
+bench_loads "$WORK" plain
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 HZ=$(getconf CLK_TCK)
