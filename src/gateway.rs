@@ -132,11 +132,13 @@ pub struct Admitted<'a> {
 pub enum Forwarded {
     /// A complete body from the upstream, passed through unchanged but for the cost in its
     /// usage; JSON unless a content type is given (plain-text transcripts). With what the
-    /// request was billed, for the answer's cost headers.
+    /// request was billed, for the answer's cost headers, and its record's journal write
+    /// (awaited before the answer goes out).
     Json(
         Bytes,
         Option<axum::http::HeaderValue>,
         crate::usage::Charged,
+        Option<crate::usage::Durable>,
     ),
     /// An SSE stream relayed chunk by chunk.
     Stream(Box<Relay>),
@@ -459,8 +461,8 @@ impl Gateway {
             }
         };
         match attempt {
-            Ok((Answer::Json(json, content_type, charged), model)) => {
-                Ok((Forwarded::Json(json, content_type, charged), model))
+            Ok((Answer::Json(json, content_type, charged, durable), model)) => {
+                Ok((Forwarded::Json(json, content_type, charged, durable), model))
             }
             Ok((Answer::Stream(parts), model)) => Ok((
                 Forwarded::Stream(Box::new(Relay::new(*parts, meter, chat, endpoint))),
@@ -735,10 +737,11 @@ impl Gateway {
                 .answer(answer, &route.model_id, counts, &charged)
                 .ok_or_else(|| target.provider.protocol_error())?,
         };
-        // Recorded (and journaled) before the body goes out: the client's last byte follows the record.
-        meter.finish(200, None, counts);
+        // Recorded before the body goes out, and journaled before it is sent (the caller
+        // awaits the write): the client's last byte follows the record.
+        let durable = meter.finish_durable(200, None, counts);
         Ok((
-            Answer::Json(json, content_type, charged),
+            Answer::Json(json, content_type, charged, durable),
             route.model_id.clone(),
         ))
     }
@@ -749,6 +752,7 @@ enum Answer {
         Bytes,
         Option<axum::http::HeaderValue>,
         crate::usage::Charged,
+        Option<crate::usage::Durable>,
     ),
     Stream(Box<StreamParts>),
 }

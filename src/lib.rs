@@ -194,17 +194,18 @@ pub async fn run(
         .await
         .context("cannot load balances")?;
     let (tx, rx) = mpsc::channel(config.usage.queue_capacity);
+    let backlog = usage::Backlog::new(config.usage.batch_size);
     let writer = usage::spawn_writer(
         store.clone(),
         rx,
         journal.clone(),
-        config.usage.batch_size,
         Duration::from_millis(config.usage.flush_interval_ms),
         usage::Observers {
             budgets: Some(budgets.clone()),
             metrics: Some(metrics.clone()),
             quarantine: quarantine.clone(),
         },
+        backlog.clone(),
         stop.clone(),
     );
     {
@@ -381,7 +382,7 @@ pub async fn run(
         accounts: config.accounts.clone(),
         privacy: config.privacy.clone(),
         catalog: catalog.clone(),
-        usage: UsageSink::new(tx, journal),
+        usage: UsageSink::new(tx, journal, backlog),
         store: store.clone(),
         max_body_bytes: config.server.max_body_bytes,
         max_header_bytes: config.server.max_header_bytes,

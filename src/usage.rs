@@ -17,10 +17,10 @@ pub mod tokens;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 pub use journal::Journal;
 pub use meter::{Charged, MAX_TOKENS_PER_REQUEST, Meter, TokenCounts, TokenKinds};
@@ -89,20 +89,69 @@ pub struct Sequenced {
 #[derive(Debug, Clone, Copy)]
 pub struct QueueFull;
 
+/// How many records the writer has been sent and not yet taken into a written batch; the
+/// sender whose record makes a full batch wakes the writer early (otherwise it sleeps
+/// through its flush interval, and a busy gateway's records do not each wake it).
+pub struct Backlog {
+    queued: AtomicUsize,
+    full: Notify,
+    batch_size: usize,
+}
+
+impl Backlog {
+    pub fn new(batch_size: usize) -> Arc<Self> {
+        Arc::new(Self {
+            queued: AtomicUsize::new(0),
+            full: Notify::new(),
+            batch_size,
+        })
+    }
+
+    fn sent(&self) {
+        if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == self.batch_size {
+            self.full.notify_one();
+        }
+    }
+
+    /// The writer took `n` records into a batch it has written.
+    fn taken(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Room for one record in the writer's queue, reserved when the request is admitted.
+pub struct Permit {
+    permit: mpsc::OwnedPermit<Sequenced>,
+    backlog: Arc<Backlog>,
+}
+
+impl Permit {
+    fn send(self, sequenced: Sequenced) {
+        self.permit.send(sequenced);
+        self.backlog.sent();
+    }
+}
+
 /// The sending side of the usage pipeline, shared by all requests.
 #[derive(Clone)]
 pub struct UsageSink {
     tx: mpsc::Sender<Sequenced>,
     journal: Option<Arc<Journal>>,
     seq: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
 }
 
 impl UsageSink {
-    pub fn new(tx: mpsc::Sender<Sequenced>, journal: Option<Arc<Journal>>) -> Self {
+    pub fn new(
+        tx: mpsc::Sender<Sequenced>,
+        journal: Option<Arc<Journal>>,
+        backlog: Arc<Backlog>,
+    ) -> Self {
         Self {
             tx,
             journal,
             seq: Arc::new(AtomicU64::new(0)),
+            backlog,
         }
     }
 
@@ -110,7 +159,10 @@ impl UsageSink {
     pub fn reserve(&self) -> Result<UsageSlot, QueueFull> {
         let permit = self.tx.clone().try_reserve_owned().map_err(|_| QueueFull)?;
         Ok(UsageSlot {
-            permit,
+            permit: Permit {
+                permit,
+                backlog: self.backlog.clone(),
+            },
             journal: self.journal.clone(),
             seq: self.seq.clone(),
         })
@@ -129,7 +181,7 @@ impl UsageSink {
 
 /// Room for exactly one record in the pipeline.
 pub struct UsageSlot {
-    permit: mpsc::OwnedPermit<Sequenced>,
+    permit: Permit,
     journal: Option<Arc<Journal>>,
     seq: Arc<AtomicU64>,
 }
@@ -138,12 +190,52 @@ impl UsageSlot {
     /// Journals the record (when enabled) and hands it to the writer. Infallible by design:
     /// a journal write error is logged and the record still goes to the writer.
     pub fn commit(self, record: UsageRecord) {
-        match &self.journal {
-            Some(journal) => journal.append_and_send(record, self.permit),
+        drop(self.commit_durable(record));
+    }
+
+    /// Commits the record with the journal's write put off: the returned [`Durable`] writes
+    /// it, with every other record committed meanwhile, when awaited or dropped. A request
+    /// awaits it before its response goes out, so concurrent requests share one `write`.
+    pub fn commit_durable(self, record: UsageRecord) -> Durable {
+        match self.journal {
+            Some(journal) => {
+                let seq = journal.append(record, self.permit);
+                Durable {
+                    journal: Some((journal, seq)),
+                }
+            }
             None => {
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
                 self.permit.send(Sequenced { seq, record });
+                Durable { journal: None }
             }
+        }
+    }
+}
+
+/// A committed record whose journal line may still wait in memory: it is written (with
+/// every line before it) by [`Durable::written`], or at the latest when this is dropped.
+#[must_use = "a record is written to the journal when this is awaited or dropped"]
+pub struct Durable {
+    journal: Option<(Arc<Journal>, u64)>,
+}
+
+impl Durable {
+    /// Returns once the record is in the journal. It first lets the runtime run what else
+    /// is ready, so the records those requests commit go out in the same `write`.
+    pub async fn written(self) {
+        if let Some((journal, seq)) = &self.journal
+            && !journal.is_written(*seq)
+        {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        if let Some((journal, seq)) = &self.journal {
+            journal.write_through(*seq);
         }
     }
 }

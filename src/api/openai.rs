@@ -240,7 +240,10 @@ async fn infer(
         )
         .await?;
     let mut response = match forwarded {
-        Forwarded::Json(json, content_type, charged) => {
+        Forwarded::Json(json, content_type, charged, durable) => {
+            if let Some(durable) = durable {
+                durable.written().await;
+            }
             let mut response = (
                 [(
                     header::CONTENT_TYPE,

@@ -1,7 +1,9 @@
 //! The append-only local journal that makes a finished request's record survive `kill -9`.
 //!
 //! Each record is appended as one JSON line (a `write(2)` into the page cache: a process
-//! crash cannot lose it) before the response's last byte leaves. The writer reports what
+//! crash cannot lose it) before the response's last byte leaves. Lines committed close
+//! together share one `write`: a request's line waits in memory until the request needs
+//! it written, and whoever writes first writes every line waiting. The writer reports what
 //! it committed and the journal drops what is safely in the store. At start, whatever a
 //! crash left is replayed into the store by request id, so each record lands exactly once.
 //! A torn last line (the crash hit mid-write, before any final byte was sent) is skipped.
@@ -10,14 +12,16 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::mpsc::OwnedPermit;
-
-use super::{Sequenced, UsageRecord};
+use super::{Permit, Sequenced, UsageRecord};
 
 /// Segments are sealed past this size and deleted once fully committed.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Waiting lines' buffer kept past a burst of this size is given back.
+const SPARE_BYTES: usize = 64 * 1024;
 
 /// A fully committed open segment up to this size is truncated in place (cheap); a larger
 /// one is replaced by a new segment and removed off the runtime.
@@ -26,6 +30,8 @@ const TRUNCATE_BYTES: u64 = 64 * 1024;
 pub struct Journal {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    /// The last sequence number written (read without the lock).
+    written: AtomicU64,
 }
 
 struct Inner {
@@ -38,8 +44,10 @@ struct Inner {
     bytes: u64,
     /// Sealed segments and the last sequence number each holds.
     sealed: VecDeque<(PathBuf, u64)>,
-    /// Reused serialisation buffer.
-    line: Vec<u8>,
+    /// Lines appended and not yet written (the buffer is reused).
+    pending: Vec<u8>,
+    /// Their records, sent to the writer once their lines are written.
+    waiting: Vec<(Permit, Sequenced)>,
 }
 
 fn segment_path(dir: &Path, index: u64) -> PathBuf {
@@ -109,8 +117,10 @@ impl Journal {
                 seq: 0,
                 bytes: 0,
                 sealed: VecDeque::new(),
-                line: Vec::with_capacity(512),
+                pending: Vec::with_capacity(4096),
+                waiting: Vec::new(),
             }),
+            written: AtomicU64::new(0),
         };
         let files = segments.into_iter().map(|(_, p)| p).collect();
         Ok((journal, Recovered { records, files }))
@@ -125,19 +135,44 @@ impl Journal {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends the record and sends it to the writer under one lock, so the writer sees
-    /// records in journal order.
-    pub fn append_and_send(&self, record: UsageRecord, permit: OwnedPermit<Sequenced>) {
+    /// Appends the record's line in memory and returns its sequence number; the line is
+    /// written, and the record sent to the writer, by [`Journal::write_through`].
+    pub fn append(&self, record: UsageRecord, permit: Permit) -> u64 {
         let mut inner = self.lock();
         inner.seq += 1;
         let seq = inner.seq;
-        let Inner { line, file, .. } = &mut *inner;
-        line.clear();
-        write_line(&record, line);
-        let written = file.write_all(line);
-        match written {
+        write_line(&record, &mut inner.pending);
+        inner.waiting.push((permit, Sequenced { seq, record }));
+        seq
+    }
+
+    /// Appends the record, writes it with every line waiting, and sends it to the writer.
+    #[cfg(test)]
+    pub fn append_and_send(&self, record: UsageRecord, permit: Permit) {
+        let seq = self.append(record, permit);
+        self.write_through(seq);
+    }
+
+    /// Whether the line of `seq` is written.
+    pub fn is_written(&self, seq: u64) -> bool {
+        self.written.load(Ordering::Acquire) >= seq
+    }
+
+    /// Writes every waiting line (`seq`'s among them, unless already written) in one
+    /// `write`, then sends their records to the writer in journal order, under one lock.
+    /// Infallible by design: a write error is logged and the records still go to the writer.
+    pub fn write_through(&self, seq: u64) {
+        if self.is_written(seq) {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.waiting.is_empty() {
+            return;
+        }
+        let Inner { pending, file, .. } = &mut *inner;
+        match file.write_all(pending) {
             Ok(()) => {
-                inner.bytes += inner.line.len() as u64;
+                inner.bytes += inner.pending.len() as u64;
                 if inner.bytes >= SEGMENT_BYTES
                     && let Err(e) = self.seal(&mut inner)
                 {
@@ -145,10 +180,19 @@ impl Journal {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "usage journal append failed; record goes to the writer only")
+                tracing::error!(error = %e, "usage journal append failed; records go to the writer only")
             }
         }
-        permit.send(Sequenced { seq, record });
+        inner.pending.clear();
+        for (permit, sequenced) in inner.waiting.drain(..) {
+            permit.send(sequenced);
+        }
+        // A burst's buffers are not kept for good.
+        if inner.pending.capacity() > SPARE_BYTES {
+            inner.pending = Vec::with_capacity(4096);
+            inner.waiting = Vec::new();
+        }
+        self.written.store(inner.seq, Ordering::Release);
     }
 
     fn seal(&self, inner: &mut Inner) -> std::io::Result<()> {
@@ -343,8 +387,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sequenced>(100_000);
+        let backlog = crate::usage::Backlog::new(1_000);
         let append = |n: usize| {
             let tx = tx.clone();
+            let backlog = backlog.clone();
             let journal = &journal;
             async move {
                 for i in 0..n {
@@ -352,7 +398,11 @@ mod tests {
                         request_id: format!("req_{i:020}").into(),
                         ..UsageRecord::default()
                     };
-                    journal.append_and_send(record, tx.clone().reserve_owned().await.unwrap());
+                    let permit = Permit {
+                        permit: tx.clone().reserve_owned().await.unwrap(),
+                        backlog: backlog.clone(),
+                    };
+                    journal.append_and_send(record, permit);
                 }
             }
         };
@@ -379,6 +429,53 @@ mod tests {
         journal.committed(last);
         assert_eq!(files(dir.path(), 1).await, [0]);
         rx.close();
+    }
+
+    #[tokio::test]
+    async fn lines_committed_together_share_one_write_and_reach_the_writer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let journal = std::sync::Arc::new(journal);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Sequenced>(16);
+        let sink = crate::usage::UsageSink::new(
+            tx,
+            Some(journal.clone()),
+            crate::usage::Backlog::new(1_000),
+        );
+        let record = |id: &str| UsageRecord {
+            request_id: id.into(),
+            ..UsageRecord::default()
+        };
+        let first = sink.reserve().unwrap().commit_durable(record("req_a"));
+        let second = sink.reserve().unwrap().commit_durable(record("req_b"));
+        // Neither line is written, nor either record sent, until one is needed.
+        assert_eq!(journal.bytes(), 0);
+        assert!(!journal.is_written(1));
+        assert!(rx.try_recv().is_err());
+        first.written().await;
+        assert!(
+            journal.is_written(2),
+            "the line waiting behind is written too"
+        );
+        let on_disk = std::fs::read_to_string(&journal.lock().path).unwrap();
+        let ids: Vec<String> = on_disk
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<UsageRecord>(l)
+                    .unwrap()
+                    .request_id
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ids, ["req_a", "req_b"]);
+        let sent: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok().map(|s| s.seq)).collect();
+        assert_eq!(sent, [1, 2]);
+        // Dropped unawaited (the client went away): the line is written all the same.
+        drop(second);
+        let third = sink.reserve().unwrap().commit_durable(record("req_c"));
+        drop(third);
+        assert!(journal.is_written(3));
+        assert_eq!(rx.try_recv().unwrap().record.request_id.as_ref(), "req_c");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{UsageRecord, UsageSlot};
+use super::{Durable, UsageRecord, UsageSlot};
 use crate::billing::Prices;
 use crate::billing::budget::Reservation;
 use crate::keys::AuthedKey;
@@ -255,6 +255,30 @@ impl Meter {
         error_kind: Option<&'static str>,
         tokens: TokenCounts,
     ) -> Option<Charged> {
+        let (slot, record, charged) = self.close(status, error_kind, tokens)?;
+        slot.commit(record);
+        Some(charged)
+    }
+
+    /// As [`Meter::finish`], but the journal's write is left to the returned [`Durable`],
+    /// which the caller awaits before the response goes out.
+    pub fn finish_durable(
+        &mut self,
+        status: u16,
+        error_kind: Option<&'static str>,
+        tokens: TokenCounts,
+    ) -> Option<Durable> {
+        let (slot, record, _) = self.close(status, error_kind, tokens)?;
+        Some(slot.commit_durable(record))
+    }
+
+    /// The finished record and its slot, the budget and token reservations settled.
+    fn close(
+        &mut self,
+        status: u16,
+        error_kind: Option<&'static str>,
+        tokens: TokenCounts,
+    ) -> Option<(UsageSlot, UsageRecord, Charged)> {
         let slot = self.slot.take()?;
         let (tokens, charged) = self.bill(tokens);
         let mut record = std::mem::take(&mut self.record);
@@ -276,8 +300,7 @@ impl Meter {
         if let Some(c) = self.charge.take() {
             c.settle(tokens.input + tokens.output);
         }
-        slot.commit(record);
-        Some(charged)
+        Some((slot, record, charged))
     }
 }
 

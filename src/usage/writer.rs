@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::quarantine::{Quarantine, Quarantined, insert_isolating};
-use super::{Journal, Sequenced, UsageRecord};
+use super::{Backlog, Journal, Sequenced, UsageRecord};
 use crate::billing::budget::Budgets;
 use crate::store::Store;
 
@@ -22,9 +22,9 @@ pub fn spawn_writer(
     store: Store,
     mut rx: mpsc::Receiver<Sequenced>,
     journal: Option<Arc<Journal>>,
-    batch_size: usize,
     flush_interval: Duration,
     observers: Observers,
+    backlog: Arc<Backlog>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let committer = Committer {
@@ -35,6 +35,7 @@ pub fn spawn_writer(
         metrics: observers.metrics,
         stop: stop.clone(),
     };
+    let batch_size = backlog.batch_size;
     // Tracked by its JoinHandle, which `run` awaits at shutdown after the last flush.
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
@@ -50,32 +51,32 @@ pub fn spawn_writer(
             batch.push(first.record);
             // Gather more for up to `flush_interval` (or until the batch is full): one
             // transaction per batch costs far less than one per record, and the journal
-            // already holds every record, so waiting risks nothing.
+            // already holds every record, so waiting risks nothing. The writer sleeps
+            // through the interval instead of waiting on the queue, so a busy gateway's
+            // records do not each wake it; it wakes early only when the senders say a
+            // full batch is waiting.
             let deadline = tokio::time::Instant::now() + flush_interval;
-            while batch.len() < batch_size {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        last_seq = m.seq;
-                        batch.push(m.record);
-                    }
-                    Err(_) => {
-                        let next = tokio::select! {
-                            biased;
-                            m = rx.recv() => m,
-                            () = tokio::time::sleep_until(deadline) => None,
-                            () = stop.cancelled() => None,
-                        };
-                        match next {
-                            Some(m) => {
-                                last_seq = m.seq;
-                                batch.push(m.record);
-                            }
-                            None => break,
-                        }
-                    }
+            loop {
+                while batch.len() < batch_size {
+                    let Ok(m) = rx.try_recv() else { break };
+                    last_seq = m.seq;
+                    batch.push(m.record);
+                }
+                if batch.len() >= batch_size
+                    || stop.is_cancelled()
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    () = backlog.full.notified() => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = stop.cancelled() => {}
                 }
             }
             committer.write(&batch, last_seq).await;
+            backlog.taken(batch.len());
             batch.clear();
         }
         // Stopping: write what is already queued, then leave the rest to the journal.
@@ -187,5 +188,76 @@ impl Committer {
         self.quarantine
             .keep(&entries, self.metrics.as_deref())
             .map_err(|e| format!("cannot write the usage quarantine: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::UsageSink;
+
+    #[tokio::test]
+    async fn a_full_batch_is_written_at_once_not_at_the_end_of_the_flush_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = Store::open(&url).await.unwrap();
+        let (tx, rx) = mpsc::channel(64);
+        let backlog = Backlog::new(3);
+        let stop = CancellationToken::new();
+        let writer = spawn_writer(
+            store.clone(),
+            rx,
+            None,
+            Duration::from_secs(3600),
+            Observers {
+                budgets: None,
+                metrics: None,
+                quarantine: Arc::new(Quarantine::new(dir.path())),
+            },
+            backlog.clone(),
+            stop.clone(),
+        );
+        let sink = UsageSink::new(tx, None, backlog);
+        let record = |i: usize| UsageRecord {
+            request_id: format!("req_{i}").into(),
+            account_id: "acct".into(),
+            key_id: "key".into(),
+            endpoint: "chat.completions".into(),
+            started_ms: 1_000,
+            finished_ms: 1_001,
+            status: 200,
+            ..UsageRecord::default()
+        };
+        let stored = async |n: usize| {
+            for _ in 0..500 {
+                let rows = store.usage_records("acct", 0, 10_000).await.unwrap();
+                if rows.len() == n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        };
+        // Two records wait for the (hour-long) interval; the third fills the batch.
+        for i in 0..2 {
+            sink.reserve().unwrap().commit(record(i));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            store
+                .usage_records("acct", 0, 10_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        sink.reserve().unwrap().commit(record(2));
+        assert!(stored(3).await, "a full batch waited for the interval");
+        // The next full batch wakes the writer again.
+        for i in 3..6 {
+            sink.reserve().unwrap().commit(record(i));
+        }
+        assert!(stored(6).await, "the second full batch waited");
+        stop.cancel();
+        writer.await.unwrap();
     }
 }
