@@ -68,6 +68,9 @@ pub struct Relay {
     held: Option<Bytes>,
     /// Concurrency leases (client IP, key) held until the stream ends.
     leases: Vec<crate::limits::Lease>,
+    /// The finished record's journal write, awaited before the stream's last bytes go out
+    /// (with the records of requests finishing meanwhile, in one write).
+    journaled: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// What the client is sent of the stream.
@@ -128,6 +131,7 @@ impl Relay {
             client,
             held: None,
             leases: Vec::new(),
+            journaled: None,
         }
     }
 
@@ -319,7 +323,9 @@ impl Relay {
         if self.saw_done || self.saw_finish {
             let counts = self.counts();
             let charged = self.meter.quote(counts);
-            self.meter.finish(200, None, counts);
+            if let Some(durable) = self.meter.finish_durable(200, None, counts) {
+                self.journaled = Some(Box::pin(durable.written()));
+            }
             match &mut self.client {
                 ClientWire::Chat => {
                     if self.client_wants_usage && !self.usage_sent {
@@ -463,6 +469,12 @@ impl Stream for Relay {
             }
             if !this.finished && (this.upstream_ended || this.saw_done) {
                 this.complete();
+            }
+            if let Some(journaled) = &mut this.journaled {
+                if journaled.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.journaled = None;
             }
             if let Some(b) = take_all(&mut this.out) {
                 return Poll::Ready(Some(Ok(b)));
