@@ -146,7 +146,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             // Erased rows are overwritten on disk, not merely unlinked.
-            .pragma("secure_delete", "ON");
+            .pragma("secure_delete", "ON")
+            // The usage writer's scratch table of a batch's groups never touches a file.
+            .pragma("temp_store", "MEMORY");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -52,14 +52,33 @@ fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// Folds the batch's newly inserted rows (`rowid > ?`) into the rollups, one upsert per
-/// group, as PostgreSQL's statement-level triggers do with their transition table.
+/// Gathers the batch's newly inserted rows (`rowid > ?`) by account, key, model and
+/// minute into this connection's scratch table, in one pass over them; the rollups are
+/// then folded from those few groups (`ROLLUP_SQL`), not from the rows four times over.
 /// Journal replays insert nothing (`OR IGNORE`) and so add nothing. `NOT INDEXED` keeps
 /// SQLite on the rowid range: an index that orders by the group would scan every row.
+const GATHER_SQL: [&str; 3] = [
+    "CREATE TEMP TABLE IF NOT EXISTS usage_batch (
+        account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, minute INTEGER NOT NULL,
+        n INTEGER NOT NULL, i INTEGER NOT NULL, ci INTEGER NOT NULL, o INTEGER NOT NULL,
+        c INTEGER NOT NULL, e INTEGER NOT NULL, err INTEGER NOT NULL, w5 INTEGER NOT NULL,
+        w1 INTEGER NOT NULL, r INTEGER NOT NULL, last_started INTEGER NOT NULL)",
+    "DELETE FROM temp.usage_batch",
+    "INSERT INTO temp.usage_batch
+        SELECT account_id, key_id, COALESCE(model, ''), (started_ms / 60000) * 60000,
+               COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
+               SUM(cost_nanos), SUM(estimated), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),
+               SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens),
+               MAX(started_ms)
+        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4",
+];
+
+/// Folds the batch's groups (`temp.usage_batch`) into the rollups, one upsert per group,
+/// as PostgreSQL's statement-level triggers do with their transition table.
 const ROLLUP_SQL: [&str; 4] = [
     "INSERT INTO key_usage_hourly (key_id, hour_ms, requests, input_tokens, output_tokens, cost_nanos)
-        SELECT key_id, (started_ms / 3600000) * 3600000, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos)
-        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2
+        SELECT key_id, (minute / 3600000) * 3600000, SUM(n), SUM(i), SUM(o), SUM(c)
+        FROM temp.usage_batch GROUP BY 1, 2
     ON CONFLICT (key_id, hour_ms) DO UPDATE SET
         requests = requests + excluded.requests,
         input_tokens = input_tokens + excluded.input_tokens,
@@ -67,9 +86,9 @@ const ROLLUP_SQL: [&str; 4] = [
         cost_nanos = cost_nanos + excluded.cost_nanos",
     // `changed_ms` is `CLOCK_MS`: when the budget sync should read this key again.
     "INSERT INTO key_usage_totals (key_id, requests, input_tokens, output_tokens, cost_nanos, last_used_ms, changed_ms)
-        SELECT key_id, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_nanos), MAX(started_ms),
+        SELECT key_id, SUM(n), SUM(i), SUM(o), SUM(c), MAX(last_started),
                CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1
+        FROM temp.usage_batch GROUP BY 1
     ON CONFLICT (key_id) DO UPDATE SET
         requests = requests + excluded.requests,
         input_tokens = input_tokens + excluded.input_tokens,
@@ -77,21 +96,13 @@ const ROLLUP_SQL: [&str; 4] = [
         cost_nanos = cost_nanos + excluded.cost_nanos,
         last_used_ms = MAX(last_used_ms, excluded.last_used_ms),
         changed_ms = excluded.changed_ms",
-    // Aggregated to the minute first (a batch is a handful of groups), then each minute
-    // group is counted into its minute, hour and day: sorting the batch's rows once rather
-    // than three times over makes this ~5x cheaper for a batch of 1000.
-    "WITH m AS MATERIALIZED (
-        SELECT account_id, key_id, COALESCE(model, '') AS model, (started_ms / 60000) * 60000 AS minute,
-               COUNT(*) AS n, SUM(input_tokens) AS i, SUM(cached_input_tokens) AS ci, SUM(output_tokens) AS o,
-               SUM(cost_nanos) AS c, SUM(estimated) AS e, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS err,
-               SUM(cache_write_5m_tokens) AS w5, SUM(cache_write_1h_tokens) AS w1, SUM(reasoning_tokens) AS r
-        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4)
-    INSERT INTO usage_rollups (account_id, granularity, bucket_ms, key_id, model, requests, input_tokens,
+    // Each minute group is counted into its minute, hour and day.
+    "INSERT INTO usage_rollups (account_id, granularity, bucket_ms, key_id, model, requests, input_tokens,
                                cached_input_tokens, output_tokens, cost_nanos, estimated_requests, error_requests,
                                cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens)
         SELECT m.account_id, g.name, (m.minute / g.ms) * g.ms, m.key_id, m.model,
                SUM(n), SUM(i), SUM(ci), SUM(o), SUM(c), SUM(e), SUM(err), SUM(w5), SUM(w1), SUM(r)
-        FROM m, (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
+        FROM temp.usage_batch m, (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
         WHERE true GROUP BY 1, 2, 3, 4, 5
     ON CONFLICT (account_id, granularity, bucket_ms, key_id, model) DO UPDATE SET
         requests = requests + excluded.requests,
@@ -106,8 +117,8 @@ const ROLLUP_SQL: [&str; 4] = [
         reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens",
     // What the next posting will debit, per account (balances read it every second).
     "INSERT INTO usage_unposted (account_id, requests, cost_nanos)
-        SELECT account_id, COUNT(*), SUM(cost_nanos)
-        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1
+        SELECT account_id, SUM(n), SUM(c)
+        FROM temp.usage_batch GROUP BY 1
     ON CONFLICT (account_id) DO UPDATE SET
         requests = requests + excluded.requests,
         cost_nanos = cost_nanos + excluded.cost_nanos",
@@ -155,8 +166,15 @@ impl SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
             let first_new = last - to_i64(inserted);
+            let [create, clear, gather] = GATHER_SQL;
+            sqlx::query(create).execute(&mut *tx).await?;
+            sqlx::query(clear).execute(&mut *tx).await?;
+            sqlx::query(gather)
+                .bind(first_new)
+                .execute(&mut *tx)
+                .await?;
             for sql in ROLLUP_SQL {
-                sqlx::query(sql).bind(first_new).execute(&mut *tx).await?;
+                sqlx::query(sql).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
