@@ -20,7 +20,9 @@ use super::{Permit, Sequenced, UsageRecord};
 /// Segments are sealed past this size and deleted once fully committed.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Waiting lines' buffer kept past a burst of this size is given back.
+/// The waiting lines' buffer starts at this size, and is given back for a new one once a
+/// burst has grown it past `SPARE_BYTES`.
+const PENDING_BYTES: usize = 4096;
 const SPARE_BYTES: usize = 64 * 1024;
 
 /// A fully committed open segment up to this size is truncated in place (cheap); a larger
@@ -117,7 +119,7 @@ impl Journal {
                 seq: 0,
                 bytes: 0,
                 sealed: VecDeque::new(),
-                pending: Vec::with_capacity(4096),
+                pending: Vec::with_capacity(PENDING_BYTES),
                 waiting: Vec::new(),
             }),
             written: AtomicU64::new(0),
@@ -189,7 +191,7 @@ impl Journal {
         }
         // A burst's buffers are not kept for good.
         if inner.pending.capacity() > SPARE_BYTES {
-            inner.pending = Vec::with_capacity(4096);
+            inner.pending = Vec::with_capacity(PENDING_BYTES);
             inner.waiting = Vec::new();
         }
         self.written.store(inner.seq, Ordering::Release);
