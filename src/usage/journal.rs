@@ -374,7 +374,9 @@ mod tests {
             let sizes: Vec<u64> = std::fs::read_dir(dir)
                 .unwrap()
                 .flatten()
-                .map(|e| e.metadata().unwrap().len())
+                // A file removed between the listing and its metadata is gone: skip it.
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
                 .collect();
             if sizes.len() == expected {
                 return sizes;
