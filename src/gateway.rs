@@ -19,6 +19,8 @@ pub mod sse;
 pub mod wire;
 
 use std::collections::HashMap;
+
+use crate::idmap::IdMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -145,7 +147,7 @@ pub enum Forwarded {
 }
 
 pub struct Gateway {
-    routes: HashMap<String, Arc<Route>>,
+    routes: IdMap<String, Arc<Route>>,
     /// Model ids in config order, for `GET /v1/models`.
     model_ids: Vec<String>,
     /// Extra client-facing names: (alias, model id), in config order.
@@ -227,7 +229,7 @@ impl Gateway {
         for p in provider_configs {
             providers.insert(p.name.clone(), Arc::new(Provider::from_config(p)?));
         }
-        let mut routes = HashMap::new();
+        let mut routes = IdMap::default();
         let mut model_ids = Vec::new();
         let mut aliases = Vec::new();
         for m in models {

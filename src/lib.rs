@@ -47,6 +47,7 @@ pub mod engine;
 pub mod error;
 pub mod files;
 pub mod gateway;
+pub mod idmap;
 pub mod keys;
 pub mod limits;
 pub mod secrets;

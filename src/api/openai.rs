@@ -220,10 +220,10 @@ async fn infer(
         Wire::Messages => protocol_headers(headers),
         _ => Vec::new(),
     };
-    let (forwarded, model) = state
-        .catalog
-        .current()
-        .forward(
+    // Boxed: awaited in place, the gateway's future (several KiB) would be built on the
+    // stack and copied into this one's state, which would grow by as much.
+    let (forwarded, model) = Box::pin(
+        state.catalog.current().forward(
             endpoint,
             wire,
             headers
@@ -237,8 +237,9 @@ async fn infer(
                 reserve_output_tokens: state.reserve_output_tokens,
             },
             meter,
-        )
-        .await?;
+        ),
+    )
+    .await?;
     let mut response = match forwarded {
         Forwarded::Json(json, content_type, charged, durable) => {
             if let Some(durable) = durable {

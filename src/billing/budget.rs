@@ -18,7 +18,7 @@
 //! [`FLUSH_DELAY`] more — until every instance's store figures (synced each second) have
 //! it. So N instances together overrun a budget by at most one reservation.
 
-use std::collections::HashMap;
+use crate::idmap::IdMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -57,9 +57,9 @@ struct KeyLimit {
 #[derive(Default)]
 struct Inner {
     /// Account id → balance figures (`stored` is the balance).
-    accounts: HashMap<String, Figures>,
+    accounts: IdMap<String, Figures>,
     /// Key id → spend limit and spend in the current period (`stored` is spent).
-    keys: HashMap<String, KeyLimit>,
+    keys: IdMap<String, KeyLimit>,
     generation: u64,
     /// When a store snapshot was last applied.
     applied: Option<Instant>,
@@ -271,7 +271,8 @@ impl Budgets {
             }
             return true;
         }
-        let mut keys = HashMap::with_capacity(snapshot.key_spend.len());
+        let mut keys =
+            IdMap::with_capacity_and_hasher(snapshot.key_spend.len(), Default::default());
         for (key, limit, spent) in snapshot.key_spend {
             let old = inner.keys.remove(&key);
             let (unflushed, reserved) =

@@ -7,7 +7,7 @@
 //! a second. Deleted keys stay as hash-less entries so failed attempts with them can be
 //! attributed to their account.
 
-use std::collections::HashMap;
+use crate::idmap::IdMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -93,7 +93,7 @@ struct Entry {
 
 pub struct KeyCache {
     hasher: KeyHasher,
-    entries: RwLock<HashMap<Box<str>, Entry>>,
+    entries: RwLock<IdMap<Box<str>, Entry>>,
     version: AtomicI64,
 }
 
@@ -101,7 +101,7 @@ impl KeyCache {
     pub fn new(hasher: KeyHasher) -> Self {
         Self {
             hasher,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(IdMap::default()),
             version: AtomicI64::new(0),
         }
     }

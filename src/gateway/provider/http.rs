@@ -266,7 +266,9 @@ impl HttpCore {
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(self.status_error(response).await)
+        // Boxed: this cold path's future would otherwise more than double the size of this
+        // one, and of every future above it that is built and moved on each request.
+        Err(Box::pin(self.status_error(response)).await)
     }
 
     /// Reduces an upstream error response to status, kind, and (4xx only) a client message.
