@@ -19,8 +19,6 @@ pub mod sse;
 pub mod wire;
 
 use std::collections::HashMap;
-
-use crate::idmap::IdMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,6 +35,7 @@ use crate::billing::PriceSchedule;
 use crate::billing::budget::Budgets;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::idmap::IdMap;
 use crate::keys::AuthedKey;
 use crate::usage::{Meter, TokenCounts, tokens};
 

@@ -18,10 +18,10 @@
 //! [`FLUSH_DELAY`] more — until every instance's store figures (synced each second) have
 //! it. So N instances together overrun a budget by at most one reservation.
 
-use crate::idmap::IdMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::idmap::IdMap;
 use crate::usage::UsageRecord;
 
 mod shared;

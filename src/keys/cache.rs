@@ -7,11 +7,11 @@
 //! a second. Deleted keys stay as hash-less entries so failed attempts with them can be
 //! attributed to their account.
 
-use crate::idmap::IdMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::{KeyError, KeyHash, KeyHasher, ParsedKey, TOKEN_PREFIX};
+use crate::idmap::IdMap;
 use crate::store::{KeyRow, KeyStatus, Store, StoreError};
 
 /// Rows read per query by [`KeyCache::refresh`].
