@@ -164,16 +164,17 @@ impl ThisStore {
         limit: i64,
         with_email: bool,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
+        // The limit is written in, not bound (see `keys_changed_since`).
+        let sql = sqlx::AssertSqlSafe(format!(
             "SELECT * FROM alert_deliveries WHERE status = 'pending' AND next_attempt_ms <= $1
-               AND (channel = 'webhook' OR $3)
-             ORDER BY next_attempt_ms LIMIT $2",
-        )
-        .bind(now_ms)
-        .bind(limit)
-        .bind(with_email)
-        .fetch_all(&self.pool)
-        .await?;
+               AND (channel = 'webhook' OR $2)
+             ORDER BY next_attempt_ms LIMIT {limit}"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(now_ms)
+            .bind(with_email)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(delivery_of).collect()
     }
 
