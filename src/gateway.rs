@@ -414,7 +414,7 @@ impl Gateway {
         wire: Wire,
         content_type: Option<&str>,
         body: Bytes,
-        protocol_headers: &ProtocolHeaders,
+        client_headers: &axum::http::HeaderMap,
         admitted: Admitted<'_>,
         mut meter: Meter,
     ) -> Result<(Forwarded, Arc<str>), ApiError> {
@@ -422,10 +422,10 @@ impl Gateway {
         // natively: routing goes on with its skeleton, and the error waits for a target
         // that would need the translation.
         let (chat, untranslatable) = match wire.to_chat(&body) {
-            Ok(Some(chat)) => (chat, None),
-            Ok(None) => (body.clone(), None),
+            Ok(Some(chat)) => (Chat::Translated(chat), None),
+            Ok(None) => (Chat::Client(body.clone()), None),
             Err(e) => match wire.skeleton(&body) {
-                Some(skeleton) => (skeleton, Some(e)),
+                Some(skeleton) => (Chat::Client(skeleton), Some(e)),
                 None => {
                     let err = ApiError::InvalidBody(e);
                     meter.finish(
@@ -440,7 +440,7 @@ impl Gateway {
         let native = (wire != Wire::OpenAi).then_some(Native {
             wire,
             body: &body,
-            headers: protocol_headers,
+            headers: client_headers,
             untranslatable: untranslatable.as_ref(),
         });
         let revoked = admitted.key.revoked.clone();
@@ -453,7 +453,7 @@ impl Gateway {
                     ApiError::AccessRevoked.status().as_u16(),
                     Some(ApiError::AccessRevoked.kind()),
                     TokenCounts {
-                        input: tokens::estimate_input(endpoint, &chat),
+                        input: tokens::estimate_input(endpoint, chat.as_bytes()),
                         estimated: true,
                         ..TokenCounts::default()
                     },
@@ -466,7 +466,12 @@ impl Gateway {
                 Ok((Forwarded::Json(json, content_type, charged, durable), model))
             }
             Ok((Answer::Stream(parts), model)) => Ok((
-                Forwarded::Stream(Box::new(Relay::new(*parts, meter, chat, endpoint))),
+                Forwarded::Stream(Box::new(Relay::new(
+                    *parts,
+                    meter,
+                    chat.into_bytes(),
+                    endpoint,
+                ))),
                 model,
             )),
             Err(err) => {
@@ -511,13 +516,21 @@ impl Gateway {
         let target = &route.targets[i];
         match target
             .provider
-            .count_tokens(body, &chat, &target.upstream_model, protocol_headers)
+            .count_tokens(
+                body,
+                chat.as_bytes(),
+                &target.upstream_model,
+                protocol_headers,
+            )
             .await
         {
             Some(Ok(n)) => Ok((n.min(route.token_bound), true)),
             Some(Err(provider::ApiCountError::Body(e))) => Err(ApiError::InvalidBody(e)),
             Some(Err(provider::ApiCountError::Upstream(e))) => Err(ApiError::Upstream(e)),
-            None => Ok((tokens::estimate_input(Endpoint::Chat, &chat), false)),
+            None => Ok((
+                tokens::estimate_input(Endpoint::Chat, chat.as_bytes()),
+                false,
+            )),
         }
     }
 
@@ -525,7 +538,7 @@ impl Gateway {
         &self,
         endpoint: Endpoint,
         content_type: Option<&str>,
-        body: &Bytes,
+        body: &Chat,
         native: Option<Native<'_>>,
         admitted: Admitted<'_>,
         meter: &mut Meter,
@@ -536,8 +549,9 @@ impl Gateway {
             budgets,
             reserve_output_tokens,
         } = admitted;
-        let request =
-            Request::parse(endpoint, content_type, body).map_err(ApiError::InvalidBody)?;
+        let request = body
+            .parse(endpoint, content_type)
+            .map_err(ApiError::InvalidBody)?;
         let model = request.model();
         let route = self
             .routes
@@ -547,7 +561,7 @@ impl Gateway {
             return Err(ApiError::ModelNotAllowed(route.model_id.to_string()));
         }
         let patched;
-        let request = match route.with_defaults(&request, body) {
+        let request = match route.with_defaults(&request, body.as_bytes()) {
             Some(with_defaults) => {
                 patched = with_defaults;
                 Request::parse(endpoint, content_type, &patched).map_err(ApiError::InvalidBody)?
@@ -569,7 +583,13 @@ impl Gateway {
         let input = match endpoint {
             Endpoint::Transcriptions => 16,
             // The client's own body: a request going out natively may have no chat form.
-            _ => native.as_ref().map_or(body.len(), |n| n.body.len()) as u64 / 3 + 16,
+            _ => {
+                native
+                    .as_ref()
+                    .map_or(body.as_bytes().len(), |n| n.body.len()) as u64
+                    / 3
+                    + 16
+            }
         };
         // Bounded counts at capped prices always fit; over-reserving is the safe side anyway.
         let estimate = prices
@@ -715,7 +735,7 @@ impl Gateway {
         let counts = match reported {
             Some(counts) => counts,
             None => TokenCounts {
-                input: tokens::estimate_input(endpoint, body),
+                input: tokens::estimate_input(endpoint, body.as_bytes()),
                 output: match endpoint {
                     Endpoint::Embeddings => 0,
                     Endpoint::Transcriptions => tokens::estimate_transcript(&json),
@@ -745,6 +765,40 @@ impl Gateway {
             Answer::Json(json, content_type, charged, durable),
             route.model_id.clone(),
         ))
+    }
+}
+
+/// The chat request routing reads: the client's own body, or a translation's, whose
+/// fields are known without parsing it again.
+enum Chat {
+    Client(Bytes),
+    Translated(wire::ChatBody),
+}
+
+impl Chat {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Chat::Client(body) => body,
+            Chat::Translated(chat) => chat.as_bytes(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Chat::Client(body) => body,
+            Chat::Translated(chat) => chat.into_bytes(),
+        }
+    }
+
+    fn parse(
+        &self,
+        endpoint: Endpoint,
+        content_type: Option<&str>,
+    ) -> Result<Request<'_>, BodyError> {
+        match self {
+            Chat::Client(body) => Request::parse(endpoint, content_type, body),
+            Chat::Translated(chat) => Request::translated(endpoint, chat),
+        }
     }
 }
 

@@ -14,9 +14,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::openai::{authenticate, check_json_depth, limited, protocol_headers, read_body};
+use super::openai::{authenticate, check_json_depth, limited, read_body};
 use crate::app::{AppState, RequestContext, Served};
 use crate::error::{AnthropicError, ApiError};
+use crate::gateway::wire::protocol_headers;
 
 /// `POST /v1/messages/count_tokens`: free, unrecorded; the `x-instagen-token-count`
 /// header says whether the count is the model's own (`exact`) or our `estimate`.

@@ -216,10 +216,6 @@ async fn infer(
         }
         None => (None, None),
     };
-    let protocol_headers = match wire {
-        Wire::Messages => protocol_headers(headers),
-        _ => Vec::new(),
-    };
     // Boxed: awaited in place, the gateway's future (several KiB) would be built on the
     // stack and copied into this one's state, which would grow by as much.
     let (forwarded, model) = Box::pin(
@@ -230,7 +226,7 @@ async fn infer(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
             bytes,
-            &protocol_headers,
+            headers,
             crate::gateway::Admitted {
                 key: &key,
                 budgets: &state.budgets,
@@ -289,24 +285,6 @@ async fn infer(
         });
     }
     Ok(response)
-}
-
-/// Anthropic's protocol headers as the client sent them, for an Anthropic upstream.
-pub(crate) fn protocol_headers(headers: &HeaderMap) -> crate::gateway::ProtocolHeaders {
-    // Names built once, not parsed from text on every request.
-    const NAMES: [header::HeaderName; 2] = [
-        header::HeaderName::from_static("anthropic-version"),
-        header::HeaderName::from_static("anthropic-beta"),
-    ];
-    NAMES
-        .iter()
-        .flat_map(|name| {
-            headers
-                .get_all(name)
-                .iter()
-                .map(move |v| (name.clone(), v.clone()))
-        })
-        .collect()
 }
 
 /// Refuses bodies nested deeper than `max` (arrays and objects), without parsing them.

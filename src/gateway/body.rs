@@ -37,8 +37,9 @@ pub struct Inspected<'a> {
     pub client_wants_usage: bool,
     /// `max_completion_tokens` or `max_tokens`, when given (budget reservations use it).
     pub max_tokens: Option<u64>,
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
-    stream_options: Option<&'a RawValue>,
+    /// Each value's JSON text, valid as parsed (or as serialized by a translation).
+    fields: Vec<(Cow<'a, str>, &'a str)>,
+    stream_options: Option<&'a str>,
 }
 
 /// A JSON object's fields in order, values borrowed raw.
@@ -75,7 +76,11 @@ impl<'de> serde::Deserialize<'de> for Text<'de> {
 
 /// `raw` when it is a JSON string, borrowed unless it holds an escape.
 pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
+    string_text(raw.get())
+}
+
+/// `text` (valid JSON) when it is a JSON string, borrowed unless it holds an escape.
+fn string_text(text: &str) -> Option<Cow<'_, str>> {
     // Anything else is known by its first byte, without building serde's error.
     if !text.starts_with('"') {
         return None;
@@ -84,9 +89,7 @@ pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     if text.len() >= 2 && !text.contains('\\') {
         return Some(Cow::Borrowed(&text[1..text.len() - 1]));
     }
-    serde_json::from_str::<Text<'_>>(raw.get())
-        .ok()
-        .map(|t| t.0)
+    serde_json::from_str::<Text<'_>>(text).ok().map(|t| t.0)
 }
 
 impl<'de> serde::Deserialize<'de> for Fields<'de> {
@@ -127,8 +130,8 @@ fn syntax_error(e: &serde_json::Error) -> BodyError {
 
 use super::minimize;
 
-fn is_array(raw: &RawValue) -> bool {
-    raw.get().starts_with('[')
+fn is_array(raw: &str) -> bool {
+    raw.starts_with('[')
 }
 
 /// Form fields a third party receives for a transcription (the file name is replaced too).
@@ -181,6 +184,15 @@ impl<'a> Request<'a> {
             ));
         }
         Ok(Request::Form(form, model))
+    }
+
+    /// A translation's chat request (see `wire::ChatBody`), its fields taken as written:
+    /// it was serialized here, so it is not parsed again.
+    pub fn translated(
+        endpoint: Endpoint,
+        chat: &'a super::wire::ChatBody,
+    ) -> Result<Self, BodyError> {
+        inspect_fields(endpoint, chat.fields().collect()).map(Request::Json)
     }
 
     pub fn model(&self) -> &str {
@@ -242,11 +254,23 @@ pub fn field<'a>(fields: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<
 
 /// Parses and validates a request body for `endpoint`.
 pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyError> {
-    let fields = fields(body)?;
+    // The same allocation, each value's text taken out of its `RawValue`.
+    let fields = fields(body)?
+        .into_iter()
+        .map(|(k, v)| (k, v.get()))
+        .collect();
+    inspect_fields(endpoint, fields)
+}
+
+/// Validates a request's top-level fields (each value's JSON text) for `endpoint`.
+fn inspect_fields<'a>(
+    endpoint: Endpoint,
+    fields: Vec<(Cow<'a, str>, &'a str)>,
+) -> Result<Inspected<'a>, BodyError> {
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
 
     let model = match get("model") {
-        Some(raw) => match string(raw) {
+        Some(raw) => match string_text(raw) {
             Some(m) if !m.is_empty() => m,
             _ => {
                 return Err(BodyError::field(
@@ -262,7 +286,7 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
             ));
         }
     };
-    let stream = match get("stream").map(RawValue::get) {
+    let stream = match get("stream") {
         None | Some("null") | Some("false") => false,
         Some("true") => true,
         Some(_) => return Err(BodyError::field("stream", "`stream` must be a boolean")),
@@ -306,10 +330,10 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
             ));
         }
     }
-    let stream_options = get("stream_options").filter(|r| r.get() != "null");
+    let stream_options = get("stream_options").filter(|r| *r != "null");
     let client_wants_usage = match stream_options {
         Some(raw) => {
-            if !raw.get().starts_with('{') {
+            if !raw.starts_with('{') {
                 return Err(BodyError::field(
                     "stream_options",
                     "`stream_options` must be an object",
@@ -320,7 +344,7 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
                 #[serde(default)]
                 include_usage: Option<bool>,
             }
-            serde_json::from_str::<Opts>(raw.get())
+            serde_json::from_str::<Opts>(raw)
                 .map_err(|_| {
                     BodyError::field(
                         "stream_options",
@@ -334,7 +358,7 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<Inspected<'_>, BodyErr
     };
     let max_tokens = get("max_completion_tokens")
         .or_else(|| get("max_tokens"))
-        .and_then(|r| r.get().parse::<u64>().ok());
+        .and_then(|r| r.parse::<u64>().ok());
     Ok(Inspected {
         model,
         stream,
@@ -351,14 +375,15 @@ impl<'a> Inspected<'a> {
         self.fields.iter().any(|(k, _)| k == name)
     }
 
-    /// A top-level field's raw JSON (the last one wins, as in `inspect`); `null` counts as absent.
-    pub fn field(&self, name: &str) -> Option<&'a RawValue> {
+    /// A top-level field's JSON text (the last one wins, as in `inspect`); `null` counts
+    /// as absent.
+    pub fn field(&self, name: &str) -> Option<&'a str> {
         self.fields
             .iter()
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| *v)
-            .filter(|v| v.get() != "null")
+            .filter(|v| *v != "null")
     }
 
     /// The body for the upstream: `model` replaced, and for streams
@@ -371,11 +396,7 @@ impl<'a> Inspected<'a> {
         stream: bool,
         minimise: Option<Endpoint>,
     ) -> Result<Bytes, BodyError> {
-        let size: usize = self
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum();
+        let size: usize = self.fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
         let hint = size + upstream_model.len() + 64;
         let mut out = crate::bodybuf::BodyBuf::new(hint, hint.saturating_mul(2));
         out.extend_from_slice(b"{\"model\":");
@@ -388,14 +409,14 @@ impl<'a> Inspected<'a> {
                 out.push(b',');
                 write_json_str(&mut out, key);
                 out.push(b':');
-                out.extend_from_slice(value.get().as_bytes());
+                out.extend_from_slice(value.as_bytes());
                 continue;
             };
             // A third party: allow-listed fields only, each pruned to what it needs.
             let Some((name, shape)) = allowed(endpoint, key) else {
                 continue;
             };
-            let pruned = minimize::minimise(value.get(), shape).map_err(|e| match e {
+            let pruned = minimize::minimise(value, shape).map_err(|e| match e {
                 minimize::MinimiseError::Duplicate(k) => {
                     BodyError::field(name, format!("`{name}` gives the key `{k}` more than once"))
                 }
@@ -416,7 +437,7 @@ impl<'a> Inspected<'a> {
                 Some(_) if minimise.is_some() => out.extend_from_slice(b"{\"include_usage\":true}"),
                 Some(raw) => {
                     let mut opts: serde_json::Map<String, serde_json::Value> =
-                        serde_json::from_str(raw.get()).map_err(|_| {
+                        serde_json::from_str(raw).map_err(|_| {
                             BodyError::field("stream_options", "`stream_options` must be an object")
                         })?;
                     opts.insert("include_usage".to_owned(), serde_json::Value::Bool(true));

@@ -53,7 +53,7 @@ impl Outgoing {
     fn native(body: Bytes, native: &Native<'_>) -> Self {
         Self {
             native: Some(native.wire),
-            headers: native.headers.clone(),
+            headers: super::wire::protocol_headers(native.headers),
             ..Self::json(body)
         }
     }

@@ -65,7 +65,7 @@ impl Wire {
     }
 
     /// The request as a chat completion request (the internal model).
-    pub fn to_chat(self, body: &[u8]) -> Result<Option<Bytes>, BodyError> {
+    pub fn to_chat(self, body: &[u8]) -> Result<Option<ChatBody>, BodyError> {
         match self {
             Wire::OpenAi => Ok(None),
             Wire::Responses => responses::to_chat(body).map(Some),
@@ -137,11 +137,32 @@ impl Wire {
 /// Anthropic's protocol headers, which the gateway protocol says to forward unchanged.
 pub type ProtocolHeaders = Vec<(axum::http::HeaderName, axum::http::HeaderValue)>;
 
+/// Anthropic's protocol headers as the client sent them, for an Anthropic upstream.
+pub fn protocol_headers(headers: &axum::http::HeaderMap) -> ProtocolHeaders {
+    use axum::http::HeaderName;
+    // Names built once, not parsed from text on every request.
+    const NAMES: [HeaderName; 2] = [
+        HeaderName::from_static("anthropic-version"),
+        HeaderName::from_static("anthropic-beta"),
+    ];
+    NAMES
+        .iter()
+        .flat_map(|name| {
+            headers
+                .get_all(name)
+                .iter()
+                .map(move |v| (name.clone(), v.clone()))
+        })
+        .collect()
+}
+
 /// The client's own body, for an upstream that serves its format natively.
 pub struct Native<'a> {
     pub wire: Wire,
     pub body: &'a [u8],
-    pub headers: &'a ProtocolHeaders,
+    /// The client's request headers: its protocol headers are taken from them only when
+    /// the request goes out natively.
+    pub headers: &'a axum::http::HeaderMap,
     /// Why the body does not translate to chat, when it does not: only a provider serving
     /// the format natively can take it.
     pub untranslatable: Option<&'a BodyError>,
@@ -171,18 +192,18 @@ pub struct ChoiceDelta<'a> {
     pub index: u32,
     #[serde(borrow, default)]
     pub delta: Option<Delta<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 pub struct Delta<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub content: Option<Cow<'a, str>>,
     /// vLLM, SGLang and llama.cpp name it `reasoning_content`; newer vLLM `reasoning`.
-    #[serde(borrow, default, alias = "reasoning")]
+    #[serde(borrow, default, deserialize_with = "borrowed", alias = "reasoning")]
     pub reasoning_content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
@@ -192,7 +213,7 @@ pub struct Delta<'a> {
 pub struct ToolCallDelta<'a> {
     #[serde(default)]
     pub index: Option<u32>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub function: Option<FunctionDelta<'a>>,
@@ -200,9 +221,9 @@ pub struct ToolCallDelta<'a> {
 
 #[derive(Deserialize)]
 pub struct FunctionDelta<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub arguments: Option<Cow<'a, str>>,
 }
 
@@ -353,6 +374,14 @@ pub(crate) fn now_s() -> u64 {
     u64::try_from(crate::time::now_ms() / 1_000).unwrap_or(0)
 }
 
+/// An optional JSON string, borrowed from the document unless it holds an escape: serde's
+/// own `Option<Cow<str>>` copies every string, `#[serde(borrow)]` or not.
+pub(crate) fn borrowed<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    Ok(Option::<super::body::Text<'de>>::deserialize(d)?.map(|t| t.0))
+}
+
 /// A chat completion answer, as the translations read it: its text borrowed from the
 /// answer unless it holds an escape.
 #[derive(Deserialize)]
@@ -382,15 +411,15 @@ impl<'a> ChatAnswer<'a> {
 pub(crate) struct ChatChoice<'a> {
     #[serde(borrow, default)]
     pub message: ChatMessage<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
 pub(crate) struct ChatMessage<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub content: Option<Cow<'a, str>>,
-    #[serde(borrow, default, alias = "reasoning")]
+    #[serde(borrow, default, deserialize_with = "borrowed", alias = "reasoning")]
     pub reasoning_content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub tool_calls: Vec<ChatToolCall<'a>>,
@@ -452,32 +481,20 @@ impl<'a> ChatTool<'a> {
 
 /// A chat completion request as the translations write it: typed, borrowing the client's
 /// text and tool schemas, so a translated request is written once with no JSON tree.
-#[derive(serde::Serialize)]
 pub(crate) struct ChatRequest<'a> {
     pub model: Cow<'a, str>,
     pub messages: Vec<ChatMsg<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
     /// Numbers as the client wrote them (checked to be numbers).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_k: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ChatTool<'a>>,
 }
 
@@ -500,11 +517,113 @@ impl<'a> ChatRequest<'a> {
         }
     }
 
-    /// The request's JSON body.
-    pub(crate) fn body(&self) -> Result<Bytes, BodyError> {
-        serde_json::to_vec(self)
-            .map(Bytes::from)
-            .map_err(|_| BodyError::field("messages", "the request could not be translated"))
+    /// The request's JSON body, with where each top-level field's value lies in it.
+    pub(crate) fn body(&self) -> Result<ChatBody, BodyError> {
+        let mut w = BodyWriter {
+            text: Vec::with_capacity(256),
+            fields: Vec::with_capacity(8),
+        };
+        w.put("model", &self.model)?;
+        w.put("messages", &self.messages)?;
+        w.put_some("max_tokens", self.max_tokens.as_ref())?;
+        w.put_some("stop", Some(&self.stop).filter(|s| !s.is_empty()))?;
+        w.put_some("temperature", self.temperature)?;
+        w.put_some("top_p", self.top_p)?;
+        w.put_some("top_k", self.top_k)?;
+        w.put_some("response_format", self.response_format.as_ref())?;
+        w.put_some("tool_choice", self.tool_choice.as_ref())?;
+        w.put_some("parallel_tool_calls", self.parallel_tool_calls.as_ref())?;
+        w.put_some("reasoning_effort", self.reasoning_effort.as_ref())?;
+        w.put_some("stream", self.stream.as_ref())?;
+        w.put_some("tools", Some(&self.tools).filter(|t| !t.is_empty()))?;
+        w.text.push(b'}');
+        // serde_json writes UTF-8: the check never fails.
+        let text = String::from_utf8(w.text).map_err(|_| untranslatable())?;
+        Ok(ChatBody {
+            text,
+            fields: w.fields,
+        })
+    }
+}
+
+fn untranslatable() -> BodyError {
+    BodyError::field("messages", "the request could not be translated")
+}
+
+/// Writes a `ChatBody`, a top-level field at a time.
+struct BodyWriter {
+    text: Vec<u8>,
+    fields: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+/// A translated chat request: its JSON body and, for each top-level field, where its
+/// value lies in it. Routing reads the fields from here instead of parsing the body again
+/// (`Request::translated`).
+pub struct ChatBody {
+    /// Always `{"model":…}` and valid JSON: written here by serde_json.
+    text: String,
+    fields: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+impl BodyWriter {
+    fn put<T: serde::Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), BodyError> {
+        self.text
+            .push(if self.fields.is_empty() { b'{' } else { b',' });
+        self.text.push(b'"');
+        self.text.extend_from_slice(name.as_bytes());
+        self.text.extend_from_slice(b"\":");
+        let start = self.text.len();
+        serde_json::to_writer(&mut self.text, value).map_err(|_| untranslatable())?;
+        self.fields.push((name, start..self.text.len()));
+        Ok(())
+    }
+
+    fn put_some<T: serde::Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: Option<&T>,
+    ) -> Result<(), BodyError> {
+        match value {
+            Some(v) => self.put(name, v),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Field names and the body's size only: the body holds the client's content.
+impl std::fmt::Debug for ChatBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatBody")
+            .field("bytes", &self.text.len())
+            .field(
+                "fields",
+                &self.fields.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ChatBody {
+    /// The JSON body.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+
+    /// The JSON body, owned.
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from(self.text)
+    }
+
+    /// Each top-level field and its value's JSON text, in order.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
+        // Each range ends where serde_json stopped writing a value: on a char boundary.
+        self.fields
+            .iter()
+            .filter_map(|(name, range)| Some((Cow::Borrowed(*name), self.text.get(range.clone())?)))
     }
 }
 
@@ -826,5 +945,92 @@ mod round_trips {
             prop_assert_eq!(u["prompt_tokens_details"]["cached_tokens"].as_u64(), Some(counts.cached_input));
             prop_assert_eq!(u["completion_tokens"].as_u64(), Some(counts.output));
         }
+    }
+}
+
+#[cfg(test)]
+mod translated_bodies {
+    //! A translation's fields are read where it wrote them, not parsed again: routing and
+    //! the upstream's body must come out as they would from parsing the written body.
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::gateway::Request;
+
+    fn both(wire: Wire, body: serde_json::Value) {
+        let chat = wire
+            .to_chat(body.to_string().as_bytes())
+            .expect("translates")
+            .expect("a translated wire");
+        let Request::Json(read) = Request::translated(Endpoint::Chat, &chat).expect("valid") else {
+            panic!("a JSON request");
+        };
+        let Request::Json(parsed) =
+            Request::parse(Endpoint::Chat, None, chat.as_bytes()).expect("valid JSON")
+        else {
+            panic!("a JSON request");
+        };
+        assert_eq!(read.model, parsed.model);
+        assert_eq!(read.stream, parsed.stream);
+        assert_eq!(read.max_tokens, parsed.max_tokens);
+        assert_eq!(read.client_wants_usage, parsed.client_wants_usage);
+        for stream in [false, true] {
+            for minimise in [None, Some(Endpoint::Chat)] {
+                assert_eq!(
+                    read.rewrite("up/model", stream, minimise)
+                        .expect("rewrites"),
+                    parsed
+                        .rewrite("up/model", stream, minimise)
+                        .expect("rewrites"),
+                    "stream {stream}, minimise {minimise:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn translated_fields_read_in_place_match_the_written_body_parsed() {
+        both(
+            Wire::Messages,
+            json!({"model": "m\u{e9}\"x", "max_tokens": 64, "system": "be brief",
+                   "messages": [{"role": "user", "content": "h\u{e9}llo \"there\"\n"}]}),
+        );
+        both(
+            Wire::Messages,
+            json!({"model": "m", "max_tokens": 9, "stream": true, "temperature": 0.5,
+                   "top_k": 3, "stop_sequences": ["x"],
+                   "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
+                   "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+                   "thinking": {"type": "enabled", "budget_tokens": 2048},
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]},
+                                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}}]},
+                                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}]}),
+        );
+        both(
+            Wire::Responses,
+            json!({"model": "m", "input": "hi", "instructions": "be kind",
+                   "max_output_tokens": 20, "stream": true,
+                   "text": {"format": {"type": "json_object"}}}),
+        );
+    }
+
+    #[test]
+    fn an_answers_strings_are_borrowed_unless_escaped() {
+        let json = br#"{"id":"x","choices":[{"message":{"content":"plain","reasoning":"why \"so\""},"finish_reason":"stop"}]}"#;
+        let answer = ChatAnswer::parse(json).expect("an answer");
+        let choice = &answer.choices[0];
+        assert!(matches!(
+            choice.message.content,
+            Some(Cow::Borrowed("plain"))
+        ));
+        assert!(matches!(choice.finish_reason, Some(Cow::Borrowed("stop"))));
+        assert_eq!(
+            choice.message.reasoning_content.as_deref(),
+            Some("why \"so\"")
+        );
+        let none =
+            ChatAnswer::parse(br#"{"choices":[{"message":{"content":null}}]}"#).expect("an answer");
+        assert!(none.choices[0].message.content.is_none());
     }
 }

@@ -11,7 +11,6 @@
 use axum::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::http::{HttpCore, credential, secret_header};
@@ -121,11 +120,11 @@ fn invalid(param: &'static str, message: impl Into<String>) -> BodyError {
 }
 
 fn parse_field<T: serde::de::DeserializeOwned>(
-    raw: &RawValue,
+    raw: &str,
     param: &'static str,
     what: &str,
 ) -> Result<T, BodyError> {
-    serde_json::from_str(raw.get()).map_err(|_| invalid(param, format!("`{param}` must be {what}")))
+    serde_json::from_str(raw).map_err(|_| invalid(param, format!("`{param}` must be {what}")))
 }
 
 /// An OpenAI chat completion request as a Messages API request.
@@ -157,7 +156,7 @@ pub fn translate_request(
         }
     }
     if let Some(raw) = inspected.field("stop") {
-        let stops = match serde_json::from_str::<Value>(raw.get()) {
+        let stops = match serde_json::from_str::<Value>(raw) {
             Ok(Value::String(s)) => vec![Value::String(s)],
             Ok(Value::Array(a)) if a.iter().all(Value::is_string) => a,
             _ => {
@@ -170,12 +169,12 @@ pub fn translate_request(
         out.insert("stop_sequences".into(), Value::Array(stops));
     }
     if let Some(raw) = inspected.field("n")
-        && raw.get() != "1"
+        && raw != "1"
     {
         return Err(invalid("n", "this model supports only `n` = 1"));
     }
     if let Some(raw) = inspected.field("response_format") {
-        let kind = serde_json::from_str::<Value>(raw.get())
+        let kind = serde_json::from_str::<Value>(raw)
             .ok()
             .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned));
         if kind.as_deref() != Some("text") {
@@ -203,7 +202,7 @@ pub fn translate_request(
     };
     if inspected
         .field("parallel_tool_calls")
-        .is_some_and(|r| r.get() == "false")
+        .is_some_and(|r| r == "false")
     {
         let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
         if c["type"] != "none" {

@@ -94,7 +94,7 @@ fn parse<'a, T: Deserialize<'a>>(
 ) -> Result<Option<T>, BodyError> {
     request
         .field(name)
-        .map(|raw| serde_json::from_str(raw.get()))
+        .map(serde_json::from_str)
         .transpose()
         .map_err(|_| BodyError::field(name, format!("`{name}` must be {what}")))
 }
@@ -215,10 +215,7 @@ impl LocalProvider {
                 "this model supports only text responses",
             ));
         }
-        if !matches!(
-            request.field("logprobs").map(RawValue::get),
-            None | Some("false" | "0")
-        ) {
+        if !matches!(request.field("logprobs"), None | Some("false" | "0")) {
             return Err(BodyError::field(
                 "logprobs",
                 "this model does not return logprobs",

@@ -22,16 +22,16 @@ use crate::gateway::body::{field, fields};
 use crate::usage::{Charged, TokenCounts};
 
 /// A Messages request as a chat completion request.
-pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
+pub fn to_chat(body: &[u8]) -> Result<super::ChatBody, BodyError> {
     translate(body, false)
 }
 
 /// A `count_tokens` request (no `max_tokens`) as a chat completion request.
-pub fn count_to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
+pub fn count_to_chat(body: &[u8]) -> Result<super::ChatBody, BodyError> {
     translate(body, true)
 }
 
-fn translate(body: &[u8], counting: bool) -> Result<Bytes, BodyError> {
+fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> {
     let f = fields(body)?;
     let model = match field(&f, "model") {
         Some(raw) => match string(raw) {
@@ -169,11 +169,11 @@ fn text_block(raw: &RawValue) -> Option<Cow<'_, str>> {
 /// A tool as the client sent it, borrowed (its schema is never parsed).
 #[derive(Deserialize)]
 struct InTool<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, deserialize_with = "super::borrowed", default)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, deserialize_with = "super::borrowed", default)]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, deserialize_with = "super::borrowed", default)]
     description: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     input_schema: Option<&'a RawValue>,
@@ -399,11 +399,11 @@ fn image_part(source: &RawValue) -> Option<ChatPart<'_>> {
     struct Source<'a> {
         #[serde(rename = "type", borrow)]
         kind: Cow<'a, str>,
-        #[serde(borrow, default)]
+        #[serde(borrow, deserialize_with = "super::borrowed", default)]
         media_type: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
+        #[serde(borrow, deserialize_with = "super::borrowed", default)]
         data: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
+        #[serde(borrow, deserialize_with = "super::borrowed", default)]
         url: Option<Cow<'a, str>>,
     }
     let source: Source<'_> = serde_json::from_str(source.get()).ok()?;
@@ -814,7 +814,7 @@ mod tests {
     use super::*;
 
     fn chat(body: Value) -> Value {
-        serde_json::from_slice(&to_chat(body.to_string().as_bytes()).unwrap()).unwrap()
+        serde_json::from_slice(to_chat(body.to_string().as_bytes()).unwrap().as_bytes()).unwrap()
     }
 
     #[test]
@@ -936,7 +936,8 @@ mod tests {
             "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
                 "content": [{"type": "text", "text": "c"}, {"type": "text", "text": "d"}]}]}]});
         let chat: Value =
-            serde_json::from_slice(&to_chat(body.to_string().as_bytes()).unwrap()).unwrap();
+            serde_json::from_slice(to_chat(body.to_string().as_bytes()).unwrap().as_bytes())
+                .unwrap();
         assert_eq!(chat["messages"][0]["content"], "a\nb");
         assert_eq!(chat["messages"][1]["content"], "c\nd");
     }

@@ -56,7 +56,7 @@ fn refuse_stateful(
 }
 
 /// A Responses request as a chat completion request.
-pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
+pub fn to_chat(body: &[u8]) -> Result<super::ChatBody, BodyError> {
     let f = fields(body)?;
     refuse_stateful(&f)?;
     let model = match field(&f, "model") {
@@ -224,11 +224,11 @@ pub fn to_chat(body: &[u8]) -> Result<Bytes, BodyError> {
 /// A Responses tool as the client sent it, borrowed (its schema is never parsed).
 #[derive(Deserialize)]
 struct InTool<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, deserialize_with = "super::borrowed", default)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, deserialize_with = "super::borrowed", default)]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, deserialize_with = "super::borrowed", default)]
     description: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     parameters: Option<&'a RawValue>,
@@ -1037,7 +1037,7 @@ mod tests {
     use super::*;
 
     fn chat(body: Value) -> Value {
-        serde_json::from_slice(&to_chat(body.to_string().as_bytes()).unwrap()).unwrap()
+        serde_json::from_slice(to_chat(body.to_string().as_bytes()).unwrap().as_bytes()).unwrap()
     }
 
     #[test]
