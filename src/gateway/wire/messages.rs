@@ -62,8 +62,13 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
                 .push(ChatMsg::new("system", ChatContent::Text(text)));
         }
     }
-    let list: Vec<&RawValue> = match field(&f, "messages") {
-        Some(raw) => parse(raw, "messages", "an array of messages")?,
+    // Read in one pass; only a list that does not read is gone through again, to say
+    // which message is wrong.
+    let list: Vec<InBlock<'_>> = match field(&f, "messages") {
+        Some(raw) => match serde_json::from_str(raw.get()) {
+            Ok(list) => list,
+            Err(_) => return Err(unreadable_messages(raw)),
+        },
         None => return Err(BodyError::field("messages", "messages: Field required")),
     };
     out.messages.reserve(list.len());
@@ -286,9 +291,22 @@ struct InBlock<'a> {
 
 /// One message as chat messages: a user turn's tool results become tool messages (first,
 /// right after the assistant's calls), an assistant's `tool_use` blocks its tool calls.
-fn message<'a>(m: &'a RawValue, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<(), BodyError> {
+/// Why a `messages` value that does not read as a list of messages does not: it is no
+/// list, or its message `i` is no object.
+fn unreadable_messages(raw: &RawValue) -> BodyError {
+    let list: Vec<&RawValue> = match parse(raw, "messages", "an array of messages") {
+        Ok(list) => list,
+        Err(e) => return e,
+    };
+    let i = list
+        .iter()
+        .position(|m| serde_json::from_str::<InBlock<'_>>(m.get()).is_err())
+        .unwrap_or(0);
+    BodyError::field("messages", format!("messages.{i}: must be an object"))
+}
+
+fn message<'a>(m: InBlock<'a>, i: usize, out: &mut Vec<ChatMsg<'a>>) -> Result<(), BodyError> {
     let bad = |what: &str| BodyError::field("messages", format!("messages.{i}: {what}"));
-    let m: InBlock<'a> = serde_json::from_str(m.get()).map_err(|_| bad("must be an object"))?;
     let role = match m.role.and_then(string).as_deref() {
         Some("user") => "user",
         Some("assistant") => "assistant",
@@ -891,6 +909,31 @@ mod tests {
             let err = to_chat(body.to_string().as_bytes()).unwrap_err();
             assert_eq!(err.param, Some(param), "{body}");
             assert!(!err.message.contains("SECRET"));
+        }
+    }
+
+    #[test]
+    fn a_message_that_is_no_object_is_named_by_its_place() {
+        for (messages, message) in [
+            (json!("SECRET"), "`messages` must be an array of messages"),
+            (
+                json!({"role": "SECRET"}),
+                "`messages` must be an array of messages",
+            ),
+            (
+                json!([{"role": "user", "content": "a"}, "SECRET"]),
+                "messages.1: must be an object",
+            ),
+            (json!([7]), "messages.0: must be an object"),
+            (
+                json!([{"role": "user", "content": "a"}, {"role": ["SECRET"]}]),
+                "messages.1: role: must be `user`, `assistant` or `system`",
+            ),
+        ] {
+            let body = json!({"model": "m", "max_tokens": 1, "messages": messages});
+            let err = to_chat(body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err.param, Some("messages"), "{body}");
+            assert_eq!(err.message, message, "{body}");
         }
     }
 
