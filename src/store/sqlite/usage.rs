@@ -8,8 +8,19 @@ use crate::store::StoreError;
 use crate::store::codec::to_i64;
 use crate::usage::UsageRecord;
 
-/// Rows per multi-row INSERT (23 parameters each, well under SQLite's variable limit).
+/// Rows per multi-row INSERT (`USAGE_COLUMNS` parameters each, well under SQLite's
+/// variable limit).
 const USAGE_ROWS_PER_INSERT: usize = 64;
+
+/// The parameters of one usage row (`insert_usage_sql`, `insert_usage`).
+const USAGE_COLUMNS: usize = 23;
+
+/// Adds each value to `args`, in order; a value that does not encode is an error.
+macro_rules! add {
+    ($args:ident, $($value:expr),+ $(,)?) => {
+        $( sqlx::Arguments::add(&mut $args, $value).map_err(sqlx::Error::Encode)?; )+
+    };
+}
 
 /// `INSERT OR IGNORE` of `rows` usage records; the SQL for each row count is built once
 /// and reused, so SQLite's statement cache sees at most `USAGE_ROWS_PER_INSERT` shapes.
@@ -18,7 +29,7 @@ fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
     let cache = CACHE.get_or_init(|| {
         (0..=USAGE_ROWS_PER_INSERT)
             .map(|n| {
-                let row = format!("({})", vec!["?"; 23].join(", "));
+                let row = format!("({})", vec!["?"; USAGE_COLUMNS].join(", "));
                 let values = vec![row; n].join(", ");
                 Arc::from(format!(
                     "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
@@ -129,34 +140,40 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         for chunk in pow2_chunks(records) {
-            let mut query = sqlx::query(insert_usage_sql(chunk.len()));
+            // Arguments sized once and added in place: `Query::bind` moves the query by
+            // value and checks its state for every one of a chunk's ~1,500 values.
+            let mut args = sqlx::sqlite::SqliteArguments::default();
+            sqlx::Arguments::reserve(&mut args, chunk.len() * USAGE_COLUMNS, 0);
             for r in chunk {
                 // Shared strings go in by reference count; a borrowed one would be copied.
-                query = query
-                    .bind(r.request_id.clone())
-                    .bind(r.account_id.clone())
-                    .bind(r.key_id.clone())
-                    .bind(r.endpoint.clone())
-                    .bind(r.model.clone())
-                    .bind(r.provider.clone())
-                    .bind(r.started_ms)
-                    .bind(r.finished_ms)
-                    .bind(i64::from(r.status))
-                    .bind(r.error_kind.as_deref())
-                    .bind(r.stream)
-                    .bind(to_i64(r.input_tokens))
-                    .bind(to_i64(r.cached_input_tokens))
-                    .bind(to_i64(r.output_tokens))
-                    .bind(r.estimated)
-                    .bind(r.cost_nanos)
-                    .bind(to_i64(r.latency_us))
-                    .bind(r.ttft_us.map(to_i64))
-                    .bind(i64::from(r.attempts))
-                    .bind(r.region.as_deref())
-                    .bind(to_i64(r.cache_write_5m_tokens))
-                    .bind(to_i64(r.cache_write_1h_tokens))
-                    .bind(to_i64(r.reasoning_tokens));
+                add!(
+                    args,
+                    r.request_id.clone(),
+                    r.account_id.clone(),
+                    r.key_id.clone(),
+                    r.endpoint.clone(),
+                    r.model.clone(),
+                    r.provider.clone(),
+                    r.started_ms,
+                    r.finished_ms,
+                    i64::from(r.status),
+                    r.error_kind.as_deref(),
+                    r.stream,
+                    to_i64(r.input_tokens),
+                    to_i64(r.cached_input_tokens),
+                    to_i64(r.output_tokens),
+                    r.estimated,
+                    r.cost_nanos,
+                    to_i64(r.latency_us),
+                    r.ttft_us.map(to_i64),
+                    i64::from(r.attempts),
+                    r.region.as_deref(),
+                    to_i64(r.cache_write_5m_tokens),
+                    to_i64(r.cache_write_1h_tokens),
+                    to_i64(r.reasoning_tokens),
+                );
             }
+            let query = sqlx::query_with(insert_usage_sql(chunk.len()), args);
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
         if inserted > 0 {
