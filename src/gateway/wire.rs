@@ -383,27 +383,40 @@ pub(crate) fn borrowed<'de, D: serde::Deserializer<'de>>(
 }
 
 /// A chat completion answer, as the translations read it: its text borrowed from the
-/// answer unless it holds an escape.
+/// answer unless it holds an escape, its usage read in the same pass.
 #[derive(Deserialize)]
 pub(crate) struct ChatAnswer<'a> {
     #[serde(borrow, default)]
     pub choices: Vec<ChatChoice<'a>>,
-    /// Kept raw: an answer whose usage does not parse is still an answer (its counts are
-    /// then estimated).
+    #[serde(default)]
+    usage: Option<UpstreamUsage>,
+}
+
+/// `ChatAnswer` with its usage kept raw, for an answer whose usage does not read.
+#[derive(Deserialize)]
+struct RawUsageAnswer<'a> {
     #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
+    choices: Vec<ChatChoice<'a>>,
 }
 
 impl<'a> ChatAnswer<'a> {
     /// Reads a chat completion answer; `None` when it is not one. Its text is checked to be
-    /// UTF-8 once, not string by string.
+    /// UTF-8 once, not string by string. An answer whose usage does not read is still an
+    /// answer (its counts are then estimated): it is read again without it.
     pub(crate) fn parse(json: &'a [u8]) -> Option<Self> {
-        serde_json::from_str(std::str::from_utf8(json).ok()?).ok()
+        let text = std::str::from_utf8(json).ok()?;
+        serde_json::from_str(text).ok().or_else(|| {
+            let answer: RawUsageAnswer<'a> = serde_json::from_str(text).ok()?;
+            Some(Self {
+                choices: answer.choices,
+                usage: None,
+            })
+        })
     }
 
-    /// The usage the upstream reported, when it reported one that parses.
+    /// The usage the upstream reported, when it reported one that reads.
     pub(crate) fn usage(&self) -> Option<UpstreamUsage> {
-        UpstreamUsage::read(self.usage?.get().as_bytes())
+        self.usage
     }
 }
 
@@ -1029,6 +1042,28 @@ mod translated_bodies {
             choice.message.reasoning_content.as_deref(),
             Some("why \"so\"")
         );
+        let counted = ChatAnswer::parse(
+            br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"extra":[1]}}"#,
+        )
+        .and_then(|a| a.usage())
+        .expect("usage");
+        assert_eq!(
+            (counted.prompt_tokens, counted.completion_tokens),
+            (Some(5), Some(7))
+        );
+        // A usage that does not read leaves the answer an answer, its counts to estimate.
+        for usage in [
+            r#""lots""#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":1.5}"#,
+            "null",
+        ] {
+            let json =
+                format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#);
+            let answer = ChatAnswer::parse(json.as_bytes()).expect("still an answer");
+            assert!(answer.usage().is_none(), "{usage}");
+            assert_eq!(answer.choices[0].message.content.as_deref(), Some("hi"));
+        }
         let none =
             ChatAnswer::parse(br#"{"choices":[{"message":{"content":null}}]}"#).expect("an answer");
         assert!(none.choices[0].message.content.is_none());
