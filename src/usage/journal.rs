@@ -346,9 +346,11 @@ fn text(out: &mut Vec<u8>, value: Option<&str>) {
         out.extend_from_slice(b"null");
         return;
     };
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    // Folded without an early exit, so the check runs over many bytes at once.
+    let plain = s.bytes().fold(true, |plain, b| {
+        plain & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
