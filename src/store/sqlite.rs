@@ -109,6 +109,11 @@ impl SqliteStore {
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// The usage writer's own connection, so its page cache stays warm from one batch to
+    /// the next: in WAL mode a commit from one connection drops every other connection's
+    /// cached pages, and a batch on whichever pooled connection came free read the pages
+    /// of the indexes it writes again (and allocated them again).
+    pub(super) usage_pool: SqlitePool,
 }
 
 fn path_of(url: &str) -> Result<PathBuf, StoreError> {
@@ -151,9 +156,13 @@ impl SqliteStore {
             .pragma("temp_store", "MEMORY");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = Self { pool };
+        // Opened once the schema is migrated.
+        let usage_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        let store = Self { pool, usage_pool };
         store.migrate().await?;
         Ok(store)
     }
@@ -199,6 +208,7 @@ impl SqliteStore {
     }
 
     pub async fn close(&self) {
+        self.usage_pool.close().await;
         self.pool.close().await;
     }
 }

@@ -137,7 +137,7 @@ const ROLLUP_SQL: [&str; 4] = [
 
 impl SqliteStore {
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.usage_pool.begin().await?;
         let mut inserted = 0;
         for chunk in pow2_chunks(records) {
             // Arguments sized once and added in place: `Query::bind` moves the query by
