@@ -50,4 +50,5 @@ mod tenant_isolation;
 mod tls;
 mod token_kinds;
 mod uploads;
+mod upstream_connections;
 mod usage;

@@ -2,10 +2,14 @@
 //! timeouts, health probes, and the reduction of an upstream error response.
 //!
 //! Requests carry only what an adapter passes here plus the credential headers: no
-//! client header and no client address ever reaches this module. The client is
-//! hyper-util's pooled client over rustls (HTTP/2 by ALPN, certificates verified against
-//! the platform's roots). Redirects are never followed: an upstream cannot send our
-//! request, with its body and our credential, somewhere else.
+//! client header and no client address ever reaches this module. An HTTPS upstream is
+//! called through hyper-util's pooled client over rustls (HTTP/2 by ALPN, certificates
+//! verified against the platform's roots); a plain-HTTP one (a self-hosted engine) through
+//! our own HTTP/1.1 pool (`pool`), which costs less a request. Redirects are never
+//! followed: an upstream cannot send our request, with its body and our credential,
+//! somewhere else.
+
+mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +28,14 @@ use super::{UpstreamError, UpstreamErrorKind};
 use crate::config::{ProviderConfig, Secret};
 use crate::gateway::ProviderProblem;
 
+/// An idle upstream connection is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Upstream error bodies larger than this are not read for a client message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// An upstream's answer: status, headers and a body still to be read.
-pub type Response = axum::http::Response<hyper::body::Incoming>;
+pub type Response = axum::http::Response<pool::Body>;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -36,9 +43,17 @@ static USER_AGENT_VALUE: HeaderValue =
     HeaderValue::from_static(concat!("instagen/", env!("CARGO_PKG_VERSION")));
 static ACCEPT_VALUE: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 
+/// How requests reach the upstream.
+enum Transport {
+    /// Plain HTTP: our own pool of HTTP/1.1 connections to the one host.
+    Plain(Arc<pool::Pool>),
+    /// HTTPS: hyper-util's client, TLS and HTTP/2 by ALPN.
+    Tls(Box<HttpsClient>),
+}
+
 pub struct HttpCore {
     pub name: Arc<str>,
-    client: HttpsClient,
+    transport: Transport,
     /// The provider's credential, as the header(s) its API expects; marked sensitive.
     credential: Vec<(HeaderName, HeaderValue)>,
     ttfb_timeout: Duration,
@@ -111,37 +126,18 @@ impl HttpCore {
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let tls_error = |e: &dyn std::fmt::Display| ProviderProblem::Tls(e.to_string());
-        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        // The platform's roots are loaded only for an HTTPS upstream (they cost ~1.5 MiB);
-        // a plain-HTTP provider never connects elsewhere, since redirects are not followed.
         let base = Self::url(config, "")?;
         let https = base.scheme_str() == Some("https");
-        let builder = if https {
-            builder
-                .with_provider_and_platform_verifier(provider)
-                .map_err(|e| tls_error(&e))?
+        let transport = if https {
+            tcp.enforce_http(false);
+            Transport::Tls(Box::new(Self::tls_client(tcp)?))
         } else {
-            let roots = tokio_rustls::rustls::RootCertStore::empty();
-            let tls = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| tls_error(&e))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            builder.with_tls_config(tls)
+            let mut target = base.clone().into_parts();
+            target.path_and_query = Some(axum::http::uri::PathAndQuery::from_static("/"));
+            let target =
+                Uri::from_parts(target).map_err(|e| ProviderProblem::BaseUrl(e.to_string()))?;
+            Transport::Plain(pool::Pool::new(tcp, target, IDLE_TIMEOUT))
         };
-        let connector = builder
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         let probe = match config.health_check_interval_ms {
             Some(ms) => Some((
                 Self::url(config, &config.health_check_path)?,
@@ -151,7 +147,7 @@ impl HttpCore {
         };
         Ok(Self {
             name: Arc::from(config.name.as_str()),
-            client,
+            transport,
             credential,
             ttfb_timeout: Duration::from_millis(config.ttfb_timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
@@ -164,6 +160,24 @@ impl HttpCore {
                 false => host_header(&base),
             },
         })
+    }
+
+    /// hyper-util's client over rustls, verifying against the platform's roots (loaded
+    /// only for an HTTPS upstream: they cost ~1.5 MiB).
+    fn tls_client(tcp: HttpConnector) -> Result<HttpsClient, ProviderProblem> {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(provider)
+            .map_err(|e| ProviderProblem::Tls(e.to_string()))?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        Ok(Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(1024)
+            .build(connector))
     }
 
     /// `path` below the provider's base URL: an absolute `http` or `https` URL.
@@ -194,7 +208,7 @@ impl HttpCore {
         };
         let request = self.request(Method::GET, url, Full::default(), extra);
         matches!(
-            tokio::time::timeout(self.ttfb_timeout, self.client.request(request)).await,
+            tokio::time::timeout(self.ttfb_timeout, self.exchange(request)).await,
             Ok(Ok(r)) if r.status().is_success()
         )
     }
@@ -226,19 +240,30 @@ impl HttpCore {
         UpstreamError::new(self.name.clone(), kind)
     }
 
+    /// One request and its response's head, through this upstream's transport.
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Response, UpstreamError> {
+        match &self.transport {
+            Transport::Plain(pool) => pool.send(request).await.map_err(|e| {
+                let connect = matches!(e, pool::Failure::Connect(_));
+                self.map_error(&e, connect)
+            }),
+            Transport::Tls(client) => match client.request(request).await {
+                Ok(response) => Ok(response.map(pool::Body::from)),
+                Err(e) => Err(self.map_error(&e, e.is_connect())),
+            },
+        }
+    }
+
     /// A failed exchange: could not connect (a connect timeout counts as a timeout), or
     /// the connection broke.
-    fn map_error(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
-        let timed_out = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
-            e.source()
-        })
-        .any(|e| {
+    fn map_error(&self, e: &(dyn std::error::Error + 'static), connect: bool) -> UpstreamError {
+        let timed_out = std::iter::successors(Some(e), |e| e.source()).any(|e| {
             e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
         });
         let kind = if timed_out {
             UpstreamErrorKind::Timeout
-        } else if e.is_connect() {
+        } else if connect {
             UpstreamErrorKind::Connect
         } else {
             UpstreamErrorKind::Protocol
@@ -257,12 +282,10 @@ impl HttpCore {
         let headers = request.headers_mut();
         headers.insert(CONTENT_TYPE, out.content_type);
         headers.insert(ACCEPT, ACCEPT_VALUE.clone());
-        let response =
-            match tokio::time::timeout(self.ttfb_timeout, self.client.request(request)).await {
-                Err(_) => return Err(self.error(UpstreamErrorKind::Timeout)),
-                Ok(Err(e)) => return Err(self.map_error(&e)),
-                Ok(Ok(r)) => r,
-            };
+        let response = match tokio::time::timeout(self.ttfb_timeout, self.exchange(request)).await {
+            Err(_) => return Err(self.error(UpstreamErrorKind::Timeout)),
+            Ok(result) => result?,
+        };
         if response.status().is_success() {
             return Ok(response);
         }
