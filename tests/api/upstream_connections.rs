@@ -13,8 +13,13 @@ use crate::helpers::*;
 
 const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"mock-model","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
 
+const STREAM: [&str; 2] = [
+    r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"mock-model","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#,
+    r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"mock-model","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#,
+];
+
 /// A raw HTTP/1.1 upstream that answers every request with `ANSWER`, counts the
-/// connections it accepted and, when `close_after` is set, closes each connection that
+/// connections it accepted (a streamed request gets `STREAM`, chunked) and, when `close_after` is set, closes each connection that
 /// long after its first answer (without saying so in a header, as an idle timeout does).
 struct RawUpstream {
     base_url: String,
@@ -70,12 +75,34 @@ async fn serve(mut socket: TcpStream, close_after: Option<Duration>) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+        let stream =
+            String::from_utf8_lossy(&buf[head_end..head_end + length]).contains(r#""stream":true"#);
         buf.drain(..head_end + length);
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANSWER}",
-            ANSWER.len()
-        );
-        if socket.write_all(response.as_bytes()).await.is_err() {
+        let written = match stream {
+            // Chunked, as engines stream: the events, then `[DONE]` with the closing chunk.
+            true => {
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let events = STREAM
+                    .iter()
+                    .map(|e| format!("data: {e}\n\n"))
+                    .collect::<String>();
+                let done = "data: [DONE]\n\n";
+                let first = format!("{head}{:x}\r\n{events}\r\n", events.len());
+                let last = format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len());
+                match socket.write_all(first.as_bytes()).await {
+                    Ok(()) => socket.write_all(last.as_bytes()).await,
+                    Err(e) => Err(e),
+                }
+            }
+            false => {
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANSWER}",
+                    ANSWER.len()
+                );
+                socket.write_all(response.as_bytes()).await
+            }
+        };
+        if written.is_err() {
             return;
         }
         if let Some(after) = close_after {
@@ -108,6 +135,26 @@ async fn requests_one_after_another_share_one_upstream_connection() {
         "each request after the first reused the connection"
     );
     assert_eq!(app.records(5).await.len(), 5);
+}
+
+#[tokio::test]
+async fn streams_one_after_another_share_one_upstream_connection() {
+    let upstream = RawUpstream::start(None).await;
+    let app = app_on(&upstream).await;
+    for _ in 0..4 {
+        let mut body = chat_body("hello");
+        body["stream"] = serde_json::json!(true);
+        let resp = app.chat(&body).await;
+        assert_eq!(resp.status(), 200);
+        let events = sse_events(resp).await;
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    }
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "each stream after the first reused the connection"
+    );
+    assert_eq!(app.records(4).await.len(), 4);
 }
 
 #[tokio::test]

@@ -4,9 +4,11 @@
 //!
 //! One pool serves one provider, so one host: no pool key to hash or compare, no waiter
 //! task spawned per request to put a connection back (hyper-util's general pool does both
-//! on every request). A connection whose response was abandoned part-way is closed, never
-//! reused. A request that never left on a reused connection (the upstream had closed it
-//! while idle) is sent again on another; one that left is never resent here.
+//! on every request). A connection whose response was dropped part-way goes back too:
+//! hyper keeps it if the rest of the body was already there, else closes it, and a
+//! checkout passes over a closed one. A request that never left on a reused connection (the
+//! upstream had closed it while idle) is sent again on another; one that left is never
+//! resent here.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -158,7 +160,7 @@ impl Pool {
 }
 
 /// An upstream response's body; when it came through a `Pool`, the connection goes back
-/// to the pool once the body has been read to its end (and is closed if it never is).
+/// to the pool once the body has been read to its end, or when it is dropped.
 pub struct Body {
     inner: Incoming,
     home: Option<(Arc<Pool>, Sender)>,
@@ -175,6 +177,16 @@ impl Body {
         if let Some((pool, conn)) = self.home.take() {
             pool.give_back(conn);
         }
+    }
+}
+
+impl Drop for Body {
+    /// Dropped before its end (a stream relayed up to its `[DONE]`, whose closing chunk
+    /// had not arrived yet, or one the client left): hyper reads the rest if it is already
+    /// there and keeps the connection, else closes it. Either way it goes back, and a
+    /// checkout skips it once closed.
+    fn drop(&mut self) {
+        self.done();
     }
 }
 
