@@ -8,7 +8,8 @@
 //! hyper keeps it if the rest of the body was already there, else closes it, and a
 //! checkout passes over a closed one. A request that never left on a reused connection (the
 //! upstream had closed it while idle) is sent again on another; one that left is never
-//! resent here.
+//! resent here. Connections idle past the timeout are closed at the next checkout or
+//! give-back (an upstream's own keep-alive timeout, usually shorter, closes them sooner).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
