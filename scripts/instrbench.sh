@@ -5,7 +5,9 @@
 # for each thread group, so a change to the request path is measured in counts that do not
 # depend on the VM's speed (callgrind repeats to ~1 %). Threads that ran SQLite (the
 # store's writer) are shown apart: at this load its batches are small, so its share per
-# request is far above a loaded server's.
+# request is far above a loaded server's. valgrind hides the CPU's SHA extensions, so the
+# access key's HMAC is counted in sha2's portable code (~10 k instructions a request) where a
+# native run on a CPU with SHA-NI spends a few hundred cycles: read InstaGen's figure with that.
 # Needs valgrind and wrk (Debian: apt-get install valgrind wrk). Traffic stays on 127.0.0.1.
 #
 # Usage: BIN_DIR=target/release scripts/instrbench.sh [seconds per mode, default 15]
