@@ -57,10 +57,8 @@ async fn serve(mut socket: TcpStream, close_after: Option<Duration>) {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            let mut chunk = [0u8; 4096];
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut socket, &mut buf).await {
+                return;
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
@@ -69,10 +67,8 @@ async fn serve(mut socket: TcpStream, close_after: Option<Duration>) {
             .find_map(|l| l.strip_prefix("content-length:"))
             .map_or(0, |v| v.trim().parse().unwrap());
         while buf.len() < head_end + length {
-            let mut chunk = [0u8; 4096];
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut socket, &mut buf).await {
+                return;
             }
         }
         let stream =
@@ -108,6 +104,18 @@ async fn serve(mut socket: TcpStream, close_after: Option<Duration>) {
         if let Some(after) = close_after {
             tokio::time::sleep(after).await;
             return;
+        }
+    }
+}
+
+/// Appends what the socket has to `buf`; false once the peer has closed it.
+async fn read_more(socket: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match socket.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
     }
 }
