@@ -45,11 +45,24 @@ start() {
   echo "$name did not start"; cat "$WORK/$name.log"; exit 1
 }
 
+# settle PID: waits until the server is idle. The streams wrk cuts at the warm-up's end are
+# billed from a count of their text, and the first count loads the token counter's tables:
+# ~200 M instructions, seconds under valgrind, that must not fall in the measured window.
+settle() {
+  local pid=$1 before after
+  for _ in $(seq 60); do
+    before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    sleep 1
+    after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    [ $((after - before)) -le 5 ] && return 0
+  done
+}
+
 # measure NAME PORT PID MODE : "instructions per request" per thread group.
 measure() {
   local name=$1 port=$2 pid=$3 mode=$4
   wrk -t1 -c4 -d3s -s "$WORK/$mode.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
-  sleep 1
+  settle "$pid"
   callgrind_control -z "$pid" >/dev/null 2>&1
   wrk -t1 -c4 -d${DURATION}s -s "$WORK/$mode.lua" "http://127.0.0.1:$port" >"$WORK/wrk.out" 2>&1 || true
   sleep 1
