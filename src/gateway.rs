@@ -11,7 +11,7 @@ pub mod cost;
 mod minimize;
 pub mod multipart;
 mod provider;
-mod relay;
+pub mod relay;
 mod routing;
 pub(crate) mod scan;
 mod setup;

@@ -45,8 +45,8 @@ pub fn annotate_at(doc: &[u8], (start, end): (usize, usize), charged: &Charged) 
     out.put_slice(doc.get(..start)?);
     out.put_u8(b'{');
     scan::members(doc, (start, end), |key, (from, to)| {
-        if !scan::key_in(key, &KEYS) {
-            out.put_slice(key);
+        if !key.is_one_of(&KEYS) {
+            out.put_slice(key.raw());
             out.put_u8(b':');
             out.put_slice(&doc[from..to]);
             out.put_u8(b',');
@@ -86,7 +86,7 @@ pub fn value_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
     for name in path {
         let mut found = None;
         scan::members(doc, span, |key, value| {
-            if scan::key_is(key, name) {
+            if key.is_one_of(&[name]) {
                 found = Some(value);
             }
         })?;

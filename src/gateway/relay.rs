@@ -23,6 +23,8 @@ use super::wire::{Chunk, Wire};
 use super::{Endpoint, cost};
 use crate::usage::{Meter, TokenCounts, tokens};
 
+pub mod chunk;
+
 pub struct Relay {
     upstream: super::provider::ByteStream,
     /// Exact counts so far from the built-in engine, used if the stream ends early.
@@ -186,36 +188,33 @@ impl Relay {
         }
         let mut forward = true;
         let mut content = false;
-        // One UTF-8 check of the event, so serde reads its strings without one each.
-        let chunk = std::str::from_utf8(&data)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Chunk<'_>>(text).ok());
-        if let Some(chunk) = chunk {
+        // One UTF-8 check of the event; the scan and serde read its strings without one each.
+        let doc = std::str::from_utf8(&data).ok();
+        if let Some(facts) = doc.and_then(|doc| chunk::read(doc, &mut self.text)) {
             if self.head.is_none() && self.client_wants_usage {
-                let text = |v: Option<&serde_json::value::RawValue>| {
-                    v.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+                let text = |v: Option<&str>| {
+                    v.and_then(|raw| serde_json::from_str::<String>(raw).ok())
                         .unwrap_or_default()
                 };
                 self.head = Some((
-                    text(chunk.id),
-                    text(chunk.model),
-                    chunk
+                    text(facts.id),
+                    text(facts.model),
+                    facts
                         .created
-                        .and_then(|r| r.get().parse::<u64>().ok())
+                        .and_then(|raw| raw.parse::<u64>().ok())
                         .unwrap_or(0),
                 ));
             }
-            if let Some(u) = chunk.usage
+            if let Some(u) = facts.usage
                 && u.prompt_tokens.is_some()
             {
                 if let Some(counts) = self.meter.admit_reported(u.counts(), self.token_bound) {
                     self.usage = Some(counts);
                 }
                 self.fresh_usage = true;
-                let usage_only = chunk.choices.as_ref().is_none_or(Vec::is_empty);
-                forward = self.client_wants_usage || !usage_only;
+                forward = self.client_wants_usage || facts.choices;
             }
-            if chunk.error.is_some() {
+            if facts.error {
                 // An in-band upstream error: pass it on, the stream is over.
                 if matches!(self.client, ClientWire::Chat) {
                     self.out.push_back(frame(&data));
@@ -223,30 +222,12 @@ impl Relay {
                 self.fail("upstream_stream_error");
                 return;
             }
-            for choice in chunk.choices.iter().flatten() {
-                if choice.finish_reason.is_some() {
-                    self.saw_finish = true;
-                }
-                if let Some(t) = &choice.text {
-                    content |= !t.is_empty();
-                    self.text.push_str(t);
-                }
-                if let Some(d) = &choice.delta {
-                    for piece in [&d.content, &d.reasoning_content].into_iter().flatten() {
-                        content |= !piece.is_empty();
-                        self.text.push_str(piece);
-                    }
-                    for call in d.tool_calls.iter().flatten() {
-                        if let Some(f) = &call.function {
-                            for piece in [&f.name, &f.arguments].into_iter().flatten() {
-                                content |= !piece.is_empty();
-                                self.text.push_str(piece);
-                            }
-                        }
-                    }
-                }
-            }
-            if let ClientWire::Encode(encoder) = &mut self.client {
+            self.saw_finish |= facts.finish;
+            content = facts.content;
+            // Another format's encoder reads the chunk typed.
+            if let ClientWire::Encode(encoder) = &mut self.client
+                && let Some(chunk) = doc.and_then(|doc| serde_json::from_str::<Chunk<'_>>(doc).ok())
+            {
                 let mut events = std::mem::take(&mut self.translated);
                 encoder.on_chunk(&chunk, &mut events);
                 self.out.extend(events.drain(..));

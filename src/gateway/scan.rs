@@ -6,6 +6,8 @@
 //! answer and a typed parse of the usage object's members ~3 k more; this scan skips
 //! strings with `memchr` and containers by counting brackets (docs/performance.md). Every
 //! request body's nesting is checked the same way before it is parsed (`nested_deeper`).
+//! Every chunk of a stream is read in one pass (`object`, `array`): the relay descends
+//! into the parts it needs and skips the rest.
 //!
 //! It checks structure (strings, brackets, separators), not each token's grammar: a
 //! document it accepts may still hold a malformed number or a stray bracket inside a
@@ -14,58 +16,139 @@
 
 use std::borrow::Cow;
 
-/// Calls `each(raw key, value range)` for every member of the object that spans
-/// `doc[start..end]` (whitespace around it allowed), in order. The raw key is the key as
-/// written, quotes and escapes included. `None` when that range is not one object.
+/// Calls `each(key, value range)` for every member of the object that spans
+/// `doc[start..end]` (whitespace around it allowed), in order. `None` when that range is
+/// not one object.
 pub fn members(
     doc: &[u8],
     (start, end): (usize, usize),
-    mut each: impl FnMut(&[u8], (usize, usize)),
+    mut each: impl FnMut(Key<'_>, (usize, usize)),
 ) -> Option<()> {
     let s = doc.get(..end)?;
-    let mut i = space(s, start);
+    let close = object(s, start, |key, value| {
+        let value_end = value_end(s, value)?;
+        each(key, (value, value_end));
+        Some(value_end)
+    })?;
+    (space(s, close) == end).then_some(())
+}
+
+/// Walks the object that opens at `s[at]` (whitespace before it allowed) in one pass:
+/// `each(key, value start)` reads or skips each member's value and returns where it
+/// ends. Returns just past the object's `}`; `None` when it is not one object.
+pub fn object(
+    s: &[u8],
+    at: usize,
+    mut each: impl FnMut(Key<'_>, usize) -> Option<usize>,
+) -> Option<usize> {
+    let mut i = space(s, at);
     if *s.get(i)? != b'{' {
         return None;
     }
     i = space(s, i + 1);
     if *s.get(i)? == b'}' {
-        return (space(s, i + 1) == end).then_some(());
+        return Some(i + 1);
     }
     loop {
         if *s.get(i)? != b'"' {
             return None;
         }
-        let key_start = i;
-        let key_end = string_end(s, i)?;
+        let (key_end, escaped) = string_scan(s, i)?;
+        let key = Key {
+            raw: &s[i..key_end],
+            escaped,
+        };
         i = space(s, key_end);
         if *s.get(i)? != b':' {
             return None;
         }
         let value = space(s, i + 1);
-        let value_end = value_end(s, value)?;
-        each(&s[key_start..key_end], (value, value_end));
-        i = space(s, value_end);
+        i = space(s, each(key, value)?);
         match *s.get(i)? {
             b',' => i = space(s, i + 1),
-            b'}' => return (space(s, i + 1) == end).then_some(()),
+            b'}' => return Some(i + 1),
             _ => return None,
         }
     }
 }
 
-/// Whether a raw key (quotes included) is `name`, unescaping it only when it holds an
-/// escape (`"us\u0061ge"` is `usage`).
-pub fn key_is(raw: &[u8], name: &str) -> bool {
-    key_in(raw, &[name])
+/// Walks the array that opens at `s[at]` (whitespace before it allowed) in one pass:
+/// `each(element start)` reads or skips each element and returns where it ends. Returns
+/// just past the array's `]`; `None` when it is not one array.
+pub fn array(s: &[u8], at: usize, mut each: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
+    let mut i = space(s, at);
+    if *s.get(i)? != b'[' {
+        return None;
+    }
+    i = space(s, i + 1);
+    if *s.get(i)? == b']' {
+        return Some(i + 1);
+    }
+    loop {
+        i = space(s, each(i)?);
+        match *s.get(i)? {
+            b',' => i = space(s, i + 1),
+            b']' => return Some(i + 1),
+            _ => return None,
+        }
+    }
 }
 
-/// Whether a raw key (quotes included) is one of `names`; looked at for an escape once.
-pub fn key_in(raw: &[u8], names: &[&str]) -> bool {
-    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
-    if !inner.contains(&b'\\') {
-        return names.iter().any(|name| inner == name.as_bytes());
+/// Just past the value that starts at `doc[at]`, skipped without reading it.
+pub fn skip(doc: &[u8], at: usize) -> Option<usize> {
+    value_end(doc, at)
+}
+
+/// Whether nothing but whitespace follows `doc[at..]`.
+pub fn only_space_from(doc: &[u8], at: usize) -> bool {
+    space(doc, at) == doc.len()
+}
+
+/// Whether the value at `doc[at]` is `null`.
+pub fn null_at(doc: &[u8], at: usize) -> bool {
+    doc.get(at..at + 4) == Some(b"null")
+}
+
+/// The string value that spans `doc[start..end]` exactly, unescaped: borrowed unless it
+/// holds an escape. `None` when that value is not a string.
+pub fn string(doc: &str, (start, end): (usize, usize)) -> Option<Cow<'_, str>> {
+    let raw = doc.get(start..end)?;
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
     }
-    serde_json::from_slice::<Cow<'_, str>>(raw).is_ok_and(|key| names.contains(&&*key))
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// A member's key as the scan found it.
+#[derive(Clone, Copy)]
+pub struct Key<'a> {
+    raw: &'a [u8],
+    escaped: bool,
+}
+
+impl<'a> Key<'a> {
+    /// The key as written, quotes and escapes included.
+    pub fn raw(self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The key's name: borrowed unless it holds an escape, unescaped then
+    /// (`"us\u0061ge"` is `usage`); empty when it does not parse.
+    pub fn name(self) -> Cow<'a, [u8]> {
+        if !self.escaped {
+            let inner = self.raw.get(1..self.raw.len().saturating_sub(1));
+            return Cow::Borrowed(inner.unwrap_or_default());
+        }
+        serde_json::from_slice::<String>(self.raw)
+            .map_or(Cow::Borrowed(&[]), |name| Cow::Owned(name.into_bytes()))
+    }
+
+    /// Whether the key's name is one of `names`.
+    pub fn is_one_of(self, names: &[&str]) -> bool {
+        let name = self.name();
+        names.iter().any(|n| *name == *n.as_bytes())
+    }
 }
 
 /// Whether `body` opens more than `max` arrays and objects at once, strings skipped (a
@@ -111,12 +194,19 @@ fn space(s: &[u8], mut i: usize) -> usize {
 
 /// Just past the string that opens at `s[i]` (a `"`), skipping escaped characters.
 fn string_end(s: &[u8], i: usize) -> Option<usize> {
+    string_scan(s, i).map(|(end, _)| end)
+}
+
+/// Just past the string that opens at `s[i]` (a `"`), and whether it holds an escape.
+fn string_scan(s: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
+    let mut escaped = false;
     loop {
         let k = j + memchr::memchr2(b'"', b'\\', s.get(j..)?)?;
         if s[k] == b'"' {
-            return Some(k + 1);
+            return Some((k + 1, escaped));
         }
+        escaped = true;
         j = k + 2;
     }
 }
@@ -183,7 +273,7 @@ mod tests {
     fn scanned(doc: &str) -> Option<Vec<(String, String)>> {
         let mut out = Vec::new();
         members(doc.as_bytes(), (0, doc.len()), |key, (from, to)| {
-            let key: String = serde_json::from_slice(key).unwrap();
+            let key: String = serde_json::from_slice(key.raw()).unwrap();
             out.push((key, doc[from..to].to_owned()));
         })?;
         Some(out)
@@ -258,13 +348,72 @@ mod tests {
         }
     }
 
+    /// The elements as text, or `None` (the scan's view of an array).
+    fn scanned_elements(doc: &str) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        let close = array(doc.as_bytes(), 0, |at| {
+            let end = skip(doc.as_bytes(), at)?;
+            out.push(doc[at..end].to_owned());
+            Some(end)
+        })?;
+        only_space_from(doc.as_bytes(), close).then_some(out)
+    }
+
+    #[test]
+    fn array_elements_are_found_in_order_as_written() {
+        let doc = r#" [ 1 , "a]\"" ,{"b":[2,"]"]}, [], null ] "#;
+        assert_eq!(
+            scanned_elements(doc).unwrap(),
+            ["1", r#""a]\"""#, r#"{"b":[2,"]"]}"#, "[]", "null"]
+        );
+        assert_eq!(scanned_elements("[]").unwrap(), Vec::<String>::new());
+        for doc in [
+            "", "{}", "[", "[1", "[1,]", "[,1]", "[1 2]", "[1] x", "[\"a]",
+        ] {
+            assert!(scanned_elements(doc).is_none(), "{doc:?}");
+        }
+    }
+
+    #[test]
+    fn a_string_value_is_unescaped_and_anything_else_is_not_a_string() {
+        let doc = r#"["plain","a\nb\u00e9\"",1,null,{"x":"y"}]"#;
+        let mut spans = Vec::new();
+        array(doc.as_bytes(), 0, |at| {
+            let end = skip(doc.as_bytes(), at)?;
+            spans.push((at, end));
+            Some(end)
+        })
+        .unwrap();
+        let strings: Vec<_> = spans.iter().map(|&span| string(doc, span)).collect();
+        assert!(matches!(strings[0], Some(Cow::Borrowed("plain"))));
+        assert_eq!(strings[1].as_deref(), Some("a\nb\u{e9}\""));
+        assert!(strings[2..].iter().all(Option::is_none));
+    }
+
     #[test]
     fn an_escaped_key_is_compared_unescaped() {
-        assert!(key_is(br#""usage""#, "usage"));
-        assert!(key_is(br#""us\u0061ge""#, "usage"));
-        assert!(!key_is(br#""usage2""#, "usage"));
-        assert!(!key_is(br#""us\"age""#, "usage"));
-        assert!(!key_is(b"\"", "usage"));
+        let doc = br#"{"usage":1,"us\u0061ge":2,"usage2":3,"us\"age":4,"\u00e9":5,"\ud800":6}"#;
+        let mut keys = Vec::new();
+        members(doc, (0, doc.len()), |key, _| {
+            keys.push((key.is_one_of(&["usage"]), key.name().into_owned()));
+        })
+        .unwrap();
+        let names = [
+            &b"usage"[..],
+            b"usage",
+            b"usage2",
+            b"us\"age",
+            "é".as_bytes(),
+            b"",
+        ];
+        assert_eq!(
+            keys.iter().map(|(is, _)| *is).collect::<Vec<_>>(),
+            [true, true, false, false, false, false]
+        );
+        assert_eq!(
+            keys.iter().map(|(_, name)| &name[..]).collect::<Vec<_>>(),
+            names
+        );
     }
 
     /// Any JSON value, with keys that collide, hold escapes and nest.
@@ -332,6 +481,31 @@ mod tests {
                 nested_deeper(body.as_bytes(), max),
                 nested_deeper_bytewise(body.as_bytes(), max)
             );
+        }
+
+        #[test]
+        fn on_valid_arrays_the_element_scan_agrees_with_serde(
+            items in proptest::collection::vec(json(), 0..8),
+            pretty in any::<bool>(),
+        ) {
+            let array = serde_json::Value::Array(items);
+            let doc = match pretty {
+                true => serde_json::to_string_pretty(&array).unwrap(),
+                false => serde_json::to_string(&array).unwrap(),
+            };
+            let parsed = serde_json::from_str::<Vec<&RawValue>>(&doc)
+                .unwrap()
+                .iter()
+                .map(|raw| raw.get().to_owned())
+                .collect::<Vec<_>>();
+            prop_assert_eq!(scanned_elements(&doc), Some(parsed));
+        }
+
+        #[test]
+        fn any_string_reads_back_as_written(text in "(?s).{0,24}") {
+            let doc = serde_json::to_string(&text).unwrap();
+            let read = string(&doc, (0, doc.len()));
+            prop_assert_eq!(read.as_deref(), Some(text.as_str()));
         }
 
         #[test]
