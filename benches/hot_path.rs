@@ -83,6 +83,23 @@ fn sse(c: &mut Criterion) {
             black_box(n)
         })
     });
+    // Each event's JSON, as the relay reads it: the structural scan, and the typed serde
+    // parse it replaced (still used for a client of another format, by its encoder).
+    let event = r#"{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1,"model":"mock-model","choices":[{"index":0,"delta":{"content":"upstream."},"logprobs":null,"finish_reason":null}]}"#;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("chunk: relay's facts (scan)", |b| {
+        let mut text = String::with_capacity(64);
+        b.iter(|| {
+            text.clear();
+            instagen::gateway::relay::chunk::read(black_box(event), &mut text).map(|f| f.content)
+        })
+    });
+    g.bench_function("chunk: typed parse (serde)", |b| {
+        b.iter(|| {
+            serde_json::from_str::<instagen::gateway::wire::Chunk<'_>>(black_box(event))
+                .map(|c| c.choices.map(|c| c.len()))
+        })
+    });
     g.finish();
 }
 
