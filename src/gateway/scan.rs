@@ -41,15 +41,7 @@ pub fn object(
     at: usize,
     mut each: impl FnMut(Key<'_>, usize) -> Option<usize>,
 ) -> Option<usize> {
-    let mut i = space(s, at);
-    if *s.get(i)? != b'{' {
-        return None;
-    }
-    i = space(s, i + 1);
-    if *s.get(i)? == b'}' {
-        return Some(i + 1);
-    }
-    loop {
+    container(s, at, (b'{', b'}'), |i| {
         if *s.get(i)? != b'"' {
             return None;
         }
@@ -58,37 +50,42 @@ pub fn object(
             raw: &s[i..key_end],
             escaped,
         };
-        i = space(s, key_end);
-        if *s.get(i)? != b':' {
+        let colon = space(s, key_end);
+        if *s.get(colon)? != b':' {
             return None;
         }
-        let value = space(s, i + 1);
-        i = space(s, each(key, value)?);
-        match *s.get(i)? {
-            b',' => i = space(s, i + 1),
-            b'}' => return Some(i + 1),
-            _ => return None,
-        }
-    }
+        each(key, space(s, colon + 1))
+    })
 }
 
 /// Walks the array that opens at `s[at]` (whitespace before it allowed) in one pass:
 /// `each(element start)` reads or skips each element and returns where it ends. Returns
 /// just past the array's `]`; `None` when it is not one array.
-pub fn array(s: &[u8], at: usize, mut each: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
+pub fn array(s: &[u8], at: usize, each: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
+    container(s, at, (b'[', b']'), each)
+}
+
+/// The comma-separated entries between `open` at `s[at]` and its `close`; `each(start)`
+/// reads one entry (an object's member, key and all) and returns where it ends.
+fn container(
+    s: &[u8],
+    at: usize,
+    (open, close): (u8, u8),
+    mut each: impl FnMut(usize) -> Option<usize>,
+) -> Option<usize> {
     let mut i = space(s, at);
-    if *s.get(i)? != b'[' {
+    if *s.get(i)? != open {
         return None;
     }
     i = space(s, i + 1);
-    if *s.get(i)? == b']' {
+    if *s.get(i)? == close {
         return Some(i + 1);
     }
     loop {
         i = space(s, each(i)?);
         match *s.get(i)? {
             b',' => i = space(s, i + 1),
-            b']' => return Some(i + 1),
+            b if b == close => return Some(i + 1),
             _ => return None,
         }
     }
