@@ -26,7 +26,7 @@ pub fn members(
 ) -> Option<()> {
     let s = doc.get(..end)?;
     let close = object(s, start, |key, value| {
-        let value_end = value_end(s, value)?;
+        let value_end = skip(s, value)?;
         each(key, (value, value_end));
         Some(value_end)
     })?;
@@ -91,11 +91,6 @@ fn container(
     }
 }
 
-/// Just past the value that starts at `doc[at]`, skipped without reading it.
-pub fn skip(doc: &[u8], at: usize) -> Option<usize> {
-    value_end(doc, at)
-}
-
 /// Whether nothing but whitespace follows `doc[at..]`.
 pub fn only_space_from(doc: &[u8], at: usize) -> bool {
     space(doc, at) == doc.len()
@@ -106,15 +101,18 @@ pub fn null_at(doc: &[u8], at: usize) -> bool {
     doc.get(at..at + 4) == Some(b"null")
 }
 
-/// The string value that spans `doc[start..end]` exactly, unescaped: borrowed unless it
-/// holds an escape. `None` when that value is not a string.
-pub fn string(doc: &str, (start, end): (usize, usize)) -> Option<Cow<'_, str>> {
-    let raw = doc.get(start..end)?;
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
-        return Some(Cow::Borrowed(inner));
+/// The string value that starts at `doc[at]`, unescaped (borrowed unless the scan met an
+/// escape in it), and just past its end. `None` when that value is not a string.
+pub fn string_at(doc: &str, at: usize) -> Option<(Cow<'_, str>, usize)> {
+    if doc.as_bytes().get(at) != Some(&b'"') {
+        return None;
     }
-    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    let (end, escaped) = string_scan(doc.as_bytes(), at)?;
+    let value = match escaped {
+        false => Cow::Borrowed(doc.get(at + 1..end - 1)?),
+        true => Cow::Owned(serde_json::from_str::<String>(doc.get(at..end)?).ok()?),
+    };
+    Some((value, end))
 }
 
 /// A member's key as the scan found it.
@@ -219,8 +217,8 @@ const STRUCTURAL: [bool; 256] = {
     table
 };
 
-/// Just past the value that starts at `s[i]`.
-fn value_end(s: &[u8], i: usize) -> Option<usize> {
+/// Just past the value that starts at `s[i]`, skipped without reading it.
+pub fn skip(s: &[u8], i: usize) -> Option<usize> {
     match *s.get(i)? {
         b'"' => string_end(s, i),
         b'{' | b'[' => {
@@ -381,7 +379,14 @@ mod tests {
             Some(end)
         })
         .unwrap();
-        let strings: Vec<_> = spans.iter().map(|&span| string(doc, span)).collect();
+        let strings: Vec<_> = spans
+            .iter()
+            .map(|&(at, end)| {
+                let (value, value_end) = string_at(doc, at)?;
+                assert_eq!(value_end, end);
+                Some(value)
+            })
+            .collect();
         assert!(matches!(strings[0], Some(Cow::Borrowed("plain"))));
         assert_eq!(strings[1].as_deref(), Some("a\nb\u{e9}\""));
         assert!(strings[2..].iter().all(Option::is_none));
@@ -501,8 +506,9 @@ mod tests {
         #[test]
         fn any_string_reads_back_as_written(text in "(?s).{0,24}") {
             let doc = serde_json::to_string(&text).unwrap();
-            let read = string(&doc, (0, doc.len()));
-            prop_assert_eq!(read.as_deref(), Some(text.as_str()));
+            let read = string_at(&doc, 0);
+            prop_assert_eq!(read.as_ref().map(|(value, _)| &**value), Some(text.as_str()));
+            prop_assert_eq!(read.map(|(_, end)| end), Some(doc.len()));
         }
 
         #[test]

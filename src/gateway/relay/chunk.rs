@@ -6,10 +6,8 @@
 //! sse/chunk`; docs/performance.md). A client that wants another format still gets the
 //! typed parse, for its encoder.
 
-use std::borrow::Cow;
-
 use crate::gateway::UpstreamUsage;
-use crate::gateway::scan::{array, null_at, object, only_space_from, skip, string};
+use crate::gateway::scan::{array, null_at, object, only_space_from, skip, string_at};
 
 /// One chunk's facts: the stream's identity, usage, error, end and content.
 #[derive(Debug, Default)]
@@ -108,11 +106,10 @@ fn read_call(doc: &str, at: usize, text: &mut String, facts: &mut Facts<'_>) -> 
 /// A text value at `doc[at]` (`null` is none), appended to `text`; returns where it ends.
 /// `None` when it is not a string.
 fn piece(doc: &str, at: usize, text: &mut String, facts: &mut Facts<'_>) -> Option<usize> {
-    let end = skip(doc.as_bytes(), at)?;
     if null_at(doc.as_bytes(), at) {
-        return Some(end);
+        return skip(doc.as_bytes(), at);
     }
-    let value: Cow<'_, str> = string(doc, (at, end))?;
+    let (value, end) = string_at(doc, at)?;
     facts.content |= !value.is_empty();
     text.push_str(&value);
     Some(end)
