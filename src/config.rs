@@ -126,6 +126,17 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+impl ServerConfig {
+    /// The runtime's worker threads: `worker_threads`, or with 0 one per core the process
+    /// may run on.
+    pub fn workers(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -1299,6 +1310,11 @@ impl Config {
                     .to_owned(),
             ));
         }
+        if self.server.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "server.worker_threads must be at most {MAX_WORKER_THREADS} (0: one per core)"
+            )));
+        }
         if let Some(secret) = &self.server.secret
             && secret.expose().len() < 32
         {
@@ -1309,6 +1325,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The most runtime worker threads `server.worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -1338,6 +1357,14 @@ mod tests {
         let c = Config::from_parts("", "t", &[]).unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.store.url, "sqlite://./instagen-data/instagen.db");
+    }
+
+    #[test]
+    fn worker_threads_past_the_bound_are_refused() {
+        let c = Config::from_parts("[server]\nworker_threads = 2\n", "t", &[]).unwrap();
+        assert_eq!(c.server.worker_threads, 2);
+        let err = Config::from_parts("[server]\nworker_threads = 100000\n", "t", &[]).unwrap_err();
+        assert!(err.to_string().contains("server.worker_threads"), "{err}");
     }
 
     #[test]

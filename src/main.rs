@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     };
     telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.workers())
         .enable_all()
         .build()
     {

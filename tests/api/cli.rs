@@ -202,3 +202,39 @@ fn env_overrides_the_config_file() {
     assert!(dir.path().join("from-env.db").exists());
     assert!(!dir.path().join("x.db").exists());
 }
+
+/// `server.worker_threads` sizes the served process's runtime (it was once read and then
+/// ignored): the count is taken from the threads the kernel lists for the process.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_runs_as_many_runtime_workers_as_configured() {
+    let mock = mock_upstream::MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_process_config(dir.path(), &mock.base_url(), "warn");
+    // More than this machine's cores, so the default could not pass for it.
+    let want = std::thread::available_parallelism().unwrap().get() + 3;
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("[server]\n"), "{text}");
+    std::fs::write(
+        &config,
+        text.replacen(
+            "[server]\n",
+            &format!("[server]\nworker_threads = {want}\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&config, &dir.path().join("server.log")).await;
+    let tasks = format!("/proc/{}/task", server.child.id());
+    let workers = std::fs::read_dir(&tasks)
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count();
+    server.kill9();
+    // The runtime's blocking threads share the name: at least `want`.
+    assert!(
+        workers >= want,
+        "{workers} runtime threads, {want} configured"
+    );
+}
