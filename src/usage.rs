@@ -163,7 +163,7 @@ impl UsageSink {
                 permit,
                 backlog: self.backlog.clone(),
             },
-            journal: self.journal.clone(),
+            journal: self.journal.clone().map(journal::Open::new),
             seq: self.seq.clone(),
         })
     }
@@ -182,7 +182,7 @@ impl UsageSink {
 /// Room for exactly one record in the pipeline.
 pub struct UsageSlot {
     permit: Permit,
-    journal: Option<Arc<Journal>>,
+    journal: Option<journal::Open>,
     seq: Arc<AtomicU64>,
 }
 
@@ -198,7 +198,11 @@ impl UsageSlot {
     /// awaits it before its response goes out, so concurrent requests share one `write`.
     pub fn commit_durable(self, record: UsageRecord) -> Durable {
         match self.journal {
-            Some(journal) => {
+            Some(open) => {
+                let journal = open.journal().clone();
+                // No longer open: a request that commits after this one cannot join a
+                // `write` this one waits for, but this one may join another's.
+                drop(open);
                 let seq = journal.append(record, self.permit);
                 Durable {
                     journal: Some((journal, seq)),
@@ -221,11 +225,14 @@ pub struct Durable {
 }
 
 impl Durable {
-    /// Returns once the record is in the journal. It first lets the runtime run what else
-    /// is ready, so the records those requests commit go out in the same `write`.
+    /// Returns once the record is in the journal. While other admitted requests have yet
+    /// to commit, it first lets the runtime run what else is ready, so the records those
+    /// requests commit go out in the same `write`; alone, it writes at once (a yield
+    /// would cost a poll of the runtime's driver and of this request again, for nothing).
     pub async fn written(self) {
         if let Some((journal, seq)) = &self.journal
             && !journal.is_written(*seq)
+            && journal.others_open()
         {
             tokio::task::yield_now().await;
         }

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Permit, Sequenced, UsageRecord};
 
@@ -34,6 +34,30 @@ pub struct Journal {
     inner: Mutex<Inner>,
     /// The last sequence number written (read without the lock).
     written: AtomicU64,
+    /// Admitted requests that have not committed their record yet ([`Open`]): the ones
+    /// that might still join a `write` a commit waits for.
+    open: AtomicUsize,
+}
+
+/// One admitted request whose record is still to come, counted in [`Journal`]'s `open`
+/// until it is dropped (at its commit, or when the request ends without one).
+pub struct Open(Arc<Journal>);
+
+impl Open {
+    pub fn new(journal: Arc<Journal>) -> Self {
+        journal.open.fetch_add(1, Ordering::Relaxed);
+        Self(journal)
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.0
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Inner {
@@ -123,6 +147,7 @@ impl Journal {
                 waiting: Vec::new(),
             }),
             written: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
         };
         let files = segments.into_iter().map(|(_, p)| p).collect();
         Ok((journal, Recovered { records, files }))
@@ -153,6 +178,12 @@ impl Journal {
     pub fn append_and_send(&self, record: UsageRecord, permit: Permit) {
         let seq = self.append(record, permit);
         self.write_through(seq);
+    }
+
+    /// Whether another admitted request has yet to commit its record: only then can
+    /// waiting let a later line share this one's `write`.
+    pub fn others_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed) > 0
     }
 
     /// Whether the line of `seq` is written.
@@ -482,6 +513,52 @@ mod tests {
         drop(third);
         assert!(journal.is_written(3));
         assert_eq!(rx.try_recv().unwrap().record.request_id.as_ref(), "req_c");
+    }
+
+    /// A commit lets the runtime run others before its `write` only while another admitted
+    /// request may still commit a line to share it; alone, it writes at once.
+    #[tokio::test]
+    async fn a_commit_waits_a_turn_only_while_another_request_may_join_its_write() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let journal = Arc::new(journal);
+        let (tx, _rx) = tokio::sync::mpsc::channel::<Sequenced>(16);
+        let sink = crate::usage::UsageSink::new(
+            tx,
+            Some(journal.clone()),
+            crate::usage::Backlog::new(1_000),
+        );
+        let record = |id: &str| UsageRecord {
+            request_id: id.into(),
+            ..UsageRecord::default()
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+
+        let still_open = sink.reserve().unwrap();
+        let first = sink.reserve().unwrap().commit_durable(record("req_a"));
+        let mut waiting = std::pin::pin!(first.written());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "waits a turn");
+        assert!(!journal.is_written(1));
+        // Meanwhile the other request commits: one write carries both lines.
+        let second = still_open.commit_durable(record("req_b"));
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        assert!(
+            journal.is_written(2),
+            "the line committed meanwhile shares the write"
+        );
+        drop(second);
+
+        // Nobody else admitted: ready on the first poll, the line written.
+        let alone = sink.reserve().unwrap().commit_durable(record("req_c"));
+        let mut at_once = std::pin::pin!(alone.written());
+        assert!(at_once.as_mut().poll(&mut cx).is_ready());
+        assert!(journal.is_written(3));
+        // A slot given up without a record is no longer counted either.
+        drop(sink.reserve().unwrap());
+        let last = sink.reserve().unwrap().commit_durable(record("req_d"));
+        assert!(std::pin::pin!(last.written()).poll(&mut cx).is_ready());
     }
 
     #[test]
