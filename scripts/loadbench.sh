@@ -34,6 +34,7 @@ fi
 bench_config "$WORK/instagen.toml" $GW_PORT $MOCK_PORT "$WORK"
 
 MOCK_THREADS=1 $SERVE $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
+MOCK_PID=$!
 $SERVE $BIN/mock-upstream --listen 127.0.0.1:$FLOOR_PORT --proxy-to 127.0.0.1:$MOCK_PORT >/dev/null &
 FLOOR_PID=$!
 KEY=$(bench_key "$WORK/instagen.toml" bench)
@@ -54,23 +55,28 @@ HZ=$(getconf CLK_TCK)
 # wrk's latency ("812.00us", "1.20ms", "2.01s") in µs.
 us() { awk -v v="$1" 'BEGIN{ n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1e6; else print "n/a" }'; }
 
-# run PORT MODE CONC [PID] -> "rps p50_us p99_us cpu_us_per_req non2xx"
+# run PORT MODE CONC [PID] -> "rps p50_us p99_us cpu_us_per_req non2xx mock_cpu_us_per_req"
+# (the mock's CPU a request behind this server: the mock shares the servers' core, and a
+# server that never idles lets it answer only a few requests a wake-up, at more a request)
 run() {
   local port=$1 mode=$2 conc=$3 pid=${4:-} threads=2
   [ "$conc" -eq 1 ] && threads=1
-  local before=0 after=0
+  local before=0 after=0 m_before m_after
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  m_before=$(cpu_ticks "$MOCK_PID")
   KEY=$KEY $LOAD wrk -t$threads -c$conc -d${DURATION}s --latency -s "$WORK/$mode.lua" \
     "http://127.0.0.1:$port" > "$WORK/out" 2>&1 || true
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
-  local rps p50 p99 reqs errs cpu
+  m_after=$(cpu_ticks "$MOCK_PID")
+  local rps p50 p99 reqs errs cpu mock_cpu
   rps=$(awk '/Requests\/sec/{print $2}' "$WORK/out")
   p50=$(us "$(awk '$1=="50%"{print $2}' "$WORK/out")")
   p99=$(us "$(awk '$1=="99%"{print $2}' "$WORK/out")")
   reqs=$(awk '/requests in/{print $1}' "$WORK/out")
   errs=$(awk '/Non-2xx/{print $4}' "$WORK/out")
   cpu=$(awk -v a="$after" -v b="$before" -v hz="$HZ" -v n="${reqs:-0}" 'BEGIN{ if (n>0 && a>b) printf "%.1f", (a-b)/hz*1e6/n; else print "n/a" }')
-  echo "${rps:-0} ${p50:-n/a} ${p99:-n/a} $cpu ${errs:-0}"
+  mock_cpu=$(awk -v a="$m_after" -v b="$m_before" -v hz="$HZ" -v n="${reqs:-0}" 'BEGIN{ if (n>0 && a>b) printf "%.1f", (a-b)/hz*1e6/n; else print "n/a" }')
+  echo "${rps:-0} ${p50:-n/a} ${p99:-n/a} $cpu ${errs:-0} $mock_cpu"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0 && a != "n/a") printf "%.2f", a/b; else print "n/a" }'; }
 
@@ -78,20 +84,20 @@ printf "\nmachine: %s cores, %s; %ss per run; wrk %s, servers %s\n" \
   "$(nproc)" "$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs)" "$DURATION" \
   "${LOAD:-unpinned}" "${SERVE:-unpinned}"
 printf "idle RSS: InstaGen %s KiB, floor %s KiB\n\n" "$IDLE_RSS" "$FLOOR_IDLE_RSS"
-printf "%-7s %-4s | %-8s %-7s | %-8s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-6s\n" \
-  mode conc "mock rps" p50µs "floor rps" p50µs p99µs cpuµs "IG rps" p50µs p99µs cpuµs "rps×" "cpu×" "p99×" "+p50µs floor/IG"
+printf "%-7s %-4s | %-8s %-7s | %-8s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-15s %s\n" \
+  mode conc "mock rps" p50µs "floor rps" p50µs p99µs cpuµs "IG rps" p50µs p99µs cpuµs "rps×" "cpu×" "p99×" "+p50µs floor/IG" "mock cpuµs behind floor/IG"
 for mode in plain stream; do
   for conc in 1 64 256; do
     read -r m_rps m_p50 _ _ _ < <(run $MOCK_PORT $mode $conc)
-    read -r f_rps f_p50 f_p99 f_cpu _ < <(run $FLOOR_PORT $mode $conc $FLOOR_PID)
-    read -r g_rps g_p50 g_p99 g_cpu g_errs < <(run $GW_PORT $mode $conc $GW_PID)
+    read -r f_rps f_p50 f_p99 f_cpu _ f_mock < <(run $FLOOR_PORT $mode $conc $FLOOR_PID)
+    read -r g_rps g_p50 g_p99 g_cpu g_errs g_mock < <(run $GW_PORT $mode $conc $GW_PID)
     # Latency each proxy adds to the mock's p50 (what a client feels at one connection).
     plus() { awk -v g="$1" -v m="$m_p50" 'BEGIN{ if (g != "n/a" && m != "n/a") printf "%.0f", g - m; else print "n/a" }'; }
     added="$(plus "$f_p50")/$(plus "$g_p50")"
-    printf "%-7s %-4s | %-8s %-7s | %-9s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-6s %s\n" \
+    printf "%-7s %-4s | %-8s %-7s | %-9s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-15s %s %s\n" \
       $mode $conc "$m_rps" "$m_p50" "$f_rps" "$f_p50" "$f_p99" "$f_cpu" "$g_rps" "$g_p50" "$g_p99" "$g_cpu" \
       "$(ratio "$g_rps" "$f_rps")" "$(ratio "$g_cpu" "$f_cpu")" "$(ratio "$g_p99" "$f_p99")" "$added" \
-      "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
+      "$f_mock/$g_mock" "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
   done
 done
 
@@ -110,7 +116,7 @@ printf "\nTranslated to the chat mock, InstaGen only, c=64: CPU µs per request 
 printf "(chat run just before and just after them; the ratio is to their mean)\n"
 TRANSLATED=""
 for mode in plain responses messages plain; do
-  read -r g_rps g_p50 g_p99 g_cpu g_errs < <(run $GW_PORT $mode 64 $GW_PID)
+  read -r g_rps g_p50 g_p99 g_cpu g_errs _ < <(run $GW_PORT $mode 64 $GW_PID)
   if [ "$mode" = plain ]; then
     CHAT_AROUND="${CHAT_AROUND:-} $g_cpu"
     label=chat
