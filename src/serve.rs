@@ -239,7 +239,9 @@ impl BodyTimedOut {
 }
 
 pin_project_lite::pin_project! {
-    /// A request body held to its [`BodyPace`]; the timer starts when the body is first read.
+    /// A request body held to its [`BodyPace`]. The clock starts, and the timer is armed,
+    /// only when the body first has to be waited for: a body that came with its head (most
+    /// JSON requests) is read without a clock read or a timer.
     struct PacedBody {
         #[pin]
         inner: Incoming,
@@ -247,7 +249,7 @@ pin_project_lite::pin_project! {
         received: u64,
         started: Option<tokio::time::Instant>,
         #[pin]
-        deadline: tokio::time::Sleep,
+        deadline: Option<tokio::time::Sleep>,
     }
 }
 
@@ -258,9 +260,14 @@ impl PacedBody {
             pace,
             received: 0,
             started: None,
-            deadline: tokio::time::sleep(pace.timeout),
+            deadline: None,
         }
     }
+}
+
+/// How much longer than `timeout` a body of `received` bytes may take at `min_bytes_per_sec`.
+fn earned(received: u64, min_bytes_per_sec: u64) -> Duration {
+    Duration::from_millis(received.saturating_mul(1_000) / min_bytes_per_sec.max(1))
 }
 
 impl http_body::Body for PacedBody {
@@ -273,26 +280,36 @@ impl http_body::Body for PacedBody {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         use std::task::Poll;
         let mut this = self.project();
-        let started = *this.started.get_or_insert_with(tokio::time::Instant::now);
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.received += data.len() as u64;
-                    let earned = Duration::from_secs_f64(
-                        *this.received as f64 / this.pace.min_bytes_per_sec.max(1) as f64,
-                    );
-                    this.deadline
-                        .as_mut()
-                        .reset(started + this.pace.timeout + earned);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.deadline.poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let started = *this.started.get_or_insert_with(tokio::time::Instant::now);
+                let allowed = this
+                    .pace
+                    .timeout
+                    .saturating_add(earned(*this.received, this.pace.min_bytes_per_sec));
+                // Past what the clock can hold: as good as never (a year is far beyond any
+                // body a limit lets in).
+                let due = started
+                    .checked_add(allowed)
+                    .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3_600));
+                match this.deadline.as_mut().as_pin_mut() {
+                    Some(sleep) if sleep.deadline() == due => {}
+                    Some(sleep) => sleep.reset(due),
+                    None => this.deadline.set(Some(tokio::time::sleep_until(due))),
+                }
+                match this.deadline.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                    Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+                    _ => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -302,5 +319,20 @@ impl http_body::Body for PacedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_earns_a_second_for_every_min_bytes_per_sec_it_delivered() {
+        assert_eq!(earned(0, 1_000), Duration::ZERO);
+        assert_eq!(earned(1_000, 1_000), Duration::from_secs(1));
+        assert_eq!(earned(2_500, 1_000), Duration::from_millis(2_500));
+        // A rate of 0 is read as 1 byte a second; counts past u64 saturate, never wrap.
+        assert_eq!(earned(3, 0), Duration::from_secs(3));
+        assert_eq!(earned(u64::MAX, 1), Duration::from_millis(u64::MAX));
     }
 }
