@@ -200,8 +200,8 @@ impl UsageSlot {
         match self.journal {
             Some(open) => {
                 let journal = open.journal().clone();
-                // No longer open: a request that commits after this one cannot join a
-                // `write` this one waits for, but this one may join another's.
+                // Committed: this request has no line left to add to another's `write`,
+                // so it no longer makes a commit wait its turn.
                 drop(open);
                 let seq = journal.append(record, self.permit);
                 Durable {
