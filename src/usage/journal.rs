@@ -468,21 +468,36 @@ mod tests {
         rx.close();
     }
 
-    #[tokio::test]
-    async fn lines_committed_together_share_one_write_and_reach_the_writer_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = Journal::open(dir.path()).unwrap();
-        let journal = std::sync::Arc::new(journal);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Sequenced>(16);
+    /// A usage sink journaling into a new journal in `dir`, and the writer's end of it.
+    fn journaled_sink(
+        dir: &Path,
+    ) -> (
+        Arc<Journal>,
+        crate::usage::UsageSink,
+        tokio::sync::mpsc::Receiver<Sequenced>,
+    ) {
+        let (journal, _) = Journal::open(dir).unwrap();
+        let journal = Arc::new(journal);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Sequenced>(16);
         let sink = crate::usage::UsageSink::new(
             tx,
             Some(journal.clone()),
             crate::usage::Backlog::new(1_000),
         );
-        let record = |id: &str| UsageRecord {
+        (journal, sink, rx)
+    }
+
+    fn record(id: &str) -> UsageRecord {
+        UsageRecord {
             request_id: id.into(),
             ..UsageRecord::default()
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_committed_together_share_one_write_and_reach_the_writer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, sink, mut rx) = journaled_sink(dir.path());
         let first = sink.reserve().unwrap().commit_durable(record("req_a"));
         let second = sink.reserve().unwrap().commit_durable(record("req_b"));
         // Neither line is written, nor either record sent, until one is needed.
@@ -522,18 +537,7 @@ mod tests {
         use std::future::Future;
         use std::task::{Context, Waker};
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = Journal::open(dir.path()).unwrap();
-        let journal = Arc::new(journal);
-        let (tx, _rx) = tokio::sync::mpsc::channel::<Sequenced>(16);
-        let sink = crate::usage::UsageSink::new(
-            tx,
-            Some(journal.clone()),
-            crate::usage::Backlog::new(1_000),
-        );
-        let record = |id: &str| UsageRecord {
-            request_id: id.into(),
-            ..UsageRecord::default()
-        };
+        let (journal, sink, _rx) = journaled_sink(dir.path());
         let mut cx = Context::from_waker(Waker::noop());
 
         let still_open = sink.reserve().unwrap();
