@@ -55,6 +55,9 @@ HZ=$(getconf CLK_TCK)
 # wrk's latency ("812.00us", "1.20ms", "2.01s") in µs.
 us() { awk -v v="$1" 'BEGIN{ n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1e6; else print "n/a" }'; }
 
+# per_request TICKS_BEFORE TICKS_AFTER REQUESTS -> CPU µs a request (or n/a)
+per_request() { awk -v b="$1" -v a="$2" -v hz="$HZ" -v n="${3:-0}" 'BEGIN{ if (n>0 && a>b) printf "%.1f", (a-b)/hz*1e6/n; else print "n/a" }'; }
+
 # run PORT MODE CONC [PID] -> "rps p50_us p99_us cpu_us_per_req non2xx mock_cpu_us_per_req"
 # (the mock's CPU a request behind this server: the mock shares the servers' core, and a
 # server that never idles lets it answer only a few requests a wake-up, at more a request)
@@ -74,8 +77,8 @@ run() {
   p99=$(us "$(awk '$1=="99%"{print $2}' "$WORK/out")")
   reqs=$(awk '/requests in/{print $1}' "$WORK/out")
   errs=$(awk '/Non-2xx/{print $4}' "$WORK/out")
-  cpu=$(awk -v a="$after" -v b="$before" -v hz="$HZ" -v n="${reqs:-0}" 'BEGIN{ if (n>0 && a>b) printf "%.1f", (a-b)/hz*1e6/n; else print "n/a" }')
-  mock_cpu=$(awk -v a="$m_after" -v b="$m_before" -v hz="$HZ" -v n="${reqs:-0}" 'BEGIN{ if (n>0 && a>b) printf "%.1f", (a-b)/hz*1e6/n; else print "n/a" }')
+  cpu=$(per_request "$before" "$after" "$reqs")
+  mock_cpu=$(per_request "$m_before" "$m_after" "$reqs")
   echo "${rps:-0} ${p50:-n/a} ${p99:-n/a} $cpu ${errs:-0} $mock_cpu"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0 && a != "n/a") printf "%.2f", a/b; else print "n/a" }'; }
