@@ -1,5 +1,6 @@
 //! Criterion benches for the request path's pure parts: key verification, request-body
-//! inspection and rewriting, SSE parsing, the limiter's windows and cost math.
+//! inspection and rewriting, SSE parsing, the limiter's windows and cost math; and, off
+//! the request path, the usage writer's batch insert into SQLite.
 //! Run with `cargo bench --bench hot_path`; the load bench (`scripts/loadbench.sh`)
 //! measures the whole gateway.
 
@@ -244,5 +245,51 @@ fn wire(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, keys, bodies, sse, limiter, cost, wire);
+/// The usage writer's transaction: a batch of 1,000 new records into SQLite with its
+/// rollups, as a busy gateway writes one every `usage.flush_interval_ms`. Per request it
+/// costs a thousandth of the figure; every batch's ids are new.
+fn usage_batch(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/bench.db", dir.path().display());
+    let store = rt
+        .block_on(instagen::store::Store::open(&url))
+        .expect("store");
+    let now = instagen::time::now_ms();
+    let (account, models) = ("acc_bench", ["bench-a", "bench-b"]);
+    let keys: Vec<String> = (0..4).map(|k| format!("key_bench_{k}")).collect();
+    let mut batch_no = 0u64;
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(1_000));
+    g.sample_size(20);
+    g.bench_function("usage batch of 1,000 records (SQLite)", |b| {
+        b.iter(|| {
+            batch_no += 1;
+            let batch: Vec<instagen::usage::UsageRecord> = (0..1_000u64)
+                .map(|i| instagen::usage::UsageRecord {
+                    request_id: format!("req_bench_{batch_no}_{i}").into(),
+                    account_id: account.into(),
+                    key_id: keys[(i % 4) as usize].as_str().into(),
+                    endpoint: "chat.completions".into(),
+                    model: Some(models[(i % 2) as usize].into()),
+                    provider: Some("mock".into()),
+                    started_ms: now,
+                    finished_ms: now + 1,
+                    status: 200,
+                    input_tokens: 12 + i % 7,
+                    output_tokens: 9,
+                    cost_nanos: 5_100,
+                    latency_us: 900,
+                    attempts: 1,
+                    ..Default::default()
+                })
+                .collect();
+            let inserted = rt.block_on(store.insert_usage(&batch)).expect("insert");
+            assert_eq!(inserted, 1_000);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, keys, bodies, sse, limiter, cost, wire, usage_batch);
 criterion_main!(benches);

@@ -63,11 +63,28 @@ fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// Gathers the batch's newly inserted rows (`rowid > ?`) by account, key, model and
-/// minute into this connection's scratch table, in one pass over them; the rollups are
-/// then folded from those few groups (`ROLLUP_SQL`), not from the rows four times over.
-/// Journal replays insert nothing (`OR IGNORE`) and so add nothing. `NOT INDEXED` keeps
-/// SQLite on the rowid range: an index that orders by the group would scan every row.
+/// The grouping of a batch's rows that the rollups are folded from: by account, key,
+/// model and minute, with the sums the rollups add up. Read by SQLite from the rows it
+/// inserted (`GATHER_SQL`) when a batch had replays in it; a batch of new records only is
+/// grouped in memory instead (`Groups::of`), to the same rows, and written to the scratch
+/// table one group at a time.
+macro_rules! gather_select {
+    () => {
+        "SELECT account_id, key_id, COALESCE(model, ''), (started_ms / 60000) * 60000,
+               COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
+               SUM(cost_nanos), SUM(estimated), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),
+               SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens),
+               MAX(started_ms)
+        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4"
+    };
+}
+
+/// This connection's scratch table of the batch's groups, emptied, and then filled with
+/// the batch's newly inserted rows (`rowid > ?`) grouped, in one pass over them; the
+/// rollups are then folded from those few groups (`ROLLUP_SQL`), not from the rows four
+/// times over. Journal replays insert nothing (`OR IGNORE`) and so add nothing. `NOT
+/// INDEXED` keeps SQLite on the rowid range: an index that orders by the group would scan
+/// every row.
 const GATHER_SQL: [&str; 3] = [
     "CREATE TEMP TABLE IF NOT EXISTS usage_batch (
         account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, minute INTEGER NOT NULL,
@@ -75,14 +92,81 @@ const GATHER_SQL: [&str; 3] = [
         c INTEGER NOT NULL, e INTEGER NOT NULL, err INTEGER NOT NULL, w5 INTEGER NOT NULL,
         w1 INTEGER NOT NULL, r INTEGER NOT NULL, last_started INTEGER NOT NULL)",
     "DELETE FROM temp.usage_batch",
-    "INSERT INTO temp.usage_batch
-        SELECT account_id, key_id, COALESCE(model, ''), (started_ms / 60000) * 60000,
-               COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
-               SUM(cost_nanos), SUM(estimated), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),
-               SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens),
-               MAX(started_ms)
-        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4",
+    concat!("INSERT INTO temp.usage_batch ", gather_select!()),
 ];
+
+/// One group of the scratch table, written as it was gathered in memory.
+const GROUP_INSERT: &str =
+    "INSERT INTO temp.usage_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// One row of `temp.usage_batch`: the group's account, key, model and minute; then its
+/// request count, the sums `i, ci, o, c, e, err, w5, w1, r` and the latest start.
+#[cfg(test)]
+type GroupRow = ((String, String, String, i64), [i64; 11]);
+
+/// A group's account, key, model (`""` for none) and minute.
+type Group<'a> = (&'a str, &'a str, &'a str, i64);
+
+/// A batch of new records grouped as `gather_select!` groups its rows, in first-seen
+/// order: each group with its request count, its sums and its latest start (`GroupRow`).
+#[derive(Debug, Default)]
+struct Groups<'a> {
+    rows: Vec<(Group<'a>, [i64; 11])>,
+    index: std::collections::HashMap<Group<'a>, usize>,
+}
+
+impl<'a> Groups<'a> {
+    /// The groups of `records`, every one of them stored; `None` when a sum leaves
+    /// SQLite's integers (SQLite's own `SUM` then fails the batch, as it should).
+    fn of(records: &'a [UsageRecord]) -> Option<Self> {
+        let mut groups = Self::default();
+        for r in records {
+            let group = (
+                &*r.account_id,
+                &*r.key_id,
+                r.model.as_deref().unwrap_or(""),
+                (r.started_ms / 60_000) * 60_000,
+            );
+            let at = *groups.index.entry(group).or_insert_with(|| {
+                groups.rows.push((group, [0; 11]));
+                groups.rows.len() - 1
+            });
+            let sums = &mut groups.rows.get_mut(at)?.1;
+            let stored = [
+                1,
+                to_i64(r.input_tokens),
+                to_i64(r.cached_input_tokens),
+                to_i64(r.output_tokens),
+                r.cost_nanos,
+                i64::from(r.estimated),
+                i64::from(r.status >= 400),
+                to_i64(r.cache_write_5m_tokens),
+                to_i64(r.cache_write_1h_tokens),
+                to_i64(r.reasoning_tokens),
+            ];
+            for (sum, v) in sums.iter_mut().zip(stored) {
+                *sum = sum.checked_add(v)?;
+            }
+            sums[10] = match sums[0] {
+                1 => r.started_ms,
+                _ => sums[10].max(r.started_ms),
+            };
+        }
+        Some(groups)
+    }
+
+    /// The groups as the scratch table's rows.
+    #[cfg(test)]
+    fn table(&self) -> Vec<GroupRow> {
+        self.rows
+            .iter()
+            .map(|&((account, key, model, minute), sums)| {
+                let group = (account.into(), key.into(), model.into(), minute);
+                (group, sums)
+            })
+            .collect()
+    }
+}
 
 /// Folds the batch's groups (`temp.usage_batch`) into the rollups, one upsert per group,
 /// as PostgreSQL's statement-level triggers do with their transition table.
@@ -177,19 +261,38 @@ impl SqliteStore {
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
         if inserted > 0 {
-            // The write lock is held since the first insert, so this batch's rows are the
-            // newest `inserted` rowids: each new row takes the largest rowid plus one.
-            let last: i64 = sqlx::query_scalar("SELECT MAX(rowid) FROM usage_records")
-                .fetch_one(&mut *tx)
-                .await?;
-            let first_new = last - to_i64(inserted);
             let [create, clear, gather] = GATHER_SQL;
             sqlx::query(create).execute(&mut *tx).await?;
             sqlx::query(clear).execute(&mut *tx).await?;
-            sqlx::query(gather)
-                .bind(first_new)
-                .execute(&mut *tx)
-                .await?;
+            // Every record new (no replay among them): grouped here, not read back.
+            let all_new = inserted == u64::try_from(records.len()).unwrap_or(u64::MAX);
+            match all_new.then(|| Groups::of(records)).flatten() {
+                Some(groups) => {
+                    for &((account, key, model, minute), sums) in &groups.rows {
+                        let mut query = sqlx::query(GROUP_INSERT)
+                            .bind(account)
+                            .bind(key)
+                            .bind(model)
+                            .bind(minute);
+                        for sum in sums {
+                            query = query.bind(sum);
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
+                }
+                None => {
+                    // The write lock is held since the first insert, so this batch's rows
+                    // are the newest `inserted` rowids: each new row takes the largest
+                    // rowid plus one.
+                    let last: i64 = sqlx::query_scalar("SELECT MAX(rowid) FROM usage_records")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(gather)
+                        .bind(last - to_i64(inserted))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             for sql in ROLLUP_SQL {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -215,5 +318,136 @@ mod tests {
             shapes.extend(pow2_chunks(&rows).map(<[u32]>::len));
         }
         assert_eq!(shapes.len(), 7, "{shapes:?}");
+    }
+
+    /// Records across two accounts, three keys, models (and none), minutes, statuses and
+    /// every kind of token, in no order.
+    fn varied_records() -> Vec<UsageRecord> {
+        (0..200u64)
+            .map(|i| UsageRecord {
+                request_id: format!("req_group_{i}").into(),
+                account_id: ["acc_a", "acc_b"][(i % 2) as usize].into(),
+                key_id: ["key_1", "key_2", "key_3"][(i % 3) as usize].into(),
+                endpoint: "chat.completions".into(),
+                model: [Some("m1".into()), Some("m2".into()), None][(i % 5 % 3) as usize].clone(),
+                started_ms: 1_700_000_000_000 + ((i * 7_919) % 5) as i64 * 45_000 + i as i64,
+                finished_ms: 1_700_000_000_000,
+                status: [200, 200, 429, 500][(i % 4) as usize],
+                input_tokens: i * 13,
+                cached_input_tokens: i % 11,
+                cache_write_5m_tokens: i % 3,
+                cache_write_1h_tokens: i % 2,
+                output_tokens: i * 3 + 1,
+                reasoning_tokens: i % 7,
+                estimated: i % 6 == 0,
+                cost_nanos: (i * 1_234_567) as i64,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_batch_grouped_in_memory_matches_what_sqlite_gathers_from_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}/g.db", dir.path().display()))
+            .await
+            .unwrap();
+        let records = varied_records();
+        assert_eq!(store.insert_usage(&records).await.unwrap(), 200);
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(gather_select!())
+            .bind(0i64)
+            .fetch_all(&store.usage_pool)
+            .await
+            .unwrap();
+        let mut from_rows: Vec<GroupRow> = rows
+            .into_iter()
+            .map(|r| {
+                let sums = [r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14];
+                ((r.0, r.1, r.2, r.3), sums)
+            })
+            .collect();
+        let mut in_memory = Groups::of(&records).unwrap().table();
+        assert!(from_rows.len() > 20, "{} groups", from_rows.len());
+        from_rows.sort();
+        in_memory.sort();
+        assert_eq!(in_memory, from_rows);
+    }
+
+    #[tokio::test]
+    async fn rollups_are_the_same_whether_a_batch_is_grouped_in_memory_or_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let url = format!("sqlite://{}/{name}.db", dir.path().display());
+            async move { SqliteStore::open(&url).await.unwrap() }
+        };
+        let (fresh, replayed) = (open("fresh").await, open("replayed").await);
+        let records = varied_records();
+        assert_eq!(fresh.insert_usage(&records).await.unwrap(), 200);
+        // A replayed record in the batch sends it down SQLite's read-back path.
+        assert_eq!(replayed.insert_usage(&records[..1]).await.unwrap(), 1);
+        assert_eq!(replayed.insert_usage(&records).await.unwrap(), 199);
+        for table in [
+            "key_usage_hourly",
+            "key_usage_totals",
+            "usage_rollups",
+            "usage_unposted",
+        ] {
+            let dump = |store: &SqliteStore| {
+                let pool = store.usage_pool.clone();
+                async move {
+                    let sql = format!("SELECT * FROM {table}");
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                    let mut rows: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|row| {
+                            use sqlx::{Column, Row};
+                            (0..row.len())
+                                .filter(|&i| row.column(i).name() != "changed_ms")
+                                .map(|i| match row.try_get::<i64, _>(i) {
+                                    Ok(n) => n.to_string(),
+                                    Err(_) => row.get::<String, _>(i),
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    rows.sort();
+                    rows
+                }
+            };
+            let (a, b) = (dump(&fresh).await, dump(&replayed).await);
+            assert!(!a.is_empty(), "{table} is empty");
+            assert_eq!(a, b, "{table}");
+        }
+    }
+
+    #[test]
+    fn a_sum_past_sqlites_integers_is_left_to_sqlite() {
+        let record = |id: &str| UsageRecord {
+            request_id: id.into(),
+            cost_nanos: i64::MAX,
+            ..Default::default()
+        };
+        assert!(Groups::of(&[record("a")]).is_some());
+        assert!(Groups::of(&[record("a"), record("b")]).is_none());
     }
 }
