@@ -112,7 +112,7 @@ type Group<'a> = (&'a str, &'a str, &'a str, i64);
 #[derive(Debug, Default)]
 struct Groups<'a> {
     rows: Vec<(Group<'a>, [i64; 11])>,
-    index: std::collections::HashMap<Group<'a>, usize>,
+    index: crate::idmap::IdMap<Group<'a>, usize>,
 }
 
 impl<'a> Groups<'a> {
