@@ -322,6 +322,16 @@ impl Limiter {
                 }
             }
         }
+        self.lease_local(subject, max, why)
+    }
+
+    /// Takes one unit of `subject`'s concurrency limit `max` in this instance's memory.
+    fn lease_local(
+        self: &Arc<Self>,
+        subject: String,
+        max: u32,
+        why: Refused,
+    ) -> Result<Lease, Refusal> {
         if self.acquire_local(&subject, max) {
             Ok(Lease {
                 limiter: self.clone(),
@@ -364,9 +374,17 @@ impl Limiter {
         if max == 0 {
             return Ok(None);
         }
-        self.lease(ip_subject(ip, ":inflight"), max, Refused::IpInFlight)
-            .await
-            .map(Some)
+        let subject = ip_subject(ip, ":inflight");
+        // Every request enters: without Redis it is answered here, and the shared path is
+        // boxed so that this future (built and copied on each request) stays small.
+        match self.redis {
+            Some(_) => Box::pin(self.lease(subject, max, Refused::IpInFlight))
+                .await
+                .map(Some),
+            None => self
+                .lease_local(subject, max, Refused::IpInFlight)
+                .map(Some),
+        }
     }
 
     /// Refuses an IP that failed to authenticate too often.
@@ -382,7 +400,8 @@ impl Limiter {
         {
             return Ok(());
         }
-        self.check_subject(&ip_subject(ip, ":auth")).await
+        // Boxed: this future is built and copied on every request.
+        Box::pin(self.check_subject(&ip_subject(ip, ":auth"))).await
     }
 
     /// Counts a failed authentication from `ip`; too many in a minute block it.

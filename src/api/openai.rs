@@ -49,8 +49,9 @@ pub(crate) async fn authenticate(
             state.security.record(&failure, ctx.client_ip);
             // Guessing (unknown or malformed keys) counts towards a block; a disabled,
             // expired or revoked key with its right secret is not an attack.
+            // Boxed: this future is built and copied on every request, and this path is rare.
             if matches!(failure.error, KeyError::Unknown | KeyError::Malformed) {
-                state.limits.auth_failed(ctx.client_ip).await;
+                Box::pin(state.limits.auth_failed(ctx.client_ip)).await;
             }
             Err(ApiError::Key(failure.error))
         }

@@ -251,23 +251,29 @@ impl Provider {
         }
     }
 
-    /// Sends the request and waits for a successful status line and headers.
+    /// Sends the request and waits for a successful status line and headers. An HTTP
+    /// provider's URL and headers are chosen here and its one `post` awaited here: a
+    /// provider's own `async fn` around it would be one more future, built and copied on
+    /// every request.
     pub async fn send(
         &self,
         endpoint: Endpoint,
-        body: Outgoing,
+        mut body: Outgoing,
     ) -> Result<Upstream, UpstreamError> {
-        match self {
-            Provider::OpenAi(p) => p.send(endpoint, body).await.map(Upstream::Http),
-            Provider::Anthropic(p) => p.send(body).await.map(Upstream::Http),
-            Provider::Local(p) => match body.job {
-                Some(job) => p.send(*job).await.map(Upstream::Local),
-                None => Err(UpstreamError::new(
-                    p.name.clone(),
-                    UpstreamErrorKind::Protocol,
-                )),
-            },
-        }
+        let (core, url, extra) = match self {
+            Provider::OpenAi(p) => (&p.core, p.url(endpoint, &body), Vec::new()),
+            Provider::Anthropic(p) => (&p.core, &p.url, p.headers(&mut body)),
+            Provider::Local(p) => {
+                return match body.job {
+                    Some(job) => p.send(*job).await.map(Upstream::Local),
+                    None => Err(UpstreamError::new(
+                        p.name.clone(),
+                        UpstreamErrorKind::Protocol,
+                    )),
+                };
+            }
+        };
+        core.post(url, body, &extra).await.map(Upstream::Http)
     }
 
     /// Reads a whole (non-stream) response body: an OpenAI-shaped JSON answer, or the

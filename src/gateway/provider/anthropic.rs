@@ -24,7 +24,7 @@ const VERSION: &str = "2023-06-01";
 
 pub struct AnthropicProvider {
     pub core: HttpCore,
-    url: axum::http::Uri,
+    pub(super) url: axum::http::Uri,
     count_url: axum::http::Uri,
     /// The Messages API requires `max_tokens`; used when the client sets none.
     default_max_tokens: u64,
@@ -75,15 +75,14 @@ impl AnthropicProvider {
 
     /// Sends a Messages request: with our API version, or for a client speaking the
     /// Messages API itself, its own `anthropic-version` and `anthropic-beta`, unchanged.
-    pub async fn send(
-        &self,
-        mut out: super::Outgoing,
-    ) -> Result<super::http::Response, UpstreamError> {
+    /// The headers a request goes out with: the client's protocol headers it carries, and
+    /// the API version unless the client named one.
+    pub fn headers(&self, out: &mut super::Outgoing) -> Vec<(HeaderName, HeaderValue)> {
         let mut headers = std::mem::take(&mut out.headers);
         if !headers.iter().any(|(n, _)| n == "anthropic-version") {
             headers.extend(self.version_header());
         }
-        self.core.post(&self.url, out, &headers).await
+        headers
     }
 
     /// Counts a Messages request's input tokens with the provider's own endpoint.

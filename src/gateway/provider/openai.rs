@@ -8,7 +8,7 @@
 use axum::http::header::AUTHORIZATION;
 
 use super::http::{HttpCore, credential, secret_header};
-use super::{Outgoing, UpstreamError};
+use super::Outgoing;
 use crate::config::ProviderConfig;
 use crate::gateway::ProviderProblem;
 use crate::gateway::body::TRANSCRIPTION_FIELDS;
@@ -80,15 +80,11 @@ impl OpenAiProvider {
         }
     }
 
-    pub async fn send(
-        &self,
-        endpoint: Endpoint,
-        body: Outgoing,
-    ) -> Result<super::http::Response, UpstreamError> {
-        let url = match body.native {
+    /// The URL a request goes to: the endpoint's, or Responses' when it goes out natively.
+    pub fn url(&self, endpoint: Endpoint, body: &Outgoing) -> &axum::http::Uri {
+        match body.native {
             Some(crate::gateway::wire::Wire::Responses) => &self.responses_url,
             _ => &self.urls[endpoint as usize],
-        };
-        self.core.post(url, body, &[]).await
+        }
     }
 }
