@@ -7,8 +7,8 @@
 
 use axum::http::header::AUTHORIZATION;
 
-use super::http::{HttpCore, credential, secret_header};
 use super::Outgoing;
+use super::http::{HttpCore, credential, secret_header};
 use crate::config::ProviderConfig;
 use crate::gateway::ProviderProblem;
 use crate::gateway::body::TRANSCRIPTION_FIELDS;
