@@ -26,17 +26,40 @@ macro_rules! add {
 /// and reused, so SQLite's statement cache sees at most `USAGE_ROWS_PER_INSERT` shapes.
 fn insert_usage_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
     static CACHE: OnceLock<Vec<Arc<str>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| {
+    values_sql(
+        &CACHE,
+        "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
+            started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
+            output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts, region,
+            cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens) VALUES",
+        USAGE_COLUMNS,
+        rows,
+    )
+}
+
+/// `INSERT` of `rows` groups into the scratch table (`GATHER_SQL`), as records go in.
+fn insert_groups_sql(rows: usize) -> sqlx::AssertSqlSafe<Arc<str>> {
+    static CACHE: OnceLock<Vec<Arc<str>>> = OnceLock::new();
+    values_sql(
+        &CACHE,
+        "INSERT INTO temp.usage_batch VALUES",
+        GROUP_COLUMNS,
+        rows,
+    )
+}
+
+/// `head` and `rows` rows of `columns` parameters, built once a row count into `cache`.
+fn values_sql(
+    cache: &OnceLock<Vec<Arc<str>>>,
+    head: &str,
+    columns: usize,
+    rows: usize,
+) -> sqlx::AssertSqlSafe<Arc<str>> {
+    let cache = cache.get_or_init(|| {
         (0..=USAGE_ROWS_PER_INSERT)
             .map(|n| {
-                let row = format!("({})", vec!["?"; USAGE_COLUMNS].join(", "));
-                let values = vec![row; n].join(", ");
-                Arc::from(format!(
-                    "INSERT OR IGNORE INTO usage_records (request_id, account_id, key_id, endpoint, model, provider,
-                        started_ms, finished_ms, status, error_kind, stream, input_tokens, cached_input_tokens,
-                        output_tokens, estimated, cost_nanos, latency_us, ttft_us, attempts, region,
-                        cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens) VALUES {values}"
-                ))
+                let row = format!("({})", vec!["?"; columns].join(", "));
+                Arc::from(format!("{head} {}", vec![row; n].join(", ")))
             })
             .collect()
     });
@@ -95,9 +118,8 @@ const GATHER_SQL: [&str; 3] = [
     concat!("INSERT INTO temp.usage_batch ", gather_select!()),
 ];
 
-/// One group of the scratch table, written as it was gathered in memory.
-const GROUP_INSERT: &str =
-    "INSERT INTO temp.usage_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// The columns of the scratch table (`GATHER_SQL`): a group's four, its eleven figures.
+const GROUP_COLUMNS: usize = 15;
 
 /// One row of `temp.usage_batch`: the group's account, key, model and minute; then its
 /// request count, the sums `i, ci, o, c, e, err, w5, w1, r` and the latest start.
@@ -268,15 +290,18 @@ impl SqliteStore {
             let all_new = inserted == u64::try_from(records.len()).unwrap_or(u64::MAX);
             match all_new.then(|| Groups::of(records)).flatten() {
                 Some(groups) => {
-                    for &((account, key, model, minute), sums) in &groups.rows {
-                        let mut query = sqlx::query(GROUP_INSERT)
-                            .bind(account)
-                            .bind(key)
-                            .bind(model)
-                            .bind(minute);
-                        for sum in sums {
-                            query = query.bind(sum);
+                    // Many groups (a batch over many keys) go in as many rows a statement
+                    // as records do: each statement is a round trip to SQLite's thread.
+                    for chunk in pow2_chunks(&groups.rows) {
+                        let mut args = sqlx::sqlite::SqliteArguments::default();
+                        sqlx::Arguments::reserve(&mut args, chunk.len() * GROUP_COLUMNS, 0);
+                        for &((account, key, model, minute), sums) in chunk {
+                            add!(args, account, key, model, minute);
+                            for sum in sums {
+                                add!(args, sum);
+                            }
                         }
+                        let query = sqlx::query_with(insert_groups_sql(chunk.len()), args);
                         query.execute(&mut *tx).await?;
                     }
                 }
