@@ -126,21 +126,31 @@ impl Refusal {
 /// Holds one unit of a concurrency limit until dropped.
 pub struct Lease {
     limiter: Arc<Limiter>,
-    subject: String,
-    /// Set when the lease lives in Redis.
-    remote: Option<String>,
+    held: Held,
+}
+
+/// Where a lease's unit is held.
+enum Held {
+    /// An address's in-flight unit, in this instance's memory (every request takes one:
+    /// kept by address, it costs no formatted name and no string hash).
+    Ip(IpAddr),
+    /// A named subject's unit, in this instance's memory.
+    Local(String),
+    /// A subject's unit in Redis, with the lease's id there.
+    Remote(String, String),
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        match self.remote.take() {
-            Some(id) => {
-                let (limiter, subject) = (self.limiter.clone(), std::mem::take(&mut self.subject));
+        match std::mem::replace(&mut self.held, Held::Local(String::new())) {
+            Held::Ip(ip) => self.limiter.release_ip(ip),
+            Held::Local(subject) => self.limiter.release_local(&subject),
+            Held::Remote(subject, id) => {
+                let limiter = self.limiter.clone();
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
                     rt.spawn(async move { limiter.release_remote(&subject, &id).await });
                 }
             }
-            None => self.limiter.release_local(&self.subject),
         }
     }
 }
@@ -192,8 +202,10 @@ pub struct Admission {
 pub struct Limiter {
     config: LimitsConfig,
     windows: Windows,
-    /// Local concurrency counts (IP in-flight, key concurrency).
+    /// Local concurrency counts (key concurrency).
     leases: Mutex<HashMap<String, u32>>,
+    /// Local in-flight counts by address.
+    ip_leases: Mutex<crate::idmap::IdMap<IpAddr, u32>>,
     /// Local failed-authentication windows and blocks (until, ms).
     /// Subjects (`ip:…:auth`, `login:…`) blocked after repeated failures, until epoch-ms.
     blocked: Mutex<HashMap<String, i64>>,
@@ -215,6 +227,7 @@ impl Limiter {
             config,
             windows: Windows::default(),
             leases: Mutex::new(HashMap::new()),
+            ip_leases: Mutex::new(crate::idmap::IdMap::default()),
             blocked: Mutex::new(HashMap::new()),
             redis,
             last_warning_ms: AtomicI64::new(0),
@@ -278,6 +291,30 @@ impl Limiter {
         }
     }
 
+    /// Takes one of `ip`'s `max` in-flight units here, if one is left.
+    fn acquire_ip(&self, ip: IpAddr, max: u32) -> bool {
+        let mut leases = self.ip_leases.lock().unwrap_or_else(|p| p.into_inner());
+        let n = leases.entry(ip).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                leases.remove(&ip);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        let mut leases = self.ip_leases.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = leases.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                leases.remove(&ip);
+            }
+        }
+    }
+
     fn release_local(&self, subject: &str) {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = leases.get_mut(subject) {
@@ -312,8 +349,7 @@ impl Limiter {
                 Ok(Some(id)) => {
                     return Ok(Lease {
                         limiter: self.clone(),
-                        subject,
-                        remote: Some(id),
+                        held: Held::Remote(subject, id),
                     });
                 }
                 Ok(None) => return Err(Refusal::new(why, 1)),
@@ -335,8 +371,7 @@ impl Limiter {
         if self.acquire_local(&subject, max) {
             Ok(Lease {
                 limiter: self.clone(),
-                subject,
-                remote: None,
+                held: Held::Local(subject),
             })
         } else {
             Err(Refusal::new(why, 1))
@@ -374,16 +409,21 @@ impl Limiter {
         if max == 0 {
             return Ok(None);
         }
-        let subject = ip_subject(ip, ":inflight");
-        // Every request enters: without Redis it is answered here, and the shared path is
-        // boxed so that this future (built and copied on each request) stays small.
-        match self.redis {
-            Some(_) => Box::pin(self.lease(subject, max, Refused::IpInFlight))
+        // Every request enters: without Redis it is answered here, by address, and the
+        // shared path is boxed so that this future (built and copied on each request)
+        // stays small.
+        if self.redis.is_some() {
+            let subject = ip_subject(ip, ":inflight");
+            return Box::pin(self.lease(subject, max, Refused::IpInFlight))
                 .await
-                .map(Some),
-            None => self
-                .lease_local(subject, max, Refused::IpInFlight)
-                .map(Some),
+                .map(Some);
+        }
+        match self.acquire_ip(ip, max) {
+            true => Ok(Some(Lease {
+                limiter: self.clone(),
+                held: Held::Ip(ip),
+            })),
+            false => Err(Refusal::new(Refused::IpInFlight, 1)),
         }
     }
 
