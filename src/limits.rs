@@ -276,53 +276,20 @@ impl Limiter {
     }
 
     fn acquire_local(&self, subject: &str, max: u32) -> bool {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        match leases.get_mut(subject) {
-            Some(n) if *n >= max => false,
-            Some(n) => {
-                *n += 1;
-                true
-            }
-            None if max == 0 => false,
-            None => {
-                leases.insert(subject.to_owned(), 1);
-                true
-            }
-        }
+        take_unit(&self.leases, subject, max)
     }
 
     /// Takes one of `ip`'s `max` in-flight units here, if one is left.
     fn acquire_ip(&self, ip: IpAddr, max: u32) -> bool {
-        let mut leases = self.ip_leases.lock().unwrap_or_else(|p| p.into_inner());
-        let n = leases.entry(ip).or_insert(0);
-        if *n >= max {
-            if *n == 0 {
-                leases.remove(&ip);
-            }
-            return false;
-        }
-        *n += 1;
-        true
+        take_unit(&self.ip_leases, &ip, max)
     }
 
     fn release_ip(&self, ip: IpAddr) {
-        let mut leases = self.ip_leases.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = leases.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                leases.remove(&ip);
-            }
-        }
+        give_back_unit(&self.ip_leases, &ip);
     }
 
     fn release_local(&self, subject: &str) {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = leases.get_mut(subject) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                leases.remove(subject);
-            }
-        }
+        give_back_unit(&self.leases, subject);
     }
 
     async fn release_remote(&self, subject: &str, id: &str) {
@@ -692,6 +659,44 @@ impl KeyQuotas {
     /// Whether any limit applies (an unlimited key skips the limiter entirely).
     pub fn is_limited(&self) -> bool {
         *self != KeyQuotas::default()
+    }
+}
+
+/// Takes one of `key`'s `max` units from local concurrency `counts`, if one is left.
+fn take_unit<K, Q, S>(counts: &Mutex<HashMap<K, u32, S>>, key: &Q, max: u32) -> bool
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+    S: std::hash::BuildHasher,
+{
+    let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    match counts.get_mut(key) {
+        Some(n) if *n >= max => false,
+        Some(n) => {
+            *n += 1;
+            true
+        }
+        None if max == 0 => false,
+        None => {
+            counts.insert(key.to_owned(), 1);
+            true
+        }
+    }
+}
+
+/// Gives one of `key`'s units back to local concurrency `counts`; forgets a key at zero.
+fn give_back_unit<K, Q, S>(counts: &Mutex<HashMap<K, u32, S>>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+    S: std::hash::BuildHasher,
+{
+    let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }
 
