@@ -73,10 +73,9 @@ impl AnthropicProvider {
         translate_request(inspected, upstream_model, stream, self.default_max_tokens)
     }
 
-    /// Sends a Messages request: with our API version, or for a client speaking the
-    /// Messages API itself, its own `anthropic-version` and `anthropic-beta`, unchanged.
-    /// The headers a request goes out with: the client's protocol headers it carries, and
-    /// the API version unless the client named one.
+    /// The headers a Messages request goes out with: our API version, or for a client
+    /// speaking the Messages API itself, its own `anthropic-version` and `anthropic-beta`,
+    /// unchanged.
     pub fn headers(&self, out: &mut super::Outgoing) -> Vec<(HeaderName, HeaderValue)> {
         let mut headers = std::mem::take(&mut out.headers);
         if !headers.iter().any(|(n, _)| n == "anthropic-version") {

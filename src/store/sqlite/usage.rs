@@ -90,7 +90,7 @@ fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 /// model and minute, with the sums the rollups add up. Read by SQLite from the rows it
 /// inserted (`GATHER_SQL`) when a batch had replays in it; a batch of new records only is
 /// grouped in memory instead (`Groups::of`), to the same rows, and written to the scratch
-/// table one group at a time.
+/// table as many groups a statement as records go in (`insert_groups_sql`).
 macro_rules! gather_select {
     () => {
         "SELECT account_id, key_id, COALESCE(model, ''), (started_ms / 60000) * 60000,
