@@ -44,6 +44,7 @@ fn main() -> ExitCode {
     telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.workers())
+        .event_interval(config.server.event_interval)
         .enable_all()
         .build()
     {
