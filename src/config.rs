@@ -91,9 +91,9 @@ pub struct ServerConfig {
     /// Runtime worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
     /// Tasks a runtime worker runs between two looks for new I/O and timers while it has
-    /// work queued (tokio's `event_interval`). Tokio's default, 61, suits tasks that poll
-    /// for long; a gateway's requests poll for microseconds, and under load the frequent
-    /// looks queued newly ready connections ahead of older ones (docs/performance.md).
+    /// work queued (tokio's `event_interval`). A gateway's tasks poll for microseconds;
+    /// at tokio's default of 61 the latency tail at c=256 on one core was twice as wide
+    /// as at 500 (docs/performance.md). An idle worker still looks at once.
     pub event_interval: u32,
     /// A client must send a request's headers within this long (slowloris protection);
     /// also how long an idle keep-alive connection waits for its next request.
