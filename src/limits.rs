@@ -143,8 +143,8 @@ enum Held {
 impl Drop for Lease {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.held, Held::Local(String::new())) {
-            Held::Ip(ip) => self.limiter.release_ip(ip),
-            Held::Local(subject) => self.limiter.release_local(&subject),
+            Held::Ip(ip) => give_back_unit(&self.limiter.ip_leases, &ip),
+            Held::Local(subject) => give_back_unit(&self.limiter.leases, &subject),
             Held::Remote(subject, id) => {
                 let limiter = self.limiter.clone();
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -275,23 +275,6 @@ impl Limiter {
         }
     }
 
-    fn acquire_local(&self, subject: &str, max: u32) -> bool {
-        take_unit(&self.leases, subject, max)
-    }
-
-    /// Takes one of `ip`'s `max` in-flight units here, if one is left.
-    fn acquire_ip(&self, ip: IpAddr, max: u32) -> bool {
-        take_unit(&self.ip_leases, &ip, max)
-    }
-
-    fn release_ip(&self, ip: IpAddr) {
-        give_back_unit(&self.ip_leases, &ip);
-    }
-
-    fn release_local(&self, subject: &str) {
-        give_back_unit(&self.leases, subject);
-    }
-
     async fn release_remote(&self, subject: &str, id: &str) {
         if let Some(r) = &self.redis {
             r.release(subject, id).await;
@@ -335,7 +318,7 @@ impl Limiter {
         max: u32,
         why: Refused,
     ) -> Result<Lease, Refusal> {
-        if self.acquire_local(&subject, max) {
+        if take_unit(&self.leases, &subject, max) {
             Ok(Lease {
                 limiter: self.clone(),
                 held: Held::Local(subject),
@@ -385,7 +368,7 @@ impl Limiter {
                 .await
                 .map(Some);
         }
-        match self.acquire_ip(ip, max) {
+        match take_unit(&self.ip_leases, &ip, max) {
             true => Ok(Some(Lease {
                 limiter: self.clone(),
                 held: Held::Ip(ip),

@@ -118,13 +118,16 @@ const GATHER_SQL: [&str; 3] = [
     concat!("INSERT INTO temp.usage_batch ", gather_select!()),
 ];
 
-/// The columns of the scratch table (`GATHER_SQL`): a group's four, its eleven figures.
-const GROUP_COLUMNS: usize = 15;
+/// A group's figures in the scratch table: its request count, nine sums and latest start.
+const GROUP_FIGURES: usize = 11;
+
+/// The columns of the scratch table (`GATHER_SQL`): a group's four, then its figures.
+const GROUP_COLUMNS: usize = 4 + GROUP_FIGURES;
 
 /// One row of `temp.usage_batch`: the group's account, key, model and minute; then its
 /// request count, the sums `i, ci, o, c, e, err, w5, w1, r` and the latest start.
 #[cfg(test)]
-type GroupRow = ((String, String, String, i64), [i64; 11]);
+type GroupRow = ((String, String, String, i64), [i64; GROUP_FIGURES]);
 
 /// A group's account, key, model (`""` for none) and minute.
 type Group<'a> = (&'a str, &'a str, &'a str, i64);
@@ -133,7 +136,7 @@ type Group<'a> = (&'a str, &'a str, &'a str, i64);
 /// order: each group with its request count, its sums and its latest start (`GroupRow`).
 #[derive(Debug, Default)]
 struct Groups<'a> {
-    rows: Vec<(Group<'a>, [i64; 11])>,
+    rows: Vec<(Group<'a>, [i64; GROUP_FIGURES])>,
     index: crate::idmap::IdMap<Group<'a>, usize>,
 }
 
@@ -150,7 +153,7 @@ impl<'a> Groups<'a> {
                 (r.started_ms / 60_000) * 60_000,
             );
             let at = *groups.index.entry(group).or_insert_with(|| {
-                groups.rows.push((group, [0; 11]));
+                groups.rows.push((group, [0; GROUP_FIGURES]));
                 groups.rows.len() - 1
             });
             let sums = &mut groups.rows.get_mut(at)?.1;
