@@ -407,80 +407,86 @@ impl Gateway {
     /// served it (for the request log). A Responses or Messages request is translated to
     /// chat first (unless the route's provider serves it natively) and its answer back.
     /// Finishes `meter` itself on every error path.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn forward(
-        &self,
+    ///
+    /// An `async move` block rather than an `async fn`: an async fn's body moves its
+    /// arguments into locals and keeps their first places too, so the meter and the body
+    /// took their space twice in this future, which every request builds and moves.
+    #[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+    pub fn forward<'a>(
+        &'a self,
         endpoint: Endpoint,
         wire: Wire,
-        content_type: Option<&str>,
+        content_type: Option<&'a str>,
         body: Bytes,
-        client_headers: &axum::http::HeaderMap,
-        admitted: Admitted<'_>,
+        client_headers: &'a axum::http::HeaderMap,
+        admitted: Admitted<'a>,
         mut meter: Meter,
-    ) -> Result<(Forwarded, Arc<str>), ApiError> {
-        // A request that does not translate may still go to a provider serving its format
-        // natively: routing goes on with its skeleton, and the error waits for a target
-        // that would need the translation.
-        let (chat, untranslatable) = match wire.to_chat(&body) {
-            Ok(Some(chat)) => (Chat::Translated(chat), None),
-            Ok(None) => (Chat::Client(body.clone()), None),
-            Err(e) => match wire.skeleton(&body) {
-                Some(skeleton) => (Chat::Client(skeleton), Some(e)),
-                None => {
-                    let err = ApiError::InvalidBody(e);
+    ) -> impl Future<Output = Result<(Forwarded, Arc<str>), ApiError>> + 'a {
+        async move {
+            // A request that does not translate may still go to a provider serving its format
+            // natively: routing goes on with its skeleton, and the error waits for a target
+            // that would need the translation.
+            let (chat, untranslatable) = match wire.to_chat(&body) {
+                Ok(Some(chat)) => (Chat::Translated(chat), None),
+                Ok(None) => (Chat::Client(body.clone()), None),
+                Err(e) => match wire.skeleton(&body) {
+                    Some(skeleton) => (Chat::Client(skeleton), Some(e)),
+                    None => {
+                        let err = ApiError::InvalidBody(e);
+                        meter.finish(
+                            err.status().as_u16(),
+                            Some(err.kind()),
+                            TokenCounts::default(),
+                        );
+                        return Err(err);
+                    }
+                },
+            };
+            let native = (wire != Wire::OpenAi).then_some(Native {
+                wire,
+                body: &body,
+                headers: client_headers,
+                untranslatable: untranslatable.as_ref(),
+            });
+            let revoked = admitted.key.revoked.clone();
+            let attempt = tokio::select! {
+                biased;
+                r = self.try_forward(endpoint, content_type, &chat, native, admitted, &mut meter) => r,
+                // Access ended while the upstream worked: cut the request, bill the prompt.
+                () = revoked.cancelled() => {
+                    meter.finish(
+                        ApiError::AccessRevoked.status().as_u16(),
+                        Some(ApiError::AccessRevoked.kind()),
+                        TokenCounts {
+                            input: tokens::estimate_input(endpoint, chat.as_bytes()),
+                            estimated: true,
+                            ..TokenCounts::default()
+                        },
+                    );
+                    return Err(ApiError::AccessRevoked);
+                }
+            };
+            match attempt {
+                Ok((Answer::Json(json, content_type, charged, durable), model)) => {
+                    Ok((Forwarded::Json(json, content_type, charged, durable), model))
+                }
+                Ok((Answer::Stream(parts), model)) => Ok((
+                    Forwarded::Stream(Box::new(Relay::new(
+                        *parts,
+                        meter,
+                        chat.into_bytes(),
+                        endpoint,
+                    ))),
+                    model,
+                )),
+                Err(err) => {
                     meter.finish(
                         err.status().as_u16(),
                         Some(err.kind()),
                         TokenCounts::default(),
                     );
-                    return Err(err);
+                    Err(err)
                 }
-            },
-        };
-        let native = (wire != Wire::OpenAi).then_some(Native {
-            wire,
-            body: &body,
-            headers: client_headers,
-            untranslatable: untranslatable.as_ref(),
-        });
-        let revoked = admitted.key.revoked.clone();
-        let attempt = tokio::select! {
-            biased;
-            r = self.try_forward(endpoint, content_type, &chat, native, admitted, &mut meter) => r,
-            // Access ended while the upstream worked: cut the request, bill the prompt.
-            () = revoked.cancelled() => {
-                meter.finish(
-                    ApiError::AccessRevoked.status().as_u16(),
-                    Some(ApiError::AccessRevoked.kind()),
-                    TokenCounts {
-                        input: tokens::estimate_input(endpoint, chat.as_bytes()),
-                        estimated: true,
-                        ..TokenCounts::default()
-                    },
-                );
-                return Err(ApiError::AccessRevoked);
-            }
-        };
-        match attempt {
-            Ok((Answer::Json(json, content_type, charged, durable), model)) => {
-                Ok((Forwarded::Json(json, content_type, charged, durable), model))
-            }
-            Ok((Answer::Stream(parts), model)) => Ok((
-                Forwarded::Stream(Box::new(Relay::new(
-                    *parts,
-                    meter,
-                    chat.into_bytes(),
-                    endpoint,
-                ))),
-                model,
-            )),
-            Err(err) => {
-                meter.finish(
-                    err.status().as_u16(),
-                    Some(err.kind()),
-                    TokenCounts::default(),
-                );
-                Err(err)
             }
         }
     }

@@ -146,31 +146,40 @@ pub fn inference(endpoint: Endpoint, wire: Wire) -> MethodRouter<Arc<AppState>> 
 
 /// One inference request answered, an error in the shape of the API its client speaks
 /// (Anthropic's on `/v1/messages`, OpenAI's elsewhere).
-pub(crate) async fn answer(
-    state: &AppState,
-    ctx: &RequestContext,
+///
+/// A combinator, not an `async fn`: an async body would keep the request it hands to
+/// `infer` in its own state as well (rustc reserves its arguments' space for the whole
+/// future), and this future is built and moved on every request. The request is split here
+/// for the same reason.
+pub(crate) fn answer<'a>(
+    state: &'a AppState,
+    ctx: &'a RequestContext,
     endpoint: Endpoint,
     wire: Wire,
     req: axum::extract::Request,
-) -> Response {
-    match (infer(state, ctx, endpoint, wire, req).await, wire) {
-        (Ok(response), _) => response,
-        (Err(e), Wire::Messages) => crate::error::AnthropicError(e).into_response(),
-        (Err(e), _) => e.into_response(),
-    }
+) -> impl Future<Output = Response> + Send + 'a {
+    let (parts, body) = req.into_parts();
+    futures_util::FutureExt::map(
+        infer(state, ctx, endpoint, wire, parts, body),
+        move |answer| match (answer, wire) {
+            (Ok(response), _) => response,
+            (Err(e), Wire::Messages) => crate::error::AnthropicError(e).into_response(),
+            (Err(e), _) => e.into_response(),
+        },
+    )
 }
 
 /// One inference request, in any wire format: admission, the body, the gateway, and the
-/// answer's framing. Takes the request whole: its headers are read in place, not copied
-/// out by an extractor.
+/// answer's framing. Takes the request's head whole: its headers are read in place, not
+/// copied out by an extractor.
 async fn infer(
     state: &AppState,
     ctx: &RequestContext,
     endpoint: Endpoint,
     wire: Wire,
-    req: axum::extract::Request,
+    parts: axum::http::request::Parts,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     if !state.store_up.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(ApiError::StoreUnavailable);
@@ -201,7 +210,9 @@ async fn infer(
     let estimate = bytes.len() as u64 / 4 + 1;
     let admission = match key.limits.is_limited() {
         false => None,
-        true => match state.limits.admit(&key, estimate).await {
+        // Boxed: only a limited key awaits it, and its future (~1.4 KiB) would otherwise
+        // be part of every request's.
+        true => match Box::pin(state.limits.admit(&key, estimate)).await {
             Ok(a) => Some(a),
             Err(r) => {
                 let e = limited(r);

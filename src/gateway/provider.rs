@@ -252,28 +252,31 @@ impl Provider {
     }
 
     /// Sends the request and waits for a successful status line and headers. An HTTP
-    /// provider's URL and headers are chosen here and its one `post` awaited here: a
+    /// provider's URL and headers are chosen here and its one `post` returned, mapped: a
     /// provider's own `async fn` around it would be one more future, built and copied on
     /// every request.
-    pub async fn send(
+    pub fn send(
         &self,
         endpoint: Endpoint,
         mut body: Outgoing,
-    ) -> Result<Upstream, UpstreamError> {
+    ) -> impl Future<Output = Result<Upstream, UpstreamError>> + use<'_> {
+        // Not an `async fn` either: one keeps its arguments' space for its whole life,
+        // beside the future they move into (see `HttpCore::post`).
+        use futures_util::future::{Either, FutureExt, ready};
         let (core, url, extra) = match self {
             Provider::OpenAi(p) => (&p.core, p.url(endpoint, &body), Vec::new()),
             Provider::Anthropic(p) => (&p.core, &p.url, p.headers(&mut body)),
             Provider::Local(p) => {
-                return match body.job {
-                    Some(job) => p.send(*job).await.map(Upstream::Local),
-                    None => Err(UpstreamError::new(
+                return Either::Right(match body.job {
+                    Some(job) => Either::Left(p.send(*job).map(|r| r.map(Upstream::Local))),
+                    None => Either::Right(ready(Err(UpstreamError::new(
                         p.name.clone(),
                         UpstreamErrorKind::Protocol,
-                    )),
-                };
+                    )))),
+                });
             }
         };
-        core.post(url, body, &extra).await.map(Upstream::Http)
+        Either::Left(core.post(url, body, &extra).map(|r| r.map(Upstream::Http)))
     }
 
     /// Reads a whole (non-stream) response body: an OpenAI-shaped JSON answer, or the

@@ -241,16 +241,22 @@ impl HttpCore {
     }
 
     /// One request and its response's head, through this upstream's transport.
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Response, UpstreamError> {
+    fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> impl Future<Output = Result<Response, UpstreamError>> + use<'_> {
+        use futures_util::future::{Either, FutureExt};
         match &self.transport {
-            Transport::Plain(pool) => pool.send(request).await.map_err(|e| {
-                let connect = matches!(e, pool::Failure::Connect(_));
-                self.map_error(&e, connect)
-            }),
-            Transport::Tls(client) => match client.request(request).await {
+            Transport::Plain(pool) => Either::Left(pool.send(request).map(|r| {
+                r.map_err(|e| {
+                    let connect = matches!(e, pool::Failure::Connect(_));
+                    self.map_error(&e, connect)
+                })
+            })),
+            Transport::Tls(client) => Either::Right(client.request(request).map(|r| match r {
                 Ok(response) => Ok(response.map(pool::Body::from)),
                 Err(e) => Err(self.map_error(&e, e.is_connect())),
-            },
+            })),
         }
     }
 
@@ -272,26 +278,34 @@ impl HttpCore {
     }
 
     /// POSTs a body and waits (up to the TTFB limit) for a successful status line.
-    pub async fn post(
+    ///
+    /// Not an `async fn`: rustc keeps an async body's arguments (and locals moved into an
+    /// awaited future) in its state beside that future, so each level of this exchange
+    /// held the request or body twice, and every level is built and moved on each
+    /// request. The request is built before the future, which holds only what it awaits.
+    pub fn post(
         &self,
         url: &Uri,
         out: super::Outgoing,
         extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<Response, UpstreamError> {
+    ) -> impl Future<Output = Result<Response, UpstreamError>> + use<'_> {
+        use futures_util::future::{Either, FutureExt, ready};
         let mut request = self.request(Method::POST, url, Full::new(out.body), extra);
         let headers = request.headers_mut();
         headers.insert(CONTENT_TYPE, out.content_type);
         headers.insert(ACCEPT, ACCEPT_VALUE.clone());
-        let response = match tokio::time::timeout(self.ttfb_timeout, self.exchange(request)).await {
-            Err(_) => return Err(self.error(UpstreamErrorKind::Timeout)),
-            Ok(result) => result?,
-        };
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        // Boxed: this cold path's future would otherwise more than double the size of this
-        // one, and of every future above it that is built and moved on each request.
-        Err(Box::pin(self.status_error(response)).await)
+        tokio::time::timeout(self.ttfb_timeout, self.exchange(request)).then(move |result| {
+            match result {
+                Err(_) => Either::Left(ready(Err(self.error(UpstreamErrorKind::Timeout)))),
+                Ok(Err(e)) => Either::Left(ready(Err(e))),
+                Ok(Ok(response)) if response.status().is_success() => {
+                    Either::Left(ready(Ok(response)))
+                }
+                // Boxed: this cold path's future would otherwise more than double the size
+                // of this one, and of every future above it.
+                Ok(Ok(response)) => Either::Right(Box::pin(self.status_error(response)).map(Err)),
+            }
+        })
     }
 
     /// Reduces an upstream error response to status, kind, and (4xx only) a client message.

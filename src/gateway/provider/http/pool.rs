@@ -123,38 +123,42 @@ impl Pool {
 
     /// Sends `request` (its URI absolute, its `Host` header set) on an idle connection or a
     /// new one; the response's body gives the connection back when read to its end.
-    pub async fn send(
+    /// (An `async move` block, not an `async fn`, so that the request is held once: an
+    /// async fn's `mut` argument takes its space twice.)
+    pub fn send(
         self: &Arc<Self>,
         mut request: Request<Full<Bytes>>,
-    ) -> Result<Response<Body>, Failure> {
+    ) -> impl Future<Output = Result<Response<Body>, Failure>> + use<'_> {
         // HTTP/1.1 to an origin server names the path only.
         if let Some(path) = request.uri().path_and_query().cloned() {
             *request.uri_mut() = Uri::from(path);
         }
-        loop {
-            let (mut conn, reused) = match self.take() {
-                Some(conn) => (conn, true),
-                // Boxed: rare, and its future would otherwise swell every exchange's.
-                None => (Box::pin(self.connect()).await?, false),
-            };
-            if let Err(e) = conn.ready().await {
-                if reused {
-                    continue;
+        async move {
+            loop {
+                let (mut conn, reused) = match self.take() {
+                    Some(conn) => (conn, true),
+                    // Boxed: rare, and its future would otherwise swell every exchange's.
+                    None => (Box::pin(self.connect()).await?, false),
+                };
+                if let Err(e) = conn.ready().await {
+                    if reused {
+                        continue;
+                    }
+                    return Err(Failure::Http(e));
                 }
-                return Err(Failure::Http(e));
-            }
-            match conn.try_send_request(request).await {
-                Ok(response) => {
-                    return Ok(response.map(|inner| Body {
-                        inner,
-                        home: Some((self.clone(), conn)),
-                    }));
+                match conn.try_send_request(request).await {
+                    Ok(response) => {
+                        return Ok(response.map(|inner| Body {
+                            inner,
+                            home: Some((self.clone(), conn)),
+                        }));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // Never written: the upstream had closed this idle connection.
+                        Some(unsent) if reused => request = unsent,
+                        _ => return Err(Failure::Http(e.into_error())),
+                    },
                 }
-                Err(mut e) => match e.take_message() {
-                    // Never written: the upstream had closed this idle connection.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(Failure::Http(e.into_error())),
-                },
             }
         }
     }
