@@ -2,16 +2,21 @@
 # Load bench: mock-upstream alone, the floor (a bare hyper reverse proxy: `mock-upstream
 # --proxy-to`) and InstaGen (auth, limits, metering, journal and usage writes all on) in
 # front of the same mock, in one run; non-streaming and streaming chat at concurrency
-# 1/64/256, then the Responses and Messages endpoints translated to the chat mock. Prints
-# RPS, p50/p99 latency, CPU µs per request, RSS and TTFT at c=1 (scripts/ttft.py), and
-# each InstaGen figure as a ratio to the floor's: ratios are the goals (docs/performance.md),
-# since the machine's own speed varies from day to day. With 2+ cores, wrk runs on core 0 and the servers share the rest.
+# 1/64/256 (streams at 32 too), then the Responses and Messages endpoints translated to the
+# chat mock. Prints RPS, p50/p99 latency, CPU µs per request, RSS and TTFT at c=1
+# (scripts/ttft.py), and each InstaGen figure as a ratio to the floor's: ratios are the
+# goals (docs/performance.md), since the machine's own speed varies from day to day. With
+# 2+ cores, wrk runs on core 0 and the servers share the rest.
 # Needs `wrk` (Debian: apt-get install wrk). Traffic stays on 127.0.0.1.
 #
-# Usage: scripts/loadbench.sh [seconds per run, default 10]
+# Usage: scripts/loadbench.sh [seconds per run, default 10] [rounds, default 1]
+# With rounds > 1 each load runs the floor and InstaGen alternately that many times; the
+# table shows each figure's median and each ratio's median over the rounds' pairs (the VM's
+# speed drifts by ±10–20 % between runs seconds apart, so one pair can miss a goal by noise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
+ROUNDS=${2:-1}
 
 . scripts/bench-lib.sh
 bench_require "apt-get install wrk" wrk
@@ -83,24 +88,41 @@ run() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0 && a != "n/a") printf "%.2f", a/b; else print "n/a" }'; }
 
-printf "\nmachine: %s cores, %s; %ss per run; wrk %s, servers %s\n" \
-  "$(nproc)" "$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs)" "$DURATION" \
+printf "\nmachine: %s cores, %s; %ss per run, %s round(s); wrk %s, servers %s\n" \
+  "$(nproc)" "$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs)" "$DURATION" "$ROUNDS" \
   "${LOAD:-unpinned}" "${SERVE:-unpinned}"
 printf "idle RSS: InstaGen %s KiB, floor %s KiB\n\n" "$IDLE_RSS" "$FLOOR_IDLE_RSS"
 printf "%-7s %-4s | %-8s %-7s | %-8s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-15s %s\n" \
   mode conc "mock rps" p50µs "floor rps" p50µs p99µs cpuµs "IG rps" p50µs p99µs cpuµs "rps×" "cpu×" "p99×" "+p50µs floor/IG" "mock cpuµs behind floor/IG"
+# median V...: the middle value (the mean of the middle two), "n/a" when any is.
+median() { printf '%s\n' "$@" | sort -g | awk '/n\/a/{bad=1} {v[NR]=$1} END{ if (bad || NR == 0) print "n/a"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2] + v[NR/2+1]) / 2 }'; }
 for mode in plain stream; do
-  for conc in 1 64 256; do
+  # Streams at c=32 too: the goal's own concurrency.
+  concs="1 64 256"
+  [ $mode = stream ] && concs="1 32 64 256"
+  for conc in $concs; do
     read -r m_rps m_p50 _ _ _ < <(run $MOCK_PORT $mode $conc)
-    read -r f_rps f_p50 f_p99 f_cpu _ f_mock < <(run $FLOOR_PORT $mode $conc $FLOOR_PID)
-    read -r g_rps g_p50 g_p99 g_cpu g_errs g_mock < <(run $GW_PORT $mode $conc $GW_PID)
+    F_RPS=() F_P50=() F_P99=() F_CPU=() F_MOCK=() G_RPS=() G_P50=() G_P99=() G_CPU=() G_MOCK=()
+    R_RPS=() R_CPU=() R_P99=() ERRS=0
+    for _ in $(seq "$ROUNDS"); do
+      read -r f_rps f_p50 f_p99 f_cpu _ f_mock < <(run $FLOOR_PORT $mode $conc $FLOOR_PID)
+      read -r g_rps g_p50 g_p99 g_cpu g_errs g_mock < <(run $GW_PORT $mode $conc $GW_PID)
+      F_RPS+=("$f_rps") F_P50+=("$f_p50") F_P99+=("$f_p99") F_CPU+=("$f_cpu") F_MOCK+=("$f_mock")
+      G_RPS+=("$g_rps") G_P50+=("$g_p50") G_P99+=("$g_p99") G_CPU+=("$g_cpu") G_MOCK+=("$g_mock")
+      R_RPS+=("$(ratio "$g_rps" "$f_rps")") R_CPU+=("$(ratio "$g_cpu" "$f_cpu")") R_P99+=("$(ratio "$g_p99" "$f_p99")")
+      ERRS=$((ERRS + ${g_errs:-0}))
+    done
+    f_rps=$(median "${F_RPS[@]}") f_p50=$(median "${F_P50[@]}") f_p99=$(median "${F_P99[@]}")
+    f_cpu=$(median "${F_CPU[@]}") f_mock=$(median "${F_MOCK[@]}")
+    g_rps=$(median "${G_RPS[@]}") g_p50=$(median "${G_P50[@]}") g_p99=$(median "${G_P99[@]}")
+    g_cpu=$(median "${G_CPU[@]}") g_mock=$(median "${G_MOCK[@]}")
     # Latency each proxy adds to the mock's p50 (what a client feels at one connection).
     plus() { awk -v g="$1" -v m="$m_p50" 'BEGIN{ if (g != "n/a" && m != "n/a") printf "%.0f", g - m; else print "n/a" }'; }
     added="$(plus "$f_p50")/$(plus "$g_p50")"
     printf "%-7s %-4s | %-8s %-7s | %-9s %-7s %-8s %-6s | %-8s %-7s %-8s %-6s | %-5s %-5s %-5s %-15s %s %s\n" \
       $mode $conc "$m_rps" "$m_p50" "$f_rps" "$f_p50" "$f_p99" "$f_cpu" "$g_rps" "$g_p50" "$g_p99" "$g_cpu" \
-      "$(ratio "$g_rps" "$f_rps")" "$(ratio "$g_cpu" "$f_cpu")" "$(ratio "$g_p99" "$f_p99")" "$added" \
-      "$f_mock/$g_mock" "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
+      "$(median "${R_RPS[@]}")" "$(median "${R_CPU[@]}")" "$(median "${R_P99[@]}")" "$added" \
+      "$f_mock/$g_mock" "$([ "$ERRS" != 0 ] && echo "non-2xx: $ERRS")"
   done
 done
 
