@@ -75,7 +75,7 @@ pub enum Upstream {
 /// Upstream body bytes as they arrive; an error means the connection broke (the built-in
 /// engine's streams never fail).
 pub type ByteStream =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, http::BodyError>> + Send>>;
 
 impl Upstream {
     /// The body as a byte stream, and the live token counts when the engine is local.

@@ -5,11 +5,15 @@
 //! client header and no client address ever reaches this module. An HTTPS upstream is
 //! called through hyper-util's pooled client over rustls (HTTP/2 by ALPN, certificates
 //! verified against the platform's roots); a plain-HTTP one (a self-hosted engine) through
-//! our own HTTP/1.1 pool (`pool`), which costs less a request. Redirects are never
+//! our own HTTP/1.1 pool (`pool`), whose connections the request's own task drives (`h1`),
+//! which costs less a request. Redirects are never
 //! followed: an upstream cannot send our request, with its body and our credential,
 //! somewhere else.
 
+mod h1;
 mod pool;
+
+pub use pool::BodyError;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +49,8 @@ static ACCEPT_VALUE: HeaderValue = HeaderValue::from_static("application/json, t
 
 /// How requests reach the upstream.
 enum Transport {
-    /// Plain HTTP: our own pool of HTTP/1.1 connections to the one host.
+    /// Plain HTTP: our own pool of HTTP/1.1 connections to the one host, each driven by
+    /// the request it is lent to.
     Plain(Arc<pool::Pool>),
     /// HTTPS: hyper-util's client, TLS and HTTP/2 by ALPN.
     Tls(Box<HttpsClient>),
@@ -206,9 +211,9 @@ impl HttpCore {
         let Some((url, _)) = &self.probe else {
             return true;
         };
-        let request = self.request(Method::GET, url, Full::default(), extra);
+        let request = self.request(Method::GET, url, extra);
         matches!(
-            tokio::time::timeout(self.ttfb_timeout, self.exchange(request)).await,
+            tokio::time::timeout(self.ttfb_timeout, self.exchange(request, Bytes::new())).await,
             Ok(Ok(r)) if r.status().is_success()
         )
     }
@@ -218,10 +223,9 @@ impl HttpCore {
         &self,
         method: Method,
         url: &Uri,
-        body: Full<Bytes>,
         extra: &[(HeaderName, HeaderValue)],
-    ) -> Request<Full<Bytes>> {
-        let mut request = Request::new(body);
+    ) -> Request<()> {
+        let mut request = Request::new(());
         *request.method_mut() = method;
         *request.uri_mut() = url.clone();
         let headers = request.headers_mut();
@@ -243,20 +247,25 @@ impl HttpCore {
     /// One request and its response's head, through this upstream's transport.
     fn exchange(
         &self,
-        request: Request<Full<Bytes>>,
+        request: Request<()>,
+        body: Bytes,
     ) -> impl Future<Output = Result<Response, UpstreamError>> + use<'_> {
         use futures_util::future::{Either, FutureExt};
         match &self.transport {
-            Transport::Plain(pool) => Either::Left(pool.send(request).map(|r| {
+            Transport::Plain(pool) => Either::Left(pool.send(request, body).map(|r| {
                 r.map_err(|e| {
                     let connect = matches!(e, pool::Failure::Connect(_));
                     self.map_error(&e, connect)
                 })
             })),
-            Transport::Tls(client) => Either::Right(client.request(request).map(|r| match r {
-                Ok(response) => Ok(response.map(pool::Body::from)),
-                Err(e) => Err(self.map_error(&e, e.is_connect())),
-            })),
+            Transport::Tls(client) => Either::Right(
+                client
+                    .request(request.map(|()| Full::new(body)))
+                    .map(|r| match r {
+                        Ok(response) => Ok(response.map(pool::Body::from)),
+                        Err(e) => Err(self.map_error(&e, e.is_connect())),
+                    }),
+            ),
         }
     }
 
@@ -290,22 +299,26 @@ impl HttpCore {
         extra: &[(HeaderName, HeaderValue)],
     ) -> impl Future<Output = Result<Response, UpstreamError>> + use<'_> {
         use futures_util::future::{Either, FutureExt, ready};
-        let mut request = self.request(Method::POST, url, Full::new(out.body), extra);
+        let mut request = self.request(Method::POST, url, extra);
         let headers = request.headers_mut();
         headers.insert(CONTENT_TYPE, out.content_type);
         headers.insert(ACCEPT, ACCEPT_VALUE.clone());
-        tokio::time::timeout(self.ttfb_timeout, self.exchange(request)).then(move |result| {
-            match result {
-                Err(_) => Either::Left(ready(Err(self.error(UpstreamErrorKind::Timeout)))),
-                Ok(Err(e)) => Either::Left(ready(Err(e))),
-                Ok(Ok(response)) if response.status().is_success() => {
-                    Either::Left(ready(Ok(response)))
+        tokio::time::timeout(self.ttfb_timeout, self.exchange(request, out.body)).then(
+            move |result| {
+                match result {
+                    Err(_) => Either::Left(ready(Err(self.error(UpstreamErrorKind::Timeout)))),
+                    Ok(Err(e)) => Either::Left(ready(Err(e))),
+                    Ok(Ok(response)) if response.status().is_success() => {
+                        Either::Left(ready(Ok(response)))
+                    }
+                    // Boxed: this cold path's future would otherwise more than double the size
+                    // of this one, and of every future above it.
+                    Ok(Ok(response)) => {
+                        Either::Right(Box::pin(self.status_error(response)).map(Err))
+                    }
                 }
-                // Boxed: this cold path's future would otherwise more than double the size
-                // of this one, and of every future above it.
-                Ok(Ok(response)) => Either::Right(Box::pin(self.status_error(response)).map(Err)),
-            }
-        })
+            },
+        )
     }
 
     /// Reduces an upstream error response to status, kind, and (4xx only) a client message.

@@ -4,28 +4,28 @@
 //!
 //! One pool serves one provider, so one host: no pool key to hash or compare, no waiter
 //! task spawned per request to put a connection back (hyper-util's general pool does both
-//! on every request). A connection whose response was dropped part-way goes back too:
-//! hyper keeps it if the rest of the body was already there, else closes it, and a
-//! checkout passes over a closed one. A request that never left on a reused connection (the
-//! upstream had closed it while idle) is sent again on another; one that left is never
-//! resent here. Connections idle past the timeout are closed at the next checkout or
-//! give-back (an upstream's own keep-alive timeout, usually shorter, closes them sooner).
+//! on every request), and no connection task either: the request's own task writes the
+//! request and reads the answer (`h1`). A connection whose response was dropped part-way
+//! goes back if the rest of the body was already in its socket, else it is closed. A
+//! checkout passes over a connection the upstream has closed or sent anything on while
+//! idle. A request that never left on a reused connection is sent again on another; one
+//! that left, even in part, is never resent here. Connections idle past the timeout are
+//! closed at the next checkout or give-back (an upstream's own keep-alive timeout, usually
+//! shorter, closes them sooner).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::http::{Request, Response, Uri};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-type Sender = SendRequest<Full<Bytes>>;
+use super::h1::{self, Conn};
 
 /// Idle connections kept, at most; more are closed when given back.
 const MAX_IDLE: usize = 1024;
@@ -36,7 +36,7 @@ pub enum Failure {
     #[error("could not connect: {0}")]
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the exchange failed: {0}")]
-    Http(#[source] hyper::Error),
+    Http(#[source] h1::Error),
 }
 
 pub struct Pool {
@@ -49,7 +49,7 @@ pub struct Pool {
 }
 
 struct Idle {
-    conn: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -67,26 +67,27 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An idle connection still open and not past the idle timeout.
-    fn take(&self) -> Option<Sender> {
-        let mut idle = self.idle();
-        while let Some(entry) = idle.pop_back() {
-            if entry.since.elapsed() > self.idle_timeout {
-                // The rest were given back earlier still.
-                idle.clear();
-                return None;
-            }
-            if !entry.conn.is_closed() {
-                return Some(entry.conn);
+    /// An idle connection still open, quiet and not past the idle timeout.
+    fn take(&self) -> Option<Conn> {
+        loop {
+            let entry = {
+                let mut idle = self.idle();
+                let entry = idle.pop_back()?;
+                if entry.since.elapsed() > self.idle_timeout {
+                    // The rest were given back earlier still.
+                    idle.clear();
+                    return None;
+                }
+                entry
+            };
+            let mut conn = entry.conn;
+            if conn.reusable() {
+                return Some(conn);
             }
         }
-        None
     }
 
-    fn give_back(&self, conn: Sender) {
-        if conn.is_closed() {
-            return;
-        }
+    fn give_back(&self, conn: Conn) {
         let now = Instant::now();
         let mut idle = self.idle();
         while idle
@@ -100,39 +101,30 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<Sender, Failure> {
+    async fn connect(&self) -> Result<Conn, Failure> {
         let mut connector = self.connector.clone();
         let io = tower_service::Service::call(&mut connector, self.target.clone())
             .await
             .map_err(|e| Failure::Connect(Box::new(e)))?;
-        let (conn, driver) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(Failure::Http)?;
-        // Not on the task tracker: the connection's task ends by itself once its sender is
-        // dropped (the pool's, or an exchange's) or the upstream closes it, as hyper-util's
-        // pooled connections do.
-        #[allow(clippy::disallowed_methods)]
-        tokio::spawn(async move {
-            if let Err(e) = driver.await {
-                tracing::debug!(error = %e, "upstream connection closed with an error");
-            }
-        });
-        Ok(conn)
+        Ok(Conn::new(io.into_inner()))
     }
 
-    /// Sends `request` (its URI absolute, its `Host` header set) on an idle connection or a
-    /// new one; the response's body gives the connection back when read to its end.
-    /// (An `async move` block, not an `async fn`, so that the request is held once: an
-    /// async fn's `mut` argument takes its space twice.)
+    /// Sends `request` (its `Host` header set) with `body` on an idle connection or a new
+    /// one; the response's body gives the connection back when read to its end. (An `async
+    /// move` block, not an `async fn`, so that only what it sends is held.)
     pub fn send(
         self: &Arc<Self>,
-        mut request: Request<Full<Bytes>>,
+        request: Request<()>,
+        body: Bytes,
     ) -> impl Future<Output = Result<Response<Body>, Failure>> + use<'_> {
-        // HTTP/1.1 to an origin server names the path only.
-        if let Some(path) = request.uri().path_and_query().cloned() {
-            *request.uri_mut() = Uri::from(path);
-        }
+        let mut head = h1::head(&request, body.len());
+        let body = match h1::inline(body.len()) {
+            true => {
+                head.extend_from_slice(&body);
+                Bytes::new()
+            }
+            false => body,
+        };
         async move {
             loop {
                 let (mut conn, reused) = match self.take() {
@@ -140,85 +132,84 @@ impl Pool {
                     // Boxed: rare, and its future would otherwise swell every exchange's.
                     None => (Box::pin(self.connect()).await?, false),
                 };
-                if let Err(e) = conn.ready().await {
-                    if reused {
-                        continue;
-                    }
-                    return Err(Failure::Http(e));
+                match conn.write(&head, &body).await {
+                    Ok(()) => {}
+                    // Never written: the upstream had closed this idle connection.
+                    Err(None) if reused => continue,
+                    Err(e) => return Err(Failure::Http(e.unwrap_or(h1::Error::Closed))),
                 }
-                match conn.try_send_request(request).await {
-                    Ok(response) => {
-                        return Ok(response.map(|inner| Body {
-                            inner,
-                            home: Some((self.clone(), conn)),
-                        }));
-                    }
-                    Err(mut e) => match e.take_message() {
-                        // Never written: the upstream had closed this idle connection.
-                        Some(unsent) if reused => request = unsent,
-                        _ => return Err(Failure::Http(e.into_error())),
-                    },
-                }
+                let (response, framing, keep) = conn.read_head().await.map_err(Failure::Http)?;
+                let home = Home(self.clone());
+                return Ok(response.map(|()| Body {
+                    inner: Inner::Plain(h1::Body::new(conn, framing, keep, home)),
+                }));
             }
         }
     }
 }
 
-/// An upstream response's body; when it came through a `Pool`, the connection goes back
-/// to the pool once the body has been read to its end, or when it is dropped.
+/// The pool a plain-HTTP connection goes back to.
+pub struct Home(Arc<Pool>);
+
+impl h1::Home for Home {
+    fn take_back(self, conn: Conn) {
+        self.0.give_back(conn);
+    }
+}
+
+/// An upstream response's body: read from its connection in the reader's own task (plain
+/// HTTP), or from hyper's connection task (HTTPS).
 pub struct Body {
-    inner: Incoming,
-    home: Option<(Arc<Pool>, Sender)>,
+    inner: Inner,
+}
+
+enum Inner {
+    Plain(h1::Body<Home>),
+    Tls(Incoming),
 }
 
 impl From<Incoming> for Body {
     fn from(inner: Incoming) -> Self {
-        Self { inner, home: None }
-    }
-}
-
-impl Body {
-    fn done(&mut self) {
-        if let Some((pool, conn)) = self.home.take() {
-            pool.give_back(conn);
+        Self {
+            inner: Inner::Tls(inner),
         }
     }
 }
 
-impl Drop for Body {
-    /// Dropped before its end (a stream relayed up to its `[DONE]`, whose closing chunk
-    /// had not arrived yet, or one the client left): hyper reads the rest if it is already
-    /// there and keeps the connection, else closes it. Either way it goes back, and a
-    /// checkout skips it once closed.
-    fn drop(&mut self) {
-        self.done();
-    }
+/// Why an upstream body stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Plain(#[from] h1::Error),
+    #[error(transparent)]
+    Tls(#[from] hyper::Error),
 }
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => this.done(),
-            Some(Ok(_)) if this.inner.is_end_stream() => this.done(),
-            Some(Err(_)) => this.home = None,
-            Some(Ok(_)) => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.inner {
+            Inner::Plain(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
+            Inner::Tls(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Plain(b) => b.is_end_stream(),
+            Inner::Tls(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Plain(b) => b.size_hint(),
+            Inner::Tls(b) => b.size_hint(),
+        }
     }
 }
