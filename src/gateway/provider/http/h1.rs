@@ -732,6 +732,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_large_body_leaves_whole_after_its_head_and_a_small_one_inside_it() {
+        use tokio::io::AsyncReadExt;
+        for len in [0, 300, INLINE_BODY, INLINE_BODY + 1, 3 * 1024 * 1024] {
+            let (mut conn, mut upstream) = pair().await;
+            let mut request = Request::new(());
+            *request.method_mut() = axum::http::Method::POST;
+            *request.uri_mut() = axum::http::Uri::from_static("/v1/embeddings");
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut head = head(&request, body.len());
+            let rest = match inline(body.len()) {
+                true => {
+                    head.extend_from_slice(&body);
+                    Bytes::new()
+                }
+                false => Bytes::from(body.clone()),
+            };
+            let expected_head =
+                format!("POST /v1/embeddings HTTP/1.1\r\ncontent-length: {len}\r\n\r\n");
+            let total = expected_head.len() + len;
+            let (written, received) = tokio::join!(conn.write(&head, &rest), async {
+                let mut got = vec![0u8; total];
+                upstream.read_exact(&mut got).await.unwrap();
+                got
+            });
+            assert!(written.is_ok(), "{len}");
+            assert_eq!(&received[..expected_head.len()], expected_head.as_bytes());
+            assert!(received[expected_head.len()..] == body[..], "{len}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_closed_idle_connection_is_not_reusable() {
         let (mut conn, upstream) = pair().await;
         assert!(conn.reusable());
