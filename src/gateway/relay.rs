@@ -73,6 +73,21 @@ pub struct Relay {
     /// The finished record's journal write, awaited before the stream's last bytes go out
     /// (with the records of requests finishing meanwhile, in one write).
     journaled: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Where the first token is on its way out.
+    first: FirstToken,
+}
+
+/// The first token's way out: it leaves on its own, not behind the rest of its burst.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FirstToken {
+    /// No event with content yet.
+    Waiting,
+    /// The event just handled had the first content: what is queued goes out now.
+    Queued,
+    /// It was handed to the server; the stream yields once so that the server writes it
+    /// before the rest of the burst is handled (and, at the stream's end, journaled).
+    Handed,
+    Sent,
 }
 
 /// What the client is sent of the stream.
@@ -134,6 +149,7 @@ impl Relay {
             held: None,
             leases: Vec::new(),
             journaled: None,
+            first: FirstToken::Waiting,
         }
     }
 
@@ -234,8 +250,9 @@ impl Relay {
                 self.translated = events;
             }
         }
-        if content {
+        if content && self.first == FirstToken::Waiting {
             self.meter.first_token();
+            self.first = FirstToken::Queued;
         }
         if forward && matches!(self.client, ClientWire::Chat) {
             // The usage chunk shows the cost the record will carry.
@@ -424,9 +441,16 @@ impl Stream for Relay {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
+            if this.first == FirstToken::Handed {
+                this.first = FirstToken::Sent;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             // Handle every event already received, then send them as one write: nothing
-            // waits for more input, and a burst from the upstream costs one syscall.
+            // waits for more input, and a burst from the upstream costs one syscall. The
+            // first token is the exception: it leaves as soon as it is handled.
             while !this.finished
+                && this.first != FirstToken::Queued
                 && let Some(event) = this.parser.next_event()
             {
                 let data = event.data;
@@ -446,6 +470,12 @@ impl Stream for Relay {
                             this.pass_native(&data, wire);
                         }
                     }
+                }
+            }
+            if this.first == FirstToken::Queued {
+                this.first = FirstToken::Handed;
+                if let Some(b) = take_all(&mut this.out) {
+                    return Poll::Ready(Some(Ok(b)));
                 }
             }
             if !this.finished && (this.upstream_ended || this.saw_done) {

@@ -206,3 +206,30 @@ async fn concurrent_requests_each_get_a_connection_and_give_it_back() {
     );
     assert_eq!(app.records(24).await.len(), 24);
 }
+
+#[tokio::test]
+async fn a_streams_first_token_leaves_before_the_rest_of_its_burst() {
+    use futures_util::StreamExt;
+    // The upstream sends its content event and its closing event in one write.
+    let upstream = RawUpstream::start(None).await;
+    let app = app_on(&upstream).await;
+    let mut body = chat_body("hello");
+    body["stream"] = serde_json::json!(true);
+    let resp = app.chat(&body).await;
+    assert_eq!(resp.status(), 200);
+    let mut pieces = resp.bytes_stream();
+    let first = pieces.next().await.unwrap().unwrap();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert!(first.contains(r#""content":"hi""#), "{first}");
+    assert!(
+        !first.contains(r#""finish_reason":"stop""#),
+        "the first token waited for the rest of its burst: {first}"
+    );
+    let mut rest = String::new();
+    while let Some(piece) = pieces.next().await {
+        rest.push_str(&String::from_utf8_lossy(&piece.unwrap()));
+    }
+    assert!(rest.contains(r#""finish_reason":"stop""#), "{rest}");
+    assert!(rest.trim_end().ends_with("data: [DONE]"), "{rest}");
+    assert_eq!(app.records(1).await.len(), 1);
+}
