@@ -104,10 +104,8 @@ impl Conn {
     /// Whether an idle connection can carry another exchange: the upstream has not closed
     /// it and has sent nothing since. Does not wait: what the runtime has not yet seen of
     /// the socket is not looked for.
+    /// (A connection goes back only with nothing left in its buffer: see `Body::finish`.)
     pub fn reusable(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
         let mut probe = [0u8; 1];
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
@@ -369,12 +367,14 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     })
 }
 
-/// The request line and headers of `request`, whose URI is origin-form (a path), with its
-/// body's length.
-pub fn head(request: &Request<()>, body_len: usize) -> Vec<u8> {
+/// What `Conn::write` sends for `request` (its URI origin-form, a path) and `body`: the
+/// request line and headers, with a body up to `INLINE_BODY` copied behind them so that
+/// both leave in one write; and the body left to follow them (empty when it went inline).
+pub fn encode(request: &Request<()>, body: Bytes) -> (Vec<u8>, Bytes) {
+    let inline = body.len() <= INLINE_BODY;
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let method = request.method().as_str();
-    let mut out = Vec::with_capacity(256 + if body_len <= INLINE_BODY { body_len } else { 0 });
+    let mut out = Vec::with_capacity(256 + if inline { body.len() } else { 0 });
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
@@ -388,18 +388,19 @@ pub fn head(request: &Request<()>, body_len: usize) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if body_len > 0 || request.method() == axum::http::Method::POST {
+    if !body.is_empty() || request.method() == axum::http::Method::POST {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Whether a body of `len` bytes is sent inside its head's buffer.
-pub fn inline(len: usize) -> bool {
-    len <= INLINE_BODY
+    match inline {
+        true => {
+            out.extend_from_slice(&body);
+            (out, Bytes::new())
+        }
+        false => (out, body),
+    }
 }
 
 /// Where a connection goes when the exchange it was lent to is over (its pool).
@@ -604,15 +605,16 @@ mod tests {
         request
             .headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
-        let head = String::from_utf8(head(&request, 2)).unwrap();
+        let (head, rest) = encode(&request, Bytes::from_static(b"{}"));
         assert_eq!(
-            head,
-            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: engine:8000\r\ncontent-length: 2\r\n\r\n"
+            String::from_utf8(head).unwrap(),
+            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: engine:8000\r\ncontent-length: 2\r\n\r\n{}"
         );
+        assert!(rest.is_empty());
         let mut get = Request::new(());
         *get.uri_mut() = axum::http::Uri::from_static("/health");
         assert_eq!(
-            String::from_utf8(super::head(&get, 0)).unwrap(),
+            String::from_utf8(encode(&get, Bytes::new()).0).unwrap(),
             "GET /health HTTP/1.1\r\n\r\n"
         );
     }
@@ -740,14 +742,8 @@ mod tests {
             *request.method_mut() = axum::http::Method::POST;
             *request.uri_mut() = axum::http::Uri::from_static("/v1/embeddings");
             let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let mut head = head(&request, body.len());
-            let rest = match inline(body.len()) {
-                true => {
-                    head.extend_from_slice(&body);
-                    Bytes::new()
-                }
-                false => Bytes::from(body.clone()),
-            };
+            let (head, rest) = encode(&request, Bytes::from(body.clone()));
+            assert_eq!(rest.is_empty(), len <= INLINE_BODY, "{len}");
             let expected_head =
                 format!("POST /v1/embeddings HTTP/1.1\r\ncontent-length: {len}\r\n\r\n");
             let total = expected_head.len() + len;

@@ -117,14 +117,7 @@ impl Pool {
         request: Request<()>,
         body: Bytes,
     ) -> impl Future<Output = Result<Response<Body>, Failure>> + use<'_> {
-        let mut head = h1::head(&request, body.len());
-        let body = match h1::inline(body.len()) {
-            true => {
-                head.extend_from_slice(&body);
-                Bytes::new()
-            }
-            false => body,
-        };
+        let (head, body) = h1::encode(&request, body);
         async move {
             loop {
                 let (mut conn, reused) = match self.take() {
