@@ -473,8 +473,10 @@ impl Stream for Relay {
                 }
             }
             if this.first == FirstToken::Queued {
-                this.first = FirstToken::Handed;
+                // Nothing queued (the event was not the client's to see): no yield owed.
+                this.first = FirstToken::Sent;
                 if let Some(b) = take_all(&mut this.out) {
+                    this.first = FirstToken::Handed;
                     return Poll::Ready(Some(Ok(b)));
                 }
             }
