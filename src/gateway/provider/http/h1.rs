@@ -103,7 +103,9 @@ impl Conn {
 
     /// Whether an idle connection can carry another exchange: the upstream has not closed
     /// it and has sent nothing since. Does not wait: what the runtime has not yet seen of
-    /// the socket is not looked for.
+    /// the socket is not looked for. Costs no system call when the runtime has seen nothing
+    /// arrive since the last read drained the socket (`try_read` asks the socket only when
+    /// it is marked readable), which is the common case.
     /// (A connection goes back only with nothing left in its buffer: see `Body::finish`.)
     pub fn reusable(&mut self) -> bool {
         let mut probe = [0u8; 1];
@@ -153,12 +155,19 @@ impl Conn {
     }
 
     /// Reads what the socket has into the buffer: `Ok(0)` at its end.
+    ///
+    /// Through the stream's `AsyncRead`, not `try_read_buf`: a read that leaves room in the
+    /// buffer tells the runtime that the socket is drained, so neither the next read of a
+    /// stream nor [`Conn::reusable`] at the next checkout spends a `recv` that can only
+    /// answer "would block".
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.buf.reserve(READ_ROOM);
         loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            match self.io.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                &mut self.buf
+            )) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return Poll::Ready(result),
             }
