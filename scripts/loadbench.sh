@@ -127,8 +127,8 @@ for mode in plain stream; do
 done
 
 # Time to first token at c=1: what each proxy adds to the mock's own first content event.
-# The three are sent requests in turn (mock, floor, InstaGen, mock, ...), so all see the same
-# state of the VM, whose speed drifts between runs by more than what a proxy adds.
+# The three take turns of 60 requests in one run (mock, floor, InstaGen, mock, ...), so all
+# see the same state of the VM, whose speed drifts between runs by more than a proxy adds.
 $LOAD python3 scripts/ttft.py --targets 3000 127.0.0.1:$MOCK_PORT 127.0.0.1:$FLOOR_PORT \
   "127.0.0.1:$GW_PORT@$KEY" > "$WORK/ttft"
 read -r T_MOCK T_FLOOR T_GW < <(awk '{printf "%s ", $3} END {print ""}' "$WORK/ttft")

@@ -3,13 +3,13 @@
 
 Sends N streaming requests to each target over one keep-alive connection per target and
 times, for each, from the request's first byte sent to the first SSE event that carries
-content. With several targets the requests are interleaved (one to each in turn), so every
-target sees the same state of the machine: on a VM whose speed drifts by tens of
-microseconds between runs seconds apart, runs one after the other cannot resolve the few
-microseconds a proxy adds. They take turns of 60 requests, the first 10 of each turn not
-kept (a request right after another target's finds the caches cold). Give the mock upstream first and the proxies in front of it
-after: each proxy's p50 minus the mock's is what it adds to the first token (auth, limits,
-metering, the upstream hop).
+content. Several targets take turns of 60 requests in one run, the first 10 of each turn
+not kept (a request right after another target's finds the caches cold), so every target
+sees the same state of the machine: on a VM whose speed drifts by tens of microseconds
+between runs seconds apart, runs one after the other cannot resolve the few microseconds a
+proxy adds. Give the mock upstream first and the proxies in front of it after: each
+proxy's p50 minus the mock's is what it adds to the first token (auth, limits, metering,
+the upstream hop).
 
 Usage: scripts/ttft.py HOST:PORT[@KEY] [N] [KEY]          (one target; KEY for InstaGen)
        scripts/ttft.py --targets N HOST:PORT[@KEY]...     (interleaved)
@@ -94,7 +94,7 @@ def main():
     for t in targets:
         print(
             f"ttft p50 {t.percentile(0.5):.0f} us  p90 {t.percentile(0.9):.0f} us"
-            f"  ({n} requests)  {t.addr}"
+            f"  ({len(t.samples)} requests)  {t.addr}"
         )
 
 
