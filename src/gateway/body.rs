@@ -227,8 +227,14 @@ pub fn fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, BodyError> 
             param: None,
         });
     }
-    let Fields(fields) =
-        serde_json::from_slice::<Fields<'_>>(body).map_err(|e| syntax_error(&e))?;
+    // UTF-8 is checked once for the whole body, so the raw values need no check each
+    // (serde_json's slice reader checks every string and raw value it borrows); a body
+    // that is not UTF-8 is read as bytes, for serde_json's error and its position.
+    let read = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<Fields<'_>>(text),
+        Err(_) => serde_json::from_slice::<Fields<'_>>(body),
+    };
+    let Fields(fields) = read.map_err(|e| syntax_error(&e))?;
     for (i, (key, _)) in fields.iter().enumerate() {
         if fields[..i].iter().any(|(k, _)| k == key) {
             return Err(BodyError {
@@ -516,6 +522,26 @@ fn write_json_str(out: &mut crate::bodybuf::BodyBuf, s: &str) {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_with_where_it_breaks() {
+        let err = fields(b"{\"model\":\"m\xff\"}").unwrap_err();
+        assert_eq!(
+            err.message,
+            "the request body is not valid JSON (error at line 1 column 12)"
+        );
+        let err = fields(b"\xff{}").unwrap_err();
+        assert!(
+            err.message
+                .starts_with("the request body is not valid JSON")
+        );
+        // Valid UTF-8 reads as before, raw values borrowed from the body.
+        let body = "{\"model\":\"m\u{e9}\",\"n\":[1, 2]}".as_bytes();
+        let f = fields(body).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].1.get(), "\"m\u{e9}\"");
+        assert_eq!(f[1].1.get(), "[1, 2]");
+    }
 
     #[test]
     fn strings_borrow_unless_escaped_and_anything_else_is_none() {

@@ -386,8 +386,9 @@ pub(crate) fn borrowed<'de, D: serde::Deserializer<'de>>(
 /// answer unless it holds an escape, its usage read in the same pass.
 #[derive(Deserialize)]
 pub(crate) struct ChatAnswer<'a> {
-    #[serde(borrow, default)]
-    pub choices: Vec<ChatChoice<'a>>,
+    /// Choice 0: the translations ask for one answer, and answer with one.
+    #[serde(borrow, default, rename = "choices", deserialize_with = "first")]
+    pub choice: Option<ChatChoice<'a>>,
     #[serde(default)]
     usage: Option<UpstreamUsage>,
 }
@@ -395,8 +396,32 @@ pub(crate) struct ChatAnswer<'a> {
 /// `ChatAnswer` with its usage kept raw, for an answer whose usage does not read.
 #[derive(Deserialize)]
 struct RawUsageAnswer<'a> {
-    #[serde(borrow, default)]
-    choices: Vec<ChatChoice<'a>>,
+    #[serde(borrow, default, rename = "choices", deserialize_with = "first")]
+    choice: Option<ChatChoice<'a>>,
+}
+
+/// The first element of a list, the rest skipped unread (no list is built for one).
+fn first<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct First<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for First<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Option<T>, A::Error> {
+            let first = seq.next_element()?;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
+    }
+    d.deserialize_seq(First(std::marker::PhantomData))
 }
 
 impl<'a> ChatAnswer<'a> {
@@ -408,7 +433,7 @@ impl<'a> ChatAnswer<'a> {
         serde_json::from_str(text).ok().or_else(|| {
             let answer: RawUsageAnswer<'a> = serde_json::from_str(text).ok()?;
             Some(Self {
-                choices: answer.choices,
+                choice: answer.choice,
                 usage: None,
             })
         })
@@ -1032,7 +1057,7 @@ mod translated_bodies {
     fn an_answers_strings_are_borrowed_unless_escaped() {
         let json = br#"{"id":"x","choices":[{"message":{"content":"plain","reasoning":"why \"so\""},"finish_reason":"stop"}]}"#;
         let answer = ChatAnswer::parse(json).expect("an answer");
-        let choice = &answer.choices[0];
+        let choice = answer.choice.as_ref().expect("choice 0");
         assert!(matches!(
             choice.message.content,
             Some(Cow::Borrowed("plain"))
@@ -1062,10 +1087,24 @@ mod translated_bodies {
                 format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#);
             let answer = ChatAnswer::parse(json.as_bytes()).expect("still an answer");
             assert!(answer.usage().is_none(), "{usage}");
-            assert_eq!(answer.choices[0].message.content.as_deref(), Some("hi"));
+            let choice = answer.choice.expect("choice 0");
+            assert_eq!(choice.message.content.as_deref(), Some("hi"));
         }
         let none =
             ChatAnswer::parse(br#"{"choices":[{"message":{"content":null}}]}"#).expect("an answer");
-        assert!(none.choices[0].message.content.is_none());
+        assert!(none.choice.expect("choice 0").message.content.is_none());
+        // Choice 0 is read; the others are skipped, whatever they hold.
+        let two = ChatAnswer::parse(
+            br#"{"choices":[{"message":{"content":"a"}},{"message":7},[]],"usage":{"prompt_tokens":2}}"#,
+        )
+        .expect("an answer");
+        assert_eq!(two.usage().and_then(|u| u.prompt_tokens), Some(2));
+        assert_eq!(
+            two.choice.expect("choice 0").message.content.as_deref(),
+            Some("a")
+        );
+        let empty = ChatAnswer::parse(br#"{"choices":[]}"#).expect("an answer");
+        assert!(empty.choice.is_none());
+        assert!(ChatAnswer::parse(br#"{"choices":{}}"#).is_none());
     }
 }

@@ -32,8 +32,17 @@ pub fn count_to_chat(body: &[u8]) -> Result<super::ChatBody, BodyError> {
 }
 
 fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> {
-    let f = fields(body)?;
-    let model = match field(&f, "model") {
+    // One pass reads the fields and the message list together; a body it does not read
+    // (a field it does not know, one given twice, anything malformed) is split into its
+    // fields instead, which says what is wrong or keeps what is unknown out.
+    let top = match std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Top<'_>>(text).ok())
+    {
+        Some(top) => top,
+        None => Top::of_fields(&fields(body)?),
+    };
+    let model = match top.model {
         Some(raw) => match string(raw) {
             Some(m) if !m.is_empty() => m,
             _ => {
@@ -46,7 +55,7 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
         None => return Err(BodyError::field("model", "model: Field required")),
     };
     let mut out = ChatRequest::new(model);
-    if let Some(raw) = field(&f, "system") {
+    if let Some(raw) = top.system {
         let text = text_or_blocks(raw).map_err(|e| match e {
             NotText::Shape => BodyError::field(
                 "system",
@@ -62,10 +71,10 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
                 .push(ChatMsg::new("system", ChatContent::Text(text)));
         }
     }
-    // Read in one pass; only a list that does not read is gone through again, to say
-    // which message is wrong.
-    let list: Vec<InBlock<'_>> = match field(&f, "messages") {
-        Some(raw) => match serde_json::from_str(raw.get()) {
+    // Only a list that does not read is gone through again, to say which message is wrong.
+    let list: Vec<InBlock<'_>> = match top.messages {
+        Some(Listed::Read(list)) => list,
+        Some(Listed::Raw(raw)) => match serde_json::from_str(raw.get()) {
             Ok(list) => list,
             Err(_) => return Err(unreadable_messages(raw)),
         },
@@ -75,24 +84,24 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
     for (i, m) in list.into_iter().enumerate() {
         message(m, i, &mut out.messages)?;
     }
-    match field(&f, "max_tokens") {
+    match top.max_tokens {
         Some(raw) => out.max_tokens = Some(parse(raw, "max_tokens", "a positive integer")?),
         None if counting => {}
         None => return Err(BodyError::field("max_tokens", "max_tokens: Field required")),
     }
-    if let Some(raw) = field(&f, "stop_sequences") {
+    if let Some(raw) = top.stop_sequences {
         out.stop = parse(raw, "stop_sequences", "an array of strings")?;
     }
-    if let Some(raw) = field(&f, "temperature") {
+    if let Some(raw) = top.temperature {
         out.temperature = Some(number(raw, "temperature")?);
     }
-    if let Some(raw) = field(&f, "top_p") {
+    if let Some(raw) = top.top_p {
         out.top_p = Some(number(raw, "top_p")?);
     }
-    if let Some(raw) = field(&f, "top_k") {
+    if let Some(raw) = top.top_k {
         out.top_k = Some(number(raw, "top_k")?);
     }
-    if let Some(raw) = field(&f, "tools") {
+    if let Some(raw) = top.tools {
         let list: Vec<InTool<'_>> = serde_json::from_str(raw.get())
             .map_err(|_| BodyError::field("tools", "tools: must be an array of tools"))?;
         out.tools.reserve(list.len());
@@ -100,7 +109,7 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
             out.tools.push(tool_to_chat(tool, i)?);
         }
     }
-    if let Some(raw) = field(&f, "tool_choice") {
+    if let Some(raw) = top.tool_choice {
         #[derive(Deserialize)]
         struct Choice {
             #[serde(rename = "type")]
@@ -128,11 +137,82 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
             out.parallel_tool_calls = Some(false);
         }
     }
-    out.reasoning_effort = reasoning_effort(&f)?;
-    if let Some(raw) = field(&f, "stream") {
+    out.reasoning_effort = reasoning_effort(top.thinking, top.output_config)?;
+    if let Some(raw) = top.stream {
         out.stream = Some(parse(raw, "stream", "a boolean")?);
     }
     out.body()
+}
+
+/// The top-level fields of a Messages request the translation reads, each raw until it
+/// is read (`null` is absent, as `field` has it), and `metadata`, which it drops. Read in
+/// one pass, a field given twice or one not named here fails it (`deny_unknown_fields`):
+/// the body is then split by `fields`, which refuses the one and leaves out the other.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Top<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<Listed<'a>>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stop_sequences: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_p: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_k: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    thinking: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_config: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(default, rename = "metadata")]
+    _metadata: Option<serde::de::IgnoredAny>,
+}
+
+impl<'a> Top<'a> {
+    /// The same fields out of a body split by `fields` (which refused duplicates).
+    fn of_fields(f: &[(Cow<'a, str>, &'a RawValue)]) -> Self {
+        Self {
+            model: field(f, "model"),
+            system: field(f, "system"),
+            messages: field(f, "messages").map(Listed::Raw),
+            max_tokens: field(f, "max_tokens"),
+            stop_sequences: field(f, "stop_sequences"),
+            temperature: field(f, "temperature"),
+            top_p: field(f, "top_p"),
+            top_k: field(f, "top_k"),
+            tools: field(f, "tools"),
+            tool_choice: field(f, "tool_choice"),
+            thinking: field(f, "thinking"),
+            output_config: field(f, "output_config"),
+            stream: field(f, "stream"),
+            _metadata: None,
+        }
+    }
+}
+
+/// `messages`: read as a list in the one pass, or raw from `fields`.
+enum Listed<'a> {
+    Read(Vec<InBlock<'a>>),
+    Raw(&'a RawValue),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Listed<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<InBlock<'a>>::deserialize(d).map(Listed::Read)
+    }
 }
 
 /// Why `text_or_blocks` found no text: not a string or an array, or the array's block `i`
@@ -186,7 +266,8 @@ struct InTool<'a> {
 
 /// `thinking` (a budget, or adaptive with `output_config.effort`) as a reasoning effort.
 fn reasoning_effort(
-    f: &[(std::borrow::Cow<'_, str>, &serde_json::value::RawValue)],
+    thinking: Option<&RawValue>,
+    output_config: Option<&RawValue>,
 ) -> Result<Option<&'static str>, BodyError> {
     #[derive(Deserialize)]
     struct Thinking {
@@ -200,7 +281,7 @@ fn reasoning_effort(
         #[serde(default)]
         effort: Option<String>,
     }
-    let effort = match field(f, "output_config") {
+    let effort = match output_config {
         Some(raw) => parse::<OutputConfig>(raw, "output_config", "an object")?.effort,
         None => None,
     };
@@ -213,7 +294,7 @@ fn reasoning_effort(
             "output_config.effort: must be `low`, `medium`, `high` or `max`",
         )),
     };
-    let Some(raw) = field(f, "thinking") else {
+    let Some(raw) = thinking else {
         return match effort {
             Some(e) => from_effort(Some(&e)),
             None => Ok(None),
@@ -615,7 +696,7 @@ pub(crate) fn answer(
     counts: TokenCounts,
     charged: &Charged,
 ) -> Option<Bytes> {
-    let choice = answer.choices.into_iter().next()?;
+    let choice = answer.choice?;
     let m = &choice.message;
     let mut content = Vec::with_capacity(2 + m.tool_calls.len());
     if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
@@ -875,6 +956,47 @@ mod tests {
                 "reasoning_effort": "medium", "stream": true
             })
         );
+    }
+
+    #[test]
+    fn a_body_read_in_one_pass_or_split_into_fields_translates_the_same() {
+        let known = json!({
+            "model": "m", "max_tokens": 9, "metadata": {"user_id": "alice"},
+            "system": "Be brief.", "thinking": {"type": "enabled", "budget_tokens": 5000},
+            "messages": [{"role": "user", "content": "hi"}], "stream": null
+        });
+        assert!(serde_json::from_str::<Top<'_>>(&known.to_string()).is_ok());
+        // A field the one pass does not know sends the body through `fields`: same result.
+        let mut unknown = known.clone();
+        unknown["service_tier"] = json!("auto");
+        assert!(serde_json::from_str::<Top<'_>>(&unknown.to_string()).is_err());
+        assert_eq!(chat(known.clone()), chat(unknown));
+        assert_eq!(
+            chat(known),
+            json!({"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hi"}], "max_tokens": 9, "reasoning_effort": "medium"})
+        );
+        // A key given twice is refused, as on every route, whichever of them is known.
+        for dup in [
+            r#"{"model":"m","max_tokens":9,"messages":[],"model":"n"}"#,
+            r#"{"model":"m","max_tokens":9,"messages":[],"x":1,"x":2}"#,
+            r#"{"model":"m","max_tokens":9,"messages":null,"messages":[]}"#,
+        ] {
+            let err = to_chat(dup.as_bytes()).unwrap_err();
+            assert!(
+                err.message.contains("more than once"),
+                "{dup}: {}",
+                err.message
+            );
+        }
+        // `null` is absent, in either pass.
+        let err = to_chat(br#"{"model":"m","max_tokens":null,"messages":[]}"#).unwrap_err();
+        assert_eq!(err.message, "max_tokens: Field required");
+        let err = to_chat(br#"{"model":"m","max_tokens":1,"messages":[],"x":0,"model":null}"#)
+            .unwrap_err();
+        assert!(err.message.contains("more than once"));
+        let err = to_chat(br#"{"model":null,"max_tokens":1,"messages":[],"x":0}"#).unwrap_err();
+        assert_eq!(err.message, "model: Field required");
     }
 
     #[test]

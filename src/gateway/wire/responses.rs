@@ -555,7 +555,7 @@ pub(crate) fn answer(
     counts: TokenCounts,
     charged: &Charged,
 ) -> Option<Bytes> {
-    let choice = answer.choices.into_iter().next()?;
+    let choice = answer.choice?;
     let m = &choice.message;
     let mut output = Vec::with_capacity(2 + m.tool_calls.len());
     if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
