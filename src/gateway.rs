@@ -730,7 +730,9 @@ impl Gateway {
         };
         let usage = match (&translated, native_used, wire) {
             (Some(answer), ..) => answer.usage(),
-            (None, true, Wire::Messages) => provider::anthropic_translation::reported_usage(&json),
+            (None, true, Wire::Messages) => usage_span.and_then(|(start, end)| {
+                provider::anthropic_translation::reported_usage(&json[start..end])
+            }),
             (None, ..) => {
                 usage_span.and_then(|(start, end)| UpstreamUsage::read(&json[start..end]))
             }

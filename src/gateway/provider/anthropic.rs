@@ -496,35 +496,70 @@ impl Usage {
         }
     }
 
-    /// As an OpenAI `usage` object: prompt tokens include cache reads and writes; reads
+    /// The counts in OpenAI's terms: prompt tokens include cache reads and writes; reads
     /// are `cached_tokens`, writes `cache_write_tokens` (as OpenRouter reports them) with
     /// the 1-hour part as `cache_write_1h_tokens` (writes without a split are 5-minute
-    /// ones, Anthropic's default). Each kind is billed at its own price.
-    fn openai(&self) -> Value {
+    /// ones, Anthropic's default). Each kind is billed at its own price. The upstream's
+    /// numbers are summed saturating (the meter bounds them after).
+    fn totals(&self) -> Totals {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
         let split = self.cache_creation.unwrap_or_default();
         let write_1h = split.ephemeral_1h_input_tokens.unwrap_or(0);
         let writes = self
             .cache_creation_input_tokens
             .unwrap_or(0)
-            .max(write_1h + split.ephemeral_5m_input_tokens.unwrap_or(0));
-        let prompt = self.input_tokens.unwrap_or(0) + cached + writes;
-        let completion = self.output_tokens.unwrap_or(0);
+            .max(write_1h.saturating_add(split.ephemeral_5m_input_tokens.unwrap_or(0)));
+        Totals {
+            prompt: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(cached)
+                .saturating_add(writes),
+            completion: self.output_tokens.unwrap_or(0),
+            cached,
+            writes,
+            write_1h,
+        }
+    }
+
+    /// As an OpenAI `usage` object.
+    fn openai(&self) -> Value {
+        let t = self.totals();
         json!({
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": writes,
-                                      "cache_write_1h_tokens": write_1h},
+            "prompt_tokens": t.prompt,
+            "completion_tokens": t.completion,
+            "total_tokens": t.prompt.saturating_add(t.completion),
+            "prompt_tokens_details": {"cached_tokens": t.cached, "cache_write_tokens": t.writes,
+                                      "cache_write_1h_tokens": t.write_1h},
         })
     }
 
     /// What the upstream has reported so far (a stream's `message_start` carries the
-    /// prompt's exact counts), when it has reported the prompt.
+    /// prompt's exact counts), when it has reported the prompt: the counts `openai` writes,
+    /// without writing them.
     fn reported(&self) -> Option<crate::gateway::UpstreamUsage> {
         self.input_tokens?;
-        serde_json::from_value(self.openai()).ok()
+        let t = self.totals();
+        Some(crate::gateway::UpstreamUsage {
+            prompt_tokens: Some(t.prompt),
+            completion_tokens: Some(t.completion),
+            prompt_tokens_details: Some(crate::gateway::PromptDetails {
+                cached_tokens: Some(t.cached),
+                cache_write_tokens: Some(t.writes),
+                cache_write_1h_tokens: Some(t.write_1h),
+            }),
+            completion_tokens_details: None,
+        })
     }
+}
+
+/// `Usage` in OpenAI's terms (see `Usage::totals`).
+struct Totals {
+    prompt: u64,
+    completion: u64,
+    cached: u64,
+    writes: u64,
+    write_1h: u64,
 }
 
 fn finish_reason(stop_reason: Option<&str>) -> &'static str {
@@ -570,16 +605,10 @@ struct Message {
     usage: Usage,
 }
 
-/// The token counts of a Messages API answer, as OpenAI usage (for metering a native answer).
-pub fn reported_usage(body: &[u8]) -> Option<crate::gateway::UpstreamUsage> {
-    #[derive(Deserialize)]
-    struct UsageOf {
-        usage: Usage,
-    }
-    serde_json::from_slice::<UsageOf>(body)
-        .ok()?
-        .usage
-        .reported()
+/// The token counts of a Messages API answer's `usage` object (its JSON, as the gateway's
+/// scan found it in the answer), as OpenAI usage (for metering a native answer).
+pub fn reported_usage(usage: &[u8]) -> Option<crate::gateway::UpstreamUsage> {
+    serde_json::from_slice::<Usage>(usage).ok()?.reported()
 }
 
 /// A Messages API answer as an OpenAI chat completion.
@@ -800,6 +829,42 @@ mod tests {
         let inspected = inspect(Endpoint::Chat, &bytes).unwrap();
         let out = translate_request(&inspected, "claude-x", true, 1024).unwrap();
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_native_answers_usage_meters_as_its_openai_usage_reads() {
+        for usage in [
+            json!({"input_tokens": 7, "output_tokens": 3}),
+            json!({"input_tokens": 7, "output_tokens": 3, "cache_read_input_tokens": 100,
+                   "cache_creation_input_tokens": 50,
+                   "cache_creation": {"ephemeral_5m_input_tokens": 20,
+                                      "ephemeral_1h_input_tokens": 30}}),
+            json!({"input_tokens": 1, "cache_creation": {"ephemeral_1h_input_tokens": 4}}),
+        ] {
+            let got = reported_usage(usage.to_string().as_bytes()).expect("counts");
+            let parsed: Usage = serde_json::from_value(usage.clone()).unwrap();
+            let via_json: crate::gateway::UpstreamUsage =
+                serde_json::from_value(parsed.openai()).unwrap();
+            assert_eq!(got.counts(), via_json.counts(), "{usage}");
+        }
+        let got = reported_usage(
+            br#"{"input_tokens":5,"output_tokens":2,"cache_read_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":4}}"#,
+        )
+        .expect("counts");
+        assert_eq!(got.prompt_tokens, Some(19));
+        assert_eq!(got.completion_tokens, Some(2));
+        let details = got.prompt_tokens_details.expect("details");
+        assert_eq!(
+            (details.cached_tokens, details.cache_write_tokens, details.cache_write_1h_tokens),
+            (Some(10), Some(4), Some(4))
+        );
+        // No prompt count, nothing reported; counts past u64 saturate instead of wrapping.
+        assert!(reported_usage(br#"{"output_tokens":2}"#).is_none());
+        assert!(reported_usage(b"null").is_none());
+        let max = u64::MAX;
+        let huge = format!(r#"{{"input_tokens":{max},"cache_read_input_tokens":{max}}}"#);
+        let got = reported_usage(huge.as_bytes()).expect("counts");
+        assert_eq!(got.prompt_tokens, Some(u64::MAX));
     }
 
     #[test]
