@@ -192,7 +192,7 @@ impl UpstreamUsage {
     /// A `usage` value as an upstream wrote it; `None` when it is `null` or does not
     /// parse (the counts are then estimated).
     pub fn read(json: &[u8]) -> Option<Self> {
-        serde_json::from_slice::<Option<Self>>(json).ok().flatten()
+        body::read_json::<Option<Self>>(json).flatten()
     }
 
     pub fn counts(&self) -> TokenCounts {

@@ -49,11 +49,15 @@ impl Outgoing {
         }
     }
 
-    /// The client's own format for a provider that serves it.
+    /// The client's own format for a provider that serves it; Anthropic's protocol headers
+    /// go to an Anthropic upstream only (a Responses upstream has no use for them).
     fn native(body: Bytes, native: &Native<'_>) -> Self {
         Self {
             native: Some(native.wire),
-            headers: super::wire::protocol_headers(native.headers),
+            headers: match native.wire {
+                Wire::Messages => super::wire::protocol_headers(native.headers),
+                _ => Vec::new(),
+            },
             ..Self::json(body)
         }
     }

@@ -205,13 +205,26 @@ async fn native_responses_providers_get_the_allow_listed_body_with_store_false()
     let body = json!({"model": MODEL, "input": "hi there", "store": true, "user": "alice@example.com",
                       "metadata": {"customer": "alice"}, "safety_identifier": "alice",
                       "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "low"}});
-    let resp = app.post("/v1/responses", &body).await;
+    // Anthropic's protocol headers are for Anthropic upstreams: a client's reach no other.
+    let resp = app
+        .client
+        .post(app.url("/v1/responses"))
+        .bearer_auth(&app.key)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "some-beta")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let answer: Value = resp.json().await.unwrap();
     // Encrypted reasoning comes back to the client, which sends it next turn: no state here.
     assert_eq!(answer["output"][0]["encrypted_content"], "enc_mock");
     let sent = app.mock.requests().pop().unwrap();
     assert_eq!(sent.path, "/v1/responses");
+    for h in ["anthropic-version", "anthropic-beta", "authorization"] {
+        assert_eq!(sent.header(h), None, "{h} reached the provider");
+    }
     let sent = sent.json();
     assert_eq!(sent["store"], false);
     assert_eq!(sent["model"], UPSTREAM_MODEL);

@@ -608,7 +608,7 @@ struct Message {
 /// The token counts of a Messages API answer's `usage` object (its JSON, as the gateway's
 /// scan found it in the answer), as OpenAI usage (for metering a native answer).
 pub fn reported_usage(usage: &[u8]) -> Option<crate::gateway::UpstreamUsage> {
-    serde_json::from_slice::<Usage>(usage).ok()?.reported()
+    crate::gateway::body::read_json::<Usage>(usage)?.reported()
 }
 
 /// A Messages API answer as an OpenAI chat completion.
@@ -855,7 +855,11 @@ mod tests {
         assert_eq!(got.completion_tokens, Some(2));
         let details = got.prompt_tokens_details.expect("details");
         assert_eq!(
-            (details.cached_tokens, details.cache_write_tokens, details.cache_write_1h_tokens),
+            (
+                details.cached_tokens,
+                details.cache_write_tokens,
+                details.cache_write_1h_tokens
+            ),
             (Some(10), Some(4), Some(4))
         );
         // No prompt count, nothing reported; counts past u64 saturate instead of wrapping.
