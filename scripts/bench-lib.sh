@@ -48,6 +48,40 @@ output_usd_per_mtok = "0.30"
 TOML
 }
 
+# bench_native CONFIG DIR MOCK_PORT: Messages and Responses passed through natively, on the
+# same mock: an Anthropic provider (model `bench-anthropic`) and an OpenAI one serving
+# `/v1/responses` itself (`bench-responses`), and their loads in DIR, `messages-native` and
+# `responses-native`.
+bench_native() {
+  cat >> "$1" <<TOML
+[[providers]]
+name = "mock-anthropic"
+kind = "anthropic"
+base_url = "http://127.0.0.1:$3/v1"
+[[providers]]
+name = "mock-responses"
+kind = "openai"
+responses = "native"
+base_url = "http://127.0.0.1:$3/v1"
+[[models]]
+id = "bench-anthropic"
+provider = "mock-anthropic"
+upstream_model = "mock-model"
+input_usd_per_mtok = "0.20"
+output_usd_per_mtok = "0.30"
+[[models]]
+id = "bench-responses"
+provider = "mock-responses"
+upstream_model = "mock-model"
+input_usd_per_mtok = "0.20"
+output_usd_per_mtok = "0.30"
+TOML
+  local prompt="Say hello in five words"
+  bench_lua "$2" messages-native /v1/messages \
+    '{"model":"bench-anthropic","max_tokens":64,"messages":[{"role":"user","content":"'"$prompt"'"}]}'
+  bench_lua "$2" responses-native /v1/responses '{"model":"bench-responses","input":"'"$prompt"'"}'
+}
+
 # bench_key CONFIG ACCOUNT: creates the account and prints a new key's secret.
 bench_key() {
   $BIN/instagen --config "$1" accounts create "$2" >/dev/null

@@ -34,36 +34,7 @@ printf '[usage]\nwarm_tokenizer = true\n' >> "$WORK/instagen.toml"
 
 bench_loads "$WORK"
 
-# The same two surfaces passed through natively (modes `messages-native`, `responses-native`,
-# not run unless MODES names them): Messages to an Anthropic provider, Responses to one
-# serving `/v1/responses` itself, both on the same mock.
-cat >> "$WORK/instagen.toml" <<TOML
-[[providers]]
-name = "mock-anthropic"
-kind = "anthropic"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-[[providers]]
-name = "mock-responses"
-kind = "openai"
-responses = "native"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-[[models]]
-id = "bench-anthropic"
-provider = "mock-anthropic"
-upstream_model = "mock-model"
-input_usd_per_mtok = "0.20"
-output_usd_per_mtok = "0.30"
-[[models]]
-id = "bench-responses"
-provider = "mock-responses"
-upstream_model = "mock-model"
-input_usd_per_mtok = "0.20"
-output_usd_per_mtok = "0.30"
-TOML
-bench_lua "$WORK" messages-native /v1/messages \
-  '{"model":"bench-anthropic","max_tokens":64,"messages":[{"role":"user","content":"Say hello in five words"}]}'
-bench_lua "$WORK" responses-native /v1/responses \
-  '{"model":"bench-responses","input":"Say hello in five words"}'
+bench_native "$WORK/instagen.toml" "$WORK" $MOCK_PORT
 
 MOCK_THREADS=1 $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
 KEY=$(bench_key "$WORK/instagen.toml" bench)

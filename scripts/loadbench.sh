@@ -37,6 +37,7 @@ else
 fi
 
 bench_config "$WORK/instagen.toml" $GW_PORT $MOCK_PORT "$WORK"
+bench_native "$WORK/instagen.toml" "$WORK" $MOCK_PORT
 
 MOCK_THREADS=1 $SERVE $BIN/mock-upstream --listen 127.0.0.1:$MOCK_PORT >/dev/null &
 MOCK_PID=$!
@@ -138,10 +139,11 @@ printf "\nTTFT p50 at c=1 (scripts/ttft.py, 3000 streamed requests to each, inte
 
 # Chat is measured again around them: by now the store holds most of the run's records,
 # and the chat figure from the table above, minutes earlier, would not be the same state.
-printf "\nTranslated to the chat mock, InstaGen only, c=64: CPU µs per request and its ratio to chat's\n"
-printf "(chat run just before and just after them; the ratio is to their mean)\n"
+printf "\nTranslated to the chat mock (and passed through natively: -native), InstaGen only, c=64:\n"
+printf "CPU µs per request and its ratio to chat's (chat run just before and just after them;\n"
+printf "the ratio is to their mean)\n"
 TRANSLATED=""
-for mode in plain responses messages plain; do
+for mode in plain responses messages responses-native messages-native plain; do
   read -r g_rps g_p50 g_p99 g_cpu g_errs _ < <(run $GW_PORT $mode 64 $GW_PID)
   if [ "$mode" = plain ]; then
     CHAT_AROUND="${CHAT_AROUND:-} $g_cpu"
@@ -150,12 +152,12 @@ for mode in plain responses messages plain; do
     TRANSLATED="$TRANSLATED $mode:$g_cpu"
     label=$mode
   fi
-  printf "%-10s rps %-9s p50 %-7sµs p99 %-8sµs cpu %-6sµs %s\n" $label "$g_rps" "$g_p50" "$g_p99" "$g_cpu" \
+  printf "%-16s rps %-9s p50 %-7sµs p99 %-8sµs cpu %-6sµs %s\n" $label "$g_rps" "$g_p50" "$g_p99" "$g_cpu" \
     "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
 done
 CHAT_MEAN=$(echo "$CHAT_AROUND" | awk '{ if ($1 != "n/a" && $2 != "n/a") printf "%.1f", ($1 + $2) / 2; else print "n/a" }')
 for entry in $TRANSLATED; do
-  printf "%-10s ×chat %s\n" "${entry%%:*}" "$(ratio "${entry#*:}" "$CHAT_MEAN")"
+  printf "%-16s ×chat %s\n" "${entry%%:*}" "$(ratio "${entry#*:}" "$CHAT_MEAN")"
 done
 printf "\npeak RSS: InstaGen %s KiB, floor %s KiB\n" \
   "$(awk '/VmHWM/{print $2}' /proc/$GW_PID/status)" "$(awk '/VmHWM/{print $2}' /proc/$FLOOR_PID/status)"
