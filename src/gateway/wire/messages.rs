@@ -18,7 +18,7 @@ use super::{
     number, parse, string,
 };
 use crate::gateway::BodyError;
-use crate::gateway::body::{field, fields};
+use crate::gateway::body::{field, fields, read_json};
 use crate::usage::{Charged, TokenCounts};
 
 /// A Messages request as a chat completion request.
@@ -35,10 +35,7 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
     // One pass reads the fields and the message list together; a body it does not read
     // (a field it does not know, one given twice, anything malformed) is split into its
     // fields instead, which says what is wrong or keeps what is unknown out.
-    let top = match std::str::from_utf8(body)
-        .ok()
-        .and_then(|text| serde_json::from_str::<Top<'_>>(text).ok())
-    {
+    let top = match read_json::<Top<'_>>(body) {
         Some(top) => top,
         None => Top::of_fields(&fields(body)?),
     };

@@ -285,7 +285,7 @@ enum Parsed {
 /// Parses the head at the front of `buf` and takes it off; `None` while it is incomplete.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
     // Left uninitialized: httparse fills what it uses, so no 4 KiB of empty headers are
-    // written first on every response (~1.4 k instructions a request).
+    // written first on every response (callgrind: parse_head 4.0 k -> 3.7 k instructions).
     let mut headers =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
