@@ -88,6 +88,9 @@ pub struct Route {
     retries: routing::RetryBudget,
     /// `default_params`: (name, JSON value) used when a request does not give the name.
     defaults: Vec<(String, String)>,
+    /// The client format every target of this route serves itself, if any: such a request
+    /// is never translated to chat.
+    native: Option<Wire>,
 }
 
 impl Route {
@@ -151,6 +154,10 @@ pub struct Gateway {
     model_ids: Vec<String>,
     /// Extra client-facing names: (alias, model id), in config order.
     aliases: Vec<(String, String)>,
+    /// Each name (id or alias) of a route whose every target serves a client format
+    /// natively (`Route::native`), as JSON text: only a request in such a format is looked
+    /// at for its model before it is translated, and its model compared as written.
+    native_names: Vec<(Wire, Box<[u8]>)>,
 }
 
 /// The `usage` object of an OpenAI-compatible response or chunk (chat, completions,
@@ -258,6 +265,9 @@ impl Gateway {
                 changes.push((at, c.prices()));
             }
             let prices = PriceSchedule { base, changes };
+            let native = [Wire::Responses, Wire::Messages]
+                .into_iter()
+                .find(|&w| !targets.is_empty() && targets.iter().all(|t| t.provider.serves(w)));
             routes.insert(
                 m.id.clone(),
                 Arc::new(Route {
@@ -272,6 +282,7 @@ impl Gateway {
                         .iter()
                         .map(|(k, v)| (k.clone(), v.to_string()))
                         .collect(),
+                    native,
                 }),
             );
             let route = routes.get(&m.id).cloned();
@@ -288,10 +299,17 @@ impl Gateway {
             }
             model_ids.push(m.id.clone());
         }
+        let mut native_names = Vec::new();
+        for (name, route) in routes.iter() {
+            if let (Some(wire), Ok(text)) = (route.native, serde_json::to_vec(name)) {
+                native_names.push((wire, text.into_boxed_slice()));
+            }
+        }
         Ok(Self {
             routes,
             model_ids,
             aliases,
+            native_names,
         })
     }
 
@@ -403,6 +421,23 @@ impl Gateway {
         Some(card)
     }
 
+    /// Whether `body` asks for a model whose every route serves `wire` natively. The
+    /// model's JSON text is found by a scan that stops there and builds nothing, and is
+    /// compared as written (a name spelled with escapes is translated, and still served
+    /// natively); only when some route serves `wire` so.
+    fn native_only(&self, wire: Wire, body: &[u8]) -> bool {
+        if !self.native_names.iter().any(|(w, _)| *w == wire) {
+            return false;
+        }
+        let Some((start, end)) = scan::first_member(body, "model") else {
+            return false;
+        };
+        let model = &body[start..end];
+        self.native_names
+            .iter()
+            .any(|(w, name)| *w == wire && **name == *model)
+    }
+
     /// Forwards one admitted request; the answer comes with the configured model id that
     /// served it (for the request log). A Responses or Messages request is translated to
     /// chat first (unless the route's provider serves it natively) and its answer back.
@@ -423,28 +458,42 @@ impl Gateway {
         mut meter: Meter,
     ) -> impl Future<Output = Result<(Forwarded, Arc<str>), ApiError>> + 'a {
         async move {
-            // A request that does not translate may still go to a provider serving its format
-            // natively: routing goes on with its skeleton, and the error waits for a target
-            // that would need the translation.
-            let (chat, untranslatable) = match wire.to_chat(&body) {
-                Ok(Some(chat)) => (Chat::Translated(chat), None),
-                Ok(None) => (Chat::Client(body.clone()), None),
-                Err(e) => match wire.skeleton(&body) {
-                    Some(skeleton) => (Chat::Client(skeleton), Some(e)),
-                    None => {
-                        let err = ApiError::InvalidBody(e);
-                        meter.finish(
-                            err.status().as_u16(),
-                            Some(err.kind()),
-                            TokenCounts::default(),
-                        );
-                        return Err(err);
+            // A request for a route whose every provider serves its format natively is not
+            // translated: routing reads its skeleton, split from the same fields the native
+            // body is allow-listed from. A request that does not translate may still go to a
+            // provider serving its format natively: routing goes on with its skeleton, and
+            // the error waits for a target that would need the translation.
+            let mut split = match self.native_only(wire, &body) {
+                true => body::fields(&body).ok(),
+                false => None,
+            };
+            let skeleton = split.as_deref().and_then(|f| wire.skeleton(f));
+            let (chat, untranslatable) = match skeleton {
+                Some(skeleton) => (Chat::Skeleton(skeleton, body.clone()), None),
+                None => match wire.to_chat(&body) {
+                    Ok(Some(chat)) => (Chat::Translated(chat), None),
+                    Ok(None) => (Chat::Client(body.clone()), None),
+                    Err(e) => {
+                        split = body::fields(&body).ok();
+                        match split.as_deref().and_then(|f| wire.skeleton(f)) {
+                            Some(skeleton) => (Chat::Skeleton(skeleton, body.clone()), Some(e)),
+                            None => {
+                                let err = ApiError::InvalidBody(e);
+                                meter.finish(
+                                    err.status().as_u16(),
+                                    Some(err.kind()),
+                                    TokenCounts::default(),
+                                );
+                                return Err(err);
+                            }
+                        }
                     }
                 },
             };
             let native = (wire != Wire::OpenAi).then_some(Native {
                 wire,
                 body: &body,
+                fields: split.as_deref(),
                 headers: client_headers,
                 untranslatable: untranslatable.as_ref(),
             });
@@ -458,7 +507,7 @@ impl Gateway {
                         ApiError::AccessRevoked.status().as_u16(),
                         Some(ApiError::AccessRevoked.kind()),
                         TokenCounts {
-                            input: tokens::estimate_input(endpoint, chat.as_bytes()),
+                            input: tokens::estimate_input(endpoint, chat.prompt()),
                             estimated: true,
                             ..TokenCounts::default()
                         },
@@ -474,7 +523,7 @@ impl Gateway {
                     Forwarded::Stream(Box::new(Relay::new(
                         *parts,
                         meter,
-                        chat.into_bytes(),
+                        chat.into_prompt(),
                         endpoint,
                     ))),
                     model,
@@ -567,7 +616,10 @@ impl Gateway {
             return Err(ApiError::ModelNotAllowed(route.model_id.to_string()));
         }
         let patched;
-        let request = match route.with_defaults(&request, body.as_bytes()) {
+        let with_defaults = body
+            .chat_body()
+            .and_then(|chat| route.with_defaults(&request, chat));
+        let request = match with_defaults {
             Some(with_defaults) => {
                 patched = with_defaults;
                 Request::parse(endpoint, content_type, &patched).map_err(ApiError::InvalidBody)?
@@ -588,14 +640,7 @@ impl Gateway {
         // Text is ~3 bytes a token; an uploaded file is not text and is not counted.
         let input = match endpoint {
             Endpoint::Transcriptions => 16,
-            // The client's own body: a request going out natively may have no chat form.
-            _ => {
-                native
-                    .as_ref()
-                    .map_or(body.as_bytes().len(), |n| n.body.len()) as u64
-                    / 3
-                    + 16
-            }
+            _ => body.prompt().len() as u64 / 3 + 16,
         };
         // Bounded counts at capped prices always fit; over-reserving is the safe side anyway.
         let estimate = prices
@@ -743,7 +788,7 @@ impl Gateway {
         let counts = match reported {
             Some(counts) => counts,
             None => TokenCounts {
-                input: tokens::estimate_input(endpoint, body.as_bytes()),
+                input: tokens::estimate_input(endpoint, body.prompt()),
                 output: match endpoint {
                     Endpoint::Embeddings => 0,
                     Endpoint::Transcriptions => tokens::estimate_transcript(&json),
@@ -776,24 +821,40 @@ impl Gateway {
     }
 }
 
-/// The chat request routing reads: the client's own body, or a translation's, whose
-/// fields are known without parsing it again.
+/// The chat request routing reads: the client's own body, a translation's, whose fields
+/// are known without parsing it again, or a skeleton of what routing needs (the client's
+/// body then goes out natively, or not at all).
 enum Chat {
     Client(Bytes),
     Translated(wire::ChatBody),
+    /// What routing needs (`Wire::skeleton`), and the client's body.
+    Skeleton(wire::Skeleton, Bytes),
 }
 
 impl Chat {
-    fn as_bytes(&self) -> &[u8] {
+    /// The chat body the route's default parameters are added to: none for a skeleton,
+    /// whose request goes out as the client wrote it (defaults are chat parameters).
+    fn chat_body(&self) -> Option<&[u8]> {
         match self {
-            Chat::Client(body) => body,
+            Chat::Client(body) => Some(body),
+            Chat::Translated(chat) => Some(chat.as_bytes()),
+            Chat::Skeleton(..) => None,
+        }
+    }
+
+    /// The body holding the prompt, for estimates: a skeleton has none, the client's
+    /// body has it.
+    fn prompt(&self) -> &[u8] {
+        match self {
+            Chat::Client(body) | Chat::Skeleton(_, body) => body,
             Chat::Translated(chat) => chat.as_bytes(),
         }
     }
 
-    fn into_bytes(self) -> Bytes {
+    /// `prompt`, owned.
+    fn into_prompt(self) -> Bytes {
         match self {
-            Chat::Client(body) => body,
+            Chat::Client(body) | Chat::Skeleton(_, body) => body,
             Chat::Translated(chat) => chat.into_bytes(),
         }
     }
@@ -806,6 +867,7 @@ impl Chat {
         match self {
             Chat::Client(body) => Request::parse(endpoint, content_type, body),
             Chat::Translated(chat) => Request::translated(endpoint, chat),
+            Chat::Skeleton(skeleton, _) => Ok(skeleton.request()),
         }
     }
 }

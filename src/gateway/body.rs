@@ -193,6 +193,19 @@ impl<'a> Request<'a> {
         Ok(Request::Form(form, model))
     }
 
+    /// What routing reads of a request going out in the client's own format
+    /// (`wire::Skeleton`): no chat body is written or read for it.
+    pub fn routing_only(model: &'a str, stream: bool, max_tokens: Option<u64>) -> Self {
+        Request::Json(Inspected {
+            model: Cow::Borrowed(model),
+            stream,
+            client_wants_usage: false,
+            max_tokens,
+            fields: Vec::new(),
+            stream_options: None,
+        })
+    }
+
     /// A translation's chat request (see `wire::ChatBody`), its fields taken as written:
     /// it was serialized here, so it is not parsed again.
     pub fn translated(
@@ -225,9 +238,20 @@ impl<'a> Request<'a> {
     }
 }
 
+/// One top-level field of a JSON object: its key and its value's raw JSON.
+pub type Field<'a> = (Cow<'a, str>, &'a RawValue);
+
+/// About the bytes `fields` take written out again (their keys, values and separators).
+pub fn fields_len(fields: &[Field<'_>]) -> usize {
+    fields
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum()
+}
+
 /// A JSON object's top-level fields as `(key, raw JSON)` pairs borrowing the body; a
 /// body that gives a key twice is refused (we would act on one, an upstream on the other).
-pub fn fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, BodyError> {
+pub fn fields(body: &[u8]) -> Result<Vec<Field<'_>>, BodyError> {
     if body.is_empty() {
         return Err(BodyError {
             message: "the request body is empty; send a JSON object".to_owned(),
@@ -257,7 +281,7 @@ pub fn fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, BodyError> 
 }
 
 /// A top-level field's raw JSON among `fields`; `null` counts as absent.
-pub fn field<'a>(fields: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+pub fn field<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a RawValue> {
     fields
         .iter()
         .find(|(k, _)| k == name)

@@ -226,9 +226,17 @@ impl Provider {
         stream: bool,
     ) -> Result<Outgoing, BodyError> {
         if let Some(n) = native {
+            let split;
+            let fields = match n.fields {
+                Some(fields) => fields,
+                None => {
+                    split = super::body::fields(n.body)?;
+                    &split
+                }
+            };
             let body = match n.wire {
-                Wire::Messages => super::wire::messages::native_body(n.body, upstream_model)?,
-                _ => super::wire::responses::native_body(n.body, upstream_model)?,
+                Wire::Messages => super::wire::messages::native_body(fields, upstream_model)?,
+                _ => super::wire::responses::native_body(fields, upstream_model)?,
             };
             return Ok(Outgoing::native(body, n));
         }

@@ -33,6 +33,23 @@ pub fn members(
     (space(s, close) == end).then_some(())
 }
 
+/// Where the value of the object's first member named `name` lies, the object opening at
+/// `doc[0]` (whitespace before it allowed); what follows that member is not read. `None`
+/// when no such member comes before the scan stops (the object ends, or is not one).
+pub fn first_member(doc: &[u8], name: &str) -> Option<(usize, usize)> {
+    let mut found = None;
+    // Stopped (with `None`) at the member sought: the walk's own result is not wanted.
+    let _ = object(doc, 0, |key, value| {
+        let end = skip(doc, value)?;
+        if key.is_one_of(&[name]) {
+            found = Some((value, end));
+            return None;
+        }
+        Some(end)
+    });
+    found
+}
+
 /// Walks the object that opens at `s[at]` (whitespace before it allowed) in one pass:
 /// `each(key, value start)` reads or skips each member's value and returns where it
 /// ends. Returns just past the object's `}`; `None` when it is not one object.
@@ -416,6 +433,19 @@ mod tests {
             keys.iter().map(|(_, name)| &name[..]).collect::<Vec<_>>(),
             names
         );
+    }
+
+    #[test]
+    fn the_first_member_named_is_found_and_nothing_after_it_read() {
+        let doc = br#" {"messages":[{"model":"inner"}],"model":"m\"x","model":"second", oops"#;
+        let (start, end) = first_member(doc, "model").expect("found");
+        assert_eq!(&doc[start..end], br#""m\"x""#);
+        // Keys with escapes count; an object without the member, or no object, has none.
+        let escaped = br#"{"mod\u0065l":"m"}"#;
+        assert_eq!(first_member(escaped, "model"), Some((14, 17)));
+        assert_eq!(first_member(br#"{"max_tokens":5}"#, "model"), None);
+        assert_eq!(first_member(br#"["model","m"]"#, "model"), None);
+        assert_eq!(first_member(br#"{"a":"unterminated"#, "model"), None);
     }
 
     /// Any JSON value, with keys that collide, hold escapes and nest.

@@ -73,26 +73,23 @@ impl Wire {
         }
     }
 
-    /// What routing needs of a request that does not translate (a hosted tool, a document
-    /// block): its model, `stream` and output limit, as a chat body with no messages. An
-    /// upstream serving the format natively may still take the request itself.
-    pub fn skeleton(self, body: &[u8]) -> Option<Bytes> {
-        let f = super::body::fields(body).ok()?;
-        let model: String = serde_json::from_str(super::body::field(&f, "model")?.get()).ok()?;
-        let mut out = serde_json::Map::new();
-        out.insert("model".into(), model.into());
-        out.insert("messages".into(), serde_json::Value::Array(Vec::new()));
+    /// What routing reads of a request it does not translate (one that does not translate
+    /// — a hosted tool, a document block — or one for a route whose every provider serves
+    /// the format natively): its model, `stream` and output limit, from the body's
+    /// top-level `fields`. No chat body is written: the request goes out as the client
+    /// wrote it, or not at all.
+    pub fn skeleton(self, fields: &[super::body::Field<'_>]) -> Option<Skeleton> {
+        use super::body::field;
+        let model = string(field(fields, "model")?).filter(|m| !m.is_empty())?;
         let limit = match self {
             Wire::Messages => "max_tokens",
             _ => "max_output_tokens",
         };
-        if let Some(n) = super::body::field(&f, limit).and_then(|r| r.get().parse::<u64>().ok()) {
-            out.insert("max_tokens".into(), n.into());
-        }
-        if super::body::field(&f, "stream").is_some_and(|r| r.get() == "true") {
-            out.insert("stream".into(), true.into());
-        }
-        serde_json::to_vec(&out).ok().map(Bytes::from)
+        Some(Skeleton {
+            model: model.into_owned(),
+            stream: field(fields, "stream").is_some_and(|r| r.get() == "true"),
+            max_tokens: field(fields, limit).and_then(|n| n.get().parse().ok()),
+        })
     }
 
     /// A chat completion answer translated to this format, its usage (the billed counts)
@@ -133,6 +130,36 @@ impl Wire {
     }
 }
 
+/// The client's request for an upstream serving its format: `{"model":` the upstream's
+/// name, then `extra` (`,"store":false`), then each of its top-level `fields` that
+/// `allowed` names, as the client wrote it (a `null` one left out, as absent).
+fn allow_listed(
+    fields: &[super::body::Field<'_>],
+    upstream_model: &str,
+    extra: &str,
+    allowed: &[&str],
+) -> Result<Bytes, BodyError> {
+    let len = super::body::fields_len(fields) + upstream_model.len() + extra.len() + 16;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(b"{\"model\":");
+    serde_json::to_writer(&mut out, upstream_model)
+        .map_err(|_| BodyError::field("model", "the model name could not be written"))?;
+    out.extend_from_slice(extra.as_bytes());
+    for (key, value) in fields {
+        // A key that matched a name of ours is that plain name: written as it is.
+        if let Some(name) = allowed.iter().find(|name| **name == *key)
+            && value.get() != "null"
+        {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
 /// The request headers an upstream of the client's own format receives from the client:
 /// Anthropic's protocol headers, which the gateway protocol says to forward unchanged.
 pub type ProtocolHeaders = Vec<(axum::http::HeaderName, axum::http::HeaderValue)>;
@@ -145,21 +172,38 @@ pub fn protocol_headers(headers: &axum::http::HeaderMap) -> ProtocolHeaders {
         HeaderName::from_static("anthropic-version"),
         HeaderName::from_static("anthropic-beta"),
     ];
-    NAMES
-        .iter()
-        .flat_map(|name| {
-            headers
-                .get_all(name)
-                .iter()
-                .map(move |v| (name.clone(), v.clone()))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for name in &NAMES {
+        for value in headers.get_all(name) {
+            out.push((name.clone(), value.clone()));
+        }
+    }
+    out
+}
+
+/// What routing reads of a request going out in the client's own format (see
+/// `Wire::skeleton`).
+#[derive(Debug)]
+pub struct Skeleton {
+    pub model: String,
+    pub stream: bool,
+    pub max_tokens: Option<u64>,
+}
+
+impl Skeleton {
+    /// As the request routing reads.
+    pub fn request(&self) -> super::Request<'_> {
+        super::Request::routing_only(&self.model, self.stream, self.max_tokens)
+    }
 }
 
 /// The client's own body, for an upstream that serves its format natively.
 pub struct Native<'a> {
     pub wire: Wire,
     pub body: &'a [u8],
+    /// The body's top-level fields, when routing has split them already (they are not
+    /// split again for each upstream attempt).
+    pub fields: Option<&'a [super::body::Field<'a>]>,
     /// The client's request headers: its protocol headers are taken from them only when
     /// the request goes out natively.
     pub headers: &'a axum::http::HeaderMap,
@@ -557,10 +601,7 @@ impl<'a> ChatRequest<'a> {
 
     /// The request's JSON body, with where each top-level field's value lies in it.
     pub(crate) fn body(&self) -> Result<ChatBody, BodyError> {
-        let mut w = BodyWriter {
-            text: Vec::with_capacity(256),
-            fields: Vec::with_capacity(8),
-        };
+        let mut w = BodyWriter::with_capacity(256, 8);
         w.put("model", &self.model)?;
         w.put("messages", &self.messages)?;
         w.put_some("max_tokens", self.max_tokens.as_ref())?;
@@ -574,13 +615,7 @@ impl<'a> ChatRequest<'a> {
         w.put_some("reasoning_effort", self.reasoning_effort.as_ref())?;
         w.put_some("stream", self.stream.as_ref())?;
         w.put_some("tools", Some(&self.tools).filter(|t| !t.is_empty()))?;
-        w.text.push(b'}');
-        // serde_json writes UTF-8: the check never fails.
-        let text = String::from_utf8(w.text).map_err(|_| untranslatable())?;
-        Ok(ChatBody {
-            text,
-            fields: w.fields,
-        })
+        w.finish()
     }
 }
 
@@ -604,6 +639,24 @@ pub struct ChatBody {
 }
 
 impl BodyWriter {
+    fn with_capacity(bytes: usize, fields: usize) -> Self {
+        Self {
+            text: Vec::with_capacity(bytes),
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
+    /// The body, closed; at least one field must have been put.
+    fn finish(mut self) -> Result<ChatBody, BodyError> {
+        self.text.push(b'}');
+        // serde_json writes UTF-8: the check never fails.
+        let text = String::from_utf8(self.text).map_err(|_| untranslatable())?;
+        Ok(ChatBody {
+            text,
+            fields: self.fields,
+        })
+    }
+
     fn put<T: serde::Serialize + ?Sized>(
         &mut self,
         name: &'static str,
@@ -1051,6 +1104,42 @@ mod translated_bodies {
                    "max_output_tokens": 20, "stream": true,
                    "text": {"format": {"type": "json_object"}}}),
         );
+    }
+
+    #[test]
+    fn a_skeleton_routes_as_the_translation_would() {
+        for (wire, body) in [
+            (
+                Wire::Messages,
+                json!({"model": "m\u{e9}\"x", "max_tokens": 64, "stream": true,
+                       "messages": [{"role": "user", "content": "hi"}]}),
+            ),
+            (
+                Wire::Responses,
+                json!({"model": "r", "input": "hi", "max_output_tokens": 20, "stream": false}),
+            ),
+            (Wire::Responses, json!({"model": "r", "input": "hi"})),
+        ] {
+            let text = body.to_string();
+            let f = crate::gateway::body::fields(text.as_bytes()).expect("fields");
+            let skeleton = wire.skeleton(&f).expect("a skeleton");
+            let chat = wire
+                .to_chat(text.as_bytes())
+                .expect("translates")
+                .expect("chat");
+            let read = |request: Request<'_>| match request {
+                Request::Json(r) => (r.model.to_string(), r.stream, r.max_tokens),
+                Request::Form(..) => panic!("a JSON request"),
+            };
+            assert_eq!(
+                read(skeleton.request()),
+                read(Request::translated(Endpoint::Chat, &chat).expect("valid")),
+                "{text}"
+            );
+        }
+        let no_model = br#"{"max_tokens": 5, "messages": []}"#;
+        let f = crate::gateway::body::fields(no_model).expect("fields");
+        assert!(Wire::Messages.skeleton(&f).is_none());
     }
 
     #[test]

@@ -47,10 +47,18 @@ const TOKENS_PER_MESSAGE: u64 = 3;
 /// Every reply is primed with `<|start|>assistant<|message|>`.
 const TOKENS_REPLY_PRIMING: u64 = 3;
 
+/// A chat request's prompt; also a Messages (`system`) or Responses (`instructions`,
+/// `input`) request's, which a request going out natively is estimated from.
 #[derive(Deserialize)]
 struct ChatIn<'a> {
     #[serde(borrow, default)]
     messages: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instructions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
     #[serde(borrow, default)]
     tools: Option<&'a RawValue>,
 }
@@ -80,7 +88,13 @@ fn count_value(v: &serde_json::Value) -> u64 {
         Value::Array(items) => items.iter().map(count_value).sum(),
         Value::Object(map) => map
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "type" | "image_url" | "input_audio" | "file"))
+            // Media and files are not text: an image's base64 is no prompt tokens.
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "type" | "image_url" | "input_audio" | "file" | "file_data" | "source"
+                )
+            })
             .map(|(_, v)| count_value(v))
             .sum(),
         _ => 0,
@@ -97,7 +111,12 @@ pub fn estimate_input(endpoint: Endpoint, body: &[u8]) -> u64 {
                     .iter()
                     .map(|m| TOKENS_PER_MESSAGE + count_json(m))
                     .sum();
-                messages + TOKENS_REPLY_PRIMING + chat.tools.map_or(0, count_json)
+                let other: u64 = [chat.system, chat.instructions, chat.input, chat.tools]
+                    .into_iter()
+                    .flatten()
+                    .map(count_json)
+                    .sum();
+                messages + TOKENS_REPLY_PRIMING + other
             }
             Err(_) => 0,
         },
@@ -189,6 +208,28 @@ mod tests {
         assert_eq!(
             n,
             TOKENS_PER_MESSAGE + count("user") + count("Hello world") + TOKENS_REPLY_PRIMING
+        );
+    }
+
+    #[test]
+    fn a_native_messages_or_responses_body_is_estimated_from_its_own_prompt_fields() {
+        let text = count("Be brief.") + count("Hello world");
+        // Messages: `system` beside the messages; an image's base64 is not text.
+        let messages = br#"{"model":"m","max_tokens":5,"system":"Be brief.","messages":[{"role":"user","content":[{"type":"text","text":"Hello world"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"}}]}]}"#;
+        assert_eq!(
+            estimate_input(Endpoint::Chat, messages),
+            TOKENS_PER_MESSAGE + count("user") + text + TOKENS_REPLY_PRIMING
+        );
+        // Responses: `instructions` and `input`, a string or items.
+        let responses = br#"{"model":"m","instructions":"Be brief.","input":"Hello world"}"#;
+        assert_eq!(
+            estimate_input(Endpoint::Chat, responses),
+            text + TOKENS_REPLY_PRIMING
+        );
+        let items = br#"{"model":"m","instructions":"Be brief.","input":[{"role":"user","content":[{"type":"input_text","text":"Hello world"}]}]}"#;
+        assert_eq!(
+            estimate_input(Endpoint::Chat, items),
+            count("user") + text + TOKENS_REPLY_PRIMING
         );
     }
 

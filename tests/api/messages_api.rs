@@ -4,10 +4,12 @@
 //! sent), Anthropic's error shapes, Anthropic-shaped model discovery with aliases, and
 //! one usage record a request labelled `messages`.
 
-use mock_upstream::Script;
+use instagen::config::RouteConfig;
+use mock_upstream::{MockUpstream, Script};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::routing::provider;
 
 const PROVIDER_KEY: &str = "sk-ant-provider-0123456789";
 
@@ -176,6 +178,80 @@ async fn messages_to_an_anthropic_provider_pass_through_natively() {
     let records = app.records(3).await;
     let streamed = records.iter().find(|r| r.stream).unwrap();
     assert_eq!((streamed.output_tokens, streamed.estimated), (5, false));
+}
+
+#[tokio::test]
+async fn a_route_mixing_anthropic_and_chat_translates_only_for_its_chat_target() {
+    let backup = MockUpstream::start().await.unwrap();
+    let base = backup.base_url();
+    let app = TestApp::spawn_with(move |c| {
+        anthropic_provider(c, PROVIDER_KEY);
+        c.providers.push(provider("backup", base, false));
+        c.models[0].provider = None;
+        c.models[0].routes = vec![
+            RouteConfig {
+                provider: "mock".into(),
+                upstream_model: Some("claude-mock".into()),
+                weight: 1,
+                priority: 0,
+            },
+            RouteConfig {
+                provider: "backup".into(),
+                upstream_model: None,
+                weight: 1,
+                priority: 1,
+            },
+        ];
+    })
+    .await;
+    let mut document = request(false);
+    document["messages"] = json!([{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a b"}},
+        {"type": "text", "text": "summarise"}]}]);
+    // The Anthropic route takes what has no chat form, as the client sent it.
+    assert_eq!(messages(&app, &document).await.status(), 200);
+    let sent = app.mock.requests().pop().unwrap().json();
+    assert_eq!(sent["messages"][0]["content"][0]["type"], "document");
+    assert_eq!(sent["model"], "claude-mock");
+
+    // Overloaded, it fails over to the chat route: the request is translated for it, and
+    // the chat answer back into a Message.
+    app.mock.push(Script::status(529));
+    let resp = messages(&app, &request(false)).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["type"], "message");
+    assert_eq!(answer["content"][0]["type"], "text");
+    let sent = backup.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    let chat = sent.json();
+    assert_eq!(
+        chat["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(chat["max_tokens"], 64);
+    assert!(chat.get("metadata").is_none() && chat.get("system").is_none());
+
+    // What has no chat form cannot fail over to chat: the translation's own error, in
+    // Anthropic's shape, and the chat route never sees it.
+    app.mock.push(Script::status(529));
+    let resp = messages(&app, &document).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("document"),
+        "{body}"
+    );
+    assert_eq!(backup.requests().len(), 1);
+    let records = app.records(3).await;
+    assert_eq!(
+        records.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 200, 400]
+    );
 }
 
 #[tokio::test]

@@ -266,6 +266,38 @@ async fn native_responses_providers_get_the_allow_listed_body_with_store_false()
 }
 
 #[tokio::test]
+async fn a_native_answer_without_usage_is_billed_from_the_clients_own_prompt() {
+    let app = TestApp::spawn_with(|c| {
+        set_responses(&mut c.providers[0], instagen::config::ResponsesApi::Native);
+    })
+    .await;
+    let words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet ".repeat(4);
+    let body = json!({"model": MODEL, "instructions": "Answer in one word.", "input": words});
+    for stream in [false, true] {
+        app.mock.push(Script {
+            omit_usage: true,
+            ..Script::reply("Fine.")
+        });
+        let mut body = body.clone();
+        body["stream"] = json!(stream);
+        let resp = app.post("/v1/responses", &body).await;
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap();
+    }
+    // Estimated from the `instructions` and `input` the client sent (the 40 words and
+    // the instruction's), not from what routing read of the request.
+    for r in app.records(2).await {
+        assert!(r.estimated);
+        assert!(
+            (44..=100).contains(&r.input_tokens),
+            "{} input tokens estimated (stream: {})",
+            r.input_tokens,
+            r.stream
+        );
+    }
+}
+
+#[tokio::test]
 async fn responses_reach_anthropic_providers_through_chat() {
     let app = TestApp::spawn_with(|c| {
         c.providers[0].kind = anthropic_kind(&c.providers[0]);

@@ -18,7 +18,7 @@ use super::{
     number, parse, string,
 };
 use crate::gateway::BodyError;
-use crate::gateway::body::{field, fields, read_json};
+use crate::gateway::body::{Field, field, fields, read_json};
 use crate::usage::{Charged, TokenCounts};
 
 /// A Messages request as a chat completion request.
@@ -537,37 +537,26 @@ const NATIVE_FIELDS: &[&str] = &[
 /// The fields `count_tokens` takes.
 const COUNT_FIELDS: &[&str] = &["messages", "system", "tools", "tool_choice", "thinking"];
 
-/// The client's Messages request for an Anthropic provider: allow-listed, with the
-/// provider's model name.
-pub fn native_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError> {
-    allow_listed(body, upstream_model, NATIVE_FIELDS)
+/// The client's Messages request for an Anthropic provider, from its top-level `fields`:
+/// allow-listed, with the provider's model name.
+pub fn native_body(fields: &[Field<'_>], upstream_model: &str) -> Result<Bytes, BodyError> {
+    allow_listed(fields, upstream_model, NATIVE_FIELDS)
 }
 
 /// The client's `count_tokens` request for an Anthropic provider.
 pub fn count_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError> {
-    allow_listed(body, upstream_model, COUNT_FIELDS)
+    allow_listed(&fields(body)?, upstream_model, COUNT_FIELDS)
 }
 
-fn allow_listed(body: &[u8], upstream_model: &str, allowed: &[&str]) -> Result<Bytes, BodyError> {
-    let f = fields(body)?;
-    if field(&f, "messages").is_none() {
+fn allow_listed(
+    f: &[Field<'_>],
+    upstream_model: &str,
+    allowed: &[&str],
+) -> Result<Bytes, BodyError> {
+    if field(f, "messages").is_none() {
         return Err(BodyError::field("messages", "messages: Field required"));
     }
-    let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 16);
-    out.extend_from_slice(b"{\"model\":");
-    serde_json::to_writer(&mut out, upstream_model)
-        .map_err(|_| BodyError::field("model", "the model name could not be written"))?;
-    for (key, value) in &f {
-        if allowed.contains(&key.as_ref()) && value.get() != "null" {
-            out.push(b',');
-            serde_json::to_writer(&mut out, key.as_ref())
-                .map_err(|_| BodyError::field("messages", "the request could not be forwarded"))?;
-            out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
-        }
-    }
-    out.push(b'}');
-    Ok(Bytes::from(out))
+    super::allow_listed(f, upstream_model, "", allowed)
 }
 
 fn stop_reason(finish_reason: Option<&str>) -> &'static str {
@@ -1109,8 +1098,9 @@ mod tests {
         let body = json!({"model": "claude-x", "max_tokens": 5, "metadata": {"user_id": "alice"},
             "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
             "unknown": 1});
+        let text = body.to_string();
         let out: Value =
-            serde_json::from_slice(&native_body(body.to_string().as_bytes(), "up").unwrap())
+            serde_json::from_slice(&native_body(&fields(text.as_bytes()).unwrap(), "up").unwrap())
                 .unwrap();
         assert_eq!(
             out,

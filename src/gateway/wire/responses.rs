@@ -18,7 +18,7 @@ use super::{
     number, parse, string,
 };
 use crate::gateway::BodyError;
-use crate::gateway::body::{field, fields};
+use crate::gateway::body::{Field, field, fields};
 use crate::usage::{Charged, TokenCounts};
 
 /// Parameters that need state kept between requests, which InstaGen never keeps.
@@ -38,9 +38,7 @@ const STATEFUL: &[(&str, &str)] = &[
 ];
 
 /// Refuses what needs server-side state; shared by the translated and the native paths.
-fn refuse_stateful(
-    f: &[(std::borrow::Cow<'_, str>, &serde_json::value::RawValue)],
-) -> Result<(), BodyError> {
+fn refuse_stateful(f: &[Field<'_>]) -> Result<(), BodyError> {
     for (name, why) in STATEFUL {
         if field(f, name).is_some() {
             return Err(BodyError::field(name, *why));
@@ -445,7 +443,7 @@ fn content_part(part: &RawValue, i: usize, j: usize) -> Result<ChatPart<'_>, Bod
 /// A request for a provider that serves the Responses API itself: the client's fields
 /// that a response needs (no `metadata`, `user`, `safety_identifier`, `prompt_cache_key`
 /// or anything unknown), the upstream's model name, and `store: false`, always.
-pub fn native_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError> {
+pub fn native_body(f: &[Field<'_>], upstream_model: &str) -> Result<Bytes, BodyError> {
     const ALLOWED: &[&str] = &[
         "input",
         "instructions",
@@ -464,24 +462,8 @@ pub fn native_body(body: &[u8], upstream_model: &str) -> Result<Bytes, BodyError
         "truncation",
         "service_tier",
     ];
-    let f = fields(body)?;
-    refuse_stateful(&f)?;
-    let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 32);
-    out.extend_from_slice(b"{\"model\":");
-    serde_json::to_writer(&mut out, upstream_model)
-        .map_err(|_| BodyError::field("model", "the model name could not be written"))?;
-    out.extend_from_slice(b",\"store\":false");
-    for (key, value) in &f {
-        if ALLOWED.contains(&key.as_ref()) {
-            out.push(b',');
-            serde_json::to_writer(&mut out, key.as_ref())
-                .map_err(|_| BodyError::field("input", "the request could not be forwarded"))?;
-            out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
-        }
-    }
-    out.push(b'}');
-    Ok(Bytes::from(out))
+    refuse_stateful(f)?;
+    super::allow_listed(f, upstream_model, ",\"store\":false", ALLOWED)
 }
 
 /// The `usage` object of a Responses answer from billed counts.
@@ -1128,8 +1110,9 @@ mod tests {
     fn native_bodies_never_store_and_drop_identifiers() {
         let body = json!({"model": "m", "input": "hi", "store": true, "user": "alice", "metadata": {"a": 1},
                           "safety_identifier": "s", "include": ["reasoning.encrypted_content"]});
+        let text = body.to_string();
         let out: Value =
-            serde_json::from_slice(&native_body(body.to_string().as_bytes(), "up").unwrap())
+            serde_json::from_slice(&native_body(&fields(text.as_bytes()).unwrap(), "up").unwrap())
                 .unwrap();
         assert_eq!(
             out,
