@@ -2,12 +2,11 @@
 //! with tools, streams, usage (cache reads included), the provider's credential and
 //! nothing of the client's, and failover from an overloaded Anthropic route.
 
-use instagen::config::RouteConfig;
 use mock_upstream::{MockUpstream, Script};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::routing::provider;
+use crate::routing::{mock_then_backup, provider};
 
 const KEY: &str = "sk-ant-test-0123456789";
 
@@ -223,21 +222,7 @@ async fn an_overloaded_anthropic_route_fails_over_and_other_endpoints_are_refuse
     let app = TestApp::spawn_with(move |c| {
         c.providers[0].kind = anthropic_kind(&c.providers[0]);
         c.providers.push(provider("backup", base, false));
-        c.models[0].provider = None;
-        c.models[0].routes = vec![
-            RouteConfig {
-                provider: "mock".into(),
-                upstream_model: Some("claude-mock".into()),
-                weight: 1,
-                priority: 0,
-            },
-            RouteConfig {
-                provider: "backup".into(),
-                upstream_model: None,
-                weight: 1,
-                priority: 1,
-            },
-        ];
+        mock_then_backup(c, Some("claude-mock"));
     })
     .await;
     app.mock.push(Script::status(529));

@@ -4,12 +4,11 @@
 //! sent), Anthropic's error shapes, Anthropic-shaped model discovery with aliases, and
 //! one usage record a request labelled `messages`.
 
-use instagen::config::RouteConfig;
 use mock_upstream::{MockUpstream, Script};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::routing::provider;
+use crate::routing::{mock_then_backup, provider};
 
 const PROVIDER_KEY: &str = "sk-ant-provider-0123456789";
 
@@ -187,21 +186,7 @@ async fn a_route_mixing_anthropic_and_chat_translates_only_for_its_chat_target()
     let app = TestApp::spawn_with(move |c| {
         anthropic_provider(c, PROVIDER_KEY);
         c.providers.push(provider("backup", base, false));
-        c.models[0].provider = None;
-        c.models[0].routes = vec![
-            RouteConfig {
-                provider: "mock".into(),
-                upstream_model: Some("claude-mock".into()),
-                weight: 1,
-                priority: 0,
-            },
-            RouteConfig {
-                provider: "backup".into(),
-                upstream_model: None,
-                weight: 1,
-                priority: 1,
-            },
-        ];
+        mock_then_backup(c, Some("claude-mock"));
     })
     .await;
     let mut document = request(false);

@@ -23,6 +23,19 @@ pub fn provider(name: &str, base_url: String, third_party: bool) -> ProviderConf
     p
 }
 
+/// The test model's routes: the app's own mock first (as `first_upstream`, else the
+/// model's name), then provider `backup` when the first fails.
+pub fn mock_then_backup(c: &mut Config, first_upstream: Option<&str>) {
+    c.models[0].provider = None;
+    c.models[0].routes = vec![
+        RouteConfig {
+            upstream_model: first_upstream.map(str::to_owned),
+            ..route("mock", 1, 0)
+        },
+        route("backup", 1, 1),
+    ];
+}
+
 fn route(provider: &str, weight: u32, priority: u32) -> RouteConfig {
     RouteConfig {
         provider: provider.to_owned(),
