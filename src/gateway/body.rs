@@ -241,14 +241,6 @@ impl<'a> Request<'a> {
 /// One top-level field of a JSON object: its key and its value's raw JSON.
 pub type Field<'a> = (Cow<'a, str>, &'a RawValue);
 
-/// About the bytes `fields` take written out again (their keys, values and separators).
-pub fn fields_len(fields: &[Field<'_>]) -> usize {
-    fields
-        .iter()
-        .map(|(k, v)| k.len() + v.get().len() + 4)
-        .sum()
-}
-
 /// A JSON object's top-level fields as `(key, raw JSON)` pairs borrowing the body; a
 /// body that gives a key twice is refused (we would act on one, an upstream on the other).
 pub fn fields(body: &[u8]) -> Result<Vec<Field<'_>>, BodyError> {

@@ -139,7 +139,12 @@ fn allow_listed(
     extra: &str,
     allowed: &[&str],
 ) -> Result<Bytes, BodyError> {
-    let len = super::body::fields_len(fields) + upstream_model.len() + extra.len() + 16;
+    // The kept fields are at most all of them, with their quotes and separators.
+    let kept: usize = fields
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum();
+    let len = kept + upstream_model.len() + extra.len() + 16;
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(b"{\"model\":");
     serde_json::to_writer(&mut out, upstream_model)
@@ -602,7 +607,10 @@ impl<'a> ChatRequest<'a> {
 
     /// The request's JSON body, with where each top-level field's value lies in it.
     pub(crate) fn body(&self) -> Result<ChatBody, BodyError> {
-        let mut w = BodyWriter::with_capacity(256, 8);
+        let mut w = BodyWriter {
+            text: Vec::with_capacity(256),
+            fields: Vec::with_capacity(8),
+        };
         w.put("model", &self.model)?;
         w.put("messages", &self.messages)?;
         w.put_some("max_tokens", self.max_tokens.as_ref())?;
@@ -616,7 +624,13 @@ impl<'a> ChatRequest<'a> {
         w.put_some("reasoning_effort", self.reasoning_effort.as_ref())?;
         w.put_some("stream", self.stream.as_ref())?;
         w.put_some("tools", Some(&self.tools).filter(|t| !t.is_empty()))?;
-        w.finish()
+        w.text.push(b'}');
+        // serde_json writes UTF-8: the check never fails.
+        let text = String::from_utf8(w.text).map_err(|_| untranslatable())?;
+        Ok(ChatBody {
+            text,
+            fields: w.fields,
+        })
     }
 }
 
@@ -640,24 +654,6 @@ pub struct ChatBody {
 }
 
 impl BodyWriter {
-    fn with_capacity(bytes: usize, fields: usize) -> Self {
-        Self {
-            text: Vec::with_capacity(bytes),
-            fields: Vec::with_capacity(fields),
-        }
-    }
-
-    /// The body, closed; at least one field must have been put.
-    fn finish(mut self) -> Result<ChatBody, BodyError> {
-        self.text.push(b'}');
-        // serde_json writes UTF-8: the check never fails.
-        let text = String::from_utf8(self.text).map_err(|_| untranslatable())?;
-        Ok(ChatBody {
-            text,
-            fields: self.fields,
-        })
-    }
-
     fn put<T: serde::Serialize + ?Sized>(
         &mut self,
         name: &'static str,
