@@ -37,10 +37,46 @@ pub fn annotate(doc: &[u8], path: &[&str], charged: &Charged) -> Option<Bytes> {
     annotate_at(doc, object_span(doc, path)?, charged)
 }
 
-/// `doc` with the cost fields in its object at `span` (found by `object_span`). The
-/// object's members go out as they came, but for whitespace between them and the cost
-/// keys this module writes.
+/// `doc` with the cost fields in its object at `span` (found by `value_span`); `None`
+/// when that value is not an object. Everything else goes out byte for byte: the fields
+/// are written after the object's last member. An upstream's own cost keys (or keys
+/// spelled with escapes, which might be them) send it member by member instead, the
+/// upstream's keys left out.
 pub fn annotate_at(doc: &[u8], (start, end): (usize, usize), charged: &Charged) -> Option<Bytes> {
+    let object = doc.get(start..end)?;
+    if !(object.starts_with(b"{") && object.ends_with(b"}")) {
+        return None;
+    }
+    if may_hold_our_keys(object) {
+        return annotate_members(doc, (start, end), charged);
+    }
+    // The last member's end: whitespace before the `}` is left out.
+    let last = object[..object.len() - 1]
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .map_or(start + 1, |i| start + i + 1);
+    let mut out = BytesMut::with_capacity(doc.len() + 96);
+    out.put_slice(&doc[..last]);
+    if last > start + 1 {
+        out.put_u8(b',');
+    }
+    put_fields(&mut out, charged);
+    out.put_u8(b'}');
+    out.put_slice(&doc[end..]);
+    Some(out.freeze())
+}
+
+/// Whether an object's text might hold a key this module writes: `cost` anywhere in it,
+/// or an escape (a key may spell it with one).
+fn may_hold_our_keys(object: &[u8]) -> bool {
+    memchr::memchr(b'\\', object).is_some()
+        || memchr::memchr_iter(b'c', object).any(|i| object[i..].starts_with(b"cost"))
+}
+
+/// `doc` with the cost fields in its object at `span`, member by member: the object's
+/// members go out as they came but for the cost keys this module writes, and the
+/// whitespace between them.
+fn annotate_members(doc: &[u8], (start, end): (usize, usize), charged: &Charged) -> Option<Bytes> {
     let mut out = BytesMut::with_capacity(doc.len() + 96);
     out.put_slice(doc.get(..start)?);
     out.put_u8(b'{');
@@ -82,6 +118,11 @@ fn object_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
 /// Where the value at `path` lies in `doc` (any JSON value), as a byte range; `doc` and
 /// each object on the way must be one JSON object (see `scan`).
 pub fn value_span(doc: &[u8], path: &[&str]) -> Option<(usize, usize)> {
+    if let [name] = path
+        && let Some(span) = scan::last_member(doc, name)
+    {
+        return Some(span);
+    }
     let mut span = (0, doc.len());
     for name in path {
         let mut found = None;
@@ -113,7 +154,28 @@ mod tests {
         let out = annotate(doc, &["usage"], &charged(1_234_500, false)).unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
-            r#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":2,"cost":0.001234500,"cost_usd":"0.001234500","cost_estimated":false},"z":[1]}"#
+            r#"{"id":"x","usage":{"prompt_tokens":3, "completion_tokens":2,"cost":0.001234500,"cost_usd":"0.001234500","cost_estimated":false},"z":[1]}"#
+        );
+        // Whitespace before the object's close is left out; an empty object gets no comma.
+        let out = annotate(b"{\"usage\":{\"a\":1 \n}}", &["usage"], &charged(1, true)).unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"usage":{"a":1,"cost":0.000000001,"cost_usd":"0.000000001","cost_estimated":true}}"#
+        );
+        let out = annotate(b"{\"usage\": { } }", &["usage"], &charged(1, true)).unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"usage": {"cost":0.000000001,"cost_usd":"0.000000001","cost_estimated":true} }"#
+        );
+    }
+
+    #[test]
+    fn keys_near_ours_are_kept_and_ours_replaced() {
+        let doc = br#"{"usage":{"cost_details":{"x":1},"cost":2,"cache_read":3}}"#;
+        let out = annotate(doc, &["usage"], &charged(4, false)).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"usage":{"cost_details":{"x":1},"cache_read":3,"cost":0.000000004,"cost_usd":"0.000000004","cost_estimated":false}}"#
         );
     }
 
