@@ -293,32 +293,35 @@ impl Provider {
 
     /// Reads a whole (non-stream) response body: an OpenAI-shaped JSON answer, or the
     /// client's own format when the request went out natively.
-    pub async fn read_body(
+    pub fn read_body(
         &self,
         upstream: Upstream,
         native: bool,
-    ) -> Result<Bytes, UpstreamError> {
+    ) -> impl Future<Output = Result<Bytes, UpstreamError>> + use<'_> {
+        // Not an `async fn`, as `send`: the upstream's response would be kept beside the
+        // body it moves into, and the whole copied into the request's future.
+        use futures_util::future::{Either, FutureExt, ready};
+        let protocol_error =
+            || UpstreamError::new(Arc::from(self.name()), UpstreamErrorKind::Protocol);
         let response = match upstream {
             Upstream::Http(response) => response,
-            Upstream::Local(local::LocalAnswer::Json(body)) => return Ok(body),
+            Upstream::Local(local::LocalAnswer::Json(body)) => {
+                return Either::Right(ready(Ok(body)));
+            }
             Upstream::Local(local::LocalAnswer::Stream { .. }) => {
-                return Err(UpstreamError::new(
-                    Arc::from(self.name()),
-                    UpstreamErrorKind::Protocol,
-                ));
+                return Either::Right(ready(Err(protocol_error())));
             }
         };
         let Some(core) = self.core() else {
-            return Err(UpstreamError::new(
-                Arc::from(self.name()),
-                UpstreamErrorKind::Protocol,
-            ));
+            return Either::Right(ready(Err(protocol_error())));
         };
-        let body = core.read_body(response).await?;
-        match self {
-            Provider::Anthropic(p) if !native => p.translate_response(&body),
-            _ => Ok(body),
-        }
+        Either::Left(core.read_body(response).map(move |body| {
+            let body = body?;
+            match self {
+                Provider::Anthropic(p) if !native => p.translate_response(&body),
+                _ => Ok(body),
+            }
+        }))
     }
 
     /// Turns this provider's stream events into OpenAI chunks (for metering, and for the

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use futures_util::future::{Either, Ready, ready};
+
 use super::{BudgetError, Budgets, Reservation};
 use crate::limits::redis::{BUDGET_STALE_MS, BudgetCheck, RedisLimits};
 
@@ -25,6 +27,10 @@ pub(super) struct Shared {
     pub(super) settled: Mutex<HashMap<String, i64>>,
     last_warning_ms: std::sync::atomic::AtomicI64,
 }
+
+/// A reservation's round trip to Redis (see [`Budgets::reserve_shared`]).
+pub type SharedReserve<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Reservation, BudgetError>> + Send + 'a>>;
 
 /// A change to this instance's field of one budget hash, now or when `due`.
 struct Delta {
@@ -56,17 +62,24 @@ impl Budgets {
 
     /// Reserves as [`Budgets::reserve`] does, then — shared — against what every instance
     /// has pending. Without an answer from Redis this instance's own check stands.
-    pub async fn reserve_shared(
-        self: &Arc<Self>,
-        account_id: &Arc<str>,
-        key_id: &Arc<str>,
+    ///
+    /// Not an `async fn`: without shared budgets (or nothing to share for this account and
+    /// key) the answer is ready at once, and only the Redis round trip is a future of its
+    /// own, boxed, so the request's future does not carry its space.
+    pub fn reserve_shared<'a>(
+        self: &'a Arc<Self>,
+        account_id: &'a Arc<str>,
+        key_id: &'a Arc<str>,
         key_limit: Option<i64>,
         estimate: i64,
-    ) -> Result<Reservation, BudgetError> {
-        let mut reservation = self.reserve(account_id, key_id, key_limit, estimate)?;
+    ) -> Either<Ready<Result<Reservation, BudgetError>>, SharedReserve<'a>> {
+        let reservation = match self.reserve(account_id, key_id, key_limit, estimate) {
+            Ok(reservation) => reservation,
+            Err(e) => return Either::Left(ready(Err(e))),
+        };
         let (account, key) = (&**account_id, &**key_id);
         let Some(shared) = self.shared.get() else {
-            return Ok(reservation);
+            return Either::Left(ready(Ok(reservation)));
         };
         let (balance, key_figures) = {
             let inner = self.lock();
@@ -77,8 +90,27 @@ impl Budgets {
             )
         };
         if balance.is_none() && key_figures.is_none() {
-            return Ok(reservation);
+            return Either::Left(ready(Ok(reservation)));
         }
+        Either::Right(Box::pin(self.reserve_in_redis(
+            shared,
+            reservation,
+            (account, key),
+            estimate,
+            (balance, key_figures),
+        )))
+    }
+
+    /// The shared half of [`Budgets::reserve_shared`]: the reservation checked in Redis
+    /// against every instance's pending amounts.
+    async fn reserve_in_redis(
+        &self,
+        shared: &Shared,
+        mut reservation: Reservation,
+        (account, key): (&str, &str),
+        estimate: i64,
+        (balance, key_figures): (Option<i64>, Option<(i64, i64)>),
+    ) -> Result<Reservation, BudgetError> {
         let check = BudgetCheck {
             account,
             key,

@@ -338,12 +338,19 @@ impl HttpCore {
     }
 
     /// Reads a whole (non-stream) response body within the request timeout.
-    pub async fn read_body(&self, response: Response) -> Result<Bytes, UpstreamError> {
-        match tokio::time::timeout(self.request_timeout, response.into_body().collect()).await {
-            Err(_) => Err(self.error(UpstreamErrorKind::Timeout)),
-            Ok(Err(_)) => Err(self.error(UpstreamErrorKind::Protocol)),
-            Ok(Ok(b)) => Ok(b.to_bytes()),
-        }
+    pub fn read_body(
+        &self,
+        response: Response,
+    ) -> impl Future<Output = Result<Bytes, UpstreamError>> + use<'_> {
+        // Not an `async fn`: one would hold the response beside the body it moves into.
+        use futures_util::FutureExt;
+        tokio::time::timeout(self.request_timeout, response.into_body().collect()).map(
+            move |read| match read {
+                Err(_) => Err(self.error(UpstreamErrorKind::Timeout)),
+                Ok(Err(_)) => Err(self.error(UpstreamErrorKind::Protocol)),
+                Ok(Ok(b)) => Ok(b.to_bytes()),
+            },
+        )
     }
 }
 
