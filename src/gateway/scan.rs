@@ -83,20 +83,11 @@ pub fn last_member(doc: &[u8], name: &str) -> Option<(usize, usize)> {
         match *doc.get(i)? {
             b'}' => return only_space_from(doc, i + 1).then_some((value, value_end)),
             b',' => {
-                i = space(doc, i + 1);
-                if *doc.get(i)? != b'"' {
+                let (key, value) = member_key(doc, space(doc, i + 1))?;
+                if key.is_one_of(&[name]) {
                     return None;
                 }
-                let (key_end, escaped) = string_scan(doc, i)?;
-                let key = Key {
-                    raw: &doc[i..key_end],
-                    escaped,
-                };
-                let colon = space(doc, key_end);
-                if key.is_one_of(&[name]) || *doc.get(colon)? != b':' {
-                    return None;
-                }
-                i = space(doc, skip(doc, space(doc, colon + 1))?);
+                i = space(doc, skip(doc, value)?);
             }
             _ => return None,
         }
@@ -128,20 +119,27 @@ pub fn object(
     mut each: impl FnMut(Key<'_>, usize) -> Option<usize>,
 ) -> Option<usize> {
     container(s, at, (b'{', b'}'), |i| {
-        if *s.get(i)? != b'"' {
-            return None;
-        }
-        let (key_end, escaped) = string_scan(s, i)?;
-        let key = Key {
-            raw: &s[i..key_end],
-            escaped,
-        };
-        let colon = space(s, key_end);
-        if *s.get(colon)? != b':' {
-            return None;
-        }
-        each(key, space(s, colon + 1))
+        let (key, value) = member_key(s, i)?;
+        each(key, value)
     })
+}
+
+/// The key of the member that starts at `s[i]`, and where its value starts (past the `:`
+/// and whitespace); `None` when no key and `:` are there.
+fn member_key(s: &[u8], i: usize) -> Option<(Key<'_>, usize)> {
+    if *s.get(i)? != b'"' {
+        return None;
+    }
+    let (key_end, escaped) = string_scan(s, i)?;
+    let key = Key {
+        raw: &s[i..key_end],
+        escaped,
+    };
+    let colon = space(s, key_end);
+    if *s.get(colon)? != b':' {
+        return None;
+    }
+    Some((key, space(s, colon + 1)))
 }
 
 /// Walks the array that opens at `s[at]` (whitespace before it allowed) in one pass:
