@@ -554,7 +554,7 @@ mod tests {
             r#"{"usage":{"a":1},"note":"no usage"}"#,
             r#"{"usage":{"a":1},"x":{"usage":{"b":2}}}"#,
             r#"{"usage":{"a":1},"x":[{"usage":{"b":2}}]}"#,
-            r#"{"usage":{"a":1},"x":""usage":{}"}"#,
+            r#"{"usage":{"a":1},"x":"\"usage\":{}"}"#,
             r#"{"usage":{"a":1},"us\u0061ge":{"b":2}}"#,
             r#"[{"usage":{}}]"#,
             r#"{"usage":{}} x"#,

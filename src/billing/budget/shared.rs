@@ -5,10 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{Either, Ready, ready};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-use futures_util::future::{Either, Ready, ready};
 
 use super::{BudgetError, Budgets, Reservation};
 use crate::limits::redis::{BUDGET_STALE_MS, BudgetCheck, RedisLimits};
