@@ -115,7 +115,7 @@ impl Route {
                 out.push(b',');
             }
             empty = false;
-            serde_json::to_writer(&mut out, name).ok()?;
+            crate::json::write_str(&mut out, name).ok()?;
             out.push(b':');
             out.extend_from_slice(value.as_bytes());
         }

@@ -48,6 +48,7 @@ pub mod error;
 pub mod files;
 pub mod gateway;
 pub mod idmap;
+pub mod json;
 pub mod keys;
 pub mod limits;
 pub mod secrets;

@@ -40,6 +40,10 @@ pub struct Inspected<'a> {
     /// Each value's JSON text, valid as parsed (or as serialized by a translation).
     fields: Vec<(Cow<'a, str>, &'a str)>,
     stream_options: Option<&'a str>,
+    /// For a body a translation wrote (`Request::translated`): its text after the model's
+    /// value, every other field as `rewrite` would write it, so that `rewrite` copies it
+    /// whole instead of field by field.
+    after_model: Option<&'a str>,
 }
 
 /// A JSON object's fields in order, values borrowed raw.
@@ -203,6 +207,7 @@ impl<'a> Request<'a> {
             max_tokens,
             fields: Vec::new(),
             stream_options: None,
+            after_model: None,
         })
     }
 
@@ -212,7 +217,9 @@ impl<'a> Request<'a> {
         endpoint: Endpoint,
         chat: &'a super::wire::ChatBody,
     ) -> Result<Self, BodyError> {
-        inspect_fields(endpoint, chat.fields().collect()).map(Request::Json)
+        let mut inspected = inspect_fields(endpoint, chat.fields().collect())?;
+        inspected.after_model = chat.after_model();
+        Ok(Request::Json(inspected))
     }
 
     pub fn model(&self) -> &str {
@@ -395,6 +402,7 @@ fn inspect_fields<'a>(
         max_tokens,
         fields,
         stream_options,
+        after_model: None,
     })
 }
 
@@ -430,6 +438,21 @@ impl<'a> Inspected<'a> {
         let mut out = crate::bodybuf::BodyBuf::new(hint, hint.saturating_mul(2));
         out.extend_from_slice(b"{\"model\":");
         write_json_str(&mut out, upstream_model);
+        // A translation's body: its fields follow the model as they would be written here
+        // (it has no `stream_options` to merge), so they go out in one copy.
+        if let (None, None, Some(rest)) = (minimise, self.stream_options, self.after_model) {
+            let fields = match stream {
+                true => rest.strip_suffix('}'),
+                false => Some(rest),
+            };
+            if let Some(fields) = fields {
+                out.extend_from_slice(fields.as_bytes());
+                if stream {
+                    out.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}}");
+                }
+                return Ok(out.freeze());
+            }
+        }
         for (key, value) in &self.fields {
             if key == "model" || (stream && key == "stream_options") {
                 continue;
@@ -538,7 +561,7 @@ fn allowed(endpoint: Endpoint, key: &str) -> Option<(&'static str, &'static mini
 
 fn write_json_str(out: &mut crate::bodybuf::BodyBuf, s: &str) {
     // Writing a &str into a BodyBuf cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    let _ = crate::json::write_str(out, s);
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ fn allow_listed(
     let len = kept + upstream_model.len() + extra.len() + 16;
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(b"{\"model\":");
-    serde_json::to_writer(&mut out, upstream_model)
+    crate::json::write_str(&mut out, upstream_model)
         .map_err(|_| BodyError::field("model", "the model name could not be written"))?;
     out.extend_from_slice(extra.as_bytes());
     for (key, value) in fields {
@@ -338,7 +338,7 @@ impl JsonBuf {
     /// A JSON string (escaped as serde_json escapes it).
     pub(crate) fn string(&mut self, s: &str) -> &mut Self {
         // Writing into memory cannot fail.
-        let _ = serde_json::to_writer((&mut self.0).writer(), s);
+        let _ = crate::json::write_str(&mut (&mut self.0).writer(), s);
         self
     }
 
@@ -706,6 +706,15 @@ impl ChatBody {
         Bytes::from(self.text)
     }
 
+    /// The text after the model's value (written first, so every other field and the
+    /// closing brace).
+    pub(crate) fn after_model(&self) -> Option<&str> {
+        match self.fields.first() {
+            Some(("model", range)) => self.text.get(range.end..),
+            _ => None,
+        }
+    }
+
     /// Each top-level field and its value's JSON text, in order.
     pub(crate) fn fields(&self) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
         // Each range ends where serde_json stopped writing a value: on a char boundary.
@@ -1039,7 +1048,8 @@ mod round_trips {
 #[cfg(test)]
 mod translated_bodies {
     //! A translation's fields are read where it wrote them, not parsed again: routing and
-    //! the upstream's body must come out as they would from parsing the written body.
+    //! the upstream's body must come out as they would from parsing the written body (the
+    //! body it writes in one copy, `after_model`, byte for byte the field-by-field one).
 
     use serde_json::json;
 

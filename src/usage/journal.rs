@@ -377,15 +377,7 @@ fn text(out: &mut Vec<u8>, value: Option<&str>) {
         out.extend_from_slice(b"null");
         return;
     };
-    // Folded without an early exit, so the check runs over many bytes at once.
-    let plain = s.bytes().fold(true, |plain, b| {
-        plain & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
-    });
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, s).is_err() {
+    if crate::json::write_str(out, s).is_err() {
         // Writing a `str` into a `Vec` cannot fail; keep the line valid JSON regardless.
         out.extend_from_slice(b"null");
     }
