@@ -504,6 +504,27 @@ impl Once {
     fn first(&mut self) -> Option<()> {
         (!std::mem::replace(&mut self.0, true)).then_some(())
     }
+
+    /// A string member's value (`null` is none) into `into`, the first time; where it ends.
+    fn text<'a>(
+        &mut self,
+        doc: &'a str,
+        at: usize,
+        into: &mut Option<Cow<'a, str>>,
+    ) -> Option<usize> {
+        self.first()?;
+        let (text, end) = text_at(doc, at)?;
+        *into = text;
+        Some(end)
+    }
+
+    /// A string member's value (not `null`) into `into`, the first time; where it ends.
+    fn string<'a>(&mut self, doc: &'a str, at: usize, into: &mut Cow<'a, str>) -> Option<usize> {
+        self.first()?;
+        let (text, end) = scan::string_at(doc, at)?;
+        *into = text;
+        Some(end)
+    }
 }
 
 /// A string member's value (`null` is none), and where it ends; `None` when it is neither.
@@ -530,12 +551,7 @@ fn read_choice(doc: &str, at: usize) -> Option<(ChatChoice<'_>, usize)> {
             choice.message = read;
             Some(end)
         }
-        b"finish_reason" => {
-            finish.first()?;
-            let (reason, end) = text_at(doc, at)?;
-            choice.finish_reason = reason;
-            Some(end)
-        }
+        b"finish_reason" => finish.text(doc, at, &mut choice.finish_reason),
         _ => scan::skip(s, at),
     })?;
     Some((choice, end))
@@ -549,17 +565,9 @@ fn read_message(doc: &str, at: usize) -> Option<(ChatMessage<'_>, usize)> {
         (Once::default(), Once::default(), Once::default());
     let mut message = ChatMessage::default();
     let end = scan::object(s, at, |key, at| match &*key.name() {
-        b"content" => {
-            content.first()?;
-            let (text, end) = text_at(doc, at)?;
-            message.content = text;
-            Some(end)
-        }
+        b"content" => content.text(doc, at, &mut message.content),
         b"reasoning_content" | b"reasoning" => {
-            reasoning.first()?;
-            let (text, end) = text_at(doc, at)?;
-            message.reasoning_content = text;
-            Some(end)
+            reasoning.text(doc, at, &mut message.reasoning_content)
         }
         b"tool_calls" => {
             calls.first()?;
@@ -581,12 +589,7 @@ fn read_call(doc: &str, at: usize) -> Option<(ChatToolCall<'_>, usize)> {
     let (mut id, mut function) = (Once::default(), None);
     let mut call_id = Cow::Borrowed("");
     let end = scan::object(s, at, |key, at| match &*key.name() {
-        b"id" => {
-            id.first()?;
-            let (text, end) = scan::string_at(doc, at)?;
-            call_id = text;
-            Some(end)
-        }
+        b"id" => id.string(doc, at, &mut call_id),
         b"function" => {
             if function.is_some() {
                 return None;
@@ -607,30 +610,17 @@ fn read_call(doc: &str, at: usize) -> Option<(ChatToolCall<'_>, usize)> {
 /// A tool call's function: its name (required) and arguments.
 fn read_function(doc: &str, at: usize) -> Option<(ChatFunction<'_>, usize)> {
     let s = doc.as_bytes();
-    let (mut name, mut arguments) = (None, Once::default());
-    let mut args = Cow::Borrowed("");
+    let (mut name, mut arguments) = (Once::default(), Once::default());
+    let mut function = ChatFunction {
+        name: Cow::Borrowed(""),
+        arguments: Cow::Borrowed(""),
+    };
     let end = scan::object(s, at, |key, at| match &*key.name() {
-        b"name" => {
-            if name.is_some() {
-                return None;
-            }
-            let (text, end) = scan::string_at(doc, at)?;
-            name = Some(text);
-            Some(end)
-        }
-        b"arguments" => {
-            arguments.first()?;
-            let (text, end) = scan::string_at(doc, at)?;
-            args = text;
-            Some(end)
-        }
+        b"name" => name.string(doc, at, &mut function.name),
+        b"arguments" => arguments.string(doc, at, &mut function.arguments),
         _ => scan::skip(s, at),
     })?;
-    let function = ChatFunction {
-        name: name?,
-        arguments: args,
-    };
-    Some((function, end))
+    name.0.then_some((function, end))
 }
 
 pub(crate) struct ChatChoice<'a> {
@@ -1418,6 +1408,26 @@ mod answers_read_by_the_scan {
     type Choice = (Option<String>, Option<String>, Option<String>, Vec<Call>);
     type View = (Option<Choice>, Option<(Option<u64>, Option<u64>)>);
 
+    /// What a translation takes from an answer, owned, to compare.
+    fn view(choice: Option<ChatChoice<'_>>, usage: Option<UpstreamUsage>) -> View {
+        let choice = choice.map(|c| {
+            let calls = c.message.tool_calls.into_iter().map(|t| {
+                let function = t.function;
+                (t.id.into(), function.name.into(), function.arguments.into())
+            });
+            (
+                c.message.content.map(String::from),
+                c.message.reasoning_content.map(String::from),
+                c.finish_reason.map(String::from),
+                calls.collect(),
+            )
+        });
+        (
+            choice,
+            usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
+        )
+    }
+
     fn typed_view(json: &str) -> Option<View> {
         let (choice, usage) = match serde_json::from_str::<Typed<'_>>(json) {
             Ok(t) => (t.choice, t.usage),
@@ -1426,50 +1436,32 @@ mod answers_read_by_the_scan {
                 None,
             ),
         };
-        let choice = choice.map(|c| {
-            let calls = c.message.tool_calls.iter();
-            let calls = calls.map(|t| {
-                (
-                    t.id.to_string(),
-                    t.function.name.to_string(),
-                    t.function.arguments.to_string(),
-                )
-            });
-            (
-                c.message.content.map(String::from),
-                c.message.reasoning_content.map(String::from),
-                c.finish_reason.map(String::from),
-                calls.collect(),
-            )
+        let choice = choice.map(|c| ChatChoice {
+            message: ChatMessage {
+                content: c.message.content,
+                reasoning_content: c.message.reasoning_content,
+                tool_calls: c
+                    .message
+                    .tool_calls
+                    .into_iter()
+                    .map(|t| ChatToolCall {
+                        id: t.id,
+                        function: ChatFunction {
+                            name: t.function.name,
+                            arguments: t.function.arguments,
+                        },
+                    })
+                    .collect(),
+            },
+            finish_reason: c.finish_reason,
         });
-        Some((
-            choice,
-            usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
-        ))
+        Some(view(choice, usage))
     }
 
     fn scanned_view(json: &str) -> Option<View> {
         let answer = ChatAnswer::parse(json.as_bytes())?;
-        let usage = answer
-            .usage()
-            .map(|u| (u.prompt_tokens, u.completion_tokens));
-        let choice = answer.choice.map(|c| {
-            let calls = c.message.tool_calls.iter();
-            let calls = calls.map(|t| {
-                (
-                    t.id.to_string(),
-                    t.function.name.to_string(),
-                    t.function.arguments.to_string(),
-                )
-            });
-            (
-                c.message.content.map(String::from),
-                c.message.reasoning_content.map(String::from),
-                c.finish_reason.map(String::from),
-                calls.collect(),
-            )
-        });
-        Some((choice, usage))
+        let usage = answer.usage();
+        Some(view(answer.choice, usage))
     }
 
     /// An object of the members given, in order, duplicates kept.
