@@ -464,25 +464,21 @@ impl<'a> ChatAnswer<'a> {
         let close = scan::object(s, 0, |key, at| match &*key.name() {
             b"choices" => {
                 choices.first()?;
-                let mut index = 0usize;
-                scan::array(s, at, |at| {
-                    index += 1;
-                    match index {
-                        1 => read_choice(doc, at).map(|(choice, end)| {
-                            answer.choice = Some(choice);
-                            end
-                        }),
-                        _ => scan::skip(s, at),
-                    }
+                // Choice 0 is read; the rest are skipped.
+                scan::array(s, at, |at| match answer.choice {
+                    Some(_) => scan::skip(s, at),
+                    None => read_choice(doc, at).map(|(choice, end)| {
+                        answer.choice = Some(choice);
+                        end
+                    }),
                 })
             }
             b"usage" => {
                 let end = scan::skip(s, at)?;
                 // A usage given twice reads as none, like one that does not parse.
-                answer.usage = match usage.first() {
-                    Some(()) => UpstreamUsage::read(s.get(at..end)?),
-                    None => None,
-                };
+                answer.usage = usage
+                    .first()
+                    .and_then(|()| UpstreamUsage::read(s.get(at..end)?));
                 Some(end)
             }
             _ => scan::skip(s, at),
