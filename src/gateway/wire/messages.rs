@@ -138,7 +138,7 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
     if let Some(raw) = top.stream {
         out.stream = Some(parse(raw, "stream", "a boolean")?);
     }
-    out.body()
+    Ok(out.body())
 }
 
 /// The top-level fields of a Messages request the translation reads, each raw until it

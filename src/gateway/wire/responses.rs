@@ -216,7 +216,7 @@ pub fn to_chat(body: &[u8]) -> Result<super::ChatBody, BodyError> {
     if let Some(raw) = field(&f, "stream") {
         out.stream = Some(parse(raw, "stream", "a boolean")?);
     }
-    out.body()
+    Ok(out.body())
 }
 
 /// A Responses tool as the client sent it, borrowed (its schema is never parsed).
