@@ -361,6 +361,18 @@ impl<B: BufMut> JsonBuf<B> {
         self.0.put_slice(itoa::Buffer::new().format(n).as_bytes());
         self
     }
+
+    /// A fresh id (`new_id`) as a JSON string, written in place with no `String` for it.
+    pub(crate) fn id(&mut self, prefix: &str) -> &mut Self {
+        let (process, n) = id_parts();
+        let mut hex = [0u8; 16];
+        // Prefixes, the process part and hex digits are plain ASCII: no escaping.
+        self.raw("\"")
+            .raw(prefix)
+            .raw(process)
+            .raw(id_hex(n, &mut hex))
+            .raw("\"")
+    }
 }
 
 /// One named SSE event whose JSON is written in place, for the stream encoders' deltas:
@@ -412,6 +424,18 @@ pub fn native_event(data: &[u8]) -> Bytes {
 /// part and a counter, unique across restarts. Nothing can be fetched by it (nothing is
 /// stored), so it needs no secrecy, and costs no system call.
 pub(crate) fn new_id(prefix: &str) -> String {
+    let (process, n) = id_parts();
+    let mut hex = [0u8; 16];
+    let hex = id_hex(n, &mut hex);
+    let mut id = String::with_capacity(prefix.len() + process.len() + hex.len());
+    id.push_str(prefix);
+    id.push_str(process);
+    id.push_str(hex);
+    id
+}
+
+/// A fresh id's parts after its prefix: this process's random part, and the counter.
+fn id_parts() -> (&'static str, u64) {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static PROCESS: OnceLock<String> = OnceLock::new();
@@ -419,12 +443,20 @@ pub(crate) fn new_id(prefix: &str) -> String {
     let process = PROCESS.get_or_init(|| {
         crate::keys::random_id(12).unwrap_or_else(|_| format!("{:012x}", crate::time::now_ms()))
     });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut id = String::with_capacity(prefix.len() + process.len() + 16);
-    id.push_str(prefix);
-    id.push_str(process);
-    crate::keys::push_hex(&mut id, n, 12);
-    id
+    (process, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An id's counter in lowercase hex, 12 digits or more (as `keys::push_hex` writes it),
+/// written into `buf`.
+fn id_hex(n: u64, buf: &mut [u8; 16]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(12) as usize;
+    let start = buf.len() - digits;
+    for (i, b) in buf[start..].iter_mut().rev().enumerate() {
+        *b = DIGITS[((n >> (4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are ASCII: the check never fails.
+    std::str::from_utf8(&buf[start..]).unwrap_or_default()
 }
 
 pub(crate) fn now_s() -> u64 {
@@ -769,5 +801,46 @@ mod translated_bodies {
         let no_model = br#"{"max_tokens": 5, "messages": []}"#;
         let f = crate::gateway::body::fields(no_model).expect("fields");
         assert!(Wire::Messages.skeleton(&f).is_none());
+    }
+}
+
+#[cfg(test)]
+mod ids {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn an_ids_counter_is_written_as_push_hex_writes_it(n in any::<u64>()) {
+            let mut expected = String::new();
+            crate::keys::push_hex(&mut expected, n, 12);
+            let mut buf = [0; 16];
+            prop_assert_eq!(id_hex(n, &mut buf), expected);
+        }
+    }
+
+    #[test]
+    fn an_id_written_in_place_is_a_fresh_id_as_a_string() {
+        let mut j = JsonBuf::new(64);
+        j.id("msg_").raw(",").id("msg_");
+        let text = String::from_utf8(j.finish().to_vec()).unwrap();
+        let (a, b) = text.split_once(',').unwrap();
+        let (a, b): (String, String) = (
+            serde_json::from_str(a).unwrap(),
+            serde_json::from_str(b).unwrap(),
+        );
+        let fresh = new_id("msg_");
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("msg_") && a.len() == fresh.len(),
+            "{a} {fresh}"
+        );
+        assert_eq!(a[..a.len() - 12], fresh[..fresh.len() - 12]);
+        for n in [0, 1, 0xabc, (1 << 48) - 1, 1 << 48, u64::MAX] {
+            let mut expected = String::new();
+            crate::keys::push_hex(&mut expected, n, 12);
+            assert_eq!(id_hex(n, &mut [0; 16]), expected);
+        }
     }
 }

@@ -629,7 +629,7 @@ fn write_message(
         .sum();
     let mut j = super::JsonBuf::new(text + model.len() + 512);
     j.raw("{\"id\":")
-        .string(&new_id("msg_"))
+        .id("msg_")
         .raw(",\"type\":\"message\",\"role\":\"assistant\",\"model\":")
         .string(model)
         .raw(",\"content\":[");

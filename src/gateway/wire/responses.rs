@@ -578,7 +578,7 @@ fn write_response(
         .sum();
     let mut j = super::JsonBuf::new(text + model.len() + 512);
     j.raw("{\"id\":")
-        .string(&new_id("resp_"))
+        .id("resp_")
         .raw(",\"object\":\"response\",\"created_at\":")
         .number(now_s());
     if incomplete {
@@ -594,13 +594,13 @@ fn write_response(
         match item {
             Item::Reasoning(t) => j
                 .raw("{\"type\":\"reasoning\",\"id\":")
-                .string(&new_id("rs_"))
+                .id("rs_")
                 .raw(",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":")
                 .string(t)
                 .raw("}]}"),
             Item::Message(t) => j
                 .raw("{\"type\":\"message\",\"id\":")
-                .string(&new_id("msg_"))
+                .id("msg_")
                 .raw(",\"status\":\"completed\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":")
                 .string(t)
                 .raw(",\"annotations\":[]}]}"),
@@ -610,7 +610,7 @@ fn write_response(
                 arguments,
             } => j
                 .raw("{\"type\":\"function_call\",\"id\":")
-                .string(&new_id("fc_"))
+                .id("fc_")
                 .raw(",\"call_id\":")
                 .string(call_id)
                 .raw(",\"name\":")
