@@ -604,7 +604,8 @@ enum Block<'a> {
     Thinking(&'a str),
     Text(&'a str),
     ToolUse {
-        id: Cow<'a, str>,
+        /// Empty when the upstream gave none: a fresh one is written.
+        id: &'a str,
         name: &'a str,
         /// The call's arguments as the model wrote them when they are a JSON object.
         input: &'a str,
@@ -612,28 +613,23 @@ enum Block<'a> {
 }
 
 /// A Message answer written in place (`JsonBuf`: no JSON tree, keys written as they are),
-/// its usage carrying the billed counts and their cost.
-fn write_message(
+/// its content blocks as `content` yields them (`hint` bytes of text in all), its usage
+/// carrying the billed counts and their cost.
+fn write_message<'a>(
     model: &str,
-    content: &[Block<'_>],
+    content: impl Iterator<Item = Block<'a>>,
+    hint: usize,
     stop_reason: &str,
     counts: TokenCounts,
     charged: &Charged,
 ) -> Bytes {
-    let text: usize = content
-        .iter()
-        .map(|b| match b {
-            Block::Thinking(t) | Block::Text(t) => t.len(),
-            Block::ToolUse { input, .. } => input.len() + 64,
-        })
-        .sum();
-    let mut j = super::JsonBuf::new(text + model.len() + 512);
+    let mut j = super::JsonBuf::new(hint + model.len() + 512);
     j.raw("{\"id\":")
         .id("msg_")
         .raw(",\"type\":\"message\",\"role\":\"assistant\",\"model\":")
         .string(model)
         .raw(",\"content\":[");
-    for (i, block) in content.iter().enumerate() {
+    for (i, block) in content.enumerate() {
         if i > 0 {
             j.raw(",");
         }
@@ -643,14 +639,18 @@ fn write_message(
                 .string(t)
                 .raw(",\"signature\":\"\"}"),
             Block::Text(t) => j.raw("{\"type\":\"text\",\"text\":").string(t).raw("}"),
-            Block::ToolUse { id, name, input } => j
-                .raw("{\"type\":\"tool_use\",\"id\":")
-                .string(id)
-                .raw(",\"name\":")
-                .string(name)
-                .raw(",\"input\":")
-                .raw(input)
-                .raw("}"),
+            Block::ToolUse { id, name, input } => {
+                j.raw("{\"type\":\"tool_use\",\"id\":");
+                match id {
+                    "" => j.id("toolu_"),
+                    id => j.string(id),
+                };
+                j.raw(",\"name\":")
+                    .string(name)
+                    .raw(",\"input\":")
+                    .raw(input)
+                    .raw("}")
+            }
         };
     }
     let u = usage(counts);
@@ -675,7 +675,8 @@ fn write_message(
 }
 
 /// A chat completion, read once by the gateway, as a Message, with the counts the
-/// request was billed for (`Wire::from_chat` reads one from its bytes).
+/// request was billed for (`Wire::from_chat` reads one from its bytes). Its blocks are
+/// written as they are read off the answer, with no list of them built first.
 pub(crate) fn answer(
     answer: super::ChatAnswer<'_>,
     model: &str,
@@ -684,30 +685,30 @@ pub(crate) fn answer(
 ) -> Option<Bytes> {
     let choice = answer.choice?;
     let m = &choice.message;
-    let mut content = Vec::with_capacity(2 + m.tool_calls.len());
-    if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-        content.push(Block::Thinking(r));
-    }
-    if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
-        content.push(Block::Text(text));
-    }
-    for call in &m.tool_calls {
-        let input = serde_json::from_str::<&RawValue>(&call.function.arguments)
+    let nonempty = |t: &Option<Cow<'_, str>>| t.as_deref().filter(|t| !t.is_empty()).map(str::len);
+    let hint = nonempty(&m.reasoning_content).unwrap_or(0)
+        + nonempty(&m.content).unwrap_or(0)
+        + m.tool_calls
+            .iter()
+            .map(|c| c.function.arguments.len() + 64)
+            .sum::<usize>();
+    let thinking = m.reasoning_content.as_deref().filter(|r| !r.is_empty());
+    let text = m.content.as_deref().filter(|t| !t.is_empty());
+    let calls = m.tool_calls.iter().map(|call| Block::ToolUse {
+        id: &call.id,
+        name: &call.function.name,
+        input: serde_json::from_str::<&RawValue>(&call.function.arguments)
             .ok()
             .filter(|v| v.get().starts_with('{'))
-            .map_or("{}", RawValue::get);
-        content.push(Block::ToolUse {
-            id: match &*call.id {
-                "" => Cow::Owned(new_id("toolu_")),
-                id => Cow::Borrowed(id),
-            },
-            name: &call.function.name,
-            input,
-        });
-    }
+            .map_or("{}", RawValue::get),
+    });
+    let content = (thinking.map(Block::Thinking).into_iter())
+        .chain(text.map(Block::Text))
+        .chain(calls);
     Some(write_message(
         model,
-        &content,
+        content,
+        hint,
         stop_reason(choice.finish_reason.as_deref()),
         counts,
         charged,

@@ -523,14 +523,16 @@ enum Item<'a> {
     Reasoning(&'a str),
     Message(&'a str),
     FunctionCall {
-        call_id: Cow<'a, str>,
+        /// Empty when the upstream gave none: a fresh one is written.
+        call_id: &'a str,
         name: &'a str,
         arguments: &'a str,
     },
 }
 
 /// A chat completion, read once by the gateway, as a Responses object, with the counts the
-/// request was billed for (`Wire::from_chat` reads one from its bytes).
+/// request was billed for (`Wire::from_chat` reads one from its bytes). Its items are
+/// written as they are read off the answer, with no list of them built first.
 pub(crate) fn answer(
     answer: super::ChatAnswer<'_>,
     model: &str,
@@ -539,44 +541,40 @@ pub(crate) fn answer(
 ) -> Option<Bytes> {
     let choice = answer.choice?;
     let m = &choice.message;
-    let mut output = Vec::with_capacity(2 + m.tool_calls.len());
-    if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-        output.push(Item::Reasoning(r));
-    }
-    if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
-        output.push(Item::Message(text));
-    }
-    for call in &m.tool_calls {
-        output.push(Item::FunctionCall {
-            call_id: match &*call.id {
-                "" => Cow::Owned(new_id("call_")),
-                id => Cow::Borrowed(id),
-            },
-            name: &call.function.name,
-            arguments: &call.function.arguments,
-        });
-    }
+    let reasoning = m.reasoning_content.as_deref().filter(|r| !r.is_empty());
+    let text = m.content.as_deref().filter(|t| !t.is_empty());
+    let hint = reasoning.map_or(0, |t| t.len() + 128)
+        + text.map_or(0, |t| t.len() + 128)
+        + m.tool_calls
+            .iter()
+            .map(|c| c.function.arguments.len() + 160)
+            .sum::<usize>();
+    let calls = m.tool_calls.iter().map(|call| Item::FunctionCall {
+        call_id: &call.id,
+        name: &call.function.name,
+        arguments: &call.function.arguments,
+    });
+    let output = (reasoning.map(Item::Reasoning).into_iter())
+        .chain(text.map(Item::Message))
+        .chain(calls);
     let incomplete = choice.finish_reason.as_deref() == Some("length");
-    Some(write_response(model, &output, incomplete, counts, charged))
+    Some(write_response(
+        model, output, hint, incomplete, counts, charged,
+    ))
 }
 
 /// A Responses object written in place (`JsonBuf`: no JSON tree, keys written as they
-/// are), its usage carrying the billed counts and their cost.
-fn write_response(
+/// are), its output items as `output` yields them (`hint` bytes in all), its usage carrying
+/// the billed counts and their cost.
+fn write_response<'a>(
     model: &str,
-    output: &[Item<'_>],
+    output: impl Iterator<Item = Item<'a>>,
+    hint: usize,
     incomplete: bool,
     counts: TokenCounts,
     charged: &Charged,
 ) -> Bytes {
-    let text: usize = output
-        .iter()
-        .map(|item| match item {
-            Item::Reasoning(t) | Item::Message(t) => t.len() + 128,
-            Item::FunctionCall { arguments, .. } => arguments.len() + 160,
-        })
-        .sum();
-    let mut j = super::JsonBuf::new(text + model.len() + 512);
+    let mut j = super::JsonBuf::new(hint + model.len() + 512);
     j.raw("{\"id\":")
         .id("resp_")
         .raw(",\"object\":\"response\",\"created_at\":")
@@ -587,7 +585,7 @@ fn write_response(
         j.raw(",\"status\":\"completed\",\"error\":null,\"incomplete_details\":null");
     }
     j.raw(",\"model\":").string(model).raw(",\"output\":[");
-    for (i, item) in output.iter().enumerate() {
+    for (i, item) in output.enumerate() {
         if i > 0 {
             j.raw(",");
         }
@@ -608,16 +606,20 @@ fn write_response(
                 call_id,
                 name,
                 arguments,
-            } => j
-                .raw("{\"type\":\"function_call\",\"id\":")
-                .id("fc_")
-                .raw(",\"call_id\":")
-                .string(call_id)
-                .raw(",\"name\":")
-                .string(name)
-                .raw(",\"arguments\":")
-                .string(arguments)
-                .raw(",\"status\":\"completed\"}"),
+            } => {
+                j.raw("{\"type\":\"function_call\",\"id\":")
+                    .id("fc_")
+                    .raw(",\"call_id\":");
+                match call_id {
+                    "" => j.id("call_"),
+                    id => j.string(id),
+                };
+                j.raw(",\"name\":")
+                    .string(name)
+                    .raw(",\"arguments\":")
+                    .string(arguments)
+                    .raw(",\"status\":\"completed\"}")
+            }
         };
     }
     j.raw("],\"parallel_tool_calls\":true,\"tool_choice\":\"auto\",\"tools\":[],\"store\":false,\"usage\":{\"input_tokens\":")
