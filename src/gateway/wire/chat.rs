@@ -565,93 +565,76 @@ mod written_by_hand {
         ]
     }
 
-    fn msg() -> impl Strategy<Value = Msg> {
-        let content = prop_oneof![
+    fn content() -> impl Strategy<Value = Content> {
+        prop_oneof![
             Just(Content::None),
             text().prop_map(Content::Text),
             proptest::collection::vec(part(), 0..3).prop_map(Content::Parts),
-        ];
-        (
-            prop::sample::select(vec!["system", "user", "assistant", "tool"]),
-            content,
-            proptest::collection::vec((text(), text(), text()), 0..3),
-            proptest::option::of(text()),
-        )
-            .prop_map(|(role, content, calls, call_id)| Msg {
-                role,
-                content,
-                calls,
-                call_id,
-            })
+        ]
     }
 
-    fn tool() -> impl Strategy<Value = Tool> {
-        (
-            text(),
-            proptest::option::of(text()),
-            proptest::option::of(schema()),
-            proptest::option::of(any::<bool>()),
-        )
-            .prop_map(|(name, description, parameters, strict)| Tool {
-                name,
-                description,
-                parameters,
-                strict,
-            })
+    prop_compose! {
+        fn msg()(
+            role in prop::sample::select(vec!["system", "user", "assistant", "tool"]),
+            content in content(),
+            calls in proptest::collection::vec((text(), text(), text()), 0..3),
+            call_id in proptest::option::of(text()),
+        ) -> Msg {
+            Msg { role, content, calls, call_id }
+        }
     }
 
-    fn owned() -> impl Strategy<Value = Owned> {
-        let tree = prop_oneof![
+    prop_compose! {
+        fn tool()(
+            name in text(),
+            description in proptest::option::of(text()),
+            parameters in proptest::option::of(schema()),
+            strict in proptest::option::of(any::<bool>()),
+        ) -> Tool {
+            Tool { name, description, parameters, strict }
+        }
+    }
+
+    fn tree() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
             Just(json!("auto")),
             Just(json!({"type": "function", "function": {"name": "f\"x"}})),
             Just(json!({"type": "json_object"})),
-        ];
-        (
-            (
-                text(),
-                proptest::collection::vec(msg(), 0..5),
-                proptest::option::of(any::<u64>()),
-                proptest::collection::vec(text(), 0..3),
-                [
-                    proptest::option::of(number()),
-                    proptest::option::of(number()),
-                    proptest::option::of(number()),
-                ],
-            ),
-            (
-                proptest::option::of(tree.clone()),
-                proptest::option::of(tree),
-                proptest::option::of(any::<bool>()),
-                proptest::option::of(prop::sample::select(vec!["low", "medium", "high"])),
-                proptest::option::of(any::<bool>()),
-                proptest::collection::vec(tool(), 0..3),
-            ),
-        )
-            .prop_map(
-                |(
-                    (model, messages, max_tokens, stop, numbers),
-                    (
-                        response_format,
-                        tool_choice,
-                        parallel_tool_calls,
-                        reasoning_effort,
-                        stream,
-                        tools,
-                    ),
-                )| Owned {
-                    model,
-                    messages,
-                    max_tokens,
-                    stop,
-                    numbers,
-                    response_format,
-                    tool_choice,
-                    parallel_tool_calls,
-                    reasoning_effort,
-                    stream,
-                    tools,
-                },
-            )
+        ]
+    }
+
+    prop_compose! {
+        fn owned()(
+            model in text(),
+            messages in proptest::collection::vec(msg(), 0..5),
+            max_tokens in proptest::option::of(any::<u64>()),
+            stop in proptest::collection::vec(text(), 0..3),
+            numbers in [
+                proptest::option::of(number()),
+                proptest::option::of(number()),
+                proptest::option::of(number()),
+            ],
+            response_format in proptest::option::of(tree()),
+            tool_choice in proptest::option::of(tree()),
+            parallel_tool_calls in proptest::option::of(any::<bool>()),
+            reasoning_effort in proptest::option::of(prop::sample::select(vec!["low", "medium", "high"])),
+            stream in proptest::option::of(any::<bool>()),
+            tools in proptest::collection::vec(tool(), 0..3),
+        ) -> Owned {
+            Owned {
+                model,
+                messages,
+                max_tokens,
+                stop,
+                numbers,
+                response_format,
+                tool_choice,
+                parallel_tool_calls,
+                reasoning_effort,
+                stream,
+                tools,
+            }
+        }
     }
 
     fn raw(text: &Option<String>) -> Option<Box<RawValue>> {
