@@ -10,6 +10,8 @@
 
 mod answer;
 mod chat;
+#[cfg(test)]
+mod generate;
 pub mod messages;
 pub mod responses;
 
