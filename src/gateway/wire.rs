@@ -10,8 +10,6 @@
 
 mod answer;
 mod chat;
-#[cfg(test)]
-mod generate;
 pub mod messages;
 pub mod responses;
 

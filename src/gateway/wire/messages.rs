@@ -18,8 +18,7 @@ use super::{
     number, parse, string,
 };
 use crate::gateway::BodyError;
-use crate::gateway::body::{Field, field, fields};
-use crate::gateway::scan;
+use crate::gateway::body::{Field, field, fields, read_json};
 use crate::usage::{Charged, TokenCounts};
 
 /// A Messages request as a chat completion request.
@@ -36,7 +35,7 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
     // One pass reads the fields and the message list together; a body it does not read
     // (a field it does not know, one given twice, anything malformed) is split into its
     // fields instead, which says what is wrong or keeps what is unknown out.
-    let top = match Top::scan(body) {
+    let top = match read_json::<Top<'_>>(body) {
         Some(top) => top,
         None => Top::of_fields(&fields(body)?),
     };
@@ -144,10 +143,9 @@ fn translate(body: &[u8], counting: bool) -> Result<super::ChatBody, BodyError> 
 
 /// The top-level fields of a Messages request the translation reads, each raw until it
 /// is read (`null` is absent, as `field` has it), and `metadata`, which it drops. Read in
-/// one pass (`Top::scan`, held to this derive), a field given twice or one not named here
-/// fails it (`deny_unknown_fields`): the body is then split by `fields`, which refuses the
-/// one and leaves out the other.
-#[derive(Deserialize, Default)]
+/// one pass, a field given twice or one not named here fails it (`deny_unknown_fields`):
+/// the body is then split by `fields`, which refuses the one and leaves out the other.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Top<'a> {
     #[serde(borrow, default)]
@@ -181,54 +179,6 @@ struct Top<'a> {
 }
 
 impl<'a> Top<'a> {
-    /// What serde's derive reads (`read_json::<Top>`), found in one pass of the structural
-    /// scan (`gateway::scan`), each value given parsed alone as a `RawValue` (checked as
-    /// serde checked it) and `metadata` checked and dropped: the derive's field matching
-    /// and map walking cost more than the values (a one-message body: 3.0 k instructions).
-    /// Anything else — a key not named here, one given twice (escaped or not), a message
-    /// that is no object — is `None`, and the body is split by `fields`, which says what
-    /// is wrong. Unlike serde, a body that is a list is no `Top` (serde reads a struct
-    /// from a list). The property test `top_scanned_as_serde_read_it` holds it to serde.
-    fn scan(body: &'a [u8]) -> Option<Self> {
-        let doc = std::str::from_utf8(body).ok()?;
-        let s = doc.as_bytes();
-        let mut top = Self::default();
-        let mut seen = Seen::default();
-        let close = scan::object(s, 0, |key, at| {
-            let end = scan::skip(s, at)?;
-            let text = doc.get(at..end)?;
-            let slot = match &*key.name() {
-                b"messages" => {
-                    seen.first(2)?;
-                    if text != "null" {
-                        top.messages = Some(Listed::Read(scan_blocks(doc, at)?));
-                    }
-                    return Some(end);
-                }
-                b"metadata" => {
-                    seen.first(13)?;
-                    return valid(text).then_some(end);
-                }
-                b"model" => seen.slot(0, &mut top.model)?,
-                b"system" => seen.slot(1, &mut top.system)?,
-                b"max_tokens" => seen.slot(3, &mut top.max_tokens)?,
-                b"stop_sequences" => seen.slot(4, &mut top.stop_sequences)?,
-                b"temperature" => seen.slot(5, &mut top.temperature)?,
-                b"top_p" => seen.slot(6, &mut top.top_p)?,
-                b"top_k" => seen.slot(7, &mut top.top_k)?,
-                b"tools" => seen.slot(8, &mut top.tools)?,
-                b"tool_choice" => seen.slot(9, &mut top.tool_choice)?,
-                b"thinking" => seen.slot(10, &mut top.thinking)?,
-                b"output_config" => seen.slot(11, &mut top.output_config)?,
-                b"stream" => seen.slot(12, &mut top.stream)?,
-                _ => return None,
-            };
-            *slot = raw(text)?;
-            Some(end)
-        })?;
-        scan::only_space_from(s, close).then_some(top)
-    }
-
     /// The same fields out of a body split by `fields` (which refused duplicates).
     fn of_fields(f: &[(Cow<'a, str>, &'a RawValue)]) -> Self {
         Self {
@@ -248,53 +198,6 @@ impl<'a> Top<'a> {
             _metadata: None,
         }
     }
-}
-
-/// Which members of an object the scan has met, a bit each: serde refuses a member given
-/// twice, `null` or not.
-#[derive(Default)]
-struct Seen(u16);
-
-impl Seen {
-    /// `Some` the first time member `bit` is met.
-    fn first(&mut self, bit: u8) -> Option<()> {
-        let mask = 1u16.checked_shl(bit.into())?;
-        let first = self.0 & mask == 0;
-        self.0 |= mask;
-        first.then_some(())
-    }
-
-    /// The slot of member `bit`, the first time it is met.
-    fn slot<'s, T>(&mut self, bit: u8, slot: &'s mut T) -> Option<&'s mut T> {
-        self.first(bit).map(|()| slot)
-    }
-}
-
-/// A value's JSON text as serde reads an `Option<&RawValue>`: `null` is none, anything
-/// else is parsed (and so checked); `None` when it does not parse.
-fn raw(text: &str) -> Option<Option<&RawValue>> {
-    match text {
-        "null" => Some(None),
-        _ => serde_json::from_str(text).ok().map(Some),
-    }
-}
-
-/// Whether a value skipped unread (`metadata`, a member a message block does not name) is
-/// valid JSON, as serde's `IgnoredAny` checked it.
-fn valid(text: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-}
-
-/// The message list at `doc[at]`, each message read by the scan (`InBlock::scan`);
-/// `None` when it is no list or one of its messages does not read.
-fn scan_blocks(doc: &str, at: usize) -> Option<Vec<InBlock<'_>>> {
-    let mut list = Vec::new();
-    scan::array(doc.as_bytes(), at, |at| {
-        let (block, end) = InBlock::scan(doc, at)?;
-        list.push(block);
-        Some(end)
-    })?;
-    Some(list)
 }
 
 /// `messages`: read as a list in the one pass, or raw from `fields`.
@@ -442,7 +345,7 @@ fn tool_to_chat(tool: InTool<'_>, i: usize) -> Result<super::ChatTool<'_>, BodyE
 }
 
 /// A message or content block of the request, each field kept raw until it is read.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct InBlock<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: Option<&'a RawValue>,
@@ -462,36 +365,6 @@ struct InBlock<'a> {
     name: Option<&'a RawValue>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
-}
-
-impl<'a> InBlock<'a> {
-    /// The object at `doc[at]` read as serde's derive reads it (members it does not name
-    /// checked and skipped, one given twice refused), and just past it; `None` when it is
-    /// no object or does not read (`Top::scan`).
-    fn scan(doc: &'a str, at: usize) -> Option<(Self, usize)> {
-        let s = doc.as_bytes();
-        let mut block = Self::default();
-        let mut seen = Seen::default();
-        let end = scan::object(s, at, |key, at| {
-            let end = scan::skip(s, at)?;
-            let text = doc.get(at..end)?;
-            let slot = match &*key.name() {
-                b"type" => seen.slot(0, &mut block.kind)?,
-                b"role" => seen.slot(1, &mut block.role)?,
-                b"content" => seen.slot(2, &mut block.content)?,
-                b"text" => seen.slot(3, &mut block.text)?,
-                b"source" => seen.slot(4, &mut block.source)?,
-                b"tool_use_id" => seen.slot(5, &mut block.tool_use_id)?,
-                b"id" => seen.slot(6, &mut block.id)?,
-                b"name" => seen.slot(7, &mut block.name)?,
-                b"input" => seen.slot(8, &mut block.input)?,
-                _ => return valid(text).then_some(end),
-            };
-            *slot = raw(text)?;
-            Some(end)
-        })?;
-        Some((block, end))
-    }
 }
 
 /// One message as chat messages: a user turn's tool results become tool messages (first,
@@ -1079,11 +952,11 @@ mod tests {
             "system": "Be brief.", "thinking": {"type": "enabled", "budget_tokens": 5000},
             "messages": [{"role": "user", "content": "hi"}], "stream": null
         });
-        assert!(Top::scan(known.to_string().as_bytes()).is_some());
+        assert!(serde_json::from_str::<Top<'_>>(&known.to_string()).is_ok());
         // A field the one pass does not know sends the body through `fields`: same result.
         let mut unknown = known.clone();
         unknown["service_tier"] = json!("auto");
-        assert!(Top::scan(unknown.to_string().as_bytes()).is_none());
+        assert!(serde_json::from_str::<Top<'_>>(&unknown.to_string()).is_err());
         assert_eq!(chat(known.clone()), chat(unknown));
         assert_eq!(
             chat(known),
@@ -1339,159 +1212,6 @@ mod tests {
         assert!(
             last_delta.contains("\"stop_reason\":\"tool_use\"")
                 && last_delta.contains("\"output_tokens\":4")
-        );
-    }
-}
-
-#[cfg(test)]
-mod top_scanned {
-    //! `Top::scan` reads what serde's derive of `Top` read (`read_json`, the reader it
-    //! replaced, kept as the oracle), on generated requests with keys given twice or
-    //! escaped, unknown keys, `null`s, values of the wrong type and values that are no JSON.
-
-    use proptest::prelude::*;
-    use proptest::strategy::ValueTree;
-
-    use super::*;
-    use crate::gateway::body::read_json;
-    use crate::gateway::wire::generate::*;
-
-    /// A `Top` as text: each field's JSON, and the messages' fields.
-    type View = (Vec<Option<String>>, Option<Vec<Vec<Option<String>>>>);
-
-    fn text_of(raw: Option<&RawValue>) -> Option<String> {
-        raw.map(|r| r.get().to_owned())
-    }
-
-    fn view(top: Top<'_>) -> View {
-        let fields = [
-            top.model,
-            top.system,
-            top.max_tokens,
-            top.stop_sequences,
-            top.temperature,
-            top.top_p,
-            top.top_k,
-            top.tools,
-            top.tool_choice,
-            top.thinking,
-            top.output_config,
-            top.stream,
-        ];
-        let messages = top.messages.map(|listed| match listed {
-            Listed::Read(list) => list
-                .into_iter()
-                .map(|b| {
-                    [
-                        b.kind,
-                        b.role,
-                        b.content,
-                        b.text,
-                        b.source,
-                        b.tool_use_id,
-                        b.id,
-                        b.name,
-                        b.input,
-                    ]
-                    .map(text_of)
-                    .to_vec()
-                })
-                .collect(),
-            Listed::Raw(_) => unreachable!("both readers read the list"),
-        });
-        (fields.map(text_of).to_vec(), messages)
-    }
-
-    /// Values that are no JSON, though their brackets and quotes balance.
-    fn invalid() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just("01"),
-            Just("tru"),
-            Just("\"a\u{1}b\""),
-            Just(r#""bad \q escape""#),
-            Just(r#"{"a":01}"#),
-            Just("[1,]"),
-            Just("{\"a\" 1}"),
-        ]
-        .prop_map(String::from)
-    }
-
-    fn value() -> impl Strategy<Value = String> {
-        prop_oneof![8 => text(), 3 => wrong(), 1 => invalid()]
-    }
-
-    fn block() -> impl Strategy<Value = String> {
-        members(vec![
-            member("role", value()),
-            member("content", value()),
-            rare("type", value()),
-            rare("text", value()),
-            rare(r"r\u006fle", text()),
-            rare("cache_control", prop_oneof![wrong(), invalid()]),
-            rare("id", value()),
-            rare("name", value()),
-            rare("input", value()),
-            rare("tool_use_id", value()),
-            rare("source", value()),
-        ])
-    }
-
-    fn messages() -> impl Strategy<Value = String> {
-        prop_oneof![
-            8 => prop::collection::vec(or_not_object(block()), 0..4).prop_map(list),
-            1 => wrong(),
-            1 => invalid(),
-        ]
-    }
-
-    fn body() -> impl Strategy<Value = String> {
-        members(vec![
-            member("model", value()),
-            member("max_tokens", prop_oneof![Just("64".to_owned()), value()]),
-            member("messages", messages()),
-            rare(r"mod\u0065l", text()),
-            rare("system", value()),
-            rare("metadata", prop_oneof![wrong(), invalid()]),
-            rare("stream", value()),
-            rare("temperature", value()),
-            rare("top_p", value()),
-            rare("top_k", value()),
-            rare("stop_sequences", value()),
-            rare("tools", value()),
-            rare("tool_choice", value()),
-            rare("thinking", value()),
-            rare("output_config", value()),
-            rare("service_tier", text()),
-        ])
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(5_000))]
-
-        #[test]
-        fn top_scanned_as_serde_read_it(body in body()) {
-            let typed = read_json::<Top<'_>>(body.as_bytes()).map(view);
-            let scanned = Top::scan(body.as_bytes()).map(view);
-            prop_assert_eq!(scanned, typed, "{}", body);
-        }
-    }
-
-    #[test]
-    fn the_generated_requests_include_ones_that_read() {
-        let mut runner = proptest::test_runner::TestRunner::deterministic();
-        let (mut read, mut messages) = (0, 0);
-        for _ in 0..2_000 {
-            let body = body().new_tree(&mut runner).unwrap().current();
-            if let Some(top) = Top::scan(body.as_bytes()) {
-                read += 1;
-                if matches!(top.messages, Some(Listed::Read(ref l)) if !l.is_empty()) {
-                    messages += 1;
-                }
-            }
-        }
-        assert!(
-            read > 200 && messages > 100,
-            "{read} read, {messages} with messages"
         );
     }
 }
