@@ -13,7 +13,7 @@ mod format;
 pub use cache::{AuthFailure, AuthedKey, KeyCache};
 pub use events::{SecurityEvents, spawn_flusher, truncate_ip};
 pub use format::{
-    KEY_PREFIX, KeyHash, KeyHasher, NewKey, ParsedKey, TOKEN_PREFIX, load_or_create_secret,
+    KEY_PREFIX, KeyHash, KeyHasher, NewKey, ParsedKey, TOKEN_PREFIX, hex, load_or_create_secret,
     push_hex, random_id,
 };
 

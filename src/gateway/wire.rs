@@ -370,7 +370,7 @@ impl<B: BufMut> JsonBuf<B> {
         self.raw("\"")
             .raw(prefix)
             .raw(process)
-            .raw(id_hex(n, &mut hex))
+            .raw(crate::keys::hex(n, 12, &mut hex))
             .raw("\"")
     }
 }
@@ -426,7 +426,7 @@ pub fn native_event(data: &[u8]) -> Bytes {
 pub(crate) fn new_id(prefix: &str) -> String {
     let (process, n) = id_parts();
     let mut hex = [0u8; 16];
-    let hex = id_hex(n, &mut hex);
+    let hex = crate::keys::hex(n, 12, &mut hex);
     let mut id = String::with_capacity(prefix.len() + process.len() + hex.len());
     id.push_str(prefix);
     id.push_str(process);
@@ -444,19 +444,6 @@ fn id_parts() -> (&'static str, u64) {
         crate::keys::random_id(12).unwrap_or_else(|_| format!("{:012x}", crate::time::now_ms()))
     });
     (process, NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// An id's counter in lowercase hex, 12 digits or more (as `keys::push_hex` writes it),
-/// written into `buf`.
-fn id_hex(n: u64, buf: &mut [u8; 16]) -> &str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(12) as usize;
-    let start = buf.len() - digits;
-    for (i, b) in buf[start..].iter_mut().rev().enumerate() {
-        *b = DIGITS[((n >> (4 * i)) & 0xf) as usize];
-    }
-    // Hex digits are ASCII: the check never fails.
-    std::str::from_utf8(&buf[start..]).unwrap_or_default()
 }
 
 pub(crate) fn now_s() -> u64 {
@@ -806,19 +793,7 @@ mod translated_bodies {
 
 #[cfg(test)]
 mod ids {
-    use proptest::prelude::*;
-
     use super::*;
-
-    proptest! {
-        #[test]
-        fn an_ids_counter_is_written_as_push_hex_writes_it(n in any::<u64>()) {
-            let mut expected = String::new();
-            crate::keys::push_hex(&mut expected, n, 12);
-            let mut buf = [0; 16];
-            prop_assert_eq!(id_hex(n, &mut buf), expected);
-        }
-    }
 
     #[test]
     fn an_id_written_in_place_is_a_fresh_id_as_a_string() {
@@ -837,10 +812,5 @@ mod ids {
             "{a} {fresh}"
         );
         assert_eq!(a[..a.len() - 12], fresh[..fresh.len() - 12]);
-        for n in [0, 1, 0xabc, (1 << 48) - 1, 1 << 48, u64::MAX] {
-            let mut expected = String::new();
-            crate::keys::push_hex(&mut expected, n, 12);
-            assert_eq!(id_hex(n, &mut [0; 16]), expected);
-        }
     }
 }

@@ -43,11 +43,27 @@ pub fn random_id(len: usize) -> std::io::Result<String> {
 /// `format!("{n:0digits$x}")` writes, without formatting machinery (request and answer
 /// ids are written on every request).
 pub fn push_hex(out: &mut String, n: u64, digits: u32) {
-    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(digits);
-    for shift in (0..digits).rev() {
-        let nibble = n.checked_shr(shift * 4).unwrap_or(0) & 0xf;
-        out.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+    // `hex` pads to 16 digits at most, all a `u64` has; wider padding is zeros before it.
+    for _ in 16..digits {
+        out.push('0');
     }
+    out.push_str(hex(n, digits, &mut [0; 16]));
+}
+
+/// `n` in lowercase hex, zero-padded to at least `digits` digits (16 at most), written
+/// into the end of `buf` from a table: for ids written in place (`wire::JsonBuf::id`).
+pub fn hex(n: u64, digits: u32, buf: &mut [u8; 16]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (u64::BITS - n.leading_zeros())
+        .div_ceil(4)
+        .max(digits)
+        .min(16) as usize;
+    let start = buf.len() - digits;
+    for (i, b) in buf[start..].iter_mut().rev().enumerate() {
+        *b = DIGITS[((n >> (4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are ASCII: the check never fails.
+    std::str::from_utf8(&buf[start..]).unwrap_or_default()
 }
 
 /// A freshly generated key: the plaintext, shown once, and what gets stored.
@@ -224,11 +240,22 @@ mod tests {
     #[test]
     fn hex_ids_are_what_format_writes() {
         for n in [0, 1, 0xabc, 0xff_ffff_ffff, 0x1_0000_0000_0000, u64::MAX] {
-            for digits in [1, 10, 12] {
+            for digits in [1, 10, 12, 16, 20] {
                 let mut out = String::from("x_");
                 push_hex(&mut out, n, digits);
                 assert_eq!(out, format!("x_{n:0width$x}", width = digits as usize));
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hex_digits_are_what_format_writes(n in proptest::prelude::any::<u64>(), digits in 0u32..=16) {
+            let mut buf = [0; 16];
+            proptest::prop_assert_eq!(
+                hex(n, digits, &mut buf),
+                format!("{n:0width$x}", width = digits as usize)
+            );
         }
     }
 
