@@ -362,6 +362,14 @@ impl<B: BufMut> JsonBuf<B> {
         self
     }
 
+    /// The id the upstream gave, or a fresh one with `prefix` when it gave none (empty).
+    pub(crate) fn given_id(&mut self, id: &str, prefix: &str) -> &mut Self {
+        match id {
+            "" => self.id(prefix),
+            id => self.string(id),
+        }
+    }
+
     /// A fresh id (`new_id`) as a JSON string, written in place with no `String` for it.
     pub(crate) fn id(&mut self, prefix: &str) -> &mut Self {
         let (process, n) = id_parts();
@@ -812,5 +820,19 @@ mod ids {
             "{a} {fresh}"
         );
         assert_eq!(a[..a.len() - 12], fresh[..fresh.len() - 12]);
+    }
+
+    #[test]
+    fn an_answer_keeps_the_upstreams_call_id_and_makes_one_when_none_is_given() {
+        let mut j = JsonBuf::new(64);
+        j.given_id("c\"1", "call_").raw(",").given_id("", "call_");
+        let text = String::from_utf8(j.finish().to_vec()).unwrap();
+        let (given, made) = text.split_once(',').unwrap();
+        assert_eq!(serde_json::from_str::<String>(given).unwrap(), "c\"1");
+        let made: String = serde_json::from_str(made).unwrap();
+        assert!(
+            made.starts_with("call_") && made.len() > "call_".len(),
+            "{made}"
+        );
     }
 }

@@ -639,18 +639,14 @@ fn write_message<'a>(
                 .string(t)
                 .raw(",\"signature\":\"\"}"),
             Block::Text(t) => j.raw("{\"type\":\"text\",\"text\":").string(t).raw("}"),
-            Block::ToolUse { id, name, input } => {
-                j.raw("{\"type\":\"tool_use\",\"id\":");
-                match id {
-                    "" => j.id("toolu_"),
-                    id => j.string(id),
-                };
-                j.raw(",\"name\":")
-                    .string(name)
-                    .raw(",\"input\":")
-                    .raw(input)
-                    .raw("}")
-            }
+            Block::ToolUse { id, name, input } => j
+                .raw("{\"type\":\"tool_use\",\"id\":")
+                .given_id(id, "toolu_")
+                .raw(",\"name\":")
+                .string(name)
+                .raw(",\"input\":")
+                .raw(input)
+                .raw("}"),
         };
     }
     let u = usage(counts);
@@ -685,15 +681,14 @@ pub(crate) fn answer(
 ) -> Option<Bytes> {
     let choice = answer.choice?;
     let m = &choice.message;
-    let nonempty = |t: &Option<Cow<'_, str>>| t.as_deref().filter(|t| !t.is_empty()).map(str::len);
-    let hint = nonempty(&m.reasoning_content).unwrap_or(0)
-        + nonempty(&m.content).unwrap_or(0)
+    let thinking = m.reasoning_content.as_deref().filter(|r| !r.is_empty());
+    let text = m.content.as_deref().filter(|t| !t.is_empty());
+    let hint = thinking.map_or(0, str::len)
+        + text.map_or(0, str::len)
         + m.tool_calls
             .iter()
             .map(|c| c.function.arguments.len() + 64)
             .sum::<usize>();
-    let thinking = m.reasoning_content.as_deref().filter(|r| !r.is_empty());
-    let text = m.content.as_deref().filter(|t| !t.is_empty());
     let calls = m.tool_calls.iter().map(|call| Block::ToolUse {
         id: &call.id,
         name: &call.function.name,

@@ -606,20 +606,16 @@ fn write_response<'a>(
                 call_id,
                 name,
                 arguments,
-            } => {
-                j.raw("{\"type\":\"function_call\",\"id\":")
-                    .id("fc_")
-                    .raw(",\"call_id\":");
-                match call_id {
-                    "" => j.id("call_"),
-                    id => j.string(id),
-                };
-                j.raw(",\"name\":")
-                    .string(name)
-                    .raw(",\"arguments\":")
-                    .string(arguments)
-                    .raw(",\"status\":\"completed\"}")
-            }
+            } => j
+                .raw("{\"type\":\"function_call\",\"id\":")
+                .id("fc_")
+                .raw(",\"call_id\":")
+                .given_id(call_id, "call_")
+                .raw(",\"name\":")
+                .string(name)
+                .raw(",\"arguments\":")
+                .string(arguments)
+                .raw(",\"status\":\"completed\"}"),
         };
     }
     j.raw("],\"parallel_tool_calls\":true,\"tool_choice\":\"auto\",\"tools\":[],\"store\":false,\"usage\":{\"input_tokens\":")
