@@ -204,6 +204,20 @@ pub(crate) struct ChatMessage<'a> {
     pub tool_calls: Vec<ChatToolCall<'a>>,
 }
 
+impl ChatMessage<'_> {
+    /// Its reasoning and its text, each only when not empty: what an answer in the
+    /// client's format writes a block for.
+    pub(crate) fn reasoning_and_text(&self) -> (Option<&str>, Option<&str>) {
+        fn nonempty(t: Option<&str>) -> Option<&str> {
+            t.filter(|t| !t.is_empty())
+        }
+        (
+            nonempty(self.reasoning_content.as_deref()),
+            nonempty(self.content.as_deref()),
+        )
+    }
+}
+
 pub(crate) struct ChatToolCall<'a> {
     pub id: Cow<'a, str>,
     pub function: ChatFunction<'a>,

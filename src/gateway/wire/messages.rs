@@ -681,8 +681,7 @@ pub(crate) fn answer(
 ) -> Option<Bytes> {
     let choice = answer.choice?;
     let m = &choice.message;
-    let thinking = m.reasoning_content.as_deref().filter(|r| !r.is_empty());
-    let text = m.content.as_deref().filter(|t| !t.is_empty());
+    let (thinking, text) = m.reasoning_and_text();
     let hint = thinking.map_or(0, str::len)
         + text.map_or(0, str::len)
         + m.tool_calls

@@ -541,8 +541,7 @@ pub(crate) fn answer(
 ) -> Option<Bytes> {
     let choice = answer.choice?;
     let m = &choice.message;
-    let reasoning = m.reasoning_content.as_deref().filter(|r| !r.is_empty());
-    let text = m.content.as_deref().filter(|t| !t.is_empty());
+    let (reasoning, text) = m.reasoning_and_text();
     let hint = reasoning.map_or(0, |t| t.len() + 128)
         + text.map_or(0, |t| t.len() + 128)
         + m.tool_calls
