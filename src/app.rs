@@ -82,6 +82,9 @@ pub struct Served {
 pub struct RequestContext {
     pub id: Arc<str>,
     pub started: Instant,
+    /// The wall clock when the request arrived, in epoch milliseconds: the one reading that
+    /// its key's expiry, its prices and its usage record's start are all taken at.
+    pub started_ms: i64,
     /// The peer address (no proxy header is trusted yet).
     pub client_ip: Option<IpAddr>,
 }
@@ -186,6 +189,7 @@ impl App {
         let ctx = RequestContext {
             id: next_request_id(),
             started: Instant::now(),
+            started_ms: crate::time::now_ms(),
             client_ip: client_ip(&req, state.client_ip_header.as_ref(), peer),
         };
         let route = crate::telemetry::metrics::route_label(req.uri().path());

@@ -627,7 +627,8 @@ impl Gateway {
             None => request,
         };
         let stream = request.stream() && matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
-        let prices = route.prices.at(crate::time::now_ms());
+        // The prices in force when the request arrived, the time its record is billed at.
+        let prices = route.prices.at(meter.started_ms());
         meter.route(&route.model_id, None, prices, stream);
         // Reserve an upper estimate before any upstream call; settled to the exact cost.
         let output = match endpoint {

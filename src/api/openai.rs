@@ -19,7 +19,6 @@ use crate::error::ApiError;
 use crate::gateway::{Endpoint, Forwarded, Wire};
 use crate::keys::{AuthedKey, KeyError};
 use crate::limits::Refusal;
-use crate::time::now_ms;
 use crate::usage::{Meter, TokenCounts};
 
 /// Authenticates the request's access key, sent as `Authorization: Bearer` or (as the
@@ -40,8 +39,8 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.to_str().ok());
     let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let found = match (bearer, api_key) {
-        (None, Some(k)) => state.keys.authenticate_token(k, now_ms()),
-        _ => state.keys.authenticate(bearer, now_ms()),
+        (None, Some(k)) => state.keys.authenticate_token(k, ctx.started_ms),
+        _ => state.keys.authenticate(bearer, ctx.started_ms),
     };
     match found {
         Ok(key) => Ok(key),
@@ -187,7 +186,13 @@ async fn infer(
     let in_flight = state.limits.enter(ctx.client_ip).await.map_err(limited)?;
     let key = authenticate(state, ctx, headers).await?;
     let slot = state.usage.reserve()?;
-    let mut meter = Meter::new(slot, &ctx.id, &key, wire.label(endpoint), ctx.started);
+    let mut meter = Meter::new(
+        slot,
+        &ctx.id,
+        &key,
+        wire.label(endpoint),
+        (ctx.started, ctx.started_ms),
+    );
     let bytes = match read_body(body, headers, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {

@@ -122,9 +122,8 @@ impl Meter {
         request_id: &Arc<str>,
         key: &AuthedKey,
         endpoint: Arc<str>,
-        started: Instant,
+        (started, started_ms): (Instant, i64),
     ) -> Self {
-        let elapsed_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(0);
         Self {
             slot: Some(slot),
             reservation: None,
@@ -134,12 +133,17 @@ impl Meter {
                 account_id: key.account_id.clone(),
                 key_id: key.key_id.clone(),
                 endpoint,
-                started_ms: now_ms() - elapsed_ms,
+                started_ms,
                 ..UsageRecord::default()
             },
             started,
             prices: Prices::default(),
         }
+    }
+
+    /// When the request arrived, in epoch milliseconds (its record's `started_ms`).
+    pub fn started_ms(&self) -> i64 {
+        self.record.started_ms
     }
 
     /// Names the configured model and provider that will serve the request (the provider

@@ -17,7 +17,9 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use axum::http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
@@ -282,6 +284,18 @@ enum Parsed {
     Final(Response<()>, Framing, bool),
 }
 
+/// The response headers anything here reads: how the body is framed and whether the
+/// connection stays (`framing`), the body's type, and a refusal's `Retry-After`. No other
+/// is kept: an upstream's own (request ids, rate-limit counters, cookies) would each cost
+/// a name lookup and a copy of its value, for nothing.
+const KEPT: [(&str, HeaderName); 5] = [
+    ("content-type", CONTENT_TYPE),
+    ("content-length", CONTENT_LENGTH),
+    ("transfer-encoding", TRANSFER_ENCODING),
+    ("connection", CONNECTION),
+    ("retry-after", RETRY_AFTER),
+];
+
 /// Parses the head at the front of `buf` and takes it off; `None` while it is incomplete.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
     // Left uninitialized: httparse fills what it uses, so no 4 KiB of empty headers are
@@ -314,12 +328,13 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
         buf.advance(used);
         return Ok(Some(Parsed::Interim));
     }
-    let mut map = HeaderMap::with_capacity(parsed.headers.len());
+    let mut map = HeaderMap::with_capacity(KEPT.len());
     for h in parsed.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Error::Head("header name"))?;
+        let Some((_, name)) = KEPT.iter().find(|(n, _)| h.name.eq_ignore_ascii_case(n)) else {
+            continue;
+        };
         let value = HeaderValue::from_bytes(h.value).map_err(|_| Error::Head("header value"))?;
-        map.append(name, value);
+        map.append(name.clone(), value);
     }
     buf.advance(used);
     let (framing, mut keep) = framing(status, &map)?;
@@ -554,6 +569,38 @@ mod tests {
             Ok(None) => panic!("partial"),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn the_kept_headers_are_named_as_written() {
+        for (name, header) in &KEPT {
+            assert_eq!(*name, header.as_str());
+        }
+    }
+
+    #[test]
+    fn only_the_response_headers_read_here_are_kept() {
+        let raw = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
+            X-Request-Id: req_upstream\r\nSet-Cookie: a=b\r\nRetry-After: 7\r\n\
+            anthropic-ratelimit-requests-remaining: 0\r\nContent-Length: 2\r\n\r\n{}";
+        let Ok(Some(Parsed::Final(response, framing, keep))) = parse(raw) else {
+            panic!("not a final response");
+        };
+        let mut kept: Vec<_> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                ("content-length", "2"),
+                ("content-type", "application/json"),
+                ("retry-after", "7")
+            ]
+        );
+        assert_eq!((framing, keep), (Framing::Length(2), true));
     }
 
     #[test]
