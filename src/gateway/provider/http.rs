@@ -72,6 +72,19 @@ pub struct HttpCore {
     /// for every request. (Over TLS, HTTP/2 may be chosen, which sends `:authority`
     /// instead, so hyper-util keeps deciding there.)
     host: Option<HeaderValue>,
+    /// A plain-HTTP upstream's header lines every request carries (`Host`, our user agent,
+    /// the credential), written once: a POST's head is these and the request's own few
+    /// (`HttpCore::post`), with no header map built, filled and dropped each time.
+    lines: HeaderLines,
+}
+
+/// Header lines written once, the credential among them: `Debug` shows their size only.
+struct HeaderLines(Box<[u8]>);
+
+impl std::fmt::Debug for HeaderLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeaderLines({} bytes)", self.0.len())
+    }
 }
 
 /// The provider's API key: set by the operator API (stored encrypted), else read from
@@ -150,9 +163,23 @@ impl HttpCore {
             )),
             None => None,
         };
+        let host = match https {
+            true => None,
+            false => host_header(&base),
+        };
+        let lines = match https {
+            true => Vec::new(),
+            false => h1::header_lines(
+                host.iter()
+                    .map(|h| (&HOST, h))
+                    .chain([(&USER_AGENT, &USER_AGENT_VALUE)])
+                    .chain(credential.iter().map(|(n, v)| (n, v))),
+            ),
+        };
         Ok(Self {
             name: Arc::from(config.name.as_str()),
             transport,
+            lines: HeaderLines(lines.into_boxed_slice()),
             credential,
             ttfb_timeout: Duration::from_millis(config.ttfb_timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
@@ -160,10 +187,7 @@ impl HttpCore {
             third_party: config.third_party,
             region: config.region.clone(),
             probe,
-            host: match https {
-                true => None,
-                false => host_header(&base),
-            },
+            host,
         })
     }
 
@@ -252,12 +276,9 @@ impl HttpCore {
     ) -> impl Future<Output = Result<Response, UpstreamError>> + use<'_> {
         use futures_util::future::{Either, FutureExt};
         match &self.transport {
-            Transport::Plain(pool) => Either::Left(pool.send(request, body).map(|r| {
-                r.map_err(|e| {
-                    let connect = matches!(e, pool::Failure::Connect(_));
-                    self.map_error(&e, connect)
-                })
-            })),
+            Transport::Plain(pool) => {
+                Either::Left(self.send_plain(pool, h1::encode(&request, body)))
+            }
             Transport::Tls(client) => Either::Right(
                 client
                     .request(request.map(|()| Full::new(body)))
@@ -267,6 +288,75 @@ impl HttpCore {
                     }),
             ),
         }
+    }
+
+    /// One request, its head written (`h1::encode`), and its response's head, through
+    /// this plain-HTTP upstream's pool.
+    fn send_plain<'a>(
+        &'a self,
+        pool: &'a Arc<pool::Pool>,
+        request: (Vec<u8>, Bytes),
+    ) -> impl Future<Output = Result<Response, UpstreamError>> + use<'a> {
+        use futures_util::future::FutureExt;
+        pool.send(request).map(|r| {
+            r.map_err(|e| {
+                let connect = matches!(e, pool::Failure::Connect(_));
+                self.map_error(&e, connect)
+            })
+        })
+    }
+
+    /// Whether a request's `extra` headers go out after the upstream's own lines
+    /// (`HeaderLines`) as they would through a header map: none of them names a header
+    /// those lines or the request's own give, or is given twice (a map keeps one value).
+    fn lines_take(&self, extra: &[(HeaderName, HeaderValue)]) -> bool {
+        const OWN: [HeaderName; 7] = [
+            HOST,
+            USER_AGENT,
+            CONTENT_TYPE,
+            ACCEPT,
+            axum::http::header::CONTENT_LENGTH,
+            axum::http::header::TRANSFER_ENCODING,
+            axum::http::header::CONNECTION,
+        ];
+        extra.iter().enumerate().all(|(i, (name, _))| {
+            !OWN.contains(name)
+                && !self.credential.iter().any(|(n, _)| n == name)
+                && !extra[i + 1..].iter().any(|(n, _)| n == name)
+        })
+    }
+
+    /// A POST as a request with its header map (for TLS, or `extra` that `lines_take`
+    /// refuses): our user agent, the credential, `extra`, the body's type and ours.
+    fn post_request(
+        &self,
+        url: &Uri,
+        content_type: HeaderValue,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Request<()> {
+        let mut request = self.request(Method::POST, url, extra);
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, content_type);
+        headers.insert(ACCEPT, ACCEPT_VALUE.clone());
+        request
+    }
+
+    /// The head `post_request` would give a plain-HTTP upstream, written from the
+    /// upstream's lines and the request's own (`extra` as `lines_take` allows), and the
+    /// body left to follow it.
+    fn plain_head(
+        &self,
+        url: &Uri,
+        content_type: &HeaderValue,
+        extra: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> (Vec<u8>, Bytes) {
+        let path = url.path_and_query().map_or("/", |p| p.as_str());
+        let own = extra
+            .iter()
+            .map(|(n, v)| (n, v))
+            .chain([(&CONTENT_TYPE, content_type), (&ACCEPT, &ACCEPT_VALUE)]);
+        h1::encode_head(("POST", path), &self.lines.0, own, true, body)
     }
 
     /// A failed exchange: could not connect (a connect timeout counts as a timeout), or
@@ -299,26 +389,28 @@ impl HttpCore {
         extra: &[(HeaderName, HeaderValue)],
     ) -> impl Future<Output = Result<Response, UpstreamError>> + use<'_> {
         use futures_util::future::{Either, FutureExt, ready};
-        let mut request = self.request(Method::POST, url, extra);
-        let headers = request.headers_mut();
-        headers.insert(CONTENT_TYPE, out.content_type);
-        headers.insert(ACCEPT, ACCEPT_VALUE.clone());
-        tokio::time::timeout(self.ttfb_timeout, self.exchange(request, out.body)).then(
-            move |result| {
-                match result {
-                    Err(_) => Either::Left(ready(Err(self.error(UpstreamErrorKind::Timeout)))),
-                    Ok(Err(e)) => Either::Left(ready(Err(e))),
-                    Ok(Ok(response)) if response.status().is_success() => {
-                        Either::Left(ready(Ok(response)))
-                    }
-                    // Boxed: this cold path's future would otherwise more than double the size
-                    // of this one, and of every future above it.
-                    Ok(Ok(response)) => {
-                        Either::Right(Box::pin(self.status_error(response)).map(Err))
-                    }
+        let exchange = match &self.transport {
+            Transport::Plain(pool) if self.lines_take(extra) => {
+                let head = self.plain_head(url, &out.content_type, extra, out.body);
+                Either::Left(self.send_plain(pool, head))
+            }
+            _ => {
+                let request = self.post_request(url, out.content_type, extra);
+                Either::Right(self.exchange(request, out.body))
+            }
+        };
+        tokio::time::timeout(self.ttfb_timeout, exchange).then(move |result| {
+            match result {
+                Err(_) => Either::Left(ready(Err(self.error(UpstreamErrorKind::Timeout)))),
+                Ok(Err(e)) => Either::Left(ready(Err(e))),
+                Ok(Ok(response)) if response.status().is_success() => {
+                    Either::Left(ready(Ok(response)))
                 }
-            },
-        )
+                // Boxed: this cold path's future would otherwise more than double the size
+                // of this one, and of every future above it.
+                Ok(Ok(response)) => Either::Right(Box::pin(self.status_error(response)).map(Err)),
+            }
+        })
     }
 
     /// Reduces an upstream error response to status, kind, and (4xx only) a client message.
@@ -404,5 +496,71 @@ mod tests {
             host("https://api.example.com:8443/v1"),
             "api.example.com:8443"
         );
+    }
+
+    #[test]
+    fn a_plain_posts_head_is_what_its_header_map_would_write() {
+        use crate::config::{ProviderKind, ResponsesApi};
+        let name = |n: &'static str| HeaderName::from_static(n);
+        let value = |v: &'static str| HeaderValue::from_static(v);
+        let credentials = [
+            vec![],
+            vec![(name("authorization"), secret_header("Bearer sk-1").unwrap())],
+            vec![(name("x-api-key"), secret_header("k").unwrap())],
+        ];
+        let extras = [
+            vec![],
+            vec![(name("anthropic-version"), value("2023-06-01"))],
+            vec![
+                (name("anthropic-version"), value("2023-06-01")),
+                (name("anthropic-beta"), value("b1,b2")),
+            ],
+        ];
+        let bodies = [
+            Bytes::new(),
+            Bytes::from_static(b"{\"model\":\"m\"}"),
+            Bytes::from(vec![b'x'; 20_000]),
+        ];
+        for base in ["http://engine:8000/v1", "http://engine/v1"] {
+            let config = ProviderConfig::new(
+                "p",
+                ProviderKind::Openai {
+                    base_url: base.to_owned(),
+                    responses: ResponsesApi::default(),
+                },
+            );
+            let url: Uri = format!("{base}/chat/completions?x=1").parse().unwrap();
+            for credential in &credentials {
+                let core = HttpCore::new(&config, credential.clone()).unwrap();
+                for extra in &extras {
+                    assert!(core.lines_take(extra));
+                    for content_type in [value("application/json"), value("multipart/form-data")] {
+                        for body in &bodies {
+                            let request = core.post_request(&url, content_type.clone(), extra);
+                            assert_eq!(
+                                core.plain_head(&url, &content_type, extra, body.clone()),
+                                h1::encode(&request, body.clone()),
+                                "{base} {credential:?} {extra:?} {}",
+                                body.len()
+                            );
+                        }
+                    }
+                }
+                // A header the map would replace, or keep one of, goes through the map.
+                for refused in [
+                    vec![(CONTENT_TYPE, value("text/plain"))],
+                    vec![(HOST, value("elsewhere"))],
+                    vec![(name("a"), value("1")), (name("a"), value("2"))],
+                ]
+                .into_iter()
+                .chain(
+                    credential
+                        .first()
+                        .map(|(n, _)| vec![(n.clone(), value("other"))]),
+                ) {
+                    assert!(!core.lines_take(&refused), "{refused:?}");
+                }
+            }
+        }
     }
 }

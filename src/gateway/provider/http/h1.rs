@@ -284,17 +284,24 @@ enum Parsed {
     Final(Response<()>, Framing, bool),
 }
 
-/// The response headers anything here reads: how the body is framed and whether the
-/// connection stays (`framing`), the body's type, and a refusal's `Retry-After`. No other
-/// is kept: an upstream's own (request ids, rate-limit counters, cookies) would each cost
-/// a name lookup and a copy of its value, for nothing.
-const KEPT: [(&str, HeaderName); 5] = [
-    ("content-type", CONTENT_TYPE),
-    ("content-length", CONTENT_LENGTH),
-    ("transfer-encoding", TRANSFER_ENCODING),
-    ("connection", CONNECTION),
-    ("retry-after", RETRY_AFTER),
-];
+/// The response headers read beyond this module: the body's type and a refusal's
+/// `Retry-After`. How the body is framed and whether the connection stays are read from
+/// the head as parsed (`framing`), and no other is kept: an upstream's own (request ids,
+/// rate-limit counters, cookies), or its framing headers, would each cost a copy of its
+/// value and a place in the map, for nothing.
+const KEPT: [(&str, HeaderName); 2] =
+    [("content-type", CONTENT_TYPE), ("retry-after", RETRY_AFTER)];
+
+/// The values of the parsed head's headers named `name` (any case), in order.
+fn values<'a>(
+    headers: &'a [httparse::Header<'a>],
+    name: &'a str,
+) -> impl DoubleEndedIterator<Item = &'a [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
 
 /// Parses the head at the front of `buf` and takes it off; `None` while it is incomplete.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
@@ -336,9 +343,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
         let value = HeaderValue::from_bytes(h.value).map_err(|_| Error::Head("header value"))?;
         map.append(name.clone(), value);
     }
+    let (framing, mut keep) = framing(status, parsed.headers)?;
+    keep &= version == Version::HTTP_11 && !has_token(parsed.headers, "connection", "close");
     buf.advance(used);
-    let (framing, mut keep) = framing(status, &map)?;
-    keep &= version == Version::HTTP_11 && !has_token(&map, &CONNECTION, "close");
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
@@ -348,28 +355,26 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
 
 /// How the body of a response with `status` and `headers` is framed, and whether that
 /// framing leaves the connection usable after it.
-fn framing(status: StatusCode, headers: &HeaderMap) -> Result<(Framing, bool), Error> {
+fn framing(status: StatusCode, headers: &[httparse::Header<'_>]) -> Result<(Framing, bool), Error> {
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Done, true));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+    if values(headers, "transfer-encoding").next().is_some() {
+        let last = values(headers, "transfer-encoding")
+            .flat_map(|v| v.split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
             .rfind(|coding| !coding.is_empty());
         // With a Content-Length beside it, the message may have been smuggled past
         // something: read it as chunked, then close.
-        let alone = !headers.contains_key(CONTENT_LENGTH);
+        let alone = values(headers, "content-length").next().is_none();
         return Ok(match last {
             Some(c) if c.eq_ignore_ascii_case(b"chunked") => (Framing::Chunked(Chunk::Size), alone),
             _ => (Framing::Eof, false),
         });
     }
     let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
+    for value in values(headers, "content-length") {
+        for part in value.split(|&b| b == b',') {
             let part = part.trim_ascii();
             if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(Error::Head("invalid Content-Length"));
@@ -391,10 +396,9 @@ fn framing(status: StatusCode, headers: &HeaderMap) -> Result<(Framing, bool), E
 }
 
 /// Whether a comma-separated header has `token` (ASCII case-insensitive).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
+fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
+    values(headers, name).any(|v| {
+        v.split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
 }
@@ -403,15 +407,33 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 /// request line and headers, with a body up to `INLINE_BODY` copied behind them so that
 /// both leave in one write; and the body left to follow them (empty when it went inline).
 pub fn encode(request: &Request<()>, body: Bytes) -> (Vec<u8>, Bytes) {
-    let inline = body.len() <= INLINE_BODY;
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let method = request.method().as_str();
-    let mut out = Vec::with_capacity(256 + if inline { body.len() } else { 0 });
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in request.headers() {
+    let post = request.method() == axum::http::Method::POST;
+    encode_head(
+        (request.method().as_str(), path),
+        b"",
+        request.headers(),
+        post,
+        body,
+    )
+}
+
+/// The header lines `headers` write in a request head (`name: value\r\n` each), the
+/// framing headers left out: the head states the body's length itself. An upstream's
+/// fixed headers are written so once (`HttpCore`), not for every request.
+pub fn header_lines<'a>(
+    headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_lines(&mut out, headers);
+    out
+}
+
+fn push_lines<'a>(
+    out: &mut Vec<u8>,
+    headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+) {
+    for (name, value) in headers {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
             continue;
         }
@@ -420,7 +442,28 @@ pub fn encode(request: &Request<()>, body: Bytes) -> (Vec<u8>, Bytes) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !body.is_empty() || request.method() == axum::http::Method::POST {
+}
+
+/// `encode` from parts: the request line of `method` and `path`, `lines` already written
+/// (`header_lines`), then `headers`, the body's length (for a body, or any POST) and the
+/// body itself when it goes inline.
+pub fn encode_head<'a>(
+    (method, path): (&str, &str),
+    lines: &[u8],
+    headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    post: bool,
+    body: Bytes,
+) -> (Vec<u8>, Bytes) {
+    let inline = body.len() <= INLINE_BODY;
+    let mut out =
+        Vec::with_capacity(192 + path.len() + lines.len() + if inline { body.len() } else { 0 });
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(lines);
+    push_lines(&mut out, headers);
+    if !body.is_empty() || post {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -594,11 +637,7 @@ mod tests {
         kept.sort();
         assert_eq!(
             kept,
-            [
-                ("content-length", "2"),
-                ("content-type", "application/json"),
-                ("retry-after", "7")
-            ]
+            [("content-type", "application/json"), ("retry-after", "7")]
         );
         assert_eq!((framing, keep), (Framing::Length(2), true));
     }

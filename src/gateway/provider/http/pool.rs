@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::http::{Request, Response, Uri};
+use axum::http::{Response, Uri};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -109,15 +109,15 @@ impl Pool {
         Ok(Conn::new(io.into_inner()))
     }
 
-    /// Sends `request` (its `Host` header set) with `body` on an idle connection or a new
-    /// one; the response's body gives the connection back when read to its end. (An `async
-    /// move` block, not an `async fn`, so that only what it sends is held.)
+    /// Sends a request, its head written (`h1::encode`, its `Host` header set) with the
+    /// body that follows it, on an idle connection or a new one; the response's body gives
+    /// the connection back when read to its end. (An `async move` block, not an `async
+    /// fn`, so that only what it sends is held.)
+    #[allow(clippy::manual_async_fn)]
     pub fn send(
         self: &Arc<Self>,
-        request: Request<()>,
-        body: Bytes,
+        (head, body): (Vec<u8>, Bytes),
     ) -> impl Future<Output = Result<Response<Body>, Failure>> + use<'_> {
-        let (head, body) = h1::encode(&request, body);
         async move {
             loop {
                 let (mut conn, reused) = match self.take() {
