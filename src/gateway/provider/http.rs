@@ -163,18 +163,18 @@ impl HttpCore {
             )),
             None => None,
         };
-        let host = match https {
-            true => None,
-            false => host_header(&base),
-        };
-        let lines = match https {
-            true => Vec::new(),
-            false => h1::header_lines(
-                host.iter()
-                    .map(|h| (&HOST, h))
-                    .chain([(&USER_AGENT, &USER_AGENT_VALUE)])
-                    .chain(credential.iter().map(|(n, v)| (n, v))),
-            ),
+        let (host, lines) = match https {
+            true => (None, Vec::new()),
+            false => {
+                let host = host_header(&base);
+                let lines = h1::header_lines(
+                    host.iter()
+                        .map(|h| (&HOST, h))
+                        .chain([(&USER_AGENT, &USER_AGENT_VALUE)])
+                        .chain(credential.iter().map(|(n, v)| (n, v))),
+                );
+                (host, lines)
+            }
         };
         Ok(Self {
             name: Arc::from(config.name.as_str()),
@@ -309,16 +309,9 @@ impl HttpCore {
     /// Whether a request's `extra` headers go out after the upstream's own lines
     /// (`HeaderLines`) as they would through a header map: none of them names a header
     /// those lines or the request's own give, or is given twice (a map keeps one value).
+    /// (Framing headers need no check: the head leaves them out either way.)
     fn lines_take(&self, extra: &[(HeaderName, HeaderValue)]) -> bool {
-        const OWN: [HeaderName; 7] = [
-            HOST,
-            USER_AGENT,
-            CONTENT_TYPE,
-            ACCEPT,
-            axum::http::header::CONTENT_LENGTH,
-            axum::http::header::TRANSFER_ENCODING,
-            axum::http::header::CONNECTION,
-        ];
+        const OWN: [HeaderName; 4] = [HOST, USER_AGENT, CONTENT_TYPE, ACCEPT];
         extra.iter().enumerate().all(|(i, (name, _))| {
             !OWN.contains(name)
                 && !self.credential.iter().any(|(n, _)| n == name)
@@ -515,6 +508,8 @@ mod tests {
                 (name("anthropic-version"), value("2023-06-01")),
                 (name("anthropic-beta"), value("b1,b2")),
             ],
+            // A framing header: left out of the head by either way.
+            vec![(axum::http::header::CONTENT_LENGTH, value("999"))],
         ];
         let bodies = [
             Bytes::new(),
