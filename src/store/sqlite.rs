@@ -217,6 +217,24 @@ impl SqliteStore {
 mod tests {
     use super::*;
 
+    /// SQLite is built as `.cargo/config.toml` says, without its memory-usage counters:
+    /// with them, each of its allocations takes a global mutex (the usage writer's hot
+    /// path).
+    #[tokio::test]
+    async fn sqlite_is_built_without_memory_status_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     /// A migration edited after a database applied it is refused at start, naming it; a
     /// database from before checksums gets them recorded and starts.
     #[tokio::test]
