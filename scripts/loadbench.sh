@@ -12,7 +12,8 @@
 # Usage: scripts/loadbench.sh [seconds per run, default 10] [rounds, default 1]
 # With rounds > 1 each load runs the floor and InstaGen alternately that many times; the
 # table shows each figure's median and each ratio's median over the rounds' pairs (the VM's
-# speed drifts by ±10–20 % between runs seconds apart, so one pair can miss a goal by noise).
+# speed drifts by ±10–20 % between runs seconds apart, so one pair can miss a goal by noise);
+# the translated endpoints' ratios to chat are likewise medians over that many rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -140,24 +141,33 @@ printf "\nTTFT p50 at c=1 (scripts/ttft.py, 3000 streamed requests to each, inte
 # Chat is measured again around them: by now the store holds most of the run's records,
 # and the chat figure from the table above, minutes earlier, would not be the same state.
 printf "\nTranslated to the chat mock (and passed through natively: -native), InstaGen only, c=64:\n"
-printf "CPU µs per request and its ratio to chat's (chat run just before and just after them;\n"
-printf "the ratio is to their mean)\n"
-TRANSLATED=""
-for mode in plain responses messages responses-native messages-native plain; do
-  read -r g_rps g_p50 g_p99 g_cpu g_errs _ < <(run $GW_PORT $mode 64 $GW_PID)
-  if [ "$mode" = plain ]; then
-    CHAT_AROUND="${CHAT_AROUND:-} $g_cpu"
-    label=chat
-  else
-    TRANSLATED="$TRANSLATED $mode:$g_cpu"
-    label=$mode
-  fi
-  printf "%-16s rps %-9s p50 %-7sµs p99 %-8sµs cpu %-6sµs %s\n" $label "$g_rps" "$g_p50" "$g_p99" "$g_cpu" \
-    "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
+printf "CPU µs per request and its ratio to chat's: each round runs chat, the four, chat again,\n"
+printf "and takes each ratio to the mean of the two chat runs around it; the ratio shown is the\n"
+printf "median over the %s round(s) (one pair drifts by ±10 %% on this kind of VM)\n" "$ROUNDS"
+OTHERS="responses messages responses-native messages-native"
+declare -A RATIOS=()
+for round in $(seq "$ROUNDS"); do
+  CHAT_AROUND="" CPUS=""
+  for mode in plain $OTHERS plain; do
+    read -r g_rps g_p50 g_p99 g_cpu g_errs _ < <(run $GW_PORT $mode 64 $GW_PID)
+    if [ "$mode" = plain ]; then
+      CHAT_AROUND="$CHAT_AROUND $g_cpu"
+      label=chat
+    else
+      CPUS="$CPUS $mode:$g_cpu"
+      label=$mode
+    fi
+    printf "%-3s %-16s rps %-9s p50 %-7sµs p99 %-8sµs cpu %-6sµs %s\n" "$round" $label "$g_rps" "$g_p50" "$g_p99" \
+      "$g_cpu" "$([ "${g_errs:-0}" != 0 ] && echo "non-2xx: $g_errs")"
+  done
+  CHAT_MEAN=$(echo "$CHAT_AROUND" | awk '{ if ($1 != "n/a" && $2 != "n/a") printf "%.1f", ($1 + $2) / 2; else print "n/a" }')
+  for entry in $CPUS; do
+    RATIOS[${entry%%:*}]="${RATIOS[${entry%%:*}]:-} $(ratio "${entry#*:}" "$CHAT_MEAN")"
+  done
 done
-CHAT_MEAN=$(echo "$CHAT_AROUND" | awk '{ if ($1 != "n/a" && $2 != "n/a") printf "%.1f", ($1 + $2) / 2; else print "n/a" }')
-for entry in $TRANSLATED; do
-  printf "%-16s ×chat %s\n" "${entry%%:*}" "$(ratio "${entry#*:}" "$CHAT_MEAN")"
+for mode in $OTHERS; do
+  # shellcheck disable=SC2086 # one word a round
+  printf "%-16s ×chat %s (rounds:%s)\n" "$mode" "$(median ${RATIOS[$mode]})" "${RATIOS[$mode]}"
 done
 printf "\npeak RSS: InstaGen %s KiB, floor %s KiB\n" \
   "$(awk '/VmHWM/{print $2}' /proc/$GW_PID/status)" "$(awk '/VmHWM/{print $2}' /proc/$FLOOR_PID/status)"
