@@ -42,8 +42,18 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.workers())
+    // One worker is the main thread itself: a multi-thread runtime of one worker would
+    // still run `block_on` apart on this thread and pay for stealing and waking between
+    // the two (docs/performance.md, "One core, one thread").
+    let mut builder = match config.server.workers() {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        workers => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers);
+            b
+        }
+    };
+    let runtime = match builder
         .event_interval(config.server.event_interval)
         .enable_all()
         .build()
