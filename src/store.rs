@@ -7,6 +7,7 @@
 mod codec;
 mod postgres;
 mod rows;
+mod span;
 mod sql;
 mod sqlite;
 

@@ -528,3 +528,16 @@ async fn posting_while_batches_commit_neither_skips_nor_double_posts() {
 fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
+
+#[tokio::test]
+async fn model_summaries_read_from_the_rollups_add_up_to_the_records_on_postgresql() {
+    let test =
+        "postgres::model_summaries_read_from_the_rollups_add_up_to_the_records_on_postgresql";
+    let Some(url) = fresh_database(test).await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    crate::usage::check_model_summaries_match_the_records(&store).await;
+    store.close().await;
+    drop_database(&url).await;
+}

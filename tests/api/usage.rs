@@ -299,13 +299,37 @@ async fn million_record_analytics_benchmark() {
     let hourly_t = t.elapsed();
     assert!(hourly["totals"]["requests"].as_i64().unwrap() > 0);
     timings.sort();
+    // The summary per model (rollups, the records only at the edges) beside the breakdown
+    // per endpoint, which still reads every record in the range.
+    let (from, to) = (now - span - 1_234, now + 1);
+    let t = std::time::Instant::now();
+    let by_model = app
+        .store
+        .usage_by_model(&app.account_id, from, to)
+        .await
+        .unwrap();
+    let by_model_t = t.elapsed();
+    assert_eq!(by_model.iter().map(|m| m.requests).sum::<i64>(), 1_000_000);
+    let t = std::time::Instant::now();
+    let by_endpoint = app
+        .store
+        .usage_by_endpoint(&app.account_id, from, to)
+        .await
+        .unwrap();
+    let by_endpoint_t = t.elapsed();
+    assert_eq!(
+        by_endpoint.iter().map(|p| p.requests).sum::<i64>(),
+        1_000_000
+    );
     println!(
-        "BENCH 1M records loaded in {:.1}s ({:.0} records/s incl. rollup triggers); 30d/day/model query median {:?} (min {:?}); 7d/hour/key {:?}",
+        "BENCH 1M records loaded in {:.1}s ({:.0} records/s incl. rollup triggers); 30d/day/model query median {:?} (min {:?}); 7d/hour/key {:?}; 30d summary per model {:?}, per endpoint (every record) {:?}",
         load.as_secs_f64(),
         1e6 / load.as_secs_f64(),
         timings[2],
         timings[0],
-        hourly_t
+        hourly_t,
+        by_model_t,
+        by_endpoint_t
     );
 }
 
@@ -527,4 +551,116 @@ async fn a_key_read_alone_carries_its_spend_against_its_spend_limit() {
     )
     .await;
     assert!(list["data"][0].get("spend").is_none(), "{list}");
+}
+
+/// A model summary over any range (whole days, hours and minutes read from the rollups,
+/// the edges from the records; minute rollups older than two days purged) adds up to
+/// exactly what the records in that range add up to, model by model.
+pub(crate) async fn check_model_summaries_match_the_records(store: &instagen::store::Store) {
+    use instagen::usage::UsageRecord;
+    use std::collections::BTreeMap;
+    let account = store.create_account("summaries").await.unwrap().id;
+    let now = instagen::time::now_ms();
+    // A small deterministic generator: the same records every run.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |below: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % below
+    };
+    let models = [Some("alpha"), Some("beta"), None];
+    let records: Vec<UsageRecord> = (0..600)
+        .map(|i| {
+            let started = now - next(5 * 86_400_000) as i64;
+            UsageRecord {
+                request_id: format!("req_sum_{i:05}").into(),
+                account_id: account.clone().into(),
+                key_id: format!("key_{}", next(3)).into(),
+                endpoint: "chat.completions".into(),
+                model: models[next(3) as usize].map(Into::into),
+                started_ms: started,
+                finished_ms: started + 5,
+                status: 200,
+                input_tokens: next(1_000),
+                cached_input_tokens: next(50),
+                cache_write_5m_tokens: next(20),
+                cache_write_1h_tokens: next(20),
+                output_tokens: next(500),
+                reasoning_tokens: next(30),
+                cost_nanos: next(1_000_000) as i64,
+                attempts: 1,
+                ..UsageRecord::default()
+            }
+        })
+        .collect();
+    for chunk in records.chunks(97) {
+        store.insert_usage(chunk).await.unwrap();
+    }
+    // Minute rollups older than two days go; no record is old enough to be purged.
+    store.purge(0).await.unwrap();
+
+    let expected = |from: i64, to: i64| {
+        let mut by_model: BTreeMap<String, [i64; 8]> = BTreeMap::new();
+        for r in records
+            .iter()
+            .filter(|r| from <= r.started_ms && r.started_ms < to)
+        {
+            let sums = by_model
+                .entry(r.model.as_deref().unwrap_or("").to_owned())
+                .or_default();
+            let values = [
+                1,
+                r.input_tokens as i64,
+                r.cached_input_tokens as i64,
+                r.cache_write_5m_tokens as i64,
+                r.cache_write_1h_tokens as i64,
+                r.output_tokens as i64,
+                r.reasoning_tokens as i64,
+                r.cost_nanos,
+            ];
+            for (s, v) in sums.iter_mut().zip(values) {
+                *s += v;
+            }
+        }
+        by_model.into_iter().collect::<Vec<_>>()
+    };
+    let mut windows = vec![(0, i64::MAX), (now - 6 * 86_400_000, now + 1)];
+    for scale in [1_000, 60_000, 3_600_000, 86_400_000, 3 * 86_400_000] {
+        for _ in 0..8 {
+            let from = now - 5 * 86_400_000 - 60_000 + next(5 * 86_400_000) as i64;
+            windows.push((from, from + 1 + next(scale) as i64));
+        }
+    }
+    for (from, to) in windows {
+        let got: Vec<(String, [i64; 8])> = store
+            .usage_by_model(&account, from, to)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let sums = [
+                    t.requests,
+                    t.input_tokens,
+                    t.cached_input_tokens,
+                    t.cache_write_5m_tokens,
+                    t.cache_write_1h_tokens,
+                    t.output_tokens,
+                    t.reasoning_tokens,
+                    t.cost_nanos,
+                ];
+                (t.model, sums)
+            })
+            .collect();
+        assert_eq!(got, expected(from, to), "window [{from}, {to}), now {now}");
+    }
+}
+
+#[tokio::test]
+async fn model_summaries_read_from_the_rollups_add_up_to_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("summaries.db").display());
+    let store = instagen::store::Store::open(&url).await.unwrap();
+    check_model_summaries_match_the_records(&store).await;
+    store.close().await;
 }

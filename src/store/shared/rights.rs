@@ -155,7 +155,7 @@ impl ThisStore {
         for (sql, before) in [
             (
                 "DELETE FROM usage_rollups WHERE granularity = 'minute' AND bucket_ms < $1",
-                now - 2 * 86_400_000,
+                now - crate::store::span::MINUTE_ROLLUPS_KEPT_MS,
             ),
             ("DELETE FROM sessions WHERE expires_ms < $1", now),
             (
