@@ -287,7 +287,7 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Granularity::Minute => "minute",
             Granularity::Hour => "hour",
@@ -295,7 +295,7 @@ impl Granularity {
         }
     }
 
-    pub fn ms(self) -> i64 {
+    pub const fn ms(self) -> i64 {
         match self {
             Granularity::Minute => 60_000,
             Granularity::Hour => 3_600_000,

@@ -2,10 +2,12 @@
 //! minutes, and the per-request records, which hold the rest: a summary then reads a few
 //! rollup rows per model however many requests the range holds.
 
+use crate::store::Granularity;
+
 /// Rollup bucket sizes, in milliseconds (UTC: buckets start at multiples of their size).
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 3_600_000;
-const DAY: i64 = 86_400_000;
+const MINUTE: i64 = Granularity::Minute.ms();
+const HOUR: i64 = Granularity::Hour.ms();
+const DAY: i64 = Granularity::Day.ms();
 
 /// How long minute rollups are kept (`purge` deletes older ones); hours and days are kept.
 pub(crate) const MINUTE_ROLLUPS_KEPT_MS: i64 = 2 * DAY;

@@ -213,24 +213,9 @@ async fn serve_runs_as_many_runtime_workers_as_configured() {
     let config = write_process_config(dir.path(), &mock.base_url(), "warn");
     // More than this machine's cores, so the default could not pass for it.
     let want = std::thread::available_parallelism().unwrap().get() + 3;
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("[server]\n"), "{text}");
-    std::fs::write(
-        &config,
-        text.replacen(
-            "[server]\n",
-            &format!("[server]\nworker_threads = {want}\n"),
-            1,
-        ),
-    )
-    .unwrap();
+    set_worker_threads(&config, want);
     let server = ServerProcess::start(&config, &dir.path().join("server.log")).await;
-    let tasks = format!("/proc/{}/task", server.child.id());
-    let workers = std::fs::read_dir(&tasks)
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|name| name.trim() == "tokio-rt-worker")
-        .count();
+    let workers = runtime_threads(server.child.id());
     server.kill9();
     // The runtime's blocking threads share the name: at least `want`.
     assert!(

@@ -110,22 +110,12 @@ async fn a_one_thread_server_answers_and_records_every_request() {
     let mock = mock_upstream::MockUpstream::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = write_process_config(dir.path(), &mock.base_url(), "info");
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("[server]\n"), "{text}");
-    std::fs::write(
-        &config,
-        text.replacen("[server]\n", "[server]\nworker_threads = 1\n", 1),
-    )
-    .unwrap();
+    set_worker_threads(&config, 1);
     let (account, key, store) = provision(&config).await;
     let server = ServerProcess::start(&config, &dir.path().join("server.log")).await;
     // A multi-thread runtime would start its one worker at once; the blocking pool's
     // threads, which share the name, start only when something blocking is handed over.
-    let workers = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|name| name.trim() == "tokio-rt-worker")
-        .count();
+    let workers = runtime_threads(server.child.id());
     assert_eq!(workers, 0, "a runtime worker beside the main thread");
     let ids = complete_requests(&server.base, &key, 10).await;
     server.terminate();

@@ -622,6 +622,29 @@ pub fn write_process_config(dir: &Path, mock_base: &str, log_level: &str) -> Pat
     path
 }
 
+/// Sets `server.worker_threads = n` in a config written by `write_process_config`.
+pub fn set_worker_threads(config: &Path, n: usize) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains("[server]\n"), "{text}");
+    let with = text.replacen(
+        "[server]\n",
+        &format!("[server]\nworker_threads = {n}\n"),
+        1,
+    );
+    std::fs::write(config, with).unwrap();
+}
+
+/// Threads of process `pid` named as tokio names its runtime's (workers and blocking
+/// pool alike), as the kernel lists them.
+#[cfg(target_os = "linux")]
+pub fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
 /// Creates account `acme` and a key in the store named by `config_path`; returns (account id, key).
 pub async fn provision(config_path: &Path) -> (String, String, Store) {
     let config = Config::load(Some(config_path)).unwrap();

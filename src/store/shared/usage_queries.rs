@@ -229,19 +229,27 @@ impl ThisStore {
         to_ms: i64,
     ) -> Result<Vec<UsageTotals>, StoreError> {
         let p = crate::store::span::pieces(from_ms, to_ms, crate::time::now_ms());
-        let records = "SELECT COALESCE(model, '') AS g, 1 AS n, input_tokens AS i,
-                    cached_input_tokens AS ci, cache_write_5m_tokens AS w5,
-                    cache_write_1h_tokens AS w1, output_tokens AS o, reasoning_tokens AS r,
-                    cost_nanos AS c, CASE WHEN estimated THEN 1 ELSE 0 END AS e,
-                    CASE WHEN status >= 400 THEN 1 ELSE 0 END AS err
-             FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3";
-        let rollups = |granularity: &str, at: usize| {
+        // Each branch reads one piece: its bounds are parameters `$at` and `$at + 1`.
+        let records = |at: usize| {
+            format!(
+                "SELECT COALESCE(model, '') AS g, 1 AS n, input_tokens AS i,
+                        cached_input_tokens AS ci, cache_write_5m_tokens AS w5,
+                        cache_write_1h_tokens AS w1, output_tokens AS o, reasoning_tokens AS r,
+                        cost_nanos AS c, CASE WHEN estimated THEN 1 ELSE 0 END AS e,
+                        CASE WHEN status >= 400 THEN 1 ELSE 0 END AS err
+                 FROM usage_records WHERE account_id = $1 AND started_ms >= ${} AND started_ms < ${}",
+                at,
+                at + 1
+            )
+        };
+        let rollups = |granularity: Granularity, at: usize| {
             format!(
                 "SELECT model, requests, input_tokens, cached_input_tokens, cache_write_5m_tokens,
                         cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_nanos,
                         estimated_requests, error_requests
-                 FROM usage_rollups WHERE account_id = $1 AND granularity = '{granularity}'
+                 FROM usage_rollups WHERE account_id = $1 AND granularity = '{}'
                    AND bucket_ms >= ${} AND bucket_ms < ${}",
+                granularity.as_str(),
                 at,
                 at + 1
             )
@@ -254,14 +262,15 @@ impl ThisStore {
                     CAST(SUM(o) AS BIGINT) AS output_tokens, CAST(SUM(r) AS BIGINT) AS reasoning_tokens,
                     CAST(SUM(c) AS BIGINT) AS cost_nanos, CAST(SUM(e) AS BIGINT) AS estimated_requests,
                     CAST(SUM(err) AS BIGINT) AS error_requests
-             FROM ({records} UNION ALL {} UNION ALL {} UNION ALL {} UNION ALL {} UNION ALL {} UNION ALL {}) u
+             FROM ({} UNION ALL {} UNION ALL {} UNION ALL {} UNION ALL {} UNION ALL {} UNION ALL {}) u
              GROUP BY 1 ORDER BY 1",
-            records.replace("$2", "$4").replace("$3", "$5"),
-            rollups("day", 6),
-            rollups("hour", 8),
-            rollups("hour", 10),
-            rollups("minute", 12),
-            rollups("minute", 14),
+            records(2),
+            records(4),
+            rollups(Granularity::Day, 6),
+            rollups(Granularity::Hour, 8),
+            rollups(Granularity::Hour, 10),
+            rollups(Granularity::Minute, 12),
+            rollups(Granularity::Minute, 14),
         ));
         let mut query = sqlx::query(sql).bind(account_id);
         for (start, end) in [
