@@ -612,7 +612,8 @@ impl Store {
     ) -> Result<Vec<UsageRecord>, StoreError> {
         dispatch!(self, s => s.recent_usage_records(account_id, key_id, before, limit).await)
     }
-    /// Usage per endpoint in `[from_ms, to_ms)`, from the per-request records.
+    /// Usage per endpoint in `[from_ms, to_ms)`, from the endpoint rollups (edges from the
+    /// per-request records).
     pub async fn usage_by_endpoint(
         &self,
         account_id: &str,

@@ -530,14 +530,95 @@ fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 }
 
 #[tokio::test]
-async fn model_summaries_read_from_the_rollups_add_up_to_the_records_on_postgresql() {
-    let test =
-        "postgres::model_summaries_read_from_the_rollups_add_up_to_the_records_on_postgresql";
+async fn model_and_endpoint_summaries_read_from_the_rollups_add_up_to_the_records_on_postgresql() {
+    let test = "postgres::model_and_endpoint_summaries_read_from_the_rollups_add_up_to_the_records_on_postgresql";
     let Some(url) = fresh_database(test).await else {
         return;
     };
     let store = Store::open(&url).await.unwrap();
-    crate::usage::check_model_summaries_match_the_records(&store).await;
+    crate::usage::check_summaries_match_the_records(&store).await;
+    store.close().await;
+    drop_database(&url).await;
+}
+
+/// A PostgreSQL database from before the endpoint rollups has them seeded from its records
+/// on upgrade, and the trigger folds in what comes after: the breakdown by endpoint adds
+/// up to the records, before and after the upgrade's moment alike.
+#[tokio::test]
+async fn endpoint_rollups_are_seeded_from_the_records_on_upgrade_on_postgresql() {
+    use sqlx::Connection;
+    let test = "postgres::endpoint_rollups_are_seeded_from_the_records_on_upgrade_on_postgresql";
+    let Some(url) = fresh_database(test).await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    let account = store.create_account("upgrade").await.unwrap().id;
+    let now = instagen::time::now_ms();
+    let endpoints = ["chat.completions", "messages", "responses"];
+    let records: Vec<UsageRecord> = (0..60u64)
+        .map(|i| UsageRecord {
+            request_id: format!("req_up_{i:03}").into(),
+            account_id: account.clone().into(),
+            key_id: "key_1".into(),
+            endpoint: endpoints[(i % 3) as usize].into(),
+            model: Some("m".into()),
+            started_ms: now - i as i64 * 1_800_000,
+            finished_ms: now,
+            status: 200,
+            input_tokens: i * 10,
+            output_tokens: i,
+            cost_nanos: i as i64 * 1_000,
+            attempts: 1,
+            ..UsageRecord::default()
+        })
+        .collect();
+    store.insert_usage(&records[..40]).await.unwrap();
+    store.close().await;
+    // Back to schema 18: no endpoint rollups.
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER usage_rollups_insert_by_endpoint ON usage_records;
+         DROP FUNCTION usage_endpoint_rollups_insert(); DROP TABLE usage_endpoint_rollups;
+         DELETE FROM schema_migrations WHERE version = 19",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    let store = Store::open(&url).await.unwrap();
+    store.insert_usage(&records[40..]).await.unwrap();
+    for (from, to) in [
+        (0, i64::MAX),
+        (now - 86_400_000, now + 1),
+        (now - 30 * 3_600_000 + 7, now - 3_600_000),
+    ] {
+        let mut expected: Vec<(String, i64, i64, i64)> = Vec::new();
+        for e in endpoints {
+            let within: Vec<&UsageRecord> = records
+                .iter()
+                .filter(|r| &*r.endpoint == e && from <= r.started_ms && r.started_ms < to)
+                .collect();
+            if !within.is_empty() {
+                expected.push((
+                    e.to_owned(),
+                    within.len() as i64,
+                    within.iter().map(|r| r.input_tokens as i64).sum(),
+                    within.iter().map(|r| r.cost_nanos).sum(),
+                ));
+            }
+        }
+        let got: Vec<(String, i64, i64, i64)> = store
+            .usage_by_endpoint(&account, from, to)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let group = p.group.unwrap_or_default();
+                (group, p.requests, p.input_tokens, p.cost_nanos)
+            })
+            .collect();
+        assert_eq!(got, expected, "[{from}, {to})");
+    }
     store.close().await;
     drop_database(&url).await;
 }

@@ -93,14 +93,20 @@ pub(in crate::store) async fn erase_rows(c: &mut DbConn, id: &str) -> Result<Era
     .await?
     .rows_affected();
     e.usage_records = by_account(c, "DELETE FROM usage_records WHERE account_id = $1").await?;
+    // Day rollups stay, under the tombstone, with the billing records; finer ones go.
     by_account(
         c,
         "DELETE FROM usage_rollups WHERE account_id = $1 AND granularity != 'day'",
     )
     .await?;
+    by_account(
+        c,
+        "DELETE FROM usage_endpoint_rollups WHERE account_id = $1 AND granularity != 'day'",
+    )
+    .await?;
     // Usage not yet posted stays billable, under the tombstone (after the rollups, in the
     // order the insert triggers lock these tables).
-    for table in ["usage_rollups", "usage_unposted"] {
+    for table in ["usage_rollups", "usage_endpoint_rollups", "usage_unposted"] {
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE {table} SET account_id = $1 WHERE account_id = $2"
         ));
@@ -152,10 +158,15 @@ impl ThisStore {
             }
         }
         let now = now_ms();
+        let minutes_before = now - crate::store::span::MINUTE_ROLLUPS_KEPT_MS;
         for (sql, before) in [
             (
                 "DELETE FROM usage_rollups WHERE granularity = 'minute' AND bucket_ms < $1",
-                now - crate::store::span::MINUTE_ROLLUPS_KEPT_MS,
+                minutes_before,
+            ),
+            (
+                "DELETE FROM usage_endpoint_rollups WHERE granularity = 'minute' AND bucket_ms < $1",
+                minutes_before,
             ),
             ("DELETE FROM sessions WHERE expires_ms < $1", now),
             (

@@ -101,49 +101,16 @@ impl ThisStore {
         Ok(rows.iter().map(record_of).collect::<Result<_, _>>()?)
     }
 
-    /// Requests, tokens of each kind and cost per endpoint in `[from_ms, to_ms)`, from the
-    /// per-request records (kept `usage.retention_days`), so older periods count only what
-    /// is kept.
+    /// Requests, tokens of each kind and cost per endpoint in `[from_ms, to_ms)`, read as
+    /// `usage_by_model` reads its figures: from the rollups, and the edges from the records.
     pub async fn usage_by_endpoint(
         &self,
         account_id: &str,
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<UsagePoint>, StoreError> {
-        self.records_grouped(account_id, from_ms, to_ms, "endpoint")
+        self.summary(account_id, from_ms, to_ms, Dimension::Endpoint)
             .await
-    }
-
-    /// Every kind of figure of the account's records in `[from_ms, to_ms)`, one point per
-    /// value of `group` (a column expression of this file's, never input), in its order.
-    async fn records_grouped(
-        &self,
-        account_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        group: &'static str,
-    ) -> Result<Vec<UsagePoint>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {group}{BYTEWISE} AS g, COUNT(*) AS requests,
-                    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
-                    CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens,
-                    CAST(COALESCE(SUM(cache_write_5m_tokens), 0) AS BIGINT) AS cache_write_5m_tokens,
-                    CAST(COALESCE(SUM(cache_write_1h_tokens), 0) AS BIGINT) AS cache_write_1h_tokens,
-                    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens,
-                    CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
-                    CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos,
-                    CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT) AS estimated_requests,
-                    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS error_requests
-             FROM usage_records WHERE account_id = $1 AND started_ms >= $2 AND started_ms < $3
-             GROUP BY 1 ORDER BY 1"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(account_id)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|row| point_of(row, None)).collect()
     }
 
     pub async fn usage_records_page(
@@ -217,22 +184,53 @@ impl ThisStore {
             .collect()
     }
 
-    /// Requests, tokens of each kind and cost per model in `[from_ms, to_ms)`: whole days,
-    /// hours and minutes from their rollups (`span::pieces`), which outlive the records'
-    /// retention, and only what is left at the range's edges from the per-request records.
-    /// One statement, a branch a piece, each read by its index: a month of a busy account
-    /// reads a few rows a model, not every request.
+    /// Requests, tokens of each kind and cost per model in `[from_ms, to_ms)`.
     pub async fn usage_by_model(
         &self,
         account_id: &str,
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<UsageTotals>, StoreError> {
+        let points = self
+            .summary(account_id, from_ms, to_ms, Dimension::Model)
+            .await?;
+        Ok(points
+            .into_iter()
+            .map(|p| UsageTotals {
+                model: p.group.unwrap_or_default(),
+                requests: p.requests,
+                input_tokens: p.input_tokens,
+                cached_input_tokens: p.cached_input_tokens,
+                cache_write_5m_tokens: p.cache_write_5m_tokens,
+                cache_write_1h_tokens: p.cache_write_1h_tokens,
+                output_tokens: p.output_tokens,
+                reasoning_tokens: p.reasoning_tokens,
+                cost_nanos: p.cost_nanos,
+            })
+            .collect())
+    }
+
+    /// Every kind of figure in `[from_ms, to_ms)`, one point per value of `dimension`, in
+    /// its order: whole days, hours and minutes from their rollups (`span::pieces`), which
+    /// outlive the records' retention, and only what is left at the range's edges from the
+    /// per-request records. One statement, a branch a piece, each read by its index: a
+    /// month of a busy account reads a few rows a value, not every request.
+    async fn summary(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: Dimension,
+    ) -> Result<Vec<UsagePoint>, StoreError> {
+        let (record_group, table, column) = match dimension {
+            Dimension::Model => ("COALESCE(model, '')", "usage_rollups", "model"),
+            Dimension::Endpoint => ("endpoint", "usage_endpoint_rollups", "endpoint"),
+        };
         let p = crate::store::span::pieces(from_ms, to_ms, crate::time::now_ms());
         // Each branch reads one piece: its bounds are parameters `$at` and `$at + 1`.
         let records = |at: usize| {
             format!(
-                "SELECT COALESCE(model, '') AS g, 1 AS n, input_tokens AS i,
+                "SELECT {record_group} AS g, 1 AS n, input_tokens AS i,
                         cached_input_tokens AS ci, cache_write_5m_tokens AS w5,
                         cache_write_1h_tokens AS w1, output_tokens AS o, reasoning_tokens AS r,
                         cost_nanos AS c, CASE WHEN estimated THEN 1 ELSE 0 END AS e,
@@ -244,10 +242,10 @@ impl ThisStore {
         };
         let rollups = |granularity: Granularity, at: usize| {
             format!(
-                "SELECT model, requests, input_tokens, cached_input_tokens, cache_write_5m_tokens,
+                "SELECT {column}, requests, input_tokens, cached_input_tokens, cache_write_5m_tokens,
                         cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_nanos,
                         estimated_requests, error_requests
-                 FROM usage_rollups WHERE account_id = $1 AND granularity = '{}'
+                 FROM {table} WHERE account_id = $1 AND granularity = '{}'
                    AND bucket_ms >= ${} AND bucket_ms < ${}",
                 granularity.as_str(),
                 at,
@@ -285,23 +283,15 @@ impl ThisStore {
             query = query.bind(start).bind(end);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let p = point_of(row, None)?;
-                Ok(UsageTotals {
-                    model: p.group.unwrap_or_default(),
-                    requests: p.requests,
-                    input_tokens: p.input_tokens,
-                    cached_input_tokens: p.cached_input_tokens,
-                    cache_write_5m_tokens: p.cache_write_5m_tokens,
-                    cache_write_1h_tokens: p.cache_write_1h_tokens,
-                    output_tokens: p.output_tokens,
-                    reasoning_tokens: p.reasoning_tokens,
-                    cost_nanos: p.cost_nanos,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| point_of(row, None)).collect()
     }
+}
+
+/// What a summary is split by: each has its rollup table, folded from the same batches.
+#[derive(Clone, Copy)]
+enum Dimension {
+    Model,
+    Endpoint,
 }
 
 /// A row of aggregates (group in `g`) as a usage point of `bucket_ms`.

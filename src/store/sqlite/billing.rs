@@ -126,6 +126,7 @@ mod tests {
              ALTER TABLE usage_rollups DROP COLUMN reasoning_tokens;
              DROP TABLE alert_rules; DROP TABLE alert_deliveries; DROP TABLE privacy_notices;
              DROP INDEX key_usage_totals_changed; ALTER TABLE key_usage_totals DROP COLUMN changed_ms;
+             DROP TABLE usage_endpoint_rollups;
              DELETE FROM schema_migrations WHERE version >= 13",
         )
         .execute(&store.pool)

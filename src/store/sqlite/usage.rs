@@ -87,30 +87,31 @@ fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 /// The grouping of a batch's rows that the rollups are folded from: by account, key,
-/// model and minute, with the sums the rollups add up. Read by SQLite from the rows it
+/// model, endpoint and minute, with the sums the rollups add up. Read by SQLite from the rows it
 /// inserted (`GATHER_SQL`) when a batch had replays in it; a batch of new records only is
 /// grouped in memory instead (`Groups::of`), to the same rows, and written to the scratch
 /// table as many groups a statement as records go in (`insert_groups_sql`).
 macro_rules! gather_select {
     () => {
-        "SELECT account_id, key_id, COALESCE(model, ''), (started_ms / 60000) * 60000,
+        "SELECT account_id, key_id, COALESCE(model, ''), endpoint, (started_ms / 60000) * 60000,
                COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), SUM(output_tokens),
                SUM(cost_nanos), SUM(estimated), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),
                SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens),
                MAX(started_ms)
-        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4"
+        FROM usage_records NOT INDEXED WHERE rowid > ? GROUP BY 1, 2, 3, 4, 5"
     };
 }
 
 /// This connection's scratch table of the batch's groups, emptied, and then filled with
 /// the batch's newly inserted rows (`rowid > ?`) grouped, in one pass over them; the
-/// rollups are then folded from those few groups (`ROLLUP_SQL`), not from the rows four
+/// rollups are then folded from those few groups (`ROLLUP_SQL`), not from the rows five
 /// times over. Journal replays insert nothing (`OR IGNORE`) and so add nothing. `NOT
 /// INDEXED` keeps SQLite on the rowid range: an index that orders by the group would scan
 /// every row.
 const GATHER_SQL: [&str; 3] = [
     "CREATE TEMP TABLE IF NOT EXISTS usage_batch (
-        account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, minute INTEGER NOT NULL,
+        account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, endpoint TEXT NOT NULL,
+        minute INTEGER NOT NULL,
         n INTEGER NOT NULL, i INTEGER NOT NULL, ci INTEGER NOT NULL, o INTEGER NOT NULL,
         c INTEGER NOT NULL, e INTEGER NOT NULL, err INTEGER NOT NULL, w5 INTEGER NOT NULL,
         w1 INTEGER NOT NULL, r INTEGER NOT NULL, last_started INTEGER NOT NULL)",
@@ -121,16 +122,16 @@ const GATHER_SQL: [&str; 3] = [
 /// A group's figures in the scratch table: its request count, nine sums and latest start.
 const GROUP_FIGURES: usize = 11;
 
-/// The columns of the scratch table (`GATHER_SQL`): a group's four, then its figures.
-const GROUP_COLUMNS: usize = 4 + GROUP_FIGURES;
+/// The columns of the scratch table (`GATHER_SQL`): a group's five, then its figures.
+const GROUP_COLUMNS: usize = 5 + GROUP_FIGURES;
 
-/// One row of `temp.usage_batch`: the group's account, key, model and minute; then its
-/// request count, the sums `i, ci, o, c, e, err, w5, w1, r` and the latest start.
+/// One row of `temp.usage_batch`: the group's account, key, model, endpoint and minute;
+/// then its request count, the sums `i, ci, o, c, e, err, w5, w1, r` and the latest start.
 #[cfg(test)]
-type GroupRow = ((String, String, String, i64), [i64; GROUP_FIGURES]);
+type GroupRow = ((String, String, String, String, i64), [i64; GROUP_FIGURES]);
 
-/// A group's account, key, model (`""` for none) and minute.
-type Group<'a> = (&'a str, &'a str, &'a str, i64);
+/// A group's account, key, model (`""` for none), endpoint and minute.
+type Group<'a> = (&'a str, &'a str, &'a str, &'a str, i64);
 
 /// A batch of new records grouped as `gather_select!` groups its rows, in first-seen
 /// order: each group with its request count, its sums and its latest start (`GroupRow`).
@@ -150,6 +151,7 @@ impl<'a> Groups<'a> {
                 &*r.account_id,
                 &*r.key_id,
                 r.model.as_deref().unwrap_or(""),
+                &*r.endpoint,
                 (r.started_ms / 60_000) * 60_000,
             );
             let at = *groups.index.entry(group).or_insert_with(|| {
@@ -185,8 +187,14 @@ impl<'a> Groups<'a> {
     fn table(&self) -> Vec<GroupRow> {
         self.rows
             .iter()
-            .map(|&((account, key, model, minute), sums)| {
-                let group = (account.into(), key.into(), model.into(), minute);
+            .map(|&((account, key, model, endpoint, minute), sums)| {
+                let group = (
+                    account.into(),
+                    key.into(),
+                    model.into(),
+                    endpoint.into(),
+                    minute,
+                );
                 (group, sums)
             })
             .collect()
@@ -195,7 +203,7 @@ impl<'a> Groups<'a> {
 
 /// Folds the batch's groups (`temp.usage_batch`) into the rollups, one upsert per group,
 /// as PostgreSQL's statement-level triggers do with their transition table.
-const ROLLUP_SQL: [&str; 4] = [
+const ROLLUP_SQL: [&str; 5] = [
     "INSERT INTO key_usage_hourly (key_id, hour_ms, requests, input_tokens, output_tokens, cost_nanos)
         SELECT key_id, (minute / 3600000) * 3600000, SUM(n), SUM(i), SUM(o), SUM(c)
         FROM temp.usage_batch GROUP BY 1, 2
@@ -235,6 +243,26 @@ const ROLLUP_SQL: [&str; 4] = [
         cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
         cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
         reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens",
+    // The same per endpoint, for breakdowns by endpoint.
+    "INSERT INTO usage_endpoint_rollups (account_id, granularity, bucket_ms, endpoint, requests, input_tokens,
+                                        cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+                                        output_tokens, reasoning_tokens, cost_nanos, estimated_requests,
+                                        error_requests)
+        SELECT m.account_id, g.name, (m.minute / g.ms) * g.ms, m.endpoint,
+               SUM(n), SUM(i), SUM(ci), SUM(w5), SUM(w1), SUM(o), SUM(r), SUM(c), SUM(e), SUM(err)
+        FROM temp.usage_batch m, (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
+        WHERE true GROUP BY 1, 2, 3, 4
+    ON CONFLICT (account_id, granularity, bucket_ms, endpoint) DO UPDATE SET
+        requests = requests + excluded.requests,
+        input_tokens = input_tokens + excluded.input_tokens,
+        cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+        cost_nanos = cost_nanos + excluded.cost_nanos,
+        estimated_requests = estimated_requests + excluded.estimated_requests,
+        error_requests = error_requests + excluded.error_requests",
     // What the next posting will debit, per account (balances read it every second).
     "INSERT INTO usage_unposted (account_id, requests, cost_nanos)
         SELECT account_id, SUM(n), SUM(c)
@@ -298,8 +326,8 @@ impl SqliteStore {
                     for chunk in pow2_chunks(&groups.rows) {
                         let mut args = sqlx::sqlite::SqliteArguments::default();
                         sqlx::Arguments::reserve(&mut args, chunk.len() * GROUP_COLUMNS, 0);
-                        for &((account, key, model, minute), sums) in chunk {
-                            add!(args, account, key, model, minute);
+                        for &((account, key, model, endpoint, minute), sums) in chunk {
+                            add!(args, account, key, model, endpoint, minute);
                             for sum in sums {
                                 add!(args, sum);
                             }
@@ -356,7 +384,8 @@ mod tests {
                 request_id: format!("req_group_{i}").into(),
                 account_id: ["acc_a", "acc_b"][(i % 2) as usize].into(),
                 key_id: ["key_1", "key_2", "key_3"][(i % 3) as usize].into(),
-                endpoint: "chat.completions".into(),
+                endpoint: ["chat.completions", "responses", "messages"][(i % 7 % 3) as usize]
+                    .into(),
                 model: [Some("m1".into()), Some("m2".into()), None][(i % 5 % 3) as usize].clone(),
                 started_ms: 1_700_000_000_000 + ((i * 7_919) % 5) as i64 * 45_000 + i as i64,
                 finished_ms: 1_700_000_000_000,
@@ -386,6 +415,7 @@ mod tests {
             String,
             String,
             String,
+            String,
             i64,
             i64,
             i64,
@@ -407,8 +437,8 @@ mod tests {
         let mut from_rows: Vec<GroupRow> = rows
             .into_iter()
             .map(|r| {
-                let sums = [r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14];
-                ((r.0, r.1, r.2, r.3), sums)
+                let sums = [r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15];
+                ((r.0, r.1, r.2, r.3, r.4), sums)
             })
             .collect();
         let mut in_memory = Groups::of(&records).unwrap().table();
@@ -435,37 +465,64 @@ mod tests {
             "key_usage_hourly",
             "key_usage_totals",
             "usage_rollups",
+            "usage_endpoint_rollups",
             "usage_unposted",
         ] {
-            let dump = |store: &SqliteStore| {
-                let pool = store.usage_pool.clone();
-                async move {
-                    let sql = format!("SELECT * FROM {table}");
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap();
-                    let mut rows: Vec<Vec<String>> = rows
-                        .iter()
-                        .map(|row| {
-                            use sqlx::{Column, Row};
-                            (0..row.len())
-                                .filter(|&i| row.column(i).name() != "changed_ms")
-                                .map(|i| match row.try_get::<i64, _>(i) {
-                                    Ok(n) => n.to_string(),
-                                    Err(_) => row.get::<String, _>(i),
-                                })
-                                .collect()
-                        })
-                        .collect();
-                    rows.sort();
-                    rows
-                }
-            };
-            let (a, b) = (dump(&fresh).await, dump(&replayed).await);
+            let (a, b) = (dump(&fresh, table).await, dump(&replayed, table).await);
             assert!(!a.is_empty(), "{table} is empty");
             assert_eq!(a, b, "{table}");
         }
+    }
+
+    /// Every row of `table` as text, sorted (its `changed_ms` stamps left out).
+    async fn dump(store: &SqliteStore, table: &str) -> Vec<Vec<String>> {
+        use sqlx::{Column, Row};
+        let sql = format!("SELECT * FROM {table}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&store.usage_pool)
+            .await
+            .unwrap();
+        let mut rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .filter(|&i| row.column(i).name() != "changed_ms")
+                    .map(|i| match row.try_get::<i64, _>(i) {
+                        Ok(n) => n.to_string(),
+                        Err(_) => row.get::<String, _>(i),
+                    })
+                    .collect()
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// A database from before the endpoint rollups has them seeded from its records on
+    /// upgrade, and folded from then on: they end as a store that had them all along has.
+    #[tokio::test]
+    async fn upgrading_seeds_endpoint_rollups_from_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = |name: &str| format!("sqlite://{}/{name}.db", dir.path().display());
+        let records = varied_records();
+        let upgraded = SqliteStore::open(&url("upgraded")).await.unwrap();
+        assert_eq!(upgraded.insert_usage(&records[..120]).await.unwrap(), 120);
+        // Back to schema 18: no endpoint rollups.
+        sqlx::raw_sql(
+            "DROP TABLE usage_endpoint_rollups; DELETE FROM schema_migrations WHERE version = 19",
+        )
+        .execute(&upgraded.pool)
+        .await
+        .unwrap();
+        upgraded.close().await;
+        let upgraded = SqliteStore::open(&url("upgraded")).await.unwrap();
+        assert_eq!(upgraded.insert_usage(&records[120..]).await.unwrap(), 80);
+        let always = SqliteStore::open(&url("always")).await.unwrap();
+        assert_eq!(always.insert_usage(&records).await.unwrap(), 200);
+        let table = "usage_endpoint_rollups";
+        let (a, b) = (dump(&always, table).await, dump(&upgraded, table).await);
+        assert!(a.len() > 20, "{} rows", a.len());
+        assert_eq!(a, b);
     }
 
     #[test]
