@@ -1,7 +1,7 @@
 
     CREATE TABLE usage_endpoint_rollups (
         account_id            TEXT NOT NULL,
-        granularity           TEXT NOT NULL CHECK (granularity IN ('minute','hour','day')),
+        granularity           TEXT NOT NULL CHECK (granularity IN ('hour','day')),
         bucket_ms             BIGINT NOT NULL,
         endpoint              TEXT NOT NULL,
         requests              BIGINT NOT NULL,
@@ -23,7 +23,7 @@
                SUM(u.cache_write_1h_tokens), SUM(u.output_tokens), SUM(u.reasoning_tokens), SUM(u.cost_nanos),
                SUM(CASE WHEN u.estimated THEN 1 ELSE 0 END), SUM(CASE WHEN u.status >= 400 THEN 1 ELSE 0 END)
         FROM usage_records u
-             CROSS JOIN (VALUES ('minute', 60000::BIGINT), ('hour', 3600000::BIGINT), ('day', 86400000::BIGINT)) AS g(name, ms)
+             CROSS JOIN (VALUES ('hour', 3600000::BIGINT), ('day', 86400000::BIGINT)) AS g(name, ms)
         GROUP BY 1, 2, 3, 4;
     CREATE FUNCTION usage_endpoint_rollups_insert() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -36,7 +36,7 @@
                    SUM(n.cache_write_1h_tokens), SUM(n.output_tokens), SUM(n.reasoning_tokens), SUM(n.cost_nanos),
                    SUM(CASE WHEN n.estimated THEN 1 ELSE 0 END), SUM(CASE WHEN n.status >= 400 THEN 1 ELSE 0 END)
             FROM new_rows n
-                 CROSS JOIN (VALUES ('minute', 60000::BIGINT), ('hour', 3600000::BIGINT), ('day', 86400000::BIGINT)) AS g(name, ms)
+                 CROSS JOIN (VALUES ('hour', 3600000::BIGINT), ('day', 86400000::BIGINT)) AS g(name, ms)
             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
         ON CONFLICT (account_id, granularity, bucket_ms, endpoint) DO UPDATE SET
             requests = r.requests + excluded.requests,

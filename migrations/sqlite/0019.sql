@@ -1,7 +1,7 @@
 
     CREATE TABLE usage_endpoint_rollups (
         account_id            TEXT NOT NULL,
-        granularity           TEXT NOT NULL CHECK (granularity IN ('minute','hour','day')),
+        granularity           TEXT NOT NULL CHECK (granularity IN ('hour','day')),
         bucket_ms             INTEGER NOT NULL,
         endpoint              TEXT NOT NULL,
         requests              INTEGER NOT NULL,
@@ -23,5 +23,5 @@
                SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_nanos),
                SUM(estimated), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END)
         FROM usage_records,
-             (SELECT 'minute' AS name, 60000 AS ms UNION ALL SELECT 'hour', 3600000 UNION ALL SELECT 'day', 86400000) g
+             (SELECT 'hour' AS name, 3600000 AS ms UNION ALL SELECT 'day', 86400000) g
         GROUP BY 1, 2, 3, 4;

@@ -52,8 +52,16 @@ fn piece(start: i64, end: i64) -> (i64, i64) {
     if start < end { (start, end) } else { (0, 0) }
 }
 
-/// Splits `[from, to)` for a summary read at `now_ms`.
-pub(crate) fn pieces(from: i64, to: i64, now_ms: i64) -> Pieces {
+/// Where minute pieces may start, for a summary read at `now_ms` from rollups that keep
+/// minutes (`pieces`).
+pub(crate) fn minute_rollups_from(now_ms: i64) -> i64 {
+    now_ms.saturating_sub(MINUTE_ROLLUPS_KEPT_MS - MINUTE_ROLLUPS_MARGIN_MS)
+}
+
+/// Splits `[from, to)`: whole days and hours for their rollups, whole minutes starting at
+/// or after `minutes_from` for the minute rollups (`i64::MAX` for rollups without
+/// minutes), and the rest for the records.
+pub(crate) fn pieces(from: i64, to: i64, minutes_from: i64) -> Pieces {
     let mut p = Pieces::default();
     let Some((lo_m, hi_m)) = aligned(from, to, MINUTE) else {
         p.records[0] = piece(from, to);
@@ -73,16 +81,15 @@ pub(crate) fn pieces(from: i64, to: i64, now_ms: i64) -> Pieces {
             ((lo_m, lo_h), (hi_h, hi_m))
         }
     };
-    let kept_from = now_ms.saturating_sub(MINUTE_ROLLUPS_KEPT_MS - MINUTE_ROLLUPS_MARGIN_MS);
     // Each side's minutes come from the minute rollups while they are kept, or else from
     // the records, together with that side's partial minute.
-    if left.0 >= kept_from {
+    if left.0 >= minutes_from {
         p.minutes[0] = piece(left.0, left.1);
         p.records[0] = piece(from, lo_m);
     } else {
         p.records[0] = piece(from, left.1);
     }
-    if right.0 >= kept_from {
+    if right.0 >= minutes_from {
         p.minutes[1] = piece(right.0, right.1);
         p.records[1] = piece(hi_m, to);
     } else {
@@ -135,7 +142,7 @@ mod tests {
         let now = 1_800_000_000_000 - 1_800_000_000_000 % DAY;
         let from = now - 30 * DAY + 5 * HOUR + 7 * MINUTE + 1_234;
         let to = now - 2 * HOUR - 3 * MINUTE - 500;
-        let p = pieces(from, to, now);
+        let p = pieces(from, to, minute_rollups_from(now));
         assert_eq!(p.days, (now - 29 * DAY, now - DAY));
         assert_eq!(
             p.hours,
@@ -161,7 +168,7 @@ mod tests {
     #[test]
     fn all_time_is_whole_days_but_for_the_last_partial_day() {
         let now = 1_800_000_000_123;
-        let p = pieces(0, i64::MAX, now);
+        let p = pieces(0, i64::MAX, minute_rollups_from(now));
         assert_eq!(p.days.0, 0);
         assert_eq!(p.records[0], (0, 0));
         assert_eq!(p.records[1].1, i64::MAX);
@@ -169,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_range_inside_one_minute_is_read_from_the_records() {
-        let p = pieces(61_000, 62_000, 70_000);
+        let p = pieces(61_000, 62_000, minute_rollups_from(70_000));
         assert_eq!(
             p,
             Pieces {
@@ -181,6 +188,20 @@ mod tests {
         assert_eq!(pieces(9, 5, 0), Pieces::default());
     }
 
+    #[test]
+    fn without_minute_rollups_the_partial_hours_are_read_from_the_records() {
+        let now = 1_800_000_000_000 - 1_800_000_000_000 % DAY;
+        let (from, to) = (now - 3 * HOUR - 5 * MINUTE - 7, now - 10 * MINUTE);
+        assert_eq!(
+            pieces(from, to, i64::MAX),
+            Pieces {
+                records: [(from, now - 3 * HOUR), (now - HOUR, to)],
+                hours: [(now - 3 * HOUR, now - HOUR), (0, 0)],
+                ..Pieces::default()
+            }
+        );
+    }
+
     proptest! {
         #[test]
         fn the_pieces_cover_the_range_exactly_once(
@@ -188,11 +209,17 @@ mod tests {
             len in 0i64..12 * DAY,
             now in 0i64..45 * DAY,
             probes in proptest::collection::vec(0i64..12 * DAY, 16),
+            minutes in any::<bool>(),
         ) {
             let to = from + len;
-            let p = pieces(from, to, now);
+            // Rollups that keep minutes for two days, or none.
+            let kept_from = if minutes {
+                now - MINUTE_ROLLUPS_KEPT_MS + MINUTE_ROLLUPS_MARGIN_MS
+            } else {
+                i64::MAX
+            };
+            let p = pieces(from, to, if minutes { minute_rollups_from(now) } else { i64::MAX });
             prop_assert!(aligned_to_buckets(&p), "{p:?}");
-            let kept_from = now - MINUTE_ROLLUPS_KEPT_MS + MINUTE_ROLLUPS_MARGIN_MS;
             prop_assert!(p.minutes.iter().all(|&m| m == (0, 0) || m.0 >= kept_from), "{p:?}");
             let edges = [from, to - 1, from - 1, to];
             for t in probes.iter().map(|d| from + d).chain(edges) {
@@ -203,7 +230,7 @@ mod tests {
 
         #[test]
         fn extreme_ranges_do_not_overflow(from in any::<i64>(), to in any::<i64>(), now in any::<i64>()) {
-            let p = pieces(from, to, now);
+            let p = pieces(from, to, minute_rollups_from(now));
             prop_assert!(aligned_to_buckets(&p));
         }
     }

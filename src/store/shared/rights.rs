@@ -158,15 +158,10 @@ impl ThisStore {
             }
         }
         let now = now_ms();
-        let minutes_before = now - crate::store::span::MINUTE_ROLLUPS_KEPT_MS;
         for (sql, before) in [
             (
                 "DELETE FROM usage_rollups WHERE granularity = 'minute' AND bucket_ms < $1",
-                minutes_before,
-            ),
-            (
-                "DELETE FROM usage_endpoint_rollups WHERE granularity = 'minute' AND bucket_ms < $1",
-                minutes_before,
+                now - crate::store::span::MINUTE_ROLLUPS_KEPT_MS,
             ),
             ("DELETE FROM sessions WHERE expires_ms < $1", now),
             (

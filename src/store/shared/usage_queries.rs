@@ -222,11 +222,18 @@ impl ThisStore {
         to_ms: i64,
         dimension: Dimension,
     ) -> Result<Vec<UsagePoint>, StoreError> {
-        let (record_group, table, column) = match dimension {
-            Dimension::Model => ("COALESCE(model, '')", "usage_rollups", "model"),
-            Dimension::Endpoint => ("endpoint", "usage_endpoint_rollups", "endpoint"),
+        use crate::store::span::{minute_rollups_from, pieces};
+        let (record_group, table, column, minutes_from) = match dimension {
+            Dimension::Model => (
+                "COALESCE(model, '')",
+                "usage_rollups",
+                "model",
+                minute_rollups_from(crate::time::now_ms()),
+            ),
+            // Hours and days only: the minutes at the edges come from the records.
+            Dimension::Endpoint => ("endpoint", "usage_endpoint_rollups", "endpoint", i64::MAX),
         };
-        let p = crate::store::span::pieces(from_ms, to_ms, crate::time::now_ms());
+        let p = pieces(from_ms, to_ms, minutes_from);
         // Each branch reads one piece: its bounds are parameters `$at` and `$at + 1`.
         let records = |at: usize| {
             format!(
@@ -287,7 +294,8 @@ impl ThisStore {
     }
 }
 
-/// What a summary is split by: each has its rollup table, folded from the same batches.
+/// What a summary is split by: each has its rollup table, folded from the same batches
+/// (per model: minutes, hours and days; per endpoint: hours and days).
 #[derive(Clone, Copy)]
 enum Dimension {
     Model,

@@ -69,8 +69,8 @@ pub const MIGRATIONS: &[&str] = &[
     //     sync re-reads only the accounts and keys whose figures moved, not the whole
     //     tenant base every second.
     include_str!("../../../migrations/sqlite/0018.sql"),
-    // 19: usage rollups per minute, hour and day × account × endpoint, folded with the
-    //     others, so a breakdown by endpoint reads rollups as one by model does, not
-    //     every record of its range; seeded from the records kept.
+    // 19: usage rollups per hour and day × account × endpoint, folded with the others, so
+    //     a breakdown by endpoint reads rollups (and the records only for the partial
+    //     hours at its edges), not every record of its range; seeded from the records kept.
     include_str!("../../../migrations/sqlite/0019.sql"),
 ];
