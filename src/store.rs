@@ -317,8 +317,9 @@ impl Store {
         id: &str,
         hash: &KeyHash,
         spec: &KeySpec,
+        max_live: usize,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert_key(account_id, id, hash, spec).await)
+        dispatch!(self, s => s.insert_key(account_id, id, hash, spec, max_live).await)
     }
     pub async fn key(&self, account_id: &str, id: &str) -> Result<KeyInfo, StoreError> {
         dispatch!(self, s => s.key(account_id, id).await)
@@ -351,10 +352,6 @@ impl Store {
     }
     pub async fn delete_invitation(&self, account_id: &str, id: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.delete_invitation(account_id, id).await)
-    }
-    /// Keys of an account that are not deleted (what the per-account cap counts).
-    pub async fn count_live_keys(&self, account_id: &str) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count_live_keys(account_id).await)
     }
     pub async fn list_keys(&self, account_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
         dispatch!(self, s => s.list_keys(account_id, false, None, None).await)

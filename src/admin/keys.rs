@@ -68,14 +68,11 @@ pub async fn create_key_capped(
         .map_err(|_| invalid("allowed_regions", "at most 256 non-empty region names"))?;
     check_limits(&spec.limits)?;
     let account = store.account(account_id).await?;
-    if store.count_live_keys(&account.id).await? >= max_keys as u64 {
-        return Err(StoreError::KeyLimit(max_keys));
-    }
     let key = hasher
         .generate()
         .map_err(|e| StoreError::Setup(e.to_string()))?;
     store
-        .insert_key(&account.id, &key.id, &key.hash, &spec)
+        .insert_key(&account.id, &key.id, &key.hash, &spec, max_keys)
         .await?;
     audit(store, actor, Some(&account.id), "key.create", Some(&key.id)).await;
     Ok(CreatedKey {

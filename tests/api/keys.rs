@@ -176,3 +176,77 @@ async fn a_new_key_works_within_a_second_and_lists_its_usage() {
     );
     assert!(second.last_used_ms.is_some());
 }
+
+/// Keys made back to back (many within one millisecond) list in the order they were made,
+/// and creations racing for the last places of the per-account cap never exceed it.
+/// Shared by the SQLite test below and its PostgreSQL twin in `postgres.rs`.
+pub(crate) async fn check_creation_order_and_cap(app: &TestApp) {
+    const CAP: usize = 12;
+    let cli = Actor::cli();
+    let create = |name: String| {
+        instagen::admin::create_key_capped(
+            &app.store,
+            &app.hasher,
+            &cli,
+            &app.account_id,
+            KeySpec {
+                name,
+                ..KeySpec::default()
+            },
+            CAP,
+        )
+    };
+    let mut made = vec![app.key_id.clone()];
+    for i in 0..6 {
+        made.push(create(format!("seq{i}")).await.unwrap().id);
+    }
+    // Seven exist; twelve racing creations leave exactly five of them made.
+    let results: Vec<Result<String, instagen::store::StoreError>> =
+        futures_util::future::join_all((0..12).map(|i| create(format!("race{i}"))))
+            .await
+            .into_iter()
+            .map(|r| r.map(|k| k.id))
+            .collect();
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, CAP - made.len(), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(_) | Err(instagen::store::StoreError::KeyLimit(CAP)))),
+        "{results:?}"
+    );
+
+    let listed = app.store.list_keys(&app.account_id).await.unwrap();
+    assert_eq!(listed.len(), CAP);
+    let ids: Vec<&str> = listed.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(&ids[..made.len()], &made[..], "made one after another");
+    assert!(
+        listed.windows(2).all(|w| w[0].created_ms < w[1].created_ms),
+        "creation times within an account are distinct and ordered"
+    );
+    // Pages of five walk the same order.
+    let mut paged = Vec::new();
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = app
+            .store
+            .list_keys_page(
+                &app.account_id,
+                false,
+                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                5,
+            )
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.created_ms, last.id.clone()));
+        paged.extend(page.iter().map(|k| k.id.clone()));
+    }
+    assert_eq!(paged, ids);
+}
+
+#[tokio::test]
+async fn keys_made_within_a_millisecond_list_in_order_and_racing_creations_keep_the_cap() {
+    let app = TestApp::spawn().await;
+    check_creation_order_and_cap(&app).await;
+}

@@ -541,6 +541,22 @@ async fn model_and_endpoint_summaries_read_from_the_rollups_add_up_to_the_record
     drop_database(&url).await;
 }
 
+#[tokio::test]
+async fn keys_made_within_a_millisecond_list_in_order_and_racing_creations_keep_the_cap_on_postgresql()
+ {
+    let test = "postgres::keys_made_within_a_millisecond_list_in_order_and_racing_creations_keep_the_cap_on_postgresql";
+    let Some(url) = fresh_database(test).await else {
+        return;
+    };
+    let store_url = url.clone();
+    let app = TestApp::spawn_with(move |c| c.store.url = store_url).await;
+    crate::keys::check_creation_order_and_cap(&app).await;
+    let (dir, store) = app.shutdown().await;
+    store.close().await;
+    drop(dir);
+    drop_database(&url).await;
+}
+
 /// A PostgreSQL database from before the endpoint rollups has them seeded from its records
 /// on upgrade, and the trigger folds in what comes after: the breakdown by endpoint adds
 /// up to the records, before and after the upgrade's moment alike.

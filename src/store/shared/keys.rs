@@ -68,18 +68,27 @@ fn key_of(row: &DbRow) -> Result<KeyInfo, sqlx::Error> {
 }
 
 impl ThisStore {
+    /// Inserts a key unless the account already holds `max_live` keys that are not deleted
+    /// (`KeyLimit`). One statement: the count and the insert see the same keys (SQLite has
+    /// one writer; on PostgreSQL `versioned` holds the key-version lock). `created_ms` is
+    /// the clock's, or one past the account's newest key where that is not earlier, so two
+    /// keys made within one millisecond still list in the order they were made.
     pub async fn insert_key(
         &self,
         account_id: &str,
         id: &str,
         hash: &KeyHash,
         spec: &KeySpec,
+        max_live: usize,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO api_keys (id, account_id, name, description, secret_hash, status, created_ms, updated_ms,
                  allowed_models, expires_ms, rpm, tpm, max_concurrent, spend_limit_nanos, spend_limit_period, allowed_regions, version)
-             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, {NEXT_VERSION})"
+             SELECT $1, $2, $3, $4, $5, 'active', latest.t, latest.t, $7, $8, $9, $10, $11, $12, $13, $14, {NEXT_VERSION}
+             FROM (SELECT CASE WHEN MAX(created_ms) >= $6 THEN MAX(created_ms) + 1 ELSE $6 END AS t,
+                          SUM(CASE WHEN status != 'deleted' THEN 1 ELSE 0 END) AS live
+                   FROM api_keys WHERE account_id = $2) AS latest
+             WHERE COALESCE(latest.live, 0) < $15"
         ));
         let query = sqlx::query(sql)
             .bind(id)
@@ -87,8 +96,7 @@ impl ThisStore {
             .bind(&spec.name)
             .bind(&spec.description)
             .bind(hash.0.as_slice())
-            .bind(now)
-            .bind(now)
+            .bind(now_ms())
             .bind(models_json(&spec.allowed_models))
             .bind(spec.expires_ms)
             .bind(spec.limits.rpm)
@@ -96,8 +104,11 @@ impl ThisStore {
             .bind(spec.limits.max_concurrent)
             .bind(spend_nanos(&spec.limits)?)
             .bind(spec.limits.spend_limit_period.as_deref())
-            .bind(models_json(&spec.allowed_regions));
-        self.versioned(query).await?;
+            .bind(models_json(&spec.allowed_regions))
+            .bind(i64::try_from(max_live).unwrap_or(i64::MAX));
+        if self.versioned(query).await? == 0 {
+            return Err(StoreError::KeyLimit(max_live));
+        }
         Ok(())
     }
 
@@ -223,16 +234,6 @@ impl ThisStore {
     }
 
     /// Keys of an account that are not deleted (what the per-account cap counts).
-    pub async fn count_live_keys(&self, account_id: &str) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 AND status != 'deleted'",
-        )
-        .bind(account_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
     /// Keys of an account in creation order (then id, bytewise): those after `after` (a
     /// page's last key), at most `limit` of them (`None`: all).
     pub async fn list_keys(
