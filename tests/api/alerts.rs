@@ -189,8 +189,17 @@ async fn a_crossed_spend_threshold_sends_one_signed_webhook_retried_until_taken_
     );
     assert!(!mails[0].data.contains("CANARY"));
 
-    // The delivery log shows both, with their attempts.
-    let log = deliveries(&app, &account).await;
+    // The delivery log shows both, with their attempts (the webhook's is written once
+    // its 200 has come back, which may be just after the receiver saw the call).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = deliveries(&app, &account).await;
+        let delivered = |d: &Value| d["channel"] == "webhook" && d["status"] == "delivered";
+        if log.iter().any(delivered) || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let webhook = log.iter().find(|d| d["channel"] == "webhook").unwrap();
     assert_eq!(
         (

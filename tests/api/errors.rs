@@ -1,6 +1,6 @@
 //! Every failure under `/v1` is OpenAI-shaped JSON with the right status, and recorded once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mock_upstream::Script;
 use serde_json::json;
@@ -218,7 +218,15 @@ async fn full_usage_queue_refuses_with_503_rather_than_dropping_records() {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The slow request holds the queue's one place once it has reached the upstream.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.mock.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let body = openai_error(app.chat(&chat_body("y")).await, 503).await;
     assert_eq!(body["error"]["code"], "overloaded");
     assert_eq!(slow.await.unwrap(), 200);

@@ -24,7 +24,7 @@ async fn resets_cuts_and_aborts_under_load_leave_one_record_each_and_no_stuck_co
     .await;
     assert_eq!(status, 201);
     let key = Arc::new(created["secret"].as_str().unwrap().to_owned());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    until_key_table_shows(&app, &key, |status, _| status == 200).await;
 
     // Four waves of concurrent requests, each wave scripted alike (so it does not matter
     // in which order its requests reach the upstream): streams cut after two chunks,

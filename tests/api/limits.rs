@@ -32,8 +32,9 @@ async fn key_with(app: &TestApp, limits: Value) -> String {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    tokio::time::sleep(Duration::from_millis(400)).await; // the key cache refresh
-    body["secret"].as_str().unwrap().to_owned()
+    let secret = body["secret"].as_str().unwrap().to_owned();
+    until_key_table_shows(app, &secret, |status, _| status == 200).await;
+    secret
 }
 
 async fn chat_from(app: &TestApp, key: &str, ip: &str, body: &Value) -> reqwest::Response {
@@ -206,7 +207,10 @@ async fn account_limits_bind_every_key_of_the_account() {
     )
     .await;
     assert_eq!((status, body["rpm"].clone()), (200, json!(2)));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    until_key_table_shows(&app, &app.key, |_, k| {
+        k["data"]["limits"]["account_rpm"] == 2
+    })
+    .await;
     assert_eq!(
         chat_from(&app, &app.key, "192.0.2.30", &chat_body("x"))
             .await

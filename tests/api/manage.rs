@@ -230,7 +230,8 @@ async fn expired_keys_and_allowed_models_are_enforced_on_v1() {
     let app = TestApp::spawn().await;
     let (account, owner) = account_with_owner(&app, "limits").await;
     let keys = format!("/api/v1/accounts/{account}/keys");
-    let soon = instagen::time::now_ms() + 1_500;
+    // Four seconds to live: time enough for the key table to pick it up on a busy machine.
+    let soon = instagen::time::now_ms() + 4_000;
     let (_, created) = as_user(
         &app,
         &owner,
@@ -242,7 +243,8 @@ async fn expired_keys_and_allowed_models_are_enforced_on_v1() {
     .await;
     let short = created["secret"].as_str().unwrap().to_owned();
     assert_eq!(chat_status(&app, &short, 200).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let left = soon + 100 - instagen::time::now_ms();
+    tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0))).await;
     let (status, body) = chat_status(&app, &short, 401).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["message"], "this access key has expired");

@@ -399,7 +399,10 @@ async fn region_restricted_keys_never_leave_their_region_even_under_failover() {
         (status, body["allowed_regions"].clone()),
         (200, json!(["eu"]))
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    until_key_table_shows(&app, &app.key, |_, k| {
+        k["data"]["allowed_regions"] == json!(["eu"])
+    })
+    .await;
     assert_eq!(app.chat(&chat_body("x")).await.status(), 502);
     assert_eq!(
         app.mock.requests().len(),
@@ -422,7 +425,10 @@ async fn region_restricted_keys_never_leave_their_region_even_under_failover() {
     )
     .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    until_key_table_shows(&app, &app.key, |_, k| {
+        k["data"]["allowed_regions"].is_null()
+    })
+    .await;
     assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
     assert_eq!(app.mock.requests().len(), 2);
 }
@@ -437,7 +443,29 @@ async fn active_health_checks_take_a_dead_route_out_before_any_request_fails_ove
         with_routes(c, vec![p], route("mock", 1, 0), vec![route("dead", 5, 0)]);
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The probes (every 100 ms) take it out; the gauge an operator scrapes shows when.
+    let out = format!("instagen_route_healthy{{model=\"{MODEL}\",provider=\"dead\"}} 0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(&out) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ejected: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for _ in 0..20 {
         assert_eq!(app.chat(&chat_body("x")).await.status(), 200);
     }

@@ -179,6 +179,27 @@ fn instance_configs(root: &Path, mock_base: &str, prefix: &str, n: usize) -> Vec
     paths
 }
 
+/// Waits until every instance's key table holds `key` (`GET /v1/key` uses none of its
+/// limits), asking every 100 ms for up to five seconds.
+async fn until_every_instance_knows(client: &reqwest::Client, bases: &[String], key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for base in bases {
+        loop {
+            let resp = client
+                .get(format!("{base}/v1/key"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            if resp.status() == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{base} never knew the new key");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 async fn post(client: &reqwest::Client, base: &str, key: &str, body: &Value) -> u16 {
     client
         .post(format!("{base}/v1/chat/completions"))
@@ -228,7 +249,7 @@ async fn three_instances_on_one_store_and_redis_act_as_one() {
         resp["key"]["id"].as_str().unwrap().to_owned(),
         resp["secret"].as_str().unwrap().to_owned(),
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    until_every_instance_knows(&client, &bases, &key).await;
 
     // 90 requests spread over the three, eight at a time: exactly 60 admitted.
     let key = Arc::new(key);
@@ -488,7 +509,7 @@ async fn a_spend_limit_holds_across_three_instances_to_within_one_reservation() 
         resp["key"]["id"].as_str().unwrap().to_owned(),
         Arc::new(resp["secret"].as_str().unwrap().to_owned()),
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    until_every_instance_knows(&client, &bases, &key).await;
 
     // Sixty at once, twenty on each instance: each alone would admit ten.
     let mut set = tokio::task::JoinSet::new();
