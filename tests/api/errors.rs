@@ -88,7 +88,7 @@ async fn oversized_body_gets_413() {
 
 #[tokio::test]
 async fn upstream_failures_map_to_502_429_504_and_pass_4xx_messages() {
-    let app = TestApp::spawn_with(|c| c.providers[0].ttfb_timeout_ms = 300).await;
+    let app = TestApp::spawn_with(|c| c.providers[0].ttfb_timeout_ms = 1_000).await;
 
     app.mock.push(Script::status(500));
     let body = openai_error(app.chat(&chat_body("x")).await, 502).await;
@@ -141,8 +141,9 @@ async fn upstream_failures_map_to_502_429_504_and_pass_4xx_messages() {
 
 #[tokio::test]
 async fn unreachable_upstream_gets_502() {
-    let port = free_port();
-    let app = TestApp::spawn_with(|c| {
+    let held = dead_addr();
+    let port = held.port;
+    let app = TestApp::spawn_with(move |c| {
         set_base_url(&mut c.providers[0], format!("http://127.0.0.1:{port}/v1"))
     })
     .await;

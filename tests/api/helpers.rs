@@ -522,6 +522,24 @@ pub async fn openai_error(resp: reqwest::Response, status: u16) -> Value {
 }
 
 /// A free local port (bound then released) for subprocess servers.
+/// A local address nothing answers on, held for as long as the value lives: its port is
+/// bound but never listened on, so connecting is refused at once and no other test's
+/// listener can take the port meanwhile (as it could a port merely found free).
+pub struct DeadAddr {
+    _held: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+pub fn dead_addr() -> DeadAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    DeadAddr {
+        _held: socket,
+        port,
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

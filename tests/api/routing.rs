@@ -89,7 +89,8 @@ async fn balancing_spreads_load_by_weight() {
 
 #[tokio::test]
 async fn a_dead_route_is_ejected_and_traffic_fails_over_without_client_errors() {
-    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let held = dead_addr();
+    let dead = format!("http://127.0.0.1:{}/v1", held.port);
     let app = TestApp::spawn_with(move |c| {
         with_routes(
             c,
@@ -313,7 +314,8 @@ async fn a_third_party_upstream_receives_only_the_fields_it_needs() {
 async fn region_restricted_keys_never_leave_their_region_even_under_failover() {
     let eu = MockUpstream::start().await.unwrap();
     let eu_base = eu.base_url();
-    let dead_eu = format!("http://127.0.0.1:{}/v1", free_port());
+    let held = dead_addr();
+    let dead_eu = format!("http://127.0.0.1:{}/v1", held.port);
     let app = TestApp::spawn_with(move |c| {
         c.providers[0].region = Some("us".into());
         let mut p = provider("eu", eu_base, false);
@@ -435,7 +437,8 @@ async fn region_restricted_keys_never_leave_their_region_even_under_failover() {
 
 #[tokio::test]
 async fn active_health_checks_take_a_dead_route_out_before_any_request_fails_over() {
-    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let held = dead_addr();
+    let dead = format!("http://127.0.0.1:{}/v1", held.port);
     let app = TestApp::spawn_with(move |c| {
         let mut p = provider("dead", dead, false);
         p.health_check_interval_ms = Some(100);

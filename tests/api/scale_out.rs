@@ -120,7 +120,8 @@ async fn limits_held_in_redis_are_shared_by_every_limiter() {
 
 #[tokio::test]
 async fn without_redis_limits_fail_open_to_local_counters_or_fail_closed() {
-    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let held = dead_addr();
+    let dead = format!("redis://127.0.0.1:{}", held.port);
     let open = Limiter::new(LimitsConfig {
         redis_url: Some(dead.clone()),
         on_redis_failure: RedisFailure::FailOpen,
