@@ -175,22 +175,9 @@ fn tool_call(tool: &str, args: &str) -> Script {
     }
 }
 
-/// InstaGen's Prometheus metrics, as an operator scrapes them.
-async fn metrics(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Metric lines of HTTP responses with a 4xx status InstaGen sent (none is expected).
 async fn client_errors(app: &TestApp) -> Vec<String> {
-    metrics(app)
+    scrape_metrics(app)
         .await
         .lines()
         .filter(|l| l.starts_with("instagen_http_responses_total{") && l.contains("status=\"4"))
@@ -616,7 +603,7 @@ async fn claude_code_completes_plain_and_tool_turns_in_front_of_an_anthropic_pro
     assert_eq!(results[0]["tool_use_id"], "toolu_mock");
     // Each run listed the models first, which InstaGen answers itself.
     let listed = "instagen_http_responses_total{route=\"/v1/models\",status=\"200\"} 2";
-    let text = metrics(&app).await;
+    let text = scrape_metrics(&app).await;
     assert!(text.contains(listed), "missing `{listed}` in\n{text}");
     assert!(
         results[0]["content"].to_string().contains(MARKER),

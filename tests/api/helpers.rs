@@ -707,6 +707,19 @@ pub async fn api(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// InstaGen's Prometheus metrics, as an operator scrapes them.
+pub async fn scrape_metrics(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Waits until the gateway's key table shows `key` as `shows` wants (given `GET /v1/key`'s
 /// status and body, which use none of the key's limits): first asked after 300 ms (the
 /// table refreshes every 250 ms), then every 250 ms for up to five seconds, so a busy

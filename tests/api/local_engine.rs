@@ -271,16 +271,7 @@ async fn a_full_local_queue_is_refused_and_a_client_that_leaves_frees_the_engine
         let chunk = body.next().await.unwrap().unwrap();
         seen += chunk.windows(6).filter(|w| w == b"data: ").count();
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape_metrics(&app).await;
     assert!(
         metrics.contains(
             "instagen_engine_sequences{model=\"smollm2\",provider=\"engine\",state=\"running\"} 1"

@@ -450,16 +450,7 @@ async fn active_health_checks_take_a_dead_route_out_before_any_request_fails_ove
     let out = format!("instagen_route_healthy{{model=\"{MODEL}\",provider=\"dead\"}} 0");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape_metrics(&app).await;
         if metrics.contains(&out) {
             break;
         }
