@@ -521,7 +521,6 @@ pub async fn openai_error(resp: reqwest::Response, status: u16) -> Value {
     body
 }
 
-/// A free local port (bound then released) for subprocess servers.
 /// A local address nothing answers on, held for as long as the value lives: its port is
 /// bound but never listened on, so connecting is refused at once and no other test's
 /// listener can take the port meanwhile (as it could a port merely found free).
@@ -540,6 +539,7 @@ pub fn dead_addr() -> DeadAddr {
     }
 }
 
+/// A free local port (bound then released) for subprocess servers.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

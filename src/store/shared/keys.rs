@@ -233,7 +233,6 @@ impl ThisStore {
             .await?)
     }
 
-    /// Keys of an account that are not deleted (what the per-account cap counts).
     /// Keys of an account in creation order (then id, bytewise): those after `after` (a
     /// page's last key), at most `limit` of them (`None`: all).
     pub async fn list_keys(
