@@ -273,15 +273,18 @@ async fn console_flow_login_key_request_dashboard_export_disable_delete_in_chrom
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         b.click(".segmented button[data-value='24h']").await;
     }
+    // A refresh the loop asked for may still redraw the page (the same figures): each read
+    // waits for its element to be drawn, then checks what it shows.
+    let drawn = |t: &str| !t.is_empty();
     assert_eq!(
-        b.text_of("#card-cost .card-value").await,
+        b.wait_text("#card-cost .card-value", drawn).await,
         console_usd(&Money::from_nanos(cost).to_string())
     );
-    let input = b.text_of("#card-input .card-value").await;
+    let input = b.wait_text("#card-input .card-value", drawn).await;
     assert_eq!(input, usage["prompt_tokens"].as_u64().unwrap().to_string());
-    let by_key = b.text_of("#by-key").await;
+    let by_key = b.wait_text("#by-key", drawn).await;
     assert!(by_key.contains("browser-key"), "{by_key}");
-    let by_model = b.text_of("#by-model").await;
+    let by_model = b.wait_text("#by-model", drawn).await;
     assert!(by_model.contains(MODEL), "{by_model}");
     b.find("#usage-chart svg").await;
     b.click(".panel-head .segmented button[data-value='cost']")
