@@ -60,22 +60,29 @@ async fn completed_requests_survive_kill_9_and_are_recorded_exactly_once() {
     blocker.release().await;
     assert!(
         stored_ids(&store, &account).await.is_empty(),
-        "the writer was blocked: nothing committed before the kill"
+        "the writer was blocked: nothing committed before the kill; server log:\n{}",
+        log_tail(&log)
     );
 
     let server = ServerProcess::start(&config, &log).await;
     let stored = stored_ids(&store, &account).await;
     assert_eq!(
-        stored.len(),
-        ids.len(),
-        "every completed request recovered from the journal"
+        stored.iter().cloned().collect::<HashSet<_>>(),
+        ids,
+        "every completed request recovered from the journal; server log:\n{}",
+        server.log_tail()
     );
-    assert_eq!(stored.iter().cloned().collect::<HashSet<_>>(), ids);
+    assert_eq!(stored.len(), ids.len(), "none twice");
     server.kill9();
 
     // Replaying again (nothing left, or an old segment) never duplicates.
     let server = ServerProcess::start(&config, &log).await;
-    assert_eq!(stored_ids(&store, &account).await.len(), ids.len());
+    assert_eq!(
+        stored_ids(&store, &account).await.len(),
+        ids.len(),
+        "server log:\n{}",
+        server.log_tail()
+    );
     server.terminate();
 }
 
@@ -195,9 +202,10 @@ async fn kill_9_under_concurrent_load_loses_no_completed_request_and_duplicates_
     let missing: Vec<_> = completed.difference(&unique).collect();
     assert!(
         missing.is_empty(),
-        "{} of {} completed requests have no record",
+        "{} of {} completed requests have no record; server log:\n{}",
         missing.len(),
-        completed.len()
+        completed.len(),
+        server.log_tail()
     );
     server.terminate();
 }

@@ -539,8 +539,32 @@ pub fn dead_addr() -> DeadAddr {
     }
 }
 
-/// A free local port (bound then released) for subprocess servers.
+/// A local port, free when returned, for a server that binds it later: a subprocess, or
+/// one killed and started again on the same port. It comes from just below the kernel's
+/// ephemeral range (`ip_local_port_range`), where neither another test's `bind(0)` nor an
+/// outgoing connection's automatic port can take it in the meantime (a port merely found
+/// free by `bind(0)` could be, by any of the suite's thousands of connections); each is
+/// handed out once per test process.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const SPAN: u32 = 8_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low >= 10_000 + SPAN {
+        let base = ephemeral_low - SPAN;
+        // Another test process (the suite's second pass) starts elsewhere in the span.
+        let offset = std::process::id() % SPAN;
+        for _ in 0..SPAN {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = base + (offset + n) % SPAN;
+            if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -556,10 +580,19 @@ pub fn test_cost(input: u64, cached: u64, output: u64) -> i64 {
     ((n + 999_999) / 1_000_000) as i64
 }
 
+/// The last lines of a server process's log, for failure messages: the log itself goes
+/// with the test's temporary directory.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// `instagen serve` as a child process (for kill -9, SIGTERM and log-capture tests).
 pub struct ServerProcess {
     pub child: std::process::Child,
     pub base: String,
+    log: PathBuf,
 }
 
 impl ServerProcess {
@@ -589,9 +622,10 @@ impl ServerProcess {
             .stderr(err)
             .spawn()
             .unwrap();
-        let server = ServerProcess {
+        let mut server = ServerProcess {
             child,
             base: format!("http://{listen}"),
+            log: log.to_owned(),
         };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -601,13 +635,20 @@ impl ServerProcess {
             {
                 return server;
             }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("server process exited ({status}):\n{}", server.log_tail());
+            }
             assert!(
                 Instant::now() < deadline,
-                "server process did not start; see {}",
-                log.display()
+                "server process did not start in 20 s:\n{}",
+                server.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -625,7 +666,11 @@ impl ServerProcess {
             .unwrap();
         assert!(ok.success());
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+        assert!(
+            status.success(),
+            "graceful shutdown exits 0, got {status}:\n{}",
+            log_tail(&self.log)
+        );
     }
 }
 
