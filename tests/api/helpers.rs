@@ -765,9 +765,10 @@ pub async fn scrape_metrics(app: &TestApp) -> String {
         .unwrap()
 }
 
-/// Waits until the gateway's key table shows `key` as `shows` wants (given `GET /v1/key`'s
-/// status and body, which use none of the key's limits): first asked after 300 ms (the
-/// table refreshes every 250 ms), then every 250 ms for up to five seconds, so a busy
+/// Waits until the gateway's key table (or its budget tracker, which `GET /v1/key`'s
+/// balance comes from) shows `key` as `shows` wants, given `GET /v1/key`'s status and body,
+/// which use none of the key's limits: first asked after 300 ms (the table refreshes every
+/// 250 ms, the balances every second), then every 300 ms for up to five seconds, so a busy
 /// machine's late refresh makes a slower test, not a failed one. Returns the body.
 pub async fn until_key_table_shows(
     app: &TestApp,

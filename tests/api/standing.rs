@@ -58,14 +58,7 @@ async fn new_key(app: &TestApp, account_id: &str, spec: Value) -> String {
     assert_eq!(status, 201, "{key}");
     let secret = key["secret"].as_str().unwrap().to_owned();
     // Usable once the key table has refreshed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while get(app, "/v1/key", &secret).await.0 != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the new key never worked"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until_key_table_shows(app, &secret, |status, _| status == 200).await;
     secret
 }
 
@@ -214,13 +207,8 @@ async fn a_prepaid_key_sees_its_accounts_balance() {
     .await;
     assert_eq!(status, 201, "{e}");
     // The budget tracker syncs the balance every second.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
-    loop {
-        let (_, body, _) = get(&app, "/v1/key", &app.key).await;
-        if body["data"]["prepaid_balance_usd"] == "2.500000000" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{body}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    until_key_table_shows(&app, &app.key, |_, body| {
+        body["data"]["prepaid_balance_usd"] == "2.500000000"
+    })
+    .await;
 }
