@@ -647,6 +647,7 @@ impl ServerProcess {
         }
     }
 
+    /// The last lines of this process's log (`log_tail`), for failure messages.
     pub fn log_tail(&self) -> String {
         log_tail(&self.log)
     }
@@ -669,7 +670,7 @@ impl ServerProcess {
         assert!(
             status.success(),
             "graceful shutdown exits 0, got {status}:\n{}",
-            log_tail(&self.log)
+            self.log_tail()
         );
     }
 }
