@@ -703,6 +703,7 @@ impl Gateway {
                 .build_body(endpoint, &request, served, &target.upstream_model, stream)
                 .map_err(ApiError::InvalidBody)?;
             let in_flight = target.start();
+            target.take_turn().await;
             let sent = std::time::Instant::now();
             match target.provider.send(endpoint, upstream_body).await {
                 Ok(response) => {

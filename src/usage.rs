@@ -139,6 +139,25 @@ pub struct UsageSink {
     journal: Option<Arc<Journal>>,
     seq: Arc<AtomicU64>,
     backlog: Arc<Backlog>,
+    /// Admitted requests that have not committed their record yet ([`Open`]).
+    open: Arc<AtomicUsize>,
+}
+
+/// One admitted request whose record is still to come, counted in the sink's `open`
+/// until it commits or ends without a record (dropped either way).
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl UsageSink {
@@ -152,6 +171,7 @@ impl UsageSink {
             journal,
             seq: Arc::new(AtomicU64::new(0)),
             backlog,
+            open: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -163,7 +183,8 @@ impl UsageSink {
                 permit,
                 backlog: self.backlog.clone(),
             },
-            journal: self.journal.clone().map(journal::Open::new),
+            journal: self.journal.clone(),
+            open: Open::new(&self.open),
             seq: self.seq.clone(),
         })
     }
@@ -182,7 +203,8 @@ impl UsageSink {
 /// Room for exactly one record in the pipeline.
 pub struct UsageSlot {
     permit: Permit,
-    journal: Option<journal::Open>,
+    journal: Option<Arc<Journal>>,
+    open: Open,
     seq: Arc<AtomicU64>,
 }
 
@@ -197,23 +219,22 @@ impl UsageSlot {
     /// it, with every other record committed meanwhile, when awaited or dropped. A request
     /// awaits it before its response goes out, so concurrent requests share one `write`.
     pub fn commit_durable(self, record: UsageRecord) -> Durable {
-        match self.journal {
-            Some(open) => {
-                let journal = open.journal().clone();
-                // Committed: this request has no line left to add to another's `write`,
-                // so it no longer makes a commit wait its turn.
-                drop(open);
+        // Committed: this request has no line left to add to another's `write`, so it no
+        // longer makes a commit wait its turn.
+        let open = self.open.0.clone();
+        drop(self.open);
+        let journal = match self.journal {
+            Some(journal) => {
                 let seq = journal.append(record, self.permit);
-                Durable {
-                    journal: Some((journal, seq)),
-                }
+                Some((journal, seq))
             }
             None => {
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
                 self.permit.send(Sequenced { seq, record });
-                Durable { journal: None }
+                None
             }
-        }
+        };
+        Durable { journal, open }
     }
 }
 
@@ -222,18 +243,22 @@ impl UsageSlot {
 #[must_use = "a record is written to the journal when this is awaited or dropped"]
 pub struct Durable {
     journal: Option<(Arc<Journal>, u64)>,
+    /// The sink's count of admitted requests yet to commit.
+    open: Arc<AtomicUsize>,
 }
 
 impl Durable {
-    /// Returns once the record is in the journal. While other admitted requests have yet
-    /// to commit, it first lets the runtime run what else is ready, so the records those
-    /// requests commit go out in the same `write`; alone, it writes at once (a yield
-    /// would cost a poll of the runtime's driver and of this request again, for nothing).
+    /// Returns when the response may go out; the record's journal line is written then,
+    /// if no other's `write` took it already. While other admitted requests have yet to
+    /// commit, it first lets the runtime run what else is ready (one turn): the records
+    /// those requests commit share this one's `write`, and, journal or not, the responses
+    /// of requests finishing together are written together after one poll of the
+    /// runtime's I/O driver rather than each between polls of its own (on a loaded server,
+    /// fewer wake-ups and context switches a request: `docs/performance.md`, "Requests
+    /// sent up together"). Alone, it returns at once: a turn would cost a poll of the
+    /// driver and of this request again, for nothing.
     pub async fn written(self) {
-        if let Some((journal, seq)) = &self.journal
-            && !journal.is_written(*seq)
-            && journal.others_open()
-        {
+        if self.open.load(Ordering::Relaxed) > 0 {
             tokio::task::yield_now().await;
         }
     }
@@ -244,5 +269,38 @@ impl Drop for Durable {
         if let Some((journal, seq)) = &self.journal {
             journal.write_through(*seq);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    /// Without a journal too, a response waits one turn while another admitted request has
+    /// yet to commit (responses finishing together go out together); alone, none.
+    #[tokio::test]
+    async fn without_a_journal_a_response_waits_a_turn_only_while_others_are_open() {
+        let (tx, mut rx) = mpsc::channel::<Sequenced>(16);
+        let sink = UsageSink::new(tx, None, Backlog::new(1_000));
+        let mut cx = Context::from_waker(Waker::noop());
+        let other = sink.reserve().unwrap();
+        let first = sink
+            .reserve()
+            .unwrap()
+            .commit_durable(UsageRecord::default());
+        assert_eq!(rx.try_recv().unwrap().seq, 1, "the record is sent at once");
+        let mut waiting = std::pin::pin!(first.written());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "waits a turn");
+        assert!(waiting.as_mut().poll(&mut cx).is_ready(), "and only one");
+        // A slot given up without a record is no longer counted.
+        drop(other);
+        let alone = sink
+            .reserve()
+            .unwrap()
+            .commit_durable(UsageRecord::default());
+        assert!(std::pin::pin!(alone.written()).poll(&mut cx).is_ready());
+        assert_eq!(rx.try_recv().unwrap().seq, 2);
     }
 }

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use super::{Permit, Sequenced, UsageRecord};
 
@@ -34,30 +34,6 @@ pub struct Journal {
     inner: Mutex<Inner>,
     /// The last sequence number written (read without the lock).
     written: AtomicU64,
-    /// Admitted requests that have not committed their record yet ([`Open`]): the ones
-    /// that might still join a `write` a commit waits for.
-    open: AtomicUsize,
-}
-
-/// One admitted request whose record is still to come, counted in [`Journal`]'s `open`
-/// until it is dropped (at its commit, or when the request ends without one).
-pub struct Open(Arc<Journal>);
-
-impl Open {
-    pub fn new(journal: Arc<Journal>) -> Self {
-        journal.open.fetch_add(1, Ordering::Relaxed);
-        Self(journal)
-    }
-
-    pub fn journal(&self) -> &Arc<Journal> {
-        &self.0
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 struct Inner {
@@ -147,7 +123,6 @@ impl Journal {
                 waiting: Vec::new(),
             }),
             written: AtomicU64::new(0),
-            open: AtomicUsize::new(0),
         };
         let files = segments.into_iter().map(|(_, p)| p).collect();
         Ok((journal, Recovered { records, files }))
@@ -178,12 +153,6 @@ impl Journal {
     pub fn append_and_send(&self, record: UsageRecord, permit: Permit) {
         let seq = self.append(record, permit);
         self.write_through(seq);
-    }
-
-    /// Whether another admitted request has yet to commit its record: only then can
-    /// waiting let a later line share this one's `write`.
-    pub fn others_open(&self) -> bool {
-        self.open.load(Ordering::Relaxed) > 0
     }
 
     /// Whether the line of `seq` is written.
@@ -386,6 +355,7 @@ fn text(out: &mut Vec<u8>, value: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn line(record: &UsageRecord) -> Vec<u8> {
         let mut out = Vec::new();
